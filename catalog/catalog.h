@@ -1,0 +1,237 @@
+/* The Tessera catalog: the MDS's durable state in one LMDB environment.
+ *
+ * Named databases (all keys fixed-width big-endian, so range scans are
+ * ordered):
+ *   meta            "cluster" -> cluster record; counters (next ids)
+ *   servers         server id u32 -> server record
+ *   server_uuids    uuid[16] -> server id u32
+ *   volumes         volume id u64 -> volume record
+ *   names           volume name -> volume id u64
+ *   segmap          (volume id u64, index u64) -> segment id u64
+ *   segments        segment id u64 -> segment record (replicas, refcount)
+ *   server_segments (server id u32, segment id u64) -> empty
+ *   garbage         (server id u32, segment id u64) -> empty: replicas of
+ *                   deleted segments the server has yet to delete
+ *
+ * Every function below is one logical operation in one transaction: it
+ * either happens entirely and durably (the commit is synced) or not at all.
+ *
+ * Threads: a catalog handle may be used from several threads; LMDB
+ * serializes writers.  Read functions use read-only transactions.
+ *
+ * Errors: every function returns 0 (or a count where stated) on success,
+ * or a negative errno:
+ *   -ENOENT  no such cluster/server/volume/segment;
+ *   -EEXIST  a name or record that must be new exists;
+ *   -EINVAL  an argument out of range (stated per function);
+ *   -ENOSPC  the LMDB map is full;
+ *   -ENOMEM  out of memory;
+ *   -EIO     any other LMDB failure (logged at debug level).
+ * No LMDB type or code crosses this header.
+ */
+
+#ifndef TESSERA_CATALOG_CATALOG_H
+#define TESSERA_CATALOG_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CATALOG_NAME_MAX 128   /* volume name bytes (= PROTO_NAME_MAX) */
+#define CATALOG_ADDR_MAX 256   /* = PROTO_ADDR_MAX */
+#define CATALOG_ZONE_MAX 64    /* = PROTO_ZONE_MAX */
+#define CATALOG_REPLICAS_MAX 8 /* = PROTO_REPLICAS_MAX */
+
+/* Server and replica states use the same numbers as the protocol
+ * (PROTO_SERVER_*, PROTO_REPLICA_*).
+ */
+enum {
+  CATALOG_SERVER_UP = 0,
+  CATALOG_SERVER_DOWN = 1,
+  CATALOG_SERVER_DRAINING = 2,
+  CATALOG_SERVER_OUT = 3,
+};
+enum {
+  CATALOG_REPLICA_OK = 0,
+  CATALOG_REPLICA_STALE = 1,
+  CATALOG_REPLICA_SYNCING = 2,
+};
+
+/* Volume flags (= PROTO_VOL_CLEAN). */
+#define CATALOG_VOL_CLEAN 0x1
+
+/* Opaque handle (LMDB style). */
+typedef struct catalog catalog;
+
+struct catalog_cluster {
+  uint8_t uuid[16];
+  uint32_t segment_size; /* power of two, 64 KiB .. 64 MiB */
+  uint32_t format_version;
+};
+
+struct catalog_server {
+  uint32_t id; /* >= 1, never reused */
+  uint8_t uuid[16];
+  uint32_t state; /* CATALOG_SERVER_* */
+  uint64_t capacity;
+  char address[CATALOG_ADDR_MAX + 1];
+  char zone[CATALOG_ZONE_MAX + 1];
+};
+
+struct catalog_volume {
+  uint64_t id; /* >= 1, never reused */
+  char name[CATALOG_NAME_MAX + 1];
+  uint64_t size; /* bytes, multiple of 512 */
+  uint32_t replicas;
+  uint32_t flags;     /* CATALOG_VOL_* */
+  uint64_t epoch;     /* current writer epoch (0: never opened) */
+  uint64_t segments;  /* allocated segments (map entries) */
+};
+
+struct catalog_replica {
+  uint32_t server;
+  uint8_t state; /* CATALOG_REPLICA_* */
+};
+
+struct catalog_segment {
+  uint64_t id; /* >= 1, never reused */
+  uint32_t refcount;
+  uint32_t nreplicas;
+  struct catalog_replica replicas[CATALOG_REPLICAS_MAX];
+};
+
+/* One map entry: what volume index INDEX maps to. */
+struct catalog_map_entry {
+  uint64_t index;
+  struct catalog_segment segment;
+};
+
+/* Open (creating if needed) the catalog in directory DIR, which must
+ * exist.  MAP_SIZE is the LMDB map size in bytes (0: 1 GiB).  *OUT
+ * receives the handle; close it with catalog_close.  Open after any
+ * fork.  Returns 0, -ENOENT (no DIR), -EACCES, -EIO.
+ */
+extern int catalog_open (const char *dir, uint64_t map_size, catalog **out);
+/* Close (accepts NULL). */
+extern void catalog_close (catalog *cat);
+
+/* Create the cluster record: SEGMENT_SIZE must be a power of two from
+ * 64 KiB to 64 MiB (-EINVAL otherwise); UUID identifies the cluster.
+ * -EEXIST if the cluster exists already.
+ */
+extern int catalog_cluster_init (catalog *cat, uint32_t segment_size,
+                                 const uint8_t uuid[16]);
+/* Read the cluster record.  -ENOENT if never initialized. */
+extern int catalog_cluster_get (catalog *cat, struct catalog_cluster *out);
+
+/* Register a server by UUID: if known, update its address, zone and
+ * capacity and return it (same id); if new, assign the next id, state UP.
+ * ADDRESS and ZONE must fit their maxima (-EINVAL).  *OUT receives the
+ * record.
+ */
+extern int catalog_server_register (catalog *cat, const uint8_t uuid[16],
+                                    const char *address, const char *zone,
+                                    uint64_t capacity,
+                                    struct catalog_server *out);
+extern int catalog_server_get (catalog *cat, uint32_t id,
+                               struct catalog_server *out);
+/* All servers in id order: *OUT is malloc'd (caller frees), *N set. */
+extern int catalog_server_list (catalog *cat, struct catalog_server **out,
+                                size_t *n);
+/* -EINVAL for an unknown state. */
+extern int catalog_server_set_state (catalog *cat, uint32_t id,
+                                     uint32_t state);
+/* Number of replicas placed on server ID (from server_segments). */
+extern int catalog_server_count_segments (catalog *cat, uint32_t id,
+                                          uint64_t *count);
+
+/* Create a volume.  NAME: 1..CATALOG_NAME_MAX bytes of [A-Za-z0-9._-],
+ * not starting with '.' or '-' (-EINVAL); SIZE > 0 and a multiple of 512
+ * (-EINVAL); REPLICAS 1..CATALOG_REPLICAS_MAX (-EINVAL).  -EEXIST if the
+ * name is taken.  New volumes are clean with epoch 0.
+ */
+extern int catalog_volume_create (catalog *cat, const char *name,
+                                  uint64_t size, uint32_t replicas,
+                                  struct catalog_volume *out);
+extern int catalog_volume_get (catalog *cat, uint64_t id,
+                               struct catalog_volume *out);
+extern int catalog_volume_lookup (catalog *cat, const char *name,
+                                  struct catalog_volume *out);
+/* All volumes in id order: *OUT malloc'd (caller frees), *N set. */
+extern int catalog_volume_list (catalog *cat, struct catalog_volume **out,
+                                size_t *n);
+/* Grow volume ID to NEW_SIZE (multiple of 512, >= current size, else
+ * -EINVAL).  *OUT (may be NULL) receives the updated record.
+ */
+extern int catalog_volume_resize (catalog *cat, uint64_t id,
+                                  uint64_t new_size,
+                                  struct catalog_volume *out);
+/* Delete volume ID: its name, its map entries; segments whose refcount
+ * drops to zero are deleted and each of their replicas is queued in
+ * `garbage` for its server.
+ */
+extern int catalog_volume_delete (catalog *cat, uint64_t id);
+/* Start a writer: epoch = epoch + 1, flag CLEAN cleared.  *OUT (may be
+ * NULL) receives the updated record.
+ */
+extern int catalog_volume_begin_epoch (catalog *cat, uint64_t id,
+                                       struct catalog_volume *out);
+/* A writer closed cleanly: if EPOCH is the current epoch set CLEAN, else
+ * -ESTALE.
+ */
+extern int catalog_volume_mark_clean (catalog *cat, uint64_t id,
+                                      uint64_t epoch);
+
+/* Map entries of volume VOLUME with index in [START, START + COUNT), in
+ * index order; holes are absent.  *OUT malloc'd (caller frees; NULL when
+ * *N is 0).
+ */
+extern int catalog_map_get (catalog *cat, uint64_t volume, uint64_t start,
+                            uint64_t count, struct catalog_map_entry **out,
+                            size_t *n);
+
+/* Allocate segments for holes of volume VOLUME.  ENTRIES[0..N) give the
+ * index and the chosen replicas (segment.nreplicas, segment.replicas; the
+ * id and refcount are ignored).  In one transaction, for each entry whose
+ * index is still a hole, a new segment id is assigned (refcount 1,
+ * replicas as given, all state ok), mapped, and listed in server_segments;
+ * the id is written back into ENTRIES[i].segment.id.  An entry whose index
+ * is already mapped is left as it is and its current segment is written
+ * back instead.  -EINVAL if an index is past the volume's end, nreplicas
+ * is 0 or above the maximum, or a replica names the same server twice;
+ * -ENOENT if the volume or a server does not exist.
+ */
+extern int catalog_map_alloc (catalog *cat, uint64_t volume,
+                              struct catalog_map_entry *entries, size_t n);
+
+/* Read one segment. */
+extern int catalog_segment_get (catalog *cat, uint64_t id,
+                                struct catalog_segment *out);
+/* Set the state of SERVER's replica of segment ID.  -ENOENT if the
+ * segment has no replica on SERVER; -EINVAL for an unknown state.
+ * *OUT (may be NULL) receives the updated segment.
+ */
+extern int catalog_replica_set_state (catalog *cat, uint64_t id,
+                                      uint32_t server, uint8_t state,
+                                      struct catalog_segment *out);
+
+/* Garbage: replicas SERVER must delete.  catalog_garbage_get returns up
+ * to MAX segment ids in *OUT (malloc'd) and *N; catalog_garbage_done
+ * forgets the listed ones (unknown ids are ignored).
+ */
+extern int catalog_garbage_get (catalog *cat, uint32_t server, size_t max,
+                                uint64_t **out, size_t *n);
+extern int catalog_garbage_done (catalog *cat, uint32_t server,
+                                 const uint64_t *segments, size_t n);
+
+/* Totals for STATUS. */
+struct catalog_stats {
+  uint64_t volumes;
+  uint64_t segments;
+  uint64_t servers;
+};
+extern int catalog_stats (catalog *cat, struct catalog_stats *out);
+
+/* Text for a catalog error code (a static string). */
+extern const char *catalog_strerror (int err);
+
+#endif /* TESSERA_CATALOG_CATALOG_H */

@@ -1,0 +1,78 @@
+/* Frames on blocking sockets, and a synchronous request/reply client.
+ *
+ * Used by the MDS (one thread per connection), the CLI, the storage
+ * server's MDS client and the plugin.  The storage server's io_uring loop
+ * does not use these: it parses with proto_header_decode itself.
+ */
+
+#ifndef TESSERA_PROTO_FRAME_H
+#define TESSERA_PROTO_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol.h"
+
+/* Send one frame: header then PAYLOAD (LEN bytes, may be NULL if 0), as
+ * one writev.  Returns 0 or -errno.  Not thread-safe on one fd: callers
+ * that share an fd hold a lock around it.
+ */
+extern int proto_send_frame (int fd, uint8_t opcode, uint16_t flags,
+                             uint32_t status, uint64_t tag,
+                             const void *payload, uint32_t len);
+
+/* Send a failed reply with status STATUS and message FMT (truncated to
+ * PROTO_ERRMSG_MAX).  Returns 0 or -errno.
+ */
+extern int proto_send_error (int fd, uint8_t opcode, uint64_t tag,
+                             uint32_t status, const char *fmt, ...)
+  __attribute__ ((format (printf, 5, 6)));
+
+/* Receive one frame: validates the header (proto_header_decode with
+ * proto_max_payload of its opcode, and at most MAX_PAYLOAD), then reads
+ * the payload into a malloc'd buffer (*PAYLOAD, caller frees; NULL when
+ * the length is 0).  Returns 0, -EPIPE (peer closed before a header),
+ * -EBADMSG/-EPROTO/-EMSGSIZE (bad header: the caller should answer with
+ * an error and close), or -errno.
+ */
+extern int proto_recv_frame (int fd, uint32_t max_payload,
+                             struct proto_header *hdr, void **payload);
+
+/* Synchronous client: one request at a time, replies matched by tag.
+ * Thread-safe: calls on one client are serialized by its mutex.
+ */
+struct proto_client;
+
+/* Connect to ADDR, exchange HELLO as ROLE with identity UUID (may be
+ * NULL: zero).  TIMEOUT_MS bounds the connect and every later call (0: no
+ * bound).  On success *OUT owns the connection and, if PEER is not NULL,
+ * it receives the server's HELLO.  Returns 0 or -errno; -EPROTO if the
+ * server speaks another protocol version.
+ */
+extern int proto_client_connect (const char *addr, uint32_t role,
+                                 const uint8_t *uuid, int timeout_ms,
+                                 struct proto_client **out,
+                                 struct proto_hello *peer);
+/* Close and free (accepts NULL). */
+extern void proto_client_close (struct proto_client *c);
+/* The address it was connected to. */
+extern const char *proto_client_address (const struct proto_client *c);
+
+/* Send request OPCODE with PAYLOAD and wait for its reply.  On PROTO_OK
+ * returns 0 and *REPLY (malloc'd, caller frees, NULL if empty) and
+ * *REPLY_LEN.  On a failed status returns -errno of that status
+ * (proto_status_to_errno) and copies the server's message into ERRMSG
+ * (ERRLEN bytes, NUL-terminated; "" if none); ERRMSG may be NULL.  On a
+ * transport error returns -errno (-EPIPE, -ETIMEDOUT, -EBADMSG ...) and
+ * the connection is broken: every later call fails with -ENOTCONN.
+ */
+extern int proto_client_call (struct proto_client *c, uint8_t opcode,
+                              uint16_t flags, const void *payload,
+                              uint32_t len, void **reply,
+                              uint32_t *reply_len, char *errmsg,
+                              size_t errlen);
+
+/* True once a transport error has broken the connection. */
+extern int proto_client_broken (struct proto_client *c);
+
+#endif /* TESSERA_PROTO_FRAME_H */

@@ -1,0 +1,474 @@
+/* Tessera wire protocol.
+ *
+ * Every connection (CLI, plugin or storage server to the MDS; plugin to a
+ * storage server) carries frames: a fixed 24-byte header followed by
+ * LENGTH bytes of payload.  All integers are big-endian on the wire.  The
+ * first frame on a connection is HELLO; nothing else is accepted before it.
+ *
+ * Requests carry a TAG chosen by the sender; the reply to a request has
+ * the same tag and opcode with PROTO_FLAG_REPLY set.  Requests on one
+ * connection may be pipelined and their replies may come back in any
+ * order.  A reply whose STATUS is not PROTO_OK carries as its payload an
+ * optional human-readable message (at most PROTO_ERRMSG_MAX bytes, no NUL).
+ *
+ * This header defines the frame, the opcodes and the host-order structs of
+ * every message; proto_encode_* and proto_decode_* (messages.c) convert
+ * between those structs and wire bytes.  Every decoder checks the exact
+ * payload length, every count and string length, and returns -EBADMSG on
+ * any mismatch; none allocates memory sized by a field it has not checked.
+ * The format is documented in tessera-protocol(5).
+ */
+
+#ifndef TESSERA_PROTO_PROTOCOL_H
+#define TESSERA_PROTO_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC 0x54455353u /* "TESS" */
+#define PROTO_VERSION 1
+
+/* Largest data transfer in one SEG_READ or SEG_WRITE. */
+#define PROTO_MAX_DATA (32u * 1024 * 1024)
+/* Largest payload of a segment I/O frame (header struct + data). */
+#define PROTO_MAX_IO_PAYLOAD (PROTO_MAX_DATA + 4096u)
+/* Largest payload of any other frame (metadata messages). */
+#define PROTO_MAX_META_PAYLOAD (4u * 1024 * 1024)
+
+#define PROTO_ERRMSG_MAX 512 /* error message in a failed reply */
+#define PROTO_AUTH_MAX 256   /* authentication bytes in HELLO */
+#define PROTO_NAME_MAX 128   /* volume name */
+#define PROTO_ADDR_MAX 256   /* "host:port" or "unix:/path" */
+#define PROTO_ZONE_MAX 64    /* zone label */
+#define PROTO_REPLICAS_MAX 8 /* replicas of one segment */
+#define PROTO_MAP_MAX 4096   /* segments in one MAP_GET / MAP_ALLOC */
+#define PROTO_LIST_MAX 4096  /* entries in any other list */
+
+/* The frame header, exactly as it is on the wire (big-endian fields). */
+struct proto_header {
+  uint32_t magic;   /* PROTO_MAGIC */
+  uint8_t version;  /* PROTO_VERSION */
+  uint8_t opcode;   /* PROTO_OP_* */
+  uint16_t flags;   /* PROTO_FLAG_* */
+  uint32_t status;  /* PROTO_OK or PROTO_E* (replies); 0 in requests */
+  uint32_t length;  /* payload bytes that follow */
+  uint64_t tag;     /* chosen by the requester, echoed in the reply */
+} __attribute__ ((packed));
+#define PROTO_HEADER_SIZE 24
+
+/* Opcodes.  Gaps are left for later messages of each family. */
+enum {
+  PROTO_OP_HELLO = 1,
+
+  /* Served by the MDS. */
+  PROTO_OP_STATUS = 10,
+  PROTO_OP_SERVER_REGISTER = 11,
+  PROTO_OP_SERVER_HEARTBEAT = 12,
+  PROTO_OP_SERVER_LIST = 13,
+
+  PROTO_OP_VOL_CREATE = 20,
+  PROTO_OP_VOL_LIST = 21,
+  PROTO_OP_VOL_INFO = 22,
+  PROTO_OP_VOL_RESIZE = 23,
+  PROTO_OP_VOL_DELETE = 24,
+  PROTO_OP_VOL_OPEN = 25,
+  PROTO_OP_VOL_CLOSE = 26,
+  PROTO_OP_LEASE_RENEW = 27,
+
+  PROTO_OP_MAP_GET = 30,
+  PROTO_OP_MAP_ALLOC = 31,
+  PROTO_OP_REPLICA_FAILED = 32,
+
+  /* Served by storage servers. */
+  PROTO_OP_SEG_READ = 40,
+  PROTO_OP_SEG_WRITE = 41,
+  PROTO_OP_SEG_FLUSH = 42,
+  PROTO_OP_SEG_TRIM = 43,
+  PROTO_OP_SEG_DELETE = 44,
+};
+
+/* Header flags. */
+#define PROTO_FLAG_REPLY 0x8000 /* this frame is a reply */
+#define PROTO_FLAG_FUA 0x0001   /* SEG_WRITE, SEG_TRIM: durable before reply */
+#define PROTO_FLAGS_KNOWN (PROTO_FLAG_REPLY | PROTO_FLAG_FUA)
+
+/* Status codes (protocol constants, not host errno values).  Map with
+ * proto_status_from_errno and proto_status_to_errno.
+ */
+enum {
+  PROTO_OK = 0,
+  PROTO_EPERM = 1,      /* not allowed (lease held by another writer) */
+  PROTO_ENOENT = 2,     /* no such volume, server or segment */
+  PROTO_EIO = 3,        /* I/O error */
+  PROTO_ENOMEM = 4,     /* out of memory */
+  PROTO_EBUSY = 5,      /* volume in use */
+  PROTO_EEXIST = 6,     /* name already exists */
+  PROTO_EINVAL = 7,     /* invalid argument */
+  PROTO_ENOSPC = 8,     /* no space (store full, not enough servers) */
+  PROTO_EROFS = 9,      /* volume opened read-only */
+  PROTO_ERANGE = 10,    /* offset or length out of range */
+  PROTO_ENOTSUP = 11,   /* operation not supported */
+  PROTO_EBADMSG = 12,   /* malformed message */
+  PROTO_ESTALE = 13,    /* epoch fenced or lease lost */
+  PROTO_EPROTO = 14,    /* protocol violation (wrong order, version) */
+  PROTO_ETIMEDOUT = 15, /* timed out */
+  PROTO_EAGAIN = 16,    /* try again later */
+  PROTO_EFBIG = 17,     /* size too large */
+  PROTO_EACCES = 18,    /* authentication failed */
+  PROTO_STATUS_MAX = 18,
+};
+
+/* Roles named in HELLO. */
+enum {
+  PROTO_ROLE_CLI = 1,
+  PROTO_ROLE_PLUGIN = 2,
+  PROTO_ROLE_STORESRV = 3,
+  PROTO_ROLE_MDS = 4,
+};
+
+/* Server states (catalog and SERVER_LIST). */
+enum {
+  PROTO_SERVER_UP = 0,
+  PROTO_SERVER_DOWN = 1,
+  PROTO_SERVER_DRAINING = 2,
+  PROTO_SERVER_OUT = 3,
+};
+
+/* Replica states (catalog and map entries). */
+enum {
+  PROTO_REPLICA_OK = 0,
+  PROTO_REPLICA_STALE = 1,
+  PROTO_REPLICA_SYNCING = 2,
+};
+
+/* Volume flags (proto_volume_info.flags). */
+#define PROTO_VOL_CLEAN 0x1   /* last writer closed cleanly */
+#define PROTO_VOL_OPEN_RW 0x2 /* a writer holds the lease now */
+
+/* VOL_OPEN flags. */
+#define PROTO_OPEN_RW 0x1
+
+/* ---- Message payloads (host order) ---- */
+
+/* HELLO, both directions.  Wire: version u32, role u32, uuid[16],
+ * auth_len u16, reserved u16 (zero), auth[auth_len].
+ */
+struct proto_hello {
+  uint32_t version;
+  uint32_t role;
+  uint8_t uuid[16]; /* sender: storage server or cluster uuid; else zero */
+  uint16_t auth_len;
+  uint8_t auth[PROTO_AUTH_MAX];
+};
+
+/* STATUS reply.  Wire: uuid[16], segment_size u32, servers u32,
+ * servers_up u32, volumes u32, segments u64, capacity u64, used u64.
+ */
+struct proto_status_info {
+  uint8_t cluster_uuid[16];
+  uint32_t segment_size;
+  uint32_t servers;
+  uint32_t servers_up;
+  uint32_t volumes;
+  uint64_t segments; /* allocated segments, all volumes */
+  uint64_t capacity; /* bytes, all servers */
+  uint64_t used;     /* bytes allocated to segments, all servers */
+};
+
+/* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],
+ * segment_size u32, capacity u64, used u64, address (string), zone (string).
+ * A string on the wire is u16 length + bytes, no NUL.
+ */
+struct proto_register {
+  uint8_t uuid[16];         /* the store's own uuid (its superblock) */
+  uint8_t cluster_uuid[16]; /* zero if the store is not formatted yet */
+  uint32_t segment_size;    /* zero if the store is not formatted yet */
+  uint64_t capacity;        /* bytes the store can hold */
+  uint64_t used;            /* bytes in use */
+  char address[PROTO_ADDR_MAX + 1]; /* where plugins reach it */
+  char zone[PROTO_ZONE_MAX + 1];    /* failure domain, may be "" */
+};
+
+/* SERVER_REGISTER reply.  Wire: server_id u32, segment_size u32,
+ * cluster_uuid[16], heartbeat_ms u32.
+ */
+struct proto_register_reply {
+  uint32_t server_id;
+  uint32_t segment_size;
+  uint8_t cluster_uuid[16];
+  uint32_t heartbeat_ms; /* how often the server must heartbeat */
+};
+
+/* SERVER_HEARTBEAT request.  Wire: server_id u32, capacity u64, used u64,
+ * n u32, segments[n] u64.  SEGMENTS lists segments deleted since the last
+ * heartbeat (acknowledging earlier PROTO_OP_SERVER_HEARTBEAT replies).
+ */
+struct proto_heartbeat {
+  uint32_t server_id;
+  uint64_t capacity;
+  uint64_t used;
+  uint32_t n;
+  uint64_t *segments; /* decode: points into the payload's copy, see below */
+};
+
+/* SERVER_HEARTBEAT reply.  Wire: n u32, segments[n] u64: segments the
+ * server must delete (their volumes were deleted).  Deleting an unknown
+ * segment succeeds.
+ */
+struct proto_segment_list {
+  uint32_t n;
+  uint64_t *segments;
+};
+
+/* One server in SERVER_LIST.  Wire: id u32, state u32, uuid[16],
+ * capacity u64, used u64, segments u64, address (string), zone (string).
+ */
+struct proto_server_info {
+  uint32_t id;
+  uint32_t state; /* PROTO_SERVER_* */
+  uint8_t uuid[16];
+  uint64_t capacity;
+  uint64_t used;
+  uint64_t segments; /* replicas placed on it */
+  char address[PROTO_ADDR_MAX + 1];
+  char zone[PROTO_ZONE_MAX + 1];
+};
+
+/* SERVER_LIST reply.  Wire: n u32, then n server infos. */
+struct proto_server_list {
+  uint32_t n;
+  struct proto_server_info *servers;
+};
+
+/* A volume.  Wire: id u64, size u64, replicas u32, flags u32, epoch u64,
+ * segments u64, name (string).
+ */
+struct proto_volume_info {
+  uint64_t id;
+  uint64_t size;
+  uint32_t replicas;
+  uint32_t flags; /* PROTO_VOL_* */
+  uint64_t epoch;
+  uint64_t segments; /* allocated segments */
+  char name[PROTO_NAME_MAX + 1];
+};
+
+/* VOL_LIST reply.  Wire: n u32, then n volume infos. */
+struct proto_volume_list {
+  uint32_t n;
+  struct proto_volume_info *volumes;
+};
+
+/* VOL_CREATE (size, replicas, name), VOL_RESIZE (size, name; replicas 0),
+ * VOL_INFO and VOL_DELETE (name only), VOL_OPEN (flags, name).  Wire: size
+ * u64, replicas u32, flags u32, name (string).  Replies: VOL_CREATE,
+ * VOL_INFO, VOL_RESIZE: a volume info; VOL_DELETE: empty; VOL_OPEN: an
+ * open reply.
+ */
+struct proto_vol_request {
+  uint64_t size;
+  uint32_t replicas;
+  uint32_t flags; /* VOL_OPEN: PROTO_OPEN_* */
+  char name[PROTO_NAME_MAX + 1];
+};
+
+/* VOL_OPEN reply.  Wire: volume info, segment_size u32, lease_ms u32. */
+struct proto_open_reply {
+  struct proto_volume_info volume; /* epoch: the writer's new epoch */
+  uint32_t segment_size;
+  uint32_t lease_ms; /* renew well within this */
+};
+
+/* VOL_CLOSE, LEASE_RENEW.  Wire: volume u64, epoch u64.  Reply empty;
+ * LEASE_RENEW fails with PROTO_ESTALE if the lease was lost.
+ */
+struct proto_lease {
+  uint64_t volume;
+  uint64_t epoch;
+};
+
+/* MAP_GET (epoch ignored) and MAP_ALLOC.  Wire: volume u64, epoch u64,
+ * start u64, count u32.  COUNT is 1..PROTO_MAP_MAX.  Reply: a map.
+ * MAP_ALLOC allocates every hole in [start, start+count) (clipped to the
+ * volume size) and returns the whole range; it needs the writer's epoch.
+ */
+struct proto_map_request {
+  uint64_t volume;
+  uint64_t epoch;
+  uint64_t start;
+  uint32_t count;
+};
+
+struct proto_replica {
+  uint32_t server;
+  uint8_t state; /* PROTO_REPLICA_* */
+};
+
+/* One map entry.  Wire: index u64, segment u64, nreplicas u8, reserved
+ * u8[3] (zero), then nreplicas times (server u32, state u8, reserved u8[3]).
+ */
+struct proto_map_entry {
+  uint64_t index;
+  uint64_t segment;
+  uint8_t nreplicas; /* 1..PROTO_REPLICAS_MAX */
+  struct proto_replica replicas[PROTO_REPLICAS_MAX];
+};
+
+/* MAP_GET / MAP_ALLOC reply.  Wire: n u32, then n entries in ascending
+ * index order.  Indexes not listed are holes.
+ */
+struct proto_map {
+  uint32_t n;
+  struct proto_map_entry *entries;
+};
+
+/* REPLICA_FAILED.  Wire: volume u64, epoch u64, segment u64, server u32.
+ * The MDS marks that replica stale durably before it replies.
+ */
+struct proto_replica_failed {
+  uint64_t volume;
+  uint64_t epoch;
+  uint64_t segment;
+  uint32_t server;
+};
+
+/* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (32 bytes): segment
+ * u64, volume u64, epoch u64, offset u32, length u32.  SEG_WRITE's payload
+ * is this head followed by exactly LENGTH data bytes; SEG_READ's reply
+ * payload is exactly LENGTH data bytes.  OFFSET + LENGTH must not exceed
+ * the segment size, LENGTH must not exceed PROTO_MAX_DATA.
+ */
+struct proto_seg_io {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t epoch;
+  uint32_t offset;
+  uint32_t length;
+};
+#define PROTO_SEG_IO_SIZE 32
+
+/* SEG_DELETE request: a segment list (n u32, segments[n] u64).  SEG_FLUSH:
+ * empty both ways.
+ */
+
+/* ---- Functions (common/proto/*.c, in libcommon.la) ---- */
+
+/* Encode HDR (host order) into BUF, which must hold PROTO_HEADER_SIZE
+ * bytes.
+ */
+extern void proto_header_encode (const struct proto_header *hdr, void *buf);
+
+/* Decode and validate the PROTO_HEADER_SIZE bytes at BUF into HDR (host
+ * order).  MAX_PAYLOAD is the largest LENGTH the caller accepts.
+ * Returns 0, or:
+ *   -EBADMSG  bad magic, unknown opcode, unknown flags, status out of
+ *             range, or a request with a non-zero status;
+ *   -EPROTO   wrong protocol version;
+ *   -EMSGSIZE LENGTH exceeds MAX_PAYLOAD.
+ * HDR is filled even on error so the caller can log it.
+ */
+extern int proto_header_decode (const void *buf, struct proto_header *hdr,
+                                uint32_t max_payload);
+
+/* Largest payload a frame with OPCODE may carry (requests and replies). */
+extern uint32_t proto_max_payload (uint8_t opcode);
+
+/* Names for debug output; never NULL ("unknown" for others). */
+extern const char *proto_opcode_name (uint8_t opcode);
+extern const char *proto_status_name (uint32_t status);
+extern const char *proto_role_name (uint32_t role);
+extern const char *proto_server_state_name (uint32_t state);
+extern const char *proto_replica_state_name (uint32_t state);
+
+/* Map a host errno (positive) to a PROTO_E* status; unknown errors
+ * become PROTO_EIO.  proto_status_to_errno maps back (PROTO_OK -> 0,
+ * unknown -> EIO).
+ */
+extern uint32_t proto_status_from_errno (int err);
+extern int proto_status_to_errno (uint32_t status);
+
+/* Message codecs.
+ *
+ * proto_encode_X (const struct X *msg, struct proto_wbuf *wb) appends the
+ * wire form of MSG to WB; errors are sticky in WB (see buf.h).
+ *
+ * proto_decode_X (const void *payload, size_t len, struct X *out) parses
+ * exactly LEN bytes.  Returns 0 or -EBADMSG (short, trailing bytes, a
+ * count or string length out of range, reserved bytes not zero, a string
+ * with a NUL).  Decoders of lists allocate the array (*_free releases it;
+ * it accepts a zeroed struct) and return -ENOMEM if that fails; the
+ * allocation is bounded by LEN, never by an unchecked count.
+ */
+struct proto_wbuf;
+extern void proto_encode_hello (const struct proto_hello *, struct proto_wbuf *);
+extern int proto_decode_hello (const void *, size_t, struct proto_hello *);
+extern void proto_encode_status_info (const struct proto_status_info *,
+                                      struct proto_wbuf *);
+extern int proto_decode_status_info (const void *, size_t,
+                                     struct proto_status_info *);
+extern void proto_encode_register (const struct proto_register *,
+                                   struct proto_wbuf *);
+extern int proto_decode_register (const void *, size_t,
+                                  struct proto_register *);
+extern void proto_encode_register_reply (const struct proto_register_reply *,
+                                         struct proto_wbuf *);
+extern int proto_decode_register_reply (const void *, size_t,
+                                        struct proto_register_reply *);
+extern void proto_encode_heartbeat (const struct proto_heartbeat *,
+                                    struct proto_wbuf *);
+extern int proto_decode_heartbeat (const void *, size_t,
+                                   struct proto_heartbeat *);
+extern void proto_heartbeat_free (struct proto_heartbeat *);
+extern void proto_encode_segment_list (const struct proto_segment_list *,
+                                       struct proto_wbuf *);
+extern int proto_decode_segment_list (const void *, size_t,
+                                      struct proto_segment_list *);
+extern void proto_segment_list_free (struct proto_segment_list *);
+extern void proto_encode_server_list (const struct proto_server_list *,
+                                      struct proto_wbuf *);
+extern int proto_decode_server_list (const void *, size_t,
+                                     struct proto_server_list *);
+extern void proto_server_list_free (struct proto_server_list *);
+extern void proto_encode_volume_info (const struct proto_volume_info *,
+                                      struct proto_wbuf *);
+extern int proto_decode_volume_info (const void *, size_t,
+                                     struct proto_volume_info *);
+extern void proto_encode_volume_list (const struct proto_volume_list *,
+                                      struct proto_wbuf *);
+extern int proto_decode_volume_list (const void *, size_t,
+                                     struct proto_volume_list *);
+extern void proto_volume_list_free (struct proto_volume_list *);
+extern void proto_encode_vol_request (const struct proto_vol_request *,
+                                      struct proto_wbuf *);
+extern int proto_decode_vol_request (const void *, size_t,
+                                     struct proto_vol_request *);
+extern void proto_encode_open_reply (const struct proto_open_reply *,
+                                     struct proto_wbuf *);
+extern int proto_decode_open_reply (const void *, size_t,
+                                    struct proto_open_reply *);
+extern void proto_encode_lease (const struct proto_lease *,
+                                struct proto_wbuf *);
+extern int proto_decode_lease (const void *, size_t, struct proto_lease *);
+extern void proto_encode_map_request (const struct proto_map_request *,
+                                      struct proto_wbuf *);
+extern int proto_decode_map_request (const void *, size_t,
+                                     struct proto_map_request *);
+extern void proto_encode_map (const struct proto_map *, struct proto_wbuf *);
+extern int proto_decode_map (const void *, size_t, struct proto_map *);
+extern void proto_map_free (struct proto_map *);
+extern void proto_encode_replica_failed (const struct proto_replica_failed *,
+                                         struct proto_wbuf *);
+extern int proto_decode_replica_failed (const void *, size_t,
+                                        struct proto_replica_failed *);
+
+/* Segment I/O heads: fixed 32 bytes, encoded straight into BUF.  The
+ * decoder reads the first PROTO_SEG_IO_SIZE bytes of a payload of LEN
+ * bytes; it returns -EBADMSG if LEN is shorter, and otherwise leaves
+ * checking LEN against the opcode (SEG_WRITE: head + length) and the
+ * range against the segment size to the caller.
+ */
+extern void proto_encode_seg_io (const struct proto_seg_io *, void *buf);
+extern int proto_decode_seg_io (const void *, size_t, struct proto_seg_io *);
+
+#endif /* TESSERA_PROTO_PROTOCOL_H */
