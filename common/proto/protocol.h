@@ -352,7 +352,7 @@ struct proto_seg_io {
  * empty both ways.
  */
 
-/* ---- Functions (common/proto/*.c, in libcommon.la) ---- */
+/* ---- Functions (common/proto/ in libcommon.la) ---- */
 
 /* Encode HDR (host order) into BUF, which must hold PROTO_HEADER_SIZE
  * bytes.

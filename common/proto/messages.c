@@ -1,0 +1,664 @@
+/* Encoders and decoders of every message payload (see protocol.h).
+ *
+ * Decoders validate before they trust: every count is checked against the
+ * bytes actually left in the payload before anything is allocated, every
+ * string against its maximum, reserved bytes must be zero, and the whole
+ * payload must be consumed.
+ */
+
+#include <config.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "protocol.h"
+#include "static-assert.h"
+
+/* Smallest wire size of one list element, used to bound counts. */
+#define SERVER_INFO_MIN (4 + 4 + 16 + 8 + 8 + 8 + 2 + 2)
+#define VOLUME_INFO_MIN (8 + 8 + 4 + 4 + 8 + 8 + 2)
+#define MAP_ENTRY_MIN (8 + 8 + 4)
+#define REPLICA_SIZE 8
+
+/* Check a decoded count against the bytes left: N elements of at least
+ * MIN bytes each must fit, and N must not exceed MAX.
+ */
+static int
+count_fits (struct proto_rbuf *rb, uint32_t n, size_t min, uint32_t max)
+{
+  if (rb->err)
+    return rb->err;
+  if (n > max || (uint64_t) n * min > proto_rbuf_left (rb)) {
+    rb->err = -EBADMSG;
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+void
+proto_encode_hello (const struct proto_hello *m, struct proto_wbuf *wb)
+{
+  proto_put_u32 (wb, m->version);
+  proto_put_u32 (wb, m->role);
+  proto_put_bytes (wb, m->uuid, 16);
+  proto_put_u16 (wb, m->auth_len);
+  proto_put_u16 (wb, 0);
+  proto_put_bytes (wb, m->auth, m->auth_len <= PROTO_AUTH_MAX
+                                    ? m->auth_len : PROTO_AUTH_MAX);
+}
+
+int
+proto_decode_hello (const void *p, size_t len, struct proto_hello *m)
+{
+  struct proto_rbuf rb;
+
+  memset (m, 0, sizeof *m);
+  proto_rbuf_init (&rb, p, len);
+  m->version = proto_get_u32 (&rb);
+  m->role = proto_get_u32 (&rb);
+  proto_get_bytes (&rb, m->uuid, 16);
+  m->auth_len = proto_get_u16 (&rb);
+  if (proto_get_u16 (&rb) != 0 || m->auth_len > PROTO_AUTH_MAX)
+    return -EBADMSG;
+  proto_get_bytes (&rb, m->auth, m->auth_len);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_status_info (const struct proto_status_info *m,
+                          struct proto_wbuf *wb)
+{
+  proto_put_bytes (wb, m->cluster_uuid, 16);
+  proto_put_u32 (wb, m->segment_size);
+  proto_put_u32 (wb, m->servers);
+  proto_put_u32 (wb, m->servers_up);
+  proto_put_u32 (wb, m->volumes);
+  proto_put_u64 (wb, m->segments);
+  proto_put_u64 (wb, m->capacity);
+  proto_put_u64 (wb, m->used);
+}
+
+int
+proto_decode_status_info (const void *p, size_t len,
+                          struct proto_status_info *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  proto_get_bytes (&rb, m->cluster_uuid, 16);
+  m->segment_size = proto_get_u32 (&rb);
+  m->servers = proto_get_u32 (&rb);
+  m->servers_up = proto_get_u32 (&rb);
+  m->volumes = proto_get_u32 (&rb);
+  m->segments = proto_get_u64 (&rb);
+  m->capacity = proto_get_u64 (&rb);
+  m->used = proto_get_u64 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_register (const struct proto_register *m, struct proto_wbuf *wb)
+{
+  proto_put_bytes (wb, m->uuid, 16);
+  proto_put_bytes (wb, m->cluster_uuid, 16);
+  proto_put_u32 (wb, m->segment_size);
+  proto_put_u64 (wb, m->capacity);
+  proto_put_u64 (wb, m->used);
+  proto_put_str (wb, m->address, PROTO_ADDR_MAX);
+  proto_put_str (wb, m->zone, PROTO_ZONE_MAX);
+}
+
+int
+proto_decode_register (const void *p, size_t len, struct proto_register *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  proto_get_bytes (&rb, m->uuid, 16);
+  proto_get_bytes (&rb, m->cluster_uuid, 16);
+  m->segment_size = proto_get_u32 (&rb);
+  m->capacity = proto_get_u64 (&rb);
+  m->used = proto_get_u64 (&rb);
+  proto_get_str (&rb, m->address, PROTO_ADDR_MAX);
+  proto_get_str (&rb, m->zone, PROTO_ZONE_MAX);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_register_reply (const struct proto_register_reply *m,
+                             struct proto_wbuf *wb)
+{
+  proto_put_u32 (wb, m->server_id);
+  proto_put_u32 (wb, m->segment_size);
+  proto_put_bytes (wb, m->cluster_uuid, 16);
+  proto_put_u32 (wb, m->heartbeat_ms);
+}
+
+int
+proto_decode_register_reply (const void *p, size_t len,
+                             struct proto_register_reply *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->server_id = proto_get_u32 (&rb);
+  m->segment_size = proto_get_u32 (&rb);
+  proto_get_bytes (&rb, m->cluster_uuid, 16);
+  m->heartbeat_ms = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+/* A u32 count then that many u64 segment ids. */
+static void
+put_segments (struct proto_wbuf *wb, uint32_t n, const uint64_t *segments)
+{
+  uint32_t i;
+
+  proto_put_u32 (wb, n);
+  for (i = 0; i < n; ++i)
+    proto_put_u64 (wb, segments[i]);
+}
+
+static int
+get_segments (struct proto_rbuf *rb, uint32_t *n, uint64_t **segments)
+{
+  uint32_t i, count;
+  uint64_t *s;
+
+  *n = 0;
+  *segments = NULL;
+  count = proto_get_u32 (rb);
+  if (count_fits (rb, count, 8, PROTO_LIST_MAX) < 0)
+    return -EBADMSG;
+  if (count == 0)
+    return 0;
+  s = calloc (count, sizeof *s);
+  if (s == NULL)
+    return -ENOMEM;
+  for (i = 0; i < count; ++i)
+    s[i] = proto_get_u64 (rb);
+  *n = count;
+  *segments = s;
+  return 0;
+}
+
+void
+proto_encode_heartbeat (const struct proto_heartbeat *m,
+                        struct proto_wbuf *wb)
+{
+  proto_put_u32 (wb, m->server_id);
+  proto_put_u64 (wb, m->capacity);
+  proto_put_u64 (wb, m->used);
+  put_segments (wb, m->n, m->segments);
+}
+
+int
+proto_decode_heartbeat (const void *p, size_t len, struct proto_heartbeat *m)
+{
+  struct proto_rbuf rb;
+  int r;
+
+  memset (m, 0, sizeof *m);
+  proto_rbuf_init (&rb, p, len);
+  m->server_id = proto_get_u32 (&rb);
+  m->capacity = proto_get_u64 (&rb);
+  m->used = proto_get_u64 (&rb);
+  r = get_segments (&rb, &m->n, &m->segments);
+  if (r == 0)
+    r = proto_rbuf_finish (&rb);
+  if (r < 0)
+    proto_heartbeat_free (m);
+  return r;
+}
+
+void
+proto_heartbeat_free (struct proto_heartbeat *m)
+{
+  free (m->segments);
+  m->segments = NULL;
+  m->n = 0;
+}
+
+void
+proto_encode_segment_list (const struct proto_segment_list *m,
+                           struct proto_wbuf *wb)
+{
+  put_segments (wb, m->n, m->segments);
+}
+
+int
+proto_decode_segment_list (const void *p, size_t len,
+                           struct proto_segment_list *m)
+{
+  struct proto_rbuf rb;
+  int r;
+
+  proto_rbuf_init (&rb, p, len);
+  r = get_segments (&rb, &m->n, &m->segments);
+  if (r == 0)
+    r = proto_rbuf_finish (&rb);
+  if (r < 0)
+    proto_segment_list_free (m);
+  return r;
+}
+
+void
+proto_segment_list_free (struct proto_segment_list *m)
+{
+  free (m->segments);
+  m->segments = NULL;
+  m->n = 0;
+}
+
+static void
+put_server_info (struct proto_wbuf *wb, const struct proto_server_info *s)
+{
+  proto_put_u32 (wb, s->id);
+  proto_put_u32 (wb, s->state);
+  proto_put_bytes (wb, s->uuid, 16);
+  proto_put_u64 (wb, s->capacity);
+  proto_put_u64 (wb, s->used);
+  proto_put_u64 (wb, s->segments);
+  proto_put_str (wb, s->address, PROTO_ADDR_MAX);
+  proto_put_str (wb, s->zone, PROTO_ZONE_MAX);
+}
+
+static void
+get_server_info (struct proto_rbuf *rb, struct proto_server_info *s)
+{
+  s->id = proto_get_u32 (rb);
+  s->state = proto_get_u32 (rb);
+  proto_get_bytes (rb, s->uuid, 16);
+  s->capacity = proto_get_u64 (rb);
+  s->used = proto_get_u64 (rb);
+  s->segments = proto_get_u64 (rb);
+  proto_get_str (rb, s->address, PROTO_ADDR_MAX);
+  proto_get_str (rb, s->zone, PROTO_ZONE_MAX);
+}
+
+void
+proto_encode_server_list (const struct proto_server_list *m,
+                          struct proto_wbuf *wb)
+{
+  uint32_t i;
+
+  proto_put_u32 (wb, m->n);
+  for (i = 0; i < m->n; ++i)
+    put_server_info (wb, &m->servers[i]);
+}
+
+int
+proto_decode_server_list (const void *p, size_t len,
+                          struct proto_server_list *m)
+{
+  struct proto_rbuf rb;
+  uint32_t i, n;
+
+  m->n = 0;
+  m->servers = NULL;
+  proto_rbuf_init (&rb, p, len);
+  n = proto_get_u32 (&rb);
+  if (count_fits (&rb, n, SERVER_INFO_MIN, PROTO_LIST_MAX) < 0)
+    return -EBADMSG;
+  if (n > 0) {
+    m->servers = calloc (n, sizeof *m->servers);
+    if (m->servers == NULL)
+      return -ENOMEM;
+  }
+  for (i = 0; i < n; ++i)
+    get_server_info (&rb, &m->servers[i]);
+  m->n = n;
+  if (proto_rbuf_finish (&rb) < 0) {
+    proto_server_list_free (m);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+void
+proto_server_list_free (struct proto_server_list *m)
+{
+  free (m->servers);
+  m->servers = NULL;
+  m->n = 0;
+}
+
+static void
+put_volume_info (struct proto_wbuf *wb, const struct proto_volume_info *v)
+{
+  proto_put_u64 (wb, v->id);
+  proto_put_u64 (wb, v->size);
+  proto_put_u32 (wb, v->replicas);
+  proto_put_u32 (wb, v->flags);
+  proto_put_u64 (wb, v->epoch);
+  proto_put_u64 (wb, v->segments);
+  proto_put_str (wb, v->name, PROTO_NAME_MAX);
+}
+
+static void
+get_volume_info (struct proto_rbuf *rb, struct proto_volume_info *v)
+{
+  v->id = proto_get_u64 (rb);
+  v->size = proto_get_u64 (rb);
+  v->replicas = proto_get_u32 (rb);
+  v->flags = proto_get_u32 (rb);
+  v->epoch = proto_get_u64 (rb);
+  v->segments = proto_get_u64 (rb);
+  proto_get_str (rb, v->name, PROTO_NAME_MAX);
+}
+
+void
+proto_encode_volume_info (const struct proto_volume_info *m,
+                          struct proto_wbuf *wb)
+{
+  put_volume_info (wb, m);
+}
+
+int
+proto_decode_volume_info (const void *p, size_t len,
+                          struct proto_volume_info *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  get_volume_info (&rb, m);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_volume_list (const struct proto_volume_list *m,
+                          struct proto_wbuf *wb)
+{
+  uint32_t i;
+
+  proto_put_u32 (wb, m->n);
+  for (i = 0; i < m->n; ++i)
+    put_volume_info (wb, &m->volumes[i]);
+}
+
+int
+proto_decode_volume_list (const void *p, size_t len,
+                          struct proto_volume_list *m)
+{
+  struct proto_rbuf rb;
+  uint32_t i, n;
+
+  m->n = 0;
+  m->volumes = NULL;
+  proto_rbuf_init (&rb, p, len);
+  n = proto_get_u32 (&rb);
+  if (count_fits (&rb, n, VOLUME_INFO_MIN, PROTO_LIST_MAX) < 0)
+    return -EBADMSG;
+  if (n > 0) {
+    m->volumes = calloc (n, sizeof *m->volumes);
+    if (m->volumes == NULL)
+      return -ENOMEM;
+  }
+  for (i = 0; i < n; ++i)
+    get_volume_info (&rb, &m->volumes[i]);
+  m->n = n;
+  if (proto_rbuf_finish (&rb) < 0) {
+    proto_volume_list_free (m);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+void
+proto_volume_list_free (struct proto_volume_list *m)
+{
+  free (m->volumes);
+  m->volumes = NULL;
+  m->n = 0;
+}
+
+void
+proto_encode_vol_request (const struct proto_vol_request *m,
+                          struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->size);
+  proto_put_u32 (wb, m->replicas);
+  proto_put_u32 (wb, m->flags);
+  proto_put_str (wb, m->name, PROTO_NAME_MAX);
+}
+
+int
+proto_decode_vol_request (const void *p, size_t len,
+                          struct proto_vol_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->size = proto_get_u64 (&rb);
+  m->replicas = proto_get_u32 (&rb);
+  m->flags = proto_get_u32 (&rb);
+  proto_get_str (&rb, m->name, PROTO_NAME_MAX);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_open_reply (const struct proto_open_reply *m,
+                         struct proto_wbuf *wb)
+{
+  put_volume_info (wb, &m->volume);
+  proto_put_u32 (wb, m->segment_size);
+  proto_put_u32 (wb, m->lease_ms);
+}
+
+int
+proto_decode_open_reply (const void *p, size_t len,
+                         struct proto_open_reply *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  get_volume_info (&rb, &m->volume);
+  m->segment_size = proto_get_u32 (&rb);
+  m->lease_ms = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_lease (const struct proto_lease *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->epoch);
+}
+
+int
+proto_decode_lease (const void *p, size_t len, struct proto_lease *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_map_request (const struct proto_map_request *m,
+                          struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u64 (wb, m->start);
+  proto_put_u32 (wb, m->count);
+}
+
+int
+proto_decode_map_request (const void *p, size_t len,
+                          struct proto_map_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  m->start = proto_get_u64 (&rb);
+  m->count = proto_get_u32 (&rb);
+  if (proto_rbuf_finish (&rb) < 0)
+    return -EBADMSG;
+  if (m->count == 0 || m->count > PROTO_MAP_MAX)
+    return -EBADMSG;
+  return 0;
+}
+
+void
+proto_encode_map (const struct proto_map *m, struct proto_wbuf *wb)
+{
+  uint32_t i, j;
+
+  proto_put_u32 (wb, m->n);
+  for (i = 0; i < m->n; ++i) {
+    const struct proto_map_entry *e = &m->entries[i];
+
+    proto_put_u64 (wb, e->index);
+    proto_put_u64 (wb, e->segment);
+    proto_put_u8 (wb, e->nreplicas);
+    proto_put_u8 (wb, 0);
+    proto_put_u16 (wb, 0);
+    for (j = 0; j < e->nreplicas && j < PROTO_REPLICAS_MAX; ++j) {
+      proto_put_u32 (wb, e->replicas[j].server);
+      proto_put_u8 (wb, e->replicas[j].state);
+      proto_put_u8 (wb, 0);
+      proto_put_u16 (wb, 0);
+    }
+  }
+}
+
+/* Decode one map entry; entries must come in strictly ascending index
+ * order (PREV is the previous index, or -1 for the first).
+ */
+static int
+get_map_entry (struct proto_rbuf *rb, struct proto_map_entry *e,
+               int first, uint64_t prev)
+{
+  uint32_t j;
+
+  e->index = proto_get_u64 (rb);
+  e->segment = proto_get_u64 (rb);
+  e->nreplicas = proto_get_u8 (rb);
+  if (proto_get_u8 (rb) != 0 || proto_get_u16 (rb) != 0)
+    return -EBADMSG;
+  if (rb->err || e->nreplicas == 0 || e->nreplicas > PROTO_REPLICAS_MAX)
+    return -EBADMSG;
+  if (!first && e->index <= prev)
+    return -EBADMSG;
+  for (j = 0; j < e->nreplicas; ++j) {
+    e->replicas[j].server = proto_get_u32 (rb);
+    e->replicas[j].state = proto_get_u8 (rb);
+    if (proto_get_u8 (rb) != 0 || proto_get_u16 (rb) != 0)
+      return -EBADMSG;
+    if (e->replicas[j].state > PROTO_REPLICA_SYNCING)
+      return -EBADMSG;
+  }
+  return rb->err;
+}
+
+int
+proto_decode_map (const void *p, size_t len, struct proto_map *m)
+{
+  struct proto_rbuf rb;
+  uint32_t i, n;
+
+  m->n = 0;
+  m->entries = NULL;
+  proto_rbuf_init (&rb, p, len);
+  n = proto_get_u32 (&rb);
+  if (count_fits (&rb, n, MAP_ENTRY_MIN + REPLICA_SIZE, PROTO_MAP_MAX) < 0)
+    return -EBADMSG;
+  if (n > 0) {
+    m->entries = calloc (n, sizeof *m->entries);
+    if (m->entries == NULL)
+      return -ENOMEM;
+  }
+  m->n = n;
+  for (i = 0; i < n; ++i) {
+    if (get_map_entry (&rb, &m->entries[i], i == 0,
+                       i ? m->entries[i - 1].index : 0) < 0) {
+      proto_map_free (m);
+      return -EBADMSG;
+    }
+  }
+  if (proto_rbuf_finish (&rb) < 0) {
+    proto_map_free (m);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+void
+proto_map_free (struct proto_map *m)
+{
+  free (m->entries);
+  m->entries = NULL;
+  m->n = 0;
+}
+
+void
+proto_encode_replica_failed (const struct proto_replica_failed *m,
+                             struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u64 (wb, m->segment);
+  proto_put_u32 (wb, m->server);
+}
+
+int
+proto_decode_replica_failed (const void *p, size_t len,
+                             struct proto_replica_failed *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  m->segment = proto_get_u64 (&rb);
+  m->server = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+/* The segment I/O head is on the hot path: fixed offsets, no cursor. */
+struct seg_io_wire {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t epoch;
+  uint32_t offset;
+  uint32_t length;
+} __attribute__ ((packed));
+STATIC_ASSERT (sizeof (struct seg_io_wire) == PROTO_SEG_IO_SIZE,
+               seg_io_wire_size);
+
+void
+proto_encode_seg_io (const struct proto_seg_io *m, void *buf)
+{
+  struct seg_io_wire w;
+
+  w.segment = htobe64 (m->segment);
+  w.volume = htobe64 (m->volume);
+  w.epoch = htobe64 (m->epoch);
+  w.offset = htobe32 (m->offset);
+  w.length = htobe32 (m->length);
+  memcpy (buf, &w, sizeof w);
+}
+
+int
+proto_decode_seg_io (const void *p, size_t len, struct proto_seg_io *m)
+{
+  struct seg_io_wire w;
+
+  if (len < PROTO_SEG_IO_SIZE)
+    return -EBADMSG;
+  memcpy (&w, p, sizeof w);
+  m->segment = be64toh (w.segment);
+  m->volume = be64toh (w.volume);
+  m->epoch = be64toh (w.epoch);
+  m->offset = be32toh (w.offset);
+  m->length = be32toh (w.length);
+  return 0;
+}
