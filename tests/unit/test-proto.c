@@ -1,0 +1,580 @@
+/* Unit tests of the wire protocol codec (common/proto). */
+
+#include <config.h>
+
+#include <check.h>
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "full-rw.h"
+#include "protocol.h"
+
+/* Encode a valid header into BUF. */
+static void
+make_header (uint8_t *buf, uint8_t opcode, uint16_t flags, uint32_t status,
+             uint32_t length)
+{
+  struct proto_header h = {
+    .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode,
+    .flags = flags, .status = status, .length = length, .tag = 0x1122334455667788ull,
+  };
+  proto_header_encode (&h, buf);
+}
+
+START_TEST (test_header_round_trip)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+
+  make_header (buf, PROTO_OP_SEG_WRITE, PROTO_FLAG_FUA, 0, 4096 + 32);
+  /* Big-endian on the wire. */
+  ck_assert_int_eq (buf[0], 'T');
+  ck_assert_int_eq (buf[3], 'S');
+  ck_assert_int_eq (proto_header_decode (buf, &h, PROTO_MAX_IO_PAYLOAD), 0);
+  ck_assert_uint_eq (h.opcode, PROTO_OP_SEG_WRITE);
+  ck_assert_uint_eq (h.flags, PROTO_FLAG_FUA);
+  ck_assert_uint_eq (h.length, 4096 + 32);
+  ck_assert_uint_eq (h.tag, 0x1122334455667788ull);
+}
+END_TEST
+
+START_TEST (test_header_bad_magic)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+
+  make_header (buf, PROTO_OP_HELLO, 0, 0, 0);
+  buf[0] = 'X';
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
+}
+END_TEST
+
+START_TEST (test_header_bad_version)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+
+  make_header (buf, PROTO_OP_HELLO, 0, 0, 0);
+  buf[4] = PROTO_VERSION + 1;
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EPROTO);
+}
+END_TEST
+
+START_TEST (test_header_unknown_opcode)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+  int op;
+
+  for (op = 0; op < 256; ++op) {
+    int known = strcmp (proto_opcode_name (op), "unknown") != 0;
+
+    make_header (buf, op, 0, 0, 0);
+    ck_assert_int_eq (proto_header_decode (buf, &h, 1024),
+                      known ? 0 : -EBADMSG);
+  }
+}
+END_TEST
+
+START_TEST (test_header_bad_flags_status)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+
+  make_header (buf, PROTO_OP_SEG_READ, 0x0100, 0, 0);
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
+  /* A request may not carry a status. */
+  make_header (buf, PROTO_OP_SEG_READ, 0, PROTO_EIO, 0);
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
+  make_header (buf, PROTO_OP_SEG_READ, PROTO_FLAG_REPLY, PROTO_EIO, 0);
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), 0);
+  make_header (buf, PROTO_OP_SEG_READ, PROTO_FLAG_REPLY,
+               PROTO_STATUS_MAX + 1, 0);
+  ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
+}
+END_TEST
+
+START_TEST (test_header_oversized)
+{
+  uint8_t buf[PROTO_HEADER_SIZE];
+  struct proto_header h;
+
+  make_header (buf, PROTO_OP_SEG_WRITE, 0, 0, 0xffffffffu);
+  ck_assert_int_eq (proto_header_decode (buf, &h, PROTO_MAX_IO_PAYLOAD),
+                    -EMSGSIZE);
+  make_header (buf, PROTO_OP_VOL_LIST, 0, 0, PROTO_MAX_META_PAYLOAD + 1);
+  ck_assert_int_eq (proto_header_decode (buf, &h,
+                                         proto_max_payload (PROTO_OP_VOL_LIST)),
+                    -EMSGSIZE);
+  ck_assert_uint_eq (proto_max_payload (PROTO_OP_SEG_READ),
+                     PROTO_MAX_IO_PAYLOAD);
+}
+END_TEST
+
+START_TEST (test_status_errno)
+{
+  uint32_t s;
+
+  for (s = 0; s <= PROTO_STATUS_MAX; ++s) {
+    ck_assert_str_ne (proto_status_name (s), "unknown");
+    ck_assert_uint_eq (proto_status_from_errno (proto_status_to_errno (s)), s);
+  }
+  ck_assert_uint_eq (proto_status_from_errno (EOPNOTSUPP), PROTO_ENOTSUP);
+  ck_assert_uint_eq (proto_status_from_errno (EDQUOT), PROTO_ENOSPC);
+  ck_assert_uint_eq (proto_status_from_errno (ELOOP), PROTO_EIO);
+  ck_assert_int_eq (proto_status_to_errno (999), EIO);
+}
+END_TEST
+
+START_TEST (test_hello)
+{
+  struct proto_hello in = { .version = 1, .role = PROTO_ROLE_PLUGIN,
+                            .auth_len = 3, .auth = { 1, 2, 3 } };
+  struct proto_hello out;
+  struct proto_wbuf wb = { 0 };
+
+  memset (in.uuid, 0xab, 16);
+  proto_encode_hello (&in, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  ck_assert_uint_eq (wb.len, 28 + 3);
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.role, PROTO_ROLE_PLUGIN);
+  ck_assert_mem_eq (out.uuid, in.uuid, 16);
+  ck_assert_uint_eq (out.auth_len, 3);
+  ck_assert_mem_eq (out.auth, in.auth, 3);
+  /* Truncated, trailing byte, reserved bytes set, auth too long. */
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len - 1, &out), -EBADMSG);
+  wb.data[26] = 1;
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), -EBADMSG);
+  wb.data[26] = 0;
+  wb.data[24] = 0xff;
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_register)
+{
+  struct proto_register in = { .segment_size = 4 << 20,
+                               .capacity = 1ull << 40, .used = 12345,
+                               .address = "127.0.0.1:7421", .zone = "rack1" };
+  struct proto_register out;
+  struct proto_wbuf wb = { 0 };
+
+  memset (in.uuid, 1, 16);
+  memset (in.cluster_uuid, 2, 16);
+  proto_encode_register (&in, &wb);
+  ck_assert_int_eq (proto_decode_register (wb.data, wb.len, &out), 0);
+  ck_assert_str_eq (out.address, "127.0.0.1:7421");
+  ck_assert_str_eq (out.zone, "rack1");
+  ck_assert_uint_eq (out.capacity, 1ull << 40);
+  ck_assert_mem_eq (out.cluster_uuid, in.cluster_uuid, 16);
+  /* A string with an embedded NUL is rejected. */
+  wb.data[16 + 16 + 4 + 8 + 8 + 2 + 3] = '\0';
+  ck_assert_int_eq (proto_decode_register (wb.data, wb.len, &out), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_string_too_long)
+{
+  struct proto_vol_request in = { .size = 1 << 20 };
+  struct proto_vol_request out;
+  struct proto_wbuf wb = { 0 };
+  uint8_t raw[8 + 4 + 4 + 2 + 200];
+
+  /* The encoder refuses a name over the maximum... */
+  memset (in.name, 'a', PROTO_NAME_MAX);
+  in.name[PROTO_NAME_MAX] = '\0';
+  proto_encode_vol_request (&in, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  ck_assert_int_eq (proto_decode_vol_request (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (strlen (out.name), PROTO_NAME_MAX);
+  proto_wbuf_free (&wb);
+  /* ... and the decoder a length field over it. */
+  memset (raw, 'a', sizeof raw);
+  memset (raw, 0, 16);
+  raw[16] = 0;
+  raw[17] = 200;
+  ck_assert_int_eq (proto_decode_vol_request (raw, sizeof raw, &out),
+                    -EBADMSG);
+}
+END_TEST
+
+START_TEST (test_volume_list)
+{
+  struct proto_volume_info v[2] = {
+    { .id = 1, .size = 1 << 30, .replicas = 2, .flags = PROTO_VOL_CLEAN,
+      .epoch = 7, .segments = 3, .name = "vol0" },
+    { .id = 2, .size = 512, .replicas = 3, .name = "v" },
+  };
+  struct proto_volume_list in = { .n = 2, .volumes = v }, out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_volume_list (&in, &wb);
+  ck_assert_int_eq (proto_decode_volume_list (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 2);
+  ck_assert_str_eq (out.volumes[0].name, "vol0");
+  ck_assert_uint_eq (out.volumes[0].epoch, 7);
+  ck_assert_uint_eq (out.volumes[1].replicas, 3);
+  proto_volume_list_free (&out);
+  /* A count larger than the payload can hold fails before allocating. */
+  wb.data[0] = 0x7f;
+  ck_assert_int_eq (proto_decode_volume_list (wb.data, wb.len, &out),
+                    -EBADMSG);
+  ck_assert_ptr_null (out.volumes);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_server_list)
+{
+  struct proto_server_info s = { .id = 3, .state = PROTO_SERVER_DOWN,
+                                 .capacity = 10, .used = 4, .segments = 1,
+                                 .address = "unix:/tmp/s", .zone = "" };
+  struct proto_server_list in = { .n = 1, .servers = &s }, out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_server_list (&in, &wb);
+  ck_assert_int_eq (proto_decode_server_list (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 1);
+  ck_assert_uint_eq (out.servers[0].state, PROTO_SERVER_DOWN);
+  ck_assert_str_eq (out.servers[0].address, "unix:/tmp/s");
+  ck_assert_str_eq (out.servers[0].zone, "");
+  proto_server_list_free (&out);
+  ck_assert_int_eq (proto_decode_server_list (wb.data, wb.len - 1, &out),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_map)
+{
+  struct proto_map_entry e[2] = {
+    { .index = 5, .segment = 100, .nreplicas = 2,
+      .replicas = { { 1, PROTO_REPLICA_OK }, { 2, PROTO_REPLICA_STALE } } },
+    { .index = 9, .segment = 101, .nreplicas = 1,
+      .replicas = { { 3, PROTO_REPLICA_SYNCING } } },
+  };
+  struct proto_map in = { .n = 2, .entries = e }, out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_map (&in, &wb);
+  ck_assert_uint_eq (wb.len, 4 + 20 + 16 + 20 + 8);
+  ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 2);
+  ck_assert_uint_eq (out.entries[0].replicas[1].server, 2);
+  ck_assert_uint_eq (out.entries[0].replicas[1].state, PROTO_REPLICA_STALE);
+  ck_assert_uint_eq (out.entries[1].index, 9);
+  proto_map_free (&out);
+
+  /* nreplicas 0, nreplicas too large, bad state, out of order. */
+  wb.data[4 + 16] = 0;
+  ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
+  wb.data[4 + 16] = PROTO_REPLICAS_MAX + 1;
+  ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
+  wb.data[4 + 16] = 2;
+  wb.data[4 + 20 + 4] = 9;
+  ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
+  wb.data[4 + 20 + 4] = PROTO_REPLICA_OK;
+  wb.data[4 + 36 + 7] = 5;
+  ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
+  ck_assert_ptr_null (out.entries);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_map_request)
+{
+  struct proto_map_request in = { .volume = 1, .epoch = 2, .start = 3,
+                                  .count = PROTO_MAP_MAX }, out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_map_request (&in, &wb);
+  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.count, PROTO_MAP_MAX);
+  proto_wbuf_free (&wb);
+  in.count = 0;
+  proto_encode_map_request (&in, &wb);
+  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  in.count = PROTO_MAP_MAX + 1;
+  proto_encode_map_request (&in, &wb);
+  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_heartbeat_segments)
+{
+  uint64_t segs[3] = { 1, 2, 0xffffffffffffffffull };
+  struct proto_heartbeat in = { .server_id = 4, .capacity = 1, .used = 2,
+                                .n = 3, .segments = segs }, out;
+  struct proto_segment_list sl;
+  struct proto_wbuf wb = { 0 };
+  uint8_t bad[4 + 4 + 8 + 8];
+
+  proto_encode_heartbeat (&in, &wb);
+  ck_assert_int_eq (proto_decode_heartbeat (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 3);
+  ck_assert_uint_eq (out.segments[2], 0xffffffffffffffffull);
+  proto_heartbeat_free (&out);
+  proto_wbuf_free (&wb);
+
+  /* Claims 2^32-1 segments in a 24-byte payload. */
+  memset (bad, 0, sizeof bad);
+  memset (bad + 20, 0xff, 4);
+  ck_assert_int_eq (proto_decode_heartbeat (bad, sizeof bad, &out), -EBADMSG);
+  ck_assert_int_eq (proto_decode_segment_list (bad + 20, 4, &sl), -EBADMSG);
+}
+END_TEST
+
+START_TEST (test_small_fixed)
+{
+  struct proto_lease l = { 1, 2 }, l2;
+  struct proto_replica_failed f = { 1, 2, 3, 4 }, f2;
+  struct proto_open_reply o = { .volume = { .id = 9, .name = "x" },
+                                .segment_size = 65536, .lease_ms = 15000 },
+    o2;
+  struct proto_status_info s = { .segment_size = 1, .servers = 3,
+                                 .used = 99 }, s2;
+  struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 },
+    r2;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_lease (&l, &wb);
+  ck_assert_int_eq (proto_decode_lease (wb.data, wb.len, &l2), 0);
+  ck_assert_uint_eq (l2.epoch, 2);
+  ck_assert_int_eq (proto_decode_lease (wb.data, wb.len - 1, &l2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  proto_encode_replica_failed (&f, &wb);
+  ck_assert_int_eq (proto_decode_replica_failed (wb.data, wb.len, &f2), 0);
+  ck_assert_uint_eq (f2.server, 4);
+  proto_wbuf_free (&wb);
+  proto_encode_open_reply (&o, &wb);
+  ck_assert_int_eq (proto_decode_open_reply (wb.data, wb.len, &o2), 0);
+  ck_assert_str_eq (o2.volume.name, "x");
+  ck_assert_uint_eq (o2.lease_ms, 15000);
+  proto_wbuf_free (&wb);
+  proto_encode_status_info (&s, &wb);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), 0);
+  ck_assert_uint_eq (s2.used, 99);
+  proto_wbuf_free (&wb);
+  proto_encode_register_reply (&r, &wb);
+  ck_assert_int_eq (proto_decode_register_reply (wb.data, wb.len, &r2), 0);
+  ck_assert_uint_eq (r2.heartbeat_ms, 1000);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_seg_io)
+{
+  struct proto_seg_io in = { .segment = 1, .volume = 2, .epoch = 3,
+                             .offset = 4, .length = 5 }, out;
+  uint8_t buf[PROTO_SEG_IO_SIZE];
+
+  proto_encode_seg_io (&in, buf);
+  ck_assert_int_eq (buf[7], 1);
+  ck_assert_int_eq (buf[31], 5);
+  ck_assert_int_eq (proto_decode_seg_io (buf, sizeof buf, &out), 0);
+  ck_assert_uint_eq (out.length, 5);
+  ck_assert_uint_eq (out.offset, 4);
+  ck_assert_int_eq (proto_decode_seg_io (buf, sizeof buf - 1, &out), -EBADMSG);
+}
+END_TEST
+
+/* Random bytes into every decoder: never a crash (ASan/valgrind see the
+ * rest).  The seed is printed and can be given in TESSERA_TEST_SEED.
+ */
+START_TEST (test_random_garbage)
+{
+  const char *env = getenv ("TESSERA_TEST_SEED");
+  unsigned seed = env ? (unsigned) strtoul (env, NULL, 0) : (unsigned) time (NULL);
+  uint8_t buf[512];
+  int i;
+  size_t j, len;
+
+  printf ("test_random_garbage: seed %u\n", seed);
+  srandom (seed);
+  for (i = 0; i < 20000; ++i) {
+    static struct proto_hello h;
+    static struct proto_register reg;
+    struct proto_heartbeat hb;
+    struct proto_segment_list sl;
+    struct proto_server_list svl;
+    struct proto_volume_list vl;
+    static struct proto_volume_info vi;
+    static struct proto_vol_request vr;
+    static struct proto_open_reply orp;
+    struct proto_map m;
+    struct proto_map_request mr;
+
+    len = random () % sizeof buf;
+    for (j = 0; j < len; ++j)
+      buf[j] = random () & (i & 1 ? 0x03 : 0xff);
+    if (proto_decode_hello (buf, len, &h) == 0)
+      ck_assert_uint_le (h.auth_len, PROTO_AUTH_MAX);
+    proto_decode_register (buf, len, &reg);
+    if (proto_decode_heartbeat (buf, len, &hb) == 0)
+      proto_heartbeat_free (&hb);
+    if (proto_decode_segment_list (buf, len, &sl) == 0)
+      proto_segment_list_free (&sl);
+    if (proto_decode_server_list (buf, len, &svl) == 0)
+      proto_server_list_free (&svl);
+    if (proto_decode_volume_list (buf, len, &vl) == 0)
+      proto_volume_list_free (&vl);
+    proto_decode_volume_info (buf, len, &vi);
+    proto_decode_vol_request (buf, len, &vr);
+    proto_decode_open_reply (buf, len, &orp);
+    if (proto_decode_map (buf, len, &m) == 0)
+      proto_map_free (&m);
+    proto_decode_map_request (buf, len, &mr);
+  }
+}
+END_TEST
+
+/* A writer that trickles bytes one at a time, so that reads come short. */
+struct trickle {
+  int fd;
+  const uint8_t *data;
+  size_t len;
+};
+
+static void *
+trickle_thread (void *arg)
+{
+  struct trickle *t = arg;
+  size_t i;
+
+  for (i = 0; i < t->len; ++i)
+    ck_assert_int_eq (write (t->fd, &t->data[i], 1), 1);
+  return NULL;
+}
+
+START_TEST (test_full_read_short_counts)
+{
+  int sv[2];
+  static uint8_t data[3000], got[3000];
+  struct trickle t;
+  pthread_t th;
+  size_t i;
+
+  for (i = 0; i < sizeof data; ++i)
+    data[i] = i * 7;
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  t.fd = sv[1];
+  t.data = data;
+  t.len = sizeof data;
+  pthread_create (&th, NULL, trickle_thread, &t);
+  ck_assert_int_eq (full_read (sv[0], got, sizeof got), 0);
+  pthread_join (th, NULL);
+  ck_assert_mem_eq (got, data, sizeof data);
+  /* End of file before the buffer is full. */
+  ck_assert_int_eq (write (sv[1], data, 10), 10);
+  close (sv[1]);
+  ck_assert_int_eq (full_read (sv[0], got, 20), -EPIPE);
+  close (sv[0]);
+}
+END_TEST
+
+START_TEST (test_frame_send_recv)
+{
+  int sv[2];
+  struct proto_header h;
+  void *p;
+  uint8_t junk[PROTO_HEADER_SIZE];
+
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ck_assert_int_eq (proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 42,
+                                      "abc", 3), 0);
+  ck_assert_int_eq (proto_recv_frame (sv[1], 1024, &h, &p), 0);
+  ck_assert_uint_eq (h.tag, 42);
+  ck_assert_uint_eq (h.length, 3);
+  ck_assert_mem_eq (p, "abc", 3);
+  free (p);
+  /* Over the caller's limit: refused before reading or allocating. */
+  ck_assert_int_eq (proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 1,
+                                      "abcdef", 6), 0);
+  ck_assert_int_eq (proto_recv_frame (sv[1], 5, &h, &p), -EMSGSIZE);
+  ck_assert_ptr_null (p);
+  close (sv[0]);
+  close (sv[1]);
+  /* Bad magic, then a truncated frame. */
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  memset (junk, 0x55, sizeof junk);
+  ck_assert_int_eq (write (sv[0], junk, sizeof junk), sizeof junk);
+  ck_assert_int_eq (proto_recv_frame (sv[1], 1024, &h, &p), -EBADMSG);
+  make_header (junk, PROTO_OP_VOL_INFO, 0, 0, 100);
+  ck_assert_int_eq (write (sv[0], junk, sizeof junk), sizeof junk);
+  ck_assert_int_eq (write (sv[0], "xx", 2), 2);
+  close (sv[0]);
+  ck_assert_int_eq (proto_recv_frame (sv[1], 1024, &h, &p), -EPIPE);
+  ck_assert_ptr_null (p);
+  close (sv[1]);
+}
+END_TEST
+
+static Suite *
+proto_suite (void)
+{
+  Suite *s = suite_create ("proto");
+  TCase *tc;
+
+  tc = tcase_create ("header");
+  tcase_add_test (tc, test_header_round_trip);
+  tcase_add_test (tc, test_header_bad_magic);
+  tcase_add_test (tc, test_header_bad_version);
+  tcase_add_test (tc, test_header_unknown_opcode);
+  tcase_add_test (tc, test_header_bad_flags_status);
+  tcase_add_test (tc, test_header_oversized);
+  tcase_add_test (tc, test_status_errno);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("messages");
+  tcase_add_test (tc, test_hello);
+  tcase_add_test (tc, test_register);
+  tcase_add_test (tc, test_string_too_long);
+  tcase_add_test (tc, test_volume_list);
+  tcase_add_test (tc, test_server_list);
+  tcase_add_test (tc, test_map);
+  tcase_add_test (tc, test_map_request);
+  tcase_add_test (tc, test_heartbeat_segments);
+  tcase_add_test (tc, test_small_fixed);
+  tcase_add_test (tc, test_seg_io);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("malformed");
+  tcase_add_test (tc, test_random_garbage);
+  tcase_set_timeout (tc, 60);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("io");
+  tcase_add_test (tc, test_full_read_short_counts);
+  tcase_add_test (tc, test_frame_send_recv);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (proto_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_ENV);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
