@@ -1,0 +1,226 @@
+/* Private to catalog/: the handle, LMDB helpers, key builders and the
+ * record codecs.  Nothing here may be included outside catalog/.
+ *
+ * Sections follow the .c file that defines them.
+ */
+
+#ifndef TESSERA_CATALOG_CATALOG_INTERNAL_H
+#define TESSERA_CATALOG_CATALOG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <endian.h>
+#include <pthread.h>
+
+#include <lmdb.h>
+
+#include "catalog.h"
+#include "cleanup.h"
+
+/* Version of the catalog as a whole (struct catalog_cluster). */
+#define CATALOG_FORMAT_VERSION 1
+
+/* Leading byte of every record in every table. */
+#define CATALOG_RECORD_VERSION 1
+
+/* Read transactions kept reset for reuse (see catalog_rtxn_begin). */
+#define CATALOG_RTXN_POOL 16
+
+/* The handle.  Everything but the pool is set in catalog_open and then
+ * only read, so it needs no lock.  POOL and NPOOL are protected by LOCK.
+ */
+struct catalog {
+  MDB_env *env;
+  MDB_dbi meta;
+  MDB_dbi servers;
+  MDB_dbi server_uuids;
+  MDB_dbi volumes;
+  MDB_dbi names;
+  MDB_dbi segmap;
+  MDB_dbi segments;
+  MDB_dbi server_segments;
+  MDB_dbi garbage;
+
+  pthread_mutex_t lock;
+  MDB_txn *pool[CATALOG_RTXN_POOL];
+  size_t npool;
+};
+
+/* Keys of the meta table. */
+#define CATALOG_META_CLUSTER "cluster"
+#define CATALOG_META_NEXT_SERVER "next_server_id"
+#define CATALOG_META_NEXT_VOLUME "next_volume_id"
+#define CATALOG_META_NEXT_SEGMENT "next_segment_id"
+
+/* Big-endian stores and loads at any alignment. */
+static inline void
+put_be16 (uint8_t *p, uint16_t v)
+{
+  v = htobe16 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+static inline void
+put_be32 (uint8_t *p, uint32_t v)
+{
+  v = htobe32 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+static inline void
+put_be64 (uint8_t *p, uint64_t v)
+{
+  v = htobe64 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+static inline uint16_t
+get_be16 (const uint8_t *p)
+{
+  uint16_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
+static inline uint32_t
+get_be32 (const uint8_t *p)
+{
+  uint32_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static inline uint64_t
+get_be64 (const uint8_t *p)
+{
+  uint64_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be64toh (v);
+}
+
+/* Keys.  Each builder fills BUF and returns an MDB_val pointing at it,
+ * so BUF must outlive the value.
+ */
+#define KEY_U32_LEN 4
+#define KEY_U64_LEN 8
+#define KEY_PAIR_LEN 12 /* (u32, u64): server_segments, garbage */
+#define KEY_MAP_LEN 16  /* (u64, u64): segmap */
+
+static inline MDB_val
+key_u32 (uint8_t buf[KEY_U32_LEN], uint32_t v)
+{
+  put_be32 (buf, v);
+  return (MDB_val){ .mv_size = KEY_U32_LEN, .mv_data = buf };
+}
+
+static inline MDB_val
+key_u64 (uint8_t buf[KEY_U64_LEN], uint64_t v)
+{
+  put_be64 (buf, v);
+  return (MDB_val){ .mv_size = KEY_U64_LEN, .mv_data = buf };
+}
+
+static inline MDB_val
+key_pair (uint8_t buf[KEY_PAIR_LEN], uint32_t server, uint64_t segment)
+{
+  put_be32 (buf, server);
+  put_be64 (buf + 4, segment);
+  return (MDB_val){ .mv_size = KEY_PAIR_LEN, .mv_data = buf };
+}
+
+static inline MDB_val
+key_map (uint8_t buf[KEY_MAP_LEN], uint64_t volume, uint64_t index)
+{
+  put_be64 (buf, volume);
+  put_be64 (buf + 8, index);
+  return (MDB_val){ .mv_size = KEY_MAP_LEN, .mv_data = buf };
+}
+
+/* catalog.c */
+extern int catalog_mdb_err (int rc, const char *op);
+extern int catalog_rtxn_begin (catalog *cat, MDB_txn **txn);
+extern void catalog_rtxn_end (catalog *cat, MDB_txn *txn);
+extern int catalog_wtxn_begin (catalog *cat, MDB_txn **txn, const char *op);
+extern int catalog_wtxn_commit (MDB_txn **txn, const char *op);
+extern int catalog_next_id (catalog *cat, MDB_txn *txn, const char *counter,
+                            uint64_t limit, uint64_t *id);
+extern int catalog_get_cluster_txn (catalog *cat, MDB_txn *txn,
+                                    struct catalog_cluster *out);
+
+/* A read transaction that returns itself to the pool at end of scope. */
+struct catalog_rtxn {
+  catalog *cat;
+  MDB_txn *txn;
+};
+
+static inline void
+catalog_cleanup_rtxn (struct catalog_rtxn *r)
+{
+  if (r->txn)
+    catalog_rtxn_end (r->cat, r->txn);
+}
+#define CLEANUP_RTXN __attribute__ ((cleanup (catalog_cleanup_rtxn)))
+
+/* Cursors of read transactions must be closed explicitly; those of write
+ * transactions are freed by the commit or abort, so never put this on a
+ * write transaction's cursor.  Declare the cursor after its transaction
+ * so that it is closed first.
+ */
+static inline void
+catalog_cleanup_cursor (MDB_cursor **cur)
+{
+  if (*cur)
+    mdb_cursor_close (*cur);
+}
+#define CLEANUP_CURSOR __attribute__ ((cleanup (catalog_cleanup_cursor)))
+
+/* records.c: encode into BUF (at least the stated size), returning the
+ * length; decode returns 0 or -EIO (with a debug line) for a record of
+ * the wrong length, version or contents.
+ */
+#define CLUSTER_REC_LEN 28
+#define SERVER_REC_MAX (32 + CATALOG_ADDR_MAX + CATALOG_ZONE_MAX)
+#define VOLUME_REC_MAX (40 + CATALOG_NAME_MAX)
+#define SEGMENT_REC_MAX (8 + 8 * CATALOG_REPLICAS_MAX)
+
+extern size_t catalog_cluster_encode (const struct catalog_cluster *c,
+                                      uint8_t *buf);
+extern int catalog_cluster_decode (const MDB_val *val,
+                                   struct catalog_cluster *c);
+extern size_t catalog_server_encode (const struct catalog_server *s,
+                                     uint8_t *buf);
+extern int catalog_server_decode (uint32_t id, const MDB_val *val,
+                                  struct catalog_server *s);
+extern size_t catalog_volume_encode (const struct catalog_volume *v,
+                                     uint8_t *buf);
+extern int catalog_volume_decode (uint64_t id, const MDB_val *val,
+                                  struct catalog_volume *v);
+extern size_t catalog_segment_encode (const struct catalog_segment *g,
+                                      uint8_t *buf);
+extern int catalog_segment_decode (uint64_t id, const MDB_val *val,
+                                   struct catalog_segment *g);
+extern int catalog_u64_decode (const char *what, const MDB_val *val,
+                               uint64_t *out);
+
+/* servers.c */
+extern int catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id);
+
+/* volumes.c */
+extern bool catalog_name_valid (const char *name);
+extern int catalog_volume_get_txn (catalog *cat, MDB_txn *txn, uint64_t id,
+                                   struct catalog_volume *out);
+extern int catalog_volume_put_txn (catalog *cat, MDB_txn *txn,
+                                   const struct catalog_volume *v);
+
+/* map.c */
+extern int catalog_segment_get_txn (catalog *cat, MDB_txn *txn, uint64_t id,
+                                    struct catalog_segment *out);
+extern int catalog_segment_put_txn (catalog *cat, MDB_txn *txn,
+                                    const struct catalog_segment *g);
+
+#endif /* TESSERA_CATALOG_CATALOG_INTERNAL_H */

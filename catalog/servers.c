@@ -1,0 +1,268 @@
+/* Servers: registration by uuid, lookup, listing, state and the count
+ * of replicas placed on each (tables servers, server_uuids and
+ * server_segments).
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "catalog-internal.h"
+#include "cleanup.h"
+#include "log.h"
+
+/* Read server ID inside transaction TXN.  -ENOENT if unknown. */
+static int
+get_server_txn (catalog *cat, MDB_txn *txn, uint32_t id,
+                struct catalog_server *out)
+{
+  uint8_t kbuf[KEY_U32_LEN];
+  MDB_val key = key_u32 (kbuf, id);
+  MDB_val val;
+  int rc;
+
+  rc = mdb_get (txn, cat->servers, &key, &val);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_get servers");
+  return catalog_server_decode (id, &val, out);
+}
+
+/* Write server record S inside write transaction TXN. */
+static int
+put_server_txn (catalog *cat, MDB_txn *txn, const struct catalog_server *s)
+{
+  uint8_t kbuf[KEY_U32_LEN], vbuf[SERVER_REC_MAX];
+  MDB_val key = key_u32 (kbuf, s->id);
+  MDB_val val = { .mv_data = vbuf };
+  int rc;
+
+  val.mv_size = catalog_server_encode (s, vbuf);
+  rc = mdb_put (txn, cat->servers, &key, &val, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put servers");
+  return 0;
+}
+
+/* 0 if server ID exists, -ENOENT if not (used to validate replicas). */
+int
+catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id)
+{
+  uint8_t kbuf[KEY_U32_LEN];
+  MDB_val key = key_u32 (kbuf, id);
+  MDB_val val;
+  int rc;
+
+  rc = mdb_get (txn, cat->servers, &key, &val);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_get servers");
+  return 0;
+}
+
+/* Register a server by uuid: an existing one keeps its id and state and
+ * gets the new address, zone and capacity; a new one gets the next id
+ * and state UP.
+ */
+int
+catalog_server_register (catalog *cat, const uint8_t uuid[16],
+                         const char *address, const char *zone,
+                         uint64_t capacity, struct catalog_server *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_server s = { 0 };
+  MDB_val ukey = { .mv_size = 16, .mv_data = (void *)uuid };
+  MDB_val val;
+  uint8_t idbuf[4];
+  size_t alen, zlen;
+  uint64_t id;
+  int rc, r;
+
+  if (zone == NULL)
+    zone = "";
+  if (uuid == NULL || address == NULL)
+    return -EINVAL;
+  alen = strlen (address);
+  zlen = strlen (zone);
+  if (alen == 0 || alen > CATALOG_ADDR_MAX || zlen > CATALOG_ZONE_MAX)
+    return -EINVAL;
+
+  r = catalog_wtxn_begin (cat, &txn, "server_register");
+  if (r < 0)
+    return r;
+
+  rc = mdb_get (txn, cat->server_uuids, &ukey, &val);
+  if (rc == MDB_SUCCESS) {
+    /* Known disk: same id, same state, fresh address/zone/capacity. */
+    if (val.mv_size != 4) {
+      log_debug ("catalog: server_uuids: bad value length %zu", val.mv_size);
+      return -EIO;
+    }
+    r = get_server_txn (cat, txn, get_be32 (val.mv_data), &s);
+    if (r == -ENOENT) {
+      log_debug ("catalog: server_uuids: names a missing server");
+      return -EIO;
+    }
+    if (r < 0)
+      return r;
+  }
+  else if (rc == MDB_NOTFOUND) {
+    r = catalog_next_id (cat, txn, CATALOG_META_NEXT_SERVER, UINT32_MAX, &id);
+    if (r < 0)
+      return r;
+    s.id = id;
+    s.state = CATALOG_SERVER_UP;
+    memcpy (s.uuid, uuid, sizeof s.uuid);
+    put_be32 (idbuf, s.id);
+    val.mv_size = sizeof idbuf;
+    val.mv_data = idbuf;
+    rc = mdb_put (txn, cat->server_uuids, &ukey, &val, MDB_NOOVERWRITE);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_put server_uuids");
+  }
+  else
+    return catalog_mdb_err (rc, "mdb_get server_uuids");
+
+  memcpy (s.address, address, alen + 1);
+  memcpy (s.zone, zone, zlen + 1);
+  s.capacity = capacity;
+  r = put_server_txn (cat, txn, &s);
+  if (r < 0)
+    return r;
+  r = catalog_wtxn_commit (&txn, "server_register");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = s;
+  return 0;
+}
+
+/* Read server ID. */
+int
+catalog_server_get (catalog *cat, uint32_t id, struct catalog_server *out)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  int r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  return get_server_txn (cat, rt.txn, id, out);
+}
+
+/* List every server in id order into a malloc'd array. */
+int
+catalog_server_list (catalog *cat, struct catalog_server **out, size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  CLEANUP_CURSOR MDB_cursor *cur = NULL;
+  CLEANUP_FREE struct catalog_server *list = NULL;
+  MDB_stat st;
+  MDB_val key, val;
+  size_t i = 0;
+  int rc, r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  rc = mdb_stat (rt.txn, cat->servers, &st);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_stat servers");
+  if (st.ms_entries > 0) {
+    list = calloc (st.ms_entries, sizeof *list);
+    if (list == NULL)
+      return -ENOMEM;
+  }
+  rc = mdb_cursor_open (rt.txn, cat->servers, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open servers");
+
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != KEY_U32_LEN || i >= st.ms_entries) {
+      log_debug ("catalog: servers: corrupt table");
+      return -EIO;
+    }
+    r = catalog_server_decode (get_be32 (key.mv_data), &val, &list[i]);
+    if (r < 0)
+      return r;
+    i++;
+  }
+  if (rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get servers");
+
+  *out = list;
+  list = NULL;
+  *n = i;
+  return 0;
+}
+
+/* Set the state of server ID (no commit if it is unchanged). */
+int
+catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_server s;
+  int r;
+
+  if (state > CATALOG_SERVER_OUT)
+    return -EINVAL;
+  r = catalog_wtxn_begin (cat, &txn, "server_set_state");
+  if (r < 0)
+    return r;
+  r = get_server_txn (cat, txn, id, &s);
+  if (r < 0)
+    return r;
+  if (s.state == state)
+    return 0;
+  s.state = state;
+  r = put_server_txn (cat, txn, &s);
+  if (r < 0)
+    return r;
+  return catalog_wtxn_commit (&txn, "server_set_state");
+}
+
+/* Count the replicas on server ID: a cursor scan of its range of
+ * server_segments.
+ */
+int
+catalog_server_count_segments (catalog *cat, uint32_t id, uint64_t *count)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  CLEANUP_CURSOR MDB_cursor *cur = NULL;
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key = key_pair (kbuf, id, 0);
+  MDB_val val;
+  uint64_t c = 0;
+  int rc, r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  r = catalog_server_exists (cat, rt.txn, id);
+  if (r < 0)
+    return r;
+  rc = mdb_cursor_open (rt.txn, cat->server_segments, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open server_segments");
+
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != KEY_PAIR_LEN) {
+      log_debug ("catalog: server_segments: bad key length %zu", key.mv_size);
+      return -EIO;
+    }
+    if (get_be32 (key.mv_data) != id)
+      break;
+    c++;
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get server_segments");
+  *count = c;
+  return 0;
+}

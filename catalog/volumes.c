@@ -1,0 +1,408 @@
+/* Volumes: creation, lookup by id or name, listing, resize, deletion
+ * (with the release of their segments) and writer epochs (tables
+ * volumes, names, and for deletion segmap, segments, server_segments
+ * and garbage).
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "catalog-internal.h"
+#include "cleanup.h"
+#include "log.h"
+
+/* True if NAME is a valid volume name: 1..CATALOG_NAME_MAX bytes of
+ * [A-Za-z0-9._-], not starting with '.' or '-'.
+ */
+bool
+catalog_name_valid (const char *name)
+{
+  size_t i;
+
+  if (name == NULL || name[0] == '\0' || name[0] == '.' || name[0] == '-')
+    return false;
+  for (i = 0; name[i] != '\0'; ++i) {
+    char c = name[i];
+
+    if (i >= CATALOG_NAME_MAX)
+      return false;
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+/* Read volume ID inside transaction TXN.  -ENOENT if unknown. */
+int
+catalog_volume_get_txn (catalog *cat, MDB_txn *txn, uint64_t id,
+                        struct catalog_volume *out)
+{
+  uint8_t kbuf[KEY_U64_LEN];
+  MDB_val key = key_u64 (kbuf, id);
+  MDB_val val;
+  int rc;
+
+  rc = mdb_get (txn, cat->volumes, &key, &val);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_get volumes");
+  return catalog_volume_decode (id, &val, out);
+}
+
+/* Write volume record V inside write transaction TXN. */
+int
+catalog_volume_put_txn (catalog *cat, MDB_txn *txn,
+                        const struct catalog_volume *v)
+{
+  uint8_t kbuf[KEY_U64_LEN], vbuf[VOLUME_REC_MAX];
+  MDB_val key = key_u64 (kbuf, v->id);
+  MDB_val val = { .mv_data = vbuf };
+  int rc;
+
+  val.mv_size = catalog_volume_encode (v, vbuf);
+  rc = mdb_put (txn, cat->volumes, &key, &val, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put volumes");
+  return 0;
+}
+
+/* Create a volume (see catalog.h for the rules). */
+int
+catalog_volume_create (catalog *cat, const char *name, uint64_t size,
+                       uint32_t replicas, struct catalog_volume *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v = { 0 };
+  MDB_val nkey, val;
+  uint8_t idbuf[8];
+  uint64_t id;
+  int rc, r;
+
+  if (!catalog_name_valid (name) || size == 0 || size % 512 != 0 ||
+      replicas < 1 || replicas > CATALOG_REPLICAS_MAX)
+    return -EINVAL;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_create");
+  if (r < 0)
+    return r;
+  r = catalog_next_id (cat, txn, CATALOG_META_NEXT_VOLUME, UINT64_MAX - 1, &id);
+  if (r < 0)
+    return r;
+
+  nkey.mv_size = strlen (name);
+  nkey.mv_data = (void *)name;
+  put_be64 (idbuf, id);
+  val.mv_size = sizeof idbuf;
+  val.mv_data = idbuf;
+  rc = mdb_put (txn, cat->names, &nkey, &val, MDB_NOOVERWRITE);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put names");
+
+  v.id = id;
+  strcpy (v.name, name);
+  v.size = size;
+  v.replicas = replicas;
+  v.flags = CATALOG_VOL_CLEAN;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  r = catalog_wtxn_commit (&txn, "volume_create");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = v;
+  return 0;
+}
+
+/* Read volume ID. */
+int
+catalog_volume_get (catalog *cat, uint64_t id, struct catalog_volume *out)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  int r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  return catalog_volume_get_txn (cat, rt.txn, id, out);
+}
+
+/* Read a volume by name: -EINVAL for an invalid name, -ENOENT for a
+ * valid one that is not in use.
+ */
+int
+catalog_volume_lookup (catalog *cat, const char *name,
+                       struct catalog_volume *out)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  MDB_val nkey, val;
+  uint64_t id;
+  int rc, r;
+
+  if (!catalog_name_valid (name))
+    return -EINVAL;
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  nkey.mv_size = strlen (name);
+  nkey.mv_data = (void *)name;
+  rc = mdb_get (rt.txn, cat->names, &nkey, &val);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_get names");
+  r = catalog_u64_decode ("names", &val, &id);
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, rt.txn, id, out);
+  if (r == -ENOENT) {
+    log_debug ("catalog: names: %s names a missing volume", name);
+    return -EIO;
+  }
+  return r;
+}
+
+/* List every volume in id order into a malloc'd array. */
+int
+catalog_volume_list (catalog *cat, struct catalog_volume **out, size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  CLEANUP_CURSOR MDB_cursor *cur = NULL;
+  CLEANUP_FREE struct catalog_volume *list = NULL;
+  MDB_stat st;
+  MDB_val key, val;
+  size_t i = 0;
+  int rc, r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  rc = mdb_stat (rt.txn, cat->volumes, &st);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_stat volumes");
+  if (st.ms_entries > 0) {
+    list = calloc (st.ms_entries, sizeof *list);
+    if (list == NULL)
+      return -ENOMEM;
+  }
+  rc = mdb_cursor_open (rt.txn, cat->volumes, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open volumes");
+
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != KEY_U64_LEN || i >= st.ms_entries) {
+      log_debug ("catalog: volumes: corrupt table");
+      return -EIO;
+    }
+    r = catalog_volume_decode (get_be64 (key.mv_data), &val, &list[i]);
+    if (r < 0)
+      return r;
+    i++;
+  }
+  if (rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get volumes");
+
+  *out = list;
+  list = NULL;
+  *n = i;
+  return 0;
+}
+
+/* Grow volume ID to NEW_SIZE. */
+int
+catalog_volume_resize (catalog *cat, uint64_t id, uint64_t new_size,
+                       struct catalog_volume *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v;
+  int r;
+
+  if (new_size == 0 || new_size % 512 != 0)
+    return -EINVAL;
+  r = catalog_wtxn_begin (cat, &txn, "volume_resize");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+  if (new_size < v.size)
+    return -EINVAL;
+  v.size = new_size;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  r = catalog_wtxn_commit (&txn, "volume_resize");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = v;
+  return 0;
+}
+
+/* Drop one reference to segment SEG inside write transaction TXN.  The
+ * last reference deletes the segment and queues each replica in garbage
+ * for its server.
+ */
+static int
+release_segment (catalog *cat, MDB_txn *txn, uint64_t seg)
+{
+  struct catalog_segment g;
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key, empty = { .mv_size = 0, .mv_data = NULL };
+  uint32_t i;
+  int rc, r;
+
+  r = catalog_segment_get_txn (cat, txn, seg, &g);
+  if (r == -ENOENT) {
+    log_debug ("catalog: segmap names missing segment %" PRIu64, seg);
+    return -EIO;
+  }
+  if (r < 0)
+    return r;
+
+  if (g.refcount > 1) {
+    g.refcount--;
+    return catalog_segment_put_txn (cat, txn, &g);
+  }
+
+  key = key_u64 (kbuf, seg);
+  rc = mdb_del (txn, cat->segments, &key, NULL);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_del segments");
+  for (i = 0; i < g.nreplicas; ++i) {
+    key = key_pair (kbuf, g.replicas[i].server, seg);
+    rc = mdb_del (txn, cat->server_segments, &key, NULL);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return catalog_mdb_err (rc, "mdb_del server_segments");
+    rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_put garbage");
+  }
+  return 0;
+}
+
+/* Delete volume ID, its name and its map, releasing its segments: a
+ * cursor walk of the volume's segmap range, in one transaction.
+ */
+int
+catalog_volume_delete (catalog *cat, uint64_t id)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  MDB_cursor *cur; /* freed with the write transaction */
+  struct catalog_volume v;
+  uint8_t kbuf[KEY_MAP_LEN];
+  MDB_val key, val;
+  uint64_t seg;
+  int rc, r;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_delete");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+
+  rc = mdb_cursor_open (txn, cat->segmap, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open segmap");
+  for (;;) {
+    /* Entries go in index order, so the first one at or after
+     * (ID, 0) is always the next to delete.
+     */
+    key = key_map (kbuf, id, 0);
+    rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+      break;
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_cursor_get segmap");
+    if (key.mv_size != KEY_MAP_LEN) {
+      log_debug ("catalog: segmap: bad key length %zu", key.mv_size);
+      return -EIO;
+    }
+    if (get_be64 (key.mv_data) != id)
+      break;
+    r = catalog_u64_decode ("segmap", &val, &seg);
+    if (r < 0)
+      return r;
+    rc = mdb_cursor_del (cur, 0);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_cursor_del segmap");
+    r = release_segment (cat, txn, seg);
+    if (r < 0)
+      return r;
+  }
+
+  key.mv_size = strlen (v.name);
+  key.mv_data = v.name;
+  rc = mdb_del (txn, cat->names, &key, NULL);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_del names");
+  key = key_u64 (kbuf, id);
+  rc = mdb_del (txn, cat->volumes, &key, NULL);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_del volumes");
+  return catalog_wtxn_commit (&txn, "volume_delete");
+}
+
+/* Start a writer on volume ID: a new epoch, not clean. */
+int
+catalog_volume_begin_epoch (catalog *cat, uint64_t id,
+                            struct catalog_volume *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v;
+  int r;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_begin_epoch");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+  if (v.epoch == UINT64_MAX)
+    return -ENOSPC;
+  v.epoch++;
+  v.flags &= ~CATALOG_VOL_CLEAN;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  r = catalog_wtxn_commit (&txn, "volume_begin_epoch");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = v;
+  return 0;
+}
+
+/* The writer of EPOCH closed volume ID cleanly. */
+int
+catalog_volume_mark_clean (catalog *cat, uint64_t id, uint64_t epoch)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v;
+  int r;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_mark_clean");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+  if (epoch != v.epoch)
+    return -ESTALE;
+  if (v.flags & CATALOG_VOL_CLEAN)
+    return 0;
+  v.flags |= CATALOG_VOL_CLEAN;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  return catalog_wtxn_commit (&txn, "volume_mark_clean");
+}

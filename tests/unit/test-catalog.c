@@ -1,0 +1,1263 @@
+/* Unit tests for catalog/ (libcatalog.la).
+ *
+ * Each test runs in its own (forked) process with a fresh catalog in a
+ * mkdtemp directory.  The random map test prints its seed; set
+ * TEST_SEED=N to repeat a run.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <lmdb.h>
+
+#include "catalog.h"
+
+#define SEG_SIZE (UINT32_C (4) << 20) /* 4 MiB */
+#define MiB (UINT64_C (1) << 20)
+
+static char dir[] = "/tmp/test-catalog-XXXXXX";
+static catalog *cat;
+
+/* nftw callback removing one file or directory. */
+static int
+remove_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  return remove (path);
+}
+
+/* Fixture: a new empty catalog in a new directory. */
+static void
+setup (void)
+{
+  strcpy (dir, "/tmp/test-catalog-XXXXXX");
+  ck_assert_ptr_nonnull (mkdtemp (dir));
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_ptr_nonnull (cat);
+}
+
+/* Fixture: close the catalog and remove its directory. */
+static void
+teardown (void)
+{
+  catalog_close (cat);
+  cat = NULL;
+  ck_assert_int_eq (nftw (dir, remove_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* Close and reopen the catalog: what follows reads only what was
+ * committed to disk.
+ */
+static void
+reopen (void)
+{
+  catalog_close (cat);
+  cat = NULL;
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+}
+
+/* A uuid whose bytes are all N. */
+static void
+make_uuid (uint8_t uuid[16], int n)
+{
+  memset (uuid, n, 16);
+}
+
+/* Initialize the cluster with segment size SEG_SIZE. */
+static void
+init_cluster (void)
+{
+  uint8_t uuid[16];
+
+  make_uuid (uuid, 0xcc);
+  ck_assert_int_eq (catalog_cluster_init (cat, SEG_SIZE, uuid), 0);
+}
+
+/* Register server number N (uuid N, zone "zN"); returns its id. */
+static uint32_t
+add_server (int n)
+{
+  struct catalog_server s;
+  uint8_t uuid[16];
+  char addr[32], zone[8];
+
+  make_uuid (uuid, n);
+  snprintf (addr, sizeof addr, "127.0.0.1:%d", 7420 + n);
+  snprintf (zone, sizeof zone, "z%d", n);
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid, addr, zone, 1000 * MiB, &s), 0);
+  return s.id;
+}
+
+/* Create volume NAME of SIZE bytes and REPLICAS replicas; returns its id. */
+static uint64_t
+add_volume (const char *name, uint64_t size, uint32_t replicas)
+{
+  struct catalog_volume v;
+
+  ck_assert_int_eq (catalog_volume_create (cat, name, size, replicas, &v), 0);
+  return v.id;
+}
+
+/* Fill entry E for INDEX with the NREP servers of SERVERS. */
+static void
+set_entry (struct catalog_map_entry *e, uint64_t index, uint32_t nrep,
+           const uint32_t *servers)
+{
+  uint32_t i;
+
+  memset (e, 0, sizeof *e);
+  e->index = index;
+  e->segment.nreplicas = nrep;
+  for (i = 0; i < nrep; ++i) {
+    e->segment.replicas[i].server = servers[i];
+    e->segment.replicas[i].state = CATALOG_REPLICA_STALE; /* ignored */
+  }
+}
+
+/* Allocate INDEX of VOLUME on servers 1 and 2; returns the segment id. */
+static uint64_t
+alloc_index (uint64_t volume, uint64_t index)
+{
+  const uint32_t servers[2] = { 1, 2 };
+  struct catalog_map_entry e;
+
+  set_entry (&e, index, 2, servers);
+  ck_assert_int_eq (catalog_map_alloc (cat, volume, &e, 1), 0);
+  return e.segment.id;
+}
+
+/* Number of garbage entries queued for SERVER. */
+static size_t
+garbage_count (uint32_t server)
+{
+  uint64_t *ids;
+  size_t n;
+
+  ck_assert_int_eq (catalog_garbage_get (cat, server, SIZE_MAX, &ids, &n), 0);
+  free (ids);
+  return n;
+}
+
+/* catalog_open (PATH) as an unprivileged user: root passes every
+ * permission check, so a root test run drops to nobody in a child.
+ */
+static int
+open_as_user (const char *path)
+{
+  catalog *c2 = NULL;
+  pid_t pid;
+  int status, r;
+
+  if (geteuid () != 0) {
+    r = catalog_open (path, 0, &c2);
+    catalog_close (c2);
+    return r;
+  }
+  pid = fork ();
+  ck_assert_int_ge (pid, 0);
+  if (pid == 0) {
+    if (setgid (65534) == -1 || setuid (65534) == -1)
+      _exit (255);
+    r = catalog_open (path, 0, &c2);
+    catalog_close (c2);
+    _exit (-r);
+  }
+  ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+  ck_assert (WIFEXITED (status));
+  ck_assert_int_ne (WEXITSTATUS (status), 255);
+  return -WEXITSTATUS (status);
+}
+
+/* open: files created, missing dir, a file, no permission, map size. */
+START_TEST (test_open)
+{
+  char path[64];
+  catalog *c2 = (catalog *)1;
+  struct stat st;
+  FILE *fp;
+
+  snprintf (path, sizeof path, "%s/data.mdb", dir);
+  ck_assert_int_eq (stat (path, &st), 0);
+  snprintf (path, sizeof path, "%s/lock.mdb", dir);
+  ck_assert_int_eq (stat (path, &st), 0);
+
+  snprintf (path, sizeof path, "%s/nosuchdir", dir);
+  ck_assert_int_eq (catalog_open (path, 0, &c2), -ENOENT);
+  ck_assert_ptr_eq (c2, (catalog *)1);
+
+  snprintf (path, sizeof path, "%s/file", dir);
+  fp = fopen (path, "w");
+  ck_assert_ptr_nonnull (fp);
+  fclose (fp);
+  ck_assert_int_eq (catalog_open (path, 0, &c2), -ENOENT);
+
+  /* A directory we may not enter, and one we may not write. */
+  ck_assert_int_eq (chmod (dir, 0755), 0);
+  snprintf (path, sizeof path, "%s/noaccess", dir);
+  ck_assert_int_eq (mkdir (path, 0), 0);
+  ck_assert_int_eq (open_as_user (path), -EACCES);
+  snprintf (path, sizeof path, "%s/readonly", dir);
+  ck_assert_int_eq (mkdir (path, 0555), 0);
+  ck_assert_int_eq (open_as_user (path), -EACCES);
+
+  /* An explicit map size; close accepts NULL. */
+  catalog_close (cat);
+  ck_assert_int_eq (catalog_open (dir, 64 * MiB, &cat), 0);
+  catalog_close (NULL);
+}
+END_TEST
+
+/* cluster_init ranges, -EEXIST, cluster_get before and after reopen. */
+START_TEST (test_cluster)
+{
+  struct catalog_cluster c;
+  uint8_t uuid[16];
+
+  make_uuid (uuid, 7);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), -ENOENT);
+
+  ck_assert_int_eq (catalog_cluster_init (cat, 0, uuid), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, 32768, uuid), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, 65537, uuid), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, 3 * 65536, uuid), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, 128 << 20, uuid), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, UINT32_C (1) << 31, uuid),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_cluster_init (cat, SEG_SIZE, NULL), -EINVAL);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), -ENOENT);
+
+  ck_assert_int_eq (catalog_cluster_init (cat, 64 << 20, uuid), 0);
+  ck_assert_int_eq (catalog_cluster_init (cat, SEG_SIZE, uuid), -EEXIST);
+
+  reopen ();
+  memset (&c, 0xff, sizeof c);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
+  ck_assert_uint_eq (c.segment_size, 64 << 20);
+  ck_assert_uint_eq (c.format_version, 1);
+  ck_assert_mem_eq (c.uuid, uuid, 16);
+}
+END_TEST
+
+/* The smallest segment size is accepted. */
+START_TEST (test_cluster_min)
+{
+  struct catalog_cluster c;
+  uint8_t uuid[16];
+
+  make_uuid (uuid, 1);
+  ck_assert_int_eq (catalog_cluster_init (cat, 65536, uuid), 0);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
+  ck_assert_uint_eq (c.segment_size, 65536);
+}
+END_TEST
+
+/* register: ids, re-registration keeps id and state, limits. */
+START_TEST (test_server_register)
+{
+  struct catalog_server s, s2;
+  uint8_t uuid[16], uuid2[16];
+  char longaddr[CATALOG_ADDR_MAX + 2], longzone[CATALOG_ZONE_MAX + 2];
+
+  make_uuid (uuid, 1);
+  make_uuid (uuid2, 2);
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid, "host1:7421", "rack1", 100, &s), 0);
+  ck_assert_uint_eq (s.id, 1);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_UP);
+  ck_assert_uint_eq (s.capacity, 100);
+  ck_assert_str_eq (s.address, "host1:7421");
+  ck_assert_str_eq (s.zone, "rack1");
+  ck_assert_mem_eq (s.uuid, uuid, 16);
+
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid2, "host2:7421", "", 200, &s2), 0);
+  ck_assert_uint_eq (s2.id, 2);
+  ck_assert_str_eq (s2.zone, "");
+
+  /* Re-registration keeps the id and the state, updates the rest. */
+  ck_assert_int_eq (catalog_server_set_state (cat, 1, CATALOG_SERVER_DOWN), 0);
+  reopen ();
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid, "host9:7000", "rack9", 300, &s), 0);
+  ck_assert_uint_eq (s.id, 1);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_DOWN);
+  ck_assert_uint_eq (s.capacity, 300);
+  ck_assert_str_eq (s.address, "host9:7000");
+  ck_assert_str_eq (s.zone, "rack9");
+  memset (&s, 0, sizeof s);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_str_eq (s.address, "host9:7000");
+  ck_assert_uint_eq (s.capacity, 300);
+
+  /* Limits. */
+  memset (longaddr, 'a', sizeof longaddr);
+  longaddr[CATALOG_ADDR_MAX + 1] = '\0';
+  memset (longzone, 'z', sizeof longzone);
+  longzone[CATALOG_ZONE_MAX + 1] = '\0';
+  ck_assert_int_eq (catalog_server_register (cat, uuid, longaddr, "z", 1, &s),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_server_register (cat, uuid, "h:1", longzone, 1, &s),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_server_register (cat, uuid, NULL, "z", 1, &s),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_server_register (cat, uuid, "", "z", 1, &s),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_server_register (cat, NULL, "h:1", "z", 1, &s),
+                    -EINVAL);
+  longaddr[CATALOG_ADDR_MAX] = '\0';
+  longzone[CATALOG_ZONE_MAX] = '\0';
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid2, longaddr, longzone, 1, &s), 0);
+  ck_assert_uint_eq (s.id, 2);
+  memset (&s, 0, sizeof s);
+  ck_assert_int_eq (catalog_server_get (cat, 2, &s), 0);
+  ck_assert_str_eq (s.address, longaddr);
+  ck_assert_str_eq (s.zone, longzone);
+
+  /* Failed registrations changed nothing. */
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_str_eq (s.address, "host9:7000");
+  ck_assert_int_eq (catalog_server_get (cat, 3, &s), -ENOENT);
+}
+END_TEST
+
+/* server_list order; server_set_state and its errors. */
+START_TEST (test_server_list_state)
+{
+  struct catalog_server *list;
+  struct catalog_server s;
+  size_t n = 99;
+
+  ck_assert_int_eq (catalog_server_list (cat, &list, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (list);
+
+  ck_assert_uint_eq (add_server (5), 1);
+  ck_assert_uint_eq (add_server (6), 2);
+  ck_assert_uint_eq (add_server (7), 3);
+  ck_assert_int_eq (catalog_server_list (cat, &list, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (list[0].id, 1);
+  ck_assert_uint_eq (list[1].id, 2);
+  ck_assert_uint_eq (list[2].id, 3);
+  ck_assert_str_eq (list[1].address, "127.0.0.1:7426");
+  ck_assert_str_eq (list[2].zone, "z7");
+  free (list);
+
+  ck_assert_int_eq (catalog_server_set_state (cat, 2, CATALOG_SERVER_DRAINING),
+                    0);
+  ck_assert_int_eq (catalog_server_set_state (cat, 3, CATALOG_SERVER_OUT), 0);
+  ck_assert_int_eq (catalog_server_set_state (cat, 3, 4), -EINVAL);
+  ck_assert_int_eq (catalog_server_set_state (cat, 3, UINT32_MAX), -EINVAL);
+  ck_assert_int_eq (catalog_server_set_state (cat, 4, CATALOG_SERVER_UP),
+                    -ENOENT);
+  ck_assert_int_eq (catalog_server_set_state (cat, 0, CATALOG_SERVER_UP),
+                    -ENOENT);
+  reopen ();
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_UP);
+  ck_assert_int_eq (catalog_server_get (cat, 2, &s), 0);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_DRAINING);
+  ck_assert_int_eq (catalog_server_get (cat, 3, &s), 0);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_OUT);
+  ck_assert_int_eq (catalog_server_get (cat, 0, &s), -ENOENT);
+  ck_assert_int_eq (catalog_server_get (cat, 4, &s), -ENOENT);
+}
+END_TEST
+
+/* count_segments per server after allocations. */
+START_TEST (test_server_count_segments)
+{
+  const uint32_t s12[2] = { 1, 2 }, s23[2] = { 2, 3 };
+  struct catalog_map_entry e[3];
+  uint64_t count = 99, vol;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("v", 64 * MiB, 2);
+
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 0);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 4, &count), -ENOENT);
+
+  set_entry (&e[0], 0, 2, s12);
+  set_entry (&e[1], 1, 2, s23);
+  set_entry (&e[2], 5, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 3), 0);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 1);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 2, &count), 0);
+  ck_assert_uint_eq (count, 3);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 3, &count), 0);
+  ck_assert_uint_eq (count, 2);
+}
+END_TEST
+
+/* volume_create: fields, bad names, sizes, replicas, -EEXIST. */
+START_TEST (test_volume_create)
+{
+  struct catalog_volume v;
+  char name[CATALOG_NAME_MAX + 2];
+
+  ck_assert_int_eq (catalog_volume_create (cat, "disk-1.a_b", 512, 2, &v), 0);
+  ck_assert_uint_eq (v.id, 1);
+  ck_assert_str_eq (v.name, "disk-1.a_b");
+  ck_assert_uint_eq (v.size, 512);
+  ck_assert_uint_eq (v.replicas, 2);
+  ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
+  ck_assert_uint_eq (v.epoch, 0);
+  ck_assert_uint_eq (v.segments, 0);
+
+  /* Bad names. */
+  ck_assert_int_eq (catalog_volume_create (cat, NULL, 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, ".a", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "-a", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "a/b", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "a b", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "a:b", 512, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "\xc3\xa9", 512, 2, &v),
+                    -EINVAL);
+  memset (name, 'n', sizeof name);
+  name[CATALOG_NAME_MAX + 1] = '\0';
+  ck_assert_int_eq (catalog_volume_create (cat, name, 512, 2, &v), -EINVAL);
+  name[CATALOG_NAME_MAX] = '\0';
+  ck_assert_int_eq (catalog_volume_create (cat, name, 512, 2, &v), 0);
+  ck_assert_str_eq (v.name, name);
+  ck_assert_int_eq (catalog_volume_create (cat, "0a", 512, 1, &v), 0);
+  ck_assert_int_eq (catalog_volume_create (cat, "_a", 512, 1, &v), 0);
+
+  /* Bad sizes and replica counts. */
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 0, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 511, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 513, 2, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 1000 * MiB + 1, 2, &v),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 512, 0, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 512, 9, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_create (cat, "s", 512, 8, &v), 0);
+  ck_assert_uint_eq (v.replicas, 8);
+
+  /* Names are unique. */
+  ck_assert_int_eq (catalog_volume_create (cat, "disk-1.a_b", 1024, 2, &v),
+                    -EEXIST);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "disk-1.a_b", &v), 0);
+  ck_assert_uint_eq (v.id, 1);
+  ck_assert_uint_eq (v.size, 512);
+}
+END_TEST
+
+/* volume_get, volume_lookup and volume_list. */
+START_TEST (test_volume_get_lookup_list)
+{
+  struct catalog_volume v, *list;
+  size_t n = 99;
+
+  ck_assert_int_eq (catalog_volume_list (cat, &list, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (list);
+  ck_assert_int_eq (catalog_volume_get (cat, 1, &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "a", &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "a/b", &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "", &v), -EINVAL);
+
+  ck_assert_uint_eq (add_volume ("b", 1 * MiB, 1), 1);
+  ck_assert_uint_eq (add_volume ("a", 2 * MiB, 2), 2);
+  ck_assert_uint_eq (add_volume ("c", 3 * MiB, 3), 3);
+  reopen ();
+
+  ck_assert_int_eq (catalog_volume_get (cat, 2, &v), 0);
+  ck_assert_str_eq (v.name, "a");
+  ck_assert_uint_eq (v.size, 2 * MiB);
+  ck_assert_uint_eq (v.replicas, 2);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "c", &v), 0);
+  ck_assert_uint_eq (v.id, 3);
+  ck_assert_uint_eq (v.size, 3 * MiB);
+  ck_assert_int_eq (catalog_volume_get (cat, 4, &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_get (cat, 0, &v), -ENOENT);
+
+  ck_assert_int_eq (catalog_volume_list (cat, &list, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (list[0].id, 1);
+  ck_assert_str_eq (list[0].name, "b");
+  ck_assert_uint_eq (list[1].id, 2);
+  ck_assert_str_eq (list[1].name, "a");
+  ck_assert_uint_eq (list[2].id, 3);
+  ck_assert_uint_eq (list[2].replicas, 3);
+  free (list);
+}
+END_TEST
+
+/* volume_resize: grow, same size, shrink, bad sizes, -ENOENT. */
+START_TEST (test_volume_resize)
+{
+  struct catalog_volume v;
+  uint64_t id;
+
+  id = add_volume ("r", 10 * MiB, 2);
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 20 * MiB, &v), 0);
+  ck_assert_uint_eq (v.size, 20 * MiB);
+  ck_assert_str_eq (v.name, "r");
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 20 * MiB, NULL), 0);
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 20 * MiB + 512, NULL), 0);
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 20 * MiB, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 30 * MiB + 1, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_resize (cat, id, 0, &v), -EINVAL);
+  ck_assert_int_eq (catalog_volume_resize (cat, id + 1, 40 * MiB, &v), -ENOENT);
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.size, 20 * MiB + 512);
+}
+END_TEST
+
+/* begin_epoch and mark_clean, -ESTALE and -ENOENT. */
+START_TEST (test_volume_epoch)
+{
+  struct catalog_volume v;
+  uint64_t id;
+
+  id = add_volume ("e", MiB, 2);
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, &v), 0);
+  ck_assert_uint_eq (v.epoch, 1);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 0), -ESTALE);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), -ESTALE);
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 1), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
+  ck_assert_uint_eq (v.epoch, 1);
+
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, NULL), 0);
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.epoch, 2);
+  ck_assert_uint_eq (v.flags, 0);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 1), -ESTALE);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), 0);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), 0);
+
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id + 1, &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id + 1, 0), -ENOENT);
+}
+END_TEST
+
+/* map_alloc: new and mapped indexes, every error, atomicity. */
+START_TEST (test_map_alloc)
+{
+  const uint32_t s12[2] = { 1, 2 }, s23[2] = { 2, 3 };
+  const uint32_t s121[3] = { 1, 2, 1 }, s19[2] = { 1, 9 };
+  const uint32_t many[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+  struct catalog_map_entry e[3];
+  struct catalog_volume v;
+  struct catalog_stats st;
+  uint64_t vol;
+  uint32_t i;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("m", 4 * SEG_SIZE, 2);
+
+  set_entry (&e[0], 0, 2, s12);
+  set_entry (&e[1], 2, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), 0);
+  ck_assert_uint_eq (e[0].segment.id, 1);
+  ck_assert_uint_eq (e[0].segment.refcount, 1);
+  ck_assert_uint_eq (e[0].segment.nreplicas, 2);
+  ck_assert_uint_eq (e[0].segment.replicas[0].server, 1);
+  ck_assert_uint_eq (e[0].segment.replicas[1].server, 2);
+  ck_assert_uint_eq (e[0].segment.replicas[0].state, CATALOG_REPLICA_OK);
+  ck_assert_uint_eq (e[0].segment.replicas[1].state, CATALOG_REPLICA_OK);
+  ck_assert_uint_eq (e[1].segment.id, 2);
+  ck_assert_uint_eq (e[1].segment.replicas[0].server, 2);
+  ck_assert_uint_eq (e[1].index, 2);
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), 0);
+  ck_assert_uint_eq (v.segments, 2);
+
+  /* Mapped indexes are left alone; a repeated index maps once. */
+  set_entry (&e[0], 0, 2, s23);
+  set_entry (&e[1], 3, 2, s23);
+  set_entry (&e[2], 3, 2, s12);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 3), 0);
+  ck_assert_uint_eq (e[0].segment.id, 1);
+  ck_assert_uint_eq (e[0].segment.replicas[0].server, 1);
+  ck_assert_uint_eq (e[0].segment.replicas[1].server, 2);
+  ck_assert_uint_eq (e[1].segment.id, 3);
+  ck_assert_uint_eq (e[2].segment.id, 3);
+  ck_assert_uint_eq (e[2].segment.replicas[0].server, 2);
+  ck_assert_uint_eq (e[2].segment.replicas[1].server, 3);
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), 0);
+  ck_assert_uint_eq (v.segments, 3);
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.segments, 3);
+
+  /* Errors, each leaving the catalog as it was (index 1 stays a hole). */
+  set_entry (&e[0], 1, 2, s12);
+  set_entry (&e[1], 4, 2, s12); /* past the end */
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -EINVAL);
+  set_entry (&e[1], UINT64_MAX, 2, s12);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -EINVAL);
+  set_entry (&e[1], 1, 0, s12);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -EINVAL);
+  set_entry (&e[1], 1, 8, many);
+  e[1].segment.nreplicas = 9;
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -EINVAL);
+  set_entry (&e[1], 1, 3, s121);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -EINVAL);
+  set_entry (&e[1], 1, 2, s19); /* no server 9 */
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), -ENOENT);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol + 1, e, 1), -ENOENT);
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), 0);
+  ck_assert_uint_eq (v.segments, 3);
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.segments, 3);
+
+  /* Eight replicas is the maximum, and allowed. */
+  for (i = 4; i <= 8; ++i)
+    add_server (i);
+  set_entry (&e[0], 1, 8, many);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 1), 0);
+  ck_assert_uint_eq (e[0].segment.id, 4);
+  ck_assert_uint_eq (e[0].segment.nreplicas, 8);
+  ck_assert_uint_eq (e[0].segment.replicas[7].server, 8);
+
+  /* An empty batch is fine. */
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 0), 0);
+}
+END_TEST
+
+/* A partial last segment counts; resize adds indexes. */
+START_TEST (test_map_alloc_partial_segment)
+{
+  const uint32_t s1[1] = { 1 };
+  struct catalog_map_entry e;
+  uint64_t vol;
+
+  init_cluster ();
+  add_server (1);
+  /* 5 MiB: two segments, the second partial. */
+  vol = add_volume ("p", 5 * MiB, 1);
+  set_entry (&e, 2, 1, s1);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), -EINVAL);
+  set_entry (&e, 1, 1, s1);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+
+  /* After a resize the new index exists. */
+  ck_assert_int_eq (catalog_volume_resize (cat, vol, 9 * MiB, NULL), 0);
+  set_entry (&e, 2, 1, s1);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  ck_assert_uint_eq (e.segment.id, 2);
+}
+END_TEST
+
+/* map_alloc needs the cluster (its segment size). */
+START_TEST (test_map_alloc_no_cluster)
+{
+  const uint32_t s1[1] = { 1 };
+  struct catalog_map_entry e;
+  uint64_t vol;
+
+  add_server (1);
+  vol = add_volume ("p", 5 * MiB, 1);
+  set_entry (&e, 0, 1, s1);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), -ENOENT);
+}
+END_TEST
+
+/* map_get: ranges with holes, empty ranges, other volumes. */
+START_TEST (test_map_get)
+{
+  struct catalog_map_entry *m = (void *)1;
+  size_t n = 99;
+  uint64_t vol, vol2, s1, s3, s4, s7;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("g", 10 * SEG_SIZE, 2);
+  vol2 = add_volume ("h", 10 * SEG_SIZE, 2);
+  alloc_index (vol2, 0);
+  s7 = alloc_index (vol, 7);
+  s1 = alloc_index (vol, 1);
+  s4 = alloc_index (vol, 4);
+  s3 = alloc_index (vol, 3);
+  alloc_index (vol2, 1);
+  reopen ();
+
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, 10, &m, &n), 0);
+  ck_assert_uint_eq (n, 4);
+  ck_assert_uint_eq (m[0].index, 1);
+  ck_assert_uint_eq (m[0].segment.id, s1);
+  ck_assert_uint_eq (m[1].index, 3);
+  ck_assert_uint_eq (m[1].segment.id, s3);
+  ck_assert_uint_eq (m[2].index, 4);
+  ck_assert_uint_eq (m[2].segment.id, s4);
+  ck_assert_uint_eq (m[3].index, 7);
+  ck_assert_uint_eq (m[3].segment.id, s7);
+  ck_assert_uint_eq (m[3].segment.refcount, 1);
+  ck_assert_uint_eq (m[3].segment.nreplicas, 2);
+  ck_assert_uint_eq (m[3].segment.replicas[0].server, 1);
+  ck_assert_uint_eq (m[3].segment.replicas[1].server, 2);
+  free (m);
+
+  /* [2, 5): 3 and 4. */
+  ck_assert_int_eq (catalog_map_get (cat, vol, 2, 3, &m, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (m[0].index, 3);
+  ck_assert_uint_eq (m[1].index, 4);
+  free (m);
+
+  /* [4, 5) and [4, 7): 4 only. */
+  ck_assert_int_eq (catalog_map_get (cat, vol, 4, 1, &m, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  ck_assert_uint_eq (m[0].index, 4);
+  free (m);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 4, 3, &m, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  free (m);
+
+  /* Holes only, empty and past the end. */
+  ck_assert_int_eq (catalog_map_get (cat, vol, 5, 2, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (m);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 1, 0, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (m);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 8, 1000, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+
+  /* The whole index space (count overflows). */
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, UINT64_MAX, &m, &n), 0);
+  ck_assert_uint_eq (n, 4);
+  free (m);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 2, UINT64_MAX, &m, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (m[0].index, 3);
+  free (m);
+
+  /* The other volume's entries stay apart. */
+  ck_assert_int_eq (catalog_map_get (cat, vol2, 0, UINT64_MAX, &m, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (m[0].index, 0);
+  ck_assert_uint_eq (m[1].index, 1);
+  free (m);
+
+  ck_assert_int_eq (catalog_map_get (cat, 99, 0, 10, &m, &n), -ENOENT);
+}
+END_TEST
+
+/* Random allocations against a model; print the seed (TEST_SEED). */
+START_TEST (test_map_get_random)
+{
+  enum { NSEG = 2000, ROUNDS = 300 };
+  const uint32_t s12[2] = { 1, 2 };
+  static uint64_t model[NSEG]; /* segment id, 0: hole */
+  struct catalog_map_entry batch[16], *m;
+  const char *env = getenv ("TEST_SEED");
+  unsigned seed =
+      env ? (unsigned)strtoul (env, NULL, 0) : (unsigned)time (NULL);
+  uint64_t vol, start, count, k;
+  size_t n, j, i;
+  int round;
+
+  printf ("test_map_get_random: TEST_SEED=%u\n", seed);
+  fflush (stdout);
+  srandom (seed);
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("rnd", (uint64_t)NSEG * SEG_SIZE, 2);
+  memset (model, 0, sizeof model);
+
+  for (round = 0; round < ROUNDS; ++round) {
+    n = 1 + random () % 16;
+    for (i = 0; i < n; ++i)
+      set_entry (&batch[i], random () % NSEG, 2, s12);
+    ck_assert_int_eq (catalog_map_alloc (cat, vol, batch, n), 0);
+    for (i = 0; i < n; ++i) {
+      if (model[batch[i].index] == 0)
+        model[batch[i].index] = batch[i].segment.id;
+      ck_assert_uint_eq (batch[i].segment.id, model[batch[i].index]);
+    }
+
+    start = random () % NSEG;
+    count = random () % (NSEG / 4 + 1);
+    ck_assert_int_eq (catalog_map_get (cat, vol, start, count, &m, &n), 0);
+    j = 0;
+    for (k = start; k < start + count && k < NSEG; ++k) {
+      if (model[k] == 0)
+        continue;
+      ck_assert_uint_lt (j, n);
+      ck_assert_uint_eq (m[j].index, k);
+      ck_assert_uint_eq (m[j].segment.id, model[k]);
+      j++;
+    }
+    ck_assert_uint_eq (j, n);
+    free (m);
+  }
+}
+END_TEST
+
+/* segment_get and replica_set_state with their errors. */
+START_TEST (test_segment_replica_state)
+{
+  struct catalog_segment g;
+  uint64_t vol, seg;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("s", 4 * SEG_SIZE, 2);
+  seg = alloc_index (vol, 0);
+
+  ck_assert_int_eq (catalog_segment_get (cat, seg, &g), 0);
+  ck_assert_uint_eq (g.id, seg);
+  ck_assert_uint_eq (g.refcount, 1);
+  ck_assert_uint_eq (g.nreplicas, 2);
+  ck_assert_int_eq (catalog_segment_get (cat, seg + 1, &g), -ENOENT);
+  ck_assert_int_eq (catalog_segment_get (cat, 0, &g), -ENOENT);
+
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 2, CATALOG_REPLICA_STALE, &g), 0);
+  ck_assert_uint_eq (g.replicas[0].state, CATALOG_REPLICA_OK);
+  ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 1, CATALOG_REPLICA_SYNCING, NULL),
+      0);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 1, CATALOG_REPLICA_SYNCING, NULL),
+      0);
+  ck_assert_int_eq (catalog_replica_set_state (cat, seg, 1, 3, NULL), -EINVAL);
+  ck_assert_int_eq (catalog_replica_set_state (cat, seg, 1, 255, NULL),
+                    -EINVAL);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 3, CATALOG_REPLICA_OK, NULL),
+      -ENOENT);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg + 1, 1, CATALOG_REPLICA_OK, NULL),
+      -ENOENT);
+
+  reopen ();
+  ck_assert_int_eq (catalog_segment_get (cat, seg, &g), 0);
+  ck_assert_uint_eq (g.replicas[0].server, 1);
+  ck_assert_uint_eq (g.replicas[0].state, CATALOG_REPLICA_SYNCING);
+  ck_assert_uint_eq (g.replicas[1].server, 2);
+  ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+}
+END_TEST
+
+/* volume_delete: map, segments, server_segments, garbage. */
+START_TEST (test_volume_delete)
+{
+  const uint32_t s23[2] = { 2, 3 };
+  struct catalog_map_entry e, *m;
+  struct catalog_volume v;
+  struct catalog_segment g;
+  struct catalog_stats st;
+  uint64_t vol, keep, seg[3], kseg, count, *ids;
+  uint64_t bogus[2];
+  size_t n;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("d", 8 * SEG_SIZE, 2);
+  keep = add_volume ("k", 8 * SEG_SIZE, 2);
+  seg[0] = alloc_index (vol, 0);
+  kseg = alloc_index (keep, 0);
+  seg[1] = alloc_index (vol, 5);
+  set_entry (&e, 7, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  seg[2] = e.segment.id;
+
+  ck_assert_int_eq (catalog_volume_delete (cat, vol + 2), -ENOENT);
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), 0);
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), -ENOENT);
+  reopen ();
+
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "d", &v), -ENOENT);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, 8, &m, &n), -ENOENT);
+  ck_assert_int_eq (catalog_segment_get (cat, seg[0], &g), -ENOENT);
+  ck_assert_int_eq (catalog_segment_get (cat, seg[1], &g), -ENOENT);
+  ck_assert_int_eq (catalog_segment_get (cat, seg[2], &g), -ENOENT);
+
+  /* The other volume is untouched. */
+  ck_assert_int_eq (catalog_segment_get (cat, kseg, &g), 0);
+  ck_assert_int_eq (catalog_map_get (cat, keep, 0, 8, &m, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  ck_assert_uint_eq (m[0].segment.id, kseg);
+  free (m);
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.volumes, 1);
+  ck_assert_uint_eq (st.segments, 1);
+  ck_assert_uint_eq (st.servers, 3);
+
+  /* server_segments lost the deleted replicas. */
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 1);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 2, &count), 0);
+  ck_assert_uint_eq (count, 1);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 3, &count), 0);
+  ck_assert_uint_eq (count, 0);
+
+  /* Garbage for each replica's server, in segment id order. */
+  ck_assert_int_eq (catalog_garbage_get (cat, 1, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (ids[0], seg[0]);
+  ck_assert_uint_eq (ids[1], seg[1]);
+  free (ids);
+  ck_assert_int_eq (catalog_garbage_get (cat, 2, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (ids[0], seg[0]);
+  ck_assert_uint_eq (ids[1], seg[1]);
+  ck_assert_uint_eq (ids[2], seg[2]);
+  free (ids);
+  ck_assert_int_eq (catalog_garbage_get (cat, 2, 2, &ids, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (ids[1], seg[1]);
+  free (ids);
+  ck_assert_int_eq (catalog_garbage_get (cat, 3, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  ck_assert_uint_eq (ids[0], seg[2]);
+  free (ids);
+
+  /* garbage_done forgets exactly the listed ones of that server. */
+  bogus[0] = seg[0];
+  bogus[1] = 12345;
+  ck_assert_int_eq (catalog_garbage_done (cat, 2, bogus, 2), 0);
+  ck_assert_int_eq (catalog_garbage_get (cat, 2, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (ids[0], seg[1]);
+  ck_assert_uint_eq (ids[1], seg[2]);
+  free (ids);
+  ck_assert_uint_eq (garbage_count (1), 2);
+  ck_assert_int_eq (catalog_garbage_done (cat, 1, seg, 3), 0);
+  reopen ();
+  ck_assert_uint_eq (garbage_count (1), 0);
+  ck_assert_uint_eq (garbage_count (2), 2);
+  ck_assert_uint_eq (garbage_count (3), 1);
+
+  /* The name is free again; ids are never reused. */
+  ck_assert_int_eq (catalog_volume_create (cat, "d", SEG_SIZE, 2, &v), 0);
+  ck_assert_uint_eq (v.id, keep + 1);
+  ck_assert_uint_gt (alloc_index (v.id, 0), seg[2]);
+}
+END_TEST
+
+/* Deleting a volume without segments. */
+START_TEST (test_volume_delete_empty)
+{
+  struct catalog_volume v;
+  uint64_t vol;
+
+  vol = add_volume ("empty", MiB, 2);
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), -ENOENT);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "empty", &v), -ENOENT);
+}
+END_TEST
+
+/* Deleting a volume of many segments in one call. */
+START_TEST (test_volume_delete_many)
+{
+  enum { NSEG = 20000, BATCH = 1000 };
+  const uint32_t s12[2] = { 1, 2 };
+  static struct catalog_map_entry e[BATCH];
+  struct catalog_volume v;
+  struct catalog_stats st;
+  uint64_t vol, count, *ids;
+  size_t i, b, n;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("big", (uint64_t)NSEG * SEG_SIZE, 2);
+  for (b = 0; b < NSEG / BATCH; ++b) {
+    for (i = 0; i < BATCH; ++i)
+      set_entry (&e[i], b * BATCH + i, 2, s12);
+    ck_assert_int_eq (catalog_map_alloc (cat, vol, e, BATCH), 0);
+  }
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), 0);
+  ck_assert_uint_eq (v.segments, NSEG);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 2, &count), 0);
+  ck_assert_uint_eq (count, NSEG);
+
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), 0);
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.volumes, 0);
+  ck_assert_uint_eq (st.segments, 0);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 0);
+  ck_assert_uint_eq (garbage_count (1), NSEG);
+  ck_assert_uint_eq (garbage_count (2), NSEG);
+
+  ck_assert_int_eq (catalog_garbage_get (cat, 1, SIZE_MAX, &ids, &n), 0);
+  ck_assert_uint_eq (n, NSEG);
+  for (i = 0; i < n; ++i)
+    ck_assert_uint_eq (ids[i], i + 1);
+  ck_assert_int_eq (catalog_garbage_done (cat, 1, ids, n), 0);
+  free (ids);
+  ck_assert_uint_eq (garbage_count (1), 0);
+  ck_assert_uint_eq (garbage_count (2), NSEG);
+}
+END_TEST
+
+/* garbage_get and garbage_done edge cases and errors. */
+START_TEST (test_garbage_errors)
+{
+  uint64_t *ids = (void *)1, one = 1;
+  size_t n = 99;
+
+  ck_assert_int_eq (catalog_garbage_get (cat, 1, 10, &ids, &n), -ENOENT);
+  ck_assert_int_eq (catalog_garbage_done (cat, 1, &one, 1), -ENOENT);
+  add_server (1);
+  ck_assert_int_eq (catalog_garbage_get (cat, 1, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (ids);
+  ck_assert_int_eq (catalog_garbage_get (cat, 1, 0, &ids, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_int_eq (catalog_garbage_done (cat, 1, &one, 1), 0);
+  ck_assert_int_eq (catalog_garbage_done (cat, 1, NULL, 0), 0);
+}
+END_TEST
+
+/* stats, and counters surviving close and reopen. */
+START_TEST (test_stats_persist)
+{
+  struct catalog_stats st;
+  struct catalog_volume v;
+  struct catalog_server s;
+  uint64_t vol, seg;
+  uint8_t uuid[16];
+
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.volumes, 0);
+  ck_assert_uint_eq (st.segments, 0);
+  ck_assert_uint_eq (st.servers, 0);
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("p1", 2 * SEG_SIZE, 2);
+  add_volume ("p2", 2 * SEG_SIZE, 2);
+  seg = alloc_index (vol, 1);
+  ck_assert_int_eq (catalog_volume_delete (cat, 2), 0);
+  reopen ();
+
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.volumes, 1);
+  ck_assert_uint_eq (st.segments, 1);
+  ck_assert_uint_eq (st.servers, 2);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "p1", &v), 0);
+  ck_assert_uint_eq (v.segments, 1);
+
+  /* Counters survive: no id is handed out twice. */
+  ck_assert_uint_eq (add_volume ("p3", SEG_SIZE, 1), 3);
+  ck_assert_uint_eq (alloc_index (vol, 0), seg + 1);
+  make_uuid (uuid, 3);
+  ck_assert_int_eq (catalog_server_register (cat, uuid, "h:1", "", 0, &s), 0);
+  ck_assert_uint_eq (s.id, 3);
+}
+END_TEST
+
+/* Thread body for test_threads: lookups through shared read txns. */
+static void *
+reader (void *arg)
+{
+  uint64_t vol = *(uint64_t *)arg;
+  struct catalog_map_entry *m;
+  struct catalog_volume v;
+  size_t n;
+  int i;
+
+  for (i = 0; i < 2000; ++i) {
+    if (catalog_volume_get (cat, vol, &v) != 0 ||
+        catalog_map_get (cat, vol, 0, 64, &m, &n) != 0)
+      return (void *)1;
+    free (m);
+  }
+  return NULL;
+}
+
+/* Concurrent readers with a writer, more threads than the pool. */
+START_TEST (test_threads)
+{
+  enum { NTHREADS = 24 }; /* more than the pool of read transactions */
+  pthread_t t[NTHREADS];
+  void *ret;
+  uint64_t vol, i;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("t", 64 * SEG_SIZE, 2);
+  for (i = 0; i < 64; i += 2)
+    alloc_index (vol, i);
+
+  for (i = 0; i < NTHREADS; ++i)
+    ck_assert_int_eq (pthread_create (&t[i], NULL, reader, &vol), 0);
+  for (i = 0; i < 4; ++i)
+    alloc_index (vol, 2 * i + 1);
+  for (i = 0; i < NTHREADS; ++i) {
+    ck_assert_int_eq (pthread_join (t[i], &ret), 0);
+    ck_assert_ptr_null (ret);
+  }
+}
+END_TEST
+
+/* Overwrite the value of KEY in table DB behind the catalog's back. */
+static void
+corrupt (const char *db, const void *key, size_t klen, const void *val,
+         size_t vlen)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+  MDB_val v = { .mv_size = vlen, .mv_data = (void *)val };
+
+  ck_assert_int_eq (mdb_env_create (&env), 0);
+  ck_assert_int_eq (mdb_env_set_maxdbs (env, 16), 0);
+  ck_assert_int_eq (mdb_env_open (env, dir, 0, 0600), 0);
+  ck_assert_int_eq (mdb_txn_begin (env, NULL, 0, &txn), 0);
+  ck_assert_int_eq (mdb_dbi_open (txn, db, 0, &dbi), 0);
+  ck_assert_int_eq (mdb_put (txn, dbi, &k, &v, 0), 0);
+  ck_assert_int_eq (mdb_txn_commit (txn), 0);
+  mdb_env_close (env);
+}
+
+/* Corrupt records give -EIO, never garbage. */
+START_TEST (test_corrupt_records)
+{
+  const uint8_t vkey[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+  const uint8_t skey[4] = { 0, 0, 0, 1 };
+  const uint8_t short_rec[3] = { 1, 0, 0 };
+  uint8_t bad_version[28] = { 2 };
+  struct catalog_cluster c;
+  struct catalog_volume v;
+  struct catalog_server s;
+  struct catalog_segment g;
+  struct catalog_map_entry *m;
+  size_t n;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_volume ("c", 4 * SEG_SIZE, 2);
+  alloc_index (1, 0);
+  catalog_close (cat);
+  cat = NULL;
+
+  corrupt ("volumes", vkey, 8, short_rec, sizeof short_rec);
+  corrupt ("servers", skey, 4, short_rec, sizeof short_rec);
+  corrupt ("segments", vkey, 8, short_rec, sizeof short_rec);
+  corrupt ("meta", "cluster", 7, bad_version, sizeof bad_version);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+
+  ck_assert_int_eq (catalog_volume_get (cat, 1, &v), -EIO);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "c", &v), -EIO);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), -EIO);
+  ck_assert_int_eq (catalog_server_get (cat, 2, &s), 0);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), -EIO);
+  ck_assert_int_eq (catalog_map_get (cat, 1, 0, 4, &m, &n), -EIO);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), -EIO);
+  ck_assert_int_eq (catalog_volume_delete (cat, 1), -EIO);
+}
+END_TEST
+
+/* catalog_strerror texts. */
+START_TEST (test_strerror)
+{
+  ck_assert_str_eq (catalog_strerror (0), "success");
+  ck_assert_str_eq (catalog_strerror (-ENOENT), "not found");
+  ck_assert_str_eq (catalog_strerror (-EEXIST), "already exists");
+  ck_assert_str_eq (catalog_strerror (-EINVAL), "invalid argument");
+  ck_assert_str_eq (catalog_strerror (-ENOSPC), "catalog is full");
+  ck_assert_str_eq (catalog_strerror (-ENOMEM), "out of memory");
+  ck_assert_str_eq (catalog_strerror (-EIO), "catalog database error");
+  ck_assert_str_eq (catalog_strerror (-ESTALE), "stale epoch");
+  ck_assert_str_eq (catalog_strerror (-EACCES), "permission denied");
+  ck_assert_str_eq (catalog_strerror (EIO), "catalog database error");
+  ck_assert_str_eq (catalog_strerror (-12345), "unknown catalog error");
+}
+END_TEST
+
+/* Add a tcase named NAME running FN with the temporary-catalog fixture. */
+static void
+add_tcase (Suite *s, const char *name, const TTest *fn, double timeout)
+{
+  TCase *tc = tcase_create (name);
+
+  tcase_add_checked_fixture (tc, setup, teardown);
+  if (timeout > 0)
+    tcase_set_timeout (tc, timeout);
+  tcase_add_test (tc, fn);
+  suite_add_tcase (s, tc);
+}
+
+/* The suite: one tcase per behaviour. */
+static Suite *
+catalog_suite (void)
+{
+  Suite *s = suite_create ("catalog");
+
+  add_tcase (s, "open", test_open, 0);
+  add_tcase (s, "cluster", test_cluster, 0);
+  add_tcase (s, "cluster_min", test_cluster_min, 0);
+  add_tcase (s, "server_register", test_server_register, 0);
+  add_tcase (s, "server_list_state", test_server_list_state, 0);
+  add_tcase (s, "server_count_segments", test_server_count_segments, 0);
+  add_tcase (s, "volume_create", test_volume_create, 0);
+  add_tcase (s, "volume_get_lookup_list", test_volume_get_lookup_list, 0);
+  add_tcase (s, "volume_resize", test_volume_resize, 0);
+  add_tcase (s, "volume_epoch", test_volume_epoch, 0);
+  add_tcase (s, "map_alloc", test_map_alloc, 0);
+  add_tcase (s, "map_alloc_partial_segment", test_map_alloc_partial_segment, 0);
+  add_tcase (s, "map_alloc_no_cluster", test_map_alloc_no_cluster, 0);
+  add_tcase (s, "map_get", test_map_get, 0);
+  add_tcase (s, "map_get_random", test_map_get_random, 60);
+  add_tcase (s, "segment_replica_state", test_segment_replica_state, 0);
+  add_tcase (s, "volume_delete", test_volume_delete, 0);
+  add_tcase (s, "volume_delete_empty", test_volume_delete_empty, 0);
+  add_tcase (s, "volume_delete_many", test_volume_delete_many, 60);
+  add_tcase (s, "garbage_errors", test_garbage_errors, 0);
+  add_tcase (s, "stats_persist", test_stats_persist, 0);
+  add_tcase (s, "threads", test_threads, 60);
+  add_tcase (s, "corrupt_records", test_corrupt_records, 0);
+  add_tcase (s, "strerror", test_strerror, 0);
+  return s;
+}
+
+/* Run the suite; exit status 0 if no test failed. */
+int
+main (void)
+{
+  SRunner *sr = srunner_create (catalog_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_ENV);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
