@@ -1,0 +1,174 @@
+/* The tool's side of the MDS connection: connect, call, report errors. */
+
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "frame.h"
+#include "cleanup.h"
+
+/* Print "tessera: " FMT "\n" on stderr: the only error output format. */
+void
+tool_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "%s: ", TOOL_PROGRAM);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+}
+
+/* Connect to ctx->mds once; later calls reuse the connection. */
+int
+tool_connect (struct tool_ctx *ctx)
+{
+  struct proto_hello peer;
+  int r;
+
+  if (ctx->client)
+    return 0;
+
+  r = proto_client_connect (ctx->mds, PROTO_ROLE_CLI, NULL, ctx->timeout_ms,
+                            &ctx->client, &peer);
+  if (r < 0) {
+    ctx->client = NULL;
+    if (r == -EPROTO)
+      tool_error ("%s: protocol version mismatch (this tool speaks "
+                  "version %d)",
+                  ctx->mds, PROTO_VERSION);
+    else
+      tool_error ("%s: %s", ctx->mds, strerror (-r));
+    return r;
+  }
+  if (peer.role != PROTO_ROLE_MDS) {
+    tool_error ("%s: not a metadata server (it is a %s)", ctx->mds,
+                proto_role_name (peer.role));
+    proto_client_close (ctx->client);
+    ctx->client = NULL;
+    return -EPROTO;
+  }
+  return 0;
+}
+
+/* Send one request and wait for its reply; see internal.h. */
+int
+tool_call (struct tool_ctx *ctx, const char *what, uint8_t opcode,
+           const struct proto_wbuf *req, void **reply, uint32_t *reply_len)
+{
+  char errmsg[PROTO_ERRMSG_MAX + 1] = "";
+  int r;
+
+  *reply = NULL;
+  *reply_len = 0;
+  if (req && req->err) {
+    tool_error ("%s: cannot encode the request: %s", what,
+                strerror (-req->err));
+    return req->err;
+  }
+
+  r = tool_connect (ctx);
+  if (r < 0)
+    return r;
+
+  r = proto_client_call (ctx->client, opcode, 0, req ? req->data : NULL,
+                         req ? (uint32_t)req->len : 0, reply, reply_len, errmsg,
+                         sizeof errmsg);
+  if (r < 0) {
+    /* A transport error names the MDS; a failed status carries the
+     * MDS's own message, which already names the object.
+     */
+    if (proto_client_broken (ctx->client))
+      tool_error ("%s: %s: %s", what, ctx->mds, strerror (-r));
+    else if (errmsg[0])
+      tool_error ("%s: %s", what, errmsg);
+    else
+      tool_error ("%s: %s", what, strerror (-r));
+    return r;
+  }
+  return 0;
+}
+
+/* Report a reply that did not decode. */
+int
+tool_bad_reply (struct tool_ctx *ctx, const char *what, int r)
+{
+  tool_error ("%s: malformed reply from %s: %s", what, ctx->mds, strerror (-r));
+  return r;
+}
+
+/* "CMD: NAME", or "CMD" when NAME is empty. */
+void
+tool_what (char *buf, size_t len, const char *cmd, const char *name)
+{
+  if (name[0])
+    snprintf (buf, len, "%s: %s", cmd, name);
+  else
+    snprintf (buf, len, "%s", cmd);
+}
+
+/* Check a volume name from the command line. */
+int
+tool_check_name (const char *what, const char *name)
+{
+  if (name[0] == '\0') {
+    tool_error ("%s: the volume name must not be empty", what);
+    return -EINVAL;
+  }
+  if (strlen (name) > PROTO_NAME_MAX) {
+    tool_error ("%s: volume name too long (at most %d bytes)", what,
+                PROTO_NAME_MAX);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* STATUS. */
+int
+tool_get_status (struct tool_ctx *ctx, const char *what,
+                 struct proto_status_info *out)
+{
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t len;
+  int r;
+
+  r = tool_call (ctx, what, PROTO_OP_STATUS, NULL, &reply, &len);
+  if (r < 0)
+    return r;
+  r = proto_decode_status_info (reply, len, out);
+  if (r < 0)
+    return tool_bad_reply (ctx, what, r);
+  return 0;
+}
+
+/* VOL_INFO for NAME. */
+int
+tool_get_volume (struct tool_ctx *ctx, const char *what, const char *name,
+                 struct proto_volume_info *out)
+{
+  struct proto_vol_request req = { 0 };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t len;
+  int r;
+
+  r = tool_check_name (what, name);
+  if (r < 0)
+    return r;
+  strcpy (req.name, name);
+  proto_encode_vol_request (&req, &wb);
+  r = tool_call (ctx, what, PROTO_OP_VOL_INFO, &wb, &reply, &len);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_volume_info (reply, len, out);
+  if (r < 0)
+    return tool_bad_reply (ctx, what, r);
+  return 0;
+}

@@ -1,0 +1,410 @@
+/* tessera: the command line tool.  Options and the command table.
+ *
+ *   tessera [--mds ADDR] [--json] [--timeout SECONDS] COMMAND ...
+ *
+ * Options may come before, between or after the command words: getopt
+ * permutes them ("tessera volume create v --size 1G").  Output is spooled
+ * in memory and written to stdout only if the command succeeds, so a
+ * failure never leaves half a table or half a JSON document.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "frame.h"
+#include "parse.h"
+#include "sock.h"
+
+/* One command: its words, the usage of its arguments, how many
+ * arguments it takes, and which command-specific options it accepts.
+ */
+struct tool_command {
+  const char *word1;
+  const char *word2; /* NULL for one-word commands */
+  const char *args;  /* usage text of the arguments */
+  int min_args;
+  int max_args;
+  const char *argnames[2]; /* each positional argument, for messages */
+  bool takes_size;         /* --size */
+  bool takes_replicas;     /* --replicas */
+  int (*run) (struct tool_ctx *ctx, char **args);
+  const char *help;
+};
+
+/* clang-format off */
+static const struct tool_command commands[] = {
+  /* word1    word2     args  min max  argnames  --size --replicas */
+  { "status", NULL,     "",     0, 0, { NULL },          false, false,
+    tool_cmd_status,        "show the cluster's state" },
+  { "server", "list",   "",     0, 0, { NULL },          false, false,
+    tool_cmd_server_list,   "list the storage servers" },
+  { "volume", "create", "NAME --size SIZE [--replicas N]",
+                                1, 1, { "NAME" },        true,  true,
+    tool_cmd_volume_create, "create a volume" },
+  { "volume", "list",   "",     0, 0, { NULL },          false, false,
+    tool_cmd_volume_list,   "list the volumes" },
+  { "volume", "info",   "NAME", 1, 1, { "NAME" },        false, false,
+    tool_cmd_volume_info,   "show one volume" },
+  { "volume", "map",    "NAME", 1, 1, { "NAME" },        false, false,
+    tool_cmd_volume_map,    "show a volume's segment map" },
+  { "volume", "resize", "NAME SIZE",
+                                2, 2, { "NAME", "SIZE" }, false, false,
+    tool_cmd_volume_resize, "grow a volume to SIZE" },
+  { "volume", "delete", "NAME", 1, 1, { "NAME" },        false, false,
+    tool_cmd_volume_delete, "delete a volume and its data" },
+};
+/* clang-format on */
+#define NR_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage (FILE *fp, int exitcode) __attribute__ ((noreturn));
+static void usage_error (const char *fmt, ...)
+    __attribute__ ((noreturn, format (printf, 1, 2)));
+static void command_usage_error (const struct tool_command *cmd,
+                                 const char *msg, const char *arg)
+    __attribute__ ((noreturn));
+
+/* Print the full help on FP and exit with EXITCODE. */
+static void
+usage (FILE *fp, int exitcode)
+{
+  size_t i;
+
+  fprintf (fp,
+           "\n"
+           "Manage a Tessera cluster: servers and volumes.\n"
+           "\n"
+           "    %s [--mds ADDR] [--json] [--timeout SECONDS] COMMAND ...\n"
+           "\n"
+           "Commands:\n"
+           "\n",
+           TOOL_PROGRAM);
+  for (i = 0; i < NR_COMMANDS; ++i) {
+    char words[64];
+
+    snprintf (words, sizeof words, "%s%s%s %s", commands[i].word1,
+              commands[i].word2 ? " " : "",
+              commands[i].word2 ? commands[i].word2 : "", commands[i].args);
+    fprintf (fp, "    %-45s %s\n", words, commands[i].help);
+  }
+  fprintf (fp,
+           "\n"
+           "Options:\n"
+           "\n"
+           "    --mds ADDR          metadata server (default $TESSERA_MDS,\n"
+           "                        else %s)\n"
+           "    --json              print one JSON document\n"
+           "    --timeout SECONDS   bound every request (default %d, "
+           "0: none)\n"
+           "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
+           "    --replicas N        volume create: replicas (default %d)\n"
+           "    --help              this help\n"
+           "    -V, --version       print the version\n"
+           "\n"
+           "Examples:\n"
+           "\n"
+           "    %s volume create vol0 --size 10G\n"
+           "    %s --json volume list\n"
+           "    %s --mds unix:/run/tessera/mds.sock server list\n"
+           "\n"
+           "Please read the tessera(1) manual page for full usage.\n"
+           "\n",
+           TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT, TOOL_DEFAULT_REPLICAS,
+           TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM);
+  exit (exitcode);
+}
+
+/* A usage error: print the message, a hint, and exit 1. */
+static void
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "%s: ", TOOL_PROGRAM);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nTry '%s --help' for more information.\n", TOOL_PROGRAM);
+  exit (EXIT_FAILURE);
+}
+
+/* A usage error in command CMD: the message, then the command's usage. */
+static void
+command_usage_error (const struct tool_command *cmd, const char *msg,
+                     const char *arg)
+{
+  const char *w2 = cmd->word2 ? cmd->word2 : "";
+
+  fprintf (stderr, "%s: %s%s%s: %s%s%s\n", TOOL_PROGRAM, cmd->word1,
+           cmd->word2 ? " " : "", w2, msg, arg ? ": " : "", arg ? arg : "");
+  fprintf (stderr, "usage: %s [OPTIONS] %s%s%s%s%s\n", TOOL_PROGRAM, cmd->word1,
+           cmd->word2 ? " " : "", w2, cmd->args[0] ? " " : "", cmd->args);
+  exit (EXIT_FAILURE);
+}
+
+/* Parse a volume size: parse_size, then a multiple of 512. */
+int
+tool_parse_volume_size (const char *opt, const char *s, uint64_t *out)
+{
+  int r = parse_size (s, out);
+
+  if (r == -ERANGE) {
+    tool_error ("%s: %s: size too large", opt, s);
+    return r;
+  }
+  if (r < 0) {
+    tool_error ("%s: %s: invalid size", opt, s);
+    return r;
+  }
+  if (*out % 512 != 0) {
+    tool_error ("%s: %s: the size must be a multiple of 512 bytes", opt, s);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Find the command named by WORDS (N of them).  Returns the command and
+ * sets *USED to the number of words it takes; exits with a usage error
+ * if there is no such command.
+ */
+static const struct tool_command *
+find_command (char **words, int n, int *used)
+{
+  bool group = false;
+  size_t i;
+
+  if (n == 0)
+    usage_error ("missing command");
+
+  for (i = 0; i < NR_COMMANDS; ++i) {
+    if (strcmp (commands[i].word1, words[0]) != 0)
+      continue;
+    if (commands[i].word2 == NULL) {
+      *used = 1;
+      return &commands[i];
+    }
+    group = true;
+    if (n >= 2 && strcmp (commands[i].word2, words[1]) == 0) {
+      *used = 2;
+      return &commands[i];
+    }
+  }
+
+  if (!group)
+    usage_error ("%s: unknown command", words[0]);
+
+  /* A known group: list its subcommands. */
+  {
+    char list[256] = "";
+
+    for (i = 0; i < NR_COMMANDS; ++i)
+      if (commands[i].word2 && strcmp (commands[i].word1, words[0]) == 0) {
+        if (list[0])
+          strncat (list, ", ", sizeof list - strlen (list) - 1);
+        strncat (list, commands[i].word2, sizeof list - strlen (list) - 1);
+      }
+    if (n < 2)
+      usage_error ("%s: missing subcommand (%s)", words[0], list);
+    usage_error ("%s: %s: unknown subcommand (%s)", words[0], words[1], list);
+  }
+}
+
+/* Write the spooled output to stdout.  Returns 0 or -1 (printed). */
+static int
+flush_output (char *output, size_t len)
+{
+  if (len > 0 && fwrite (output, 1, len, stdout) != len) {
+    tool_error ("stdout: %m");
+    return -1;
+  }
+  if (fflush (stdout) == EOF) {
+    tool_error ("stdout: %m");
+    return -1;
+  }
+  return 0;
+}
+
+/* Options.  ':' first in the short options: getopt_long returns ':' for
+ * a missing argument, which parse_options reports itself.
+ */
+enum {
+  HELP_OPTION = CHAR_MAX + 1,
+  LONG_OPTIONS,
+  SHORT_OPTIONS,
+  JSON_OPTION,
+  MDS_OPTION,
+  REPLICAS_OPTION,
+  SIZE_OPTION,
+  TIMEOUT_OPTION,
+};
+static const char short_options[] = ":V";
+static const struct option long_options[] = {
+  { "help", no_argument, NULL, HELP_OPTION },
+  { "json", no_argument, NULL, JSON_OPTION },
+  { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "mds", required_argument, NULL, MDS_OPTION },
+  { "replicas", required_argument, NULL, REPLICAS_OPTION },
+  { "short-options", no_argument, NULL, SHORT_OPTIONS },
+  { "size", required_argument, NULL, SIZE_OPTION },
+  { "timeout", required_argument, NULL, TIMEOUT_OPTION },
+  { "version", no_argument, NULL, 'V' },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Print each long option (--long-options) or short option
+ * (--short-options), one per line, for the man page test.
+ */
+static void
+list_options (bool want_long)
+{
+  size_t i;
+
+  if (want_long) {
+    for (i = 0; long_options[i].name != NULL; ++i)
+      if (strcmp (long_options[i].name, "long-options") != 0 &&
+          strcmp (long_options[i].name, "short-options") != 0)
+        printf ("--%s\n", long_options[i].name);
+  }
+  else {
+    for (i = 0; short_options[i]; ++i)
+      if (short_options[i] != ':' && short_options[i] != '+')
+        printf ("-%c\n", short_options[i]);
+  }
+}
+
+/* Parse the options (anywhere on the command line) into CTX and return
+ * the index of the first command word.  Exits on --help, --version and
+ * usage errors.
+ */
+static int
+parse_options (int argc, char *argv[], struct tool_ctx *ctx)
+{
+  const char *env;
+  uint32_t timeout = TOOL_DEFAULT_TIMEOUT;
+  int c;
+
+  opterr = 0;
+  env = getenv ("TESSERA_MDS");
+  ctx->mds = env && env[0] ? env : TOOL_DEFAULT_MDS;
+
+  while ((c = getopt_long (argc, argv, short_options, long_options, NULL)) !=
+         -1) {
+    switch (c) {
+    case HELP_OPTION:
+      usage (stdout, EXIT_SUCCESS);
+
+    case LONG_OPTIONS:
+    case SHORT_OPTIONS:
+      list_options (c == LONG_OPTIONS);
+      exit (EXIT_SUCCESS);
+
+    case 'V':
+      printf ("%s %s\n", TOOL_PROGRAM, PACKAGE_VERSION);
+      exit (EXIT_SUCCESS);
+
+    case JSON_OPTION:
+      ctx->json = true;
+      break;
+
+    case MDS_OPTION:
+      if (sock_address_check (optarg) < 0)
+        usage_error ("--mds: %s: invalid address (HOST:PORT, [V6]:PORT "
+                     "or unix:PATH)",
+                     optarg);
+      ctx->mds = optarg;
+      break;
+
+    case REPLICAS_OPTION:
+      if (parse_uint32 (optarg, 1, PROTO_REPLICAS_MAX, &ctx->replicas) < 0)
+        usage_error ("--replicas: %s: must be a number from 1 to %d", optarg,
+                     PROTO_REPLICAS_MAX);
+      ctx->replicas_set = true;
+      break;
+
+    case SIZE_OPTION:
+      if (tool_parse_volume_size ("--size", optarg, &ctx->size) < 0)
+        exit (EXIT_FAILURE);
+      ctx->size_set = true;
+      break;
+
+    case TIMEOUT_OPTION:
+      if (parse_uint32 (optarg, 0, TOOL_MAX_TIMEOUT, &timeout) < 0)
+        usage_error ("--timeout: %s: must be a number of seconds from 0 "
+                     "to %d",
+                     optarg, TOOL_MAX_TIMEOUT);
+      break;
+
+    case ':':
+      usage_error ("%s: missing argument", argv[optind - 1]);
+
+    default: /* '?' */
+      if (optopt && optopt < CHAR_MAX)
+        usage_error ("-%c: unknown option", optopt);
+      usage_error ("%s: unknown option", argv[optind - 1]);
+    }
+  }
+  ctx->timeout_ms = (int)timeout * 1000;
+
+  /* Only the environment's value is unchecked so far. */
+  if (sock_address_check (ctx->mds) < 0)
+    usage_error ("TESSERA_MDS: %s: invalid address", ctx->mds);
+  return optind;
+}
+
+/* Parse the options, find the command, run it against the MDS, and copy
+ * its output to stdout if it succeeded.
+ */
+int
+main (int argc, char *argv[])
+{
+  struct tool_ctx ctx = { 0 };
+  const struct tool_command *cmd;
+  char *output = NULL;
+  size_t output_len = 0;
+  int r, nwords, used;
+  char **words;
+
+  r = parse_options (argc, argv, &ctx);
+  words = &argv[r];
+  nwords = argc - r;
+  cmd = find_command (words, nwords, &used);
+  words += used;
+  nwords -= used;
+  if (nwords < cmd->min_args)
+    command_usage_error (cmd, "missing argument", cmd->argnames[nwords]);
+  if (nwords > cmd->max_args)
+    command_usage_error (cmd, "unexpected argument", words[cmd->max_args]);
+  if (ctx.size_set && !cmd->takes_size)
+    command_usage_error (cmd, "--size is not allowed here", NULL);
+  if (ctx.replicas_set && !cmd->takes_replicas)
+    command_usage_error (cmd, "--replicas is not allowed here", NULL);
+  if (cmd->takes_size && !ctx.size_set)
+    command_usage_error (cmd, "--size is required", NULL);
+
+  ctx.out = open_memstream (&output, &output_len);
+  if (ctx.out == NULL) {
+    tool_error ("open_memstream: %m");
+    exit (EXIT_FAILURE);
+  }
+
+  r = cmd->run (&ctx, words);
+  proto_client_close (ctx.client);
+
+  if (fclose (ctx.out) == EOF) {
+    tool_error ("output: %m");
+    r = -EIO;
+  }
+  if (r == 0 && flush_output (output, output_len) < 0)
+    r = -EIO;
+  free (output);
+  exit (r == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

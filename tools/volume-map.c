@@ -1,0 +1,186 @@
+/* tessera volume map NAME: where each allocated segment lives.
+ *
+ * The map comes in MAP_GET chunks of at most PROTO_MAP_MAX segment
+ * indexes, covering the whole volume (its size from VOL_INFO, the segment
+ * size from STATUS).  JSON is written as the chunks arrive; the table is
+ * collected first to align its columns.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "cleanup.h"
+#include "parse.h"
+#include "minmax.h"
+
+/* Format the byte offset OFFSET exactly, in the largest unit that
+ * divides it ("16360M", not format_size's rounded "16.0G").
+ */
+static void
+format_offset (uint64_t offset, char *buf, size_t len)
+{
+  static const char units[] = "KMGTPE";
+  int i;
+
+  for (i = 5; i >= 0; --i) {
+    uint64_t unit = UINT64_C (1) << (10 * (i + 1));
+
+    if (offset != 0 && offset % unit == 0) {
+      snprintf (buf, len, "%" PRIu64 "%c", offset / unit, units[i]);
+      return;
+    }
+  }
+  snprintf (buf, len, "%" PRIu64, offset);
+}
+
+/* Where the output of one map goes: a JSON writer or a table. */
+struct map_out {
+  struct tool_ctx *ctx;
+  uint32_t segment_size;
+  struct tool_json j;
+  struct tool_table t;
+};
+
+/* Add entry E to the output.  Returns 0 or -ENOMEM. */
+static int
+add_entry (struct map_out *m, const struct proto_map_entry *e)
+{
+  char idx[32], offset[32], seg[32], replicas[PROTO_REPLICAS_MAX * 24];
+  size_t used = 0;
+  unsigned i;
+
+  if (m->ctx->json) {
+    tool_json_begin_object (&m->j);
+    tool_json_kv_uint (&m->j, "index", e->index);
+    tool_json_kv_uint (&m->j, "id", e->segment);
+    tool_json_key (&m->j, "replicas");
+    tool_json_begin_array (&m->j);
+    for (i = 0; i < e->nreplicas; ++i) {
+      tool_json_begin_object (&m->j);
+      tool_json_kv_uint (&m->j, "server", e->replicas[i].server);
+      tool_json_kv_string (&m->j, "state",
+                           proto_replica_state_name (e->replicas[i].state));
+      tool_json_end_object (&m->j);
+    }
+    tool_json_end_array (&m->j);
+    tool_json_end_object (&m->j);
+    return 0;
+  }
+
+  /* "SERVER:STATE" for each replica, space separated. */
+  replicas[0] = '\0';
+  for (i = 0; i < e->nreplicas && used < sizeof replicas; ++i)
+    used += snprintf (replicas + used, sizeof replicas - used,
+                      "%s%" PRIu32 ":%s", i ? " " : "", e->replicas[i].server,
+                      proto_replica_state_name (e->replicas[i].state));
+  snprintf (idx, sizeof idx, "%" PRIu64, e->index);
+  format_offset (e->index * m->segment_size, offset, sizeof offset);
+  snprintf (seg, sizeof seg, "%" PRIu64, e->segment);
+  return tool_table_add_row (&m->t, idx, offset, seg, replicas);
+}
+
+/* Fetch map entries [START, START+COUNT) of volume V and add them to M.
+ * Returns 0 or -errno (printed).
+ */
+static int
+map_chunk (struct map_out *m, const char *what,
+           const struct proto_volume_info *v, uint64_t start, uint32_t count)
+{
+  struct proto_map_request req = {
+    .volume = v->id, .epoch = 0, .start = start, .count = count
+  };
+  struct proto_wbuf wb = { 0 };
+  struct proto_map map = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint64_t next = start;
+  uint32_t len, i;
+  int r;
+
+  proto_encode_map_request (&req, &wb);
+  r = tool_call (m->ctx, what, PROTO_OP_MAP_GET, &wb, &reply, &len);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_map (reply, len, &map);
+  if (r < 0)
+    return tool_bad_reply (m->ctx, what, r);
+
+  for (i = 0; i < map.n && r == 0; ++i) {
+    const struct proto_map_entry *e = &map.entries[i];
+
+    /* Entries must be in the range asked for, in ascending order. */
+    if (e->index < next || e->index - start >= count) {
+      r = tool_bad_reply (m->ctx, what, -EBADMSG);
+      break;
+    }
+    next = e->index + 1;
+    r = add_entry (m, e);
+    if (r < 0)
+      tool_error ("%s: out of memory", what);
+  }
+  proto_map_free (&map);
+  return r;
+}
+
+/* tessera volume map NAME */
+int
+tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
+{
+  static const char *const headers[] = {
+    "INDEX",
+    "OFFSET",
+    "SEGMENT",
+    "REPLICAS",
+  };
+  struct proto_status_info st;
+  struct proto_volume_info v;
+  struct map_out m = { .ctx = ctx };
+  char what[TOOL_WHAT_MAX];
+  uint64_t nsegs, start;
+  int r;
+
+  tool_what (what, sizeof what, "volume map", args[0]);
+  r = tool_get_volume (ctx, what, args[0], &v);
+  if (r < 0)
+    return r;
+  r = tool_get_status (ctx, what, &st);
+  if (r < 0)
+    return r;
+  if (st.segment_size == 0)
+    return tool_bad_reply (ctx, what, -EBADMSG);
+  m.segment_size = st.segment_size;
+  nsegs = v.size / st.segment_size + (v.size % st.segment_size != 0);
+
+  if (ctx->json) {
+    tool_json_init (&m.j, ctx->out);
+    tool_json_begin_object (&m.j);
+    tool_json_kv_string (&m.j, "volume", v.name);
+    tool_json_kv_uint (&m.j, "segment_size", st.segment_size);
+    tool_json_key (&m.j, "segments");
+    tool_json_begin_array (&m.j);
+  }
+  else
+    tool_table_init (&m.t, 4, headers, "rrrl");
+
+  for (start = 0; start < nsegs && r == 0; start += PROTO_MAP_MAX)
+    r = map_chunk (&m, what, &v, start,
+                   (uint32_t)MIN (nsegs - start, (uint64_t)PROTO_MAP_MAX));
+
+  if (ctx->json) {
+    /* On error the output is discarded, but keep the writer balanced. */
+    tool_json_end_array (&m.j);
+    tool_json_end_object (&m.j);
+    tool_json_finish (&m.j);
+  }
+  else {
+    if (r == 0)
+      tool_table_print (&m.t, ctx->out);
+    tool_table_free (&m.t);
+  }
+  return r;
+}
