@@ -1,0 +1,515 @@
+/* tessera-mds: the metadata server.  Options, start-up, shutdown. */
+
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "cleanup.h"
+#include "log.h"
+#include "parse.h"
+#include "sock.h"
+
+#include "internal.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:7420"
+#define DEFAULT_SEGMENT_SIZE (UINT32_C (4) * 1024 * 1024)
+#define DEFAULT_LEASE_MS 15000
+#define DEFAULT_DOWN_MS 10000
+#define DEFAULT_HEARTBEAT_MS 1000
+/* Bounds of the three time options, in milliseconds. */
+#define TIME_MIN_MS 100
+#define TIME_MAX_MS (86400 * 1000)
+/* How long shutdown waits for busy connections. */
+#define SHUTDOWN_WAIT_MS 5000
+
+/* Options that only main needs; the rest go into struct mds. */
+struct options {
+  bool init;
+  bool segment_size_set;
+  uint32_t segment_size;
+  bool foreground;
+  const char *pidfile;
+  bool exit_with_parent;
+};
+
+enum {
+  HELP_OPTION = CHAR_MAX + 1,
+  LONG_OPTIONS,
+  SHORT_OPTIONS,
+  DB_OPTION,
+  INIT_OPTION,
+  SEGMENT_SIZE_OPTION,
+  LISTEN_OPTION,
+  LEASE_TIMEOUT_OPTION,
+  DOWN_TIMEOUT_OPTION,
+  HEARTBEAT_INTERVAL_OPTION,
+  EXIT_WITH_PARENT_OPTION,
+};
+
+static const char short_options[] = "D:fP:vV";
+static const struct option long_options[] = {
+  { "db", required_argument, NULL, DB_OPTION },
+  { "debug", required_argument, NULL, 'D' },
+  { "down-timeout", required_argument, NULL, DOWN_TIMEOUT_OPTION },
+  { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
+  { "foreground", no_argument, NULL, 'f' },
+  { "heartbeat-interval", required_argument, NULL, HEARTBEAT_INTERVAL_OPTION },
+  { "help", no_argument, NULL, HELP_OPTION },
+  { "init", no_argument, NULL, INIT_OPTION },
+  { "lease-timeout", required_argument, NULL, LEASE_TIMEOUT_OPTION },
+  { "listen", required_argument, NULL, LISTEN_OPTION },
+  { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
+  { "short-options", no_argument, NULL, SHORT_OPTIONS },
+  { "verbose", no_argument, NULL, 'v' },
+  { "version", no_argument, NULL, 'V' },
+  { NULL, 0, NULL, 0 },
+};
+
+/* Print the usage to FP and exit with STATUS. */
+static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
+{
+  fprintf (fp,
+           "Usage: %s --db DIR [--init [--segment-size SIZE]] [OPTIONS]\n"
+           "The metadata server of a Tessera cluster.\n"
+           "\n"
+           "  --db DIR                  catalog directory (required)\n"
+           "  --init                    create a new cluster in DIR, "
+           "then serve\n"
+           "  --segment-size SIZE       with --init: segment size, a power "
+           "of two\n"
+           "                            from 64K to 64M (default 4M)\n"
+           "  --listen ADDR             HOST:PORT, [V6]:PORT or unix:PATH\n"
+           "                            (default %s)\n"
+           "  --lease-timeout SECONDS   writer lease time (default 15)\n"
+           "  --down-timeout SECONDS    a silent server is down after this "
+           "(default 10)\n"
+           "  --heartbeat-interval SECONDS\n"
+           "                            how often servers heartbeat "
+           "(default 1)\n"
+           "  -f, --foreground          do not daemonize, log to stderr\n"
+           "  -P, --pidfile FILE        write the pid to FILE once serving\n"
+           "  -v, --verbose             debug messages\n"
+           "  -D, --debug AREA.FLAG=N   set a debug flag "
+           "(mds.requests=1)\n"
+           "  --exit-with-parent        exit when the parent exits "
+           "(implies -f)\n"
+           "  --help                    print this help\n"
+           "  -V, --version             print the version\n",
+           MDS_PROGRAM, DEFAULT_LISTEN);
+  exit (status);
+}
+
+/* Parse SECONDS ("15", "0.5", "2.25": at most millisecond precision) into
+ * milliseconds within the time options' bounds.  Returns 0, -EINVAL or
+ * -ERANGE.
+ */
+static int
+parse_seconds (const char *s, uint32_t *ms)
+{
+  uint64_t whole = 0, frac = 0;
+  int digits = 0, fdigits = 0;
+
+  for (; *s >= '0' && *s <= '9'; ++s, ++digits) {
+    whole = whole * 10 + (*s - '0');
+    if (whole > TIME_MAX_MS)
+      return -ERANGE;
+  }
+  if (*s == '.') {
+    for (++s; *s >= '0' && *s <= '9'; ++s, ++fdigits)
+      if (fdigits < 3)
+        frac = frac * 10 + (*s - '0');
+      else if (*s != '0')
+        return -EINVAL; /* finer than a millisecond */
+    if (fdigits == 0)
+      return -EINVAL;
+  }
+  if (digits == 0 || *s != '\0')
+    return -EINVAL;
+  for (; fdigits < 3; ++fdigits)
+    frac *= 10;
+  whole = whole * 1000 + frac;
+  if (whole < TIME_MIN_MS || whole > TIME_MAX_MS)
+    return -ERANGE;
+  *ms = whole;
+  return 0;
+}
+
+/* Exit after a bad value ARG of option OPT. */
+static void __attribute__ ((noreturn))
+bad_option (const char *opt, const char *arg, const char *reason)
+{
+  fprintf (stderr, "%s: --%s: %s: %s\n", MDS_PROGRAM, opt, arg, reason);
+  exit (EXIT_FAILURE);
+}
+
+/* Parse a time option OPT into *MS, or exit. */
+static void
+time_option (const char *opt, const char *arg, uint32_t *ms)
+{
+  int r = parse_seconds (arg, ms);
+
+  if (r == -ERANGE)
+    bad_option (opt, arg, "must be from 0.1 to 86400 seconds");
+  if (r < 0)
+    bad_option (opt, arg, "not a number of seconds");
+}
+
+/* Print the options for --long-options / --short-options, then exit. */
+static void __attribute__ ((noreturn)) list_options (bool long_ones)
+{
+  size_t i;
+
+  if (long_ones) {
+    for (i = 0; long_options[i].name; ++i)
+      if (strcmp (long_options[i].name, "long-options") != 0 &&
+          strcmp (long_options[i].name, "short-options") != 0)
+        printf ("--%s\n", long_options[i].name);
+  }
+  else {
+    for (i = 0; short_options[i]; ++i)
+      if (short_options[i] != ':')
+        printf ("-%c\n", short_options[i]);
+  }
+  exit (EXIT_SUCCESS);
+}
+
+/* Parse and check the command line into MDS and OPTS; exits on error. */
+static void
+parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
+{
+  uint64_t size;
+  int c, r;
+
+  for (;;) {
+    c = getopt_long (argc, argv, short_options, long_options, NULL);
+    if (c == -1)
+      break;
+    switch (c) {
+    case DB_OPTION:
+      mds->db_dir = optarg;
+      break;
+    case INIT_OPTION:
+      opts->init = true;
+      break;
+    case SEGMENT_SIZE_OPTION:
+      r = parse_size (optarg, &size);
+      if (r < 0)
+        bad_option ("segment-size", optarg, "not a size");
+      if (size < 65536 || size > 64 * 1024 * 1024 || (size & (size - 1)))
+        bad_option ("segment-size", optarg,
+                    "must be a power of two from 64K to 64M");
+      opts->segment_size = size;
+      opts->segment_size_set = true;
+      break;
+    case LISTEN_OPTION:
+      if (sock_address_check (optarg) < 0)
+        bad_option ("listen", optarg, "not HOST:PORT, [V6]:PORT or unix:PATH");
+      mds->listen_addr = optarg;
+      break;
+    case LEASE_TIMEOUT_OPTION:
+      time_option ("lease-timeout", optarg, &mds->lease_ms);
+      break;
+    case DOWN_TIMEOUT_OPTION:
+      time_option ("down-timeout", optarg, &mds->down_ms);
+      break;
+    case HEARTBEAT_INTERVAL_OPTION:
+      time_option ("heartbeat-interval", optarg, &mds->heartbeat_ms);
+      break;
+    case 'f':
+      opts->foreground = true;
+      break;
+    case 'P':
+      opts->pidfile = optarg;
+      break;
+    case 'v':
+      log_verbose = 1;
+      break;
+    case 'D':
+      r = log_set_debug_flag (optarg);
+      if (r == -ENOENT)
+        bad_option ("debug", optarg, "no such debug flag");
+      if (r < 0)
+        bad_option ("debug", optarg, "expected AREA.FLAG=N");
+      break;
+    case EXIT_WITH_PARENT_OPTION:
+      opts->exit_with_parent = true;
+      break;
+    case HELP_OPTION:
+      usage (stdout, EXIT_SUCCESS);
+    case 'V':
+      printf ("%s %s\n", MDS_PROGRAM, PACKAGE_VERSION);
+      exit (EXIT_SUCCESS);
+    case LONG_OPTIONS:
+      list_options (true);
+    case SHORT_OPTIONS:
+      list_options (false);
+    default:
+      fprintf (stderr, "Try '%s --help' for more information.\n", MDS_PROGRAM);
+      exit (EXIT_FAILURE);
+    }
+  }
+
+  if (optind < argc) {
+    fprintf (stderr, "%s: unexpected argument: %s\n", MDS_PROGRAM,
+             argv[optind]);
+    exit (EXIT_FAILURE);
+  }
+  if (mds->db_dir == NULL) {
+    fprintf (stderr, "%s: --db: a catalog directory is required\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (opts->segment_size_set && !opts->init) {
+    fprintf (stderr, "%s: --segment-size: only valid with --init\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (mds->heartbeat_ms >= mds->down_ms) {
+    fprintf (stderr,
+             "%s: --heartbeat-interval: must be shorter than "
+             "--down-timeout\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  /* The parent of a daemon is the process that just exited. */
+  if (opts->exit_with_parent)
+    opts->foreground = true;
+}
+
+/* Open the catalog and create (--init) or read the cluster record.
+ * Prints the reason and returns -1 on failure.
+ */
+static int
+open_catalog (struct mds *mds, const struct options *opts)
+{
+  char uuid[37];
+  int r;
+
+  if (opts->init && mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
+    fprintf (stderr, "%s: %s: %m\n", MDS_PROGRAM, mds->db_dir);
+    return -1;
+  }
+  r = mds_lock_db (mds->db_dir);
+  if (r == -ENOENT && !opts->init) {
+    fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
+             mds->db_dir, MDS_PROGRAM);
+    return -1;
+  }
+  if (r == -EBUSY) {
+    fprintf (stderr, "%s: %s: in use by another %s\n", MDS_PROGRAM, mds->db_dir,
+             MDS_PROGRAM);
+    return -1;
+  }
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: %s\n", MDS_PROGRAM, mds->db_dir, strerror (-r));
+    return -1;
+  }
+  r = catalog_open (mds->db_dir, 0, &mds->cat);
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: cannot open the catalog: %s\n", MDS_PROGRAM,
+             mds->db_dir, catalog_strerror (r));
+    return -1;
+  }
+
+  if (opts->init) {
+    uint8_t id[16];
+
+    r = uuid_generate_random (id);
+    if (r == 0)
+      r = catalog_cluster_init (mds->cat, opts->segment_size, id);
+    if (r == -EEXIST) {
+      fprintf (stderr, "%s: %s: already initialized\n", MDS_PROGRAM,
+               mds->db_dir);
+      return -1;
+    }
+    if (r < 0) {
+      fprintf (stderr, "%s: %s: cannot create the cluster: %s\n", MDS_PROGRAM,
+               mds->db_dir, catalog_strerror (r));
+      return -1;
+    }
+  }
+  r = catalog_cluster_get (mds->cat, &mds->cluster);
+  if (r == -ENOENT) {
+    fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
+             mds->db_dir, MDS_PROGRAM);
+    return -1;
+  }
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: cannot read the cluster: %s\n", MDS_PROGRAM,
+             mds->db_dir, catalog_strerror (r));
+    return -1;
+  }
+  uuid_format (mds->cluster.uuid, uuid);
+  if (opts->init)
+    log_info ("created cluster %s, segment size %" PRIu32, uuid,
+              mds->cluster.segment_size);
+  else
+    log_info ("cluster %s, segment size %" PRIu32, uuid,
+              mds->cluster.segment_size);
+  return 0;
+}
+
+/* Listen on mds->listen_addr (made absolute for a unix socket, so that it
+ * can be removed after the daemon's chdir).  *ABS_PATH receives the unix
+ * socket's path (malloc'd) or NULL.  Prints the reason and returns -1 on
+ * failure.
+ */
+static int
+start_listening (struct mds *mds, char **abs_path)
+{
+  char where[PROTO_ADDR_MAX + 64];
+  int fd;
+
+  *abs_path = NULL;
+  if (strncmp (mds->listen_addr, "unix:", 5) == 0) {
+    *abs_path = mds_absolute_path (mds->listen_addr + 5);
+    if (*abs_path == NULL) {
+      fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+      return -1;
+    }
+  }
+  fd = sock_listen (mds->listen_addr);
+  if (fd < 0) {
+    fprintf (stderr, "%s: --listen: %s: %s\n", MDS_PROGRAM, mds->listen_addr,
+             strerror (-fd));
+    free (*abs_path);
+    *abs_path = NULL;
+    return -1;
+  }
+  mds->listen_fd = fd;
+  if (sock_local_address (fd, where, sizeof where) < 0)
+    snprintf (where, sizeof where, "%s", mds->listen_addr);
+  log_info ("listening on %s", where);
+  return 0;
+}
+
+/* Set up the lock, the condition (on the monotonic clock) and the
+ * placement seed.
+ */
+static void
+init_state (struct mds *mds)
+{
+  pthread_condattr_t attr;
+
+  pthread_mutex_init (&mds->lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&mds->conns_done, &attr);
+  pthread_condattr_destroy (&attr);
+  if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
+    mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
+}
+
+/* Wait for SIGTERM or SIGINT (blocked in every thread). */
+static void
+wait_for_signal (const sigset_t *set)
+{
+  int sig;
+
+  while (sigwait (set, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+    ;
+  log_info ("%s: shutting down", strsignal (sig));
+}
+
+int
+main (int argc, char *argv[])
+{
+  struct mds mds = {
+    .listen_addr = DEFAULT_LISTEN,
+    .lease_ms = DEFAULT_LEASE_MS,
+    .down_ms = DEFAULT_DOWN_MS,
+    .heartbeat_ms = DEFAULT_HEARTBEAT_MS,
+    .listen_fd = -1,
+  };
+  struct options opts = { .segment_size = DEFAULT_SEGMENT_SIZE };
+  const struct log_debug_flag debug_flags[] = {
+    { "mds.requests", &mds.debug_requests },
+    { NULL, NULL },
+  };
+  CLEANUP_FREE char *pidfile = NULL;
+  CLEANUP_FREE char *socket_path = NULL;
+  int ready_fd = -1, r, status = EXIT_FAILURE;
+  bool busy = false;
+  sigset_t set;
+
+  log_init (MDS_PROGRAM);
+  log_register_debug_flags (debug_flags);
+  parse_options (argc, argv, &mds, &opts);
+  if (opts.pidfile && (pidfile = mds_absolute_path (opts.pidfile)) == NULL) {
+    fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+
+  if (!opts.foreground && (r = mds_daemonize (&ready_fd)) < 0) {
+    fprintf (stderr, "%s: fork: %s\n", MDS_PROGRAM, strerror (-r));
+    exit (EXIT_FAILURE);
+  }
+  if (opts.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
+    fprintf (stderr, "%s: --exit-with-parent: prctl: %m\n", MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  /* Every thread inherits this mask; main takes the signals in sigwait. */
+  signal (SIGPIPE, SIG_IGN);
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  sigaddset (&set, SIGINT);
+  pthread_sigmask (SIG_BLOCK, &set, NULL);
+
+  if (open_catalog (&mds, &opts) < 0)
+    goto out;
+  init_state (&mds);
+  r = mds_leases_recover (&mds);
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: reading volumes: %s\n", MDS_PROGRAM, mds.db_dir,
+             catalog_strerror (r));
+    goto out;
+  }
+  if (start_listening (&mds, &socket_path) < 0)
+    goto out;
+  r = mds_serve_start (&mds);
+  if (r < 0) {
+    fprintf (stderr, "%s: cannot start a thread: %s\n", MDS_PROGRAM,
+             strerror (-r));
+    goto out_socket;
+  }
+  if (pidfile && (r = mds_write_pidfile (pidfile)) < 0) {
+    fprintf (stderr, "%s: --pidfile: %s: %s\n", MDS_PROGRAM, pidfile,
+             strerror (-r));
+    busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
+    goto out_socket;
+  }
+  mds_daemon_ready (ready_fd);
+
+  wait_for_signal (&set);
+  status = EXIT_SUCCESS;
+  /* If threads still use the catalog and the state, leave them to exit. */
+  busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
+  if (pidfile)
+    unlink (pidfile);
+out_socket:
+  close (mds.listen_fd);
+  if (socket_path)
+    unlink (socket_path);
+out:
+  if (!busy) {
+    catalog_close (mds.cat);
+    mds_state_free (&mds);
+  }
+  return status;
+}

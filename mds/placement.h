@@ -1,0 +1,76 @@
+/* Replica placement: which storage servers receive a new segment.
+ *
+ * A pure function over a snapshot of the servers: no catalog, no globals,
+ * no locks.  The MDS builds the snapshot under its lock, calls
+ * placement_choose once per new segment and adds one segment size to the
+ * USED of every server chosen before the next call.
+ *
+ * The rule, applied one replica at a time:
+ *   1. Eligible servers are those with UP set and free space
+ *      (CAPACITY > USED).  Fewer eligible servers than REPLICAS: -ENOSPC.
+ *   2. Candidates are the eligible servers not chosen yet.
+ *   3. Zones: only the candidates in the zones that hold the fewest of
+ *      the replicas chosen so far remain.  So a segment spans as many
+ *      distinct zones as exist, and when there are fewer zones than
+ *      replicas its replicas are spread over the zones as evenly as
+ *      possible.  A server with no zone (NULL or "") is a failure domain
+ *      of its own.
+ *   4. Spread: then only the candidates listed the fewest times in
+ *      AVOID remain (a server may be listed more than once).  The MDS
+ *      passes the servers of the segments before and after the new one,
+ *      so consecutive segments land on different servers whenever the
+ *      zone rule allows it, and a segment placed between two others
+ *      differs from both when it can.
+ *   5. One of the remaining candidates is drawn at random, weighted by its
+ *      free space (CAPACITY - USED), so fuller servers fill more slowly.
+ *
+ * Randomness comes from a caller-held splitmix64 state, so a run is
+ * reproducible from its seed.
+ */
+
+#ifndef TESSERA_MDS_PLACEMENT_H
+#define TESSERA_MDS_PLACEMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Most replicas of one segment (= PROTO_REPLICAS_MAX). */
+#define PLACEMENT_REPLICAS_MAX 8
+
+/* One server as placement sees it.  ZONE is borrowed (not copied). */
+struct placement_server {
+  uint32_t id;
+  const char *zone;  /* failure domain; NULL or "" for none */
+  uint64_t capacity; /* bytes (callers round down to whole segments) */
+  uint64_t used;     /* bytes allocated to segments */
+  bool up;           /* may receive new replicas (heard from, not drained) */
+};
+
+/* Choose REPLICAS distinct servers among SERVERS[0..N) for one new
+ * segment, following the rule above.  AVOID[0..NAVOID) (AVOID may be NULL
+ * when NAVOID is 0) lists server ids to avoid when others remain; ids
+ * listed more often are avoided more.  RNG is
+ * the random state (any value, including 0, is a valid seed); it is
+ * advanced.  On success OUT[0..REPLICAS) receives the chosen ids (OUT
+ * must hold REPLICAS entries) and 0 is returned; SERVERS is not modified.
+ * Errors:
+ *   -EINVAL  REPLICAS is 0 or above PLACEMENT_REPLICAS_MAX;
+ *   -ENOSPC  fewer than REPLICAS servers are up with free space (OUT is
+ *            then unspecified).
+ * Thread-safe as long as callers do not share RNG.
+ */
+extern int placement_choose (const struct placement_server *servers, size_t n,
+                             uint32_t replicas, const uint32_t *avoid,
+                             size_t navoid, uint64_t *rng, uint32_t *out);
+
+/* Number of servers in SERVERS[0..N) that placement_choose may use (up
+ * and with free space), for error messages and admission checks.
+ */
+extern size_t placement_eligible (const struct placement_server *servers,
+                                  size_t n);
+
+/* Next value of the splitmix64 generator with state *RNG. */
+extern uint64_t placement_random (uint64_t *rng);
+
+#endif /* TESSERA_MDS_PLACEMENT_H */

@@ -1,0 +1,337 @@
+/* The virtualization map: MAP_GET, MAP_ALLOC, REPLICA_FAILED.  Handlers
+ * run with mds->lock held.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "log.h"
+#include "minmax.h"
+
+#include "internal.h"
+#include "placement.h"
+
+/* Encode catalog map entries ENTRIES[0..N) as a map reply into REP. */
+static int
+reply_map (const struct catalog_map_entry *entries, size_t n,
+           struct mds_reply *rep)
+{
+  CLEANUP_FREE struct proto_map_entry *out = NULL;
+  struct proto_map map;
+  size_t i;
+  uint32_t k;
+
+  out = calloc (n ? n : 1, sizeof *out);
+  if (out == NULL)
+    return mds_reply_error (rep, PROTO_ENOMEM, "map: out of memory");
+  for (i = 0; i < n; ++i) {
+    const struct catalog_segment *s = &entries[i].segment;
+
+    out[i].index = entries[i].index;
+    out[i].segment = s->id;
+    out[i].nreplicas = MIN (s->nreplicas, (uint32_t)PROTO_REPLICAS_MAX);
+    for (k = 0; k < out[i].nreplicas; ++k) {
+      out[i].replicas[k].server = s->replicas[k].server;
+      out[i].replicas[k].state = s->replicas[k].state;
+    }
+  }
+  map.n = n;
+  map.entries = out;
+  proto_encode_map (&map, &rep->wb);
+  return 0;
+}
+
+/* Look up the volume of map request REQ and clip its range to the
+ * volume: *V and [REQ->start, *END) (empty if START is past the end).
+ * Returns 0, or fills REP and returns -ENOENT (or another catalog error).
+ */
+static int
+map_range (struct mds *mds, const struct proto_map_request *req,
+           struct catalog_volume *v, uint64_t *end, struct mds_reply *rep)
+{
+  uint64_t seg = mds->cluster.segment_size;
+  uint64_t nsegs;
+  int r;
+
+  r = catalog_volume_get (mds->cat, req->volume, v);
+  if (r == -ENOENT) {
+    mds_reply_error (rep, PROTO_ENOENT, "volume %" PRIu64 ": not found",
+                     req->volume);
+    return r;
+  }
+  if (r < 0) {
+    mds_reply_catalog (rep, r, "volume %" PRIu64, req->volume);
+    return r;
+  }
+  nsegs = v->size / seg + (v->size % seg != 0);
+  if (req->start >= nsegs)
+    *end = req->start;
+  else
+    *end = req->start + MIN ((uint64_t)req->count, nsegs - req->start);
+  return 0;
+}
+
+/* Reply with the map of [START, END) of volume ID. */
+static int
+reply_range (struct mds *mds, uint64_t id, uint64_t start, uint64_t end,
+             struct mds_reply *rep)
+{
+  CLEANUP_FREE struct catalog_map_entry *entries = NULL;
+  size_t n = 0;
+  int r;
+
+  if (end > start) {
+    r = catalog_map_get (mds->cat, id, start, end - start, &entries, &n);
+    if (r < 0)
+      return mds_reply_catalog (rep, r, "volume %" PRIu64 " map", id);
+  }
+  return reply_map (entries, n, rep);
+}
+
+/* MAP_GET: the mapped entries of a range; holes are left out. */
+int
+mds_op_map_get (struct mds *mds, struct mds_conn *conn, const void *payload,
+                uint32_t len, struct mds_reply *rep)
+{
+  struct proto_map_request req;
+  struct catalog_volume v;
+  uint64_t end;
+  int r;
+
+  r = proto_decode_map_request (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "MAP_GET");
+  if (map_range (mds, &req, &v, &end, rep) < 0)
+    return 0;
+  return reply_range (mds, v.id, req.start, end, rep);
+}
+
+/* Placement's view of every server: capacity rounded down to whole
+ * segments, used = replicas placed x segment size, up = heard from and
+ * neither draining nor out.  *OUT and *SERVERS (which owns the zone
+ * strings) are malloc'd.  Returns 0 or a negative errno.
+ */
+static int
+placement_snapshot (struct mds *mds, struct catalog_server **servers,
+                    struct placement_server **out, size_t *n)
+{
+  uint64_t seg = mds->cluster.segment_size;
+  struct placement_server *ps;
+  size_t i;
+  int r;
+
+  *out = NULL;
+  r = catalog_server_list (mds->cat, servers, n);
+  if (r < 0)
+    return r;
+  ps = calloc (*n ? *n : 1, sizeof *ps);
+  if (ps == NULL)
+    return -ENOMEM;
+  for (i = 0; i < *n; ++i) {
+    const struct catalog_server *s = &(*servers)[i];
+    uint64_t count;
+
+    r = catalog_server_count_segments (mds->cat, s->id, &count);
+    if (r < 0) {
+      free (ps);
+      return r;
+    }
+    ps[i].id = s->id;
+    ps[i].zone = s->zone;
+    ps[i].capacity = mds_server_capacity (mds, s) / seg * seg;
+    ps[i].used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
+    ps[i].up = s->state == CATALOG_SERVER_UP && mds_server_is_up (mds, s->id);
+  }
+  *out = ps;
+  return 0;
+}
+
+/* Add the replica servers of catalog segment S to AVOID[0..*NAVOID),
+ * which has room for 2 * PLACEMENT_REPLICAS_MAX ids.
+ */
+static void
+add_avoid (const struct catalog_segment *s, uint32_t *avoid, size_t *navoid)
+{
+  uint32_t k;
+
+  for (k = 0; k < s->nreplicas && k < PLACEMENT_REPLICAS_MAX; ++k)
+    avoid[(*navoid)++] = s->replicas[k].server;
+}
+
+/* Choose replicas for every hole of [START, END) of volume V, given the
+ * mapped entries EXISTING[0..NEXISTING) of [START - 1, END + 1).  A new
+ * segment avoids the servers of both its neighbours, so that
+ * consecutive segments land on different servers whatever order they
+ * are allocated in.  Fills HOLES (room for END - START) and *NHOLES.
+ * Returns 0, or fills REP and returns a negative errno.
+ */
+static int
+place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
+             uint64_t end, const struct catalog_map_entry *existing,
+             size_t nexisting, struct catalog_map_entry *holes, size_t *nholes,
+             struct mds_reply *rep)
+{
+  CLEANUP_FREE struct catalog_server *servers = NULL;
+  CLEANUP_FREE struct placement_server *ps = NULL;
+  const struct catalog_segment *prev = NULL;
+  uint32_t avoid[2 * PLACEMENT_REPLICAS_MAX], out[PLACEMENT_REPLICAS_MAX];
+  size_t navoid, n, j = 0, i;
+  uint64_t idx;
+  uint32_t k;
+  int r;
+
+  *nholes = 0;
+  r = placement_snapshot (mds, &servers, &ps, &n);
+  if (r < 0) {
+    mds_reply_catalog (rep, r, "server list");
+    return r;
+  }
+  for (idx = start > 0 ? start - 1 : start; idx < end; ++idx) {
+    struct catalog_segment *new;
+
+    while (j < nexisting && existing[j].index < idx)
+      j++;
+    if (j < nexisting && existing[j].index == idx) {
+      prev = &existing[j].segment;
+      continue;
+    }
+    if (idx < start) {
+      prev = NULL; /* the index before the range is a hole */
+      continue;
+    }
+    navoid = 0;
+    if (prev)
+      add_avoid (prev, avoid, &navoid);
+    if (j < nexisting && existing[j].index == idx + 1)
+      add_avoid (&existing[j].segment, avoid, &navoid);
+    r = placement_choose (ps, n, v->replicas, avoid, navoid, &mds->rng, out);
+    if (r < 0) {
+      mds_reply_error (rep, PROTO_ENOSPC,
+                       "volume %s: cannot place %" PRIu32
+                       " replicas: only %zu servers are up with free space",
+                       v->name, v->replicas, placement_eligible (ps, n));
+      return r;
+    }
+    new = &holes[(*nholes)++].segment;
+    memset (new, 0, sizeof *new);
+    holes[*nholes - 1].index = idx;
+    new->nreplicas = v->replicas;
+    for (k = 0; k < v->replicas; ++k) {
+      new->replicas[k].server = out[k];
+      new->replicas[k].state = CATALOG_REPLICA_OK;
+      for (i = 0; i < n; ++i)
+        if (ps[i].id == out[k])
+          ps[i].used += mds->cluster.segment_size;
+    }
+    prev = new;
+  }
+  return 0;
+}
+
+/* MAP_ALLOC: allocate every hole of the range (one catalog transaction),
+ * then reply with the range's whole map.  Needs the writer's epoch.
+ */
+int
+mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
+                  uint32_t len, struct mds_reply *rep)
+{
+  CLEANUP_FREE struct catalog_map_entry *existing = NULL;
+  CLEANUP_FREE struct catalog_map_entry *holes = NULL;
+  struct proto_map_request req;
+  struct catalog_volume v;
+  uint64_t end, first;
+  size_t nexisting, nholes;
+  int r;
+
+  r = proto_decode_map_request (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "MAP_ALLOC");
+  if (mds_lease_check (mds, req.volume, req.epoch, rep) < 0)
+    return 0;
+  if (map_range (mds, &req, &v, &end, rep) < 0)
+    return 0;
+  if (end == req.start)
+    return reply_map (NULL, 0, rep);
+
+  first = req.start > 0 ? req.start - 1 : req.start;
+  r = catalog_map_get (mds->cat, v.id, first, end + 1 - first, &existing,
+                       &nexisting);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "volume %s map", v.name);
+  holes = calloc (end - req.start, sizeof *holes);
+  if (holes == NULL)
+    return mds_reply_error (rep, PROTO_ENOMEM, "volume %s: out of memory",
+                            v.name);
+  if (place_holes (mds, &v, req.start, end, existing, nexisting, holes, &nholes,
+                   rep) < 0)
+    return 0;
+  if (nholes > 0) {
+    r = catalog_map_alloc (mds->cat, v.id, holes, nholes);
+    if (r < 0)
+      return mds_reply_catalog (rep, r, "volume %s allocation", v.name);
+    log_debug ("volume %s: allocated %zu segments in [%" PRIu64 ", %" PRIu64
+               ")",
+               v.name, nholes, req.start, end);
+  }
+  return reply_range (mds, v.id, req.start, end, rep);
+}
+
+/* REPLICA_FAILED: a writer could not write SERVER's replica of SEGMENT;
+ * mark it stale (durably) before the writer acknowledges its write.  The
+ * last good replica of a segment is never marked stale: the write failed
+ * everywhere, and that replica stays the best copy.
+ */
+int
+mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
+                       const void *payload, uint32_t len, struct mds_reply *rep)
+{
+  struct proto_replica_failed req;
+  struct catalog_segment s;
+  uint32_t k, ok = 0;
+  int found = -1;
+  int r;
+
+  r = proto_decode_replica_failed (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "REPLICA_FAILED");
+  if (mds_lease_check (mds, req.volume, req.epoch, rep) < 0)
+    return 0;
+  r = catalog_segment_get (mds->cat, req.segment, &s);
+  if (r == -ENOENT)
+    return mds_reply_error (rep, PROTO_ENOENT, "segment %" PRIu64 ": not found",
+                            req.segment);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
+  for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+    if (s.replicas[k].server == req.server)
+      found = k;
+    else if (s.replicas[k].state == CATALOG_REPLICA_OK)
+      ok++;
+  }
+  if (found < 0)
+    return mds_reply_error (
+        rep, PROTO_ENOENT, "segment %" PRIu64 ": no replica on server %" PRIu32,
+        req.segment, req.server);
+  if (s.replicas[found].state == CATALOG_REPLICA_STALE)
+    return 0;
+  if (s.replicas[found].state == CATALOG_REPLICA_OK && ok == 0)
+    return mds_reply_error (rep, PROTO_EIO,
+                            "segment %" PRIu64 ": server %" PRIu32
+                            " holds its last good replica",
+                            req.segment, req.server);
+  r = catalog_replica_set_state (mds->cat, req.segment, req.server,
+                                 CATALOG_REPLICA_STALE, NULL);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
+  log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
+            " marked stale (reported by %s, volume %" PRIu64 ")",
+            req.segment, req.server, conn->peer, req.volume);
+  return 0;
+}

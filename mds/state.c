@@ -1,0 +1,250 @@
+/* In-memory state of the MDS: heartbeats of storage servers and writer
+ * leases.  Neither is in the catalog: after a restart servers are down
+ * until they heartbeat again, and leases are rebuilt by
+ * mds_leases_recover.  Every function here is called with mds->lock held
+ * (or at start-up, before any other thread exists).
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#include "internal.h"
+
+/* Nanoseconds on the monotonic clock. */
+uint64_t
+mds_now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The state of server ID (writable), or NULL. */
+static struct mds_server_state *
+find_server (struct mds *mds, uint32_t id)
+{
+  size_t i;
+
+  for (i = 0; i < mds->nservers; ++i)
+    if (mds->servers[i].id == id)
+      return &mds->servers[i];
+  return NULL;
+}
+
+/* The state of server ID, or NULL if it has not been heard from since the
+ * MDS started.
+ */
+const struct mds_server_state *
+mds_server_find (struct mds *mds, uint32_t id)
+{
+  return find_server (mds, id);
+}
+
+/* Record that server ID (known to the catalog) spoke just now, reporting
+ * CAPACITY and USED bytes.  Returns 0 or -ENOMEM.
+ */
+int
+mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
+                  uint64_t used)
+{
+  struct mds_server_state *s = find_server (mds, id);
+
+  if (s == NULL) {
+    struct mds_server_state *p;
+
+    p = realloc (mds->servers, (mds->nservers + 1) * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    mds->servers = p;
+    s = &p[mds->nservers++];
+    s->id = id;
+  }
+  s->last_heard_ns = mds_now_ns ();
+  s->capacity = capacity;
+  s->used = used;
+  return 0;
+}
+
+/* True if server ID was heard from within the down-timeout. */
+bool
+mds_server_is_up (struct mds *mds, uint32_t id)
+{
+  const struct mds_server_state *s = mds_server_find (mds, id);
+
+  return s != NULL &&
+         mds_now_ns () - s->last_heard_ns <= (uint64_t)mds->down_ms * 1000000u;
+}
+
+/* The capacity of server S: what it last reported, else what it reported
+ * when it registered (kept in the catalog).
+ */
+uint64_t
+mds_server_capacity (struct mds *mds, const struct catalog_server *s)
+{
+  const struct mds_server_state *st = mds_server_find (mds, s->id);
+
+  return st ? st->capacity : s->capacity;
+}
+
+/* The lease record of VOLUME (live or expired), or NULL. */
+struct mds_lease *
+mds_lease_find (struct mds *mds, uint64_t volume)
+{
+  size_t i;
+
+  for (i = 0; i < mds->nleases; ++i)
+    if (mds->leases[i].volume == volume)
+      return &mds->leases[i];
+  return NULL;
+}
+
+/* Give VOLUME's lease to EPOCH for the lease time from now, replacing any
+ * record.  Returns 0 or -ENOMEM.
+ */
+int
+mds_lease_set (struct mds *mds, uint64_t volume, uint64_t epoch)
+{
+  struct mds_lease *l = mds_lease_find (mds, volume);
+
+  if (l == NULL) {
+    struct mds_lease *p;
+
+    p = realloc (mds->leases, (mds->nleases + 1) * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    mds->leases = p;
+    l = &p[mds->nleases++];
+    l->volume = volume;
+  }
+  l->epoch = epoch;
+  l->expiry_ns = mds_now_ns () + (uint64_t)mds->lease_ms * 1000000u;
+  return 0;
+}
+
+/* Forget VOLUME's lease record, if any. */
+void
+mds_lease_drop (struct mds *mds, uint64_t volume)
+{
+  struct mds_lease *l = mds_lease_find (mds, volume);
+
+  if (l)
+    *l = mds->leases[--mds->nleases];
+}
+
+/* True if a writer holds an unexpired lease on VOLUME. */
+bool
+mds_lease_active (struct mds *mds, uint64_t volume)
+{
+  struct mds_lease *l = mds_lease_find (mds, volume);
+
+  return l != NULL && mds_now_ns () < l->expiry_ns;
+}
+
+/* Check that EPOCH is the epoch of VOLUME's writer.  An expired lease
+ * still counts until another writer takes the volume: nobody else can
+ * have written meanwhile.  Returns 0, or fills REP with PROTO_ESTALE and
+ * returns -ESTALE.
+ */
+int
+mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
+                 struct mds_reply *rep)
+{
+  struct mds_lease *l = mds_lease_find (mds, volume);
+
+  if (l != NULL && l->epoch == epoch)
+    return 0;
+  mds_reply_error (rep, PROTO_ESTALE,
+                   "volume %" PRIu64 ": epoch %" PRIu64
+                   " does not hold the writer lease",
+                   volume, epoch);
+  return -ESTALE;
+}
+
+/* After a restart, give every volume whose writer did not close it a
+ * fresh lease in its current epoch: that writer may still be running and
+ * renew it, and no new writer gets the volume before it would have
+ * expired.  Returns 0 or -errno.
+ */
+int
+mds_leases_recover (struct mds *mds)
+{
+  CLEANUP_FREE struct catalog_volume *vols = NULL;
+  size_t n, i;
+  int r;
+
+  r = catalog_volume_list (mds->cat, &vols, &n);
+  if (r < 0)
+    return r;
+  for (i = 0; i < n; ++i) {
+    if (vols[i].epoch == 0 || (vols[i].flags & CATALOG_VOL_CLEAN))
+      continue;
+    r = mds_lease_set (mds, vols[i].id, vols[i].epoch);
+    if (r < 0)
+      return r;
+    log_info ("volume %s: not closed cleanly in epoch %" PRIu64
+              ": held for its writer for %" PRIu32 " ms",
+              vols[i].name, vols[i].epoch, mds->lease_ms);
+  }
+  return 0;
+}
+
+/* Fill OUT, the wire form of volume V. */
+void
+mds_volume_info (struct mds *mds, const struct catalog_volume *v,
+                 struct proto_volume_info *out)
+{
+  memset (out, 0, sizeof *out);
+  out->id = v->id;
+  out->size = v->size;
+  out->replicas = v->replicas;
+  out->flags = 0;
+  if (v->flags & CATALOG_VOL_CLEAN)
+    out->flags |= PROTO_VOL_CLEAN;
+  if (mds_lease_active (mds, v->id))
+    out->flags |= PROTO_VOL_OPEN_RW;
+  out->epoch = v->epoch;
+  out->segments = v->segments;
+  snprintf (out->name, sizeof out->name, "%s", v->name);
+}
+
+/* Fill REP for catalog error ERR met on the object named by FMT
+ * ("volume vol0"): the message reads "OBJECT: reason".  Failures of the
+ * catalog itself (not a refused request) are logged.  Returns 0.
+ */
+int
+mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt, ...)
+{
+  char object[PROTO_ERRMSG_MAX / 2];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (object, sizeof object, fmt, ap);
+  va_end (ap);
+  if (err == -EIO || err == -ENOSPC || err == -ENOMEM)
+    log_error ("catalog: %s: %s", object, catalog_strerror (err));
+  return mds_reply_errno (rep, err, "%s: %s", object, catalog_strerror (err));
+}
+
+/* Release the in-memory state (at exit). */
+void
+mds_state_free (struct mds *mds)
+{
+  free (mds->servers);
+  mds->servers = NULL;
+  mds->nservers = 0;
+  free (mds->leases);
+  mds->leases = NULL;
+  mds->nleases = 0;
+}
