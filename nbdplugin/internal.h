@@ -1,0 +1,276 @@
+/* nbdkit-tessera-plugin: shared declarations.
+ *
+ * One nbdkit process serves one volume.  Every NBD connection shares the
+ * single struct volume opened in .get_ready (plugin.c): one writer lease,
+ * one map cache, one range lock and one set of storage-server
+ * connections, so that multi-conn is coherent.  Sections follow the .c
+ * file that defines them.
+ *
+ * Lock order (outer first):
+ *   volume.flush_lock
+ *   rangelock.lock (never held across other calls)
+ *   volume.map_lock
+ *   volume.servers_lock
+ *   volume.mds_lock
+ *   ss_server.lock
+ *   ss_conn.send_lock, then ss_conn.lock, then ss_batch.lock
+ * Readers of the map cache and of the server table take no lock: both
+ * publish immutable objects through atomic pointers, and replaced
+ * objects are kept on a retired list until the volume is freed.
+ */
+
+#ifndef TESSERA_NBDPLUGIN_INTERNAL_H
+#define TESSERA_NBDPLUGIN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "buf.h"
+#include "protocol.h"
+
+/* ---- plugin.c ---- */
+
+#define TESSERA_DEFAULT_MDS "127.0.0.1:7420"
+#define TESSERA_DEFAULT_CONNECTIONS 2
+#define TESSERA_MAX_CONNECTIONS 64
+#define TESSERA_DEFAULT_TIMEOUT 30 /* seconds */
+#define TESSERA_MAX_TIMEOUT 86400  /* seconds */
+
+/* Configuration, set by .config and checked by .config_complete. */
+struct tessera_config {
+  const char *mds;      /* mds=ADDR */
+  const char *volume;   /* volume=NAME */
+  bool readonly;        /* readonly=true, or nbdkit -r */
+  unsigned connections; /* connections=N, per storage server */
+  int timeout_ms;       /* timeout=SECONDS, in milliseconds */
+};
+
+/* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
+ * so that nbdkit can find and set them.
+ */
+extern int tessera_debug_map;   /* map cache: fetch, alloc, refresh */
+extern int tessera_debug_io;    /* every request and its pieces */
+extern int tessera_debug_conn;  /* storage-server connections */
+extern int tessera_debug_lease; /* lease renewals, MDS reconnects */
+
+/* ---- rangelock.c ---- */
+
+/* A lock on byte ranges: acquiring [offset, offset+count) waits while any
+ * held range overlaps it.  Overlapping writes are thus applied in the
+ * same order on every replica.
+ */
+struct range {
+  uint64_t start, end; /* [start, end) */
+  struct range *next;
+};
+
+struct rangelock {
+  pthread_mutex_t lock; /* protects held */
+  pthread_cond_t cond;  /* broadcast on every release */
+  struct range *held;   /* ranges held now, unordered */
+};
+
+extern void rangelock_init (struct rangelock *rl);
+extern void rangelock_destroy (struct rangelock *rl);
+/* R is the caller's storage for the range (usually on its stack); it
+ * stays linked until rangelock_release.
+ */
+extern void rangelock_acquire (struct rangelock *rl, struct range *r,
+                               uint64_t offset, uint64_t count);
+extern void rangelock_release (struct rangelock *rl, struct range *r);
+
+/* ---- ssconn.c ---- */
+
+struct ss_server;
+
+/* A set of requests that one caller sends together and waits for
+ * together.  Lives on the caller's stack.
+ */
+struct ss_batch {
+  pthread_mutex_t lock; /* protects pending and requests' err */
+  pthread_cond_t cond;  /* signalled when a request completes */
+  unsigned pending;     /* submitted, not completed */
+  int timeout_ms;       /* per request, from ss_batch_wait */
+};
+
+/* One request to one storage server.  The caller fills the fields marked
+ * "in", the completion fills "out".
+ */
+struct ss_request {
+  uint8_t opcode;           /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
+  uint16_t flags;           /* in: PROTO_FLAG_FUA */
+  struct proto_seg_io io;   /* in: unused for SEG_FLUSH */
+  void *data;               /* in: SEG_WRITE source, SEG_READ destination */
+  struct ss_server *server; /* in */
+  int err;                  /* out: 0 or -errno */
+  char errmsg[128];         /* out: the server's message, or "" */
+
+  /* Private to ssconn.c. */
+  struct ss_batch *batch;
+  struct ss_conn *conn;
+  uint64_t tag;
+  uint64_t gen;            /* the connection's generation when sent */
+  int state;               /* REQ_* in ssconn.c, under conn->lock */
+  bool done;               /* completed, under batch->lock */
+  struct ss_request *next; /* in conn->inflight */
+};
+
+/* Connections to one storage server.  Owned by the volume's server table
+ * (volume.c); never freed while the volume is open.
+ */
+struct ss_server {
+  uint32_t id;
+  uint8_t uuid[16]; /* from SERVER_LIST; checked against its HELLO */
+
+  pthread_mutex_t lock; /* protects addr and the dirty set */
+  char addr[PROTO_ADDR_MAX + 1];
+  /* Segment indexes written or trimmed on this server since the last
+   * flush took them (see io.c, tessera_flush).
+   */
+  uint64_t *dirty;
+  size_t ndirty, dirty_cap;
+
+  atomic_uint rr; /* round-robin over conns */
+  /* CLOCK_MONOTONIC ns until which requests fail at once (ssconn.c). */
+  _Atomic uint64_t suspect_until;
+  unsigned nconns;
+  struct ss_conn *conns;
+  int timeout_ms;
+};
+
+extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
+                          unsigned nconns, int timeout_ms,
+                          struct ss_server **out);
+extern void ss_server_free (struct ss_server *s);
+extern void ss_server_set_address (struct ss_server *s, const char *addr);
+/* Close every connection of S and join its receiver threads. */
+extern void ss_server_disconnect (struct ss_server *s);
+
+extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
+extern void ss_batch_destroy (struct ss_batch *b);
+extern void ss_submit (struct ss_batch *b, struct ss_request *r);
+extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
+                           size_t n);
+
+/* ---- volume.c ---- */
+
+/* One segment's map entry.  Immutable once published in the map cache;
+ * a change publishes a new struct and retires the old one.
+ */
+struct seg {
+  uint64_t index;
+  uint64_t id;
+  uint8_t nreplicas;
+  struct proto_replica replicas[PROTO_REPLICAS_MAX];
+  struct seg *retired_next;
+};
+
+/* Map entries are cached in chunks of PROTO_MAP_MAX segments, each
+ * fetched with one MAP_GET.  A NULL entry in a loaded chunk is a hole.
+ */
+struct map_chunk {
+  _Atomic (struct seg *) e[PROTO_MAP_MAX];
+};
+
+/* The server table, replaced whole when SERVER_LIST is fetched again. */
+struct server_table {
+  struct server_table *retired_next;
+  size_t n;
+  struct ss_server *s[];
+};
+
+struct volume {
+  /* Fixed once volume_open has returned. */
+  const struct tessera_config *cfg;
+  char name[PROTO_NAME_MAX + 1];
+  uint64_t id;
+  uint64_t size;
+  uint64_t epoch;
+  bool rw;
+  uint32_t segment_size;
+  unsigned seg_shift;
+  uint64_t nsegments;
+  uint64_t nchunks;
+  uint32_t lease_ms;
+
+  /* MDS connection, re-established after a transport error. */
+  pthread_mutex_t mds_lock; /* protects mds */
+  struct proto_client *mds;
+
+  /* Map cache.  map_lock serializes chunk fetches, MAP_ALLOC and entry
+   * replacement (so concurrent writers never double-allocate); readers
+   * do not take it.
+   */
+  pthread_mutex_t map_lock;
+  _Atomic (struct map_chunk *) *chunks; /* nchunks pointers */
+  struct seg *retired;                  /* under map_lock */
+
+  /* Storage servers by id. */
+  pthread_mutex_t servers_lock; /* serializes refreshes */
+  _Atomic (struct server_table *) servers;
+  struct server_table *retired_tables; /* under servers_lock */
+
+  struct rangelock rl;
+  pthread_mutex_t flush_lock; /* one flush at a time */
+  atomic_uint read_rr;        /* spreads reads over replicas */
+  atomic_bool lease_lost;
+
+  /* Lease thread. */
+  pthread_mutex_t stop_lock; /* protects stopping */
+  pthread_cond_t stop_cond;
+  bool stopping;
+  bool lease_thread_started;
+  pthread_t lease_thread;
+  bool opened; /* VOL_OPEN succeeded */
+  bool closed; /* volume_close has run */
+};
+
+extern int volume_open (const struct tessera_config *cfg, struct volume **out);
+extern int volume_start (struct volume *v);
+extern void volume_close (struct volume *v);
+extern void volume_free (struct volume *v);
+
+extern int volume_mds_call (struct volume *v, uint8_t opcode,
+                            const struct proto_wbuf *req, void **reply,
+                            uint32_t *reply_len, char *errmsg, size_t errlen);
+
+extern int volume_server (struct volume *v, uint32_t id,
+                          struct ss_server **out);
+extern void volume_for_each_server (struct volume *v,
+                                    void (*f) (struct ss_server *, void *),
+                                    void *opaque);
+
+/* ---- map.c ---- */
+
+extern int map_lookup (struct volume *v, uint64_t index,
+                       const struct seg **out);
+extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
+                      uint64_t want);
+extern int map_replica_failed (struct volume *v, const struct seg *seg,
+                               uint32_t server);
+extern void map_refresh (struct volume *v);
+extern void map_free (struct volume *v);
+
+/* ---- io.c ---- */
+
+extern int io_pread (struct volume *v, void *buf, uint32_t count,
+                     uint64_t offset);
+extern int io_pwrite (struct volume *v, const void *buf, uint32_t count,
+                      uint64_t offset, bool fua);
+extern int io_trim (struct volume *v, uint32_t count, uint64_t offset,
+                    bool fua);
+extern int io_flush (struct volume *v);
+struct nbdkit_extents;
+extern int io_extents (struct volume *v, uint32_t count, uint64_t offset,
+                       bool req_one, struct nbdkit_extents *extents);
+
+/* Whether an error from a storage server means that replica is bad
+ * (report it to the MDS) rather than a condition of the request.
+ */
+extern bool io_is_replica_fault (int err);
+
+#endif /* TESSERA_NBDPLUGIN_INTERNAL_H */

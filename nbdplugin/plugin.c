@@ -1,0 +1,462 @@
+/* nbdkit-tessera-plugin: configuration and nbdkit callbacks.
+ *
+ *   nbdkit tessera [mds=ADDR] volume=NAME [readonly=true]
+ *                  [connections=N] [timeout=SECONDS]
+ *
+ * The volume is opened once, in .get_ready, and shared by every NBD
+ * connection (the handle of each connection is the volume itself), so
+ * the export supports multi-conn.  See internal.h for the structure.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "protocol.h"
+#include "sock.h"
+
+#include "internal.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* Debug flags: -D tessera.map=1 and so on. */
+NBDKIT_DLL_PUBLIC int tessera_debug_map = 0;
+NBDKIT_DLL_PUBLIC int tessera_debug_io = 0;
+NBDKIT_DLL_PUBLIC int tessera_debug_conn = 0;
+NBDKIT_DLL_PUBLIC int tessera_debug_lease = 0;
+
+static struct tessera_config cfg = {
+  .mds = TESSERA_DEFAULT_MDS,
+  .connections = TESSERA_DEFAULT_CONNECTIONS,
+  .timeout_ms = TESSERA_DEFAULT_TIMEOUT * 1000,
+};
+
+/* The open volume, from .get_ready to .unload. */
+static struct volume *vol;
+
+/* Turn -ERR into nbdkit's error convention: set errno to a value the
+ * NBD protocol can carry (others become EIO, which nbdkit would
+ * otherwise send as EINVAL) and return -1.
+ */
+static int
+fail (int err)
+{
+  int e = -err;
+
+  switch (e) {
+  case EPERM:
+  case EIO:
+  case ENOMEM:
+  case EINVAL:
+  case ENOSPC:
+  case EFBIG:
+  case EDQUOT:
+  case EROFS:
+  case ENOTSUP:
+  case ESHUTDOWN:
+    break;
+  default:
+    e = EIO;
+  }
+  errno = e;
+  return -1;
+}
+
+/* Close and free the volume (.unload; also after a failed start). */
+static void
+tessera_unload (void)
+{
+  volume_close (vol);
+  volume_free (vol);
+  vol = NULL;
+}
+
+/* Parse one key=value parameter. */
+static int
+tessera_config (const char *key, const char *value)
+{
+  int r;
+
+  if (strcmp (key, "mds") == 0) {
+    if (sock_address_check (value) < 0) {
+      nbdkit_error ("mds: invalid address: %s "
+                    "(expected HOST:PORT, [V6]:PORT or unix:PATH)",
+                    value);
+      return -1;
+    }
+    cfg.mds = value;
+  }
+  else if (strcmp (key, "volume") == 0) {
+    if (value[0] == '\0' || strlen (value) > PROTO_NAME_MAX) {
+      nbdkit_error ("volume: name must be 1 to %d bytes", PROTO_NAME_MAX);
+      return -1;
+    }
+    cfg.volume = value;
+  }
+  else if (strcmp (key, "readonly") == 0) {
+    r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    cfg.readonly = r;
+  }
+  else if (strcmp (key, "connections") == 0) {
+    unsigned n;
+
+    if (nbdkit_parse_unsigned ("connections", value, &n) == -1)
+      return -1;
+    if (n < 1 || n > TESSERA_MAX_CONNECTIONS) {
+      nbdkit_error ("connections: must be between 1 and %d",
+                    TESSERA_MAX_CONNECTIONS);
+      return -1;
+    }
+    cfg.connections = n;
+  }
+  else if (strcmp (key, "timeout") == 0) {
+    unsigned n;
+
+    if (nbdkit_parse_unsigned ("timeout", value, &n) == -1)
+      return -1;
+    if (n < 1 || n > TESSERA_MAX_TIMEOUT) {
+      nbdkit_error ("timeout: must be between 1 and %d seconds",
+                    TESSERA_MAX_TIMEOUT);
+      return -1;
+    }
+    cfg.timeout_ms = n * 1000;
+  }
+  else {
+    nbdkit_error ("unknown parameter '%s'", key);
+    return -1;
+  }
+  return 0;
+}
+
+/* Check that the required parameters were given. */
+static int
+tessera_config_complete (void)
+{
+  if (cfg.volume == NULL) {
+    nbdkit_error ("you must supply the volume=NAME parameter "
+                  "after the plugin name on the command line");
+    return -1;
+  }
+  return 0;
+}
+
+#define tessera_config_help \
+  "[volume=]NAME              (required) The volume to serve.\n" \
+  "mds=HOST:PORT|unix:PATH    MDS address (default " TESSERA_DEFAULT_MDS \
+  ").\n" \
+  "readonly=true              Open the volume read-only.\n" \
+  "connections=N              Sockets per storage server (default 2).\n" \
+  "timeout=SECONDS            Request timeout (default 30)."
+
+/* Print facts about the plugin (nbdkit --dump-plugin). */
+static void
+tessera_dump_plugin (void)
+{
+  printf ("tessera_protocol_version=%d\n", PROTO_VERSION);
+  printf ("tessera_max_request=%u\n", PROTO_MAX_DATA);
+}
+
+/* Look at one argument P of nbdkit's command line for -r.  *SKIP is set
+ * when the next argument belongs to an option given here.  Returns 1
+ * for -r, -1 at "--" (the end of options), else 0.
+ */
+static int
+read_only_arg (const char *p, bool *skip)
+{
+  static const char *const with_arg[] = {
+    "debug",         "export",
+    "export-name",   "exportname",
+    "filter",        "group",
+    "ip-addr",       "ipaddr",
+    "log",           "mask-handshake",
+    "pid-file",      "pidfile",
+    "port",          "run",
+    "selinux-label", "threads",
+    "tls",           "tls-certificates",
+    "tls-psk",       "unix",
+    "user",          NULL,
+  };
+  static const char short_with_arg[] = "DegipPtuU";
+  size_t i, n;
+
+  if (strcmp (p, "--") == 0)
+    return -1;
+  if (p[0] != '-' || p[1] == '\0')
+    return 0; /* plugin name, key=value, "-" */
+  if (p[1] == '-') {
+    p += 2;
+    if (strcmp (p, "readonly") == 0 || strcmp (p, "read-only") == 0)
+      return 1;
+    n = strcspn (p, "=");
+    for (i = 0; with_arg[i]; i++)
+      if (strlen (with_arg[i]) == n && strncmp (p, with_arg[i], n) == 0)
+        *skip = p[n] == '\0';
+    return 0;
+  }
+  for (i = 1; p[i]; i++) {
+    if (p[i] == 'r')
+      return 1;
+    if (strchr (short_with_arg, p[i])) {
+      *skip = p[i + 1] == '\0';
+      break;
+    }
+  }
+  return 0;
+}
+
+/* nbdkit's own -r (--readonly) is not visible to plugins before .open,
+ * but the volume must be opened read-only in .get_ready so that it does
+ * not take the writer lease.  Look for it in our command line, skipping
+ * the arguments of nbdkit's options that take one.
+ */
+static bool
+nbdkit_read_only_option (void)
+{
+  FILE *fp;
+  char *arg = NULL;
+  size_t n = 0;
+  bool skip = true; /* argv[0] */
+  int r = 0;
+
+  fp = fopen ("/proc/self/cmdline", "re");
+  if (fp == NULL)
+    return false;
+  while (r == 0 && getdelim (&arg, &n, '\0', fp) > 0) {
+    if (skip)
+      skip = false;
+    else
+      r = read_only_arg (arg, &skip);
+  }
+  free (arg);
+  fclose (fp);
+  return r == 1;
+}
+
+/* Open the volume before serving, so that a refused open (another
+ * writer holds it) stops nbdkit at start-up with the MDS's message.
+ */
+static int
+tessera_get_ready (void)
+{
+  int r;
+
+  if (!cfg.readonly && nbdkit_read_only_option ()) {
+    nbdkit_debug ("nbdkit -r: opening the volume read-only");
+    cfg.readonly = true;
+  }
+
+  /* Memory reclaim may wait on our own writes when the volume is attached
+   * on this host (nbd-client): do not recurse into I/O while allocating.
+   */
+#ifdef PR_SET_IO_FLUSHER
+  if (prctl (PR_SET_IO_FLUSHER, 1, 0, 0, 0) == -1)
+    nbdkit_debug ("prctl PR_SET_IO_FLUSHER: %m (ignored)");
+#endif
+
+  r = volume_open (&cfg, &vol);
+  if (r < 0)
+    return -1;
+  return 0;
+}
+
+/* Start background threads in the (possibly forked) server process. */
+static int
+tessera_after_fork (void)
+{
+  if (volume_start (vol) < 0)
+    return -1;
+  return 0;
+}
+
+/* Close the volume once every connection is gone. */
+static void
+tessera_cleanup (void)
+{
+  volume_close (vol);
+}
+
+/* Every connection shares the one open volume. */
+static void *
+tessera_open (int readonly)
+{
+  if (vol == NULL) {
+    nbdkit_error ("volume is not open");
+    return NULL;
+  }
+  return vol;
+}
+
+/* Size of the volume. */
+static int64_t
+tessera_get_size (void *handle)
+{
+  struct volume *v = handle;
+
+  return v->size;
+}
+
+/* Any alignment works; 4096 avoids partial-block work on the storage
+ * servers; PROTO_MAX_DATA is the largest segment I/O.
+ */
+static int
+tessera_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                    uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = 4096;
+  *maximum = PROTO_MAX_DATA;
+  return 0;
+}
+
+/* Writable unless opened read-only. */
+static int
+tessera_can_write (void *handle)
+{
+  struct volume *v = handle;
+
+  return v->rw;
+}
+
+/* Flush, trim, zero, fast zero and extents are always available. */
+static int
+tessera_can_true (void *handle)
+{
+  return 1;
+}
+
+/* FUA is passed to the storage servers. */
+static int
+tessera_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+/* All connections share one volume and flush reaches every server
+ * written by any of them: multi-conn is safe.
+ */
+static int
+tessera_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+/* Read. */
+static int
+tessera_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+               uint32_t flags)
+{
+  int r;
+
+  assert (flags == 0);
+  r = io_pread (handle, buf, count, offset);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* Write, on every replica. */
+static int
+tessera_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+                uint32_t flags)
+{
+  int r;
+
+  assert (!(flags & ~NBDKIT_FLAG_FUA));
+  r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* Flush every server written since the last flush. */
+static int
+tessera_flush (void *handle, uint32_t flags)
+{
+  int r;
+
+  assert (flags == 0);
+  r = io_flush (handle);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* Trim: punch the range in allocated segments. */
+static int
+tessera_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r;
+
+  assert (!(flags & ~NBDKIT_FLAG_FUA));
+  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* Zero: a punched range reads back as zeros and holes already do, so
+ * this is a trim, and always fast.
+ */
+static int
+tessera_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r;
+
+  assert (!(flags &
+            ~(NBDKIT_FLAG_MAY_TRIM | NBDKIT_FLAG_FUA | NBDKIT_FLAG_FAST_ZERO)));
+  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* Extents: unallocated segments are holes that read as zeros. */
+static int
+tessera_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+                 struct nbdkit_extents *extents)
+{
+  int r;
+
+  assert (!(flags & ~NBDKIT_FLAG_REQ_ONE));
+  r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE, extents);
+  return r < 0 ? fail (r) : 0;
+}
+
+/* clang-format off */
+static struct nbdkit_plugin plugin = {
+  .name               = "tessera",
+  .longname           = "nbdkit tessera plugin",
+  .version            = PACKAGE_VERSION,
+  .description        = "Serve a Tessera replicated volume.",
+  .unload             = tessera_unload,
+  .config             = tessera_config,
+  .config_complete    = tessera_config_complete,
+  .config_help        = tessera_config_help,
+  .magic_config_key   = "volume",
+  .dump_plugin        = tessera_dump_plugin,
+  .get_ready          = tessera_get_ready,
+  .after_fork         = tessera_after_fork,
+  .cleanup            = tessera_cleanup,
+  .open               = tessera_open,
+  .get_size           = tessera_get_size,
+  .block_size         = tessera_block_size,
+  .can_write          = tessera_can_write,
+  .can_flush          = tessera_can_true,
+  .can_trim           = tessera_can_true,
+  .can_zero           = tessera_can_true,
+  .can_fast_zero      = tessera_can_true,
+  .can_extents        = tessera_can_true,
+  .can_fua            = tessera_can_fua,
+  .can_multi_conn     = tessera_can_multi_conn,
+  .pread              = tessera_pread,
+  .pwrite             = tessera_pwrite,
+  .flush              = tessera_flush,
+  .trim               = tessera_trim,
+  .zero               = tessera_zero,
+  .extents            = tessera_extents,
+  .errno_is_preserved = 1,
+};
+/* clang-format on */
+
+NBDKIT_REGISTER_PLUGIN (plugin)

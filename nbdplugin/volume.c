@@ -1,0 +1,568 @@
+/* nbdkit-tessera-plugin: the open volume.
+ *
+ * One struct volume per nbdkit process, shared by every NBD connection:
+ * the MDS connection (reconnected after transport errors), the writer
+ * lease and its renewal thread, and the storage-server table.  The map
+ * cache is in map.c.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "frame.h"
+#include "protocol.h"
+
+#include "internal.h"
+
+/* How often the lease thread re-reads the loaded parts of the map (see
+ * map_refresh).
+ */
+#define MAP_REFRESH_SECONDS 30
+
+/* Nanoseconds on the monotonic clock. */
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Connect (or reconnect) to the MDS.  Caller holds v->mds_lock.
+ * Returns 0 or -errno.
+ */
+static int
+mds_connect (struct volume *v)
+{
+  struct proto_client *c;
+  struct proto_hello peer;
+  int r;
+
+  proto_client_close (v->mds);
+  v->mds = NULL;
+  r = proto_client_connect (v->cfg->mds, PROTO_ROLE_PLUGIN, NULL,
+                            v->cfg->timeout_ms, &c, &peer);
+  if (r < 0)
+    return r;
+  if (peer.role != PROTO_ROLE_MDS) {
+    nbdkit_debug ("mds %s: peer is a %s, not an MDS", v->cfg->mds,
+                  proto_role_name (peer.role));
+    proto_client_close (c);
+    return -EPROTO;
+  }
+  v->mds = c;
+  return 0;
+}
+
+/* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
+ * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
+ * the return value.  After a transport error the call is retried on a
+ * new connection until the timeout has passed, so every request sent
+ * through here must be idempotent.
+ */
+int
+volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
+                 void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
+{
+  uint64_t deadline = now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
+  int r;
+
+  *reply = NULL;
+  *reply_len = 0;
+  if (errmsg && errlen)
+    errmsg[0] = '\0';
+  if (req && req->err)
+    return req->err;
+  for (;;) {
+    pthread_mutex_lock (&v->mds_lock);
+    r = 0;
+    if (v->mds == NULL || proto_client_broken (v->mds)) {
+      r = mds_connect (v);
+      if (tessera_debug_lease)
+        nbdkit_debug ("mds %s: reconnect: %s", v->cfg->mds,
+                      r < 0 ? strerror (-r) : "ok");
+    }
+    if (r == 0) {
+      r = proto_client_call (v->mds, opcode, 0, req ? req->data : NULL,
+                             req ? req->len : 0, reply, reply_len, errmsg,
+                             errlen);
+      if (r >= 0 || !proto_client_broken (v->mds)) {
+        pthread_mutex_unlock (&v->mds_lock);
+        return r;
+      }
+    }
+    pthread_mutex_unlock (&v->mds_lock);
+
+    if (now_ns () >= deadline)
+      return r;
+    nbdkit_nanosleep (0, 250000000);
+    if (now_ns () >= deadline)
+      return r;
+  }
+}
+
+/* ---- Storage servers ---- */
+
+/* Find server ID in table T, or NULL. */
+static struct ss_server *
+table_find (const struct server_table *t, uint32_t id)
+{
+  size_t i;
+
+  if (t == NULL)
+    return NULL;
+  for (i = 0; i < t->n; i++)
+    if (t->s[i]->id == id)
+      return t->s[i];
+  return NULL;
+}
+
+/* Fetch SERVER_LIST and publish a new server table: every server seen so
+ * far (so that pointers stay valid) plus the new ones, with addresses
+ * updated.  Caller holds v->servers_lock.  Returns 0 or -errno, with an
+ * nbdkit_error.
+ */
+static int
+servers_fetch (struct volume *v)
+{
+  struct server_table *old = atomic_load (&v->servers), *t;
+  struct proto_server_list list = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len, i;
+  size_t n, oldn = old ? old->n : 0;
+  int r;
+
+  r = volume_mds_call (v, PROTO_OP_SERVER_LIST, NULL, &reply, &len, errmsg,
+                       sizeof errmsg);
+  if (r < 0) {
+    nbdkit_error ("mds %s: server list: %s", v->cfg->mds,
+                  errmsg[0] ? errmsg : strerror (-r));
+    return r;
+  }
+  r = proto_decode_server_list (reply, len, &list);
+  if (r < 0) {
+    nbdkit_error ("mds %s: server list: malformed reply", v->cfg->mds);
+    return r;
+  }
+
+  t = calloc (1, sizeof *t + (oldn + list.n) * sizeof t->s[0]);
+  if (t == NULL) {
+    nbdkit_error ("calloc: %m");
+    proto_server_list_free (&list);
+    return -ENOMEM;
+  }
+  if (oldn)
+    memcpy (t->s, old->s, oldn * sizeof t->s[0]);
+  n = oldn;
+  for (i = 0; i < list.n; i++) {
+    const struct proto_server_info *si = &list.servers[i];
+    struct ss_server *s;
+
+    t->n = n;
+    s = table_find (t, si->id);
+    if (s) {
+      ss_server_set_address (s, si->address);
+      continue;
+    }
+    r = ss_server_new (si->id, si->uuid, si->address, v->cfg->connections,
+                       v->cfg->timeout_ms, &s);
+    if (r < 0) {
+      nbdkit_error ("server %" PRIu32 ": %s", si->id, strerror (-r));
+      /* Servers created here and not published are freed. */
+      while (n > oldn)
+        ss_server_free (t->s[--n]);
+      free (t);
+      proto_server_list_free (&list);
+      return r;
+    }
+    if (tessera_debug_conn)
+      nbdkit_debug ("server %" PRIu32 ": %s (%s)", si->id, si->address,
+                    proto_server_state_name (si->state));
+    t->s[n++] = s;
+  }
+  t->n = n;
+  proto_server_list_free (&list);
+
+  atomic_store (&v->servers, t);
+  if (old) {
+    old->retired_next = v->retired_tables;
+    v->retired_tables = old;
+  }
+  return 0;
+}
+
+/* Find storage server ID, fetching SERVER_LIST again if it is not known
+ * yet.  Returns 0 and *OUT (valid until volume_free), or -errno with an
+ * nbdkit_error.
+ */
+int
+volume_server (struct volume *v, uint32_t id, struct ss_server **out)
+{
+  int r;
+
+  *out = table_find (atomic_load (&v->servers), id);
+  if (*out)
+    return 0;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->servers_lock);
+  *out = table_find (atomic_load (&v->servers), id);
+  if (*out)
+    return 0;
+  r = servers_fetch (v);
+  if (r < 0)
+    return r;
+  *out = table_find (atomic_load (&v->servers), id);
+  if (*out)
+    return 0;
+  nbdkit_error ("server %" PRIu32 ": not in the MDS's server list", id);
+  return -ENOENT;
+}
+
+/* Call F (SERVER, OPAQUE) for every storage server known. */
+void
+volume_for_each_server (struct volume *v,
+                        void (*f) (struct ss_server *, void *), void *opaque)
+{
+  struct server_table *t = atomic_load (&v->servers);
+  size_t i;
+
+  if (t == NULL)
+    return;
+  for (i = 0; i < t->n; i++)
+    f (t->s[i], opaque);
+}
+
+/* ---- Lease ---- */
+
+/* Renew the writer lease once.  Losing it (ESTALE) is final: writes fail
+ * from then on.
+ */
+static void
+lease_renew (struct volume *v)
+{
+  struct proto_lease l = { .volume = v->id, .epoch = v->epoch };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int r;
+
+  proto_encode_lease (&l, &wb);
+  r = volume_mds_call (v, PROTO_OP_LEASE_RENEW, &wb, &reply, &len, errmsg,
+                       sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r == -ESTALE || r == -EPERM) {
+    atomic_store (&v->lease_lost, true);
+    nbdkit_error ("volume %s: writer lease lost, writes will fail: %s", v->name,
+                  errmsg[0] ? errmsg : strerror (-r));
+  }
+  else if (r < 0)
+    nbdkit_debug ("volume %s: lease renewal: %s", v->name,
+                  errmsg[0] ? errmsg : strerror (-r));
+  else if (tessera_debug_lease)
+    nbdkit_debug ("volume %s: lease renewed, epoch %" PRIu64, v->name,
+                  v->epoch);
+}
+
+/* The lease thread: renew the writer lease every lease_ms/3, re-read the
+ * cached map every MAP_REFRESH_SECONDS, until volume_close.
+ */
+static void *
+lease_thread (void *arg)
+{
+  struct volume *v = arg;
+  uint64_t period_ms = v->lease_ms / 3;
+  uint64_t last_refresh = now_ns ();
+  struct timespec ts;
+  bool renew = v->rw && v->lease_ms > 0;
+  int e;
+
+  if (!renew || period_ms > 1000 * MAP_REFRESH_SECONDS)
+    period_ms = 1000 * MAP_REFRESH_SECONDS;
+  if (period_ms < 50)
+    period_ms = 50;
+
+  pthread_mutex_lock (&v->stop_lock);
+  while (!v->stopping) {
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += period_ms / 1000;
+    ts.tv_nsec += (long)(period_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    e = 0;
+    while (!v->stopping && e != ETIMEDOUT)
+      e = pthread_cond_timedwait (&v->stop_cond, &v->stop_lock, &ts);
+    if (v->stopping)
+      break;
+    pthread_mutex_unlock (&v->stop_lock);
+
+    if (renew && !atomic_load (&v->lease_lost))
+      lease_renew (v);
+    if (now_ns () - last_refresh >= MAP_REFRESH_SECONDS * 1000000000ull) {
+      map_refresh (v);
+      last_refresh = now_ns ();
+    }
+
+    pthread_mutex_lock (&v->stop_lock);
+  }
+  pthread_mutex_unlock (&v->stop_lock);
+  return NULL;
+}
+
+/* ---- Open and close ---- */
+
+/* Send VOL_OPEN and fill in V from the reply.  Returns 0 or -errno
+ * (reported with the MDS's message).
+ */
+static int
+send_open (struct volume *v)
+{
+  struct proto_vol_request req = { .flags = v->rw ? PROTO_OPEN_RW : 0 };
+  struct proto_open_reply rep;
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int r;
+
+  snprintf (req.name, sizeof req.name, "%s", v->name);
+  proto_encode_vol_request (&req, &wb);
+  r = volume_mds_call (v, PROTO_OP_VOL_OPEN, &wb, &reply, &len, errmsg,
+                       sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r < 0) {
+    nbdkit_error ("volume %s: open%s: %s", v->name, v->rw ? " for writing" : "",
+                  errmsg[0] ? errmsg : strerror (-r));
+    return r;
+  }
+  r = proto_decode_open_reply (reply, len, &rep);
+  if (r < 0) {
+    nbdkit_error ("volume %s: open: malformed reply", v->name);
+    return -EIO;
+  }
+  v->opened = true;
+  v->id = rep.volume.id;
+  v->size = rep.volume.size;
+  v->epoch = rep.volume.epoch;
+  v->segment_size = rep.segment_size;
+  v->lease_ms = rep.lease_ms;
+  if (rep.segment_size < 4096 || rep.segment_size > (1u << 30) ||
+      (rep.segment_size & (rep.segment_size - 1)) != 0) {
+    nbdkit_error ("volume %s: open: bad segment size %" PRIu32, v->name,
+                  rep.segment_size);
+    return -EIO;
+  }
+  v->seg_shift = __builtin_ctz (rep.segment_size);
+  v->nsegments =
+      (v->size >> v->seg_shift) + ((v->size & (v->segment_size - 1)) != 0);
+  v->nchunks = (v->nsegments + PROTO_MAP_MAX - 1) / PROTO_MAP_MAX;
+  nbdkit_debug ("volume %s: id %" PRIu64 ", size %" PRIu64
+                ", segment size %" PRIu32 ", epoch %" PRIu64 ", lease %" PRIu32
+                " ms, %s",
+                v->name, v->id, v->size, v->segment_size, v->epoch, v->lease_ms,
+                v->rw ? "read-write" : "read-only");
+  return 0;
+}
+
+/* Open the volume named in CFG (.get_ready): connect to the MDS, open
+ * the volume (read-write unless CFG->readonly), fetch the server list.
+ * CFG must outlive the volume.  Starts no thread.  Returns 0 and *OUT
+ * (close with volume_close, free with volume_free), or -errno after an
+ * nbdkit_error.
+ */
+int
+volume_open (const struct tessera_config *cfg, struct volume **out)
+{
+  pthread_condattr_t attr;
+  struct volume *v;
+  int r;
+
+  *out = NULL;
+  v = calloc (1, sizeof *v);
+  if (v == NULL) {
+    nbdkit_error ("calloc: %m");
+    return -ENOMEM;
+  }
+  v->cfg = cfg;
+  snprintf (v->name, sizeof v->name, "%s", cfg->volume);
+  v->rw = !cfg->readonly;
+  pthread_mutex_init (&v->mds_lock, NULL);
+  pthread_mutex_init (&v->map_lock, NULL);
+  pthread_mutex_init (&v->servers_lock, NULL);
+  pthread_mutex_init (&v->flush_lock, NULL);
+  pthread_mutex_init (&v->stop_lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&v->stop_cond, &attr);
+  pthread_condattr_destroy (&attr);
+  rangelock_init (&v->rl);
+  atomic_init (&v->servers, NULL);
+  atomic_init (&v->read_rr, 0);
+  atomic_init (&v->lease_lost, false);
+
+  pthread_mutex_lock (&v->mds_lock);
+  r = mds_connect (v);
+  pthread_mutex_unlock (&v->mds_lock);
+  if (r < 0) {
+    nbdkit_error ("mds %s: connect: %s", cfg->mds, strerror (-r));
+    goto err;
+  }
+  r = send_open (v);
+  if (r < 0)
+    goto err;
+  v->chunks = calloc (v->nchunks ? v->nchunks : 1, sizeof v->chunks[0]);
+  if (v->chunks == NULL) {
+    nbdkit_error ("calloc: %m");
+    r = -ENOMEM;
+    goto err;
+  }
+  pthread_mutex_lock (&v->servers_lock);
+  r = servers_fetch (v);
+  pthread_mutex_unlock (&v->servers_lock);
+  if (r < 0)
+    goto err;
+  *out = v;
+  return 0;
+
+err:
+  volume_close (v);
+  volume_free (v);
+  return r;
+}
+
+/* Start the lease thread (.after_fork).  Returns 0 or -errno (reported).
+ */
+int
+volume_start (struct volume *v)
+{
+  int e;
+
+  e = pthread_create (&v->lease_thread, NULL, lease_thread, v);
+  if (e != 0) {
+    nbdkit_error ("volume %s: start lease thread: %s", v->name, strerror (e));
+    return -e;
+  }
+  v->lease_thread_started = true;
+  return 0;
+}
+
+/* Disconnect one storage server (volume_for_each_server callback). */
+static void
+disconnect_server (struct ss_server *s, void *opaque)
+{
+  ss_server_disconnect (s);
+}
+
+/* Close the volume once no request is running (.cleanup, or .unload if
+ * .cleanup was not reached): stop the lease thread, flush what is not
+ * durable yet, send VOL_CLOSE with the epoch so that the MDS records a
+ * clean close, and close the storage-server connections.  If the flush
+ * fails or the lease was lost, VOL_CLOSE is not sent: the epoch stays
+ * dirty and the MDS resyncs the replicas before the next writer.
+ * A read-only open sends nothing.  Idempotent; accepts NULL.
+ */
+void
+volume_close (struct volume *v)
+{
+  struct proto_lease l;
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  bool clean = true;
+  int r;
+
+  if (v == NULL || v->closed)
+    return;
+  v->closed = true;
+
+  pthread_mutex_lock (&v->stop_lock);
+  v->stopping = true;
+  pthread_cond_broadcast (&v->stop_cond);
+  pthread_mutex_unlock (&v->stop_lock);
+  if (v->lease_thread_started) {
+    pthread_join (v->lease_thread, NULL);
+    v->lease_thread_started = false;
+  }
+
+  /* A read-only open holds no lease: VOL_CLOSE with the epoch it was
+   * shown would release the writer's lease.
+   */
+  if (v->opened && v->rw) {
+    if (atomic_load (&v->lease_lost))
+      clean = false;
+    else if (io_flush (v) < 0)
+      clean = false;
+    if (clean) {
+      l.volume = v->id;
+      l.epoch = v->epoch;
+      proto_encode_lease (&l, &wb);
+      r = volume_mds_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
+                           sizeof errmsg);
+      proto_wbuf_free (&wb);
+      if (r < 0)
+        nbdkit_debug ("volume %s: close: %s", v->name,
+                      errmsg[0] ? errmsg : strerror (-r));
+      else
+        nbdkit_debug ("volume %s: closed cleanly, epoch %" PRIu64, v->name,
+                      v->epoch);
+    }
+    else
+      nbdkit_debug ("volume %s: not closed cleanly: epoch %" PRIu64
+                    " stays dirty",
+                    v->name, v->epoch);
+  }
+  volume_for_each_server (v, disconnect_server, NULL);
+}
+
+/* Free V and everything it owns (accepts NULL).  Call volume_close
+ * first.
+ */
+void
+volume_free (struct volume *v)
+{
+  struct server_table *t, *next_t;
+  size_t i;
+
+  if (v == NULL)
+    return;
+  assert (v->closed && !v->lease_thread_started);
+  map_free (v);
+  /* The current table holds every server ever seen. */
+  t = atomic_load (&v->servers);
+  if (t) {
+    for (i = 0; i < t->n; i++)
+      ss_server_free (t->s[i]);
+    free (t);
+  }
+  for (t = v->retired_tables; t != NULL; t = next_t) {
+    next_t = t->retired_next;
+    free (t);
+  }
+  proto_client_close (v->mds);
+  rangelock_destroy (&v->rl);
+  pthread_cond_destroy (&v->stop_cond);
+  pthread_mutex_destroy (&v->stop_lock);
+  pthread_mutex_destroy (&v->flush_lock);
+  pthread_mutex_destroy (&v->servers_lock);
+  pthread_mutex_destroy (&v->map_lock);
+  pthread_mutex_destroy (&v->mds_lock);
+  free (v);
+}
