@@ -158,8 +158,10 @@ proto_status_from_errno (int err)
     err = EAGAIN;
   else if (err == EDQUOT)
     err = ENOSPC;
-  else if (err == EOVERFLOW || err == EMSGSIZE)
+  else if (err == EOVERFLOW)
     err = EINVAL;
+  else if (err == EMSGSIZE) /* a frame over its size limit is malformed */
+    err = EBADMSG;
   for (i = 0; i < NR_STATUSES; ++i)
     if (statuses[i].err == err)
       return statuses[i].status;

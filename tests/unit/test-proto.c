@@ -131,6 +131,7 @@ START_TEST (test_status_errno)
   }
   ck_assert_uint_eq (proto_status_from_errno (EOPNOTSUPP), PROTO_ENOTSUP);
   ck_assert_uint_eq (proto_status_from_errno (EDQUOT), PROTO_ENOSPC);
+  ck_assert_uint_eq (proto_status_from_errno (EMSGSIZE), PROTO_EBADMSG);
   ck_assert_uint_eq (proto_status_from_errno (ELOOP), PROTO_EIO);
   ck_assert_int_eq (proto_status_to_errno (999), EIO);
 }
