@@ -5,7 +5,7 @@ source ./functions.sh
 set -e
 set -x
 
-requires podchecker --help
+requires command -v podchecker
 
 pages=(tessera.1 tessera-mds.8 tessera-storesrv.8 nbdkit-tessera-plugin.1
        tessera-protocol.5 tessera-catalog.3)

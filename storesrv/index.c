@@ -1,0 +1,411 @@
+/* The segment index: an LMDB environment in DIR/index mapping segment id
+ * (u64 BE) to slot u32, volume u64, last epoch u64, state u8 (all BE, 21
+ * bytes).  Every MDB_* name stays in this file.
+ *
+ * At start-up the ring thread reads the whole index (ss_index_load);
+ * afterwards only the worker thread touches LMDB.  The ring thread queues
+ * updates with ss_index_submit; the worker takes everything queued,
+ * commits it in one write transaction (group commit), and hands the ops
+ * back on the done list, writing the eventfd the ring thread reads.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#include "internal.h"
+
+#define REC_SIZE 21
+
+/* Lock order: LOCK is a leaf; nothing else is held while it is. */
+struct ss_index {
+  MDB_env *env;
+  MDB_dbi dbi;
+  int *debug; /* -D storesrv.index */
+  int efd;
+
+  pthread_t thread;
+  bool started;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;       /* signalled when QUEUE grows or STOP is set */
+  bool stop;                 /* under LOCK */
+  struct ss_index_op *queue; /* under LOCK: submitted, FIFO */
+  struct ss_index_op *queue_tail;
+  struct ss_index_op *done; /* under LOCK: handed back, FIFO */
+  struct ss_index_op *done_tail;
+};
+
+/* Map an LMDB return code to -errno (STYLE.md section 5). */
+static int
+mdb_to_errno (int rc, const char *what)
+{
+  switch (rc) {
+  case MDB_SUCCESS:
+    return 0;
+  case MDB_NOTFOUND:
+    return -ENOENT;
+  case MDB_KEYEXIST:
+    return -EEXIST;
+  case MDB_MAP_FULL:
+    return -ENOSPC;
+  default:
+    if (rc > 0)
+      return -rc; /* a system errno */
+    log_debug ("index: %s: %s", what, mdb_strerror (rc));
+    return -EIO;
+  }
+}
+
+/* Remove an index environment's files (for re-formatting). */
+int
+ss_index_wipe (const char *path)
+{
+  static const char *const files[] = { "data.mdb", "lock.mdb" };
+  CLEANUP_FREE char *p = NULL;
+  size_t i;
+
+  for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+    free (p);
+    if (asprintf (&p, "%s/%s", path, files[i]) == -1) {
+      p = NULL;
+      return -ENOMEM;
+    }
+    if (unlink (p) == -1 && errno != ENOENT)
+      return -errno;
+  }
+  return 0;
+}
+
+/* Open (creating) the environment at PATH (an existing directory), sized
+ * for NSLOTS segments.  DEBUG points at the index debug flag.  Must be
+ * called after the daemon forked.  Returns 0 and *OUT, or -errno after
+ * logging why.
+ */
+int
+ss_index_open (const char *path, uint32_t nslots, int *debug,
+               struct ss_index **out)
+{
+  struct ss_index *idx;
+  MDB_txn *txn = NULL;
+  size_t mapsize;
+  int rc, r;
+
+  *out = NULL;
+  idx = calloc (1, sizeof *idx);
+  if (idx == NULL)
+    return -ENOMEM;
+  idx->debug = debug;
+  idx->efd = -1;
+  pthread_mutex_init (&idx->lock, NULL);
+  pthread_cond_init (&idx->cond, NULL);
+
+  idx->efd = eventfd (0, EFD_CLOEXEC);
+  if (idx->efd == -1) {
+    r = -errno;
+    log_error ("index: eventfd: %s", strerror (-r));
+    goto err;
+  }
+  /* A record costs well under 128 bytes with B-tree overhead. */
+  mapsize = (size_t)64 * 1024 * 1024 + (size_t)nslots * 128;
+  rc = mdb_env_create (&idx->env);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_env_set_mapsize (idx->env, mapsize);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_env_open (idx->env, path, MDB_NOTLS, 0644);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, NULL, 0, &idx->dbi);
+  if (rc == MDB_SUCCESS) {
+    rc = mdb_txn_commit (txn);
+    txn = NULL;
+  }
+  if (rc != MDB_SUCCESS) {
+    log_error ("index: %s: %s", path, mdb_strerror (rc));
+    if (txn)
+      mdb_txn_abort (txn);
+    r = mdb_to_errno (rc, "open");
+    goto err;
+  }
+  *out = idx;
+  return 0;
+
+err:
+  ss_index_close (idx);
+  return r;
+}
+
+/* Encode REC's value into BUF (REC_SIZE bytes). */
+static void
+rec_encode (const struct ss_index_rec *rec, uint8_t *buf)
+{
+  uint32_t v32 = htobe32 (rec->slot);
+  uint64_t v64;
+
+  memcpy (buf, &v32, 4);
+  v64 = htobe64 (rec->volume);
+  memcpy (buf + 4, &v64, 8);
+  v64 = htobe64 (rec->epoch);
+  memcpy (buf + 12, &v64, 8);
+  buf[20] = rec->state;
+}
+
+/* Call FN (ARG, rec) for every record, in segment order; FN returning
+ * non-zero stops the walk and is returned.  Start-up only, before
+ * ss_index_start.  Returns 0, FN's value, or -errno (-EIO: a record of
+ * the wrong size).
+ */
+int
+ss_index_load (struct ss_index *idx,
+               int (*fn) (void *arg, const struct ss_index_rec *rec), void *arg)
+{
+  MDB_txn *txn = NULL;
+  MDB_cursor *cur = NULL;
+  MDB_val key, val;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_cursor_open (txn, idx->dbi, &cur);
+  if (rc != MDB_SUCCESS)
+    goto out;
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    struct ss_index_rec rec;
+    const uint8_t *v = val.mv_data;
+    uint64_t v64;
+    uint32_t v32;
+
+    if (key.mv_size != 8 || val.mv_size != REC_SIZE) {
+      log_error ("index: a record has a %zu-byte key and a %zu-byte value",
+                 key.mv_size, val.mv_size);
+      r = -EIO;
+      goto out;
+    }
+    memcpy (&v64, key.mv_data, 8);
+    rec.segment = be64toh (v64);
+    memcpy (&v32, v, 4);
+    rec.slot = be32toh (v32);
+    memcpy (&v64, v + 4, 8);
+    rec.volume = be64toh (v64);
+    memcpy (&v64, v + 12, 8);
+    rec.epoch = be64toh (v64);
+    rec.state = v[20];
+    r = fn (arg, &rec);
+    if (r != 0)
+      goto out;
+  }
+  if (rc == MDB_NOTFOUND)
+    rc = MDB_SUCCESS;
+
+out:
+  if (cur)
+    mdb_cursor_close (cur);
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc != MDB_SUCCESS) {
+    log_error ("index: load: %s", mdb_strerror (rc));
+    return mdb_to_errno (rc, "load");
+  }
+  return r;
+}
+
+/* Apply the ops from HEAD up to (not including) END in one write
+ * transaction.  Returns 0 or -errno; on error nothing was committed.
+ */
+static int
+commit_ops (struct ss_index *idx, struct ss_index_op *head,
+            struct ss_index_op *end)
+{
+  MDB_txn *txn;
+  struct ss_index_op *op;
+  int rc;
+
+  rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
+  if (rc != MDB_SUCCESS)
+    return mdb_to_errno (rc, "begin");
+  for (op = head; op != end; op = op->next) {
+    uint64_t k = htobe64 (op->rec.segment);
+    uint8_t v[REC_SIZE];
+    MDB_val key = { .mv_size = 8, .mv_data = &k };
+    MDB_val val = { .mv_size = REC_SIZE, .mv_data = v };
+
+    switch (op->type) {
+    case SS_INDEX_PUT:
+      rec_encode (&op->rec, v);
+      rc = mdb_put (txn, idx->dbi, &key, &val, 0);
+      break;
+    case SS_INDEX_DEL:
+      rc = mdb_del (txn, idx->dbi, &key, NULL);
+      if (rc == MDB_NOTFOUND)
+        rc = MDB_SUCCESS;
+      break;
+    case SS_INDEX_SYNC:
+      break;
+    }
+    if (rc != MDB_SUCCESS) {
+      mdb_txn_abort (txn);
+      return mdb_to_errno (rc, "update");
+    }
+  }
+  rc = mdb_txn_commit (txn);
+  return mdb_to_errno (rc, "commit");
+}
+
+/* Commit a batch: all ops in one transaction; if that fails, each op in
+ * its own so that one bad op fails alone.  Sets every op's ERR.
+ */
+static void
+apply_batch (struct ss_index *idx, struct ss_index_op *batch)
+{
+  struct ss_index_op *op;
+  unsigned n = 0, writes = 0;
+  int r = 0;
+
+  for (op = batch; op; op = op->next) {
+    n++;
+    if (op->type != SS_INDEX_SYNC)
+      writes++;
+  }
+  if (writes > 0)
+    r = commit_ops (idx, batch, NULL);
+  if (*idx->debug)
+    log_debug ("index: committed %u ops (%u updates): %s", n, writes,
+               r == 0 ? "ok" : strerror (-r));
+  for (op = batch; op; op = op->next) {
+    if (r == 0 || op->type == SS_INDEX_SYNC)
+      op->err = 0;
+    else if (writes == 1)
+      op->err = r;
+    else
+      op->err = commit_ops (idx, op, op->next);
+    if (op->err < 0)
+      log_error ("index: segment %" PRIu64 ": %s", op->rec.segment,
+                 strerror (-op->err));
+  }
+}
+
+/* The worker thread: commit whatever is queued, hand it back, repeat. */
+static void *
+worker (void *arg)
+{
+  struct ss_index *idx = arg;
+  struct ss_index_op *batch, *tail;
+  uint64_t one = 1;
+
+  log_set_thread_name ("index");
+  for (;;) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&idx->lock);
+      while (idx->queue == NULL && !idx->stop)
+        pthread_cond_wait (&idx->cond, &idx->lock);
+      if (idx->queue == NULL)
+        return NULL;
+      batch = idx->queue;
+      tail = idx->queue_tail;
+      idx->queue = idx->queue_tail = NULL;
+    }
+    apply_batch (idx, batch);
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&idx->lock);
+      if (idx->done)
+        idx->done_tail->next = batch;
+      else
+        idx->done = batch;
+      idx->done_tail = tail;
+    }
+    if (write (idx->efd, &one, sizeof one) != sizeof one)
+      log_error ("index: eventfd write: %s", strerror (errno));
+  }
+}
+
+/* Start the worker.  Returns 0 or -errno. */
+int
+ss_index_start (struct ss_index *idx)
+{
+  int r = pthread_create (&idx->thread, NULL, worker, idx);
+
+  if (r != 0) {
+    log_error ("index: pthread_create: %s", strerror (r));
+    return -r;
+  }
+  idx->started = true;
+  return 0;
+}
+
+/* The eventfd written whenever ops are handed back. */
+int
+ss_index_eventfd (const struct ss_index *idx)
+{
+  return idx->efd;
+}
+
+/* Queue OP for the worker (ring thread).  OP belongs to the worker until
+ * ss_index_take_done returns it.
+ */
+void
+ss_index_submit (struct ss_index *idx, struct ss_index_op *op)
+{
+  assert (idx->started);
+  op->next = NULL;
+  op->err = 0;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&idx->lock);
+  if (idx->queue)
+    idx->queue_tail->next = op;
+  else
+    idx->queue = op;
+  idx->queue_tail = op;
+  pthread_cond_signal (&idx->cond);
+}
+
+/* Take the ops handed back so far, in submission order (ring thread). */
+struct ss_index_op *
+ss_index_take_done (struct ss_index *idx)
+{
+  struct ss_index_op *ops;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&idx->lock);
+  ops = idx->done;
+  idx->done = idx->done_tail = NULL;
+  return ops;
+}
+
+/* Stop the worker (after it commits what is queued), close the
+ * environment and free IDX.  Accepts NULL.
+ */
+void
+ss_index_close (struct ss_index *idx)
+{
+  if (idx == NULL)
+    return;
+  if (idx->started) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&idx->lock);
+      idx->stop = true;
+      pthread_cond_signal (&idx->cond);
+    }
+    pthread_join (idx->thread, NULL);
+  }
+  if (idx->env)
+    mdb_env_close (idx->env);
+  if (idx->efd >= 0)
+    close (idx->efd);
+  pthread_cond_destroy (&idx->cond);
+  pthread_mutex_destroy (&idx->lock);
+  free (idx);
+}

@@ -1,0 +1,515 @@
+/* tessera-storesrv: options, start-up and shutdown.
+ *
+ * Start-up order: check options; open (or create) the store and lock it;
+ * listen; daemonize; start the MDS client and wait for the first
+ * registration; format the store if it is new; open the index (LMDB,
+ * after the fork); load it; start the index worker; set up the ring;
+ * write the pidfile; serve until SIGTERM or SIGINT.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "parse.h"
+#include "sock.h"
+
+#include "internal.h"
+
+#define DEFAULT_MDS "127.0.0.1:7420"
+#define DEFAULT_LISTEN "127.0.0.1:7421"
+#define DEFAULT_SIZE (UINT64_C (8) * 1024 * 1024 * 1024)
+
+enum {
+  HELP_OPTION = CHAR_MAX + 1,
+  LONG_OPTIONS,
+  SHORT_OPTIONS,
+  DATA_OPTION,
+  MDS_OPTION,
+  SIZE_OPTION,
+  LISTEN_OPTION,
+  ADVERTISE_OPTION,
+  ZONE_OPTION,
+  EXIT_WITH_PARENT_OPTION,
+};
+
+static const char short_options[] = "fP:vD:V";
+static const struct option long_options[] = {
+  { "advertise", required_argument, NULL, ADVERTISE_OPTION },
+  { "data", required_argument, NULL, DATA_OPTION },
+  { "debug", required_argument, NULL, 'D' },
+  { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
+  { "foreground", no_argument, NULL, 'f' },
+  { "help", no_argument, NULL, HELP_OPTION },
+  { "listen", required_argument, NULL, LISTEN_OPTION },
+  { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "mds", required_argument, NULL, MDS_OPTION },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "short-options", no_argument, NULL, SHORT_OPTIONS },
+  { "size", required_argument, NULL, SIZE_OPTION },
+  { "verbose", no_argument, NULL, 'v' },
+  { "version", no_argument, NULL, 'V' },
+  { "zone", required_argument, NULL, ZONE_OPTION },
+  { NULL },
+};
+
+static void usage (FILE *fp, int status) __attribute__ ((noreturn));
+static void bad_option (const char *opt, const char *fmt, ...)
+    __attribute__ ((noreturn, format (printf, 2, 3)));
+
+/* Print the usage on FP and exit with STATUS. */
+static void
+usage (FILE *fp, int status)
+{
+  static const char options[] =
+      "Serve the segments of a Tessera cluster from a local store.\n"
+      "\n"
+      "Options:\n"
+      "  --data DIR             store directory (created if missing)\n"
+      "  --mds ADDR             metadata server (default " DEFAULT_MDS ")\n"
+      "  --size SIZE            capacity when formatting (default 8G)\n"
+      "  --listen ADDR          listen on HOST:PORT, [V6]:PORT or unix:PATH\n"
+      "                         (default " DEFAULT_LISTEN ")\n"
+      "  --advertise ADDR       address given to clients (default: bound)\n"
+      "  --zone NAME            failure domain label\n"
+      "  -f, --foreground       do not daemonize\n"
+      "  -P, --pidfile FILE     write the pid once serving\n"
+      "  -v, --verbose          debug messages\n"
+      "  -D, --debug FLAG=N     storesrv.requests, storesrv.index or\n"
+      "                         storesrv.mds\n"
+      "  --exit-with-parent     exit when the parent process exits\n"
+      "  --help                 this help\n"
+      "  -V, --version          print the version\n";
+
+  fprintf (fp,
+           "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
+           "         [--advertise ADDR] [--zone NAME] [-f] [-P PIDFILE]\n"
+           "         [-v] [-D storesrv.FLAG=N] [--exit-with-parent]\n\n",
+           SS_PROGRAM);
+  fputs (options, fp);
+  exit (status);
+}
+
+/* Report a bad option value and exit 1. */
+static void
+bad_option (const char *opt, const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "%s: %s: ", SS_PROGRAM, opt);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+  exit (EXIT_FAILURE);
+}
+
+/* PATH made absolute against the current directory (malloc'd). */
+static char *
+absolute (const char *path)
+{
+  CLEANUP_FREE char *cwd = NULL;
+  char *p;
+
+  if (path[0] == '/')
+    return strdup (path);
+  cwd = getcwd (NULL, 0);
+  if (cwd == NULL || asprintf (&p, "%s/%s", cwd, path) == -1)
+    return NULL;
+  return p;
+}
+
+/* Check an address option; unix: paths become absolute (the daemon
+ * changes to / and advertises the path).
+ */
+static char *
+address_option (const char *opt, const char *addr)
+{
+  char *abs, *p;
+
+  if (sock_address_check (addr) < 0)
+    bad_option (opt, "invalid address: %s", addr);
+  if (strncmp (addr, "unix:", 5) != 0 || addr[5] == '/')
+    p = strdup (addr);
+  else {
+    abs = absolute (addr + 5);
+    if (abs == NULL || asprintf (&p, "unix:%s", abs) == -1)
+      p = NULL;
+    free (abs);
+  }
+  if (p == NULL)
+    bad_option (opt, "%s", strerror (errno));
+  return p;
+}
+
+/* Parse the command line into CTX; exit on --help, --version and
+ * errors.
+ */
+static void
+parse_options (struct ss_ctx *ctx, int argc, char **argv)
+{
+  int c, r;
+  size_t i;
+
+  for (;;) {
+    c = getopt_long (argc, argv, short_options, long_options, NULL);
+    if (c == -1)
+      break;
+    switch (c) {
+    case DATA_OPTION:
+      free (ctx->data_dir);
+      ctx->data_dir = absolute (optarg);
+      if (ctx->data_dir == NULL || optarg[0] == '\0')
+        bad_option ("--data", "invalid directory: %s", optarg);
+      break;
+    case MDS_OPTION:
+      free (ctx->mds_addr);
+      ctx->mds_addr = address_option ("--mds", optarg);
+      break;
+    case SIZE_OPTION:
+      r = parse_size (optarg, &ctx->size);
+      if (r < 0 || ctx->size == 0)
+        bad_option ("--size", "invalid size: %s", optarg);
+      ctx->size_set = true;
+      break;
+    case LISTEN_OPTION:
+      free (ctx->listen_addr);
+      ctx->listen_addr = address_option ("--listen", optarg);
+      break;
+    case ADVERTISE_OPTION:
+      free (ctx->advertise_opt);
+      ctx->advertise_opt = address_option ("--advertise", optarg);
+      if (strlen (ctx->advertise_opt) > PROTO_ADDR_MAX)
+        bad_option ("--advertise", "longer than %d bytes", PROTO_ADDR_MAX);
+      break;
+    case ZONE_OPTION:
+      if (strlen (optarg) > PROTO_ZONE_MAX)
+        bad_option ("--zone", "longer than %d bytes", PROTO_ZONE_MAX);
+      free (ctx->zone);
+      ctx->zone = strdup (optarg);
+      break;
+    case 'f':
+      ctx->foreground = true;
+      break;
+    case 'P':
+      free (ctx->pidfile);
+      ctx->pidfile = absolute (optarg);
+      if (ctx->pidfile == NULL || optarg[0] == '\0')
+        bad_option ("--pidfile", "invalid file name: %s", optarg);
+      break;
+    case 'v':
+      log_verbose = 1;
+      break;
+    case 'D':
+      r = log_set_debug_flag (optarg);
+      if (r < 0)
+        bad_option ("--debug", "%s: %s", optarg,
+                    r == -ENOENT ? "no such debug flag"
+                                 : "expected AREA.FLAG=N");
+      break;
+    case EXIT_WITH_PARENT_OPTION:
+      ctx->exit_with_parent = true;
+      break;
+    case HELP_OPTION:
+      usage (stdout, EXIT_SUCCESS);
+    case 'V':
+      printf ("%s %s\n", SS_PROGRAM, PACKAGE_VERSION);
+      exit (EXIT_SUCCESS);
+    case LONG_OPTIONS:
+      for (i = 0; long_options[i].name; i++)
+        if (strcmp (long_options[i].name, "long-options") != 0 &&
+            strcmp (long_options[i].name, "short-options") != 0)
+          printf ("--%s\n", long_options[i].name);
+      exit (EXIT_SUCCESS);
+    case SHORT_OPTIONS:
+      for (i = 0; short_options[i]; i++)
+        if (short_options[i] != ':')
+          printf ("-%c\n", short_options[i]);
+      exit (EXIT_SUCCESS);
+    default:
+      usage (stderr, EXIT_FAILURE);
+    }
+  }
+  if (optind < argc)
+    bad_option (argv[optind], "unexpected argument");
+  if (ctx->data_dir == NULL)
+    bad_option ("--data", "this option is required");
+  if (ctx->zone == NULL || ctx->mds_addr == NULL || ctx->listen_addr == NULL) {
+    fprintf (stderr, "%s: %s\n", SS_PROGRAM, strerror (ENOMEM));
+    exit (EXIT_FAILURE);
+  }
+  /* As with nbdkit: the parent watches us, so stay in its session. */
+  if (ctx->exit_with_parent)
+    ctx->foreground = true;
+}
+
+/* Fork into the background.  The parent waits until the child reports
+ * that it serves (exit 0) or the child gives up (exit 1), so that start-up
+ * errors reach the terminal and the exit status.  The child leaves the
+ * session and keeps stderr until daemon_ready.  Returns the pipe's write
+ * end in the child, or -errno.
+ */
+static int
+daemonize (void)
+{
+  int pfd[2], fd;
+  pid_t pid;
+
+  if (pipe2 (pfd, O_CLOEXEC) == -1)
+    return -errno;
+  pid = fork ();
+  if (pid == -1)
+    return -errno;
+  if (pid > 0) {
+    sigset_t sigs;
+    ssize_t n;
+    char c;
+
+    /* Ctrl-C stops the waiting parent, not the daemon. */
+    sigemptyset (&sigs);
+    sigaddset (&sigs, SIGTERM);
+    sigaddset (&sigs, SIGINT);
+    pthread_sigmask (SIG_UNBLOCK, &sigs, NULL);
+    close (pfd[1]);
+    do
+      n = read (pfd[0], &c, 1);
+    while (n == -1 && errno == EINTR);
+    _exit (n == 1 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  close (pfd[0]);
+  setsid ();
+  if (chdir ("/") == -1)
+    return -errno;
+  fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    dup2 (fd, STDIN_FILENO);
+    close (fd);
+  }
+  return pfd[1];
+}
+
+/* The daemon serves: release the waiting parent and log to syslog. */
+static void
+daemon_ready (int ready_fd)
+{
+  int fd;
+
+  log_use_syslog ();
+  fd = open ("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    dup2 (fd, STDOUT_FILENO);
+    dup2 (fd, STDERR_FILENO);
+    close (fd);
+  }
+  if (write (ready_fd, "", 1) != 1)
+    log_warn ("daemonize: %s", strerror (errno));
+  close (ready_fd);
+}
+
+/* Write our pid to the pidfile atomically (temp file + rename). */
+static int
+write_pidfile (const char *path)
+{
+  CLEANUP_FREE char *tmp = NULL;
+  FILE *fp;
+
+  if (asprintf (&tmp, "%s.tmp", path) == -1)
+    return -ENOMEM;
+  fp = fopen (tmp, "we");
+  if (fp == NULL)
+    return -errno;
+  fprintf (fp, "%d\n", (int)getpid ());
+  if (fclose (fp) != 0 || rename (tmp, path) == -1) {
+    int r = -errno;
+
+    unlink (tmp);
+    return r;
+  }
+  return 0;
+}
+
+/* Listen, and work out the address to advertise. */
+static int
+start_listening (struct ss_ctx *ctx)
+{
+  int r;
+
+  ctx->listen_fd = sock_listen (ctx->listen_addr);
+  if (ctx->listen_fd < 0) {
+    log_error ("listen: %s: %s", ctx->listen_addr, strerror (-ctx->listen_fd));
+    return ctx->listen_fd;
+  }
+  if (ctx->advertise_opt) {
+    snprintf (ctx->advertise, sizeof ctx->advertise, "%s", ctx->advertise_opt);
+    return 0;
+  }
+  r = sock_local_address (ctx->listen_fd, ctx->advertise,
+                          sizeof ctx->advertise);
+  if (r < 0)
+    log_error ("listen: %s: local address: %s", ctx->listen_addr,
+               strerror (-r));
+  return r;
+}
+
+/* Open the index of the formatted store, set up the ring and load the
+ * index into it.  Must run after the fork (LMDB) on the ring thread.
+ */
+static int
+load_store (struct ss_ctx *ctx)
+{
+  struct ss_store *st = ctx->store;
+  CLEANUP_FREE char *path = ss_store_index_path (st);
+  int r;
+
+  if (path == NULL)
+    return -ENOMEM;
+  r = ss_index_open (path, st->nslots, &ctx->debug_index, &ctx->index);
+  if (r < 0)
+    return r;
+  r = ss_loop_new (ctx, &ctx->loop);
+  if (r < 0)
+    return r;
+  return ss_segs_load (ctx->loop, ctx->index);
+}
+
+/* Format a new store for the cluster named in REPLY and load it. */
+static int
+format_store (struct ss_ctx *ctx, const struct proto_register_reply *reply)
+{
+  struct ss_store *st = ctx->store;
+  char uuid[37];
+  int r;
+
+  r = ss_store_format (st, reply->cluster_uuid, reply->segment_size);
+  if (r < 0)
+    return r;
+  uuid_format (st->cluster_uuid, uuid);
+  log_info ("format: %s: %" PRIu32 " slots of %" PRIu32 " bytes for "
+            "cluster %s",
+            st->dir, st->nslots, st->segment_size, uuid);
+  return load_store (ctx);
+}
+
+/* Free everything CTX holds (in reverse order of creation). */
+static void
+ctx_cleanup (struct ss_ctx *ctx)
+{
+  ss_loop_free (ctx->loop);
+  ss_mds_free (ctx->mds);
+  ss_index_close (ctx->index);
+  ss_store_close (ctx->store);
+  if (ctx->listen_fd >= 0)
+    close (ctx->listen_fd);
+  if (strncmp (ctx->listen_addr, "unix:", 5) == 0)
+    unlink (ctx->listen_addr + 5);
+  free (ctx->data_dir);
+  free (ctx->mds_addr);
+  free (ctx->listen_addr);
+  free (ctx->advertise_opt);
+  free (ctx->zone);
+  free (ctx->pidfile);
+}
+
+/* Start up (see the top of this file), serve, shut down. */
+int
+main (int argc, char **argv)
+{
+  struct ss_ctx ctx = { .size = DEFAULT_SIZE,
+                        .listen_fd = -1,
+                        .exit_status = EXIT_SUCCESS };
+  const struct log_debug_flag flags[] = {
+    { "storesrv.requests", &ctx.debug_requests },
+    { "storesrv.index", &ctx.debug_index },
+    { "storesrv.mds", &ctx.debug_mds },
+    { NULL },
+  };
+  struct proto_register_reply reply;
+  bool pidfile_written = false;
+  int ready_fd = -1;
+  sigset_t sigs;
+  int r;
+
+  log_init (SS_PROGRAM);
+  log_register_debug_flags (flags);
+  ctx.mds_addr = strdup (DEFAULT_MDS);
+  ctx.listen_addr = strdup (DEFAULT_LISTEN);
+  ctx.zone = strdup ("");
+  parse_options (&ctx, argc, argv);
+
+  if (ctx.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
+    log_error ("prctl: PR_SET_PDEATHSIG: %s", strerror (errno));
+    goto out;
+  }
+  /* Signals are read through the ring (signalfd); no thread takes them. */
+  signal (SIGPIPE, SIG_IGN);
+  sigemptyset (&sigs);
+  sigaddset (&sigs, SIGTERM);
+  sigaddset (&sigs, SIGINT);
+  pthread_sigmask (SIG_BLOCK, &sigs, NULL);
+
+  if (ss_store_open (ctx.data_dir, ctx.size, &ctx.store) < 0 ||
+      start_listening (&ctx) < 0)
+    goto out;
+  if (!ctx.foreground && (ready_fd = daemonize ()) < 0) {
+    log_error ("daemonize: %s", strerror (-ready_fd));
+    goto out;
+  }
+  /* A formatted store registers with its real usage. */
+  if (ss_mds_new (&ctx, &ctx.mds) < 0 ||
+      (ctx.store->formatted && load_store (&ctx) < 0) ||
+      ss_mds_start (ctx.mds) < 0)
+    goto out;
+  if (ctx.store->formatted && ctx.size_set &&
+      ctx.size / ctx.store->segment_size != ctx.store->nslots)
+    log_warn ("--size is ignored: %s is already formatted", ctx.data_dir);
+  log_info ("registering with the MDS at %s as %s", ctx.mds_addr,
+            ctx.advertise);
+  r = ss_mds_wait_registered (ctx.mds, &sigs, &reply);
+  if (r == -EINTR)
+    goto cleanup;
+  if (r < 0 || (!ctx.store->formatted && format_store (&ctx, &reply) < 0) ||
+      ss_index_start (ctx.index) < 0)
+    goto out;
+  ss_mds_store_ready (ctx.mds);
+  if (ctx.pidfile) {
+    r = write_pidfile (ctx.pidfile);
+    if (r < 0) {
+      log_error ("pidfile: %s: %s", ctx.pidfile, strerror (-r));
+      goto out;
+    }
+    pidfile_written = true;
+  }
+  log_info ("serving %s on %s", ctx.data_dir, ctx.advertise);
+  if (ready_fd >= 0) {
+    daemon_ready (ready_fd);
+    ready_fd = -1;
+  }
+  if (ss_loop_run (ctx.loop) < 0)
+    goto out;
+  goto cleanup;
+
+out:
+  ctx.exit_status = EXIT_FAILURE;
+cleanup:
+  if (pidfile_written)
+    unlink (ctx.pidfile);
+  r = __atomic_load_n (&ctx.exit_status, __ATOMIC_SEQ_CST);
+  ctx_cleanup (&ctx);
+  if (ready_fd >= 0)
+    close (ready_fd); /* the waiting parent exits 1 */
+  return r;
+}

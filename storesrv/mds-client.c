@@ -1,0 +1,510 @@
+/* The MDS client thread: registers the store with the MDS (retrying every
+ * second until it answers), then heartbeats every heartbeat_ms with the
+ * capacity and bytes used.  A heartbeat reply lists segments to delete:
+ * they go to the ring thread through a locked queue and an eventfd, and
+ * the ring thread hands back the ones it deleted, which the next
+ * heartbeat reports.  A broken connection is re-made and the store
+ * registered again.  State changes are logged, retries are not.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "frame.h"
+#include "log.h"
+#include "parse.h"
+
+#include "internal.h"
+
+#define MDS_TIMEOUT_MS 3000
+#define RETRY_MS 1000
+#define MIN_HEARTBEAT_MS 100
+#define MAX_HEARTBEAT_MS 60000
+
+/* Lock order: LOCK is a leaf. */
+struct ss_mds {
+  struct ss_ctx *ctx;
+  int efd;
+  pthread_t thread;
+  bool started;
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* CLOCK_MONOTONIC; STOP, STORE_READY, REG_STATUS */
+  bool stop;           /* under LOCK */
+  bool store_ready;    /* under LOCK: formatted and serving */
+  int reg_status;      /* under LOCK: 0 not yet, 1 registered, -errno */
+  struct proto_register_reply first; /* under LOCK */
+  uint64_t *todo; /* under LOCK: to delete (ring thread takes) */
+  size_t ntodo, todo_cap;
+  uint64_t *deleted; /* under LOCK: deleted, not yet reported */
+  size_t ndeleted, deleted_cap;
+
+  /* MDS thread only. */
+  struct proto_client *client;
+  uint32_t server_id;
+  uint32_t heartbeat_ms;
+  bool logged_up;
+  int logged_err;
+};
+
+/* Append N ids to the array *V (*LEN used, *CAP allocated).  Caller
+ * holds the lock.  Returns 0 or -ENOMEM.
+ */
+static int
+ids_append (uint64_t **v, size_t *len, size_t *cap, const uint64_t *ids,
+            size_t n)
+{
+  if (*len + n > *cap) {
+    size_t c = *cap ? *cap : 64;
+    uint64_t *p;
+
+    while (c < *len + n)
+      c *= 2;
+    p = realloc (*v, c * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    *v = p;
+    *cap = c;
+  }
+  memcpy (*v + *len, ids, n * sizeof *ids);
+  *len += n;
+  return 0;
+}
+
+/* Create the client (not started).  Returns 0 and *OUT or -errno. */
+int
+ss_mds_new (struct ss_ctx *ctx, struct ss_mds **out)
+{
+  struct ss_mds *m = calloc (1, sizeof *m);
+  pthread_condattr_t attr;
+  int r;
+
+  *out = NULL;
+  if (m == NULL)
+    return -ENOMEM;
+  m->ctx = ctx;
+  m->efd = eventfd (0, EFD_CLOEXEC);
+  if (m->efd == -1) {
+    r = -errno;
+    free (m);
+    return r;
+  }
+  pthread_mutex_init (&m->lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&m->cond, &attr);
+  pthread_condattr_destroy (&attr);
+  *out = m;
+  return 0;
+}
+
+/* Sleep MS milliseconds or until asked to stop.  Returns true if asked
+ * to stop.
+ */
+static bool
+mds_sleep (struct ss_mds *m, uint32_t ms)
+{
+  struct timespec t;
+
+  clock_gettime (CLOCK_MONOTONIC, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (t.tv_nsec >= 1000000000) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000;
+  }
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  while (!m->stop)
+    if (pthread_cond_timedwait (&m->cond, &m->lock, &t) == ETIMEDOUT)
+      break;
+  return m->stop;
+}
+
+/* Log a failure to reach or use the MDS, once per state change. */
+static void
+note_down (struct ss_mds *m, const char *what, int err, const char *msg)
+{
+  if (m->logged_up || m->logged_err != err)
+    log_warn ("mds: %s: %s: %s%s%s (retrying)", what, m->ctx->mds_addr,
+              strerror (-err), msg && *msg ? ": " : "", msg ? msg : "");
+  m->logged_up = false;
+  m->logged_err = err;
+}
+
+/* Drop the connection (if broken) so the next round reconnects. */
+static void
+drop_if_broken (struct ss_mds *m)
+{
+  if (m->client && proto_client_broken (m->client)) {
+    proto_client_close (m->client);
+    m->client = NULL;
+  }
+}
+
+/* True if a failed status from the MDS is worth retrying. */
+static bool
+transient (int err)
+{
+  return err == -EAGAIN || err == -EBUSY || err == -EIO || err == -ENOMEM ||
+         err == -ETIMEDOUT;
+}
+
+/* A fatal answer from the MDS: tell main (waiting, or serving: then stop
+ * the daemon with a failure status).
+ */
+static void
+mds_fatal (struct ss_mds *m, int err)
+{
+  bool serving;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+    serving = m->reg_status > 0;
+    m->reg_status = err;
+    pthread_cond_broadcast (&m->cond);
+  }
+  if (serving) {
+    __atomic_store_n (&m->ctx->exit_status, EXIT_FAILURE, __ATOMIC_SEQ_CST);
+    kill (getpid (), SIGTERM);
+  }
+}
+
+/* Register the store.  Returns 0, a transient -errno (retry), or 1 after
+ * a fatal rejection (logged).
+ */
+static int
+mds_register (struct ss_mds *m)
+{
+  const struct ss_store *st = m->ctx->store;
+  struct proto_register reg = { 0 };
+  struct proto_register_reply reply;
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *payload = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int r;
+
+  memcpy (reg.uuid, st->uuid, 16);
+  if (st->formatted) {
+    memcpy (reg.cluster_uuid, st->cluster_uuid, 16);
+    reg.segment_size = st->segment_size;
+  }
+  reg.capacity = st->capacity;
+  reg.used = ss_store_used (st);
+  snprintf (reg.address, sizeof reg.address, "%s", m->ctx->advertise);
+  snprintf (reg.zone, sizeof reg.zone, "%s", m->ctx->zone);
+  proto_encode_register (&reg, &wb);
+  if (wb.err) {
+    proto_wbuf_free (&wb);
+    return wb.err;
+  }
+  r = proto_client_call (m->client, PROTO_OP_SERVER_REGISTER, 0, wb.data,
+                         wb.len, &payload, &len, errmsg, sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r < 0) {
+    if (proto_client_broken (m->client) || transient (r)) {
+      note_down (m, "register", r, errmsg);
+      return r;
+    }
+    log_error ("mds: register: %s: the MDS rejected this store: %s%s%s",
+               m->ctx->mds_addr, strerror (-r), *errmsg ? ": " : "", errmsg);
+    mds_fatal (m, r);
+    return 1;
+  }
+  r = proto_decode_register_reply (payload, len, &reply);
+  if (r < 0 || !ss_segment_size_valid (reply.segment_size) ||
+      uuid_is_zero (reply.cluster_uuid)) {
+    log_error ("mds: register: %s: malformed reply", m->ctx->mds_addr);
+    mds_fatal (m, -EBADMSG);
+    return 1;
+  }
+  if (st->formatted &&
+      (reply.segment_size != st->segment_size ||
+       memcmp (reply.cluster_uuid, st->cluster_uuid, 16) != 0)) {
+    log_error ("mds: register: %s: this store belongs to another cluster "
+               "or segment size",
+               m->ctx->mds_addr);
+    mds_fatal (m, -EINVAL);
+    return 1;
+  }
+  m->server_id = reply.server_id;
+  m->heartbeat_ms = reply.heartbeat_ms ? reply.heartbeat_ms : 1000;
+  if (m->heartbeat_ms < MIN_HEARTBEAT_MS)
+    m->heartbeat_ms = MIN_HEARTBEAT_MS;
+  if (m->heartbeat_ms > MAX_HEARTBEAT_MS)
+    m->heartbeat_ms = MAX_HEARTBEAT_MS;
+  if (!m->logged_up)
+    log_info ("mds: registered with %s as server %" PRIu32, m->ctx->mds_addr,
+              m->server_id);
+  m->logged_up = true;
+  m->logged_err = 0;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  if (m->reg_status == 0) {
+    m->first = reply;
+    m->reg_status = 1;
+    pthread_cond_broadcast (&m->cond);
+  }
+  /* The first registration waits until the store is formatted. */
+  while (!m->store_ready && !m->stop)
+    pthread_cond_wait (&m->cond, &m->lock);
+  return 0;
+}
+
+/* Send one heartbeat with the segments deleted since the last one, and
+ * queue the deletes its reply asks for.  Returns 0 or -errno.
+ */
+static int
+mds_heartbeat (struct ss_mds *m)
+{
+  const struct ss_store *st = m->ctx->store;
+  struct proto_heartbeat hb = { .server_id = m->server_id };
+  struct proto_segment_list list = { 0 };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE uint64_t *sent = NULL;
+  CLEANUP_FREE void *payload = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint64_t one = 1;
+  uint32_t len;
+  int r;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+    hb.n = m->ndeleted < PROTO_LIST_MAX ? m->ndeleted : PROTO_LIST_MAX;
+    if (hb.n > 0) {
+      sent = malloc (hb.n * sizeof *sent);
+      if (sent == NULL)
+        hb.n = 0;
+      else
+        memcpy (sent, m->deleted, hb.n * sizeof *sent);
+    }
+  }
+  hb.segments = sent;
+  hb.capacity = st->capacity;
+  hb.used = ss_store_used (st);
+  proto_encode_heartbeat (&hb, &wb);
+  if (wb.err) {
+    proto_wbuf_free (&wb);
+    return wb.err;
+  }
+  r = proto_client_call (m->client, PROTO_OP_SERVER_HEARTBEAT, 0, wb.data,
+                         wb.len, &payload, &len, errmsg, sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r < 0) {
+    note_down (m, "heartbeat", r, errmsg);
+    return r;
+  }
+  r = proto_decode_segment_list (payload, len, &list);
+  if (r < 0) {
+    note_down (m, "heartbeat", r, "malformed reply");
+    return r;
+  }
+  if (m->ctx->debug_mds)
+    log_debug ("mds: heartbeat: used %" PRIu64 ", reported %" PRIu32
+               " deleted, %" PRIu32 " to delete",
+               hb.used, hb.n, list.n);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+    /* The ids sent are the oldest; newer ones were appended after. */
+    if (hb.n > 0) {
+      memmove (m->deleted, m->deleted + hb.n,
+               (m->ndeleted - hb.n) * sizeof *m->deleted);
+      m->ndeleted -= hb.n;
+    }
+    if (list.n > 0 && ids_append (&m->todo, &m->ntodo, &m->todo_cap,
+                                  list.segments, list.n) < 0)
+      list.n = 0; /* the MDS asks again */
+  }
+  if (list.n > 0 && write (m->efd, &one, sizeof one) != sizeof one)
+    log_error ("mds: eventfd write: %s", strerror (errno));
+  proto_segment_list_free (&list);
+  if (!m->logged_up)
+    log_info ("mds: heartbeats to %s resumed", m->ctx->mds_addr);
+  m->logged_up = true;
+  m->logged_err = 0;
+  return 0;
+}
+
+/* Connect to the MDS and check that it is one. */
+static int
+mds_connect (struct ss_mds *m)
+{
+  struct proto_hello peer;
+  int r;
+
+  r = proto_client_connect (m->ctx->mds_addr, PROTO_ROLE_STORESRV,
+                            m->ctx->store->uuid, MDS_TIMEOUT_MS, &m->client,
+                            &peer);
+  if (r < 0) {
+    note_down (m, "connect", r, NULL);
+    return r;
+  }
+  if (peer.role != PROTO_ROLE_MDS) {
+    note_down (m, "connect", -EPROTO, "the peer is not an MDS");
+    proto_client_close (m->client);
+    m->client = NULL;
+    return -EPROTO;
+  }
+  return 0;
+}
+
+/* The thread: connect, register, heartbeat; on failures start over. */
+static void *
+mds_thread (void *arg)
+{
+  struct ss_mds *m = arg;
+  bool registered = false;
+  int r;
+
+  log_set_thread_name ("mds");
+  for (;;) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+      if (m->stop)
+        break;
+    }
+    if (m->client == NULL) {
+      registered = false;
+      if (mds_connect (m) < 0) {
+        if (mds_sleep (m, RETRY_MS))
+          break;
+        continue;
+      }
+    }
+    if (!registered) {
+      r = mds_register (m);
+      if (r == 1)
+        break;
+      if (r < 0) {
+        drop_if_broken (m);
+        if (mds_sleep (m, RETRY_MS))
+          break;
+        continue;
+      }
+      registered = true;
+    }
+    if (mds_sleep (m, m->heartbeat_ms))
+      break;
+    r = mds_heartbeat (m);
+    if (r == -ENOENT)
+      registered = false; /* the MDS forgot us: register again */
+    else if (r < 0)
+      drop_if_broken (m);
+  }
+  proto_client_close (m->client);
+  m->client = NULL;
+  return NULL;
+}
+
+/* Start the thread.  Returns 0 or -errno. */
+int
+ss_mds_start (struct ss_mds *m)
+{
+  int r = pthread_create (&m->thread, NULL, mds_thread, m);
+
+  if (r != 0) {
+    log_error ("mds: pthread_create: %s", strerror (r));
+    return -r;
+  }
+  m->started = true;
+  return 0;
+}
+
+/* Wait until the first registration succeeds (0, *REPLY set), is
+ * rejected (-errno, logged), or one of the blocked signals SIGS arrives
+ * (-EINTR).  Main thread.
+ */
+int
+ss_mds_wait_registered (struct ss_mds *m, const sigset_t *sigs,
+                        struct proto_register_reply *reply)
+{
+  const struct timespec tick = { .tv_nsec = 200000000 };
+
+  for (;;) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+      if (m->reg_status < 0)
+        return m->reg_status;
+      if (m->reg_status > 0) {
+        *reply = m->first;
+        return 0;
+      }
+    }
+    if (sigtimedwait (sigs, NULL, &tick) > 0)
+      return -EINTR;
+  }
+}
+
+/* The store is formatted and the ring is about to serve: heartbeats may
+ * begin.
+ */
+void
+ss_mds_store_ready (struct ss_mds *m)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  m->store_ready = true;
+  pthread_cond_broadcast (&m->cond);
+}
+
+/* The eventfd written when deletes are queued. */
+int
+ss_mds_eventfd (const struct ss_mds *m)
+{
+  return m->efd;
+}
+
+/* Take the queued deletes (ring thread): *IDS (caller frees) and *N. */
+int
+ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  *ids = m->todo;
+  *n = m->ntodo;
+  m->todo = NULL;
+  m->ntodo = m->todo_cap = 0;
+  return 0;
+}
+
+/* Record N deleted segments for the next heartbeat (ring thread). */
+void
+ss_mds_deleted (struct ss_mds *m, const uint64_t *ids, size_t n)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  if (n > 0 &&
+      ids_append (&m->deleted, &m->ndeleted, &m->deleted_cap, ids, n) < 0)
+    log_warn ("mds: %s: %zu deletes go unreported", strerror (ENOMEM), n);
+}
+
+/* Stop the thread (within one MDS call's timeout) and free M.  Accepts
+ * NULL.
+ */
+void
+ss_mds_free (struct ss_mds *m)
+{
+  if (m == NULL)
+    return;
+  if (m->started) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+      m->stop = true;
+      pthread_cond_broadcast (&m->cond);
+    }
+    pthread_join (m->thread, NULL);
+  }
+  close (m->efd);
+  pthread_cond_destroy (&m->cond);
+  pthread_mutex_destroy (&m->lock);
+  free (m->todo);
+  free (m->deleted);
+  free (m);
+}

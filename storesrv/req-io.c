@@ -1,0 +1,347 @@
+/* SEG_READ, SEG_WRITE and SEG_TRIM: data I/O on a segment's slot.
+ *
+ * Each request runs one ring operation at a time through R->op; short
+ * transfers are resubmitted for the rest and -EAGAIN/-EINTR retried.
+ * While its data I/O is in flight a request holds an io_inflight
+ * reference on the segment (R->seg) so a delete cannot free the slot
+ * under it.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checked-overflow.h"
+#include "log.h"
+
+#include "internal.h"
+
+/* Decode R's 32-byte head into R->io and check the payload length (the
+ * head, plus exactly LENGTH data bytes for SEG_WRITE) and the range.
+ * Returns true to go on, false once R has been answered.
+ */
+static bool
+io_parse (struct ss_loop *loop, struct ss_req *r)
+{
+  const char *name = proto_opcode_name (r->hdr.opcode);
+  uint32_t segment_size = loop->store->segment_size;
+  uint64_t expect = PROTO_SEG_IO_SIZE;
+  uint32_t end;
+
+  if (proto_decode_seg_io (r->payload, r->hdr.length, &r->io) < 0) {
+    ss_req_fatal (loop, r, PROTO_EBADMSG,
+                  "%s: payload of %" PRIu32 " bytes is shorter than the "
+                  "%d-byte head",
+                  name, r->hdr.length, PROTO_SEG_IO_SIZE);
+    return false;
+  }
+  if (r->hdr.opcode == PROTO_OP_SEG_WRITE)
+    expect += r->io.length;
+  if (r->hdr.length != expect) {
+    ss_req_fatal (loop, r, PROTO_EBADMSG,
+                  "%s: payload of %" PRIu32 " bytes, expected %" PRIu64, name,
+                  r->hdr.length, expect);
+    return false;
+  }
+  if (r->io.length > PROTO_MAX_DATA) {
+    ss_req_error (loop, r, PROTO_ERANGE,
+                  "%s: length %" PRIu32 " exceeds the limit of %u bytes", name,
+                  r->io.length, PROTO_MAX_DATA);
+    return false;
+  }
+  if (ADD_OVERFLOW (r->io.offset, r->io.length, &end) || end > segment_size) {
+    ss_req_error (loop, r, PROTO_ERANGE,
+                  "%s: segment %" PRIu64 ": offset %" PRIu32
+                  " + length %" PRIu32 " exceeds the segment size %" PRIu32,
+                  name, r->io.segment, r->io.offset, r->io.length,
+                  segment_size);
+    return false;
+  }
+  return true;
+}
+
+/* End R's data I/O reference and answer with errno ERR (positive). */
+static void
+io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
+{
+  if (r->seg) {
+    ss_seg_io_end (loop, r->seg);
+    r->seg = NULL;
+  }
+  log_error ("%s: segment %" PRIu64 ": %s", what, r->io.segment,
+             strerror (err));
+  ss_req_error (loop, r, proto_status_from_errno (err),
+                "%s: segment %" PRIu64 ": %s", what, r->io.segment,
+                strerror (err));
+}
+
+/* End R's data I/O reference and answer PROTO_OK with DATA. */
+static void
+io_finish (struct ss_loop *loop, struct ss_req *r, const void *data,
+           uint32_t len, void *owned)
+{
+  if (r->seg) {
+    ss_seg_io_end (loop, r->seg);
+    r->seg = NULL;
+  }
+  ss_req_reply (loop, r, data, len, owned);
+}
+
+/* Submit the rest of R's read or write (R->done bytes are done). */
+static void
+io_submit (struct ss_loop *loop, struct ss_req *r)
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+  int fd = loop->store->data_fd;
+
+  if (r->hdr.opcode == PROTO_OP_SEG_READ)
+    io_uring_prep_read (sqe, fd, r->buf + r->done, r->io.length - r->done,
+                        r->pos + r->done);
+  else {
+    io_uring_prep_write (sqe, fd, r->buf + r->done, r->io.length - r->done,
+                         r->pos + r->done);
+    if (r->hdr.flags & PROTO_FLAG_FUA)
+      sqe->rw_flags = RWF_DSYNC;
+  }
+  io_uring_sqe_set_data (sqe, &r->op);
+}
+
+/* A read of the data file completed: read on, or answer with the data. */
+static void
+read_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_req *r = SS_CONTAINER_OF (op, struct ss_req, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    io_submit (loop, r);
+    return;
+  }
+  if (res < 0) {
+    io_fail (loop, r, "read", -res);
+    return;
+  }
+  if (res == 0) {
+    /* Past the end of the data file: reads as zeros. */
+    memset (r->buf + r->done, 0, r->io.length - r->done);
+    res = r->io.length - r->done;
+  }
+  else
+    SS_MARK_DEFINED (r->buf + r->done, res);
+  r->done += res;
+  if (r->done < r->io.length) {
+    io_submit (loop, r);
+    return;
+  }
+  io_finish (loop, r, r->buf, r->io.length, r->buf);
+}
+
+/* SEG_READ: a segment this server never wrote reads as zeros without
+ * touching the disk.
+ */
+void
+ss_req_read (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_seg *seg;
+
+  if (!io_parse (loop, r))
+    return;
+  if (r->hdr.flags & PROTO_FLAG_FUA) {
+    ss_req_error (loop, r, PROTO_EINVAL, "SEG_READ: FUA flag not allowed");
+    return;
+  }
+  if (r->io.length == 0) {
+    ss_req_reply (loop, r, NULL, 0, NULL);
+    return;
+  }
+  seg = ss_seg_get_readable (loop, r->io.segment);
+  if (seg == NULL) {
+    ss_req_reply (loop, r, loop->zeros, r->io.length, NULL);
+    return;
+  }
+  r->seg = seg;
+  r->buf = malloc (r->io.length);
+  if (r->buf == NULL) {
+    io_fail (loop, r, "read", ENOMEM);
+    return;
+  }
+  r->rdata_owned = r->buf; /* freed with R, replied or not */
+  ss_req_add_bytes (r, r->io.length);
+  r->pos = ss_store_slot_offset (loop->store, seg->slot) + r->io.offset;
+  r->done = 0;
+  r->op.done = read_done;
+  io_submit (loop, r);
+}
+
+/* A write of the data file completed: write on, or answer. */
+static void
+write_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_req *r = SS_CONTAINER_OF (op, struct ss_req, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    io_submit (loop, r);
+    return;
+  }
+  if (res <= 0) {
+    io_fail (loop, r, "write", res < 0 ? -res : EIO);
+    return;
+  }
+  r->done += res;
+  if (r->done < r->io.length) {
+    io_submit (loop, r);
+    return;
+  }
+  io_finish (loop, r, NULL, 0, NULL);
+}
+
+/* Issue R's write once its segment is recorded in the index. */
+static void
+write_go (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_seg *seg;
+  int e;
+
+  e = ss_seg_prepare_write (loop, r->io.segment, r->io.volume, r->io.epoch,
+                            true, &r->wait, &seg);
+  if (e < 0) {
+    ss_req_error (loop, r, proto_status_from_errno (-e),
+                  "SEG_WRITE: segment %" PRIu64 ": %s", r->io.segment,
+                  e == -ENOSPC ? "no free slot in this store" : strerror (-e));
+    return;
+  }
+  if (e == 0)
+    return; /* resumed by write_resume */
+  r->seg = seg;
+  r->buf = r->payload + PROTO_SEG_IO_SIZE;
+  r->pos = ss_store_slot_offset (loop->store, seg->slot) + r->io.offset;
+  r->done = 0;
+  r->op.done = write_done;
+  io_submit (loop, r);
+}
+
+/* The segment R waited for is idle (or its index update failed). */
+static void
+write_resume (struct ss_loop *loop, struct ss_waiter *w, int err)
+{
+  struct ss_req *r = SS_CONTAINER_OF (w, struct ss_req, wait);
+
+  if (err < 0)
+    ss_req_error (loop, r, proto_status_from_errno (-err),
+                  "SEG_WRITE: segment %" PRIu64 ": index update: %s",
+                  r->io.segment, strerror (-err));
+  else
+    write_go (loop, r);
+}
+
+/* SEG_WRITE: a new segment gets a slot; FUA writes with RWF_DSYNC. */
+void
+ss_req_write (struct ss_loop *loop, struct ss_req *r)
+{
+  if (!io_parse (loop, r))
+    return;
+  if (r->io.length == 0) {
+    ss_req_reply (loop, r, NULL, 0, NULL);
+    return;
+  }
+  r->wait.resume = write_resume;
+  write_go (loop, r);
+}
+
+/* Submit R's trim (stage 0) or its datasync for FUA (stage 1). */
+static void
+trim_submit (struct ss_loop *loop, struct ss_req *r)
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+  if (r->stage == 0)
+    io_uring_prep_fallocate (sqe, loop->store->data_fd,
+                             FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->pos,
+                             r->io.length);
+  else
+    io_uring_prep_fsync (sqe, loop->store->data_fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data (sqe, &r->op);
+}
+
+/* The punch (or the FUA datasync after it) completed. */
+static void
+trim_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_req *r = SS_CONTAINER_OF (op, struct ss_req, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    trim_submit (loop, r);
+    return;
+  }
+  if (res < 0) {
+    io_fail (loop, r, r->stage == 0 ? "trim" : "trim: fdatasync", -res);
+    return;
+  }
+  if (r->stage == 0 && (r->hdr.flags & PROTO_FLAG_FUA)) {
+    r->stage = 1;
+    trim_submit (loop, r);
+    return;
+  }
+  io_finish (loop, r, NULL, 0, NULL);
+}
+
+/* Punch R's range once its segment's epoch is recorded. */
+static void
+trim_go (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_seg *seg;
+  int e;
+
+  e = ss_seg_prepare_write (loop, r->io.segment, r->io.volume, r->io.epoch,
+                            false, &r->wait, &seg);
+  if (e < 0) {
+    ss_req_error (loop, r, proto_status_from_errno (-e),
+                  "SEG_TRIM: segment %" PRIu64 ": %s", r->io.segment,
+                  strerror (-e));
+    return;
+  }
+  if (e == 0)
+    return; /* resumed by trim_resume */
+  if (seg == NULL) {
+    /* Never written here: already zeros. */
+    ss_req_reply (loop, r, NULL, 0, NULL);
+    return;
+  }
+  r->seg = seg;
+  r->pos = ss_store_slot_offset (loop->store, seg->slot) + r->io.offset;
+  r->stage = 0;
+  r->op.done = trim_done;
+  trim_submit (loop, r);
+}
+
+/* The segment R waited for is idle (or its index update failed). */
+static void
+trim_resume (struct ss_loop *loop, struct ss_waiter *w, int err)
+{
+  struct ss_req *r = SS_CONTAINER_OF (w, struct ss_req, wait);
+
+  if (err < 0)
+    ss_req_error (loop, r, proto_status_from_errno (-err),
+                  "SEG_TRIM: segment %" PRIu64 ": index update: %s",
+                  r->io.segment, strerror (-err));
+  else
+    trim_go (loop, r);
+}
+
+/* SEG_TRIM: punch a range of a present segment; FUA adds a datasync. */
+void
+ss_req_trim (struct ss_loop *loop, struct ss_req *r)
+{
+  if (!io_parse (loop, r))
+    return;
+  if (r->io.length == 0) {
+    ss_req_reply (loop, r, NULL, 0, NULL);
+    return;
+  }
+  r->wait.resume = trim_resume;
+  trim_go (loop, r);
+}

@@ -1,0 +1,464 @@
+/* Segment entries: the ring thread's in-memory mirror of the index, and
+ * the rules that order index updates before the data they cover.
+ *
+ * A segment is idle or busy (SS_SEG_NEW, SS_SEG_EPOCH, SS_SEG_DELETING).
+ * A request that needs a busy segment waits on its list and is resumed
+ * when the segment is idle again, then re-checks from the start.  So:
+ *  - a write to a new segment allocates a slot, punches it (stale data of
+ *    an earlier occupant must read as zeros), records the segment in the
+ *    index, and only then is its data issued;
+ *  - a write in an epoch newer than the recorded one records the epoch
+ *    first;
+ *  - a delete drops the record durably, waits for I/O in flight on the
+ *    slot, punches it and only then frees it.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#include "internal.h"
+
+#define INITIAL_BUCKETS 1024
+
+/* Bucket of segment ID (NBUCKETS a power of two). */
+static size_t
+seg_hash (uint64_t id, size_t nbuckets)
+{
+  id ^= id >> 33;
+  id *= UINT64_C (0xff51afd7ed558ccd);
+  id ^= id >> 33;
+  return id & (nbuckets - 1);
+}
+
+/* Set up the empty segment table. */
+int
+ss_segs_init (struct ss_loop *loop)
+{
+  struct ss_seg_table *t = &loop->segs;
+
+  t->buckets = calloc (INITIAL_BUCKETS, sizeof *t->buckets);
+  if (t->buckets == NULL)
+    return -ENOMEM;
+  t->nbuckets = INITIAL_BUCKETS;
+  t->count = 0;
+  return 0;
+}
+
+/* Free every entry and the table (at exit, when none is busy). */
+void
+ss_segs_free (struct ss_loop *loop)
+{
+  struct ss_seg_table *t = &loop->segs;
+  size_t i;
+
+  for (i = 0; i < t->nbuckets && t->buckets; i++) {
+    struct ss_seg *s = t->buckets[i], *next;
+
+    for (; s; s = next) {
+      next = s->hnext;
+      assert (s->busy == 0 && s->io_inflight == 0);
+      free (s);
+    }
+  }
+  free (t->buckets);
+  t->buckets = NULL;
+  t->nbuckets = t->count = 0;
+}
+
+/* Double the buckets when the chains get long; on ENOMEM keep going
+ * with longer chains.
+ */
+static void
+table_grow (struct ss_seg_table *t)
+{
+  size_t n = t->nbuckets * 2, i;
+  struct ss_seg **b = calloc (n, sizeof *b);
+
+  if (b == NULL)
+    return;
+  for (i = 0; i < t->nbuckets; i++) {
+    struct ss_seg *s = t->buckets[i], *next;
+
+    for (; s; s = next) {
+      size_t h = seg_hash (s->id, n);
+
+      next = s->hnext;
+      s->hnext = b[h];
+      b[h] = s;
+    }
+  }
+  free (t->buckets);
+  t->buckets = b;
+  t->nbuckets = n;
+}
+
+/* Add SEG (not present) to T. */
+static void
+table_insert (struct ss_seg_table *t, struct ss_seg *seg)
+{
+  size_t h;
+
+  if (t->count >= t->nbuckets * 2)
+    table_grow (t);
+  h = seg_hash (seg->id, t->nbuckets);
+  seg->hnext = t->buckets[h];
+  t->buckets[h] = seg;
+  t->count++;
+}
+
+/* Remove SEG (present) from T. */
+static void
+table_remove (struct ss_seg_table *t, struct ss_seg *seg)
+{
+  struct ss_seg **pp = &t->buckets[seg_hash (seg->id, t->nbuckets)];
+
+  while (*pp != seg)
+    pp = &(*pp)->hnext;
+  *pp = seg->hnext;
+  t->count--;
+}
+
+/* The entry of segment ID, or NULL.  Ring thread. */
+struct ss_seg *
+ss_seg_lookup (struct ss_loop *loop, uint64_t id)
+{
+  struct ss_seg *s;
+
+  SS_ASSERT_RING (loop);
+  s = loop->segs.buckets[seg_hash (id, loop->segs.nbuckets)];
+  while (s && s->id != id)
+    s = s->hnext;
+  return s;
+}
+
+struct load_state {
+  struct ss_loop *loop;
+  uint8_t *used_map;
+};
+
+/* ss_index_load callback: add one record as an idle entry. */
+static int
+load_one (void *arg, const struct ss_index_rec *rec)
+{
+  struct load_state *ls = arg;
+  struct ss_loop *loop = ls->loop;
+  struct ss_seg *seg;
+
+  if (rec->slot >= loop->store->nslots ||
+      (ls->used_map[rec->slot / 8] & (1u << (rec->slot % 8)))) {
+    log_error ("index: segment %" PRIu64 ": slot %" PRIu32
+               " is out of range or used twice",
+               rec->segment, rec->slot);
+    return -EIO;
+  }
+  seg = calloc (1, sizeof *seg);
+  if (seg == NULL)
+    return -ENOMEM;
+  seg->id = rec->segment;
+  seg->slot = rec->slot;
+  seg->volume = rec->volume;
+  seg->epoch = rec->epoch;
+  seg->state = rec->state;
+  table_insert (&loop->segs, seg);
+  ls->used_map[rec->slot / 8] |= 1u << (rec->slot % 8);
+  return 0;
+}
+
+/* Load every index record and rebuild the free-slot list.  Start-up. */
+int
+ss_segs_load (struct ss_loop *loop, struct ss_index *idx)
+{
+  struct load_state ls = { .loop = loop };
+  int r;
+
+  ls.used_map = calloc ((loop->store->nslots + 7) / 8, 1);
+  if (ls.used_map == NULL)
+    return -ENOMEM;
+  r = ss_index_load (idx, load_one, &ls);
+  if (r == 0)
+    r = ss_store_slots_init (loop->store, ls.used_map);
+  free (ls.used_map);
+  if (r == 0)
+    log_info ("store: %zu segments, %" PRIu32 " of %" PRIu32 " slots free",
+              loop->segs.count, loop->store->nfree, loop->store->nslots);
+  return r;
+}
+
+/* Append W to SEG's wait list. */
+static void
+seg_wait (struct ss_seg *seg, struct ss_waiter *w)
+{
+  w->next = NULL;
+  if (seg->wait_tail)
+    seg->wait_tail->next = w;
+  else
+    seg->wait_head = w;
+  seg->wait_tail = w;
+}
+
+/* Resume every waiter of the list W with ERR.  The list was detached
+ * first, so waiters may queue again (or the entry may be gone).
+ */
+static void
+resume_all (struct ss_loop *loop, struct ss_waiter *w, int err)
+{
+  while (w) {
+    struct ss_waiter *next = w->next;
+
+    w->resume (loop, w, err);
+    w = next;
+  }
+}
+
+/* Detach SEG's wait list and resume it with ERR. */
+static void
+seg_wake (struct ss_loop *loop, struct ss_seg *seg, int err)
+{
+  struct ss_waiter *w = seg->wait_head;
+
+  seg->wait_head = seg->wait_tail = NULL;
+  resume_all (loop, w, err);
+}
+
+/* Drop SEG: out of the table, its slot freed, its waiters (and delete
+ * waiter) resumed with ERR after it is gone.
+ */
+static void
+seg_destroy (struct ss_loop *loop, struct ss_seg *seg, int err)
+{
+  struct ss_waiter *w = seg->wait_head, *dw = seg->del_waiter;
+
+  assert (seg->io_inflight == 0);
+  table_remove (&loop->segs, seg);
+  ss_store_slot_free (loop->store, seg->slot);
+  free (seg);
+  if (dw)
+    dw->resume (loop, dw, 0);
+  resume_all (loop, w, err);
+}
+
+/* Punch SEG's whole slot; DONE gets the result. */
+static void
+seg_punch (struct ss_loop *loop, struct ss_seg *seg,
+           void (*done) (struct ss_loop *, struct ss_op *, int))
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+  io_uring_prep_fallocate (
+      sqe, loop->store->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+      ss_store_slot_offset (loop->store, seg->slot), loop->store->segment_size);
+  seg->op.done = done;
+  io_uring_sqe_set_data (sqe, &seg->op);
+}
+
+/* Queue SEG's record (with NEW_EPOCH) in the index; DONE gets it back. */
+static void
+seg_record (struct ss_loop *loop, struct ss_seg *seg,
+            void (*done) (struct ss_loop *, struct ss_index_op *))
+{
+  seg->iop.type = SS_INDEX_PUT;
+  seg->iop.rec.segment = seg->id;
+  seg->iop.rec.slot = seg->slot;
+  seg->iop.rec.volume = seg->volume;
+  seg->iop.rec.epoch = seg->new_epoch;
+  seg->iop.rec.state = seg->state;
+  seg->iop.done = done;
+  ss_index_submit_op (loop, &seg->iop);
+}
+
+/* A new segment is recorded: it is ready for data. */
+static void
+new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
+
+  if (iop->err < 0) {
+    seg_destroy (loop, seg, iop->err);
+    return;
+  }
+  seg->epoch = seg->new_epoch;
+  seg->busy &= ~SS_SEG_NEW;
+  seg_wake (loop, seg, 0);
+}
+
+/* A new segment's slot is punched: record the segment. */
+static void
+new_punched (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (op, struct ss_seg, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    seg_punch (loop, seg, new_punched);
+    return;
+  }
+  if (res < 0) {
+    log_error ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+    seg_destroy (loop, seg, res);
+    return;
+  }
+  seg_record (loop, seg, new_recorded);
+}
+
+/* A newer epoch is recorded (or failed to be). */
+static void
+epoch_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
+
+  seg->busy &= ~SS_SEG_EPOCH;
+  if (iop->err == 0)
+    seg->epoch = seg->new_epoch;
+  seg_wake (loop, seg, iop->err);
+}
+
+/* Get segment ID ready for a data-changing I/O (write, trim) of EPOCH by
+ * W's owner.  Returns 1 with *SEGP set and an io_inflight reference taken
+ * (the caller ends it with ss_seg_io_end) when the I/O may be issued now;
+ * 1 with *SEGP NULL when the segment is absent and CREATE is false; 0
+ * when W was queued and will be resumed (it then calls this again); or
+ * -errno (-ENOSPC: no free slot).  Ring thread.
+ */
+int
+ss_seg_prepare_write (struct ss_loop *loop, uint64_t id, uint64_t volume,
+                      uint64_t epoch, bool create, struct ss_waiter *w,
+                      struct ss_seg **segp)
+{
+  struct ss_seg *seg = ss_seg_lookup (loop, id);
+  uint32_t slot;
+  int r;
+
+  *segp = NULL;
+  if (seg == NULL) {
+    if (!create)
+      return 1;
+    r = ss_store_slot_alloc (loop->store, &slot);
+    if (r < 0)
+      return r;
+    seg = calloc (1, sizeof *seg);
+    if (seg == NULL) {
+      ss_store_slot_free (loop->store, slot);
+      return -ENOMEM;
+    }
+    seg->id = id;
+    seg->slot = slot;
+    seg->volume = volume;
+    seg->state = SS_SEG_STATE_OK;
+    seg->new_epoch = epoch;
+    seg->busy = SS_SEG_NEW;
+    table_insert (&loop->segs, seg);
+    seg_wait (seg, w);
+    seg_punch (loop, seg, new_punched);
+    return 0;
+  }
+  if (seg->busy) {
+    seg_wait (seg, w);
+    return 0;
+  }
+  /* Epochs only move forward in the index; an older writer's data still
+   * lands (see the man page on fencing).
+   */
+  if (epoch > seg->epoch) {
+    seg->busy |= SS_SEG_EPOCH;
+    seg->new_epoch = epoch;
+    seg_wait (seg, w);
+    seg_record (loop, seg, epoch_recorded);
+    return 0;
+  }
+  seg->io_inflight++;
+  *segp = seg;
+  return 1;
+}
+
+/* The entry of segment ID if its slot holds its data, with an
+ * io_inflight reference taken; NULL if reads must return zeros (absent,
+ * not yet recorded, or being deleted).  Ring thread.
+ */
+struct ss_seg *
+ss_seg_get_readable (struct ss_loop *loop, uint64_t id)
+{
+  struct ss_seg *seg = ss_seg_lookup (loop, id);
+
+  if (seg == NULL || (seg->busy & (SS_SEG_NEW | SS_SEG_DELETING)))
+    return NULL;
+  seg->io_inflight++;
+  return seg;
+}
+
+/* A deleted segment's slot is punched (or failed to be): free it. */
+static void
+deleted_punched (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (op, struct ss_seg, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    seg_punch (loop, seg, deleted_punched);
+    return;
+  }
+  /* The slot is punched again when it is handed out. */
+  if (res < 0)
+    log_warn ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+  seg_destroy (loop, seg, 0);
+}
+
+/* End an io_inflight reference; a delete waiting for it goes on. */
+void
+ss_seg_io_end (struct ss_loop *loop, struct ss_seg *seg)
+{
+  assert (seg->io_inflight > 0);
+  if (--seg->io_inflight == 0 && (seg->busy & SS_SEG_DELETING) &&
+      seg->del_committed)
+    seg_punch (loop, seg, deleted_punched);
+}
+
+/* The index no longer holds a deleted segment (or the update failed). */
+static void
+delete_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
+  struct ss_waiter *dw = seg->del_waiter;
+
+  if (iop->err < 0) {
+    seg->busy &= ~SS_SEG_DELETING;
+    seg->del_waiter = NULL;
+    dw->resume (loop, dw, iop->err);
+    seg_wake (loop, seg, 0);
+    return;
+  }
+  seg->del_committed = true;
+  if (seg->io_inflight == 0)
+    seg_punch (loop, seg, deleted_punched);
+}
+
+/* Delete segment ID on behalf of W's owner.  Returns 1 if it is absent
+ * (nothing to do), or 0: W will be resumed with 0 once the segment is
+ * gone or the segment was busy (call again then), or with -errno if the
+ * index update failed.  Ring thread.
+ */
+int
+ss_seg_delete (struct ss_loop *loop, uint64_t id, struct ss_waiter *w)
+{
+  struct ss_seg *seg = ss_seg_lookup (loop, id);
+
+  if (seg == NULL)
+    return 1;
+  if (seg->busy) {
+    seg_wait (seg, w);
+    return 0;
+  }
+  seg->busy = SS_SEG_DELETING;
+  seg->del_committed = false;
+  seg->del_waiter = w;
+  seg->iop.type = SS_INDEX_DEL;
+  seg->iop.rec.segment = id;
+  seg->iop.done = delete_recorded;
+  ss_index_submit_op (loop, &seg->iop);
+  return 0;
+}

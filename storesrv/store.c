@@ -1,0 +1,476 @@
+/* The on-disk store: DIR/superblock, DIR/data and the free-slot list.
+ *
+ * The superblock is SB_SIZE bytes, big-endian:
+ *   0   magic "TESSSTOR"        8
+ *   8   format version u32      (SB_VERSION)
+ *   12  flags u32               (SB_FORMATTED)
+ *   16  server uuid             16
+ *   32  cluster uuid            16 (zero until formatted)
+ *   48  segment size u32        (zero until formatted)
+ *   52  reserved u32            (zero)
+ *   56  capacity u64            (bytes; whole slots once formatted)
+ *   64  reserved                (zero) up to SB_SIZE - 4
+ *   508 crc32c u32 of bytes 0..507
+ * It is always replaced atomically: temp file, fsync, rename, fsync of the
+ * directory.  An unformatted superblock keeps the server uuid stable
+ * between the first registration and formatting.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "full-rw.h"
+#include "log.h"
+#include "parse.h"
+
+#include "internal.h"
+
+#define SB_NAME "superblock"
+#define SB_TMP "superblock.tmp"
+#define SB_SIZE 512
+#define SB_MAGIC "TESSSTOR"
+#define SB_VERSION 1
+#define SB_FORMATTED 0x1
+#define DATA_NAME "data"
+#define INDEX_NAME "index"
+
+/* CRC-32C (Castagnoli), bitwise: the superblock is read twice per run.
+ * (libcommon has no crc32c yet.)
+ */
+static uint32_t
+crc32c (const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+  uint32_t crc = 0xffffffff;
+  int k;
+
+  while (len--) {
+    crc ^= *p++;
+    for (k = 0; k < 8; k++)
+      crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1));
+  }
+  return ~crc;
+}
+
+/* True if SEGMENT_SIZE is a power of two in the allowed range. */
+int
+ss_segment_size_valid (uint32_t segment_size)
+{
+  return segment_size >= SS_MIN_SEGMENT_SIZE &&
+         segment_size <= SS_MAX_SEGMENT_SIZE &&
+         (segment_size & (segment_size - 1)) == 0;
+}
+
+/* Create DIR and its missing parents (mode 0755). */
+static int
+mkdir_p (const char *dir)
+{
+  CLEANUP_FREE char *copy = strdup (dir);
+  char *p;
+
+  if (copy == NULL)
+    return -ENOMEM;
+  for (p = copy + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir (copy, 0755) == -1 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir (copy, 0755) == -1 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+/* Encode ST's superblock into BUF (SB_SIZE bytes). */
+static void
+sb_encode (const struct ss_store *st, uint8_t *buf)
+{
+  uint32_t v32;
+  uint64_t v64;
+
+  memset (buf, 0, SB_SIZE);
+  memcpy (buf, SB_MAGIC, 8);
+  v32 = htobe32 (SB_VERSION);
+  memcpy (buf + 8, &v32, 4);
+  v32 = htobe32 (st->formatted ? SB_FORMATTED : 0);
+  memcpy (buf + 12, &v32, 4);
+  memcpy (buf + 16, st->uuid, 16);
+  memcpy (buf + 32, st->cluster_uuid, 16);
+  v32 = htobe32 (st->segment_size);
+  memcpy (buf + 48, &v32, 4);
+  v64 = htobe64 (st->capacity);
+  memcpy (buf + 56, &v64, 8);
+  v32 = htobe32 (crc32c (buf, SB_SIZE - 4));
+  memcpy (buf + SB_SIZE - 4, &v32, 4);
+}
+
+/* Decode and check the superblock in BUF into ST.  Returns 0 or
+ * -EINVAL (corrupt) or -EPROTONOSUPPORT (newer format), logging why.
+ */
+static int
+sb_decode (struct ss_store *st, const uint8_t *buf)
+{
+  uint32_t v32, flags, version;
+  uint64_t v64;
+  size_t i;
+
+  memcpy (&v32, buf + SB_SIZE - 4, 4);
+  if (memcmp (buf, SB_MAGIC, 8) != 0 ||
+      be32toh (v32) != crc32c (buf, SB_SIZE - 4)) {
+    log_error ("superblock: %s/%s: bad magic or checksum", st->dir, SB_NAME);
+    return -EINVAL;
+  }
+  memcpy (&v32, buf + 8, 4);
+  version = be32toh (v32);
+  if (version != SB_VERSION) {
+    log_error ("superblock: %s/%s: format version %u is not supported "
+               "(this program writes %u)",
+               st->dir, SB_NAME, version, SB_VERSION);
+    return -EPROTONOSUPPORT;
+  }
+  memcpy (&v32, buf + 12, 4);
+  flags = be32toh (v32);
+  memcpy (st->uuid, buf + 16, 16);
+  memcpy (st->cluster_uuid, buf + 32, 16);
+  memcpy (&v32, buf + 48, 4);
+  st->segment_size = be32toh (v32);
+  memcpy (&v64, buf + 56, 8);
+  st->capacity = be64toh (v64);
+  st->formatted = flags & SB_FORMATTED;
+
+  for (i = 52; i < 56; i++)
+    if (buf[i])
+      goto corrupt;
+  for (i = 64; i < SB_SIZE - 4; i++)
+    if (buf[i])
+      goto corrupt;
+  if ((flags & ~SB_FORMATTED) || uuid_is_zero (st->uuid))
+    goto corrupt;
+  if (st->formatted) {
+    if (!ss_segment_size_valid (st->segment_size) ||
+        uuid_is_zero (st->cluster_uuid) || st->capacity < st->segment_size ||
+        st->capacity % st->segment_size != 0 ||
+        st->capacity / st->segment_size >= UINT32_MAX)
+      goto corrupt;
+    st->nslots = st->capacity / st->segment_size;
+  }
+  return 0;
+
+corrupt:
+  log_error ("superblock: %s/%s: inconsistent fields", st->dir, SB_NAME);
+  return -EINVAL;
+}
+
+/* Replace the superblock atomically with ST's fields. */
+static int
+sb_write (struct ss_store *st)
+{
+  uint8_t buf[SB_SIZE];
+  CLEANUP_CLOSE int fd = -1;
+  int r;
+
+  sb_encode (st, buf);
+  fd = openat (st->dir_fd, SB_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+               0644);
+  if (fd == -1) {
+    r = -errno;
+    goto err;
+  }
+  r = full_write (fd, buf, sizeof buf);
+  if (r < 0)
+    goto err;
+  if (fsync (fd) == -1 ||
+      renameat (st->dir_fd, SB_TMP, st->dir_fd, SB_NAME) == -1 ||
+      fsync (st->dir_fd) == -1) {
+    r = -errno;
+    goto err;
+  }
+  return 0;
+
+err:
+  log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+  return r;
+}
+
+/* Read the superblock, or write an unformatted one with a new uuid when
+ * there is none.
+ */
+static int
+sb_read_or_create (struct ss_store *st, uint64_t size)
+{
+  uint8_t buf[SB_SIZE];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+  int r;
+
+  fd = openat (st->dir_fd, SB_NAME, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && errno == ENOENT) {
+    r = uuid_generate_random (st->uuid);
+    if (r < 0) {
+      log_error ("superblock: generating a uuid: %s", strerror (-r));
+      return r;
+    }
+    st->capacity = size;
+    st->formatted = false;
+    return sb_write (st);
+  }
+  if (fd == -1) {
+    r = -errno;
+    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+    return r;
+  }
+  n = pread (fd, buf, sizeof buf, 0);
+  if (n != SB_SIZE) {
+    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME,
+               n == -1 ? strerror (errno) : "short file");
+    return n == -1 ? -errno : -EINVAL;
+  }
+  return sb_decode (st, buf);
+}
+
+/* Open the data file of a formatted store and check its size. */
+static int
+data_open (struct ss_store *st)
+{
+  struct stat sb;
+  int fd;
+
+  fd = openat (st->dir_fd, DATA_NAME, O_RDWR | O_CLOEXEC);
+  if (fd == -1) {
+    int r = -errno;
+
+    log_error ("data: %s/%s: %s", st->dir, DATA_NAME, strerror (-r));
+    return r;
+  }
+  if (fstat (fd, &sb) == -1 || (uint64_t)sb.st_size < st->capacity) {
+    log_error ("data: %s/%s: smaller than the capacity %" PRIu64, st->dir,
+               DATA_NAME, st->capacity);
+    close (fd);
+    return -EINVAL;
+  }
+  st->data_fd = fd;
+  return 0;
+}
+
+/* Open (creating if needed) the store in DIR and lock it.  SIZE is the
+ * capacity to use when the store is created.  A formatted store has its
+ * data file opened; an unformatted one waits for ss_store_format.
+ * Returns 0 and *OUT, or -errno after logging why.
+ */
+int
+ss_store_open (const char *dir, uint64_t size, struct ss_store **out)
+{
+  struct ss_store *st;
+  int r;
+
+  *out = NULL;
+  st = calloc (1, sizeof *st);
+  if (st == NULL || (st->dir = strdup (dir)) == NULL) {
+    free (st);
+    log_error ("store: %s: %s", dir, strerror (ENOMEM));
+    return -ENOMEM;
+  }
+  st->dir_fd = st->data_fd = -1;
+
+  r = mkdir_p (dir);
+  if (r < 0) {
+    log_error ("store: mkdir: %s: %s", dir, strerror (-r));
+    goto err;
+  }
+  st->dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (st->dir_fd == -1) {
+    r = -errno;
+    log_error ("store: %s: %s", dir, strerror (-r));
+    goto err;
+  }
+  if (flock (st->dir_fd, LOCK_EX | LOCK_NB) == -1) {
+    r = -errno;
+    log_error ("store: %s: %s", dir,
+               r == -EWOULDBLOCK ? "in use by another tessera-storesrv"
+                                 : strerror (-r));
+    goto err;
+  }
+  if (mkdirat (st->dir_fd, INDEX_NAME, 0755) == -1 && errno != EEXIST) {
+    r = -errno;
+    log_error ("store: mkdir: %s/%s: %s", dir, INDEX_NAME, strerror (-r));
+    goto err;
+  }
+  r = sb_read_or_create (st, size);
+  if (r < 0)
+    goto err;
+  if (st->formatted) {
+    r = data_open (st);
+    if (r < 0)
+      goto err;
+  }
+  *out = st;
+  return 0;
+
+err:
+  ss_store_close (st);
+  return r;
+}
+
+/* Format an unformatted store for a cluster: wipe any index and data left
+ * by an interrupted format, create the sparse data file of whole slots,
+ * then commit by writing the formatted superblock.  Returns 0 or -errno
+ * after logging why.
+ */
+int
+ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
+                 uint32_t segment_size)
+{
+  CLEANUP_FREE char *index_path = NULL;
+  uint64_t nslots, capacity;
+  int fd, r;
+
+  assert (!st->formatted);
+  if (!ss_segment_size_valid (segment_size) || uuid_is_zero (cluster_uuid)) {
+    log_error ("format: %s: the MDS sent segment size %" PRIu32
+               " or a zero cluster uuid",
+               st->dir, segment_size);
+    return -EINVAL;
+  }
+  nslots = st->capacity / segment_size;
+  if (nslots >= UINT32_MAX)
+    nslots = UINT32_MAX - 1;
+  if (nslots == 0) {
+    log_error ("format: %s: capacity %" PRIu64 " is less than one segment"
+               " (%" PRIu32 " bytes)",
+               st->dir, st->capacity, segment_size);
+    return -ENOSPC;
+  }
+  capacity = nslots * segment_size;
+
+  index_path = ss_store_index_path (st);
+  if (index_path == NULL)
+    return -ENOMEM;
+  r = ss_index_wipe (index_path);
+  if (r < 0) {
+    log_error ("format: %s: %s", index_path, strerror (-r));
+    return r;
+  }
+  fd = openat (st->dir_fd, DATA_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+               0644);
+  if (fd == -1 || ftruncate (fd, capacity) == -1 || fsync (fd) == -1) {
+    r = -errno;
+    log_error ("format: %s/%s: %s", st->dir, DATA_NAME, strerror (-r));
+    if (fd >= 0)
+      close (fd);
+    return r;
+  }
+
+  memcpy (st->cluster_uuid, cluster_uuid, 16);
+  st->segment_size = segment_size;
+  st->capacity = capacity;
+  st->nslots = nslots;
+  st->formatted = true;
+  r = sb_write (st);
+  if (r < 0) {
+    close (fd);
+    return r;
+  }
+  st->data_fd = fd;
+  return 0;
+}
+
+/* Close the store (releasing its lock) and free it.  Accepts NULL. */
+void
+ss_store_close (struct ss_store *st)
+{
+  if (st == NULL)
+    return;
+  if (st->data_fd >= 0)
+    close (st->data_fd);
+  if (st->dir_fd >= 0)
+    close (st->dir_fd);
+  free (st->free_slots);
+  free (st->dir);
+  free (st);
+}
+
+/* The index directory's path (malloc'd, caller frees), or NULL. */
+char *
+ss_store_index_path (const struct ss_store *st)
+{
+  char *p;
+
+  if (asprintf (&p, "%s/%s", st->dir, INDEX_NAME) == -1)
+    return NULL;
+  return p;
+}
+
+/* Build the free-slot list from USED_MAP (a bitmap of nslots bits, set
+ * for slots the index holds) and set USED.  Ring thread, at start-up.
+ */
+int
+ss_store_slots_init (struct ss_store *st, const uint8_t *used_map)
+{
+  uint32_t slot, nused = 0;
+
+  free (st->free_slots);
+  st->free_slots = malloc ((size_t)st->nslots * sizeof (uint32_t));
+  if (st->free_slots == NULL)
+    return -ENOMEM;
+  st->nfree = 0;
+  /* Push the highest slot first so the lowest are handed out first. */
+  for (slot = st->nslots; slot-- > 0;) {
+    if (used_map[slot / 8] & (1u << (slot % 8)))
+      nused++;
+    else
+      st->free_slots[st->nfree++] = slot;
+  }
+  __atomic_store_n (&st->used, (uint64_t)nused * st->segment_size,
+                    __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* Take a free slot.  Returns 0 or -ENOSPC.  Ring thread. */
+int
+ss_store_slot_alloc (struct ss_store *st, uint32_t *slot)
+{
+  if (st->nfree == 0)
+    return -ENOSPC;
+  *slot = st->free_slots[--st->nfree];
+  __atomic_add_fetch (&st->used, st->segment_size, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* Return SLOT to the free list.  Ring thread. */
+void
+ss_store_slot_free (struct ss_store *st, uint32_t slot)
+{
+  assert (slot < st->nslots);
+  assert (st->nfree < st->nslots);
+  st->free_slots[st->nfree++] = slot;
+  __atomic_sub_fetch (&st->used, st->segment_size, __ATOMIC_RELAXED);
+}
+
+/* Byte offset of SLOT in the data file. */
+uint64_t
+ss_store_slot_offset (const struct ss_store *st, uint32_t slot)
+{
+  return (uint64_t)slot * st->segment_size;
+}
+
+/* Bytes in allocated slots; any thread. */
+uint64_t
+ss_store_used (const struct ss_store *st)
+{
+  return __atomic_load_n (&st->used, __ATOMIC_RELAXED);
+}
