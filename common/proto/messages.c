@@ -20,7 +20,7 @@
 /* Smallest wire size of one list element, used to bound counts. */
 #define SERVER_INFO_MIN (4 + 4 + 16 + 8 + 8 + 8 + 2 + 2)
 #define VOLUME_INFO_MIN (8 + 8 + 4 + 4 + 8 + 8 + 2)
-#define MAP_ENTRY_MIN (8 + 8 + 4)
+#define MAP_ENTRY_MIN (8 + 8 + 8 + 4)
 #define REPLICA_SIZE 8
 
 /* Check a decoded count against the bytes left: N elements of at least
@@ -79,6 +79,9 @@ proto_encode_status_info (const struct proto_status_info *m,
   proto_put_u64 (wb, m->segments);
   proto_put_u64 (wb, m->capacity);
   proto_put_u64 (wb, m->used);
+  proto_put_u64 (wb, m->degraded);
+  proto_put_u64 (wb, m->syncing);
+  proto_put_u32 (wb, m->resyncing);
 }
 
 int
@@ -96,6 +99,9 @@ proto_decode_status_info (const void *p, size_t len,
   m->segments = proto_get_u64 (&rb);
   m->capacity = proto_get_u64 (&rb);
   m->used = proto_get_u64 (&rb);
+  m->degraded = proto_get_u64 (&rb);
+  m->syncing = proto_get_u64 (&rb);
+  m->resyncing = proto_get_u32 (&rb);
   return proto_rbuf_finish (&rb);
 }
 
@@ -518,6 +524,7 @@ proto_encode_map (const struct proto_map *m, struct proto_wbuf *wb)
 
     proto_put_u64 (wb, e->index);
     proto_put_u64 (wb, e->segment);
+    proto_put_u64 (wb, e->gen);
     proto_put_u8 (wb, e->nreplicas);
     proto_put_u8 (wb, 0);
     proto_put_u16 (wb, 0);
@@ -541,6 +548,7 @@ get_map_entry (struct proto_rbuf *rb, struct proto_map_entry *e,
 
   e->index = proto_get_u64 (rb);
   e->segment = proto_get_u64 (rb);
+  e->gen = proto_get_u64 (rb);
   e->nreplicas = proto_get_u8 (rb);
   if (proto_get_u8 (rb) != 0 || proto_get_u16 (rb) != 0)
     return -EBADMSG;
@@ -623,11 +631,292 @@ proto_decode_replica_failed (const void *p, size_t len,
   return proto_rbuf_finish (&rb);
 }
 
+static void
+put_fence (struct proto_wbuf *wb, const struct proto_fence *f)
+{
+  proto_put_u64 (wb, f->volume);
+  proto_put_u64 (wb, f->epoch);
+}
+
+void
+proto_encode_heartbeat_reply (const struct proto_heartbeat_reply *m,
+                              struct proto_wbuf *wb)
+{
+  uint32_t i;
+
+  put_segments (wb, m->n, m->segments);
+  proto_put_u32 (wb, m->nfences);
+  for (i = 0; i < m->nfences; ++i)
+    put_fence (wb, &m->fences[i]);
+}
+
+int
+proto_decode_heartbeat_reply (const void *p, size_t len,
+                              struct proto_heartbeat_reply *m)
+{
+  struct proto_rbuf rb;
+  uint32_t i, nf;
+  int r;
+
+  memset (m, 0, sizeof *m);
+  proto_rbuf_init (&rb, p, len);
+  r = get_segments (&rb, &m->n, &m->segments);
+  if (r < 0)
+    return r;
+  nf = proto_get_u32 (&rb);
+  if (count_fits (&rb, nf, 16, PROTO_LIST_MAX) < 0) {
+    proto_heartbeat_reply_free (m);
+    return -EBADMSG;
+  }
+  if (nf > 0) {
+    m->fences = calloc (nf, sizeof *m->fences);
+    if (m->fences == NULL) {
+      proto_heartbeat_reply_free (m);
+      return -ENOMEM;
+    }
+  }
+  m->nfences = nf;
+  for (i = 0; i < nf; ++i) {
+    m->fences[i].volume = proto_get_u64 (&rb);
+    m->fences[i].epoch = proto_get_u64 (&rb);
+  }
+  r = proto_rbuf_finish (&rb);
+  if (r < 0)
+    proto_heartbeat_reply_free (m);
+  return r;
+}
+
+void
+proto_heartbeat_reply_free (struct proto_heartbeat_reply *m)
+{
+  free (m->segments);
+  free (m->fences);
+  m->segments = NULL;
+  m->fences = NULL;
+  m->n = m->nfences = 0;
+}
+
+void
+proto_encode_fence (const struct proto_fence *m, struct proto_wbuf *wb)
+{
+  put_fence (wb, m);
+}
+
+int
+proto_decode_fence (const void *p, size_t len, struct proto_fence *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_server_request (const struct proto_server_request *m,
+                             struct proto_wbuf *wb)
+{
+  proto_put_u32 (wb, m->server);
+}
+
+int
+proto_decode_server_request (const void *p, size_t len,
+                             struct proto_server_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->server = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_set_gen (const struct proto_set_gen *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->segment);
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->gen);
+}
+
+int
+proto_decode_set_gen (const void *p, size_t len, struct proto_set_gen *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->segment = proto_get_u64 (&rb);
+  m->volume = proto_get_u64 (&rb);
+  m->gen = proto_get_u64 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_pull (const struct proto_pull *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->segment);
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u64 (wb, m->gen);
+  proto_put_u32 (wb, m->mode);
+  proto_put_u32 (wb, 0);
+  proto_put_u64 (wb, m->bandwidth);
+  proto_put_str (wb, m->source, PROTO_ADDR_MAX);
+}
+
+int
+proto_decode_pull (const void *p, size_t len, struct proto_pull *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->segment = proto_get_u64 (&rb);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  m->gen = proto_get_u64 (&rb);
+  m->mode = proto_get_u32 (&rb);
+  if (proto_get_u32 (&rb) != 0)
+    return -EBADMSG;
+  m->bandwidth = proto_get_u64 (&rb);
+  proto_get_str (&rb, m->source, PROTO_ADDR_MAX);
+  if (proto_rbuf_finish (&rb) < 0)
+    return -EBADMSG;
+  if (m->mode != PROTO_PULL_FULL && m->mode != PROTO_PULL_DIFF)
+    return -EBADMSG;
+  return 0;
+}
+
+void
+proto_encode_hash_request (const struct proto_hash_request *m,
+                           struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->segment);
+  proto_put_u32 (wb, m->offset);
+  proto_put_u32 (wb, m->length);
+  proto_put_u32 (wb, m->block);
+}
+
+int
+proto_decode_hash_request (const void *p, size_t len,
+                           struct proto_hash_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->segment = proto_get_u64 (&rb);
+  m->offset = proto_get_u32 (&rb);
+  m->length = proto_get_u32 (&rb);
+  m->block = proto_get_u32 (&rb);
+  if (proto_rbuf_finish (&rb) < 0)
+    return -EBADMSG;
+  /* A power of two from 4 KiB to 4 MiB, and an aligned offset. */
+  if (m->block < 4096 || m->block > (4u << 20)
+      || (m->block & (m->block - 1)) != 0 || m->offset % m->block != 0)
+    return -EBADMSG;
+  return 0;
+}
+
+void
+proto_encode_hash (const struct proto_hash *m, struct proto_wbuf *wb)
+{
+  uint32_t i;
+
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u32 (wb, m->n);
+  for (i = 0; i < m->n; ++i)
+    proto_put_u32 (wb, m->crcs[i]);
+}
+
+int
+proto_decode_hash (const void *p, size_t len, struct proto_hash *m)
+{
+  struct proto_rbuf rb;
+  uint32_t i, n;
+
+  memset (m, 0, sizeof *m);
+  proto_rbuf_init (&rb, p, len);
+  m->epoch = proto_get_u64 (&rb);
+  n = proto_get_u32 (&rb);
+  /* At most a 64 MiB segment in 4 KiB blocks. */
+  if (count_fits (&rb, n, 4, 16384) < 0)
+    return -EBADMSG;
+  if (n > 0) {
+    m->crcs = calloc (n, sizeof *m->crcs);
+    if (m->crcs == NULL)
+      return -ENOMEM;
+  }
+  m->n = n;
+  for (i = 0; i < n; ++i)
+    m->crcs[i] = proto_get_u32 (&rb);
+  if (proto_rbuf_finish (&rb) < 0) {
+    proto_hash_free (m);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+void
+proto_hash_free (struct proto_hash *m)
+{
+  free (m->crcs);
+  m->crcs = NULL;
+  m->n = 0;
+}
+
+void
+proto_encode_seg_list_request (const struct proto_seg_list_request *m,
+                               struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->min_epoch);
+  proto_put_u64 (wb, m->start_after);
+  proto_put_u32 (wb, m->max);
+}
+
+int
+proto_decode_seg_list_request (const void *p, size_t len,
+                               struct proto_seg_list_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->min_epoch = proto_get_u64 (&rb);
+  m->start_after = proto_get_u64 (&rb);
+  m->max = proto_get_u32 (&rb);
+  if (proto_rbuf_finish (&rb) < 0)
+    return -EBADMSG;
+  if (m->max == 0 || m->max > PROTO_LIST_MAX)
+    return -EBADMSG;
+  return 0;
+}
+
+void
+proto_encode_resync (const struct proto_resync *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->segment);
+  proto_put_u32 (wb, m->source);
+}
+
+int
+proto_decode_resync (const void *p, size_t len, struct proto_resync *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->segment = proto_get_u64 (&rb);
+  m->source = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
 /* The segment I/O head is on the hot path: fixed offsets, no cursor. */
 struct seg_io_wire {
   uint64_t segment;
   uint64_t volume;
   uint64_t epoch;
+  uint64_t gen;
   uint32_t offset;
   uint32_t length;
 } __attribute__ ((packed));
@@ -642,6 +931,7 @@ proto_encode_seg_io (const struct proto_seg_io *m, void *buf)
   w.segment = htobe64 (m->segment);
   w.volume = htobe64 (m->volume);
   w.epoch = htobe64 (m->epoch);
+  w.gen = htobe64 (m->gen);
   w.offset = htobe32 (m->offset);
   w.length = htobe32 (m->length);
   memcpy (buf, &w, sizeof w);
@@ -658,6 +948,7 @@ proto_decode_seg_io (const void *p, size_t len, struct proto_seg_io *m)
   m->segment = be64toh (w.segment);
   m->volume = be64toh (w.volume);
   m->epoch = be64toh (w.epoch);
+  m->gen = be64toh (w.gen);
   m->offset = be32toh (w.offset);
   m->length = be32toh (w.length);
   return 0;

@@ -87,6 +87,8 @@ proto_opcode_name (uint8_t opcode)
   case PROTO_OP_SERVER_REGISTER: return "SERVER_REGISTER";
   case PROTO_OP_SERVER_HEARTBEAT: return "SERVER_HEARTBEAT";
   case PROTO_OP_SERVER_LIST: return "SERVER_LIST";
+  case PROTO_OP_SERVER_DRAIN: return "SERVER_DRAIN";
+  case PROTO_OP_SERVER_REMOVE: return "SERVER_REMOVE";
   case PROTO_OP_VOL_CREATE: return "VOL_CREATE";
   case PROTO_OP_VOL_LIST: return "VOL_LIST";
   case PROTO_OP_VOL_INFO: return "VOL_INFO";
@@ -95,14 +97,23 @@ proto_opcode_name (uint8_t opcode)
   case PROTO_OP_VOL_OPEN: return "VOL_OPEN";
   case PROTO_OP_VOL_CLOSE: return "VOL_CLOSE";
   case PROTO_OP_LEASE_RENEW: return "LEASE_RENEW";
+  case PROTO_OP_EPOCH_NEXT: return "EPOCH_NEXT";
+  case PROTO_OP_EPOCH_CLEAN: return "EPOCH_CLEAN";
   case PROTO_OP_MAP_GET: return "MAP_GET";
   case PROTO_OP_MAP_ALLOC: return "MAP_ALLOC";
   case PROTO_OP_REPLICA_FAILED: return "REPLICA_FAILED";
+  case PROTO_OP_REPAIR: return "REPAIR";
+  case PROTO_OP_SEG_RESYNC: return "SEG_RESYNC";
   case PROTO_OP_SEG_READ: return "SEG_READ";
   case PROTO_OP_SEG_WRITE: return "SEG_WRITE";
   case PROTO_OP_SEG_FLUSH: return "SEG_FLUSH";
   case PROTO_OP_SEG_TRIM: return "SEG_TRIM";
   case PROTO_OP_SEG_DELETE: return "SEG_DELETE";
+  case PROTO_OP_SEG_FENCE: return "SEG_FENCE";
+  case PROTO_OP_SEG_SET_GEN: return "SEG_SET_GEN";
+  case PROTO_OP_SEG_PULL: return "SEG_PULL";
+  case PROTO_OP_SEG_HASH: return "SEG_HASH";
+  case PROTO_OP_SEG_LIST: return "SEG_LIST";
   default: return "unknown";
   }
 }
@@ -132,6 +143,7 @@ static const struct {
   { PROTO_EAGAIN, EAGAIN, "EAGAIN" },
   { PROTO_EFBIG, EFBIG, "EFBIG" },
   { PROTO_EACCES, EACCES, "EACCES" },
+  { PROTO_ESTALEMAP, EREMCHG, "ESTALEMAP" },
 };
 #define NR_STATUSES (sizeof statuses / sizeof statuses[0])
 

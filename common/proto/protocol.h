@@ -66,6 +66,8 @@ enum {
   PROTO_OP_SERVER_REGISTER = 11,
   PROTO_OP_SERVER_HEARTBEAT = 12,
   PROTO_OP_SERVER_LIST = 13,
+  PROTO_OP_SERVER_DRAIN = 14,
+  PROTO_OP_SERVER_REMOVE = 15,
 
   PROTO_OP_VOL_CREATE = 20,
   PROTO_OP_VOL_LIST = 21,
@@ -75,10 +77,14 @@ enum {
   PROTO_OP_VOL_OPEN = 25,
   PROTO_OP_VOL_CLOSE = 26,
   PROTO_OP_LEASE_RENEW = 27,
+  PROTO_OP_EPOCH_NEXT = 28,
+  PROTO_OP_EPOCH_CLEAN = 29,
 
   PROTO_OP_MAP_GET = 30,
   PROTO_OP_MAP_ALLOC = 31,
   PROTO_OP_REPLICA_FAILED = 32,
+  PROTO_OP_REPAIR = 35,
+  PROTO_OP_SEG_RESYNC = 36,
 
   /* Served by storage servers. */
   PROTO_OP_SEG_READ = 40,
@@ -86,6 +92,11 @@ enum {
   PROTO_OP_SEG_FLUSH = 42,
   PROTO_OP_SEG_TRIM = 43,
   PROTO_OP_SEG_DELETE = 44,
+  PROTO_OP_SEG_FENCE = 45,
+  PROTO_OP_SEG_SET_GEN = 46,
+  PROTO_OP_SEG_PULL = 47,
+  PROTO_OP_SEG_HASH = 48,
+  PROTO_OP_SEG_LIST = 49,
 };
 
 /* Header flags. */
@@ -116,7 +127,9 @@ enum {
   PROTO_EAGAIN = 16,    /* try again later */
   PROTO_EFBIG = 17,     /* size too large */
   PROTO_EACCES = 18,    /* authentication failed */
-  PROTO_STATUS_MAX = 18,
+  PROTO_ESTALEMAP = 19, /* the segment's replica set changed: re-read the
+                           map entry and retry (host errno EREMCHG) */
+  PROTO_STATUS_MAX = 19,
 };
 
 /* Roles named in HELLO. */
@@ -162,8 +175,9 @@ struct proto_hello {
   uint8_t auth[PROTO_AUTH_MAX];
 };
 
-/* STATUS reply.  Wire: uuid[16], segment_size u32, servers u32,
- * servers_up u32, volumes u32, segments u64, capacity u64, used u64.
+/* STATUS and REPAIR reply.  Wire: uuid[16], segment_size u32, servers
+ * u32, servers_up u32, volumes u32, segments u64, capacity u64, used u64,
+ * degraded u64, syncing u64, resyncing u32.
  */
 struct proto_status_info {
   uint8_t cluster_uuid[16];
@@ -174,6 +188,9 @@ struct proto_status_info {
   uint64_t segments; /* allocated segments, all volumes */
   uint64_t capacity; /* bytes, all servers */
   uint64_t used;     /* bytes allocated to segments, all servers */
+  uint64_t degraded; /* segments with fewer ok replicas than wanted */
+  uint64_t syncing;  /* replicas being copied now */
+  uint32_t resyncing; /* volumes being resynced after a writer crash */
 };
 
 /* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],
@@ -212,13 +229,42 @@ struct proto_heartbeat {
   uint64_t *segments; /* decode: points into the payload's copy, see below */
 };
 
-/* SERVER_HEARTBEAT reply.  Wire: n u32, segments[n] u64: segments the
- * server must delete (their volumes were deleted).  Deleting an unknown
- * segment succeeds.
+/* A list of segment ids.  Wire: n u32, segments[n] u64 (n at most
+ * PROTO_LIST_MAX).  Used by SEG_DELETE and SEG_LIST.
  */
 struct proto_segment_list {
   uint32_t n;
   uint64_t *segments;
+};
+
+/* A fence: writes to VOLUME carrying an epoch older than EPOCH must be
+ * refused (PROTO_ESTALE).  Wire: volume u64, epoch u64.  Also the payload
+ * of SEG_FENCE.
+ */
+struct proto_fence {
+  uint64_t volume;
+  uint64_t epoch;
+};
+
+/* SERVER_HEARTBEAT reply.  Wire: a segment list (segments the server must
+ * delete: their volumes were deleted; deleting an unknown segment
+ * succeeds), then nfences u32 and nfences fences.  The MDS sends every
+ * volume's fence in the first heartbeat reply after a registration, and
+ * later ones as they are made.
+ */
+struct proto_heartbeat_reply {
+  uint32_t n;
+  uint64_t *segments;
+  uint32_t nfences;
+  struct proto_fence *fences;
+};
+
+/* SERVER_DRAIN, SERVER_REMOVE.  Wire: server u32.  Empty reply.
+ * SERVER_REMOVE fails with PROTO_EBUSY while the server still holds
+ * replicas (drain it, or wait until it is out and repaired).
+ */
+struct proto_server_request {
+  uint32_t server;
 };
 
 /* One server in SERVER_LIST.  Wire: id u32, state u32, uuid[16],
@@ -280,8 +326,14 @@ struct proto_open_reply {
   uint32_t lease_ms; /* renew well within this */
 };
 
-/* VOL_CLOSE, LEASE_RENEW.  Wire: volume u64, epoch u64.  Reply empty;
- * LEASE_RENEW fails with PROTO_ESTALE if the lease was lost.
+/* VOL_CLOSE, LEASE_RENEW, EPOCH_NEXT, EPOCH_CLEAN.  Wire: volume u64,
+ * epoch u64.  LEASE_RENEW fails with PROTO_ESTALE if the lease was lost.
+ * EPOCH_NEXT (the writer rotates epochs): EPOCH is the writer's current
+ * epoch; the reply is a proto_lease with the new epoch, which the lease
+ * now carries (the old epoch stays dirty).  EPOCH_CLEAN: every write of
+ * every epoch up to EPOCH is durable on every ok replica; the MDS records
+ * it, so a resync after a crash covers only later epochs.  Other replies
+ * are empty.
  */
 struct proto_lease {
   uint64_t volume;
@@ -305,12 +357,13 @@ struct proto_replica {
   uint8_t state; /* PROTO_REPLICA_* */
 };
 
-/* One map entry.  Wire: index u64, segment u64, nreplicas u8, reserved
+/* One map entry.  Wire: index u64, segment u64, gen u64, nreplicas u8, reserved
  * u8[3] (zero), then nreplicas times (server u32, state u8, reserved u8[3]).
  */
 struct proto_map_entry {
   uint64_t index;
   uint64_t segment;
+  uint64_t gen;      /* replica-set generation, see SEG_SET_GEN */
   uint8_t nreplicas; /* 1..PROTO_REPLICAS_MAX */
   struct proto_replica replicas[PROTO_REPLICAS_MAX];
 };
@@ -333,8 +386,11 @@ struct proto_replica_failed {
   uint32_t server;
 };
 
-/* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (32 bytes): segment
- * u64, volume u64, epoch u64, offset u32, length u32.  SEG_WRITE's payload
+/* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (40 bytes): segment
+ * u64, volume u64, epoch u64, gen u64, offset u32, length u32.  A write or
+ * trim whose EPOCH is older than the volume's fence fails with
+ * PROTO_ESTALE; one whose GEN is older than the segment's generation on
+ * that server fails with PROTO_ESTALEMAP (reads ignore both).  SEG_WRITE's payload
  * is this head followed by exactly LENGTH data bytes; SEG_READ's reply
  * payload is exactly LENGTH data bytes.  OFFSET + LENGTH must not exceed
  * the segment size, LENGTH must not exceed PROTO_MAX_DATA.
@@ -343,14 +399,93 @@ struct proto_seg_io {
   uint64_t segment;
   uint64_t volume;
   uint64_t epoch;
+  uint64_t gen;
   uint32_t offset;
   uint32_t length;
 };
-#define PROTO_SEG_IO_SIZE 32
+#define PROTO_SEG_IO_SIZE 40
 
 /* SEG_DELETE request: a segment list (n u32, segments[n] u64).  SEG_FLUSH:
- * empty both ways.
+ * empty both ways.  SEG_FENCE: a proto_fence (kept durably, only ever
+ * raised); empty reply.
  */
+
+/* SEG_SET_GEN.  Wire: segment u64, volume u64, gen u64.  The server
+ * records durably that the segment's replica set is at generation GEN
+ * (only ever raised; creating the segment, empty, if it has none) and
+ * from then on refuses writes and trims with an older gen (ESTALEMAP).
+ * The MDS sets it on every ok replica before it starts copying a segment
+ * to a new replica, so that no writer can miss the new replica.
+ */
+struct proto_set_gen {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t gen;
+};
+
+/* SEG_PULL (MDS to the target server).  Wire: segment u64, volume u64,
+ * epoch u64, gen u64, mode u32, reserved u32 (zero), bandwidth u64,
+ * source (string).  The target copies the segment from the storage
+ * server at SOURCE: PROTO_PULL_FULL copies everything, PROTO_PULL_DIFF
+ * compares SEG_HASH blocks and copies only those that differ.  Client
+ * writes that reach the target during the copy are never overwritten by
+ * copy data (a dirty range set per segment).  BANDWIDTH caps the copy in
+ * bytes/s (0: no cap).  The reply (empty) comes when the copy is durable;
+ * its status is the copy's result.
+ */
+#define PROTO_PULL_FULL 0
+#define PROTO_PULL_DIFF 1
+struct proto_pull {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t epoch; /* recorded as the segment's last epoch on the target */
+  uint64_t gen;   /* the segment's generation on the target */
+  uint32_t mode;
+  uint64_t bandwidth;
+  char source[PROTO_ADDR_MAX + 1];
+};
+
+/* SEG_HASH.  Wire: segment u64, offset u32, length u32, block u32.
+ * BLOCK is 4 KiB .. 4 MiB, a power of two; OFFSET a multiple of BLOCK;
+ * OFFSET + LENGTH within the segment.  Reply: a proto_hash: epoch u64
+ * (the segment's last epoch, 0 if the server has no such segment), n u32,
+ * crc[n] u32: the CRC-32C of each BLOCK of the range (the last one may be
+ * short); a segment the server does not have hashes as zeros.
+ */
+struct proto_hash_request {
+  uint64_t segment;
+  uint32_t offset;
+  uint32_t length;
+  uint32_t block;
+};
+struct proto_hash {
+  uint64_t epoch;
+  uint32_t n;
+  uint32_t *crcs;
+};
+
+/* SEG_LIST.  Wire: volume u64, min_epoch u64, start_after u64, max u32.
+ * Reply: a segment list, in ascending id order, of VOLUME's segments on
+ * this server with id > START_AFTER whose last epoch >= MIN_EPOCH, at
+ * most MAX (<= PROTO_LIST_MAX) of them.  Used to resync after a writer
+ * crash.
+ */
+struct proto_seg_list_request {
+  uint64_t volume;
+  uint64_t min_epoch;
+  uint64_t start_after;
+  uint32_t max;
+};
+
+/* SEG_RESYNC (to the MDS).  Wire: volume u64, segment u64, source u32.
+ * The MDS makes every other replica of SEGMENT equal to SOURCE's copy
+ * (SEG_PULL in PROTO_PULL_DIFF mode) and replies (empty) when done.
+ */
+struct proto_resync {
+  uint64_t volume;
+  uint64_t segment;
+  uint32_t source;
+};
 
 /* ---- Functions (common/proto/ in libcommon.la) ---- */
 
@@ -420,6 +555,37 @@ extern void proto_encode_heartbeat (const struct proto_heartbeat *,
 extern int proto_decode_heartbeat (const void *, size_t,
                                    struct proto_heartbeat *);
 extern void proto_heartbeat_free (struct proto_heartbeat *);
+extern void proto_encode_heartbeat_reply (
+  const struct proto_heartbeat_reply *, struct proto_wbuf *);
+extern int proto_decode_heartbeat_reply (const void *, size_t,
+                                         struct proto_heartbeat_reply *);
+extern void proto_heartbeat_reply_free (struct proto_heartbeat_reply *);
+extern void proto_encode_fence (const struct proto_fence *,
+                                struct proto_wbuf *);
+extern int proto_decode_fence (const void *, size_t, struct proto_fence *);
+extern void proto_encode_server_request (const struct proto_server_request *,
+                                         struct proto_wbuf *);
+extern int proto_decode_server_request (const void *, size_t,
+                                        struct proto_server_request *);
+extern void proto_encode_set_gen (const struct proto_set_gen *,
+                                  struct proto_wbuf *);
+extern int proto_decode_set_gen (const void *, size_t, struct proto_set_gen *);
+extern void proto_encode_pull (const struct proto_pull *, struct proto_wbuf *);
+extern int proto_decode_pull (const void *, size_t, struct proto_pull *);
+extern void proto_encode_hash_request (const struct proto_hash_request *,
+                                       struct proto_wbuf *);
+extern int proto_decode_hash_request (const void *, size_t,
+                                      struct proto_hash_request *);
+extern void proto_encode_hash (const struct proto_hash *, struct proto_wbuf *);
+extern int proto_decode_hash (const void *, size_t, struct proto_hash *);
+extern void proto_hash_free (struct proto_hash *);
+extern void proto_encode_seg_list_request (
+  const struct proto_seg_list_request *, struct proto_wbuf *);
+extern int proto_decode_seg_list_request (const void *, size_t,
+                                          struct proto_seg_list_request *);
+extern void proto_encode_resync (const struct proto_resync *,
+                                 struct proto_wbuf *);
+extern int proto_decode_resync (const void *, size_t, struct proto_resync *);
 extern void proto_encode_segment_list (const struct proto_segment_list *,
                                        struct proto_wbuf *);
 extern int proto_decode_segment_list (const void *, size_t,

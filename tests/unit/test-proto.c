@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "crc32c.h"
 #include "frame.h"
 #include "full-rw.h"
 #include "protocol.h"
@@ -262,7 +263,7 @@ END_TEST
 START_TEST (test_map)
 {
   struct proto_map_entry e[2] = {
-    { .index = 5, .segment = 100, .nreplicas = 2,
+    { .index = 5, .segment = 100, .gen = 77, .nreplicas = 2,
       .replicas = { { 1, PROTO_REPLICA_OK }, { 2, PROTO_REPLICA_STALE } } },
     { .index = 9, .segment = 101, .nreplicas = 1,
       .replicas = { { 3, PROTO_REPLICA_SYNCING } } },
@@ -271,24 +272,25 @@ START_TEST (test_map)
   struct proto_wbuf wb = { 0 };
 
   proto_encode_map (&in, &wb);
-  ck_assert_uint_eq (wb.len, 4 + 20 + 16 + 20 + 8);
+  ck_assert_uint_eq (wb.len, 4 + 28 + 16 + 28 + 8);
   ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), 0);
   ck_assert_uint_eq (out.n, 2);
   ck_assert_uint_eq (out.entries[0].replicas[1].server, 2);
   ck_assert_uint_eq (out.entries[0].replicas[1].state, PROTO_REPLICA_STALE);
   ck_assert_uint_eq (out.entries[1].index, 9);
+  ck_assert_uint_eq (out.entries[0].gen, 77);
   proto_map_free (&out);
 
   /* nreplicas 0, nreplicas too large, bad state, out of order. */
-  wb.data[4 + 16] = 0;
+  wb.data[4 + 24] = 0;
   ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
-  wb.data[4 + 16] = PROTO_REPLICAS_MAX + 1;
+  wb.data[4 + 24] = PROTO_REPLICAS_MAX + 1;
   ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
-  wb.data[4 + 16] = 2;
-  wb.data[4 + 20 + 4] = 9;
+  wb.data[4 + 24] = 2;
+  wb.data[4 + 28 + 4] = 9;
   ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
-  wb.data[4 + 20 + 4] = PROTO_REPLICA_OK;
-  wb.data[4 + 36 + 7] = 5;
+  wb.data[4 + 28 + 4] = PROTO_REPLICA_OK;
+  wb.data[4 + 44 + 7] = 5;
   ck_assert_int_eq (proto_decode_map (wb.data, wb.len, &out), -EBADMSG);
   ck_assert_ptr_null (out.entries);
   proto_wbuf_free (&wb);
@@ -350,7 +352,8 @@ START_TEST (test_small_fixed)
                                 .segment_size = 65536, .lease_ms = 15000 },
     o2;
   struct proto_status_info s = { .segment_size = 1, .servers = 3,
-                                 .used = 99 }, s2;
+                                 .used = 99, .degraded = 5,
+                                 .resyncing = 2 }, s2;
   struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 },
     r2;
   struct proto_wbuf wb = { 0 };
@@ -372,6 +375,8 @@ START_TEST (test_small_fixed)
   proto_encode_status_info (&s, &wb);
   ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), 0);
   ck_assert_uint_eq (s2.used, 99);
+  ck_assert_uint_eq (s2.degraded, 5);
+  ck_assert_uint_eq (s2.resyncing, 2);
   proto_wbuf_free (&wb);
   proto_encode_register_reply (&r, &wb);
   ck_assert_int_eq (proto_decode_register_reply (wb.data, wb.len, &r2), 0);
@@ -383,16 +388,137 @@ END_TEST
 START_TEST (test_seg_io)
 {
   struct proto_seg_io in = { .segment = 1, .volume = 2, .epoch = 3,
-                             .offset = 4, .length = 5 }, out;
+                             .gen = 6, .offset = 4, .length = 5 }, out;
   uint8_t buf[PROTO_SEG_IO_SIZE];
 
   proto_encode_seg_io (&in, buf);
   ck_assert_int_eq (buf[7], 1);
-  ck_assert_int_eq (buf[31], 5);
+  ck_assert_int_eq (buf[31], 6);
+  ck_assert_int_eq (buf[39], 5);
   ck_assert_int_eq (proto_decode_seg_io (buf, sizeof buf, &out), 0);
   ck_assert_uint_eq (out.length, 5);
   ck_assert_uint_eq (out.offset, 4);
+  ck_assert_uint_eq (out.gen, 6);
   ck_assert_int_eq (proto_decode_seg_io (buf, sizeof buf - 1, &out), -EBADMSG);
+}
+END_TEST
+
+
+START_TEST (test_heartbeat_reply)
+{
+  uint64_t segs[2] = { 10, 11 };
+  struct proto_fence f[3] = { { 1, 5 }, { 2, 6 }, { 3, 7 } };
+  struct proto_heartbeat_reply in = { .n = 2, .segments = segs,
+                                      .nfences = 3, .fences = f }, out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_heartbeat_reply (&in, &wb);
+  ck_assert_uint_eq (wb.len, 4 + 16 + 4 + 48);
+  ck_assert_int_eq (proto_decode_heartbeat_reply (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 2);
+  ck_assert_uint_eq (out.nfences, 3);
+  ck_assert_uint_eq (out.fences[2].epoch, 7);
+  proto_heartbeat_reply_free (&out);
+  /* A fence count beyond the payload. */
+  wb.data[4 + 16] = 0x10;
+  ck_assert_int_eq (proto_decode_heartbeat_reply (wb.data, wb.len, &out),
+                    -EBADMSG);
+  ck_assert_ptr_null (out.fences);
+  ck_assert_ptr_null (out.segments);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_repair_messages)
+{
+  struct proto_pull pin = { .segment = 1, .volume = 2, .epoch = 3, .gen = 4,
+                            .mode = PROTO_PULL_DIFF, .bandwidth = 1 << 20,
+                            .source = "unix:/tmp/ss1.sock" }, pout;
+  struct proto_hash_request hin = { .segment = 9, .offset = 8192,
+                                    .length = 65536, .block = 4096 }, hout;
+  uint32_t crcs[3] = { 1, 2, 0xffffffffu };
+  struct proto_hash hash = { .epoch = 12, .n = 3, .crcs = crcs }, hash2;
+  struct proto_set_gen g = { 1, 2, 3 }, g2;
+  struct proto_seg_list_request l = { 1, 2, 3, 100 }, l2;
+  struct proto_resync rs = { 1, 2, 3 }, rs2;
+  struct proto_server_request sr = { 42 }, sr2;
+  struct proto_fence fe = { 7, 8 }, fe2;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_pull (&pin, &wb);
+  ck_assert_int_eq (proto_decode_pull (wb.data, wb.len, &pout), 0);
+  ck_assert_str_eq (pout.source, "unix:/tmp/ss1.sock");
+  ck_assert_uint_eq (pout.bandwidth, 1 << 20);
+  wb.data[35] = 7; /* unknown mode */
+  ck_assert_int_eq (proto_decode_pull (wb.data, wb.len, &pout), -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  proto_encode_hash_request (&hin, &wb);
+  ck_assert_int_eq (proto_decode_hash_request (wb.data, wb.len, &hout), 0);
+  ck_assert_uint_eq (hout.offset, 8192);
+  proto_wbuf_free (&wb);
+  hin.block = 3000;
+  proto_encode_hash_request (&hin, &wb);
+  ck_assert_int_eq (proto_decode_hash_request (wb.data, wb.len, &hout),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  hin.block = 4096;
+  hin.offset = 100;
+  proto_encode_hash_request (&hin, &wb);
+  ck_assert_int_eq (proto_decode_hash_request (wb.data, wb.len, &hout),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  proto_encode_hash (&hash, &wb);
+  ck_assert_int_eq (proto_decode_hash (wb.data, wb.len, &hash2), 0);
+  ck_assert_uint_eq (hash2.n, 3);
+  ck_assert_uint_eq (hash2.crcs[2], 0xffffffffu);
+  ck_assert_uint_eq (hash2.epoch, 12);
+  proto_hash_free (&hash2);
+  ck_assert_int_eq (proto_decode_hash (wb.data, wb.len - 2, &hash2), -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  proto_encode_set_gen (&g, &wb);
+  ck_assert_int_eq (proto_decode_set_gen (wb.data, wb.len, &g2), 0);
+  ck_assert_uint_eq (g2.gen, 3);
+  proto_wbuf_free (&wb);
+  proto_encode_seg_list_request (&l, &wb);
+  ck_assert_int_eq (proto_decode_seg_list_request (wb.data, wb.len, &l2), 0);
+  ck_assert_uint_eq (l2.max, 100);
+  proto_wbuf_free (&wb);
+  l.max = 0;
+  proto_encode_seg_list_request (&l, &wb);
+  ck_assert_int_eq (proto_decode_seg_list_request (wb.data, wb.len, &l2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  proto_encode_resync (&rs, &wb);
+  ck_assert_int_eq (proto_decode_resync (wb.data, wb.len, &rs2), 0);
+  ck_assert_uint_eq (rs2.source, 3);
+  proto_wbuf_free (&wb);
+  proto_encode_server_request (&sr, &wb);
+  ck_assert_int_eq (proto_decode_server_request (wb.data, wb.len, &sr2), 0);
+  ck_assert_uint_eq (sr2.server, 42);
+  ck_assert_int_eq (proto_decode_server_request (wb.data, 3, &sr2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  proto_encode_fence (&fe, &wb);
+  ck_assert_int_eq (proto_decode_fence (wb.data, wb.len, &fe2), 0);
+  ck_assert_uint_eq (fe2.epoch, 8);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+START_TEST (test_crc32c)
+{
+  static uint8_t zeros[4096];
+  uint32_t c;
+
+  ck_assert_uint_eq (crc32c (0, "123456789", 9), 0xe3069283u);
+  ck_assert_uint_eq (crc32c (0, "", 0), 0);
+  /* Chaining equals one call, whatever the split. */
+  c = crc32c (0, "1234", 4);
+  ck_assert_uint_eq (crc32c (c, "56789", 5), 0xe3069283u);
+  /* RFC 3720 B.4: 32 bytes of zeros. */
+  ck_assert_uint_eq (crc32c (0, zeros, 32), 0x8a9136aau);
 }
 END_TEST
 
@@ -421,6 +547,9 @@ START_TEST (test_random_garbage)
     static struct proto_open_reply orp;
     struct proto_map m;
     struct proto_map_request mr;
+    struct proto_heartbeat_reply hr;
+    struct proto_hash hs;
+    static struct proto_pull pl;
 
     len = random () % sizeof buf;
     for (j = 0; j < len; ++j)
@@ -442,6 +571,11 @@ START_TEST (test_random_garbage)
     if (proto_decode_map (buf, len, &m) == 0)
       proto_map_free (&m);
     proto_decode_map_request (buf, len, &mr);
+    if (proto_decode_heartbeat_reply (buf, len, &hr) == 0)
+      proto_heartbeat_reply_free (&hr);
+    if (proto_decode_hash (buf, len, &hs) == 0)
+      proto_hash_free (&hs);
+    proto_decode_pull (buf, len, &pl);
   }
 }
 END_TEST
@@ -554,6 +688,9 @@ proto_suite (void)
   tcase_add_test (tc, test_heartbeat_segments);
   tcase_add_test (tc, test_small_fixed);
   tcase_add_test (tc, test_seg_io);
+  tcase_add_test (tc, test_heartbeat_reply);
+  tcase_add_test (tc, test_repair_messages);
+  tcase_add_test (tc, test_crc32c);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("malformed");
