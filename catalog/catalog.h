@@ -84,6 +84,7 @@ struct catalog_volume {
   uint32_t replicas;
   uint32_t flags;     /* CATALOG_VOL_* */
   uint64_t epoch;     /* current writer epoch (0: never opened) */
+  uint64_t clean_epoch; /* every epoch <= this one is clean on all replicas */
   uint64_t segments;  /* allocated segments (map entries) */
 };
 
@@ -94,6 +95,9 @@ struct catalog_replica {
 
 struct catalog_segment {
   uint64_t id; /* >= 1, never reused */
+  uint64_t volume; /* the volume that allocated it */
+  uint64_t gen;    /* replica-set generation: 1 at allocation, +1 on every
+                      change of the replica list or of a replica's state */
   uint32_t refcount;
   uint32_t nreplicas;
   struct catalog_replica replicas[CATALOG_REPLICAS_MAX];
@@ -143,6 +147,17 @@ extern int catalog_server_set_state (catalog *cat, uint32_t id,
 /* Number of replicas placed on server ID (from server_segments). */
 extern int catalog_server_count_segments (catalog *cat, uint32_t id,
                                           uint64_t *count);
+/* Ids of the segments with a replica on server ID, > START_AFTER, in
+ * order, at most MAX: *OUT malloc'd (caller frees; NULL when *N is 0).
+ */
+extern int catalog_server_segments (catalog *cat, uint32_t id,
+                                    uint64_t start_after, size_t max,
+                                    uint64_t **out, size_t *n);
+/* Forget server ID (its record, its uuid, its garbage): -EBUSY while it
+ * still holds replicas (server_segments).  Its id is never reused; the
+ * same store registering again gets a new id.
+ */
+extern int catalog_server_remove (catalog *cat, uint32_t id);
 
 /* Create a volume.  NAME: 1..CATALOG_NAME_MAX bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-' (-EINVAL); SIZE > 0 and a multiple of 512
@@ -175,7 +190,20 @@ extern int catalog_volume_delete (catalog *cat, uint64_t id);
  */
 extern int catalog_volume_begin_epoch (catalog *cat, uint64_t id,
                                        struct catalog_volume *out);
-/* A writer closed cleanly: if EPOCH is the current epoch set CLEAN, else
+/* The writer rotates epochs: if CURRENT is the current epoch, epoch =
+ * epoch + 1 (CLEAN stays cleared), else -ESTALE.  *OUT (may be NULL)
+ * receives the updated record.
+ */
+extern int catalog_volume_next_epoch (catalog *cat, uint64_t id,
+                                      uint64_t current,
+                                      struct catalog_volume *out);
+/* Every epoch up to EPOCH is clean: clean_epoch = max (clean_epoch,
+ * EPOCH).  -EINVAL if EPOCH is above the current epoch.
+ */
+extern int catalog_volume_set_clean_epoch (catalog *cat, uint64_t id,
+                                           uint64_t epoch);
+/* A writer closed cleanly, or a resync made the volume consistent: if
+ * EPOCH is the current epoch set CLEAN and clean_epoch = EPOCH, else
  * -ESTALE.
  */
 extern int catalog_volume_mark_clean (catalog *cat, uint64_t id,
@@ -206,9 +234,33 @@ extern int catalog_map_alloc (catalog *cat, uint64_t volume,
 /* Read one segment. */
 extern int catalog_segment_get (catalog *cat, uint64_t id,
                                 struct catalog_segment *out);
-/* Set the state of SERVER's replica of segment ID.  -ENOENT if the
- * segment has no replica on SERVER; -EINVAL for an unknown state.
+/* Segments with id > START_AFTER in id order, at most MAX: *OUT malloc'd
+ * (caller frees; NULL when *N is 0).  Pages through every segment for the
+ * repair scheduler.
+ */
+extern int catalog_segment_list (catalog *cat, uint64_t start_after,
+                                 size_t max, struct catalog_segment **out,
+                                 size_t *n);
+/* Add a replica on SERVER to segment ID in STATE (usually SYNCING),
+ * listing it in server_segments; gen + 1.  -EEXIST if SERVER already holds
+ * a replica, -EINVAL if the segment has CATALOG_REPLICAS_MAX replicas or
+ * STATE is unknown, -ENOENT if the segment or the server does not exist.
  * *OUT (may be NULL) receives the updated segment.
+ */
+extern int catalog_segment_add_replica (catalog *cat, uint64_t id,
+                                        uint32_t server, uint8_t state,
+                                        struct catalog_segment *out);
+/* Remove SERVER's replica of segment ID: it leaves server_segments and is
+ * queued in garbage for SERVER; gen + 1.  -ENOENT if there is no such
+ * replica, -EBUSY if it is the segment's last one.  *OUT (may be NULL)
+ * receives the updated segment.
+ */
+extern int catalog_segment_remove_replica (catalog *cat, uint64_t id,
+                                           uint32_t server,
+                                           struct catalog_segment *out);
+/* Set the state of SERVER's replica of segment ID; gen + 1 if the state
+ * changes.  -ENOENT if the segment has no replica on SERVER; -EINVAL for
+ * an unknown state.  *OUT (may be NULL) receives the updated segment.
  */
 extern int catalog_replica_set_state (catalog *cat, uint64_t id,
                                       uint32_t server, uint8_t state,
