@@ -23,20 +23,25 @@ proto_send_frame (int fd, uint8_t opcode, uint16_t flags, uint32_t status,
                   uint64_t tag, const void *payload, uint32_t len)
 {
   struct proto_header hdr = {
-    .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode,
-    .flags = flags, .status = status, .length = len, .tag = tag,
+    .magic = PROTO_MAGIC,
+    .version = PROTO_VERSION,
+    .opcode = opcode,
+    .flags = flags,
+    .status = status,
+    .length = len,
+    .tag = tag,
   };
   uint8_t buf[PROTO_HEADER_SIZE];
   struct iovec iov[2];
   int iovcnt = 1;
-  size_t total = PROTO_HEADER_SIZE + (size_t) len;
+  size_t total = PROTO_HEADER_SIZE + (size_t)len;
   ssize_t r;
 
   proto_header_encode (&hdr, buf);
   iov[0].iov_base = buf;
   iov[0].iov_len = PROTO_HEADER_SIZE;
   if (len > 0) {
-    iov[1].iov_base = (void *) payload;
+    iov[1].iov_base = (void *)payload;
     iov[1].iov_len = len;
     iovcnt = 2;
   }
@@ -46,16 +51,16 @@ proto_send_frame (int fd, uint8_t opcode, uint16_t flags, uint32_t status,
   while (r == -1 && errno == EINTR);
   if (r == -1)
     return -errno;
-  if ((size_t) r == total)
+  if ((size_t)r == total)
     return 0;
-  if ((size_t) r < PROTO_HEADER_SIZE) {
+  if ((size_t)r < PROTO_HEADER_SIZE) {
     int e = full_write (fd, buf + r, PROTO_HEADER_SIZE - r);
 
     if (e < 0)
       return e;
     r = PROTO_HEADER_SIZE;
   }
-  return full_write (fd, (const uint8_t *) payload + (r - PROTO_HEADER_SIZE),
+  return full_write (fd, (const uint8_t *)payload + (r - PROTO_HEADER_SIZE),
                      total - r);
 }
 
@@ -156,8 +161,8 @@ proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
     r = wb.err;
     goto err_client;
   }
-  r = proto_client_call (c, PROTO_OP_HELLO, 0, wb.data, wb.len, &payload,
-                         &len, NULL, 0);
+  r = proto_client_call (c, PROTO_OP_HELLO, 0, wb.data, wb.len, &payload, &len,
+                         NULL, 0);
   if (r < 0)
     goto err_client;
   r = proto_decode_hello (payload, len, &reply);
@@ -173,11 +178,11 @@ proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
   *out = c;
   return 0;
 
- err_client:
+err_client:
   proto_wbuf_free (&wb);
   proto_client_close (c);
   return r;
- err_fd:
+err_fd:
   close (fd);
   return r;
 }
@@ -249,8 +254,8 @@ proto_client_call (struct proto_client *c, uint8_t opcode, uint16_t flags,
       r = -ETIMEDOUT;
     goto broken;
   }
-  if (!(hdr.flags & PROTO_FLAG_REPLY) || hdr.tag != tag
-      || hdr.opcode != opcode) {
+  if (!(hdr.flags & PROTO_FLAG_REPLY) || hdr.tag != tag ||
+      hdr.opcode != opcode) {
     free (p);
     r = -EBADMSG;
     goto broken;
@@ -264,7 +269,7 @@ proto_client_call (struct proto_client *c, uint8_t opcode, uint16_t flags,
   *reply_len = hdr.length;
   return 0;
 
- broken:
+broken:
   c->broken = 1;
   return r;
 }

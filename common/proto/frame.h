@@ -18,15 +18,15 @@
  * that share an fd hold a lock around it.
  */
 extern int proto_send_frame (int fd, uint8_t opcode, uint16_t flags,
-                             uint32_t status, uint64_t tag,
-                             const void *payload, uint32_t len);
+                             uint32_t status, uint64_t tag, const void *payload,
+                             uint32_t len);
 
 /* Send a failed reply with status STATUS and message FMT (truncated to
  * PROTO_ERRMSG_MAX).  Returns 0 or -errno.
  */
 extern int proto_send_error (int fd, uint8_t opcode, uint64_t tag,
                              uint32_t status, const char *fmt, ...)
-  __attribute__ ((format (printf, 5, 6)));
+    __attribute__ ((format (printf, 5, 6)));
 
 /* Receive one frame: validates the header (proto_header_decode with
  * proto_max_payload of its opcode, and at most MAX_PAYLOAD), then reads
@@ -67,9 +67,8 @@ extern const char *proto_client_address (const struct proto_client *c);
  * the connection is broken: every later call fails with -ENOTCONN.
  */
 extern int proto_client_call (struct proto_client *c, uint8_t opcode,
-                              uint16_t flags, const void *payload,
-                              uint32_t len, void **reply,
-                              uint32_t *reply_len, char *errmsg,
+                              uint16_t flags, const void *payload, uint32_t len,
+                              void **reply, uint32_t *reply_len, char *errmsg,
                               size_t errlen);
 
 /* True once a transport error has broken the connection. */

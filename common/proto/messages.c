@@ -31,10 +31,42 @@ count_fits (struct proto_rbuf *rb, uint32_t n, size_t min, uint32_t max)
 {
   if (rb->err)
     return rb->err;
-  if (n > max || (uint64_t) n * min > proto_rbuf_left (rb)) {
+  if (n > max || (uint64_t)n * min > proto_rbuf_left (rb)) {
     rb->err = -EBADMSG;
     return -EBADMSG;
   }
+  return 0;
+}
+
+/* Decode a u32 count and that many elements of ELEMSIZE bytes in memory
+ * (at least MIN on the wire, at most MAX of them) with GET into a calloc'd
+ * array.  GET returns 0 or -EBADMSG.  On any error nothing is left
+ * allocated; the caller's *OUT and *N are set only on success.
+ */
+static int
+get_list (struct proto_rbuf *rb, size_t min, uint32_t max, size_t elemsize,
+          int (*get) (struct proto_rbuf *rb, void *elem, void *prev),
+          void **out, uint32_t *n)
+{
+  uint32_t i, count;
+  uint8_t *a = NULL;
+
+  *out = NULL;
+  *n = 0;
+  count = proto_get_u32 (rb);
+  if (count_fits (rb, count, min, max) < 0)
+    return -EBADMSG;
+  if (count > 0 && (a = calloc (count, elemsize)) == NULL)
+    return -ENOMEM;
+  for (i = 0; i < count; ++i) {
+    if (get (rb, a + i * elemsize, i ? a + (i - 1) * elemsize : NULL) < 0 ||
+        rb->err) {
+      free (a);
+      return -EBADMSG;
+    }
+  }
+  *out = a;
+  *n = count;
   return 0;
 }
 
@@ -46,8 +78,9 @@ proto_encode_hello (const struct proto_hello *m, struct proto_wbuf *wb)
   proto_put_bytes (wb, m->uuid, 16);
   proto_put_u16 (wb, m->auth_len);
   proto_put_u16 (wb, 0);
-  proto_put_bytes (wb, m->auth, m->auth_len <= PROTO_AUTH_MAX
-                                    ? m->auth_len : PROTO_AUTH_MAX);
+  proto_put_bytes (wb, m->auth,
+                   m->auth_len <= PROTO_AUTH_MAX ? m->auth_len
+                                                 : PROTO_AUTH_MAX);
 }
 
 int
@@ -192,8 +225,7 @@ get_segments (struct proto_rbuf *rb, uint32_t *n, uint64_t **segments)
 }
 
 void
-proto_encode_heartbeat (const struct proto_heartbeat *m,
-                        struct proto_wbuf *wb)
+proto_encode_heartbeat (const struct proto_heartbeat *m, struct proto_wbuf *wb)
 {
   proto_put_u32 (wb, m->server_id);
   proto_put_u64 (wb, m->capacity);
@@ -272,9 +304,11 @@ put_server_info (struct proto_wbuf *wb, const struct proto_server_info *s)
   proto_put_str (wb, s->zone, PROTO_ZONE_MAX);
 }
 
-static void
-get_server_info (struct proto_rbuf *rb, struct proto_server_info *s)
+static int
+get_server_info (struct proto_rbuf *rb, void *elem, void *prev)
 {
+  struct proto_server_info *s = elem;
+
   s->id = proto_get_u32 (rb);
   s->state = proto_get_u32 (rb);
   proto_get_bytes (rb, s->uuid, 16);
@@ -283,6 +317,7 @@ get_server_info (struct proto_rbuf *rb, struct proto_server_info *s)
   s->segments = proto_get_u64 (rb);
   proto_get_str (rb, s->address, PROTO_ADDR_MAX);
   proto_get_str (rb, s->zone, PROTO_ZONE_MAX);
+  return rb->err;
 }
 
 void
@@ -301,27 +336,16 @@ proto_decode_server_list (const void *p, size_t len,
                           struct proto_server_list *m)
 {
   struct proto_rbuf rb;
-  uint32_t i, n;
+  int r;
 
-  m->n = 0;
-  m->servers = NULL;
   proto_rbuf_init (&rb, p, len);
-  n = proto_get_u32 (&rb);
-  if (count_fits (&rb, n, SERVER_INFO_MIN, PROTO_LIST_MAX) < 0)
-    return -EBADMSG;
-  if (n > 0) {
-    m->servers = calloc (n, sizeof *m->servers);
-    if (m->servers == NULL)
-      return -ENOMEM;
-  }
-  for (i = 0; i < n; ++i)
-    get_server_info (&rb, &m->servers[i]);
-  m->n = n;
-  if (proto_rbuf_finish (&rb) < 0) {
+  r = get_list (&rb, SERVER_INFO_MIN, PROTO_LIST_MAX, sizeof *m->servers,
+                get_server_info, (void **)&m->servers, &m->n);
+  if (r == 0 && proto_rbuf_finish (&rb) < 0) {
     proto_server_list_free (m);
-    return -EBADMSG;
+    r = -EBADMSG;
   }
-  return 0;
+  return r;
 }
 
 void
@@ -344,9 +368,11 @@ put_volume_info (struct proto_wbuf *wb, const struct proto_volume_info *v)
   proto_put_str (wb, v->name, PROTO_NAME_MAX);
 }
 
-static void
-get_volume_info (struct proto_rbuf *rb, struct proto_volume_info *v)
+static int
+get_volume_info (struct proto_rbuf *rb, void *elem, void *prev)
 {
+  struct proto_volume_info *v = elem;
+
   v->id = proto_get_u64 (rb);
   v->size = proto_get_u64 (rb);
   v->replicas = proto_get_u32 (rb);
@@ -354,6 +380,7 @@ get_volume_info (struct proto_rbuf *rb, struct proto_volume_info *v)
   v->epoch = proto_get_u64 (rb);
   v->segments = proto_get_u64 (rb);
   proto_get_str (rb, v->name, PROTO_NAME_MAX);
+  return rb->err;
 }
 
 void
@@ -370,7 +397,7 @@ proto_decode_volume_info (const void *p, size_t len,
   struct proto_rbuf rb;
 
   proto_rbuf_init (&rb, p, len);
-  get_volume_info (&rb, m);
+  get_volume_info (&rb, m, NULL);
   return proto_rbuf_finish (&rb);
 }
 
@@ -390,27 +417,16 @@ proto_decode_volume_list (const void *p, size_t len,
                           struct proto_volume_list *m)
 {
   struct proto_rbuf rb;
-  uint32_t i, n;
+  int r;
 
-  m->n = 0;
-  m->volumes = NULL;
   proto_rbuf_init (&rb, p, len);
-  n = proto_get_u32 (&rb);
-  if (count_fits (&rb, n, VOLUME_INFO_MIN, PROTO_LIST_MAX) < 0)
-    return -EBADMSG;
-  if (n > 0) {
-    m->volumes = calloc (n, sizeof *m->volumes);
-    if (m->volumes == NULL)
-      return -ENOMEM;
-  }
-  for (i = 0; i < n; ++i)
-    get_volume_info (&rb, &m->volumes[i]);
-  m->n = n;
-  if (proto_rbuf_finish (&rb) < 0) {
+  r = get_list (&rb, VOLUME_INFO_MIN, PROTO_LIST_MAX, sizeof *m->volumes,
+                get_volume_info, (void **)&m->volumes, &m->n);
+  if (r == 0 && proto_rbuf_finish (&rb) < 0) {
     proto_volume_list_free (m);
-    return -EBADMSG;
+    r = -EBADMSG;
   }
-  return 0;
+  return r;
 }
 
 void
@@ -455,13 +471,12 @@ proto_encode_open_reply (const struct proto_open_reply *m,
 }
 
 int
-proto_decode_open_reply (const void *p, size_t len,
-                         struct proto_open_reply *m)
+proto_decode_open_reply (const void *p, size_t len, struct proto_open_reply *m)
 {
   struct proto_rbuf rb;
 
   proto_rbuf_init (&rb, p, len);
-  get_volume_info (&rb, &m->volume);
+  get_volume_info (&rb, &m->volume, NULL);
   m->segment_size = proto_get_u32 (&rb);
   m->lease_ms = proto_get_u32 (&rb);
   return proto_rbuf_finish (&rb);
@@ -538,12 +553,13 @@ proto_encode_map (const struct proto_map *m, struct proto_wbuf *wb)
 }
 
 /* Decode one map entry; entries must come in strictly ascending index
- * order (PREV is the previous index, or -1 for the first).
+ * order (PREV is the previous entry, NULL for the first).
  */
 static int
-get_map_entry (struct proto_rbuf *rb, struct proto_map_entry *e,
-               int first, uint64_t prev)
+get_map_entry (struct proto_rbuf *rb, void *elem, void *prevp)
 {
+  struct proto_map_entry *e = elem;
+  const struct proto_map_entry *prev = prevp;
   uint32_t j;
 
   e->index = proto_get_u64 (rb);
@@ -554,7 +570,7 @@ get_map_entry (struct proto_rbuf *rb, struct proto_map_entry *e,
     return -EBADMSG;
   if (rb->err || e->nreplicas == 0 || e->nreplicas > PROTO_REPLICAS_MAX)
     return -EBADMSG;
-  if (!first && e->index <= prev)
+  if (prev && e->index <= prev->index)
     return -EBADMSG;
   for (j = 0; j < e->nreplicas; ++j) {
     e->replicas[j].server = proto_get_u32 (rb);
@@ -571,32 +587,16 @@ int
 proto_decode_map (const void *p, size_t len, struct proto_map *m)
 {
   struct proto_rbuf rb;
-  uint32_t i, n;
+  int r;
 
-  m->n = 0;
-  m->entries = NULL;
   proto_rbuf_init (&rb, p, len);
-  n = proto_get_u32 (&rb);
-  if (count_fits (&rb, n, MAP_ENTRY_MIN + REPLICA_SIZE, PROTO_MAP_MAX) < 0)
-    return -EBADMSG;
-  if (n > 0) {
-    m->entries = calloc (n, sizeof *m->entries);
-    if (m->entries == NULL)
-      return -ENOMEM;
-  }
-  m->n = n;
-  for (i = 0; i < n; ++i) {
-    if (get_map_entry (&rb, &m->entries[i], i == 0,
-                       i ? m->entries[i - 1].index : 0) < 0) {
-      proto_map_free (m);
-      return -EBADMSG;
-    }
-  }
-  if (proto_rbuf_finish (&rb) < 0) {
+  r = get_list (&rb, MAP_ENTRY_MIN + REPLICA_SIZE, PROTO_MAP_MAX,
+                sizeof *m->entries, get_map_entry, (void **)&m->entries, &m->n);
+  if (r == 0 && proto_rbuf_finish (&rb) < 0) {
     proto_map_free (m);
-    return -EBADMSG;
+    r = -EBADMSG;
   }
-  return 0;
+  return r;
 }
 
 void
@@ -810,8 +810,8 @@ proto_decode_hash_request (const void *p, size_t len,
   if (proto_rbuf_finish (&rb) < 0)
     return -EBADMSG;
   /* A power of two from 4 KiB to 4 MiB, and an aligned offset. */
-  if (m->block < 4096 || m->block > (4u << 20)
-      || (m->block & (m->block - 1)) != 0 || m->offset % m->block != 0)
+  if (m->block < 4096 || m->block > (4u << 20) ||
+      (m->block & (m->block - 1)) != 0 || m->offset % m->block != 0)
     return -EBADMSG;
   return 0;
 }

@@ -82,39 +82,72 @@ const char *
 proto_opcode_name (uint8_t opcode)
 {
   switch (opcode) {
-  case PROTO_OP_HELLO: return "HELLO";
-  case PROTO_OP_STATUS: return "STATUS";
-  case PROTO_OP_SERVER_REGISTER: return "SERVER_REGISTER";
-  case PROTO_OP_SERVER_HEARTBEAT: return "SERVER_HEARTBEAT";
-  case PROTO_OP_SERVER_LIST: return "SERVER_LIST";
-  case PROTO_OP_SERVER_DRAIN: return "SERVER_DRAIN";
-  case PROTO_OP_SERVER_REMOVE: return "SERVER_REMOVE";
-  case PROTO_OP_VOL_CREATE: return "VOL_CREATE";
-  case PROTO_OP_VOL_LIST: return "VOL_LIST";
-  case PROTO_OP_VOL_INFO: return "VOL_INFO";
-  case PROTO_OP_VOL_RESIZE: return "VOL_RESIZE";
-  case PROTO_OP_VOL_DELETE: return "VOL_DELETE";
-  case PROTO_OP_VOL_OPEN: return "VOL_OPEN";
-  case PROTO_OP_VOL_CLOSE: return "VOL_CLOSE";
-  case PROTO_OP_LEASE_RENEW: return "LEASE_RENEW";
-  case PROTO_OP_EPOCH_NEXT: return "EPOCH_NEXT";
-  case PROTO_OP_EPOCH_CLEAN: return "EPOCH_CLEAN";
-  case PROTO_OP_MAP_GET: return "MAP_GET";
-  case PROTO_OP_MAP_ALLOC: return "MAP_ALLOC";
-  case PROTO_OP_REPLICA_FAILED: return "REPLICA_FAILED";
-  case PROTO_OP_REPAIR: return "REPAIR";
-  case PROTO_OP_SEG_RESYNC: return "SEG_RESYNC";
-  case PROTO_OP_SEG_READ: return "SEG_READ";
-  case PROTO_OP_SEG_WRITE: return "SEG_WRITE";
-  case PROTO_OP_SEG_FLUSH: return "SEG_FLUSH";
-  case PROTO_OP_SEG_TRIM: return "SEG_TRIM";
-  case PROTO_OP_SEG_DELETE: return "SEG_DELETE";
-  case PROTO_OP_SEG_FENCE: return "SEG_FENCE";
-  case PROTO_OP_SEG_SET_GEN: return "SEG_SET_GEN";
-  case PROTO_OP_SEG_PULL: return "SEG_PULL";
-  case PROTO_OP_SEG_HASH: return "SEG_HASH";
-  case PROTO_OP_SEG_LIST: return "SEG_LIST";
-  default: return "unknown";
+  case PROTO_OP_HELLO:
+    return "HELLO";
+  case PROTO_OP_STATUS:
+    return "STATUS";
+  case PROTO_OP_SERVER_REGISTER:
+    return "SERVER_REGISTER";
+  case PROTO_OP_SERVER_HEARTBEAT:
+    return "SERVER_HEARTBEAT";
+  case PROTO_OP_SERVER_LIST:
+    return "SERVER_LIST";
+  case PROTO_OP_SERVER_DRAIN:
+    return "SERVER_DRAIN";
+  case PROTO_OP_SERVER_REMOVE:
+    return "SERVER_REMOVE";
+  case PROTO_OP_VOL_CREATE:
+    return "VOL_CREATE";
+  case PROTO_OP_VOL_LIST:
+    return "VOL_LIST";
+  case PROTO_OP_VOL_INFO:
+    return "VOL_INFO";
+  case PROTO_OP_VOL_RESIZE:
+    return "VOL_RESIZE";
+  case PROTO_OP_VOL_DELETE:
+    return "VOL_DELETE";
+  case PROTO_OP_VOL_OPEN:
+    return "VOL_OPEN";
+  case PROTO_OP_VOL_CLOSE:
+    return "VOL_CLOSE";
+  case PROTO_OP_LEASE_RENEW:
+    return "LEASE_RENEW";
+  case PROTO_OP_EPOCH_NEXT:
+    return "EPOCH_NEXT";
+  case PROTO_OP_EPOCH_CLEAN:
+    return "EPOCH_CLEAN";
+  case PROTO_OP_MAP_GET:
+    return "MAP_GET";
+  case PROTO_OP_MAP_ALLOC:
+    return "MAP_ALLOC";
+  case PROTO_OP_REPLICA_FAILED:
+    return "REPLICA_FAILED";
+  case PROTO_OP_REPAIR:
+    return "REPAIR";
+  case PROTO_OP_SEG_RESYNC:
+    return "SEG_RESYNC";
+  case PROTO_OP_SEG_READ:
+    return "SEG_READ";
+  case PROTO_OP_SEG_WRITE:
+    return "SEG_WRITE";
+  case PROTO_OP_SEG_FLUSH:
+    return "SEG_FLUSH";
+  case PROTO_OP_SEG_TRIM:
+    return "SEG_TRIM";
+  case PROTO_OP_SEG_DELETE:
+    return "SEG_DELETE";
+  case PROTO_OP_SEG_FENCE:
+    return "SEG_FENCE";
+  case PROTO_OP_SEG_SET_GEN:
+    return "SEG_SET_GEN";
+  case PROTO_OP_SEG_PULL:
+    return "SEG_PULL";
+  case PROTO_OP_SEG_HASH:
+    return "SEG_HASH";
+  case PROTO_OP_SEG_LIST:
+    return "SEG_LIST";
+  default:
+    return "unknown";
   }
 }
 
@@ -195,11 +228,16 @@ const char *
 proto_role_name (uint32_t role)
 {
   switch (role) {
-  case PROTO_ROLE_CLI: return "cli";
-  case PROTO_ROLE_PLUGIN: return "plugin";
-  case PROTO_ROLE_STORESRV: return "storesrv";
-  case PROTO_ROLE_MDS: return "mds";
-  default: return "unknown";
+  case PROTO_ROLE_CLI:
+    return "cli";
+  case PROTO_ROLE_PLUGIN:
+    return "plugin";
+  case PROTO_ROLE_STORESRV:
+    return "storesrv";
+  case PROTO_ROLE_MDS:
+    return "mds";
+  default:
+    return "unknown";
   }
 }
 
@@ -207,11 +245,16 @@ const char *
 proto_server_state_name (uint32_t state)
 {
   switch (state) {
-  case PROTO_SERVER_UP: return "up";
-  case PROTO_SERVER_DOWN: return "down";
-  case PROTO_SERVER_DRAINING: return "draining";
-  case PROTO_SERVER_OUT: return "out";
-  default: return "unknown";
+  case PROTO_SERVER_UP:
+    return "up";
+  case PROTO_SERVER_DOWN:
+    return "down";
+  case PROTO_SERVER_DRAINING:
+    return "draining";
+  case PROTO_SERVER_OUT:
+    return "out";
+  default:
+    return "unknown";
   }
 }
 
@@ -219,9 +262,13 @@ const char *
 proto_replica_state_name (uint32_t state)
 {
   switch (state) {
-  case PROTO_REPLICA_OK: return "ok";
-  case PROTO_REPLICA_STALE: return "stale";
-  case PROTO_REPLICA_SYNCING: return "syncing";
-  default: return "unknown";
+  case PROTO_REPLICA_OK:
+    return "ok";
+  case PROTO_REPLICA_STALE:
+    return "stale";
+  case PROTO_REPLICA_SYNCING:
+    return "syncing";
+  default:
+    return "unknown";
   }
 }

@@ -47,13 +47,13 @@
 
 /* The frame header, exactly as it is on the wire (big-endian fields). */
 struct proto_header {
-  uint32_t magic;   /* PROTO_MAGIC */
-  uint8_t version;  /* PROTO_VERSION */
-  uint8_t opcode;   /* PROTO_OP_* */
-  uint16_t flags;   /* PROTO_FLAG_* */
-  uint32_t status;  /* PROTO_OK or PROTO_E* (replies); 0 in requests */
-  uint32_t length;  /* payload bytes that follow */
-  uint64_t tag;     /* chosen by the requester, echoed in the reply */
+  uint32_t magic;  /* PROTO_MAGIC */
+  uint8_t version; /* PROTO_VERSION */
+  uint8_t opcode;  /* PROTO_OP_* */
+  uint16_t flags;  /* PROTO_FLAG_* */
+  uint32_t status; /* PROTO_OK or PROTO_E* (replies); 0 in requests */
+  uint32_t length; /* payload bytes that follow */
+  uint64_t tag;    /* chosen by the requester, echoed in the reply */
 } __attribute__ ((packed));
 #define PROTO_HEADER_SIZE 24
 
@@ -185,11 +185,11 @@ struct proto_status_info {
   uint32_t servers;
   uint32_t servers_up;
   uint32_t volumes;
-  uint64_t segments; /* allocated segments, all volumes */
-  uint64_t capacity; /* bytes, all servers */
-  uint64_t used;     /* bytes allocated to segments, all servers */
-  uint64_t degraded; /* segments with fewer ok replicas than wanted */
-  uint64_t syncing;  /* replicas being copied now */
+  uint64_t segments;  /* allocated segments, all volumes */
+  uint64_t capacity;  /* bytes, all servers */
+  uint64_t used;      /* bytes allocated to segments, all servers */
+  uint64_t degraded;  /* segments with fewer ok replicas than wanted */
+  uint64_t syncing;   /* replicas being copied now */
   uint32_t resyncing; /* volumes being resynced after a writer crash */
 };
 
@@ -198,11 +198,11 @@ struct proto_status_info {
  * A string on the wire is u16 length + bytes, no NUL.
  */
 struct proto_register {
-  uint8_t uuid[16];         /* the store's own uuid (its superblock) */
-  uint8_t cluster_uuid[16]; /* zero if the store is not formatted yet */
-  uint32_t segment_size;    /* zero if the store is not formatted yet */
-  uint64_t capacity;        /* bytes the store can hold */
-  uint64_t used;            /* bytes in use */
+  uint8_t uuid[16];                 /* the store's own uuid (its superblock) */
+  uint8_t cluster_uuid[16];         /* zero if the store is not formatted yet */
+  uint32_t segment_size;            /* zero if the store is not formatted yet */
+  uint64_t capacity;                /* bytes the store can hold */
+  uint64_t used;                    /* bytes in use */
   char address[PROTO_ADDR_MAX + 1]; /* where plugins reach it */
   char zone[PROTO_ZONE_MAX + 1];    /* failure domain, may be "" */
 };
@@ -536,7 +536,8 @@ extern int proto_status_to_errno (uint32_t status);
  * allocation is bounded by LEN, never by an unchecked count.
  */
 struct proto_wbuf;
-extern void proto_encode_hello (const struct proto_hello *, struct proto_wbuf *);
+extern void proto_encode_hello (const struct proto_hello *,
+                                struct proto_wbuf *);
 extern int proto_decode_hello (const void *, size_t, struct proto_hello *);
 extern void proto_encode_status_info (const struct proto_status_info *,
                                       struct proto_wbuf *);
@@ -555,8 +556,8 @@ extern void proto_encode_heartbeat (const struct proto_heartbeat *,
 extern int proto_decode_heartbeat (const void *, size_t,
                                    struct proto_heartbeat *);
 extern void proto_heartbeat_free (struct proto_heartbeat *);
-extern void proto_encode_heartbeat_reply (
-  const struct proto_heartbeat_reply *, struct proto_wbuf *);
+extern void proto_encode_heartbeat_reply (const struct proto_heartbeat_reply *,
+                                          struct proto_wbuf *);
 extern int proto_decode_heartbeat_reply (const void *, size_t,
                                          struct proto_heartbeat_reply *);
 extern void proto_heartbeat_reply_free (struct proto_heartbeat_reply *);
@@ -579,8 +580,9 @@ extern int proto_decode_hash_request (const void *, size_t,
 extern void proto_encode_hash (const struct proto_hash *, struct proto_wbuf *);
 extern int proto_decode_hash (const void *, size_t, struct proto_hash *);
 extern void proto_hash_free (struct proto_hash *);
-extern void proto_encode_seg_list_request (
-  const struct proto_seg_list_request *, struct proto_wbuf *);
+extern void
+proto_encode_seg_list_request (const struct proto_seg_list_request *,
+                               struct proto_wbuf *);
 extern int proto_decode_seg_list_request (const void *, size_t,
                                           struct proto_seg_list_request *);
 extern void proto_encode_resync (const struct proto_resync *,

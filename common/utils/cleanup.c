@@ -12,7 +12,7 @@
 void
 cleanup_free (void *ptr)
 {
-  free (*(void **) ptr);
+  free (*(void **)ptr);
 }
 
 void

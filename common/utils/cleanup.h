@@ -20,11 +20,11 @@ extern void cleanup_unlock (pthread_mutex_t **mutex);
 #define CLEANUP_CLOSE __attribute__ ((cleanup (cleanup_close)))
 #define CLEANUP_FCLOSE __attribute__ ((cleanup (cleanup_fclose)))
 
-#define ACQUIRE_LOCK_FOR_CURRENT_SCOPE(mutex)                                 \
-  CLEANUP_UNLOCK pthread_mutex_t *_lock __attribute__ ((unused)) = (mutex);   \
-  do {                                                                        \
-    int _r = pthread_mutex_lock (_lock);                                      \
-    assert (!_r);                                                             \
+#define ACQUIRE_LOCK_FOR_CURRENT_SCOPE(mutex) \
+  CLEANUP_UNLOCK pthread_mutex_t *_lock __attribute__ ((unused)) = (mutex); \
+  do { \
+    int _r = pthread_mutex_lock (_lock); \
+    assert (!_r); \
   } while (0)
 #define CLEANUP_UNLOCK __attribute__ ((cleanup (cleanup_unlock)))
 

@@ -41,10 +41,14 @@ static const char *
 level_name (enum log_level level)
 {
   switch (level) {
-  case LOG_LEVEL_ERROR: return "error";
-  case LOG_LEVEL_WARN: return "warning";
-  case LOG_LEVEL_INFO: return "info";
-  case LOG_LEVEL_DEBUG: return "debug";
+  case LOG_LEVEL_ERROR:
+    return "error";
+  case LOG_LEVEL_WARN:
+    return "warning";
+  case LOG_LEVEL_INFO:
+    return "info";
+  case LOG_LEVEL_DEBUG:
+    return "debug";
   }
   return "?";
 }
@@ -53,10 +57,14 @@ static int
 syslog_priority (enum log_level level)
 {
   switch (level) {
-  case LOG_LEVEL_ERROR: return LOG_ERR;
-  case LOG_LEVEL_WARN: return LOG_WARNING;
-  case LOG_LEVEL_INFO: return LOG_INFO;
-  case LOG_LEVEL_DEBUG: return LOG_DEBUG;
+  case LOG_LEVEL_ERROR:
+    return LOG_ERR;
+  case LOG_LEVEL_WARN:
+    return LOG_WARNING;
+  case LOG_LEVEL_INFO:
+    return LOG_INFO;
+  case LOG_LEVEL_DEBUG:
+    return LOG_DEBUG;
   }
   return LOG_ERR;
 }
@@ -109,9 +117,9 @@ log_set_debug_flag (const char *spec)
   if (errno || *end != '\0' || v < -2147483647L || v > 2147483647L)
     return -EINVAL;
   for (i = 0; debug_flags && debug_flags[i].name; ++i) {
-    if (strlen (debug_flags[i].name) == namelen
-        && strncmp (debug_flags[i].name, spec, namelen) == 0) {
-      *debug_flags[i].value = (int) v;
+    if (strlen (debug_flags[i].name) == namelen &&
+        strncmp (debug_flags[i].name, spec, namelen) == 0) {
+      *debug_flags[i].value = (int)v;
       return 0;
     }
   }

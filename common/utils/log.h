@@ -12,8 +12,12 @@
 
 #include <stdbool.h>
 
-enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO,
-                 LOG_LEVEL_DEBUG };
+enum log_level {
+  LOG_LEVEL_ERROR,
+  LOG_LEVEL_WARN,
+  LOG_LEVEL_INFO,
+  LOG_LEVEL_DEBUG
+};
 
 /* Set the program name shown on every line (not copied: pass a literal). */
 extern void log_init (const char *program);
@@ -26,16 +30,16 @@ extern void log_set_thread_name (const char *name);
 extern int log_verbose;
 
 extern void log_msg (enum log_level level, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3)));
+    __attribute__ ((format (printf, 2, 3)));
 
 #define log_error(...) log_msg (LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg (LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg (LOG_LEVEL_INFO, __VA_ARGS__)
 /* Skips evaluating its arguments when debugging is off. */
-#define log_debug(...)                                                        \
-  do {                                                                        \
-    if (log_verbose)                                                          \
-      log_msg (LOG_LEVEL_DEBUG, __VA_ARGS__);                                 \
+#define log_debug(...) \
+  do { \
+    if (log_verbose) \
+      log_msg (LOG_LEVEL_DEBUG, __VA_ARGS__); \
   } while (0)
 
 /* Debug flags set with -D AREA.FLAG=N.  A daemon registers a NULL-terminated

@@ -29,8 +29,8 @@ suffix_scale (const char *suffix)
   if (u == NULL || suffix[0] == '\0')
     return 0;
   /* Accept "G", "GB", "GiB". */
-  if (suffix[1] != '\0' && strcmp (suffix + 1, "B") != 0
-      && strcmp (suffix + 1, "iB") != 0)
+  if (suffix[1] != '\0' && strcmp (suffix + 1, "B") != 0 &&
+      strcmp (suffix + 1, "iB") != 0)
     return 0;
   idx = u - units;
   for (i = 0; i <= idx; ++i)
@@ -105,8 +105,8 @@ format_size (uint64_t bytes, char *buf, size_t len)
     v /= 1024;
     ++i;
   }
-  if (v == (uint64_t) v)
-    snprintf (buf, len, "%" PRIu64 "%c", (uint64_t) v, units[i]);
+  if (v == (uint64_t)v)
+    snprintf (buf, len, "%" PRIu64 "%c", (uint64_t)v, units[i]);
   else
     snprintf (buf, len, "%.1f%c", v, units[i]);
 }
@@ -137,8 +137,8 @@ uuid_format (const uint8_t u[16], char *buf)
   snprintf (buf, 37,
             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
             "%02x%02x%02x%02x%02x%02x",
-            u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-            u[10], u[11], u[12], u[13], u[14], u[15]);
+            u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+            u[11], u[12], u[13], u[14], u[15]);
 }
 
 int

@@ -51,9 +51,9 @@ split_host_port (const char *addr, char *host, size_t hostlen, char *port,
     return -EINVAL;
   memcpy (host, h, n);
   host[n] = '\0';
-  if (colon[1] == '\0' || strlen (colon + 1) >= portlen
-      || strspn (colon + 1, "0123456789") != strlen (colon + 1)
-      || atol (colon + 1) > 65535)
+  if (colon[1] == '\0' || strlen (colon + 1) >= portlen ||
+      strspn (colon + 1, "0123456789") != strlen (colon + 1) ||
+      atol (colon + 1) > 65535)
     return -EINVAL;
   strcpy (port, colon + 1);
   return 0;
@@ -122,8 +122,8 @@ sock_listen (const char *addr)
     if (fd == -1)
       return -errno;
     unlink (sun.sun_path);
-    if (bind (fd, (struct sockaddr *) &sun, sizeof sun) == -1
-        || listen (fd, 128) == -1) {
+    if (bind (fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
+        listen (fd, 128) == -1) {
       r = -errno;
       close (fd);
       return r;
@@ -135,8 +135,8 @@ sock_listen (const char *addr)
   if (r < 0)
     return r;
   for (ai = res; ai; ai = ai->ai_next) {
-    fd = socket (ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                 ai->ai_protocol);
+    fd =
+        socket (ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd == -1) {
       r = -errno;
       continue;
@@ -202,8 +202,7 @@ sock_connect (const char *addr, int timeout_ms)
     fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1)
       return -errno;
-    r = connect_timeout (fd, (struct sockaddr *) &sun, sizeof sun,
-                         timeout_ms);
+    r = connect_timeout (fd, (struct sockaddr *)&sun, sizeof sun, timeout_ms);
     if (r < 0) {
       close (fd);
       return r;
@@ -216,8 +215,8 @@ sock_connect (const char *addr, int timeout_ms)
     return r;
   r = -EHOSTUNREACH;
   for (ai = res; ai; ai = ai->ai_next) {
-    fd = socket (ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                 ai->ai_protocol);
+    fd =
+        socket (ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd == -1) {
       r = -errno;
       continue;
@@ -243,7 +242,7 @@ format_address (const struct sockaddr_storage *ss, socklen_t len, char *buf,
 
   switch (ss->ss_family) {
   case AF_UNIX: {
-    const struct sockaddr_un *sun = (const struct sockaddr_un *) ss;
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)ss;
 
     if (len <= offsetof (struct sockaddr_un, sun_path) || !sun->sun_path[0])
       return -ENOENT;
@@ -251,14 +250,14 @@ format_address (const struct sockaddr_storage *ss, socklen_t len, char *buf,
     return 0;
   }
   case AF_INET: {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *) ss;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
 
     inet_ntop (AF_INET, &sin->sin_addr, host, sizeof host);
     snprintf (buf, buflen, "%s:%u", host, ntohs (sin->sin_port));
     return 0;
   }
   case AF_INET6: {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *) ss;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
 
     inet_ntop (AF_INET6, &sin6->sin6_addr, host, sizeof host);
     snprintf (buf, buflen, "[%s]:%u", host, ntohs (sin6->sin6_port));
@@ -275,7 +274,7 @@ sock_local_address (int fd, char *buf, size_t len)
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof ss;
 
-  if (getsockname (fd, (struct sockaddr *) &ss, &sslen) == -1)
+  if (getsockname (fd, (struct sockaddr *)&ss, &sslen) == -1)
     return -errno;
   return format_address (&ss, sslen, buf, len);
 }
@@ -286,8 +285,8 @@ sock_peer_address (int fd, char *buf, size_t len)
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof ss;
 
-  if (getpeername (fd, (struct sockaddr *) &ss, &sslen) == -1
-      || format_address (&ss, sslen, buf, len) < 0)
+  if (getpeername (fd, (struct sockaddr *)&ss, &sslen) == -1 ||
+      format_address (&ss, sslen, buf, len) < 0)
     snprintf (buf, len, "%s", ss.ss_family == AF_UNIX ? "unix" : "?");
 }
 
@@ -297,8 +296,8 @@ sock_set_timeout (int fd, int timeout_ms)
   struct timeval tv = { .tv_sec = timeout_ms / 1000,
                         .tv_usec = (timeout_ms % 1000) * 1000 };
 
-  if (setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == -1
-      || setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1)
+  if (setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == -1 ||
+      setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1)
     return -errno;
   return 0;
 }

@@ -19,10 +19,18 @@ START_TEST (test_parse_size_ok)
     const char *s;
     uint64_t v;
   } cases[] = {
-    { "0", 0 }, { "4096", 4096 }, { "1b", 512 }, { "1k", 1024 },
-    { "64K", 65536 }, { "64KiB", 65536 }, { "512M", 512ull << 20 },
-    { "4G", 4ull << 30 }, { "4GB", 4ull << 30 }, { "1T", 1ull << 40 },
-    { "2P", 2ull << 50 }, { "7E", 7ull << 60 },
+    { "0", 0 },
+    { "4096", 4096 },
+    { "1b", 512 },
+    { "1k", 1024 },
+    { "64K", 65536 },
+    { "64KiB", 65536 },
+    { "512M", 512ull << 20 },
+    { "4G", 4ull << 30 },
+    { "4GB", 4ull << 30 },
+    { "1T", 1ull << 40 },
+    { "2P", 2ull << 50 },
+    { "7E", 7ull << 60 },
   };
   size_t i;
   uint64_t v;
@@ -141,7 +149,9 @@ START_TEST (test_debug_flags)
 {
   int a = 0, b = 0;
   const struct log_debug_flag flags[] = {
-    { "mds.alloc", &a }, { "mds.lease", &b }, { NULL, NULL },
+    { "mds.alloc", &a },
+    { "mds.lease", &b },
+    { NULL, NULL },
   };
 
   log_register_debug_flags (flags);

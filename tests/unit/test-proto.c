@@ -26,8 +26,13 @@ make_header (uint8_t *buf, uint8_t opcode, uint16_t flags, uint32_t status,
              uint32_t length)
 {
   struct proto_header h = {
-    .magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = opcode,
-    .flags = flags, .status = status, .length = length, .tag = 0x1122334455667788ull,
+    .magic = PROTO_MAGIC,
+    .version = PROTO_VERSION,
+    .opcode = opcode,
+    .flags = flags,
+    .status = status,
+    .length = length,
+    .tag = 0x1122334455667788ull,
   };
   proto_header_encode (&h, buf);
 }
@@ -99,8 +104,8 @@ START_TEST (test_header_bad_flags_status)
   ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
   make_header (buf, PROTO_OP_SEG_READ, PROTO_FLAG_REPLY, PROTO_EIO, 0);
   ck_assert_int_eq (proto_header_decode (buf, &h, 1024), 0);
-  make_header (buf, PROTO_OP_SEG_READ, PROTO_FLAG_REPLY,
-               PROTO_STATUS_MAX + 1, 0);
+  make_header (buf, PROTO_OP_SEG_READ, PROTO_FLAG_REPLY, PROTO_STATUS_MAX + 1,
+               0);
   ck_assert_int_eq (proto_header_decode (buf, &h, 1024), -EBADMSG);
 }
 END_TEST
@@ -114,9 +119,9 @@ START_TEST (test_header_oversized)
   ck_assert_int_eq (proto_header_decode (buf, &h, PROTO_MAX_IO_PAYLOAD),
                     -EMSGSIZE);
   make_header (buf, PROTO_OP_VOL_LIST, 0, 0, PROTO_MAX_META_PAYLOAD + 1);
-  ck_assert_int_eq (proto_header_decode (buf, &h,
-                                         proto_max_payload (PROTO_OP_VOL_LIST)),
-                    -EMSGSIZE);
+  ck_assert_int_eq (
+      proto_header_decode (buf, &h, proto_max_payload (PROTO_OP_VOL_LIST)),
+      -EMSGSIZE);
   ck_assert_uint_eq (proto_max_payload (PROTO_OP_SEG_READ),
                      PROTO_MAX_IO_PAYLOAD);
 }
@@ -140,8 +145,9 @@ END_TEST
 
 START_TEST (test_hello)
 {
-  struct proto_hello in = { .version = 1, .role = PROTO_ROLE_PLUGIN,
-                            .auth_len = 3, .auth = { 1, 2, 3 } };
+  struct proto_hello in = {
+    .version = 1, .role = PROTO_ROLE_PLUGIN, .auth_len = 3, .auth = { 1, 2, 3 }
+  };
   struct proto_hello out;
   struct proto_wbuf wb = { 0 };
 
@@ -168,8 +174,10 @@ END_TEST
 START_TEST (test_register)
 {
   struct proto_register in = { .segment_size = 4 << 20,
-                               .capacity = 1ull << 40, .used = 12345,
-                               .address = "127.0.0.1:7421", .zone = "rack1" };
+                               .capacity = 1ull << 40,
+                               .used = 12345,
+                               .address = "127.0.0.1:7421",
+                               .zone = "rack1" };
   struct proto_register out;
   struct proto_wbuf wb = { 0 };
 
@@ -208,16 +216,20 @@ START_TEST (test_string_too_long)
   memset (raw, 0, 16);
   raw[16] = 0;
   raw[17] = 200;
-  ck_assert_int_eq (proto_decode_vol_request (raw, sizeof raw, &out),
-                    -EBADMSG);
+  ck_assert_int_eq (proto_decode_vol_request (raw, sizeof raw, &out), -EBADMSG);
 }
 END_TEST
 
 START_TEST (test_volume_list)
 {
   struct proto_volume_info v[2] = {
-    { .id = 1, .size = 1 << 30, .replicas = 2, .flags = PROTO_VOL_CLEAN,
-      .epoch = 7, .segments = 3, .name = "vol0" },
+    { .id = 1,
+      .size = 1 << 30,
+      .replicas = 2,
+      .flags = PROTO_VOL_CLEAN,
+      .epoch = 7,
+      .segments = 3,
+      .name = "vol0" },
     { .id = 2, .size = 512, .replicas = 3, .name = "v" },
   };
   struct proto_volume_list in = { .n = 2, .volumes = v }, out;
@@ -232,8 +244,7 @@ START_TEST (test_volume_list)
   proto_volume_list_free (&out);
   /* A count larger than the payload can hold fails before allocating. */
   wb.data[0] = 0x7f;
-  ck_assert_int_eq (proto_decode_volume_list (wb.data, wb.len, &out),
-                    -EBADMSG);
+  ck_assert_int_eq (proto_decode_volume_list (wb.data, wb.len, &out), -EBADMSG);
   ck_assert_ptr_null (out.volumes);
   proto_wbuf_free (&wb);
 }
@@ -241,9 +252,13 @@ END_TEST
 
 START_TEST (test_server_list)
 {
-  struct proto_server_info s = { .id = 3, .state = PROTO_SERVER_DOWN,
-                                 .capacity = 10, .used = 4, .segments = 1,
-                                 .address = "unix:/tmp/s", .zone = "" };
+  struct proto_server_info s = { .id = 3,
+                                 .state = PROTO_SERVER_DOWN,
+                                 .capacity = 10,
+                                 .used = 4,
+                                 .segments = 1,
+                                 .address = "unix:/tmp/s",
+                                 .zone = "" };
   struct proto_server_list in = { .n = 1, .servers = &s }, out;
   struct proto_wbuf wb = { 0 };
 
@@ -263,9 +278,14 @@ END_TEST
 START_TEST (test_map)
 {
   struct proto_map_entry e[2] = {
-    { .index = 5, .segment = 100, .gen = 77, .nreplicas = 2,
+    { .index = 5,
+      .segment = 100,
+      .gen = 77,
+      .nreplicas = 2,
       .replicas = { { 1, PROTO_REPLICA_OK }, { 2, PROTO_REPLICA_STALE } } },
-    { .index = 9, .segment = 101, .nreplicas = 1,
+    { .index = 9,
+      .segment = 101,
+      .nreplicas = 1,
       .replicas = { { 3, PROTO_REPLICA_SYNCING } } },
   };
   struct proto_map in = { .n = 2, .entries = e }, out;
@@ -299,8 +319,11 @@ END_TEST
 
 START_TEST (test_map_request)
 {
-  struct proto_map_request in = { .volume = 1, .epoch = 2, .start = 3,
-                                  .count = PROTO_MAP_MAX }, out;
+  struct proto_map_request in = { .volume = 1,
+                                  .epoch = 2,
+                                  .start = 3,
+                                  .count = PROTO_MAP_MAX },
+                           out;
   struct proto_wbuf wb = { 0 };
 
   proto_encode_map_request (&in, &wb);
@@ -309,13 +332,11 @@ START_TEST (test_map_request)
   proto_wbuf_free (&wb);
   in.count = 0;
   proto_encode_map_request (&in, &wb);
-  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out),
-                    -EBADMSG);
+  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out), -EBADMSG);
   proto_wbuf_free (&wb);
   in.count = PROTO_MAP_MAX + 1;
   proto_encode_map_request (&in, &wb);
-  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out),
-                    -EBADMSG);
+  ck_assert_int_eq (proto_decode_map_request (wb.data, wb.len, &out), -EBADMSG);
   proto_wbuf_free (&wb);
 }
 END_TEST
@@ -323,8 +344,12 @@ END_TEST
 START_TEST (test_heartbeat_segments)
 {
   uint64_t segs[3] = { 1, 2, 0xffffffffffffffffull };
-  struct proto_heartbeat in = { .server_id = 4, .capacity = 1, .used = 2,
-                                .n = 3, .segments = segs }, out;
+  struct proto_heartbeat in = { .server_id = 4,
+                                .capacity = 1,
+                                .used = 2,
+                                .n = 3,
+                                .segments = segs },
+                         out;
   struct proto_segment_list sl;
   struct proto_wbuf wb = { 0 };
   uint8_t bad[4 + 4 + 8 + 8];
@@ -349,13 +374,16 @@ START_TEST (test_small_fixed)
   struct proto_lease l = { 1, 2 }, l2;
   struct proto_replica_failed f = { 1, 2, 3, 4 }, f2;
   struct proto_open_reply o = { .volume = { .id = 9, .name = "x" },
-                                .segment_size = 65536, .lease_ms = 15000 },
-    o2;
-  struct proto_status_info s = { .segment_size = 1, .servers = 3,
-                                 .used = 99, .degraded = 5,
-                                 .resyncing = 2 }, s2;
-  struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 },
-    r2;
+                                .segment_size = 65536,
+                                .lease_ms = 15000 },
+                          o2;
+  struct proto_status_info s = { .segment_size = 1,
+                                 .servers = 3,
+                                 .used = 99,
+                                 .degraded = 5,
+                                 .resyncing = 2 },
+                           s2;
+  struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 }, r2;
   struct proto_wbuf wb = { 0 };
 
   proto_encode_lease (&l, &wb);
@@ -387,8 +415,13 @@ END_TEST
 
 START_TEST (test_seg_io)
 {
-  struct proto_seg_io in = { .segment = 1, .volume = 2, .epoch = 3,
-                             .gen = 6, .offset = 4, .length = 5 }, out;
+  struct proto_seg_io in = { .segment = 1,
+                             .volume = 2,
+                             .epoch = 3,
+                             .gen = 6,
+                             .offset = 4,
+                             .length = 5 },
+                      out;
   uint8_t buf[PROTO_SEG_IO_SIZE];
 
   proto_encode_seg_io (&in, buf);
@@ -408,8 +441,11 @@ START_TEST (test_heartbeat_reply)
 {
   uint64_t segs[2] = { 10, 11 };
   struct proto_fence f[3] = { { 1, 5 }, { 2, 6 }, { 3, 7 } };
-  struct proto_heartbeat_reply in = { .n = 2, .segments = segs,
-                                      .nfences = 3, .fences = f }, out;
+  struct proto_heartbeat_reply in = { .n = 2,
+                                      .segments = segs,
+                                      .nfences = 3,
+                                      .fences = f },
+                               out;
   struct proto_wbuf wb = { 0 };
 
   proto_encode_heartbeat_reply (&in, &wb);
@@ -431,11 +467,19 @@ END_TEST
 
 START_TEST (test_repair_messages)
 {
-  struct proto_pull pin = { .segment = 1, .volume = 2, .epoch = 3, .gen = 4,
-                            .mode = PROTO_PULL_DIFF, .bandwidth = 1 << 20,
-                            .source = "unix:/tmp/ss1.sock" }, pout;
-  struct proto_hash_request hin = { .segment = 9, .offset = 8192,
-                                    .length = 65536, .block = 4096 }, hout;
+  struct proto_pull pin = { .segment = 1,
+                            .volume = 2,
+                            .epoch = 3,
+                            .gen = 4,
+                            .mode = PROTO_PULL_DIFF,
+                            .bandwidth = 1 << 20,
+                            .source = "unix:/tmp/ss1.sock" },
+                    pout;
+  struct proto_hash_request hin = { .segment = 9,
+                                    .offset = 8192,
+                                    .length = 65536,
+                                    .block = 4096 },
+                            hout;
   uint32_t crcs[3] = { 1, 2, 0xffffffffu };
   struct proto_hash hash = { .epoch = 12, .n = 3, .crcs = crcs }, hash2;
   struct proto_set_gen g = { 1, 2, 3 }, g2;
@@ -528,7 +572,8 @@ END_TEST
 START_TEST (test_random_garbage)
 {
   const char *env = getenv ("TESSERA_TEST_SEED");
-  unsigned seed = env ? (unsigned) strtoul (env, NULL, 0) : (unsigned) time (NULL);
+  unsigned seed =
+      env ? (unsigned)strtoul (env, NULL, 0) : (unsigned)time (NULL);
   uint8_t buf[512];
   int i;
   size_t j, len;
@@ -632,16 +677,16 @@ START_TEST (test_frame_send_recv)
   uint8_t junk[PROTO_HEADER_SIZE];
 
   ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  ck_assert_int_eq (proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 42,
-                                      "abc", 3), 0);
+  ck_assert_int_eq (
+      proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 42, "abc", 3), 0);
   ck_assert_int_eq (proto_recv_frame (sv[1], 1024, &h, &p), 0);
   ck_assert_uint_eq (h.tag, 42);
   ck_assert_uint_eq (h.length, 3);
   ck_assert_mem_eq (p, "abc", 3);
   free (p);
   /* Over the caller's limit: refused before reading or allocating. */
-  ck_assert_int_eq (proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 1,
-                                      "abcdef", 6), 0);
+  ck_assert_int_eq (
+      proto_send_frame (sv[0], PROTO_OP_VOL_INFO, 0, 0, 1, "abcdef", 6), 0);
   ck_assert_int_eq (proto_recv_frame (sv[1], 5, &h, &p), -EMSGSIZE);
   ck_assert_ptr_null (p);
   close (sv[0]);
