@@ -20,10 +20,13 @@
 #include "cleanup.h"
 
 /* Version of the catalog as a whole (struct catalog_cluster). */
-#define CATALOG_FORMAT_VERSION 1
+#define CATALOG_FORMAT_VERSION 2
 
-/* Leading byte of every record in every table. */
-#define CATALOG_RECORD_VERSION 1
+/* Leading byte of every record in every table.  2: segments carry their
+ * volume and generation, volumes their clean epoch.  Records of other
+ * versions are refused (-EIO): there is no migration.
+ */
+#define CATALOG_RECORD_VERSION 2
 
 /* Read transactions kept reset for reuse (see catalog_rtxn_begin). */
 #define CATALOG_RTXN_POOL 16
@@ -185,8 +188,10 @@ catalog_cleanup_cursor (MDB_cursor **cur)
  */
 #define CLUSTER_REC_LEN 28
 #define SERVER_REC_MAX (32 + CATALOG_ADDR_MAX + CATALOG_ZONE_MAX)
-#define VOLUME_REC_MAX (40 + CATALOG_NAME_MAX)
-#define SEGMENT_REC_MAX (8 + 8 * CATALOG_REPLICAS_MAX)
+#define VOLUME_REC_FIXED 48
+#define VOLUME_REC_MAX (VOLUME_REC_FIXED + CATALOG_NAME_MAX)
+#define SEGMENT_REC_FIXED 24
+#define SEGMENT_REC_MAX (SEGMENT_REC_FIXED + 8 * CATALOG_REPLICAS_MAX)
 
 extern size_t catalog_cluster_encode (const struct catalog_cluster *c,
                                       uint8_t *buf);
@@ -209,6 +214,12 @@ extern int catalog_u64_decode (const char *what, const MDB_val *val,
 
 /* servers.c */
 extern int catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id);
+
+/* garbage.c */
+extern int catalog_scan_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi,
+                               const char *what, uint32_t server,
+                               uint64_t start_after, size_t max, uint64_t **out,
+                               size_t *n);
 
 /* volumes.c */
 extern bool catalog_name_valid (const char *name);

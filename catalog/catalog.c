@@ -405,6 +405,8 @@ catalog_strerror (int err)
     return "permission denied";
   case ESTALE:
     return "stale epoch";
+  case EBUSY:
+    return "still in use";
   default:
     return "unknown catalog error";
   }

@@ -1,5 +1,7 @@
-/* Garbage: replicas of deleted segments that their servers have yet to
- * delete (table garbage, keyed by (server id, segment id)).
+/* Garbage: replicas of deleted segments, and replicas removed from
+ * segments, that their servers have yet to delete (table garbage, keyed
+ * by (server id, segment id)); and the (server, segment) key scan that
+ * garbage and server_segments share.
  */
 
 #include <config.h>
@@ -36,14 +38,17 @@ grow_ids (uint64_t **list, size_t *cap, size_t used, size_t limit)
   return 0;
 }
 
-/* Up to MAX segment ids queued for SERVER, in id order: a cursor range
- * scan of the server's part of garbage.
+/* Up to MAX segment ids > START_AFTER keyed under SERVER in table DBI
+ * (keys (server u32, segment u64): garbage, server_segments), in id
+ * order: a cursor range scan inside transaction TXN, which must be a
+ * read transaction.  WHAT names the table in debug lines.  *OUT is
+ * malloc'd, NULL when *N is 0.
  */
 int
-catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
-                     size_t *n)
+catalog_scan_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi, const char *what,
+                    uint32_t server, uint64_t start_after, size_t max,
+                    uint64_t **out, size_t *n)
 {
-  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   CLEANUP_CURSOR MDB_cursor *cur = NULL;
   CLEANUP_FREE uint64_t *list = NULL;
   uint8_t kbuf[KEY_PAIR_LEN];
@@ -51,26 +56,20 @@ catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
   size_t cap = 0, i = 0;
   int rc, r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
-  if (r < 0)
-    return r;
-  r = catalog_server_exists (cat, rt.txn, server);
-  if (r < 0)
-    return r;
   *out = NULL;
   *n = 0;
-  if (max == 0)
+  if (max == 0 || start_after == UINT64_MAX)
     return 0;
 
-  rc = mdb_cursor_open (rt.txn, cat->garbage, &cur);
+  rc = mdb_cursor_open (txn, dbi, &cur);
   if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_cursor_open garbage");
-  key = key_pair (kbuf, server, 0);
+    return catalog_mdb_err (rc, "mdb_cursor_open");
+  key = key_pair (kbuf, server, start_after + 1);
   for (rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE);
        rc == MDB_SUCCESS && i < max;
        rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
     if (key.mv_size != KEY_PAIR_LEN) {
-      log_debug ("catalog: garbage: bad key length %zu", key.mv_size);
+      log_debug ("catalog: %s: bad key length %zu", what, key.mv_size);
       return -EIO;
     }
     if (get_be32 (key.mv_data) != server)
@@ -81,7 +80,7 @@ catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
     list[i++] = get_be64 ((const uint8_t *)key.mv_data + 4);
   }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return catalog_mdb_err (rc, "mdb_cursor_get garbage");
+    return catalog_mdb_err (rc, "mdb_cursor_get");
 
   if (i > 0) {
     *out = list;
@@ -89,6 +88,24 @@ catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
   }
   *n = i;
   return 0;
+}
+
+/* Up to MAX segment ids queued for SERVER, in id order. */
+int
+catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
+                     size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  int r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  r = catalog_server_exists (cat, rt.txn, server);
+  if (r < 0)
+    return r;
+  return catalog_scan_pairs (cat, rt.txn, cat->garbage, "garbage", server, 0,
+                             max, out, n);
 }
 
 /* Forget the listed SEGMENTS of SERVER's garbage; ids not queued are

@@ -1,6 +1,6 @@
 /* The map and segments: range lookups, allocation of segments for holes,
- * segment reads and replica states (tables segmap, segments,
- * server_segments).
+ * segment reads and listing, replica lists and states (tables segmap,
+ * segments, server_segments, and garbage for removed replicas).
  */
 
 #include <config.h>
@@ -191,6 +191,8 @@ alloc_one (catalog *cat, MDB_txn *txn, uint64_t volume, uint64_t index,
   if (r < 0)
     return r;
   g->id = id;
+  g->volume = volume;
+  g->gen = 1;
   g->refcount = 1;
   for (j = 0; j < g->nreplicas; ++j)
     g->replicas[j].state = CATALOG_REPLICA_OK;
@@ -310,15 +312,191 @@ catalog_segment_get (catalog *cat, uint64_t id, struct catalog_segment *out)
   return catalog_segment_get_txn (cat, rt.txn, id, out);
 }
 
-/* Set the state of SERVER's replica of segment ID. */
+/* Segments with id > START_AFTER, at most MAX, in id order: one read
+ * transaction and one cursor scan of segments.
+ */
+int
+catalog_segment_list (catalog *cat, uint64_t start_after, size_t max,
+                      struct catalog_segment **out, size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  CLEANUP_CURSOR MDB_cursor *cur = NULL;
+  CLEANUP_FREE struct catalog_segment *list = NULL;
+  struct catalog_segment *p;
+  uint8_t kbuf[KEY_U64_LEN];
+  MDB_val key, val;
+  size_t cap = 0, ncap, i = 0;
+  int rc, r;
+
+  *out = NULL;
+  *n = 0;
+  if (max == 0 || start_after == UINT64_MAX)
+    return 0;
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  rc = mdb_cursor_open (rt.txn, cat->segments, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open segments");
+
+  key = key_u64 (kbuf, start_after + 1);
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE);
+       rc == MDB_SUCCESS && i < max;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != KEY_U64_LEN) {
+      log_debug ("catalog: segments: bad key length %zu", key.mv_size);
+      return -EIO;
+    }
+    if (i == cap) {
+      ncap = cap ? cap * 2 : 64;
+      if (ncap > max)
+        ncap = max;
+      if (ncap > SIZE_MAX / sizeof *list)
+        return -ENOMEM;
+      p = realloc (list, ncap * sizeof *list);
+      if (p == NULL)
+        return -ENOMEM;
+      list = p;
+      cap = ncap;
+    }
+    r = catalog_segment_decode (get_be64 (key.mv_data), &val, &list[i]);
+    if (r < 0)
+      return r;
+    i++;
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get segments");
+
+  if (i > 0) {
+    *out = list;
+    list = NULL;
+  }
+  *n = i;
+  return 0;
+}
+
+/* Index of SERVER in G's replica list, or -1. */
+static int
+find_replica (const struct catalog_segment *g, uint32_t server)
+{
+  uint32_t j;
+
+  for (j = 0; j < g->nreplicas; ++j)
+    if (g->replicas[j].server == server)
+      return j;
+  return -1;
+}
+
+/* Add a replica on SERVER in STATE to segment ID.  A garbage entry left
+ * for the same (server, segment) by an earlier removal is dropped: the
+ * server must keep what it now holds again.
+ */
+int
+catalog_segment_add_replica (catalog *cat, uint64_t id, uint32_t server,
+                             uint8_t state, struct catalog_segment *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_segment g;
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key, empty = { .mv_size = 0, .mv_data = NULL };
+  int rc, r;
+
+  if (state > CATALOG_REPLICA_SYNCING)
+    return -EINVAL;
+  r = catalog_wtxn_begin (cat, &txn, "segment_add_replica");
+  if (r < 0)
+    return r;
+  r = catalog_segment_get_txn (cat, txn, id, &g);
+  if (r < 0)
+    return r;
+  r = catalog_server_exists (cat, txn, server);
+  if (r < 0)
+    return r;
+  if (find_replica (&g, server) >= 0)
+    return -EEXIST;
+  if (g.nreplicas >= CATALOG_REPLICAS_MAX)
+    return -EINVAL;
+
+  g.replicas[g.nreplicas].server = server;
+  g.replicas[g.nreplicas].state = state;
+  g.nreplicas++;
+  g.gen++;
+  r = catalog_segment_put_txn (cat, txn, &g);
+  if (r < 0)
+    return r;
+  key = key_pair (kbuf, server, id);
+  rc = mdb_put (txn, cat->server_segments, &key, &empty, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put server_segments");
+  rc = mdb_del (txn, cat->garbage, &key, NULL);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_del garbage");
+  r = catalog_wtxn_commit (&txn, "segment_add_replica");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = g;
+  return 0;
+}
+
+/* Remove SERVER's replica of segment ID, keeping the order of the
+ * others, and queue it in garbage for SERVER.
+ */
+int
+catalog_segment_remove_replica (catalog *cat, uint64_t id, uint32_t server,
+                                struct catalog_segment *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_segment g;
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key, empty = { .mv_size = 0, .mv_data = NULL };
+  int j, rc, r;
+
+  r = catalog_wtxn_begin (cat, &txn, "segment_remove_replica");
+  if (r < 0)
+    return r;
+  r = catalog_segment_get_txn (cat, txn, id, &g);
+  if (r < 0)
+    return r;
+  j = find_replica (&g, server);
+  if (j < 0)
+    return -ENOENT;
+  if (g.nreplicas == 1)
+    return -EBUSY;
+
+  memmove (&g.replicas[j], &g.replicas[j + 1],
+           (g.nreplicas - j - 1) * sizeof g.replicas[0]);
+  g.nreplicas--;
+  memset (&g.replicas[g.nreplicas], 0, sizeof g.replicas[0]);
+  g.gen++;
+  r = catalog_segment_put_txn (cat, txn, &g);
+  if (r < 0)
+    return r;
+  key = key_pair (kbuf, server, id);
+  rc = mdb_del (txn, cat->server_segments, &key, NULL);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_del server_segments");
+  rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put garbage");
+  r = catalog_wtxn_commit (&txn, "segment_remove_replica");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = g;
+  return 0;
+}
+
+/* Set the state of SERVER's replica of segment ID; a change raises the
+ * generation.
+ */
 int
 catalog_replica_set_state (catalog *cat, uint64_t id, uint32_t server,
                            uint8_t state, struct catalog_segment *out)
 {
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
   struct catalog_segment g;
-  uint32_t j;
-  int r;
+  int j, r;
 
   if (state > CATALOG_REPLICA_SYNCING)
     return -EINVAL;
@@ -328,14 +506,13 @@ catalog_replica_set_state (catalog *cat, uint64_t id, uint32_t server,
   r = catalog_segment_get_txn (cat, txn, id, &g);
   if (r < 0)
     return r;
-  for (j = 0; j < g.nreplicas; ++j)
-    if (g.replicas[j].server == server)
-      break;
-  if (j == g.nreplicas)
+  j = find_replica (&g, server);
+  if (j < 0)
     return -ENOENT;
 
   if (g.replicas[j].state != state) {
     g.replicas[j].state = state;
+    g.gen++;
     r = catalog_segment_put_txn (cat, txn, &g);
     if (r < 0)
       return r;

@@ -12,13 +12,14 @@
  * server (32 + address + zone bytes):
  *   0 version  1 state u8  2 address length u16  4 zone length u8
  *   5 reserved[3]  8 uuid[16]  24 capacity u64  32 address  zone
- * volume (40 + name bytes):
+ * volume (48 + name bytes):
  *   0 version  1 name length u8  2 reserved[2]  4 replicas u32
  *   8 flags u32  12 reserved[4]  16 size u64  24 epoch u64
- *   32 segments u64  40 name
- * segment (8 + 8 * nreplicas bytes):
+ *   32 segments u64  40 clean_epoch u64  48 name
+ * segment (24 + 8 * nreplicas bytes):
  *   0 version  1 nreplicas u8  2 reserved[2]  4 refcount u32
- *   8 replicas: server u32, state u8, reserved[3]
+ *   8 volume u64  16 gen u64
+ *   24 replicas: server u32, state u8, reserved[3]
  */
 
 #include <config.h>
@@ -140,7 +141,7 @@ catalog_volume_encode (const struct catalog_volume *v, uint8_t *buf)
   size_t nlen = strlen (v->name);
 
   assert (nlen >= 1 && nlen <= CATALOG_NAME_MAX);
-  memset (buf, 0, 40);
+  memset (buf, 0, VOLUME_REC_FIXED);
   buf[0] = CATALOG_RECORD_VERSION;
   buf[1] = nlen;
   put_be32 (buf + 4, v->replicas);
@@ -148,8 +149,9 @@ catalog_volume_encode (const struct catalog_volume *v, uint8_t *buf)
   put_be64 (buf + 16, v->size);
   put_be64 (buf + 24, v->epoch);
   put_be64 (buf + 32, v->segments);
-  memcpy (buf + 40, v->name, nlen);
-  return 40 + nlen;
+  put_be64 (buf + 40, v->clean_epoch);
+  memcpy (buf + VOLUME_REC_FIXED, v->name, nlen);
+  return VOLUME_REC_FIXED + nlen;
 }
 
 /* Decode the record VAL of volume ID into *V. */
@@ -160,15 +162,19 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
   const uint8_t *p = val->mv_data;
   size_t nlen;
   uint32_t replicas;
+  uint64_t epoch, clean_epoch;
   int r;
 
-  r = check_record ("volume", val, 40, VOLUME_REC_MAX);
+  r = check_record ("volume", val, VOLUME_REC_FIXED, VOLUME_REC_MAX);
   if (r < 0)
     return r;
   nlen = p[1];
   replicas = get_be32 (p + 4);
-  if (nlen < 1 || nlen > CATALOG_NAME_MAX || val->mv_size != 40 + nlen ||
-      replicas < 1 || replicas > CATALOG_REPLICAS_MAX) {
+  epoch = get_be64 (p + 24);
+  clean_epoch = get_be64 (p + 40);
+  if (nlen < 1 || nlen > CATALOG_NAME_MAX ||
+      val->mv_size != VOLUME_REC_FIXED + nlen || replicas < 1 ||
+      replicas > CATALOG_REPLICAS_MAX || clean_epoch > epoch) {
     log_debug ("catalog: volume %" PRIu64 " record: corrupt", id);
     return -EIO;
   }
@@ -176,9 +182,10 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
   v->replicas = replicas;
   v->flags = get_be32 (p + 8);
   v->size = get_be64 (p + 16);
-  v->epoch = get_be64 (p + 24);
+  v->epoch = epoch;
   v->segments = get_be64 (p + 32);
-  memcpy (v->name, p + 40, nlen);
+  v->clean_epoch = clean_epoch;
+  memcpy (v->name, p + VOLUME_REC_FIXED, nlen);
   v->name[nlen] = '\0';
   return 0;
 }
@@ -190,15 +197,17 @@ catalog_segment_encode (const struct catalog_segment *g, uint8_t *buf)
   uint32_t i;
 
   assert (g->nreplicas <= CATALOG_REPLICAS_MAX);
-  memset (buf, 0, 8 + 8 * g->nreplicas);
+  memset (buf, 0, SEGMENT_REC_FIXED + 8 * g->nreplicas);
   buf[0] = CATALOG_RECORD_VERSION;
   buf[1] = g->nreplicas;
   put_be32 (buf + 4, g->refcount);
+  put_be64 (buf + 8, g->volume);
+  put_be64 (buf + 16, g->gen);
   for (i = 0; i < g->nreplicas; ++i) {
-    put_be32 (buf + 8 + 8 * i, g->replicas[i].server);
-    buf[8 + 8 * i + 4] = g->replicas[i].state;
+    put_be32 (buf + SEGMENT_REC_FIXED + 8 * i, g->replicas[i].server);
+    buf[SEGMENT_REC_FIXED + 8 * i + 4] = g->replicas[i].state;
   }
-  return 8 + 8 * g->nreplicas;
+  return SEGMENT_REC_FIXED + 8 * g->nreplicas;
 }
 
 /* Decode the record VAL of segment ID into *G; unused replica slots are
@@ -212,26 +221,29 @@ catalog_segment_decode (uint64_t id, const MDB_val *val,
   uint32_t i, n;
   int r;
 
-  r = check_record ("segment", val, 8, SEGMENT_REC_MAX);
+  r = check_record ("segment", val, SEGMENT_REC_FIXED, SEGMENT_REC_MAX);
   if (r < 0)
     return r;
   n = p[1];
-  if (n > CATALOG_REPLICAS_MAX || val->mv_size != 8 + 8 * n) {
+  if (n > CATALOG_REPLICAS_MAX || val->mv_size != SEGMENT_REC_FIXED + 8 * n ||
+      get_be64 (p + 16) == 0) {
     log_debug ("catalog: segment %" PRIu64 " record: corrupt", id);
     return -EIO;
   }
   for (i = 0; i < n; ++i) {
-    if (p[8 + 8 * i + 4] > CATALOG_REPLICA_SYNCING) {
+    if (p[SEGMENT_REC_FIXED + 8 * i + 4] > CATALOG_REPLICA_SYNCING) {
       log_debug ("catalog: segment %" PRIu64 " record: bad replica state", id);
       return -EIO;
     }
   }
   g->id = id;
   g->refcount = get_be32 (p + 4);
+  g->volume = get_be64 (p + 8);
+  g->gen = get_be64 (p + 16);
   g->nreplicas = n;
   for (i = 0; i < n; ++i) {
-    g->replicas[i].server = get_be32 (p + 8 + 8 * i);
-    g->replicas[i].state = p[8 + 8 * i + 4];
+    g->replicas[i].server = get_be32 (p + SEGMENT_REC_FIXED + 8 * i);
+    g->replicas[i].state = p[SEGMENT_REC_FIXED + 8 * i + 4];
   }
   memset (&g->replicas[n], 0,
           (CATALOG_REPLICAS_MAX - n) * sizeof g->replicas[0]);

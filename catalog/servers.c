@@ -1,6 +1,6 @@
-/* Servers: registration by uuid, lookup, listing, state and the count
- * of replicas placed on each (tables servers, server_uuids and
- * server_segments).
+/* Servers: registration by uuid, lookup, listing, state, the replicas
+ * placed on each, and removal (tables servers, server_uuids,
+ * server_segments and garbage).
  */
 
 #include <config.h>
@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,4 +266,107 @@ catalog_server_count_segments (catalog *cat, uint32_t id, uint64_t *count)
     return catalog_mdb_err (rc, "mdb_cursor_get server_segments");
   *count = c;
   return 0;
+}
+
+/* Segment ids with a replica on server ID, > START_AFTER, at most MAX:
+ * a cursor range scan of its part of server_segments.
+ */
+int
+catalog_server_segments (catalog *cat, uint32_t id, uint64_t start_after,
+                         size_t max, uint64_t **out, size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  int r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  r = catalog_server_exists (cat, rt.txn, id);
+  if (r < 0)
+    return r;
+  return catalog_scan_pairs (cat, rt.txn, cat->server_segments,
+                             "server_segments", id, start_after, max, out, n);
+}
+
+/* Delete every key of SERVER's range of table DBI (keys (server u32,
+ * segment u64)) inside write transaction TXN.  With REFUSE set, any key
+ * makes it fail with -EBUSY instead.
+ */
+static int
+delete_pairs (MDB_txn *txn, MDB_dbi dbi, const char *what, uint32_t server,
+              bool refuse)
+{
+  MDB_cursor *cur; /* freed with the write transaction */
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key, val;
+  int rc;
+
+  rc = mdb_cursor_open (txn, dbi, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open");
+  for (;;) {
+    key = key_pair (kbuf, server, 0);
+    rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+      return 0;
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_cursor_get");
+    if (key.mv_size != KEY_PAIR_LEN) {
+      log_debug ("catalog: %s: bad key length %zu", what, key.mv_size);
+      return -EIO;
+    }
+    if (get_be32 (key.mv_data) != server)
+      return 0;
+    if (refuse)
+      return -EBUSY;
+    rc = mdb_cursor_del (cur, 0);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_cursor_del");
+  }
+}
+
+/* Forget server ID: its record, its uuid and its garbage, in one
+ * transaction; -EBUSY while server_segments lists a replica on it.
+ */
+int
+catalog_server_remove (catalog *cat, uint32_t id)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_server s;
+  uint8_t kbuf[KEY_U32_LEN];
+  MDB_val key, val;
+  int rc, r;
+
+  r = catalog_wtxn_begin (cat, &txn, "server_remove");
+  if (r < 0)
+    return r;
+  r = get_server_txn (cat, txn, id, &s);
+  if (r < 0)
+    return r;
+  r = delete_pairs (txn, cat->server_segments, "server_segments", id, true);
+  if (r < 0)
+    return r;
+  r = delete_pairs (txn, cat->garbage, "garbage", id, false);
+  if (r < 0)
+    return r;
+
+  /* The uuid maps to this id unless the tables disagree: then leave it. */
+  key.mv_size = sizeof s.uuid;
+  key.mv_data = s.uuid;
+  rc = mdb_get (txn, cat->server_uuids, &key, &val);
+  if (rc == MDB_SUCCESS && val.mv_size == 4 && get_be32 (val.mv_data) == id) {
+    rc = mdb_del (txn, cat->server_uuids, &key, NULL);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_del server_uuids");
+  }
+  else if (rc == MDB_SUCCESS)
+    log_debug ("catalog: server %" PRIu32 ": uuid names another server", id);
+  else if (rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_get server_uuids");
+
+  key = key_u32 (kbuf, id);
+  rc = mdb_del (txn, cat->servers, &key, NULL);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_del servers");
+  return catalog_wtxn_commit (&txn, "server_remove");
 }

@@ -1,7 +1,7 @@
 /* Volumes: creation, lookup by id or name, listing, resize, deletion
- * (with the release of their segments) and writer epochs (tables
- * volumes, names, and for deletion segmap, segments, server_segments
- * and garbage).
+ * (with the release of their segments), writer epochs and clean epochs
+ * (tables volumes, names, and for deletion segmap, segments,
+ * server_segments and garbage).
  */
 
 #include <config.h>
@@ -382,7 +382,66 @@ catalog_volume_begin_epoch (catalog *cat, uint64_t id,
   return 0;
 }
 
-/* The writer of EPOCH closed volume ID cleanly. */
+/* The writer of epoch CURRENT of volume ID moves on to the next one. */
+int
+catalog_volume_next_epoch (catalog *cat, uint64_t id, uint64_t current,
+                           struct catalog_volume *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v;
+  int r;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_next_epoch");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+  if (current != v.epoch)
+    return -ESTALE;
+  if (v.epoch == UINT64_MAX)
+    return -ENOSPC;
+  v.epoch++;
+  v.flags &= ~CATALOG_VOL_CLEAN;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  r = catalog_wtxn_commit (&txn, "volume_next_epoch");
+  if (r < 0)
+    return r;
+  if (out)
+    *out = v;
+  return 0;
+}
+
+/* Every epoch of volume ID up to EPOCH is clean (never lowers it). */
+int
+catalog_volume_set_clean_epoch (catalog *cat, uint64_t id, uint64_t epoch)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_volume v;
+  int r;
+
+  r = catalog_wtxn_begin (cat, &txn, "volume_set_clean_epoch");
+  if (r < 0)
+    return r;
+  r = catalog_volume_get_txn (cat, txn, id, &v);
+  if (r < 0)
+    return r;
+  if (epoch > v.epoch)
+    return -EINVAL;
+  if (epoch <= v.clean_epoch)
+    return 0;
+  v.clean_epoch = epoch;
+  r = catalog_volume_put_txn (cat, txn, &v);
+  if (r < 0)
+    return r;
+  return catalog_wtxn_commit (&txn, "volume_set_clean_epoch");
+}
+
+/* The writer of EPOCH closed volume ID cleanly, or a resync made it
+ * consistent: CLEAN, and every epoch up to EPOCH is clean.
+ */
 int
 catalog_volume_mark_clean (catalog *cat, uint64_t id, uint64_t epoch)
 {
@@ -398,9 +457,10 @@ catalog_volume_mark_clean (catalog *cat, uint64_t id, uint64_t epoch)
     return r;
   if (epoch != v.epoch)
     return -ESTALE;
-  if (v.flags & CATALOG_VOL_CLEAN)
+  if ((v.flags & CATALOG_VOL_CLEAN) && v.clean_epoch == epoch)
     return 0;
   v.flags |= CATALOG_VOL_CLEAN;
+  v.clean_epoch = epoch;
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;

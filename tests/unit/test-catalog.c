@@ -246,7 +246,7 @@ START_TEST (test_cluster)
   memset (&c, 0xff, sizeof c);
   ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
   ck_assert_uint_eq (c.segment_size, 64 << 20);
-  ck_assert_uint_eq (c.format_version, 1);
+  ck_assert_uint_eq (c.format_version, 2);
   ck_assert_mem_eq (c.uuid, uuid, 16);
 }
 END_TEST
@@ -421,6 +421,7 @@ START_TEST (test_volume_create)
   ck_assert_uint_eq (v.replicas, 2);
   ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
   ck_assert_uint_eq (v.epoch, 0);
+  ck_assert_uint_eq (v.clean_epoch, 0);
   ck_assert_uint_eq (v.segments, 0);
 
   /* Bad names. */
@@ -539,10 +540,12 @@ START_TEST (test_volume_epoch)
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), -ESTALE);
   ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
   ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_uint_eq (v.clean_epoch, 0);
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 1), 0);
   ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
   ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
   ck_assert_uint_eq (v.epoch, 1);
+  ck_assert_uint_eq (v.clean_epoch, 1);
 
   ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, NULL), 0);
   reopen ();
@@ -552,6 +555,10 @@ START_TEST (test_volume_epoch)
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 1), -ESTALE);
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), 0);
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 2), 0);
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
+  ck_assert_uint_eq (v.clean_epoch, 2);
 
   ck_assert_int_eq (catalog_volume_begin_epoch (cat, id + 1, &v), -ENOENT);
   ck_assert_int_eq (catalog_volume_mark_clean (cat, id + 1, 0), -ENOENT);
@@ -580,6 +587,8 @@ START_TEST (test_map_alloc)
   set_entry (&e[1], 2, 2, s23);
   ck_assert_int_eq (catalog_map_alloc (cat, vol, e, 2), 0);
   ck_assert_uint_eq (e[0].segment.id, 1);
+  ck_assert_uint_eq (e[0].segment.volume, vol);
+  ck_assert_uint_eq (e[0].segment.gen, 1);
   ck_assert_uint_eq (e[0].segment.refcount, 1);
   ck_assert_uint_eq (e[0].segment.nreplicas, 2);
   ck_assert_uint_eq (e[0].segment.replicas[0].server, 1);
@@ -713,6 +722,8 @@ START_TEST (test_map_get)
   ck_assert_uint_eq (m[3].index, 7);
   ck_assert_uint_eq (m[3].segment.id, s7);
   ck_assert_uint_eq (m[3].segment.refcount, 1);
+  ck_assert_uint_eq (m[3].segment.volume, vol);
+  ck_assert_uint_eq (m[3].segment.gen, 1);
   ck_assert_uint_eq (m[3].segment.nreplicas, 2);
   ck_assert_uint_eq (m[3].segment.replicas[0].server, 1);
   ck_assert_uint_eq (m[3].segment.replicas[1].server, 2);
@@ -833,6 +844,8 @@ START_TEST (test_segment_replica_state)
   ck_assert_uint_eq (g.id, seg);
   ck_assert_uint_eq (g.refcount, 1);
   ck_assert_uint_eq (g.nreplicas, 2);
+  ck_assert_uint_eq (g.volume, vol);
+  ck_assert_uint_eq (g.gen, 1);
   ck_assert_int_eq (catalog_segment_get (cat, seg + 1, &g), -ENOENT);
   ck_assert_int_eq (catalog_segment_get (cat, 0, &g), -ENOENT);
 
@@ -840,12 +853,14 @@ START_TEST (test_segment_replica_state)
       catalog_replica_set_state (cat, seg, 2, CATALOG_REPLICA_STALE, &g), 0);
   ck_assert_uint_eq (g.replicas[0].state, CATALOG_REPLICA_OK);
   ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_uint_eq (g.gen, 2);
   ck_assert_int_eq (
       catalog_replica_set_state (cat, seg, 1, CATALOG_REPLICA_SYNCING, NULL),
       0);
+  /* No change, no new generation. */
   ck_assert_int_eq (
-      catalog_replica_set_state (cat, seg, 1, CATALOG_REPLICA_SYNCING, NULL),
-      0);
+      catalog_replica_set_state (cat, seg, 1, CATALOG_REPLICA_SYNCING, &g), 0);
+  ck_assert_uint_eq (g.gen, 3);
   ck_assert_int_eq (catalog_replica_set_state (cat, seg, 1, 3, NULL), -EINVAL);
   ck_assert_int_eq (catalog_replica_set_state (cat, seg, 1, 255, NULL),
                     -EINVAL);
@@ -862,6 +877,503 @@ START_TEST (test_segment_replica_state)
   ck_assert_uint_eq (g.replicas[0].state, CATALOG_REPLICA_SYNCING);
   ck_assert_uint_eq (g.replicas[1].server, 2);
   ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_uint_eq (g.gen, 3);
+}
+END_TEST
+
+/* next_epoch: rotation, -ESTALE for any other epoch, CLEAN cleared. */
+START_TEST (test_volume_next_epoch)
+{
+  struct catalog_volume v;
+  uint64_t id;
+
+  id = add_volume ("n", MiB, 2);
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, NULL), 0);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 1, &v), 0);
+  ck_assert_uint_eq (v.epoch, 2);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_str_eq (v.name, "n");
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 1, &v), -ESTALE);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 3, &v), -ESTALE);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 2, NULL), 0);
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.epoch, 3);
+  ck_assert_uint_eq (v.clean_epoch, 0);
+
+  /* A clean volume rotated (a late writer) is no longer clean. */
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 3), 0);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 3, &v), 0);
+  ck_assert_uint_eq (v.epoch, 4);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_uint_eq (v.clean_epoch, 3);
+
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id + 1, 0, &v), -ENOENT);
+}
+END_TEST
+
+/* set_clean_epoch: raises only, -EINVAL above the epoch, -ENOENT. */
+START_TEST (test_volume_clean_epoch)
+{
+  struct catalog_volume v;
+  uint64_t id;
+
+  id = add_volume ("c", MiB, 2);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 0), 0);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 1), -EINVAL);
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, NULL), 0);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 1, NULL), 0);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, id, 2, NULL), 0);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 2), 0);
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.clean_epoch, 2);
+  ck_assert_uint_eq (v.epoch, 3);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+
+  /* Never lowered; the current epoch itself is allowed. */
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 1), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.clean_epoch, 2);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 4), -EINVAL);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, UINT64_MAX),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id, 3), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.clean_epoch, 3);
+  ck_assert_uint_eq (v.flags & CATALOG_VOL_CLEAN, 0);
+
+  /* begin_epoch keeps it; mark_clean sets it to the epoch. */
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, id, &v), 0);
+  ck_assert_uint_eq (v.epoch, 4);
+  ck_assert_uint_eq (v.clean_epoch, 3);
+  ck_assert_int_eq (catalog_volume_mark_clean (cat, id, 4), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, id, &v), 0);
+  ck_assert_uint_eq (v.clean_epoch, 4);
+
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, id + 1, 0), -ENOENT);
+}
+END_TEST
+
+/* segment_list: every volume's segments in id order, paged. */
+START_TEST (test_segment_list)
+{
+  struct catalog_segment *list = (void *)1;
+  uint64_t v1, v2, seg[5], after;
+  size_t n = 99, total;
+  int i;
+
+  ck_assert_int_eq (catalog_segment_list (cat, 0, 10, &list, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (list);
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  v1 = add_volume ("a", 8 * SEG_SIZE, 2);
+  v2 = add_volume ("b", 8 * SEG_SIZE, 2);
+  seg[0] = alloc_index (v1, 3);
+  seg[1] = alloc_index (v2, 0);
+  seg[2] = alloc_index (v1, 0);
+  seg[3] = alloc_index (v2, 7);
+  seg[4] = alloc_index (v1, 1);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg[3], 2, CATALOG_REPLICA_STALE, NULL),
+      0);
+
+  ck_assert_int_eq (catalog_segment_list (cat, 0, 100, &list, &n), 0);
+  ck_assert_uint_eq (n, 5);
+  for (i = 0; i < 5; ++i)
+    ck_assert_uint_eq (list[i].id, seg[i]);
+  ck_assert_uint_eq (list[0].volume, v1);
+  ck_assert_uint_eq (list[1].volume, v2);
+  ck_assert_uint_eq (list[3].gen, 2);
+  ck_assert_uint_eq (list[3].replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_uint_eq (list[4].gen, 1);
+  ck_assert_uint_eq (list[4].nreplicas, 2);
+  free (list);
+
+  /* Pages of two. */
+  after = 0;
+  total = 0;
+  for (;;) {
+    ck_assert_int_eq (catalog_segment_list (cat, after, 2, &list, &n), 0);
+    if (n == 0)
+      break;
+    ck_assert_uint_le (n, 2);
+    for (i = 0; i < (int)n; ++i)
+      ck_assert_uint_eq (list[i].id, seg[total + i]);
+    total += n;
+    after = list[n - 1].id;
+    free (list);
+  }
+  ck_assert_uint_eq (total, 5);
+
+  ck_assert_int_eq (catalog_segment_list (cat, seg[2], 100, &list, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (list[0].id, seg[3]);
+  free (list);
+  ck_assert_int_eq (catalog_segment_list (cat, 0, 0, &list, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_int_eq (catalog_segment_list (cat, UINT64_MAX, 10, &list, &n), 0);
+  ck_assert_uint_eq (n, 0);
+
+  /* Deleted segments are gone from the list. */
+  ck_assert_int_eq (catalog_volume_delete (cat, v1), 0);
+  ck_assert_int_eq (catalog_segment_list (cat, 0, SIZE_MAX, &list, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (list[0].id, seg[1]);
+  ck_assert_uint_eq (list[1].id, seg[3]);
+  free (list);
+}
+END_TEST
+
+/* Number of replicas that server_segments lists for SERVER. */
+static size_t
+server_seg_count (uint32_t server)
+{
+  uint64_t count;
+
+  ck_assert_int_eq (catalog_server_count_segments (cat, server, &count), 0);
+  return count;
+}
+
+/* True if garbage holds SEG for SERVER. */
+static int
+in_garbage (uint32_t server, uint64_t seg)
+{
+  uint64_t *ids;
+  size_t n, i;
+  int found = 0;
+
+  ck_assert_int_eq (catalog_garbage_get (cat, server, SIZE_MAX, &ids, &n), 0);
+  for (i = 0; i < n; ++i)
+    if (ids[i] == seg)
+      found = 1;
+  free (ids);
+  return found;
+}
+
+/* add_replica: appended, gen + 1, server_segments; every error. */
+START_TEST (test_segment_add_replica)
+{
+  const uint32_t many[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+  struct catalog_map_entry e;
+  struct catalog_segment g;
+  uint64_t vol, seg, full;
+  uint32_t i;
+
+  init_cluster ();
+  for (i = 1; i <= 9; ++i)
+    add_server (i);
+  vol = add_volume ("r", 4 * SEG_SIZE, 2);
+  seg = alloc_index (vol, 0);
+
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 3, CATALOG_REPLICA_SYNCING, &g),
+      0);
+  ck_assert_uint_eq (g.id, seg);
+  ck_assert_uint_eq (g.volume, vol);
+  ck_assert_uint_eq (g.gen, 2);
+  ck_assert_uint_eq (g.nreplicas, 3);
+  ck_assert_uint_eq (g.replicas[0].server, 1);
+  ck_assert_uint_eq (g.replicas[1].server, 2);
+  ck_assert_uint_eq (g.replicas[2].server, 3);
+  ck_assert_uint_eq (g.replicas[2].state, CATALOG_REPLICA_SYNCING);
+  ck_assert_uint_eq (server_seg_count (3), 1);
+
+  /* Errors change nothing. */
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 3, CATALOG_REPLICA_OK, NULL),
+      -EEXIST);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 1, CATALOG_REPLICA_OK, NULL),
+      -EEXIST);
+  ck_assert_int_eq (catalog_segment_add_replica (cat, seg, 4, 3, NULL),
+                    -EINVAL);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 10, CATALOG_REPLICA_OK, NULL),
+      -ENOENT);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg + 1, 4, CATALOG_REPLICA_OK, NULL),
+      -ENOENT);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, 0, 4, CATALOG_REPLICA_OK, NULL),
+      -ENOENT);
+  reopen ();
+  ck_assert_int_eq (catalog_segment_get (cat, seg, &g), 0);
+  ck_assert_uint_eq (g.gen, 2);
+  ck_assert_uint_eq (g.nreplicas, 3);
+  ck_assert_uint_eq (g.replicas[2].server, 3);
+  ck_assert_uint_eq (g.replicas[2].state, CATALOG_REPLICA_SYNCING);
+  ck_assert_uint_eq (server_seg_count (4), 0);
+
+  /* The replica then behaves like any other. */
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 3, CATALOG_REPLICA_OK, &g), 0);
+  ck_assert_uint_eq (g.gen, 3);
+  ck_assert_uint_eq (g.replicas[2].state, CATALOG_REPLICA_OK);
+
+  /* A segment with the maximum number of replicas takes no more. */
+  memset (&e, 0, sizeof e);
+  e.index = 1;
+  e.segment.nreplicas = 8;
+  for (i = 0; i < 8; ++i)
+    e.segment.replicas[i].server = many[i];
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  full = e.segment.id;
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, full, 9, CATALOG_REPLICA_OK, NULL),
+      -EINVAL);
+  ck_assert_int_eq (catalog_segment_get (cat, full, &g), 0);
+  ck_assert_uint_eq (g.nreplicas, 8);
+  ck_assert_uint_eq (g.gen, 1);
+  ck_assert_uint_eq (server_seg_count (9), 0);
+}
+END_TEST
+
+/* remove_replica: order kept, gen + 1, garbage; errors; re-adding. */
+START_TEST (test_segment_remove_replica)
+{
+  const uint32_t s123[3] = { 1, 2, 3 };
+  struct catalog_map_entry e;
+  struct catalog_segment g;
+  uint64_t vol, seg, other;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("x", 4 * SEG_SIZE, 3);
+  set_entry (&e, 0, 3, s123);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  seg = e.segment.id;
+  other = alloc_index (vol, 1);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 3, CATALOG_REPLICA_STALE, NULL), 0);
+
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 2, &g), 0);
+  ck_assert_uint_eq (g.gen, 3);
+  ck_assert_uint_eq (g.nreplicas, 2);
+  ck_assert_uint_eq (g.replicas[0].server, 1);
+  ck_assert_uint_eq (g.replicas[1].server, 3);
+  ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_uint_eq (g.replicas[2].server, 0);
+  reopen ();
+  ck_assert_int_eq (catalog_segment_get (cat, seg, &g), 0);
+  ck_assert_uint_eq (g.gen, 3);
+  ck_assert_uint_eq (g.nreplicas, 2);
+  ck_assert_uint_eq (g.replicas[1].server, 3);
+  ck_assert_uint_eq (server_seg_count (2), 1); /* OTHER only */
+  ck_assert (in_garbage (2, seg));
+  ck_assert (!in_garbage (2, other));
+  ck_assert (!in_garbage (1, seg));
+
+  /* Errors. */
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 2, NULL),
+                    -ENOENT);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 9, NULL),
+                    -ENOENT);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg + 99, 1, NULL),
+                    -ENOENT);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 3, NULL), 0);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 1, &g), -EBUSY);
+  ck_assert_int_eq (catalog_segment_get (cat, seg, &g), 0);
+  ck_assert_uint_eq (g.nreplicas, 1);
+  ck_assert_uint_eq (g.replicas[0].server, 1);
+  ck_assert_uint_eq (g.gen, 4);
+  ck_assert_uint_eq (server_seg_count (1), 2);
+  ck_assert (!in_garbage (1, seg));
+
+  /* The map still leads to the segment, with its new replica list. */
+  {
+    struct catalog_map_entry *m;
+    size_t n;
+
+    ck_assert_int_eq (catalog_map_get (cat, vol, 0, 1, &m, &n), 0);
+    ck_assert_uint_eq (n, 1);
+    ck_assert_uint_eq (m[0].segment.id, seg);
+    ck_assert_uint_eq (m[0].segment.nreplicas, 1);
+    ck_assert_uint_eq (m[0].segment.gen, 4);
+    free (m);
+  }
+
+  /* Adding the replica back takes it out of the server's garbage. */
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 2, CATALOG_REPLICA_SYNCING, &g),
+      0);
+  ck_assert_uint_eq (g.gen, 5);
+  ck_assert (!in_garbage (2, seg));
+  ck_assert (in_garbage (3, seg));
+
+  /* Deleting the volume queues the remaining replicas once each. */
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), 0);
+  ck_assert (in_garbage (1, seg));
+  ck_assert (in_garbage (2, seg));
+  ck_assert (in_garbage (3, seg));
+  ck_assert_uint_eq (server_seg_count (1), 0);
+  ck_assert_uint_eq (server_seg_count (2), 0);
+  ck_assert_uint_eq (server_seg_count (3), 0);
+}
+END_TEST
+
+/* server_segments: one server's segments in id order, paged. */
+START_TEST (test_server_segments)
+{
+  const uint32_t s23[2] = { 2, 3 };
+  struct catalog_map_entry e;
+  uint64_t *ids = (void *)1, vol, seg[4], after;
+  size_t n = 99, total;
+  size_t i;
+
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 0, 10, &ids, &n), -ENOENT);
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 0, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_ptr_null (ids);
+
+  vol = add_volume ("s", 8 * SEG_SIZE, 2);
+  seg[0] = alloc_index (vol, 4);
+  set_entry (&e, 2, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  seg[1] = alloc_index (vol, 0);
+  seg[2] = alloc_index (vol, 6);
+  seg[3] = alloc_index (vol, 1);
+
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 0, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 4);
+  for (i = 0; i < 4; ++i)
+    ck_assert_uint_eq (ids[i], seg[i]);
+  free (ids);
+  ck_assert_int_eq (catalog_server_segments (cat, 3, 0, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  ck_assert_uint_eq (ids[0], e.segment.id);
+  free (ids);
+  ck_assert_int_eq (catalog_server_segments (cat, 2, 0, SIZE_MAX, &ids, &n), 0);
+  ck_assert_uint_eq (n, 5);
+  free (ids);
+
+  /* Pages of three. */
+  after = 0;
+  total = 0;
+  for (;;) {
+    ck_assert_int_eq (catalog_server_segments (cat, 1, after, 3, &ids, &n), 0);
+    if (n == 0)
+      break;
+    ck_assert_uint_le (n, 3);
+    for (i = 0; i < n; ++i)
+      ck_assert_uint_eq (ids[i], seg[total + i]);
+    total += n;
+    after = ids[n - 1];
+    free (ids);
+  }
+  ck_assert_uint_eq (total, 4);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, seg[3], 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 0, 0, &ids, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, UINT64_MAX, 10, &ids, &n),
+                    0);
+  ck_assert_uint_eq (n, 0);
+
+  /* Replicas moved away leave the list; moved in, join it. */
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg[1], 1, NULL), 0);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg[1], 3, CATALOG_REPLICA_OK, NULL),
+      0);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 0, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (ids[0], seg[0]);
+  ck_assert_uint_eq (ids[1], seg[2]);
+  free (ids);
+  ck_assert_int_eq (catalog_server_segments (cat, 3, 0, 10, &ids, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (ids[1], seg[1]);
+  free (ids);
+}
+END_TEST
+
+/* server_remove: -EBUSY while it holds replicas, then record, uuid and
+ * garbage go; ids are not reused.
+ */
+START_TEST (test_server_remove)
+{
+  const uint32_t s13[2] = { 1, 3 };
+  struct catalog_map_entry e;
+  struct catalog_server s, *list;
+  struct catalog_stats st;
+  uint64_t vol, seg, doomed, *ids;
+  uint8_t uuid[16];
+  size_t n;
+
+  ck_assert_int_eq (catalog_server_remove (cat, 1), -ENOENT);
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  vol = add_volume ("v", 8 * SEG_SIZE, 2);
+  doomed = add_volume ("d", 8 * SEG_SIZE, 2);
+  seg = alloc_index (vol, 0);
+  alloc_index (doomed, 0);
+  ck_assert_int_eq (catalog_volume_delete (cat, doomed), 0);
+  ck_assert_uint_eq (garbage_count (2), 1);
+
+  ck_assert_int_eq (catalog_server_remove (cat, 2), -EBUSY);
+  ck_assert_int_eq (catalog_server_get (cat, 2, &s), 0);
+
+  /* Drain server 2: replace its replica by one on server 3. */
+  ck_assert_int_eq (catalog_server_set_state (cat, 2, CATALOG_SERVER_DRAINING),
+                    0);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, 3, CATALOG_REPLICA_SYNCING, NULL),
+      0);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, 3, CATALOG_REPLICA_OK, NULL), 0);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, 2, NULL), 0);
+  ck_assert_uint_eq (garbage_count (2), 2);
+
+  ck_assert_int_eq (catalog_server_remove (cat, 2), 0);
+  ck_assert_int_eq (catalog_server_remove (cat, 2), -ENOENT);
+  reopen ();
+  ck_assert_int_eq (catalog_server_get (cat, 2, &s), -ENOENT);
+  ck_assert_int_eq (catalog_garbage_get (cat, 2, 10, &ids, &n), -ENOENT);
+  ck_assert_int_eq (catalog_server_list (cat, &list, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (list[0].id, 1);
+  ck_assert_uint_eq (list[1].id, 3);
+  free (list);
+  ck_assert_int_eq (catalog_stats (cat, &st), 0);
+  ck_assert_uint_eq (st.servers, 2);
+
+  /* Other servers keep their garbage and replicas. */
+  ck_assert_uint_eq (garbage_count (1), 1);
+  ck_assert_uint_eq (server_seg_count (1), 1);
+  ck_assert_uint_eq (server_seg_count (3), 1);
+
+  /* The same store registering again is a new server. */
+  make_uuid (uuid, 2);
+  ck_assert_int_eq (
+      catalog_server_register (cat, uuid, "127.0.0.1:7422", "z2", 1, &s), 0);
+  ck_assert_uint_eq (s.id, 4);
+  ck_assert_uint_eq (s.state, CATALOG_SERVER_UP);
+  ck_assert_uint_eq (garbage_count (4), 0);
+  ck_assert_uint_eq (add_server (9), 5);
+
+  /* A server removed without ever holding anything. */
+  ck_assert_int_eq (catalog_server_remove (cat, 5), 0);
+  ck_assert_int_eq (catalog_server_get (cat, 5, &s), -ENOENT);
+
+  /* The replicas it can no longer be placed on: map_alloc says so. */
+  set_entry (&e, 1, 2, s13);
+  e.segment.replicas[1].server = 2;
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), -ENOENT);
+  set_entry (&e, 1, 2, s13);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, &e, 1), 0);
+  ck_assert_int_eq (catalog_segment_add_replica (cat, e.segment.id, 2, 0, NULL),
+                    -ENOENT);
 }
 END_TEST
 
@@ -1153,7 +1665,7 @@ START_TEST (test_corrupt_records)
   const uint8_t vkey[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
   const uint8_t skey[4] = { 0, 0, 0, 1 };
   const uint8_t short_rec[3] = { 1, 0, 0 };
-  uint8_t bad_version[28] = { 2 };
+  uint8_t bad_version[28] = { 1 }; /* version 1: before issue 3 */
   struct catalog_cluster c;
   struct catalog_volume v;
   struct catalog_server s;
@@ -1186,6 +1698,70 @@ START_TEST (test_corrupt_records)
 }
 END_TEST
 
+/* Records of the previous format, and new fields out of range, are
+ * refused with -EIO.
+ */
+START_TEST (test_corrupt_records_v2)
+{
+  const uint8_t vkey1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+  const uint8_t vkey2[8] = { 0, 0, 0, 0, 0, 0, 0, 2 };
+  uint8_t old_vol[41] = { 1, 1 }, bad_clean[49] = { 2, 1 };
+  uint8_t old_seg[16] = { 1, 1 }, zero_gen[32] = { 2, 1 };
+  struct catalog_volume v, *vl;
+  struct catalog_segment g, *gl;
+  size_t n;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_volume ("a", 4 * SEG_SIZE, 1);
+  add_volume ("b", 4 * SEG_SIZE, 1);
+  add_volume ("c", 4 * SEG_SIZE, 1);
+  alloc_index (1, 0);
+  alloc_index (1, 1);
+  alloc_index (1, 2);
+  catalog_close (cat);
+  cat = NULL;
+
+  /* A version 1 volume: 40 bytes + name, replicas 1, name "a". */
+  old_vol[7] = 1;
+  old_vol[40] = 'a';
+  corrupt ("volumes", vkey1, 8, old_vol, sizeof old_vol);
+  /* Version 2, clean_epoch 1 above epoch 0. */
+  bad_clean[7] = 1;
+  bad_clean[47] = 1;
+  bad_clean[48] = 'b';
+  corrupt ("volumes", vkey2, 8, bad_clean, sizeof bad_clean);
+  /* A version 1 segment: 8 bytes + one replica (server 1). */
+  old_seg[7] = 1;
+  old_seg[11] = 1;
+  corrupt ("segments", vkey1, 8, old_seg, sizeof old_seg);
+  /* Version 2 with generation 0. */
+  zero_gen[7] = 1;
+  zero_gen[15] = 1;
+  zero_gen[27] = 1;
+  corrupt ("segments", vkey2, 8, zero_gen, sizeof zero_gen);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+
+  ck_assert_int_eq (catalog_volume_get (cat, 1, &v), -EIO);
+  ck_assert_int_eq (catalog_volume_get (cat, 2, &v), -EIO);
+  ck_assert_int_eq (catalog_volume_get (cat, 3, &v), 0);
+  ck_assert_int_eq (catalog_volume_list (cat, &vl, &n), -EIO);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), -EIO);
+  ck_assert_int_eq (catalog_segment_get (cat, 2, &g), -EIO);
+  ck_assert_int_eq (catalog_segment_get (cat, 3, &g), 0);
+  ck_assert_int_eq (catalog_segment_list (cat, 0, 10, &gl, &n), -EIO);
+  ck_assert_int_eq (catalog_segment_list (cat, 2, 10, &gl, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  free (gl);
+  ck_assert_int_eq (catalog_volume_next_epoch (cat, 1, 0, NULL), -EIO);
+  ck_assert_int_eq (catalog_volume_set_clean_epoch (cat, 2, 0), -EIO);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, 1, 2, CATALOG_REPLICA_OK, NULL), -EIO);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, 2, 1, NULL), -EIO);
+}
+END_TEST
+
 /* catalog_strerror texts. */
 START_TEST (test_strerror)
 {
@@ -1198,6 +1774,7 @@ START_TEST (test_strerror)
   ck_assert_str_eq (catalog_strerror (-EIO), "catalog database error");
   ck_assert_str_eq (catalog_strerror (-ESTALE), "stale epoch");
   ck_assert_str_eq (catalog_strerror (-EACCES), "permission denied");
+  ck_assert_str_eq (catalog_strerror (-EBUSY), "still in use");
   ck_assert_str_eq (catalog_strerror (EIO), "catalog database error");
   ck_assert_str_eq (catalog_strerror (-12345), "unknown catalog error");
 }
@@ -1232,12 +1809,19 @@ catalog_suite (void)
   add_tcase (s, "volume_get_lookup_list", test_volume_get_lookup_list, 0);
   add_tcase (s, "volume_resize", test_volume_resize, 0);
   add_tcase (s, "volume_epoch", test_volume_epoch, 0);
+  add_tcase (s, "volume_next_epoch", test_volume_next_epoch, 0);
+  add_tcase (s, "volume_clean_epoch", test_volume_clean_epoch, 0);
   add_tcase (s, "map_alloc", test_map_alloc, 0);
   add_tcase (s, "map_alloc_partial_segment", test_map_alloc_partial_segment, 0);
   add_tcase (s, "map_alloc_no_cluster", test_map_alloc_no_cluster, 0);
   add_tcase (s, "map_get", test_map_get, 0);
   add_tcase (s, "map_get_random", test_map_get_random, 60);
   add_tcase (s, "segment_replica_state", test_segment_replica_state, 0);
+  add_tcase (s, "segment_list", test_segment_list, 0);
+  add_tcase (s, "segment_add_replica", test_segment_add_replica, 0);
+  add_tcase (s, "segment_remove_replica", test_segment_remove_replica, 0);
+  add_tcase (s, "server_segments", test_server_segments, 0);
+  add_tcase (s, "server_remove", test_server_remove, 0);
   add_tcase (s, "volume_delete", test_volume_delete, 0);
   add_tcase (s, "volume_delete_empty", test_volume_delete_empty, 0);
   add_tcase (s, "volume_delete_many", test_volume_delete_many, 60);
@@ -1245,6 +1829,7 @@ catalog_suite (void)
   add_tcase (s, "stats_persist", test_stats_persist, 0);
   add_tcase (s, "threads", test_threads, 60);
   add_tcase (s, "corrupt_records", test_corrupt_records, 0);
+  add_tcase (s, "corrupt_records_v2", test_corrupt_records_v2, 0);
   add_tcase (s, "strerror", test_strerror, 0);
   return s;
 }
