@@ -172,3 +172,59 @@ tool_get_volume (struct tool_ctx *ctx, const char *what, const char *name,
     return tool_bad_reply (ctx, what, r);
   return 0;
 }
+
+/* SERVER_LIST. */
+int
+tool_get_servers (struct tool_ctx *ctx, const char *what,
+                  struct proto_server_list *out)
+{
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t len;
+  int r;
+
+  memset (out, 0, sizeof *out);
+  r = tool_call (ctx, what, PROTO_OP_SERVER_LIST, NULL, &reply, &len);
+  if (r < 0)
+    return r;
+  r = proto_decode_server_list (reply, len, out);
+  if (r < 0)
+    return tool_bad_reply (ctx, what, r);
+  return 0;
+}
+
+/* MAP_GET of [START, START+COUNT) of VOLUME, checked. */
+int
+tool_get_map (struct tool_ctx *ctx, const char *what, uint64_t volume,
+              uint64_t start, uint32_t count, struct proto_map *out)
+{
+  struct proto_map_request req = {
+    .volume = volume, .epoch = 0, .start = start, .count = count
+  };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint64_t next = start;
+  uint32_t len, i;
+  int r;
+
+  memset (out, 0, sizeof *out);
+  proto_encode_map_request (&req, &wb);
+  r = tool_call (ctx, what, PROTO_OP_MAP_GET, &wb, &reply, &len);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_map (reply, len, out);
+  if (r < 0)
+    return tool_bad_reply (ctx, what, r);
+
+  /* Entries must be in the range asked for, in ascending order. */
+  for (i = 0; i < out->n; ++i) {
+    const struct proto_map_entry *e = &out->entries[i];
+
+    if (e->index < next || e->index - start >= count) {
+      proto_map_free (out);
+      return tool_bad_reply (ctx, what, -EBADMSG);
+    }
+    next = e->index + 1;
+  }
+  return 0;
+}

@@ -3,7 +3,8 @@
  * Sections follow the .c file that defines them.  Every command function
  * returns 0 on success or a negative errno after it has printed a
  * "tessera: CONTEXT: REASON" line on stderr; main maps that to
- * EXIT_FAILURE.
+ * EXIT_FAILURE and discards the command's output.  A few return
+ * TOOL_FAILED_WITH_OUTPUT (below): exit 1, output kept.
  */
 
 #ifndef TESSERA_TOOLS_INTERNAL_H
@@ -22,6 +23,14 @@
 #define TOOL_DEFAULT_TIMEOUT 30 /* seconds */
 #define TOOL_MAX_TIMEOUT 86400  /* seconds */
 #define TOOL_DEFAULT_REPLICAS 2
+#define TOOL_DEFAULT_MAX_WAIT 3600 /* seconds, repair --wait */
+
+/* What a command function returns besides 0 and -errno: the command ran
+ * to the end and its output stands (it is printed), but the exit status
+ * is 1.  volume verify returns it when replicas differ, repair --wait
+ * when the cluster is still degraded after --max-wait.
+ */
+#define TOOL_FAILED_WITH_OUTPUT 1
 
 /* Room for "volume create: " plus a volume name and some slack: the
  * context of error messages.  Longer names are truncated in messages only.
@@ -39,6 +48,10 @@ struct tool_ctx {
   uint64_t size;               /* --size in bytes */
   bool replicas_set;           /* --replicas was given */
   uint32_t replicas;           /* --replicas */
+  bool wait;                   /* --wait */
+  bool max_wait_set;           /* --max-wait was given */
+  uint32_t max_wait;           /* --max-wait in seconds */
+  bool repair;                 /* --repair */
   FILE *out;                   /* spooled stdout: copied out only on success */
   struct proto_client *client; /* NULL until the first request */
 };
@@ -88,6 +101,21 @@ extern int tool_get_status (struct tool_ctx *ctx, const char *what,
 /* Fetch one volume by NAME (VOL_INFO).  Returns 0 or -errno (printed). */
 extern int tool_get_volume (struct tool_ctx *ctx, const char *what,
                             const char *name, struct proto_volume_info *out);
+
+/* Fetch the storage servers (SERVER_LIST) into *OUT (the caller frees it
+ * with proto_server_list_free).  Returns 0 or -errno (printed).
+ */
+extern int tool_get_servers (struct tool_ctx *ctx, const char *what,
+                             struct proto_server_list *out);
+
+/* Fetch map entries [START, START+COUNT) of volume VOLUME (MAP_GET;
+ * COUNT is 1 to PROTO_MAP_MAX) into *OUT (the caller frees it with
+ * proto_map_free).  The entries are checked to lie in that range in
+ * ascending order.  Returns 0 or -errno (printed).
+ */
+extern int tool_get_map (struct tool_ctx *ctx, const char *what,
+                         uint64_t volume, uint64_t start, uint32_t count,
+                         struct proto_map *out);
 
 /* ---- json.c ---- */
 
@@ -168,11 +196,23 @@ extern void tool_sanitize (const char *s, char *buf, size_t len);
 
 /* ---- status.c ---- */
 
+/* Print status ST on ctx->out as a JSON document (the output of status,
+ * and of repair).
+ */
+extern void tool_print_status_json (struct tool_ctx *ctx,
+                                    const struct proto_status_info *st);
+
 extern int tool_cmd_status (struct tool_ctx *ctx, char **args);
 
 /* ---- server.c ---- */
 
 extern int tool_cmd_server_list (struct tool_ctx *ctx, char **args);
+extern int tool_cmd_server_drain (struct tool_ctx *ctx, char **args);
+extern int tool_cmd_server_remove (struct tool_ctx *ctx, char **args);
+
+/* ---- repair.c ---- */
+
+extern int tool_cmd_repair (struct tool_ctx *ctx, char **args);
 
 /* ---- volume.c ---- */
 
@@ -185,6 +225,10 @@ extern int tool_cmd_volume_delete (struct tool_ctx *ctx, char **args);
 /* ---- volume-map.c ---- */
 
 extern int tool_cmd_volume_map (struct tool_ctx *ctx, char **args);
+
+/* ---- volume-verify.c ---- */
+
+extern int tool_cmd_volume_verify (struct tool_ctx *ctx, char **args);
 
 /* ---- main.c ---- */
 

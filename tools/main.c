@@ -25,6 +25,12 @@
 #include "parse.h"
 #include "sock.h"
 
+/* Command-specific options, as bits of tool_command.opts. */
+#define OPT_SIZE 0x01     /* --size (required where allowed) */
+#define OPT_REPLICAS 0x02 /* --replicas */
+#define OPT_WAIT 0x04     /* --wait, --max-wait */
+#define OPT_REPAIR 0x08   /* --repair */
+
 /* One command: its words, the usage of its arguments, how many
  * arguments it takes, and which command-specific options it accepts.
  */
@@ -35,32 +41,41 @@ struct tool_command {
   int min_args;
   int max_args;
   const char *argnames[2]; /* each positional argument, for messages */
-  bool takes_size;         /* --size */
-  bool takes_replicas;     /* --replicas */
+  unsigned opts;           /* OPT_* */
   int (*run) (struct tool_ctx *ctx, char **args);
   const char *help;
 };
 
 /* clang-format off */
 static const struct tool_command commands[] = {
-  /* word1    word2     args  min max  argnames  --size --replicas */
-  { "status", NULL,     "",     0, 0, { NULL },          false, false,
+  /* word1    word2     args  min max  argnames          opts */
+  { "status", NULL,     "",     0, 0, { NULL },          0,
     tool_cmd_status,        "show the cluster's state" },
-  { "server", "list",   "",     0, 0, { NULL },          false, false,
+  { "repair", NULL,     "[--wait [--max-wait SECONDS]]",
+                                0, 0, { NULL },          OPT_WAIT,
+    tool_cmd_repair,        "repair degraded segments now" },
+  { "server", "list",   "",     0, 0, { NULL },          0,
     tool_cmd_server_list,   "list the storage servers" },
+  { "server", "drain",  "ID",   1, 1, { "ID" },          0,
+    tool_cmd_server_drain,  "move all replicas off a server" },
+  { "server", "remove", "ID",   1, 1, { "ID" },          0,
+    tool_cmd_server_remove, "forget an empty server" },
   { "volume", "create", "NAME --size SIZE [--replicas N]",
-                                1, 1, { "NAME" },        true,  true,
+                                1, 1, { "NAME" }, OPT_SIZE | OPT_REPLICAS,
     tool_cmd_volume_create, "create a volume" },
-  { "volume", "list",   "",     0, 0, { NULL },          false, false,
+  { "volume", "list",   "",     0, 0, { NULL },          0,
     tool_cmd_volume_list,   "list the volumes" },
-  { "volume", "info",   "NAME", 1, 1, { "NAME" },        false, false,
+  { "volume", "info",   "NAME", 1, 1, { "NAME" },        0,
     tool_cmd_volume_info,   "show one volume" },
-  { "volume", "map",    "NAME", 1, 1, { "NAME" },        false, false,
+  { "volume", "map",    "NAME", 1, 1, { "NAME" },        0,
     tool_cmd_volume_map,    "show a volume's segment map" },
+  { "volume", "verify", "NAME [--repair]",
+                                1, 1, { "NAME" },        OPT_REPAIR,
+    tool_cmd_volume_verify, "compare a volume's replicas" },
   { "volume", "resize", "NAME SIZE",
-                                2, 2, { "NAME", "SIZE" }, false, false,
+                                2, 2, { "NAME", "SIZE" }, 0,
     tool_cmd_volume_resize, "grow a volume to SIZE" },
-  { "volume", "delete", "NAME", 1, 1, { "NAME" },        false, false,
+  { "volume", "delete", "NAME", 1, 1, { "NAME" },        0,
     tool_cmd_volume_delete, "delete a volume and its data" },
 };
 /* clang-format on */
@@ -81,7 +96,7 @@ usage (FILE *fp, int exitcode)
 
   fprintf (fp,
            "\n"
-           "Manage a Tessera cluster: servers and volumes.\n"
+           "Manage a Tessera cluster: servers, volumes and repair.\n"
            "\n"
            "    %s [--mds ADDR] [--json] [--timeout SECONDS] COMMAND ...\n"
            "\n"
@@ -107,6 +122,11 @@ usage (FILE *fp, int exitcode)
            "0: none)\n"
            "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
            "    --replicas N        volume create: replicas (default %d)\n"
+           "    --wait              repair: wait until nothing is degraded\n"
+           "    --max-wait SECONDS  repair --wait: give up after SECONDS\n"
+           "                        (default %d)\n"
+           "    --repair            volume verify: resync segments that "
+           "differ\n"
            "    --help              this help\n"
            "    -V, --version       print the version\n"
            "\n"
@@ -115,11 +135,13 @@ usage (FILE *fp, int exitcode)
            "    %s volume create vol0 --size 10G\n"
            "    %s --json volume list\n"
            "    %s --mds unix:/run/tessera/mds.sock server list\n"
+           "    %s repair --wait\n"
            "\n"
            "Please read the tessera(1) manual page for full usage.\n"
            "\n",
            TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT, TOOL_DEFAULT_REPLICAS,
-           TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM);
+           TOOL_DEFAULT_MAX_WAIT, TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM,
+           TOOL_PROGRAM);
   exit (exitcode);
 }
 
@@ -241,22 +263,28 @@ enum {
   LONG_OPTIONS,
   SHORT_OPTIONS,
   JSON_OPTION,
+  MAX_WAIT_OPTION,
   MDS_OPTION,
+  REPAIR_OPTION,
   REPLICAS_OPTION,
   SIZE_OPTION,
   TIMEOUT_OPTION,
+  WAIT_OPTION,
 };
 static const char short_options[] = ":V";
 static const struct option long_options[] = {
   { "help", no_argument, NULL, HELP_OPTION },
   { "json", no_argument, NULL, JSON_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "max-wait", required_argument, NULL, MAX_WAIT_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
+  { "repair", no_argument, NULL, REPAIR_OPTION },
   { "replicas", required_argument, NULL, REPLICAS_OPTION },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
   { "size", required_argument, NULL, SIZE_OPTION },
   { "timeout", required_argument, NULL, TIMEOUT_OPTION },
   { "version", no_argument, NULL, 'V' },
+  { "wait", no_argument, NULL, WAIT_OPTION },
   { NULL, 0, NULL, 0 },
 };
 
@@ -315,12 +343,24 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
       ctx->json = true;
       break;
 
+    case MAX_WAIT_OPTION:
+      if (parse_uint32 (optarg, 0, TOOL_MAX_TIMEOUT, &ctx->max_wait) < 0)
+        usage_error ("--max-wait: %s: must be a number of seconds from 0 "
+                     "to %d",
+                     optarg, TOOL_MAX_TIMEOUT);
+      ctx->max_wait_set = true;
+      break;
+
     case MDS_OPTION:
       if (sock_address_check (optarg) < 0)
         usage_error ("--mds: %s: invalid address (HOST:PORT, [V6]:PORT "
                      "or unix:PATH)",
                      optarg);
       ctx->mds = optarg;
+      break;
+
+    case REPAIR_OPTION:
+      ctx->repair = true;
       break;
 
     case REPLICAS_OPTION:
@@ -343,6 +383,10 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
                      optarg, TOOL_MAX_TIMEOUT);
       break;
 
+    case WAIT_OPTION:
+      ctx->wait = true;
+      break;
+
     case ':':
       usage_error ("%s: missing argument", argv[optind - 1]);
 
@@ -353,6 +397,8 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
     }
   }
   ctx->timeout_ms = (int)timeout * 1000;
+  if (!ctx->max_wait_set)
+    ctx->max_wait = TOOL_DEFAULT_MAX_WAIT;
 
   /* Only the environment's value is unchecked so far. */
   if (sock_address_check (ctx->mds) < 0)
@@ -361,7 +407,8 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
 }
 
 /* Parse the options, find the command, run it against the MDS, and copy
- * its output to stdout if it succeeded.
+ * its output to stdout if it succeeded (or returned
+ * TOOL_FAILED_WITH_OUTPUT).
  */
 int
 main (int argc, char *argv[])
@@ -383,11 +430,17 @@ main (int argc, char *argv[])
     command_usage_error (cmd, "missing argument", cmd->argnames[nwords]);
   if (nwords > cmd->max_args)
     command_usage_error (cmd, "unexpected argument", words[cmd->max_args]);
-  if (ctx.size_set && !cmd->takes_size)
+  if (ctx.size_set && !(cmd->opts & OPT_SIZE))
     command_usage_error (cmd, "--size is not allowed here", NULL);
-  if (ctx.replicas_set && !cmd->takes_replicas)
+  if (ctx.replicas_set && !(cmd->opts & OPT_REPLICAS))
     command_usage_error (cmd, "--replicas is not allowed here", NULL);
-  if (cmd->takes_size && !ctx.size_set)
+  if (ctx.wait && !(cmd->opts & OPT_WAIT))
+    command_usage_error (cmd, "--wait is not allowed here", NULL);
+  if (ctx.max_wait_set && !ctx.wait)
+    command_usage_error (cmd, "--max-wait needs --wait", NULL);
+  if (ctx.repair && !(cmd->opts & OPT_REPAIR))
+    command_usage_error (cmd, "--repair is not allowed here", NULL);
+  if ((cmd->opts & OPT_SIZE) && !ctx.size_set)
     command_usage_error (cmd, "--size is required", NULL);
 
   ctx.out = open_memstream (&output, &output_len);
@@ -403,7 +456,8 @@ main (int argc, char *argv[])
     tool_error ("output: %m");
     r = -EIO;
   }
-  if (r == 0 && flush_output (output, output_len) < 0)
+  /* Output stands on success and on TOOL_FAILED_WITH_OUTPUT. */
+  if (r >= 0 && flush_output (output, output_len) < 0)
     r = -EIO;
   free (output);
   exit (r == 0 ? EXIT_SUCCESS : EXIT_FAILURE);

@@ -1,9 +1,10 @@
-/* tessera server list: the storage servers the MDS knows. */
+/* tessera server list|drain|remove: the storage servers the MDS knows. */
 
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -78,18 +79,12 @@ print_table (struct tool_ctx *ctx, const struct proto_server_list *list)
 int
 tool_cmd_server_list (struct tool_ctx *ctx, char **args)
 {
-  const char *what = "server list";
-  struct proto_server_list list = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  uint32_t len;
+  struct proto_server_list list;
   int r;
 
-  r = tool_call (ctx, what, PROTO_OP_SERVER_LIST, NULL, &reply, &len);
+  r = tool_get_servers (ctx, "server list", &list);
   if (r < 0)
     return r;
-  r = proto_decode_server_list (reply, len, &list);
-  if (r < 0)
-    return tool_bad_reply (ctx, what, r);
 
   if (ctx->json)
     print_json (ctx, &list);
@@ -97,4 +92,71 @@ tool_cmd_server_list (struct tool_ctx *ctx, char **args)
     r = print_table (ctx, &list);
   proto_server_list_free (&list);
   return r;
+}
+
+/* Send OPCODE (SERVER_DRAIN or SERVER_REMOVE) for the server whose id is
+ * ARG; CMD names the command ("server drain").  On success prints
+ * "server ID: DONE" for humans, or {"server": ID, KEY: VALUE} with
+ * --json.
+ */
+static int
+server_request (struct tool_ctx *ctx, const char *cmd, uint8_t opcode,
+                const char *arg, const char *done, const char *key,
+                const char *value)
+{
+  struct proto_server_request req;
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char what[64];
+  uint32_t len;
+  int r;
+
+  if (parse_uint32 (arg, 0, UINT32_MAX, &req.server) < 0) {
+    tool_error ("%s: %s: invalid server id (a number from "
+                "\"server list\")",
+                cmd, arg);
+    return -EINVAL;
+  }
+  snprintf (what, sizeof what, "%s: %" PRIu32, cmd, req.server);
+
+  proto_encode_server_request (&req, &wb);
+  r = tool_call (ctx, what, opcode, &wb, &reply, &len);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+
+  if (ctx->json) {
+    struct tool_json j;
+
+    tool_json_init (&j, ctx->out);
+    tool_json_begin_object (&j);
+    tool_json_kv_uint (&j, "server", req.server);
+    if (value)
+      tool_json_kv_string (&j, key, value);
+    else
+      tool_json_kv_bool (&j, key, true);
+    tool_json_end_object (&j);
+    tool_json_finish (&j);
+  }
+  else
+    fprintf (ctx->out, "server %" PRIu32 ": %s\n", req.server, done);
+  return 0;
+}
+
+/* tessera server drain ID: move every replica off server ID (the MDS's
+ * repair thread does it; this returns at once).
+ */
+int
+tool_cmd_server_drain (struct tool_ctx *ctx, char **args)
+{
+  return server_request (ctx, "server drain", PROTO_OP_SERVER_DRAIN, args[0],
+                         "draining", "state", "draining");
+}
+
+/* tessera server remove ID: forget a server that holds nothing. */
+int
+tool_cmd_server_remove (struct tool_ctx *ctx, char **args)
+{
+  return server_request (ctx, "server remove", PROTO_OP_SERVER_REMOVE, args[0],
+                         "removed", "removed", NULL);
 }

@@ -58,6 +58,7 @@ add_entry (struct map_out *m, const struct proto_map_entry *e)
     tool_json_begin_object (&m->j);
     tool_json_kv_uint (&m->j, "index", e->index);
     tool_json_kv_uint (&m->j, "id", e->segment);
+    tool_json_kv_uint (&m->j, "gen", e->gen);
     tool_json_key (&m->j, "replicas");
     tool_json_begin_array (&m->j);
     for (i = 0; i < e->nreplicas; ++i) {
@@ -91,35 +92,15 @@ static int
 map_chunk (struct map_out *m, const char *what,
            const struct proto_volume_info *v, uint64_t start, uint32_t count)
 {
-  struct proto_map_request req = {
-    .volume = v->id, .epoch = 0, .start = start, .count = count
-  };
-  struct proto_wbuf wb = { 0 };
-  struct proto_map map = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  uint64_t next = start;
-  uint32_t len, i;
+  struct proto_map map;
+  uint32_t i;
   int r;
 
-  proto_encode_map_request (&req, &wb);
-  r = tool_call (m->ctx, what, PROTO_OP_MAP_GET, &wb, &reply, &len);
-  proto_wbuf_free (&wb);
+  r = tool_get_map (m->ctx, what, v->id, start, count, &map);
   if (r < 0)
     return r;
-  r = proto_decode_map (reply, len, &map);
-  if (r < 0)
-    return tool_bad_reply (m->ctx, what, r);
-
   for (i = 0; i < map.n && r == 0; ++i) {
-    const struct proto_map_entry *e = &map.entries[i];
-
-    /* Entries must be in the range asked for, in ascending order. */
-    if (e->index < next || e->index - start >= count) {
-      r = tool_bad_reply (m->ctx, what, -EBADMSG);
-      break;
-    }
-    next = e->index + 1;
-    r = add_entry (m, e);
+    r = add_entry (m, &map.entries[i]);
     if (r < 0)
       tool_error ("%s: out of memory", what);
   }
