@@ -175,7 +175,7 @@ struct proto_hello {
   uint8_t auth[PROTO_AUTH_MAX];
 };
 
-/* STATUS and REPAIR reply.  Wire: uuid[16], segment_size u32, servers
+/* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16], segment_size u32, servers
  * u32, servers_up u32, volumes u32, segments u64, capacity u64, used u64,
  * degraded u64, syncing u64, resyncing u32.
  */
@@ -630,7 +630,7 @@ extern void proto_encode_replica_failed (const struct proto_replica_failed *,
 extern int proto_decode_replica_failed (const void *, size_t,
                                         struct proto_replica_failed *);
 
-/* Segment I/O heads: fixed 32 bytes, encoded straight into BUF.  The
+/* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (40) bytes, encoded straight into BUF.  The
  * decoder reads the first PROTO_SEG_IO_SIZE bytes of a payload of LEN
  * bytes; it returns -EBADMSG if LEN is shorter, and otherwise leaves
  * checking LEN against the opcode (SEG_WRITE: head + length) and the
