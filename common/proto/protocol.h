@@ -175,9 +175,9 @@ struct proto_hello {
   uint8_t auth[PROTO_AUTH_MAX];
 };
 
-/* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16], segment_size u32, servers
- * u32, servers_up u32, volumes u32, segments u64, capacity u64, used u64,
- * degraded u64, syncing u64, resyncing u32.
+/* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16],
+ * segment_size u32, servers u32, servers_up u32, volumes u32, segments
+ * u64, capacity u64, used u64, degraded u64, syncing u64, resyncing u32.
  */
 struct proto_status_info {
   uint8_t cluster_uuid[16];
@@ -390,8 +390,9 @@ struct proto_replica_failed {
  * u64, volume u64, epoch u64, gen u64, offset u32, length u32.  A write or
  * trim whose EPOCH is older than the volume's fence fails with
  * PROTO_ESTALE; one whose GEN is older than the segment's generation on
- * that server fails with PROTO_ESTALEMAP (reads ignore both).  SEG_WRITE's payload
- * is this head followed by exactly LENGTH data bytes; SEG_READ's reply
+ * that server fails with PROTO_ESTALEMAP (reads ignore both).
+ * SEG_WRITE's payload is this head followed by exactly LENGTH data bytes;
+ * SEG_READ's reply
  * payload is exactly LENGTH data bytes.  OFFSET + LENGTH must not exceed
  * the segment size, LENGTH must not exceed PROTO_MAX_DATA.
  */
@@ -630,9 +631,9 @@ extern void proto_encode_replica_failed (const struct proto_replica_failed *,
 extern int proto_decode_replica_failed (const void *, size_t,
                                         struct proto_replica_failed *);
 
-/* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (40) bytes, encoded straight into BUF.  The
- * decoder reads the first PROTO_SEG_IO_SIZE bytes of a payload of LEN
- * bytes; it returns -EBADMSG if LEN is shorter, and otherwise leaves
+/* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (40) bytes, encoded straight
+ * into BUF.  The decoder reads the first PROTO_SEG_IO_SIZE bytes of a
+ * payload of LEN bytes; it returns -EBADMSG if LEN is shorter, and otherwise leaves
  * checking LEN against the opcode (SEG_WRITE: head + length) and the
  * range against the segment size to the caller.
  */
