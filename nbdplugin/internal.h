@@ -10,8 +10,10 @@
  *   volume.flush_lock
  *   rangelock.lock (never held across other calls)
  *   volume.map_lock
+ *   volume.epoch_rw
  *   volume.servers_lock
  *   volume.mds_lock
+ *   volume.epoch_lock (never held across other calls)
  *   ss_server.lock
  *   ss_conn.send_lock, then ss_conn.lock, then ss_batch.lock
  * Readers of the map cache and of the server table take no lock: both
@@ -37,16 +39,20 @@
 #define TESSERA_DEFAULT_MDS "127.0.0.1:7420"
 #define TESSERA_DEFAULT_CONNECTIONS 2
 #define TESSERA_MAX_CONNECTIONS 64
-#define TESSERA_DEFAULT_TIMEOUT 30 /* seconds */
-#define TESSERA_MAX_TIMEOUT 86400  /* seconds */
+#define TESSERA_DEFAULT_TIMEOUT 30       /* seconds */
+#define TESSERA_MAX_TIMEOUT 86400        /* seconds */
+#define TESSERA_DEFAULT_EPOCH_INTERVAL 2 /* seconds */
+#define TESSERA_DEFAULT_OPEN_TIMEOUT 120 /* seconds */
 
 /* Configuration, set by .config and checked by .config_complete. */
 struct tessera_config {
-  const char *mds;      /* mds=ADDR */
-  const char *volume;   /* volume=NAME */
-  bool readonly;        /* readonly=true, or nbdkit -r */
-  unsigned connections; /* connections=N, per storage server */
-  int timeout_ms;       /* timeout=SECONDS, in milliseconds */
+  const char *mds;         /* mds=ADDR */
+  const char *volume;      /* volume=NAME */
+  bool readonly;           /* readonly=true, or nbdkit -r */
+  unsigned connections;    /* connections=N, per storage server */
+  int timeout_ms;          /* timeout=SECONDS, in milliseconds */
+  unsigned epoch_interval; /* epoch-interval=SECONDS */
+  unsigned open_timeout;   /* open-timeout=SECONDS */
 };
 
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
@@ -129,7 +135,7 @@ struct ss_server {
   pthread_mutex_t lock; /* protects addr and the dirty set */
   char addr[PROTO_ADDR_MAX + 1];
   /* Segment indexes written or trimmed on this server since the last
-   * flush took them (see io.c, tessera_flush).
+   * flush took them (see flush.c).
    */
   uint64_t *dirty;
   size_t ndirty, dirty_cap;
@@ -164,6 +170,7 @@ extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
 struct seg {
   uint64_t index;
   uint64_t id;
+  uint64_t gen; /* replica-set generation, sent with writes and trims */
   uint8_t nreplicas;
   struct proto_replica replicas[PROTO_REPLICAS_MAX];
   struct seg *retired_next;
@@ -183,13 +190,19 @@ struct server_table {
   struct ss_server *s[];
 };
 
+/* Writes in flight in one epoch (epoch.c). */
+struct epoch_slot {
+  uint64_t epoch;
+  uint64_t inflight; /* 0: the slot is free */
+};
+#define EPOCH_SLOTS 4
+
 struct volume {
   /* Fixed once volume_open has returned. */
   const struct tessera_config *cfg;
   char name[PROTO_NAME_MAX + 1];
   uint64_t id;
   uint64_t size;
-  uint64_t epoch;
   bool rw;
   uint32_t segment_size;
   unsigned seg_shift;
@@ -217,7 +230,27 @@ struct volume {
   struct rangelock rl;
   pthread_mutex_t flush_lock; /* one flush at a time */
   atomic_uint read_rr;        /* spreads reads over replicas */
-  atomic_bool lease_lost;
+  atomic_bool lease_lost;     /* fenced or lease expired: writes fail */
+
+  /* Epochs (epoch.c).  EPOCH is the epoch that writes starting now
+   * carry, and the lease's.  It changes only with epoch_rw held for
+   * writing and epoch_lock held, so either lock is enough to read it.
+   * epoch_rw is held for reading around every MDS request that names
+   * the epoch (volume_writer_call), so that the MDS never sees an epoch
+   * that a rotation has just replaced.
+   */
+  pthread_rwlock_t epoch_rw;
+  pthread_mutex_t epoch_lock; /* protects epoch, slots, maybe_next */
+  pthread_cond_t epoch_cond;  /* broadcast when a slot drains */
+  uint64_t epoch;
+  struct epoch_slot slots[EPOCH_SLOTS];
+  /* An EPOCH_NEXT went unanswered: the MDS may have moved the lease to
+   * this epoch (0: none).
+   */
+  uint64_t maybe_next;
+  uint64_t last_rotation_ns; /* under flush_lock */
+  atomic_bool epoch_written; /* a write began since the last rotation */
+  atomic_bool unclean;       /* a write failed part way: never clean */
 
   /* Lease thread. */
   pthread_mutex_t stop_lock; /* protects stopping */
@@ -238,15 +271,46 @@ extern int volume_mds_call (struct volume *v, uint8_t opcode,
                             const struct proto_wbuf *req, void **reply,
                             uint32_t *reply_len, char *errmsg, size_t errlen);
 
+/* How a request to the MDS ended (volume_mds_request). */
+enum {
+  MDS_ANSWERED, /* the MDS answered: the result is its status */
+  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
+  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
+};
+extern int volume_mds_request (struct volume *v, uint8_t opcode,
+                               const struct proto_wbuf *req, bool once,
+                               int *outcome, void **reply, uint32_t *reply_len,
+                               char *errmsg, size_t errlen);
+extern int volume_writer_call (struct volume *v, uint8_t opcode,
+                               void (*encode) (uint64_t epoch, void *opaque,
+                                               struct proto_wbuf *wb),
+                               void *opaque, void **reply, uint32_t *reply_len,
+                               char *errmsg, size_t errlen);
+extern void volume_lease_lost (struct volume *v, const char *why);
+
 extern int volume_server (struct volume *v, uint32_t id,
                           struct ss_server **out);
 extern void volume_for_each_server (struct volume *v,
                                     void (*f) (struct ss_server *, void *),
                                     void *opaque);
 
+/* ---- epoch.c ---- */
+
+extern void epoch_init (struct volume *v);
+extern void epoch_destroy (struct volume *v);
+extern uint64_t epoch_current (struct volume *v);
+extern uint64_t epoch_begin (struct volume *v);
+extern void epoch_end (struct volume *v, uint64_t epoch);
+extern int epoch_rotate (struct volume *v, uint64_t *old);
+extern void epoch_drain (struct volume *v, uint64_t epoch);
+extern int epoch_clean (struct volume *v, uint64_t epoch);
+extern int epoch_resolve (struct volume *v, uint64_t stale);
+
 /* ---- map.c ---- */
 
 extern int map_lookup (struct volume *v, uint64_t index,
+                       const struct seg **out);
+extern int map_reload (struct volume *v, uint64_t index,
                        const struct seg **out);
 extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
                       uint64_t want);
@@ -263,14 +327,18 @@ extern int io_pwrite (struct volume *v, const void *buf, uint32_t count,
                       uint64_t offset, bool fua);
 extern int io_trim (struct volume *v, uint32_t count, uint64_t offset,
                     bool fua);
-extern int io_flush (struct volume *v);
-struct nbdkit_extents;
-extern int io_extents (struct volume *v, uint32_t count, uint64_t offset,
-                       bool req_one, struct nbdkit_extents *extents);
 
 /* Whether an error from a storage server means that replica is bad
  * (report it to the MDS) rather than a condition of the request.
  */
 extern bool io_is_replica_fault (int err);
+
+/* ---- flush.c ---- */
+
+extern int flush_mark_dirty (struct ss_server *s, uint64_t index);
+extern int flush_volume (struct volume *v, bool rotate);
+struct nbdkit_extents;
+extern int io_extents (struct volume *v, uint32_t count, uint64_t offset,
+                       bool req_one, struct nbdkit_extents *extents);
 
 #endif /* TESSERA_NBDPLUGIN_INTERNAL_H */

@@ -3,17 +3,22 @@
  * A request is split at segment boundaries (and at PROTO_MAX_DATA) into
  * pieces, handled in windows of at most MAX_PIECES.  Writes, trims and
  * zeroes hold the range lock for the whole request and go to every
- * replica in state ok or syncing, all in parallel; a piece is done when
+ * replica in state ok or syncing, all in parallel, carrying the writer's
+ * epoch and the generation of the cached map entry; a piece is done when
  * every replica has answered.  A replica that failed while another
  * succeeded is reported to the MDS (REPLICA_FAILED) before the request
- * is acknowledged.  Reads go to one ok replica per piece, spread
- * round-robin, failing over to the next ok replica on error.  Holes read
- * as zeros without network traffic, and writes to holes allocate them
- * first (MAP_ALLOC, with read-ahead).
+ * is acknowledged.  A replica that refuses the generation (ESTALEMAP:
+ * the replica set changed, for instance repair added a replica) makes
+ * the piece be written again, on every writable replica of the re-read
+ * map entry.  A fenced write (ESTALE) means another writer holds the
+ * volume: the lease is lost and every later write fails.  Reads go to
+ * one ok replica per piece, spread round-robin, failing over to the
+ * next ok replica on error.  Holes read as zeros without network
+ * traffic, and writes to holes allocate them first (MAP_ALLOC, with
+ * read-ahead).
  *
- * Flush: every non-FUA write or trim records its segment in the dirty
- * set of each server that acknowledged it; FLUSH takes those sets and
- * sends SEG_FLUSH to each server named, waiting for all.
+ * Every non-FUA write or trim records its segment in the dirty set of
+ * each server that acknowledged it, for the next flush (flush.c).
  */
 
 #include <config.h>
@@ -39,8 +44,10 @@
 /* Segments allocated beyond a write to a hole (sequential writers). */
 #define ALLOC_READAHEAD 16
 
-/* Dirty sets are compacted (sorted, duplicates dropped) past this. */
-#define DIRTY_COMPACT 1024
+/* Times a piece is sent again after its replica set changed (ESTALEMAP)
+ * before the request fails.
+ */
+#define MAX_REMAP 5
 
 /* One part of a request that lies in one segment. */
 struct piece {
@@ -52,16 +59,19 @@ struct piece {
   size_t req0, nreq;     /* its requests in the window's array */
   uint16_t tried;        /* reads: replicas tried, by position */
   uint16_t faulty;       /* reads: replicas that failed, by position */
+  bool todo;             /* writes: still to send */
+  unsigned remaps;       /* writes: times sent again after ESTALEMAP */
 };
 
 /* Whether ERR from a storage server means the replica is bad and must
  * be reported to the MDS, rather than a condition of the whole request
- * (storage full, or this writer was fenced by a newer epoch).
+ * (storage full, this writer was fenced by a newer epoch, or the
+ * replica set changed).
  */
 bool
 io_is_replica_fault (int err)
 {
-  return err != 0 && err != -ENOSPC && err != -ESTALE;
+  return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG;
 }
 
 /* Split [OFFSET, OFFSET+COUNT) into at most MAX pieces at P, whose
@@ -109,50 +119,6 @@ lookup_pieces (struct volume *v, struct piece *p, size_t n)
   return 0;
 }
 
-/* qsort comparison of two uint64_t. */
-static int
-compare_u64 (const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-  return x < y ? -1 : x > y;
-}
-
-/* Record that segment INDEX on server S has data that may not be
- * durable.  Returns 0 or -ENOMEM.
- */
-static int
-dirty_add (struct ss_server *s, uint64_t index)
-{
-  size_t i, j;
-  uint64_t *p;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (s->ndirty > 0 && s->dirty[s->ndirty - 1] == index)
-    return 0;
-  if (s->ndirty == s->dirty_cap) {
-    /* Full: drop duplicates first, grow only if that frees too little. */
-    if (s->ndirty >= DIRTY_COMPACT) {
-      qsort (s->dirty, s->ndirty, sizeof s->dirty[0], compare_u64);
-      for (i = 1, j = 1; i < s->ndirty; i++)
-        if (s->dirty[i] != s->dirty[j - 1])
-          s->dirty[j++] = s->dirty[i];
-      s->ndirty = j;
-    }
-    if (s->dirty_cap == 0 || s->ndirty * 2 > s->dirty_cap) {
-      size_t cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
-
-      p = realloc (s->dirty, cap * sizeof *p);
-      if (p == NULL)
-        return -ENOMEM;
-      s->dirty = p;
-      s->dirty_cap = cap;
-    }
-  }
-  s->dirty[s->ndirty++] = index;
-  return 0;
-}
-
 /* The first error of a request, kept for its return value. */
 static void
 set_err (int *err, int e)
@@ -196,11 +162,12 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   }
 
   if (nstale) {
-    atomic_store (&v->lease_lost, true);
-    nbdkit_error ("volume %s: %s: segment %" PRIu64
-                  ": fenced, another writer holds the volume",
-                  v->name, what, p->seg->id);
-    set_err (&err, -EIO);
+    volume_lease_lost (v, "fenced by a storage server: another writer "
+                          "holds the volume");
+    if (tessera_debug_io)
+      nbdkit_debug ("volume %s: %s: segment %" PRIu64 ": fenced", v->name, what,
+                    p->seg->id);
+    return -EIO;
   }
   else if (nnospc) {
     nbdkit_error ("volume %s: %s: segment %" PRIu64 ": storage full", v->name,
@@ -218,7 +185,7 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     struct ss_request *q = &reqs[k];
 
     if (q->err == 0) {
-      if (!fua && dirty_add (q->server, p->index) < 0) {
+      if (!fua && flush_mark_dirty (q->server, p->index) < 0) {
         nbdkit_error ("volume %s: %s: out of memory", v->name, what);
         set_err (&err, -ENOMEM);
       }
@@ -232,20 +199,164 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   return err;
 }
 
-/* Write (SEG_WRITE, from BUF) or trim (SEG_TRIM) the N pieces at P on
- * every writable replica.  Returns 0 or -errno (reported).
+/* Whether any replica of piece P refused the request because the
+ * replica set changed (ESTALEMAP), and none because this writer was
+ * fenced.
+ */
+static bool
+remap_needed (const struct piece *p, const struct ss_request *reqs)
+{
+  bool remap = false;
+  size_t k;
+
+  for (k = p->req0; k < p->req0 + p->nreq; k++) {
+    if (reqs[k].err == -ESTALE)
+      return false;
+    if (reqs[k].err == -EREMCHG)
+      remap = true;
+  }
+  return remap;
+}
+
+/* The number of writable (ok or syncing) replicas of S. */
+static unsigned
+writable_replicas (const struct seg *s)
+{
+  unsigned j, w = 0;
+
+  for (j = 0; j < s->nreplicas; j++)
+    if (s->replicas[j].state != PROTO_REPLICA_STALE)
+      w++;
+  return w;
+}
+
+/* Count the requests for the pieces of P (N) still to send, re-reading
+ * the map entry of a piece with no writable replica once (repair may
+ * have brought one back).  Returns 0 and *NREQ, or -errno (reported).
  */
 static int
-modify_window (struct volume *v, uint8_t opcode, const char *buf,
-               struct piece *p, size_t n, bool fua)
+count_requests (struct volume *v, const char *what, struct piece *p, size_t n,
+                size_t *nreq)
 {
-  const char *what = opcode == PROTO_OP_SEG_WRITE ? "write" : "trim";
-  CLEANUP_FREE struct ss_request *reqs = NULL;
-  struct ss_batch b;
-  uint64_t first = UINT64_MAX, last = 0;
-  size_t i, k, nreq = 0;
+  size_t i;
+  unsigned w;
+  int r;
+
+  *nreq = 0;
+  for (i = 0; i < n; i++) {
+    if (!p[i].todo)
+      continue;
+    w = writable_replicas (p[i].seg);
+    if (w == 0) {
+      r = map_reload (v, p[i].index, &p[i].seg);
+      if (r < 0)
+        return -EIO;
+      w = p[i].seg ? writable_replicas (p[i].seg) : 0;
+    }
+    if (w == 0) {
+      nbdkit_error ("volume %s: %s: segment index %" PRIu64
+                    " has no writable replica",
+                    v->name, what, p[i].index);
+      return -EIO;
+    }
+    *nreq += w;
+  }
+  return 0;
+}
+
+/* Fill in REQS (from 0) with one request per writable replica of every
+ * piece of P (N) still to send.  Returns 0 or -EIO (reported).
+ */
+static int
+build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
+                const char *buf, struct piece *p, size_t n, bool fua,
+                struct ss_request *reqs)
+{
+  size_t i, k;
   unsigned j;
-  int r, err = 0;
+  int r;
+
+  for (i = 0, k = 0; i < n; i++) {
+    const struct seg *s = p[i].seg;
+
+    p[i].req0 = k;
+    p[i].nreq = 0;
+    if (!p[i].todo)
+      continue;
+    for (j = 0; j < s->nreplicas; j++) {
+      struct ss_request *q;
+
+      if (s->replicas[j].state == PROTO_REPLICA_STALE)
+        continue;
+      q = &reqs[k++];
+      memset (q, 0, sizeof *q);
+      r = volume_server (v, s->replicas[j].server, &q->server);
+      if (r < 0)
+        return -EIO;
+      q->opcode = opcode;
+      q->flags = fua ? PROTO_FLAG_FUA : 0;
+      q->io.segment = s->id;
+      q->io.volume = v->id;
+      q->io.epoch = epoch;
+      q->io.gen = s->gen;
+      q->io.offset = p[i].offset;
+      q->io.length = p[i].length;
+      if (opcode == PROTO_OP_SEG_WRITE)
+        q->data = (char *)buf + p[i].boff;
+    }
+    p[i].nreq = k - p[i].req0;
+  }
+  return 0;
+}
+
+/* Piece P was refused by a replica whose replica set changed: re-read
+ * its map entry and mark it to be sent again, or fail after MAX_REMAP
+ * tries.  Returns 0 or -errno (reported).
+ */
+static int
+remap_piece (struct volume *v, const char *what, struct piece *p)
+{
+  uint64_t gen = p->seg->gen;
+  int r;
+
+  if (++p->remaps > MAX_REMAP) {
+    nbdkit_error ("volume %s: %s: segment %" PRIu64
+                  ": its replica set kept changing (generation %" PRIu64 ")",
+                  v->name, what, p->seg->id, gen);
+    return -EIO;
+  }
+  r = map_reload (v, p->index, &p->seg);
+  if (r < 0)
+    return -EIO;
+  if (p->seg == NULL) {
+    nbdkit_error ("volume %s: %s: segment index %" PRIu64
+                  ": no longer allocated",
+                  v->name, what, p->index);
+    return -EIO;
+  }
+  if (tessera_debug_io || tessera_debug_map)
+    nbdkit_debug ("volume %s: %s: segment %" PRIu64 ": generation %" PRIu64
+                  " -> %" PRIu64 ", sending again",
+                  v->name, what, p->seg->id, gen, p->seg->gen);
+  /* The MDS raises a generation in its catalog before any server hears
+   * of it, so the entry is normally newer already; if not, give it a
+   * moment.
+   */
+  if (p->seg->gen <= gen)
+    nbdkit_nanosleep (0, 50000000 * p->remaps);
+  p->todo = true;
+  return 0;
+}
+
+/* Allocate the holes among the N pieces at P (writes only), and look
+ * up every piece's map entry.  Returns 0 or -errno (reported).
+ */
+static int
+prepare_window (struct volume *v, uint8_t opcode, struct piece *p, size_t n)
+{
+  uint64_t first = UINT64_MAX, last = 0;
+  size_t i;
+  int r;
 
   r = lookup_pieces (v, p, n);
   if (r < 0)
@@ -275,75 +386,85 @@ modify_window (struct volume *v, uint8_t opcode, const char *buf,
         return r;
     }
   }
-
-  for (i = 0; i < n; i++) {
-    unsigned w = 0;
-
-    if (p[i].seg == NULL)
-      continue; /* a trimmed hole: nothing to do */
-    for (j = 0; j < p[i].seg->nreplicas; j++)
-      if (p[i].seg->replicas[j].state != PROTO_REPLICA_STALE)
-        w++;
-    if (w == 0) {
-      nbdkit_error ("volume %s: %s: segment %" PRIu64
-                    " has no writable replica",
-                    v->name, what, p[i].seg->id);
-      return -EIO;
-    }
-    nreq += w;
-  }
-  if (nreq == 0)
-    return 0;
-  reqs = calloc (nreq, sizeof *reqs);
-  if (reqs == NULL) {
-    nbdkit_error ("calloc: %m");
-    return -ENOMEM;
-  }
-
-  /* Resolve every server before sending anything. */
-  for (i = 0, k = 0; i < n; i++) {
-    const struct seg *s = p[i].seg;
-
-    p[i].req0 = k;
-    if (s == NULL)
-      continue;
-    for (j = 0; j < s->nreplicas; j++) {
-      struct ss_request *q;
-
-      if (s->replicas[j].state == PROTO_REPLICA_STALE)
-        continue;
-      q = &reqs[k++];
-      r = volume_server (v, s->replicas[j].server, &q->server);
-      if (r < 0)
-        return -EIO;
-      q->opcode = opcode;
-      q->flags = fua ? PROTO_FLAG_FUA : 0;
-      q->io.segment = s->id;
-      q->io.volume = v->id;
-      q->io.epoch = v->epoch;
-      q->io.offset = p[i].offset;
-      q->io.length = p[i].length;
-      if (opcode == PROTO_OP_SEG_WRITE)
-        q->data = (char *)buf + p[i].boff;
-    }
-    p[i].nreq = k - p[i].req0;
-  }
-  assert (k == nreq);
-
-  ss_batch_init (&b, v->cfg->timeout_ms);
-  for (k = 0; k < nreq; k++)
-    ss_submit (&b, &reqs[k]);
-  ss_batch_wait (&b, reqs, nreq);
-  ss_batch_destroy (&b);
-
   for (i = 0; i < n; i++)
-    if (p[i].seg)
-      set_err (&err, finish_modify (v, what, &p[i], reqs, fua));
+    p[i].todo = p[i].seg != NULL; /* a trimmed hole: nothing to do */
+  return 0;
+}
+
+/* Write (SEG_WRITE, from BUF) or trim (SEG_TRIM) the N pieces at P on
+ * every writable replica, carrying EPOCH.  Pieces refused because their
+ * replica set changed are sent again.  *SENT is set once anything has
+ * been sent.  Returns 0 or -errno (reported).
+ */
+static int
+modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
+               const char *buf, struct piece *p, size_t n, bool fua, bool *sent)
+{
+  const char *what = opcode == PROTO_OP_SEG_WRITE ? "write" : "trim";
+  struct ss_request *reqs = NULL;
+  struct ss_batch b;
+  size_t i, k, nreq;
+  bool again;
+  int r, err = 0;
+
+  r = prepare_window (v, opcode, p, n);
+  if (r < 0)
+    return r;
+
+  do {
+    r = count_requests (v, what, p, n, &nreq);
+    if (r < 0) {
+      set_err (&err, r);
+      break;
+    }
+    if (nreq == 0)
+      break;
+    free (reqs);
+    reqs = calloc (nreq, sizeof *reqs);
+    if (reqs == NULL) {
+      nbdkit_error ("calloc: %m");
+      set_err (&err, -ENOMEM);
+      break;
+    }
+    /* Resolve every server before sending anything. */
+    r = build_requests (v, epoch, opcode, buf, p, n, fua, reqs);
+    if (r < 0) {
+      set_err (&err, r);
+      break;
+    }
+
+    *sent = true;
+    ss_batch_init (&b, v->cfg->timeout_ms);
+    for (k = 0; k < nreq; k++)
+      ss_submit (&b, &reqs[k]);
+    ss_batch_wait (&b, reqs, nreq);
+    ss_batch_destroy (&b);
+
+    again = false;
+    for (i = 0; i < n; i++) {
+      if (!p[i].todo)
+        continue;
+      p[i].todo = false;
+      if (remap_needed (&p[i], reqs)) {
+        r = remap_piece (v, what, &p[i]);
+        if (r < 0)
+          set_err (&err, r);
+        else
+          again = true;
+      }
+      else
+        set_err (&err, finish_modify (v, what, &p[i], reqs, fua));
+    }
+  } while (again && err == 0);
+  free (reqs);
   return err;
 }
 
-/* Write or trim (OPCODE) [OFFSET, OFFSET+COUNT) under the range lock.
- * Returns 0 or -errno (reported).
+/* Write or trim (OPCODE) [OFFSET, OFFSET+COUNT) under the range lock, in
+ * the current epoch.  A request that fails after reaching some replicas
+ * may leave them different: the volume is then never marked clean by
+ * this writer, so that the MDS resyncs it.  Returns 0 or -errno
+ * (reported).
  */
 static int
 modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
@@ -351,8 +472,9 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
 {
   CLEANUP_FREE struct piece *p = NULL;
   struct range rg;
-  uint64_t done = 0, consumed;
+  uint64_t done = 0, consumed, epoch;
   size_t n;
+  bool sent = false;
   int err = 0;
 
   if (!v->rw) {
@@ -360,7 +482,7 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
     return -EROFS;
   }
   if (atomic_load (&v->lease_lost)) {
-    nbdkit_error ("volume %s: writer lease lost", v->name);
+    nbdkit_debug ("volume %s: writer lease lost: failing the request", v->name);
     return -EIO;
   }
   p = malloc (MAX_PIECES * sizeof *p);
@@ -374,11 +496,15 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
                   count, fua ? " fua" : "");
 
   rangelock_acquire (&v->rl, &rg, offset, count);
+  epoch = epoch_begin (v);
   while (err == 0 && done < count) {
     n = split (v, offset + done, count - done, done, p, MAX_PIECES, &consumed);
-    err = modify_window (v, opcode, buf, p, n, fua);
+    err = modify_window (v, epoch, opcode, buf, p, n, fua, &sent);
     done += consumed;
   }
+  if (err && sent)
+    atomic_store (&v->unclean, true);
+  epoch_end (v, epoch);
   rangelock_release (&v->rl, &rg);
   return err;
 }
@@ -431,6 +557,7 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
   CLEANUP_FREE int *pos = NULL;
   struct ss_batch b;
   unsigned rr = atomic_fetch_add (&v->read_rr, 1);
+  uint64_t epoch = epoch_current (v); /* ignored by the servers */
   size_t i, k, nreq;
   int r, err = 0;
 
@@ -476,7 +603,7 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
       q->opcode = PROTO_OP_SEG_READ;
       q->io.segment = p[i].seg->id;
       q->io.volume = v->id;
-      q->io.epoch = v->epoch;
+      q->io.epoch = epoch;
       q->io.offset = p[i].offset;
       q->io.length = p[i].length;
       q->data = buf + p[i].boff;
@@ -589,181 +716,4 @@ io_extents (struct volume *v, uint32_t count, uint64_t offset, bool req_one,
     o = segend;
   }
   return 0;
-}
-
-/* One server's dirty set, taken by a flush. */
-struct flush_item {
-  struct ss_server *server;
-  uint64_t *dirty;
-  size_t n;
-};
-
-struct flush_set {
-  struct flush_item *items;
-  size_t n, cap;
-  int err;
-};
-
-/* Take server S's dirty set into the flush set OPAQUE
- * (volume_for_each_server callback).
- */
-static void
-take_dirty (struct ss_server *s, void *opaque)
-{
-  struct flush_set *f = opaque;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (s->ndirty == 0 || f->err)
-    return;
-  if (f->n == f->cap) {
-    size_t cap = f->cap ? f->cap * 2 : 16;
-    struct flush_item *p = realloc (f->items, cap * sizeof *p);
-
-    if (p == NULL) {
-      f->err = -ENOMEM;
-      return;
-    }
-    f->items = p;
-    f->cap = cap;
-  }
-  f->items[f->n].server = s;
-  f->items[f->n].dirty = s->dirty;
-  f->items[f->n].n = s->ndirty;
-  f->n++;
-  s->dirty = NULL;
-  s->ndirty = s->dirty_cap = 0;
-}
-
-/* Whether server ID is in FAILED (the N servers whose flush failed). */
-static bool
-flush_failed_on (const struct flush_item *items, const struct ss_request *reqs,
-                 size_t n, uint32_t id)
-{
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    if (reqs[i].err != 0 && items[i].server->id == id)
-      return true;
-  return false;
-}
-
-/* Server IT's flush failed: its replicas of the dirty segments may have
- * lost writes.  Report each as failed to the MDS where another ok
- * replica was flushed, so that it is repaired from there.  Returns 0 if
- * every segment is accounted for, else -EIO (reported).
- */
-static int
-flush_failed (struct volume *v, const struct flush_item *it,
-              const struct flush_item *items, const struct ss_request *reqs,
-              size_t n)
-{
-  const struct seg *seg;
-  uint32_t id = it->server->id;
-  size_t i;
-  unsigned j;
-  bool mine, other;
-  int r;
-
-  if (atomic_load (&v->lease_lost))
-    return -EIO;
-  qsort (it->dirty, it->n, sizeof it->dirty[0], compare_u64);
-  for (i = 0; i < it->n; i++) {
-    if (i > 0 && it->dirty[i] == it->dirty[i - 1])
-      continue;
-    r = map_lookup (v, it->dirty[i], &seg);
-    if (r < 0)
-      return -EIO;
-    if (seg == NULL)
-      continue;
-    mine = other = false;
-    for (j = 0; j < seg->nreplicas; j++) {
-      if (seg->replicas[j].server == id)
-        mine = seg->replicas[j].state != PROTO_REPLICA_STALE;
-      else if (seg->replicas[j].state == PROTO_REPLICA_OK &&
-               !flush_failed_on (items, reqs, n, seg->replicas[j].server))
-        other = true;
-    }
-    if (!mine)
-      continue; /* already reported */
-    if (!other) {
-      nbdkit_error ("volume %s: flush: segment %" PRIu64
-                    ": no replica could be made durable",
-                    v->name, seg->id);
-      return -EIO;
-    }
-    if (map_replica_failed (v, seg, id) < 0)
-      return -EIO;
-  }
-  return 0;
-}
-
-/* Make every write and trim acknowledged so far durable: SEG_FLUSH to
- * every server written since the last flush, in parallel.  One flush
- * runs at a time, so a flush never returns before the writes that an
- * earlier, still running, flush took from the dirty sets are durable.
- * Returns 0 or -errno (reported).
- */
-int
-io_flush (struct volume *v)
-{
-  struct flush_set f = { 0 };
-  CLEANUP_FREE struct ss_request *reqs = NULL;
-  struct ss_batch b;
-  size_t i, k;
-  int err = 0;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->flush_lock);
-  volume_for_each_server (v, take_dirty, &f);
-  if (tessera_debug_io)
-    nbdkit_debug ("flush: %zu servers", f.n);
-  if (f.err == 0 && f.n > 0) {
-    reqs = calloc (f.n, sizeof *reqs);
-    if (reqs == NULL)
-      f.err = -ENOMEM;
-  }
-  if (f.err) {
-    nbdkit_error ("volume %s: flush: out of memory", v->name);
-    err = f.err;
-    goto out;
-  }
-  if (f.n == 0)
-    return 0;
-
-  ss_batch_init (&b, v->cfg->timeout_ms);
-  for (i = 0; i < f.n; i++) {
-    reqs[i].opcode = PROTO_OP_SEG_FLUSH;
-    reqs[i].server = f.items[i].server;
-    ss_submit (&b, &reqs[i]);
-  }
-  ss_batch_wait (&b, reqs, f.n);
-  ss_batch_destroy (&b);
-
-  for (i = 0; i < f.n; i++) {
-    if (reqs[i].err == 0)
-      continue;
-    nbdkit_debug ("volume %s: flush: server %" PRIu32 ": %s%s%s", v->name,
-                  f.items[i].server->id, strerror (-reqs[i].err),
-                  reqs[i].errmsg[0] ? ": " : "", reqs[i].errmsg);
-    if (flush_failed (v, &f.items[i], f.items, reqs, f.n) < 0) {
-      if (err == 0)
-        nbdkit_error ("volume %s: flush: server %" PRIu32 ": %s%s%s", v->name,
-                      f.items[i].server->id, strerror (-reqs[i].err),
-                      reqs[i].errmsg[0] ? ": " : "", reqs[i].errmsg);
-      set_err (&err, -EIO);
-      /* Keep the segments dirty so that the next flush retries. */
-      for (k = 0; k < f.items[i].n; k++)
-        dirty_add (f.items[i].server, f.items[i].dirty[k]);
-    }
-  }
-
-out:
-  /* A set taken but not flushed goes back. */
-  for (i = 0; i < f.n; i++) {
-    if (reqs == NULL)
-      for (k = 0; k < f.items[i].n; k++)
-        dirty_add (f.items[i].server, f.items[i].dirty[k]);
-    free (f.items[i].dirty);
-  }
-  free (f.items);
-  return err;
 }

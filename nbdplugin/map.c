@@ -34,7 +34,7 @@ seg_equal (const struct seg *s, const struct proto_map_entry *e)
 {
   unsigned i;
 
-  if (s->id != e->segment || s->nreplicas != e->nreplicas)
+  if (s->id != e->segment || s->gen != e->gen || s->nreplicas != e->nreplicas)
     return false;
   for (i = 0; i < e->nreplicas; i++)
     if (s->replicas[i].server != e->replicas[i].server ||
@@ -43,8 +43,10 @@ seg_equal (const struct seg *s, const struct proto_map_entry *e)
   return true;
 }
 
-/* Publish map entry E in chunk CH, retiring the entry it replaces.
- * Caller holds v->map_lock.  Returns 0 or -ENOMEM.
+/* Publish map entry E in chunk CH, retiring the entry it replaces.  An
+ * entry of an older generation than the cached one is ignored (a reply
+ * that crossed a newer one).  Caller holds v->map_lock.  Returns 0 or
+ * -ENOMEM.
  */
 static int
 store_entry (struct volume *v, struct map_chunk *ch,
@@ -54,24 +56,37 @@ store_entry (struct volume *v, struct map_chunk *ch,
   struct seg *old = atomic_load_explicit (slot, memory_order_relaxed);
   struct seg *s;
 
-  if (old && seg_equal (old, e))
+  if (old &&
+      (seg_equal (old, e) || (old->id == e->segment && e->gen < old->gen)))
     return 0;
   s = calloc (1, sizeof *s);
   if (s == NULL)
     return -ENOMEM;
   s->index = e->index;
   s->id = e->segment;
+  s->gen = e->gen;
   s->nreplicas = e->nreplicas;
   memcpy (s->replicas, e->replicas, sizeof s->replicas);
   atomic_store_explicit (slot, s, memory_order_release);
   if (old) {
     if (tessera_debug_map)
-      nbdkit_debug ("map: index %" PRIu64 ": segment %" PRIu64 " changed",
-                    e->index, e->segment);
+      nbdkit_debug ("map: index %" PRIu64 ": segment %" PRIu64
+                    " changed, gen %" PRIu64,
+                    e->index, e->segment, e->gen);
     old->retired_next = v->retired;
     v->retired = old;
   }
   return 0;
+}
+
+/* Encode the map request OPAQUE with EPOCH (volume_writer_call). */
+static void
+encode_map_request (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
+{
+  struct proto_map_request *mr = opaque;
+
+  mr->epoch = epoch;
+  proto_encode_map_request (mr, wb);
 }
 
 /* Send MAP_GET or MAP_ALLOC (OPCODE) for [START, START+COUNT) and decode
@@ -85,7 +100,6 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
 {
   struct proto_map_request mr = {
     .volume = v->id,
-    .epoch = v->epoch,
     .start = start,
     .count = count,
   };
@@ -96,11 +110,17 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
   int r;
 
   memset (map, 0, sizeof *map);
-  proto_encode_map_request (&mr, &wb);
-  r = volume_mds_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
-  proto_wbuf_free (&wb);
+  if (opcode == PROTO_OP_MAP_ALLOC)
+    /* Needs the writer's epoch. */
+    r = volume_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
+                            errmsg, sizeof errmsg);
+  else {
+    proto_encode_map_request (&mr, &wb);
+    r = volume_mds_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
+    proto_wbuf_free (&wb);
+  }
   if (r < 0) {
-    if (report)
+    if (report && r != -ESTALE)
       nbdkit_error ("volume %s: %s %" PRIu64 "+%" PRIu32 ": %s", v->name,
                     proto_opcode_name (opcode), start, count,
                     errmsg[0] ? errmsg : strerror (-r));
@@ -287,27 +307,85 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
   return 0;
 }
 
+/* Re-read map entry INDEX from the MDS and publish it.  Caller holds
+ * v->map_lock.  Returns 0, or -errno (reported if REPORT).
+ */
+static int
+reload_locked (struct volume *v, uint64_t index, bool report)
+{
+  struct proto_map map;
+  int r;
+
+  r = map_fetch (v, PROTO_OP_MAP_GET, index, 1, report, &map);
+  if (r < 0)
+    return r;
+  r = apply_map (v, &map);
+  proto_map_free (&map);
+  return r;
+}
+
+/* Re-read map entry INDEX (< nsegments) from the MDS, after a storage
+ * server said that its replica set changed (ESTALEMAP), and set *OUT to
+ * the new entry (NULL: a hole).  Returns 0 or -errno (reported).
+ */
+int
+map_reload (struct volume *v, uint64_t index, const struct seg **out)
+{
+  int r;
+
+  assert (index < v->nsegments);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
+    r = reload_locked (v, index, true);
+  }
+  if (r < 0)
+    return r;
+  return map_lookup (v, index, out);
+}
+
+/* Encode the REPLICA_FAILED request OPAQUE with EPOCH
+ * (volume_writer_call).
+ */
+static void
+encode_replica_failed (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
+{
+  struct proto_replica_failed *rf = opaque;
+
+  rf->epoch = epoch;
+  proto_encode_replica_failed (rf, wb);
+}
+
+/* Whether entry S has a writable (ok or syncing) replica on SERVER. */
+static bool
+writable_on (const struct seg *s, uint32_t server)
+{
+  unsigned i;
+
+  for (i = 0; s && i < s->nreplicas; i++)
+    if (s->replicas[i].server == server)
+      return s->replicas[i].state != PROTO_REPLICA_STALE;
+  return false;
+}
+
 /* Report to the MDS that the replica of SEG on SERVER failed, and update
- * the cache once the MDS has marked it stale.  A replica already marked
- * stale in the cache has been reported by another request and is not
- * reported again.  Returns 0 when the MDS has recorded it, or -errno
- * (reported).
+ * the cache once the MDS has marked it stale (re-reading the entry: its
+ * generation changed).  A replica that the cache no longer lists as
+ * writable has been reported by another request, or replaced, and is
+ * not reported again.  Returns 0 when the replica is accounted for, or
+ * -errno (reported).
  */
 int
 map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
 {
   struct proto_replica_failed rf = {
     .volume = v->id,
-    .epoch = v->epoch,
     .segment = seg->id,
     .server = server,
   };
-  struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
   const struct seg *cur;
   struct map_chunk *ch;
-  struct proto_map map;
   struct proto_map_entry e;
   uint32_t len;
   unsigned i;
@@ -318,40 +396,47 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
   if (r < 0)
     return r;
   cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
-  if (cur && cur->id == seg->id) {
-    for (i = 0; i < cur->nreplicas; i++)
-      if (cur->replicas[i].server == server)
-        break;
-    if (i == cur->nreplicas || cur->replicas[i].state == PROTO_REPLICA_STALE)
-      return 0;
-  }
+  if (cur && cur->id == seg->id && !writable_on (cur, server))
+    return 0;
 
   nbdkit_debug ("volume %s: segment %" PRIu64 ": replica on server %" PRIu32
                 " failed, reporting it",
                 v->name, seg->id, server);
-  proto_encode_replica_failed (&rf, &wb);
-  r = volume_mds_call (v, PROTO_OP_REPLICA_FAILED, &wb, &reply, &len, errmsg,
-                       sizeof errmsg);
-  proto_wbuf_free (&wb);
+  r = volume_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed,
+                          &rf, &reply, &len, errmsg, sizeof errmsg);
+  if (r == -ESTALE)
+    return r; /* reported as the lease lost */
   if (r < 0) {
+    /* The replica set may have changed meanwhile (the replica was
+     * replaced, or another request reported it): then it is accounted
+     * for.
+     */
+    if (reload_locked (v, seg->index, false) == 0) {
+      cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
+      if (cur && cur->id == seg->id && !writable_on (cur, server))
+        return 0;
+    }
     nbdkit_error ("volume %s: segment %" PRIu64 ": report failed replica on "
                   "server %" PRIu32 ": %s",
                   v->name, seg->id, server, errmsg[0] ? errmsg : strerror (-r));
     return r;
   }
 
-  /* Re-read the entry: the MDS may have added a replacement replica. */
-  if (map_fetch (v, PROTO_OP_MAP_GET, seg->index, 1, false, &map) == 0) {
-    r = apply_map (v, &map);
-    proto_map_free (&map);
-    if (r == 0)
-      return 0;
-  }
+  /* Re-read the entry: it has a new generation, and the MDS may have
+   * added a replacement replica.
+   */
+  if (reload_locked (v, seg->index, false) == 0)
+    return 0;
   if (cur == NULL || cur->id != seg->id)
     return 0;
+  /* Until the entry can be read again, at least stop writing there.  Its
+   * old generation makes the next write refused (ESTALEMAP) if the
+   * replica set moved on, which re-reads it.
+   */
   memset (&e, 0, sizeof e);
   e.index = cur->index;
   e.segment = cur->id;
+  e.gen = cur->gen;
   e.nreplicas = cur->nreplicas;
   memcpy (e.replicas, cur->replicas, sizeof e.replicas);
   for (i = 0; i < e.nreplicas; i++)

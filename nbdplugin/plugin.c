@@ -2,6 +2,7 @@
  *
  *   nbdkit tessera [mds=ADDR] volume=NAME [readonly=true]
  *                  [connections=N] [timeout=SECONDS]
+ *                  [epoch-interval=SECONDS] [open-timeout=SECONDS]
  *
  * The volume is opened once, in .get_ready, and shared by every NBD
  * connection (the handle of each connection is the volume itself), so
@@ -38,6 +39,8 @@ static struct tessera_config cfg = {
   .mds = TESSERA_DEFAULT_MDS,
   .connections = TESSERA_DEFAULT_CONNECTIONS,
   .timeout_ms = TESSERA_DEFAULT_TIMEOUT * 1000,
+  .epoch_interval = TESSERA_DEFAULT_EPOCH_INTERVAL,
+  .open_timeout = TESSERA_DEFAULT_OPEN_TIMEOUT,
 };
 
 /* The open volume, from .get_ready to .unload. */
@@ -132,6 +135,21 @@ tessera_config (const char *key, const char *value)
     }
     cfg.timeout_ms = n * 1000;
   }
+  else if (strcmp (key, "epoch-interval") == 0 ||
+           strcmp (key, "open-timeout") == 0) {
+    unsigned n;
+
+    if (nbdkit_parse_unsigned (key, value, &n) == -1)
+      return -1;
+    if (n > TESSERA_MAX_TIMEOUT) {
+      nbdkit_error ("%s: must be at most %d seconds", key, TESSERA_MAX_TIMEOUT);
+      return -1;
+    }
+    if (strcmp (key, "epoch-interval") == 0)
+      cfg.epoch_interval = n;
+    else
+      cfg.open_timeout = n;
+  }
   else {
     nbdkit_error ("unknown parameter '%s'", key);
     return -1;
@@ -157,7 +175,10 @@ tessera_config_complete (void)
   ").\n" \
   "readonly=true              Open the volume read-only.\n" \
   "connections=N              Sockets per storage server (default 2).\n" \
-  "timeout=SECONDS            Request timeout (default 30)."
+  "timeout=SECONDS            Replica failure timeout (default 30).\n" \
+  "epoch-interval=SECONDS     Rotate the epoch at most this often (default " \
+  "2).\n" \
+  "open-timeout=SECONDS       Wait this long for a resync (default 120)."
 
 /* Print facts about the plugin (nbdkit --dump-plugin). */
 static void
@@ -382,7 +403,7 @@ tessera_flush (void *handle, uint32_t flags)
   int r;
 
   assert (flags == 0);
-  r = io_flush (handle);
+  r = flush_volume (handle, true);
   return r < 0 ? fail (r) : 0;
 }
 

@@ -42,6 +42,20 @@ now_ns (void)
   return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Sleep for MS milliseconds.  Not nbdkit_nanosleep: these sleeps are
+ * short or happen in .get_ready, where nbdkit 1.32's nbdkit_nanosleep
+ * aborts (it polls a quit pipe that does not exist yet).
+ */
+static void
+sleep_ms (unsigned ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000,
+                         .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
 /* Connect (or reconnect) to the MDS.  Caller holds v->mds_lock.
  * Returns 0 or -errno.
  */
@@ -70,19 +84,24 @@ mds_connect (struct volume *v)
 
 /* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
  * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
- * the return value.  After a transport error the call is retried on a
- * new connection until the timeout has passed, so every request sent
- * through here must be idempotent.
+ * the return value.  Unless ONCE, a transport error is retried on a new
+ * connection until the timeout has passed, so such a request must be
+ * idempotent.  *OUTCOME (may be NULL) tells whether the result is the
+ * MDS's answer, or the request was never sent, or its fate is unknown.
  */
 int
-volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
-                 void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
+volume_mds_request (struct volume *v, uint8_t opcode,
+                    const struct proto_wbuf *req, bool once, int *outcome,
+                    void **reply, uint32_t *reply_len, char *errmsg,
+                    size_t errlen)
 {
   uint64_t deadline = now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
-  int r;
+  int how = MDS_NOT_SENT, r;
 
   *reply = NULL;
   *reply_len = 0;
+  if (outcome)
+    *outcome = MDS_NOT_SENT;
   if (errmsg && errlen)
     errmsg[0] = '\0';
   if (req && req->err)
@@ -102,16 +121,86 @@ volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
                              errlen);
       if (r >= 0 || !proto_client_broken (v->mds)) {
         pthread_mutex_unlock (&v->mds_lock);
+        if (outcome)
+          *outcome = MDS_ANSWERED;
         return r;
       }
+      how = MDS_UNKNOWN;
+      if (outcome)
+        *outcome = how;
     }
     pthread_mutex_unlock (&v->mds_lock);
 
+    if (once || now_ns () >= deadline)
+      return r;
+    sleep_ms (250);
     if (now_ns () >= deadline)
       return r;
-    nbdkit_nanosleep (0, 250000000);
-    if (now_ns () >= deadline)
+  }
+}
+
+/* volume_mds_request, retried after transport errors (idempotent
+ * requests only).
+ */
+int
+volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
+                 void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
+{
+  return volume_mds_request (v, opcode, req, false, NULL, reply, reply_len,
+                             errmsg, errlen);
+}
+
+/* The writer lease is gone (fenced by a newer writer, or expired and
+ * taken): from now on writes, trims, zeroes and flushes fail with EIO.
+ * WHY is logged, once.
+ */
+void
+volume_lease_lost (struct volume *v, const char *why)
+{
+  if (!atomic_exchange (&v->lease_lost, true))
+    nbdkit_error ("volume %s: writer lease lost, writes will fail: %s", v->name,
+                  why);
+}
+
+/* Send an idempotent request OPCODE that names the writer's epoch: ENCODE
+ * (EPOCH, OPAQUE, WB) builds its payload with the current epoch, which
+ * cannot change until the answer is in.  Otherwise as volume_mds_call.
+ * If the MDS says the epoch does not hold the lease, an unanswered
+ * EPOCH_NEXT may explain it (epoch_resolve) and the request is sent once
+ * more; else the lease is lost (reported) and -ESTALE returned.
+ */
+int
+volume_writer_call (struct volume *v, uint8_t opcode,
+                    void (*encode) (uint64_t epoch, void *opaque,
+                                    struct proto_wbuf *wb),
+                    void *opaque, void **reply, uint32_t *reply_len,
+                    char *errmsg, size_t errlen)
+{
+  struct proto_wbuf wb;
+  uint64_t epoch;
+  int attempt, r;
+
+  for (attempt = 0;; attempt++) {
+    memset (&wb, 0, sizeof wb);
+    pthread_rwlock_rdlock (&v->epoch_rw);
+    epoch = v->epoch;
+    encode (epoch, opaque, &wb);
+    r = volume_mds_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
+    pthread_rwlock_unlock (&v->epoch_rw);
+    proto_wbuf_free (&wb);
+    if (r != -ESTALE)
       return r;
+    free (*reply);
+    *reply = NULL;
+    if (attempt == 0) {
+      r = epoch_resolve (v, epoch);
+      if (r == 0)
+        continue;
+      if (r != -ESTALE)
+        return r;
+    }
+    volume_lease_lost (v, errmsg && errmsg[0] ? errmsg : strerror (ESTALE));
+    return -ESTALE;
   }
 }
 
@@ -249,34 +338,37 @@ volume_for_each_server (struct volume *v,
 
 /* ---- Lease ---- */
 
+/* Encode a proto_lease of volume OPAQUE in EPOCH (volume_writer_call). */
+static void
+encode_lease (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
+{
+  struct volume *v = opaque;
+  struct proto_lease l = { .volume = v->id, .epoch = epoch };
+
+  proto_encode_lease (&l, wb);
+}
+
 /* Renew the writer lease once.  Losing it (ESTALE) is final: writes fail
  * from then on.
  */
 static void
 lease_renew (struct volume *v)
 {
-  struct proto_lease l = { .volume = v->id, .epoch = v->epoch };
-  struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
   uint32_t len;
   int r;
 
-  proto_encode_lease (&l, &wb);
-  r = volume_mds_call (v, PROTO_OP_LEASE_RENEW, &wb, &reply, &len, errmsg,
-                       sizeof errmsg);
-  proto_wbuf_free (&wb);
-  if (r == -ESTALE || r == -EPERM) {
-    atomic_store (&v->lease_lost, true);
-    nbdkit_error ("volume %s: writer lease lost, writes will fail: %s", v->name,
-                  errmsg[0] ? errmsg : strerror (-r));
-  }
-  else if (r < 0)
+  r = volume_writer_call (v, PROTO_OP_LEASE_RENEW, encode_lease, v, &reply,
+                          &len, errmsg, sizeof errmsg);
+  if (r == -EPERM)
+    volume_lease_lost (v, errmsg[0] ? errmsg : strerror (-r));
+  else if (r < 0 && r != -ESTALE)
     nbdkit_debug ("volume %s: lease renewal: %s", v->name,
                   errmsg[0] ? errmsg : strerror (-r));
-  else if (tessera_debug_lease)
+  else if (r == 0 && tessera_debug_lease)
     nbdkit_debug ("volume %s: lease renewed, epoch %" PRIu64, v->name,
-                  v->epoch);
+                  epoch_current (v));
 }
 
 /* The lease thread: renew the writer lease every lease_ms/3, re-read the
@@ -328,8 +420,10 @@ lease_thread (void *arg)
 
 /* ---- Open and close ---- */
 
-/* Send VOL_OPEN and fill in V from the reply.  Returns 0 or -errno
- * (reported with the MDS's message).
+/* Send VOL_OPEN and fill in V from the reply.  While the MDS answers
+ * EAGAIN (it is resyncing the volume after a writer crash), retry every
+ * second for up to open-timeout seconds.  Returns 0 or -errno (reported
+ * with the MDS's message).
  */
 static int
 send_open (struct volume *v)
@@ -339,13 +433,30 @@ send_open (struct volume *v)
   struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint64_t start = now_ns (), waited;
   uint32_t len;
-  int r;
+  unsigned tries;
+  int outcome, r;
 
   snprintf (req.name, sizeof req.name, "%s", v->name);
   proto_encode_vol_request (&req, &wb);
-  r = volume_mds_call (v, PROTO_OP_VOL_OPEN, &wb, &reply, &len, errmsg,
-                       sizeof errmsg);
+  for (tries = 0;; tries++) {
+    r = volume_mds_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
+                            &len, errmsg, sizeof errmsg);
+    if (r != -EAGAIN || outcome != MDS_ANSWERED)
+      break;
+    waited = (now_ns () - start) / 1000000000;
+    if (waited >= v->cfg->open_timeout)
+      break;
+    if (tries % 10 == 0)
+      nbdkit_debug ("volume %s: open: %s: retrying for up to %" PRIu64
+                    " more seconds",
+                    v->name, errmsg[0] ? errmsg : strerror (-r),
+                    v->cfg->open_timeout - waited);
+    sleep_ms (1000);
+    free (reply);
+    reply = NULL;
+  }
   proto_wbuf_free (&wb);
   if (r < 0) {
     nbdkit_error ("volume %s: open%s: %s", v->name, v->rw ? " for writing" : "",
@@ -413,6 +524,8 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   pthread_cond_init (&v->stop_cond, &attr);
   pthread_condattr_destroy (&attr);
   rangelock_init (&v->rl);
+  epoch_init (v);
+  v->last_rotation_ns = now_ns ();
   atomic_init (&v->servers, NULL);
   atomic_init (&v->read_rr, 0);
   atomic_init (&v->lease_lost, false);
@@ -470,24 +583,53 @@ disconnect_server (struct ss_server *s, void *opaque)
   ss_server_disconnect (s);
 }
 
+/* Send VOL_CLOSE in the current epoch, so that the MDS marks the
+ * volume clean and releases the lease.  Returns 0 or -errno (logged for
+ * debugging only).
+ */
+static int
+send_close (struct volume *v)
+{
+  struct proto_lease l = { .volume = v->id };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int attempt, r;
+
+  for (attempt = 0;; attempt++) {
+    struct proto_wbuf wb = { 0 };
+
+    l.epoch = epoch_current (v);
+    proto_encode_lease (&l, &wb);
+    r = volume_mds_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
+                         sizeof errmsg);
+    proto_wbuf_free (&wb);
+    if (r == -ESTALE && attempt == 0 && epoch_resolve (v, l.epoch) == 0)
+      continue;
+    break;
+  }
+  if (r < 0)
+    nbdkit_debug ("volume %s: close: %s", v->name,
+                  errmsg[0] ? errmsg : strerror (-r));
+  else
+    nbdkit_debug ("volume %s: closed cleanly, epoch %" PRIu64, v->name,
+                  l.epoch);
+  return r;
+}
+
 /* Close the volume once no request is running (.cleanup, or .unload if
  * .cleanup was not reached): stop the lease thread, flush what is not
  * durable yet, send VOL_CLOSE with the epoch so that the MDS records a
  * clean close, and close the storage-server connections.  If the flush
- * fails or the lease was lost, VOL_CLOSE is not sent: the epoch stays
- * dirty and the MDS resyncs the replicas before the next writer.
- * A read-only open sends nothing.  Idempotent; accepts NULL.
+ * fails, the lease was lost, or a write failed part way (its replicas
+ * may differ), VOL_CLOSE is not sent: the epoch stays dirty and the MDS
+ * resyncs the replicas before the next writer.  A read-only open sends
+ * nothing.  Idempotent; accepts NULL.
  */
 void
 volume_close (struct volume *v)
 {
-  struct proto_lease l;
-  struct proto_wbuf wb = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len;
-  bool clean = true;
-  int r;
+  const char *why = NULL;
 
   if (v == NULL || v->closed)
     return;
@@ -507,27 +649,17 @@ volume_close (struct volume *v)
    */
   if (v->opened && v->rw) {
     if (atomic_load (&v->lease_lost))
-      clean = false;
-    else if (io_flush (v) < 0)
-      clean = false;
-    if (clean) {
-      l.volume = v->id;
-      l.epoch = v->epoch;
-      proto_encode_lease (&l, &wb);
-      r = volume_mds_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
-                           sizeof errmsg);
-      proto_wbuf_free (&wb);
-      if (r < 0)
-        nbdkit_debug ("volume %s: close: %s", v->name,
-                      errmsg[0] ? errmsg : strerror (-r));
-      else
-        nbdkit_debug ("volume %s: closed cleanly, epoch %" PRIu64, v->name,
-                      v->epoch);
-    }
+      why = "the writer lease was lost";
+    else if (flush_volume (v, false) < 0)
+      why = "the last flush failed";
+    else if (atomic_load (&v->unclean))
+      why = "a write failed on some replicas";
+    if (why == NULL)
+      send_close (v);
     else
-      nbdkit_debug ("volume %s: not closed cleanly: epoch %" PRIu64
+      nbdkit_debug ("volume %s: not closed cleanly (%s): epoch %" PRIu64
                     " stays dirty",
-                    v->name, v->epoch);
+                    v->name, why, epoch_current (v));
   }
   volume_for_each_server (v, disconnect_server, NULL);
 }
@@ -558,6 +690,7 @@ volume_free (struct volume *v)
   }
   proto_client_close (v->mds);
   rangelock_destroy (&v->rl);
+  epoch_destroy (v);
   pthread_cond_destroy (&v->stop_cond);
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);

@@ -1,0 +1,324 @@
+/* nbdkit-tessera-plugin: the writer's epochs.
+ *
+ * Every write and trim carries the writer's epoch; the storage servers
+ * record each segment's last writing epoch.  At a flush, at most every
+ * epoch-interval seconds, the plugin rotates: EPOCH_NEXT gives epoch E+1
+ * for the writes that start from then on; once every write of epoch E
+ * (and older) has completed and the flush has made them durable,
+ * EPOCH_CLEAN(E) lets the MDS record that a resync after a crash need
+ * only look at later epochs (see flush_volume and docs/failure-handling.md).
+ *
+ * Writes in flight are counted per epoch in a few slots: at most the
+ * current epoch and the one a flush is draining have writes in flight.
+ *
+ * EPOCH_NEXT is not idempotent.  If its answer is lost (the MDS died or
+ * the connection broke) the MDS may or may not have moved the lease to
+ * E+1; the plugin keeps E and remembers E+1 in maybe_next.  When the MDS
+ * then says that E is stale, a LEASE_RENEW with E+1 settles it
+ * (epoch_resolve): if it succeeds the plugin adopts E+1, else the lease
+ * is lost.  Nobody else can hold E+1: a new writer taking the volume
+ * over always resyncs it first, which uses up an epoch of its own.
+ */
+
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "protocol.h"
+
+#include "internal.h"
+
+/* Initialize the epoch state of V (volume_open, before VOL_OPEN sets
+ * v->epoch).
+ */
+void
+epoch_init (struct volume *v)
+{
+  pthread_rwlockattr_t rwattr;
+  pthread_condattr_t attr;
+
+  pthread_rwlockattr_init (&rwattr);
+  /* A rotation must not wait behind a stream of MAP_ALLOCs. */
+  pthread_rwlockattr_setkind_np (&rwattr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&v->epoch_rw, &rwattr);
+  pthread_rwlockattr_destroy (&rwattr);
+  pthread_mutex_init (&v->epoch_lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&v->epoch_cond, &attr);
+  pthread_condattr_destroy (&attr);
+  memset (v->slots, 0, sizeof v->slots);
+  v->maybe_next = 0;
+  atomic_init (&v->epoch_written, false);
+  atomic_init (&v->unclean, false);
+}
+
+/* Destroy the epoch state of V (volume_free). */
+void
+epoch_destroy (struct volume *v)
+{
+  pthread_cond_destroy (&v->epoch_cond);
+  pthread_mutex_destroy (&v->epoch_lock);
+  pthread_rwlock_destroy (&v->epoch_rw);
+}
+
+/* The epoch that a write starting now carries. */
+uint64_t
+epoch_current (struct volume *v)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  return v->epoch;
+}
+
+/* A write or trim starts: count it in flight in the current epoch and
+ * return that epoch, which it must carry and pass to epoch_end.
+ */
+uint64_t
+epoch_begin (struct volume *v)
+{
+  unsigned i, free_slot;
+
+  atomic_store (&v->epoch_written, true);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  for (;;) {
+    free_slot = EPOCH_SLOTS;
+    for (i = 0; i < EPOCH_SLOTS; i++) {
+      if (v->slots[i].inflight > 0 && v->slots[i].epoch == v->epoch) {
+        v->slots[i].inflight++;
+        return v->epoch;
+      }
+      if (v->slots[i].inflight == 0 && free_slot == EPOCH_SLOTS)
+        free_slot = i;
+    }
+    if (free_slot < EPOCH_SLOTS) {
+      v->slots[free_slot].epoch = v->epoch;
+      v->slots[free_slot].inflight = 1;
+      return v->epoch;
+    }
+    /* Older epochs are still draining: they complete within the
+     * request timeout.
+     */
+    pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
+  }
+}
+
+/* The write counted by epoch_begin, which returned EPOCH, is over. */
+void
+epoch_end (struct volume *v, uint64_t epoch)
+{
+  unsigned i;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  for (i = 0; i < EPOCH_SLOTS; i++) {
+    if (v->slots[i].inflight > 0 && v->slots[i].epoch == epoch) {
+      if (--v->slots[i].inflight == 0)
+        pthread_cond_broadcast (&v->epoch_cond);
+      return;
+    }
+  }
+  assert (!"epoch_end: no write of that epoch in flight");
+}
+
+/* Wait until no write of EPOCH or an older epoch is in flight. */
+void
+epoch_drain (struct volume *v, uint64_t epoch)
+{
+  bool busy;
+  unsigned i;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  for (;;) {
+    busy = false;
+    for (i = 0; i < EPOCH_SLOTS; i++)
+      if (v->slots[i].inflight > 0 && v->slots[i].epoch <= epoch)
+        busy = true;
+    if (!busy)
+      return;
+    pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
+  }
+}
+
+/* Make EPOCH the current epoch.  Caller holds v->epoch_rw for writing. */
+static void
+set_epoch (struct volume *v, uint64_t epoch)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  v->epoch = epoch;
+  v->maybe_next = 0;
+}
+
+/* Remember that the MDS may have moved the lease to EPOCH.  Caller holds
+ * v->epoch_rw for writing.
+ */
+static void
+set_maybe_next (struct volume *v, uint64_t epoch)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
+  v->maybe_next = epoch;
+}
+
+/* The MDS said the current epoch is stale: if an unanswered EPOCH_NEXT
+ * may have moved the lease to the next epoch, renew the lease in that
+ * epoch, and adopt it if the MDS agrees.  Caller holds v->epoch_rw for
+ * writing.  Returns 0 if the epoch was adopted, -ESTALE if the lease is
+ * lost (not reported), or another -errno if the MDS could not be asked
+ * (the question stays open).
+ */
+static int
+resolve_locked (struct volume *v)
+{
+  struct proto_lease l = { .volume = v->id };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int outcome, r;
+
+  pthread_mutex_lock (&v->epoch_lock);
+  l.epoch = v->maybe_next;
+  pthread_mutex_unlock (&v->epoch_lock);
+  if (l.epoch == 0 || l.epoch != v->epoch + 1)
+    return -ESTALE;
+
+  proto_encode_lease (&l, &wb);
+  r = volume_mds_request (v, PROTO_OP_LEASE_RENEW, &wb, false, &outcome, &reply,
+                          &len, errmsg, sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r == 0) {
+    nbdkit_debug ("volume %s: the unanswered EPOCH_NEXT had moved the "
+                  "lease to epoch %" PRIu64,
+                  v->name, l.epoch);
+    set_epoch (v, l.epoch);
+    return 0;
+  }
+  if (outcome == MDS_ANSWERED) {
+    nbdkit_debug ("volume %s: lease in epoch %" PRIu64 ": %s", v->name, l.epoch,
+                  errmsg[0] ? errmsg : strerror (-r));
+    set_maybe_next (v, 0);
+    return -ESTALE;
+  }
+  return r;
+}
+
+/* The MDS refused a request made in epoch STALE as not holding the
+ * lease.  Settle whether an unanswered EPOCH_NEXT explains it (see the
+ * top of this file).  Must not be called with v->epoch_rw held.
+ * Returns 0 if the request should be retried in the current epoch,
+ * -ESTALE if the lease is lost (not reported), or another -errno.
+ */
+int
+epoch_resolve (struct volume *v, uint64_t stale)
+{
+  int r;
+
+  pthread_rwlock_wrlock (&v->epoch_rw);
+  if (v->epoch != stale)
+    r = 0; /* a rotation since: retry with the new epoch */
+  else
+    r = resolve_locked (v);
+  pthread_rwlock_unlock (&v->epoch_rw);
+  return r;
+}
+
+/* Rotate the writer's epoch (EPOCH_NEXT): writes starting from now carry
+ * the new one.  Caller holds v->flush_lock.  Returns 0 and *OLD, the
+ * epoch replaced (wait for its writes with epoch_drain, flush, then
+ * epoch_clean it); -ESTALE if the lease is lost (reported); or another
+ * -errno if the MDS cannot rotate now (logged for debugging only: the
+ * writer simply stays in its epoch).
+ */
+int
+epoch_rotate (struct volume *v, uint64_t *old)
+{
+  struct proto_lease l = { .volume = v->id }, rep;
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int outcome, r;
+
+  *old = 0;
+  pthread_rwlock_wrlock (&v->epoch_rw);
+  l.epoch = v->epoch;
+  proto_encode_lease (&l, &wb);
+  /* Sent once: retrying on a new connection after a lost answer would
+   * be refused as stale if the first one was applied.
+   */
+  r = volume_mds_request (v, PROTO_OP_EPOCH_NEXT, &wb, true, &outcome, &reply,
+                          &len, errmsg, sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r == 0) {
+    r = proto_decode_lease (reply, len, &rep);
+    if (r == 0 && (rep.volume != v->id || rep.epoch <= l.epoch))
+      r = -EBADMSG;
+    if (r == 0)
+      set_epoch (v, rep.epoch);
+    else {
+      snprintf (errmsg, sizeof errmsg, "malformed reply");
+      set_maybe_next (v, l.epoch + 1);
+      r = -EIO;
+    }
+  }
+  else if (outcome == MDS_UNKNOWN)
+    set_maybe_next (v, l.epoch + 1);
+  else if (r == -ESTALE || r == -EPERM) {
+    /* An earlier EPOCH_NEXT may have been applied after all: then that
+     * was the rotation.
+     */
+    r = resolve_locked (v);
+    if (r < 0 && r != -ESTALE)
+      r = -EIO;
+  }
+  pthread_rwlock_unlock (&v->epoch_rw);
+
+  if (r == 0) {
+    *old = l.epoch;
+    if (tessera_debug_lease)
+      nbdkit_debug ("volume %s: epoch %" PRIu64 " -> %" PRIu64, v->name,
+                    l.epoch, epoch_current (v));
+  }
+  else if (r == -ESTALE)
+    volume_lease_lost (v, errmsg[0] ? errmsg : "epoch rotation refused");
+  else
+    nbdkit_debug ("volume %s: rotate epoch %" PRIu64 ": %s", v->name, l.epoch,
+                  errmsg[0] ? errmsg : strerror (-r));
+  return r;
+}
+
+/* Tell the MDS that every write of EPOCH and older epochs is durable on
+ * every ok replica (EPOCH_CLEAN).  Not retried: a later EPOCH_CLEAN
+ * covers this one.  Returns 0 or -errno (logged for debugging only).
+ */
+int
+epoch_clean (struct volume *v, uint64_t epoch)
+{
+  struct proto_lease l = { .volume = v->id, .epoch = epoch };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint32_t len;
+  int outcome, r;
+
+  proto_encode_lease (&l, &wb);
+  r = volume_mds_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
+                          &len, errmsg, sizeof errmsg);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    nbdkit_debug ("volume %s: mark epoch %" PRIu64 " clean: %s", v->name, epoch,
+                  errmsg[0] ? errmsg : strerror (-r));
+  else if (tessera_debug_lease)
+    nbdkit_debug ("volume %s: epoch %" PRIu64 " clean", v->name, epoch);
+  return r;
+}
