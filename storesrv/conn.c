@@ -389,6 +389,21 @@ dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
   case PROTO_OP_SEG_DELETE:
     ss_req_delete (loop, r);
     break;
+  case PROTO_OP_SEG_FENCE:
+    ss_req_fence (loop, r);
+    break;
+  case PROTO_OP_SEG_SET_GEN:
+    ss_req_set_gen (loop, r);
+    break;
+  case PROTO_OP_SEG_PULL:
+    ss_req_pull (loop, r);
+    break;
+  case PROTO_OP_SEG_HASH:
+    ss_req_hash (loop, r);
+    break;
+  case PROTO_OP_SEG_LIST:
+    ss_req_seg_list (loop, r);
+    break;
   default:
     ss_req_error (loop, r, PROTO_ENOTSUP, "%s: not served by a storage server",
                   proto_opcode_name (r->hdr.opcode));

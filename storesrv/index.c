@@ -1,6 +1,11 @@
-/* The segment index: an LMDB environment in DIR/index mapping segment id
- * (u64 BE) to slot u32, volume u64, last epoch u64, state u8 (all BE, 21
- * bytes).  Every MDB_* name stays in this file.
+/* The segment index: an LMDB environment in DIR/index.  Its main
+ * database maps segment id (u64 BE) to slot u32, volume u64, last epoch
+ * u64, state u8, generation u64 (all BE, 29 bytes; records of 21 bytes,
+ * written before generations existed, read as generation 0).  The named
+ * database "fences" maps volume id (u64 BE) to the volume's fence epoch
+ * (u64 BE); the named database "gone" holds the ids (u64 BE, with a
+ * one-byte value) of segments this server deleted (tombstones, gone.c).
+ * Every MDB_* name stays in this file.
  *
  * At start-up the ring thread reads the whole index (ss_index_load);
  * afterwards only the worker thread touches LMDB.  The ring thread queues
@@ -29,13 +34,18 @@
 
 #include "internal.h"
 
-#define REC_SIZE 21
+#define REC_SIZE 29
+#define OLD_REC_SIZE 21 /* without the generation */
+#define FENCES_DB "fences"
+#define GONE_DB "gone"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {
   MDB_env *env;
-  MDB_dbi dbi;
-  int *debug; /* -D storesrv.index */
+  MDB_dbi dbi;  /* segments (the main database) */
+  MDB_dbi fdbi; /* fences */
+  MDB_dbi gdbi; /* tombstones */
+  int *debug;   /* -D storesrv.index */
   int efd;
 
   pthread_t thread;
@@ -125,11 +135,17 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
   if (rc == MDB_SUCCESS)
     rc = mdb_env_set_mapsize (idx->env, mapsize);
   if (rc == MDB_SUCCESS)
+    rc = mdb_env_set_maxdbs (idx->env, 3);
+  if (rc == MDB_SUCCESS)
     rc = mdb_env_open (idx->env, path, MDB_NOTLS, 0644);
   if (rc == MDB_SUCCESS)
     rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
   if (rc == MDB_SUCCESS)
     rc = mdb_dbi_open (txn, NULL, 0, &idx->dbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, FENCES_DB, MDB_CREATE, &idx->fdbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, GONE_DB, MDB_CREATE, &idx->gdbi);
   if (rc == MDB_SUCCESS) {
     rc = mdb_txn_commit (txn);
     txn = NULL;
@@ -162,6 +178,18 @@ rec_encode (const struct ss_index_rec *rec, uint8_t *buf)
   v64 = htobe64 (rec->epoch);
   memcpy (buf + 12, &v64, 8);
   buf[20] = rec->state;
+  v64 = htobe64 (rec->gen);
+  memcpy (buf + 21, &v64, 8);
+}
+
+/* True if KEY is the main database's entry for a named database. */
+static bool
+is_named_db (const MDB_val *key)
+{
+  return (key->mv_size == strlen (FENCES_DB) &&
+          memcmp (key->mv_data, FENCES_DB, key->mv_size) == 0) ||
+         (key->mv_size == strlen (GONE_DB) &&
+          memcmp (key->mv_data, GONE_DB, key->mv_size) == 0);
 }
 
 /* Call FN (ARG, rec) for every record, in segment order; FN returning
@@ -191,7 +219,10 @@ ss_index_load (struct ss_index *idx,
     uint64_t v64;
     uint32_t v32;
 
-    if (key.mv_size != 8 || val.mv_size != REC_SIZE) {
+    if (is_named_db (&key))
+      continue;
+    if (key.mv_size != 8 ||
+        (val.mv_size != REC_SIZE && val.mv_size != OLD_REC_SIZE)) {
       log_error ("index: a record has a %zu-byte key and a %zu-byte value",
                  key.mv_size, val.mv_size);
       r = -EIO;
@@ -206,6 +237,11 @@ ss_index_load (struct ss_index *idx,
     memcpy (&v64, v + 12, 8);
     rec.epoch = be64toh (v64);
     rec.state = v[20];
+    rec.gen = 0;
+    if (val.mv_size == REC_SIZE) {
+      memcpy (&v64, v + 21, 8);
+      rec.gen = be64toh (v64);
+    }
     r = fn (arg, &rec);
     if (r != 0)
       goto out;
@@ -223,6 +259,143 @@ out:
     return mdb_to_errno (rc, "load");
   }
   return r;
+}
+
+/* Call FN (ARG, volume, epoch) for every fence, in volume order; FN
+ * returning non-zero stops the walk and is returned.  Start-up only,
+ * before ss_index_start.  Returns 0, FN's value, or -errno (-EIO: a
+ * record of the wrong size).
+ */
+int
+ss_index_load_fences (struct ss_index *idx,
+                      int (*fn) (void *arg, uint64_t volume, uint64_t epoch),
+                      void *arg)
+{
+  MDB_txn *txn = NULL;
+  MDB_cursor *cur = NULL;
+  MDB_val key, val;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_cursor_open (txn, idx->fdbi, &cur);
+  if (rc != MDB_SUCCESS)
+    goto out;
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    uint64_t volume, epoch;
+
+    if (key.mv_size != 8 || val.mv_size != 8) {
+      log_error ("index: a fence has a %zu-byte key and a %zu-byte value",
+                 key.mv_size, val.mv_size);
+      r = -EIO;
+      goto out;
+    }
+    memcpy (&volume, key.mv_data, 8);
+    memcpy (&epoch, val.mv_data, 8);
+    r = fn (arg, be64toh (volume), be64toh (epoch));
+    if (r != 0)
+      goto out;
+  }
+  if (rc == MDB_NOTFOUND)
+    rc = MDB_SUCCESS;
+
+out:
+  if (cur)
+    mdb_cursor_close (cur);
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc != MDB_SUCCESS) {
+    log_error ("index: load fences: %s", mdb_strerror (rc));
+    return mdb_to_errno (rc, "load fences");
+  }
+  return r;
+}
+
+/* Call FN (ARG, segment) for every tombstone, in segment order; FN
+ * returning non-zero stops the walk and is returned.  Start-up only,
+ * before ss_index_start.  Returns 0, FN's value, or -errno.
+ */
+int
+ss_index_load_gone (struct ss_index *idx,
+                    int (*fn) (void *arg, uint64_t segment), void *arg)
+{
+  MDB_txn *txn = NULL;
+  MDB_cursor *cur = NULL;
+  MDB_val key, val;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_cursor_open (txn, idx->gdbi, &cur);
+  if (rc != MDB_SUCCESS)
+    goto out;
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    uint64_t id;
+
+    if (key.mv_size != 8) {
+      log_error ("index: a tombstone has a %zu-byte key", key.mv_size);
+      r = -EIO;
+      goto out;
+    }
+    memcpy (&id, key.mv_data, 8);
+    r = fn (arg, be64toh (id));
+    if (r != 0)
+      goto out;
+  }
+  if (rc == MDB_NOTFOUND)
+    rc = MDB_SUCCESS;
+
+out:
+  if (cur)
+    mdb_cursor_close (cur);
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc != MDB_SUCCESS) {
+    log_error ("index: load tombstones: %s", mdb_strerror (rc));
+    return mdb_to_errno (rc, "load tombstones");
+  }
+  return r;
+}
+
+/* Record (GONE) or forget (!GONE) KEY's tombstone in TXN. */
+static int
+gone_put (struct ss_index *idx, MDB_txn *txn, MDB_val *key, bool gone)
+{
+  uint8_t one = 1;
+  MDB_val val = { .mv_size = 1, .mv_data = &one };
+  int rc;
+
+  if (gone)
+    return mdb_put (txn, idx->gdbi, key, &val, 0);
+  rc = mdb_del (txn, idx->gdbi, key, NULL);
+  return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
+}
+
+/* Raise VOLUME's fence to EPOCH in TXN unless it is already as high. */
+static int
+fence_put (struct ss_index *idx, MDB_txn *txn, uint64_t volume, uint64_t epoch)
+{
+  uint64_t k = htobe64 (volume), v, old;
+  MDB_val key = { .mv_size = 8, .mv_data = &k };
+  MDB_val val;
+  int rc;
+
+  rc = mdb_get (txn, idx->fdbi, &key, &val);
+  if (rc == MDB_SUCCESS && val.mv_size == 8) {
+    memcpy (&old, val.mv_data, 8);
+    if (be64toh (old) >= epoch)
+      return MDB_SUCCESS;
+  }
+  else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return rc;
+  v = htobe64 (epoch);
+  val.mv_size = 8;
+  val.mv_data = &v;
+  return mdb_put (txn, idx->fdbi, &key, &val, 0);
 }
 
 /* Apply the ops from HEAD up to (not including) END in one write
@@ -249,11 +422,21 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
     case SS_INDEX_PUT:
       rec_encode (&op->rec, v);
       rc = mdb_put (txn, idx->dbi, &key, &val, 0);
+      if (rc == MDB_SUCCESS && op->gone)
+        rc = gone_put (idx, txn, &key, false);
       break;
     case SS_INDEX_DEL:
       rc = mdb_del (txn, idx->dbi, &key, NULL);
       if (rc == MDB_NOTFOUND)
         rc = MDB_SUCCESS;
+      if (rc == MDB_SUCCESS && op->gone)
+        rc = gone_put (idx, txn, &key, true);
+      break;
+    case SS_INDEX_UNGONE:
+      rc = gone_put (idx, txn, &key, false);
+      break;
+    case SS_INDEX_FENCE:
+      rc = fence_put (idx, txn, op->rec.volume, op->rec.epoch);
       break;
     case SS_INDEX_SYNC:
       break;
@@ -294,7 +477,10 @@ apply_batch (struct ss_index *idx, struct ss_index_op *batch)
       op->err = r;
     else
       op->err = commit_ops (idx, op, op->next);
-    if (op->err < 0)
+    if (op->err < 0 && op->type == SS_INDEX_FENCE)
+      log_error ("index: fence of volume %" PRIu64 ": %s", op->rec.volume,
+                 strerror (-op->err));
+    else if (op->err < 0)
       log_error ("index: segment %" PRIu64 ": %s", op->rec.segment,
                  strerror (-op->err));
   }

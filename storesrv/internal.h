@@ -1,11 +1,13 @@
 /* tessera-storesrv internals, sectioned by the file that defines them.
  *
  * Threads: the ring thread (main.c runs loop.c's event loop) owns every
- * connection, request and segment entry and the store's free-slot list;
- * the index worker (index.c) owns the LMDB write transactions; the MDS
- * client (mds-client.c) owns its connection to the MDS.  They exchange
- * work only through the locked queues of index.c and mds-client.c, each
- * paired with an eventfd that the ring reads.
+ * connection, request and segment entry, the fences and the store's
+ * free-slot list; the index worker (index.c) owns the LMDB write
+ * transactions; the MDS client (mds-client.c) owns its connection to the
+ * MDS; worker threads (work.c) compute SEG_HASH checksums and run
+ * SEG_PULL copies.  They exchange work only through the locked queues of
+ * index.c, mds-client.c and loop.c (ss_loop_post), each paired with an
+ * eventfd that the ring reads.
  */
 
 #ifndef TESSERA_STORESRV_INTERNAL_H
@@ -42,10 +44,16 @@
 #define SS_MIN_SEGMENT_SIZE (64u * 1024)
 #define SS_MAX_SEGMENT_SIZE (64u * 1024 * 1024)
 
+/* SEG_PULL copies at most this many at once by default (--max-pulls). */
+#define SS_DEFAULT_MAX_PULLS 2
+#define SS_MAX_MAX_PULLS 64
+
 struct ss_loop;
 struct ss_store;
 struct ss_index;
 struct ss_mds;
+struct ss_workq;
+struct ss_pull;
 
 /* ---- main.c ---- */
 
@@ -63,11 +71,13 @@ struct ss_ctx {
   bool foreground;
   char *pidfile; /* absolute, or NULL */
   bool exit_with_parent;
+  uint32_t max_pulls; /* --max-pulls */
 
   /* -D storesrv.FLAG=N */
   int debug_requests; /* log every request */
   int debug_index;    /* log every index commit */
   int debug_mds;      /* log every heartbeat */
+  int debug_pull;     /* log every copy step of SEG_PULL */
 
   char advertise[PROTO_ADDR_MAX + 1]; /* what the MDS tells plugins */
   int listen_fd;
@@ -125,14 +135,17 @@ struct ss_index_rec {
   uint64_t volume;
   uint64_t epoch; /* last epoch that wrote the segment */
   uint8_t state;  /* SS_SEG_STATE_* */
+  uint64_t gen;   /* replica-set generation (SEG_SET_GEN) */
 };
 
 #define SS_SEG_STATE_OK 0
 
 enum ss_index_op_type {
-  SS_INDEX_PUT,  /* insert or replace REC */
-  SS_INDEX_DEL,  /* remove REC.segment (absent: success) */
-  SS_INDEX_SYNC, /* completes once every earlier op has committed */
+  SS_INDEX_PUT,    /* insert or replace REC */
+  SS_INDEX_DEL,    /* remove REC.segment (absent: success) */
+  SS_INDEX_SYNC,   /* completes once every earlier op has committed */
+  SS_INDEX_FENCE,  /* raise REC.volume's fence to REC.epoch (never lowers) */
+  SS_INDEX_UNGONE, /* forget REC.segment's tombstone */
 };
 
 /* An index update, embedded in its owner.  The ring thread fills TYPE,
@@ -143,8 +156,10 @@ enum ss_index_op_type {
 struct ss_index_op {
   enum ss_index_op_type type;
   struct ss_index_rec rec;
+  bool gone; /* PUT: also forget the tombstone; DEL: also record one */
   int err;
   void (*done) (struct ss_loop *loop, struct ss_index_op *op);
+  void *arg; /* for DONE */
   struct ss_index_op *next;
 };
 
@@ -154,6 +169,13 @@ extern int ss_index_open (const char *path, uint32_t nslots, int *debug,
 extern int ss_index_load (struct ss_index *idx,
                           int (*fn) (void *arg, const struct ss_index_rec *rec),
                           void *arg);
+extern int ss_index_load_gone (struct ss_index *idx,
+                               int (*fn) (void *arg, uint64_t segment),
+                               void *arg);
+extern int ss_index_load_fences (struct ss_index *idx,
+                                 int (*fn) (void *arg, uint64_t volume,
+                                            uint64_t epoch),
+                                 void *arg);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
 extern void ss_index_submit (struct ss_index *idx, struct ss_index_op *op);
@@ -169,6 +191,8 @@ extern int ss_mds_wait_registered (struct ss_mds *m, const sigset_t *sigs,
 extern void ss_mds_store_ready (struct ss_mds *m);
 extern int ss_mds_eventfd (const struct ss_mds *m);
 extern int ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n);
+extern void ss_mds_take_fences (struct ss_mds *m, struct proto_fence **fences,
+                                size_t *n);
 extern void ss_mds_deleted (struct ss_mds *m, const uint64_t *ids, size_t n);
 extern void ss_mds_free (struct ss_mds *m);
 
@@ -182,6 +206,37 @@ struct ss_op {
   void (*done) (struct ss_loop *loop, struct ss_op *op, int res);
 };
 
+/* A message from another thread to the ring thread (ss_loop_post): FN
+ * runs on the ring thread.  The poster keeps the message alive until
+ * then.
+ */
+struct ss_msg {
+  void (*fn) (struct ss_loop *loop, struct ss_msg *msg);
+  struct ss_msg *next;
+};
+
+/* Messages posted to the ring thread.  Lock order: LOCK is a leaf. */
+struct ss_post {
+  pthread_mutex_t lock;
+  struct ss_msg *head, *tail; /* under LOCK, FIFO */
+  int efd;                    /* written after each post */
+};
+
+/* A fence: writes to VOLUME with an epoch older than EPOCH are refused. */
+struct ss_fence {
+  uint64_t volume;
+  uint64_t epoch;
+};
+
+/* Something waiting until every write or trim issued before it has
+ * completed (fences.c): DONE runs on the ring thread.
+ */
+struct ss_barrier {
+  uint64_t seq; /* waits for writes numbered SEQ and below */
+  void (*done) (struct ss_loop *loop, struct ss_barrier *b);
+  struct ss_barrier *next;
+};
+
 struct ss_conn;
 
 /* A segment entry (segments.c), a wait list entry and a delete batch
@@ -193,6 +248,44 @@ struct ss_seg_table {
   struct ss_seg **buckets;
   size_t nbuckets; /* power of two */
   size_t count;
+};
+
+/* A set of byte ranges of a segment, sorted and merged (track.c). */
+struct ss_range {
+  uint32_t start, end; /* [start, end) */
+};
+struct ss_ranges {
+  struct ss_range *v;
+  size_t n, cap;
+  bool failed; /* out of memory: some range is missing */
+};
+
+/* Recent client writes of a segment, by the generation they carried,
+ * kept for a pull that may come (track.c).  In the loop's list in order
+ * of DEADLINE.
+ */
+#define SS_TRACK_GENS 4
+struct ss_track {
+  struct ss_track *prev, *next;
+  struct ss_seg *seg;
+  uint64_t deadline; /* CLOCK_MONOTONIC seconds */
+  unsigned nsets;    /* SETS[0 .. NSETS-1], ascending generations */
+  struct {
+    uint64_t gen;
+    struct ss_ranges ranges;
+  } sets[SS_TRACK_GENS];
+};
+
+/* Tombstones (gone.c): ids of segments this server deleted, in a hash
+ * set (open addressing, 0 = empty) and in the order they were added.
+ */
+struct ss_gone_set {
+  uint64_t *slots;
+  size_t nslots; /* power of two, or 0 */
+  size_t count;
+  bool has_zero;  /* segment id 0 */
+  uint64_t *ring; /* ids in the order added (for eviction) */
+  size_t ring_cap, ring_head, ring_len;
 };
 
 /* The ring thread's state.  Everything here is touched only on the ring
@@ -229,11 +322,31 @@ struct ss_loop {
   bool mds_armed;
   unsigned deletes_pending; /* delete batches in progress */
 
+  struct ss_post post; /* the only part other threads touch */
+  uint64_t post_val;
+  struct ss_op post_op;
+  bool post_armed;
+
+  struct ss_workq *hashq; /* SEG_HASH checksums */
+  struct ss_workq *pullq; /* SEG_PULL copies, ctx->max_pulls threads */
+  unsigned jobs;          /* hashes, pulls and fence records in progress */
+  struct ss_pull *pulls;  /* doubly linked: every pull not yet answered */
+
+  struct ss_fence *fences; /* sorted by volume */
+  size_t nfences, fences_cap;
+
+  /* Writes and trims with data I/O issued, oldest first (fences.c). */
+  struct ss_req *writes_head, *writes_tail;
+  uint64_t write_seq; /* number given to the last write issued */
+  struct ss_barrier *barriers_head, *barriers_tail;
+
   struct ss_op cancel_op;
 
   struct ss_conn *conns; /* doubly linked */
   unsigned nconns;
   struct ss_seg_table segs;
+  struct ss_gone_set gone;
+  struct ss_track *tracks_head, *tracks_tail;
   const void *zeros; /* PROTO_MAX_DATA read-only zero bytes */
   bool stopping;
   bool cancelled; /* the loop's own reads are being cancelled */
@@ -247,6 +360,7 @@ extern int ss_loop_run (struct ss_loop *loop);
 extern void ss_loop_free (struct ss_loop *loop);
 extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
 extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
+extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
 
 /* Mark a buffer the kernel filled as defined for valgrind. */
 #if defined(__has_include)
@@ -289,6 +403,12 @@ struct ss_req {
   uint64_t pos;  /* offset in the data file */
   uint32_t done; /* bytes transferred so far */
   int stage;     /* req-io.c / req-misc.c step */
+
+  /* In the loop's list of writes in flight (fences.c). */
+  bool in_writes;
+  uint64_t write_seq;
+  struct ss_req *wprev, *wnext;
+  struct ss_barrier barrier; /* SEG_FENCE, SEG_SET_GEN */
 
   /* Flush (req-misc.c). */
   struct ss_index_op iop;
@@ -346,7 +466,7 @@ extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
 
 enum {
   SS_SEG_NEW = 1,      /* slot being punched and recorded */
-  SS_SEG_EPOCH = 2,    /* newer epoch being recorded */
+  SS_SEG_RECORD = 2,   /* newer epoch or generation being recorded */
   SS_SEG_DELETING = 4, /* being dropped from the index and punched */
 };
 
@@ -356,10 +476,14 @@ struct ss_seg {
   uint64_t id;
   uint64_t volume;
   uint64_t epoch; /* durable in the index */
+  uint64_t gen;   /* durable in the index */
   uint32_t slot;
   uint8_t state;
-  unsigned busy;      /* SS_SEG_* */
-  uint64_t new_epoch; /* being recorded */
+  unsigned busy;          /* SS_SEG_* */
+  uint64_t new_epoch;     /* being recorded */
+  uint64_t new_gen;       /* being recorded */
+  struct ss_pull *pull;   /* a SEG_PULL copying into it, or NULL */
+  struct ss_track *track; /* recent writes, for a pull, or NULL */
   unsigned io_inflight;
   bool del_committed;
   struct ss_waiter *wait_head, *wait_tail;
@@ -372,13 +496,18 @@ extern int ss_segs_init (struct ss_loop *loop);
 extern void ss_segs_free (struct ss_loop *loop);
 extern int ss_segs_load (struct ss_loop *loop, struct ss_index *idx);
 extern struct ss_seg *ss_seg_lookup (struct ss_loop *loop, uint64_t id);
-extern int ss_seg_prepare_write (struct ss_loop *loop, uint64_t id,
-                                 uint64_t volume, uint64_t epoch, bool create,
+extern int ss_seg_prepare_write (struct ss_loop *loop,
+                                 const struct proto_seg_io *io, bool create,
                                  struct ss_waiter *w, struct ss_seg **segp);
-extern struct ss_seg *ss_seg_get_readable (struct ss_loop *loop, uint64_t id);
+extern int ss_seg_raise (struct ss_loop *loop, uint64_t id, uint64_t volume,
+                         uint64_t epoch, uint64_t gen, bool create,
+                         struct ss_waiter *w, struct ss_seg **segp);
+extern void ss_seg_wake (struct ss_loop *loop, struct ss_seg *seg);
+extern struct ss_seg *ss_seg_get_readable (struct ss_loop *loop, uint64_t id,
+                                           bool *gone);
 extern void ss_seg_io_end (struct ss_loop *loop, struct ss_seg *seg);
 extern int ss_seg_delete (struct ss_loop *loop, uint64_t id,
-                          struct ss_waiter *w);
+                          struct ss_waiter *w, struct ss_index_op *iop);
 
 /* ---- req-io.c ---- */
 
@@ -392,5 +521,71 @@ extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_deletes_start (struct ss_loop *loop);
+
+/* ---- req-repair.c ---- */
+
+extern void ss_req_set_gen (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_hash (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_seg_list (struct ss_loop *loop, struct ss_req *r);
+extern int ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf,
+                        size_t buflen, uint32_t *crc);
+
+/* ---- fences.c ---- */
+
+extern int ss_fences_load (struct ss_loop *loop, struct ss_index *idx);
+extern void ss_fences_free (struct ss_loop *loop);
+extern uint64_t ss_fence_get (struct ss_loop *loop, uint64_t volume);
+extern void ss_writes_begin (struct ss_loop *loop, struct ss_req *r);
+extern void ss_writes_end (struct ss_loop *loop, struct ss_req *r);
+extern void ss_barrier_wait (struct ss_loop *loop, struct ss_barrier *b);
+extern void ss_req_fence (struct ss_loop *loop, struct ss_req *r);
+extern void ss_mds_fences_apply (struct ss_loop *loop);
+
+/* ---- track.c ---- */
+
+extern void ss_ranges_add (struct ss_ranges *r, uint32_t offset,
+                           uint32_t length);
+extern bool ss_ranges_next_gap (const struct ss_ranges *r, uint32_t pos,
+                                uint32_t end, uint32_t *s, uint32_t *e);
+extern void ss_ranges_free (struct ss_ranges *r);
+extern void ss_track_start (struct ss_loop *loop, struct ss_seg *seg);
+extern void ss_track_mark (struct ss_loop *loop, struct ss_seg *seg,
+                           uint64_t gen, uint32_t offset, uint32_t length);
+extern void ss_track_take (struct ss_loop *loop, struct ss_seg *seg,
+                           uint64_t gen, struct ss_ranges *out);
+extern void ss_track_drop (struct ss_loop *loop, struct ss_seg *seg);
+
+/* ---- gone.c ---- */
+
+extern int ss_gone_load (struct ss_loop *loop, struct ss_index *idx);
+extern void ss_gone_free (struct ss_loop *loop);
+extern bool ss_gone_has (const struct ss_loop *loop, uint64_t id);
+extern void ss_gone_add (struct ss_loop *loop, uint64_t id);
+extern void ss_gone_remove (struct ss_loop *loop, uint64_t id);
+
+/* ---- work.c ---- */
+
+/* A job for a worker thread: RUN runs on a worker, then DONE is posted
+ * to the ring thread.  The submitter owns the job throughout.
+ */
+struct ss_work {
+  void (*run) (struct ss_work *w);
+  struct ss_msg done;
+  struct ss_work *next;
+};
+
+extern int ss_workq_new (struct ss_loop *loop, const char *name,
+                         unsigned nthreads, struct ss_workq **out);
+extern void ss_workq_submit (struct ss_workq *q, struct ss_work *w);
+extern void ss_workq_free (struct ss_workq *q);
+
+/* ---- pull.c ---- */
+
+extern void ss_req_pull (struct ss_loop *loop, struct ss_req *r);
+extern bool ss_pull_copy_overlaps (const struct ss_pull *p, uint32_t offset,
+                                   uint32_t length);
+extern void ss_pull_mark (struct ss_pull *p, uint32_t offset, uint32_t length);
+extern void ss_pull_cancel (struct ss_pull *p, const char *why);
+extern void ss_pulls_cancel_all (struct ss_loop *loop);
 
 #endif /* TESSERA_STORESRV_INTERNAL_H */

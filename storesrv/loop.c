@@ -1,12 +1,13 @@
 /* The io_uring event loop: one ring on the ring thread for accept, socket
- * I/O, data file I/O, the signalfd and the eventfds of the index worker
- * and the MDS client.
+ * I/O, data file I/O, the signalfd and the eventfds of the index worker,
+ * the MDS client and the messages other threads post (ss_loop_post).
  *
  * Every SQE's user_data points at a struct ss_op embedded in the object
  * that owns the operation's buffers; completions are reaped in batches
  * and the CQ is advanced once per batch.  On SIGTERM or SIGINT the loop
- * stops accepting, closes every connection, waits until no request, index
- * update or delete is in flight, cancels its own reads and returns.
+ * stops accepting, closes every connection, cancels the pulls, waits
+ * until no request, index update, delete or worker job is in flight,
+ * cancels its own reads and returns.
  */
 
 #include <config.h>
@@ -18,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "log.h"
 
 #include "internal.h"
@@ -62,6 +65,27 @@ ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op)
   SS_ASSERT_RING (loop);
   loop->index_pending++;
   ss_index_submit (loop->ctx->index, op);
+}
+
+/* Post MSG to the ring thread, which runs MSG->fn soon.  Any thread. */
+void
+ss_loop_post (struct ss_loop *loop, struct ss_msg *msg)
+{
+  uint64_t one = 1;
+
+  msg->next = NULL;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&loop->post.lock);
+    if (loop->post.tail)
+      loop->post.tail->next = msg;
+    else
+      loop->post.head = msg;
+    loop->post.tail = msg;
+  }
+  if (write (loop->post.efd, &one, sizeof one) != sizeof one) {
+    log_error ("post: eventfd write: %s", strerror (errno));
+    abort ();
+  }
 }
 
 /* Cancel the operation whose user_data is TARGET. */
@@ -144,6 +168,7 @@ loop_stop (struct ss_loop *loop)
     next = c->next;
     ss_conn_close (loop, c);
   }
+  ss_pulls_cancel_all (loop);
 }
 
 /* A connection arrived (or accept failed): serve it, accept again. */
@@ -244,10 +269,40 @@ mds_done (struct ss_loop *loop, struct ss_op *op, int res)
     log_error ("mds eventfd read: %s", strerror (-res));
     abort ();
   }
-  if (!loop->stopping)
+  if (!loop->stopping) {
+    ss_mds_fences_apply (loop);
     ss_mds_deletes_start (loop);
+  }
   arm_eventfd (loop, loop->mds_efd, &loop->mds_val, &loop->mds_op,
                &loop->mds_armed);
+}
+
+/* Other threads posted messages: run them, in order. */
+static void
+post_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_msg *msg, *next;
+
+  loop->post_armed = false;
+  if (res == (int)sizeof loop->post_val)
+    SS_MARK_DEFINED (&loop->post_val, sizeof loop->post_val);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&loop->post.lock);
+    msg = loop->post.head;
+    loop->post.head = loop->post.tail = NULL;
+  }
+  for (; msg; msg = next) {
+    next = msg->next;
+    msg->fn (loop, msg);
+  }
+  if (res == -ECANCELED || loop->cancelled)
+    return;
+  if (res < 0 && res != -EAGAIN && res != -EINTR) {
+    log_error ("post eventfd read: %s", strerror (-res));
+    abort ();
+  }
+  arm_eventfd (loop, loop->post.efd, &loop->post_val, &loop->post_op,
+               &loop->post_armed);
 }
 
 /* Set up the ring and the loop's fds.  CTX's store, index and MDS client
@@ -280,13 +335,25 @@ ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out)
   loop->signal_op.done = signal_done;
   loop->index_op.done = index_done;
   loop->mds_op.done = mds_done;
+  loop->post_op.done = post_done;
   loop->cancel_op.done = cancel_done;
+  pthread_mutex_init (&loop->post.lock, NULL);
+  loop->post.efd = eventfd (0, EFD_CLOEXEC);
+  if (loop->post.efd == -1) {
+    r = -errno;
+    log_error ("eventfd: %s", strerror (-r));
+    pthread_mutex_destroy (&loop->post.lock);
+    free (loop);
+    return r;
+  }
 
   /* Never written: its pages stay the shared zero page. */
   zeros = mmap (NULL, PROTO_MAX_DATA, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
                 -1, 0);
   if (zeros == MAP_FAILED) {
     r = -errno;
+    close (loop->post.efd);
+    pthread_mutex_destroy (&loop->post.lock);
     free (loop);
     return r;
   }
@@ -304,20 +371,31 @@ ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out)
     log_error ("signalfd: %s", strerror (-r));
     goto err;
   }
+  /* Checksums are CPU work: as many threads as this machine has cores
+   * would compete with the ring, so two.
+   */
+  r = ss_workq_new (loop, "hash", 2, &loop->hashq);
+  if (r < 0)
+    goto err;
+  r = ss_workq_new (loop, "pull", ctx->max_pulls, &loop->pullq);
+  if (r < 0)
+    goto err;
   r = io_uring_queue_init_params (RING_ENTRIES, &loop->ring, &p);
   if (r < 0) {
     log_error ("io_uring_queue_init: %s", strerror (-r));
-    close (loop->signal_fd);
-    loop->signal_fd = -1;
     goto err;
   }
   *out = loop;
   return 0;
 
 err:
+  ss_workq_free (loop->pullq);
+  ss_workq_free (loop->hashq);
   ss_segs_free (loop);
   if (loop->signal_fd >= 0)
     close (loop->signal_fd);
+  close (loop->post.efd);
+  pthread_mutex_destroy (&loop->post.lock);
   munmap (zeros, PROTO_MAX_DATA);
   free (loop);
   return r;
@@ -328,7 +406,8 @@ static bool
 loop_quiet (const struct ss_loop *loop)
 {
   return !loop->accept_armed && !loop->timer_armed && loop->nconns == 0 &&
-         loop->index_pending == 0 && loop->deletes_pending == 0;
+         loop->index_pending == 0 && loop->deletes_pending == 0 &&
+         loop->jobs == 0 && loop->pulls == NULL;
 }
 
 /* Process up to REAP_BATCH completions, then advance the CQ once. */
@@ -384,8 +463,11 @@ ss_loop_run (struct ss_loop *loop)
                &loop->index_armed);
   arm_eventfd (loop, loop->mds_efd, &loop->mds_val, &loop->mds_op,
                &loop->mds_armed);
+  arm_eventfd (loop, loop->post.efd, &loop->post_val, &loop->post_op,
+               &loop->post_armed);
   arm_accept (loop);
-  /* Deletes the MDS asked for before the loop ran. */
+  /* Fences and deletes the MDS sent before the loop ran. */
+  ss_mds_fences_apply (loop);
   ss_mds_deletes_start (loop);
 
   for (;;) {
@@ -404,9 +486,12 @@ ss_loop_run (struct ss_loop *loop)
           cancel_op (loop, &loop->index_op);
         if (loop->mds_armed)
           cancel_op (loop, &loop->mds_op);
+        if (loop->post_armed)
+          cancel_op (loop, &loop->post_op);
         loop->cancelled = true;
       }
-      if (!loop->signal_armed && !loop->index_armed && !loop->mds_armed)
+      if (!loop->signal_armed && !loop->index_armed && !loop->mds_armed &&
+          !loop->post_armed)
         return 0;
     }
   }
@@ -420,10 +505,17 @@ ss_loop_free (struct ss_loop *loop)
 {
   if (loop == NULL)
     return;
+  /* Idle by now: nothing is queued, so the threads just exit. */
+  ss_workq_free (loop->pullq);
+  ss_workq_free (loop->hashq);
   io_uring_queue_exit (&loop->ring);
   ss_segs_free (loop);
+  ss_gone_free (loop);
+  ss_fences_free (loop);
   if (loop->signal_fd >= 0)
     close (loop->signal_fd);
+  close (loop->post.efd);
+  pthread_mutex_destroy (&loop->post.lock);
   munmap ((void *)loop->zeros, PROTO_MAX_DATA);
   free (loop);
 }

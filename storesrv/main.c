@@ -45,6 +45,7 @@ enum {
   ADVERTISE_OPTION,
   ZONE_OPTION,
   EXIT_WITH_PARENT_OPTION,
+  MAX_PULLS_OPTION,
 };
 
 static const char short_options[] = "fP:vD:V";
@@ -57,6 +58,7 @@ static const struct option long_options[] = {
   { "help", no_argument, NULL, HELP_OPTION },
   { "listen", required_argument, NULL, LISTEN_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "max-pulls", required_argument, NULL, MAX_PULLS_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
   { "pidfile", required_argument, NULL, 'P' },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
@@ -86,19 +88,22 @@ usage (FILE *fp, int status)
       "                         (default " DEFAULT_LISTEN ")\n"
       "  --advertise ADDR       address given to clients (default: bound)\n"
       "  --zone NAME            failure domain label\n"
+      "  --max-pulls N          segment copies (SEG_PULL) at once\n"
+      "                         (default 2)\n"
       "  -f, --foreground       do not daemonize\n"
       "  -P, --pidfile FILE     write the pid once serving\n"
       "  -v, --verbose          debug messages\n"
-      "  -D, --debug FLAG=N     storesrv.requests, storesrv.index or\n"
-      "                         storesrv.mds\n"
+      "  -D, --debug FLAG=N     storesrv.requests, storesrv.index,\n"
+      "                         storesrv.mds or storesrv.pull\n"
       "  --exit-with-parent     exit when the parent process exits\n"
       "  --help                 this help\n"
       "  -V, --version          print the version\n";
 
   fprintf (fp,
            "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
-           "         [--advertise ADDR] [--zone NAME] [-f] [-P PIDFILE]\n"
-           "         [-v] [-D storesrv.FLAG=N] [--exit-with-parent]\n\n",
+           "         [--advertise ADDR] [--zone NAME] [--max-pulls N]\n"
+           "         [-f] [-P PIDFILE] [-v] [-D storesrv.FLAG=N]\n"
+           "         [--exit-with-parent]\n\n",
            SS_PROGRAM);
   fputs (options, fp);
   exit (status);
@@ -201,6 +206,11 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
         bad_option ("--zone", "longer than %d bytes", PROTO_ZONE_MAX);
       free (ctx->zone);
       ctx->zone = strdup (optarg);
+      break;
+    case MAX_PULLS_OPTION:
+      if (parse_uint32 (optarg, 1, SS_MAX_MAX_PULLS, &ctx->max_pulls) < 0)
+        bad_option ("--max-pulls", "expected a number from 1 to %d: %s",
+                    SS_MAX_MAX_PULLS, optarg);
       break;
     case 'f':
       ctx->foreground = true;
@@ -383,7 +393,13 @@ load_store (struct ss_ctx *ctx)
   r = ss_loop_new (ctx, &ctx->loop);
   if (r < 0)
     return r;
-  return ss_segs_load (ctx->loop, ctx->index);
+  r = ss_segs_load (ctx->loop, ctx->index);
+  if (r < 0)
+    return r;
+  r = ss_gone_load (ctx->loop, ctx->index);
+  if (r < 0)
+    return r;
+  return ss_fences_load (ctx->loop, ctx->index);
 }
 
 /* Format a new store for the cluster named in REPLY and load it. */
@@ -430,11 +446,13 @@ main (int argc, char **argv)
 {
   struct ss_ctx ctx = { .size = DEFAULT_SIZE,
                         .listen_fd = -1,
+                        .max_pulls = SS_DEFAULT_MAX_PULLS,
                         .exit_status = EXIT_SUCCESS };
   const struct log_debug_flag flags[] = {
     { "storesrv.requests", &ctx.debug_requests },
     { "storesrv.index", &ctx.debug_index },
     { "storesrv.mds", &ctx.debug_mds },
+    { "storesrv.pull", &ctx.debug_pull },
     { NULL },
   };
   struct proto_register_reply reply;

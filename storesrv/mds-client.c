@@ -1,10 +1,11 @@
 /* The MDS client thread: registers the store with the MDS (retrying every
- * second until it answers), then heartbeats every heartbeat_ms with the
- * capacity and bytes used.  A heartbeat reply lists segments to delete:
- * they go to the ring thread through a locked queue and an eventfd, and
- * the ring thread hands back the ones it deleted, which the next
- * heartbeat reports.  A broken connection is re-made and the store
- * registered again.  State changes are logged, retries are not.
+ * RETRY_MS until it answers), then heartbeats every heartbeat_ms with the
+ * capacity and bytes used.  A heartbeat reply lists segments to delete
+ * and fences to apply: they go to the ring thread through locked queues
+ * and an eventfd, and the ring thread hands back the segments it deleted,
+ * which the next heartbeat reports.  A broken connection is re-made at
+ * once and the store registered again, so that a restarted MDS sees its
+ * servers up soon.  State changes are logged, retries are not.
  */
 
 #include <config.h>
@@ -27,7 +28,7 @@
 #include "internal.h"
 
 #define MDS_TIMEOUT_MS 3000
-#define RETRY_MS 1000
+#define RETRY_MS 250
 #define MIN_HEARTBEAT_MS 100
 #define MAX_HEARTBEAT_MS 60000
 
@@ -48,6 +49,8 @@ struct ss_mds {
   size_t ntodo, todo_cap;
   uint64_t *deleted; /* under LOCK: deleted, not yet reported */
   size_t ndeleted, deleted_cap;
+  struct proto_fence *fences; /* under LOCK: to apply (ring thread takes) */
+  size_t nfences, fences_cap;
 
   /* MDS thread only. */
   struct proto_client *client;
@@ -78,6 +81,29 @@ ids_append (uint64_t **v, size_t *len, size_t *cap, const uint64_t *ids,
   }
   memcpy (*v + *len, ids, n * sizeof *ids);
   *len += n;
+  return 0;
+}
+
+/* Append the N fences F to the queue.  Caller holds the lock.  Returns 0
+ * or -ENOMEM.
+ */
+static int
+fences_append (struct ss_mds *m, const struct proto_fence *f, size_t n)
+{
+  if (m->nfences + n > m->fences_cap) {
+    size_t c = m->fences_cap ? m->fences_cap : 16;
+    struct proto_fence *p;
+
+    while (c < m->nfences + n)
+      c *= 2;
+    p = realloc (m->fences, c * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    m->fences = p;
+    m->fences_cap = c;
+  }
+  memcpy (m->fences + m->nfences, f, n * sizeof *f);
+  m->nfences += n;
   return 0;
 }
 
@@ -262,16 +288,17 @@ mds_register (struct ss_mds *m)
 }
 
 /* Send one heartbeat with the segments deleted since the last one, and
- * queue the deletes its reply asks for.  Returns 0 or -errno.
+ * queue the deletes and fences its reply asks for.  Returns 0 or -errno.
  */
 static int
 mds_heartbeat (struct ss_mds *m)
 {
   const struct ss_store *st = m->ctx->store;
   struct proto_heartbeat hb = { .server_id = m->server_id };
-  struct proto_segment_list list = { 0 };
+  struct proto_heartbeat_reply list = { 0 };
   struct proto_wbuf wb = { 0 };
   CLEANUP_FREE uint64_t *sent = NULL;
+  bool queued = false;
   CLEANUP_FREE void *payload = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
   uint64_t one = 1;
@@ -304,15 +331,15 @@ mds_heartbeat (struct ss_mds *m)
     note_down (m, "heartbeat", r, errmsg);
     return r;
   }
-  r = proto_decode_segment_list (payload, len, &list);
+  r = proto_decode_heartbeat_reply (payload, len, &list);
   if (r < 0) {
     note_down (m, "heartbeat", r, "malformed reply");
     return r;
   }
   if (m->ctx->debug_mds)
     log_debug ("mds: heartbeat: used %" PRIu64 ", reported %" PRIu32
-               " deleted, %" PRIu32 " to delete",
-               hb.used, hb.n, list.n);
+               " deleted, %" PRIu32 " to delete, %" PRIu32 " fences",
+               hb.used, hb.n, list.n, list.nfences);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
     /* The ids sent are the oldest; newer ones were appended after. */
@@ -322,12 +349,19 @@ mds_heartbeat (struct ss_mds *m)
       m->ndeleted -= hb.n;
     }
     if (list.n > 0 && ids_append (&m->todo, &m->ntodo, &m->todo_cap,
-                                  list.segments, list.n) < 0)
-      list.n = 0; /* the MDS asks again */
+                                  list.segments, list.n) == 0)
+      queued = true; /* else the MDS asks again */
+    if (list.nfences > 0) {
+      if (fences_append (m, list.fences, list.nfences) == 0)
+        queued = true;
+      else
+        log_warn ("mds: %s: %" PRIu32 " fences dropped", strerror (ENOMEM),
+                  list.nfences);
+    }
   }
-  if (list.n > 0 && write (m->efd, &one, sizeof one) != sizeof one)
+  if (queued && write (m->efd, &one, sizeof one) != sizeof one)
     log_error ("mds: eventfd write: %s", strerror (errno));
-  proto_segment_list_free (&list);
+  proto_heartbeat_reply_free (&list);
   if (!m->logged_up)
     log_info ("mds: heartbeats to %s resumed", m->ctx->mds_addr);
   m->logged_up = true;
@@ -456,7 +490,7 @@ ss_mds_store_ready (struct ss_mds *m)
   pthread_cond_broadcast (&m->cond);
 }
 
-/* The eventfd written when deletes are queued. */
+/* The eventfd written when deletes or fences are queued. */
 int
 ss_mds_eventfd (const struct ss_mds *m)
 {
@@ -473,6 +507,17 @@ ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n)
   m->todo = NULL;
   m->ntodo = m->todo_cap = 0;
   return 0;
+}
+
+/* Take the queued fences (ring thread): *FENCES (caller frees) and *N. */
+void
+ss_mds_take_fences (struct ss_mds *m, struct proto_fence **fences, size_t *n)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+  *fences = m->fences;
+  *n = m->nfences;
+  m->fences = NULL;
+  m->nfences = m->fences_cap = 0;
 }
 
 /* Record N deleted segments for the next heartbeat (ring thread). */
@@ -506,5 +551,6 @@ ss_mds_free (struct ss_mds *m)
   pthread_mutex_destroy (&m->lock);
   free (m->todo);
   free (m->deleted);
+  free (m->fences);
   free (m);
 }

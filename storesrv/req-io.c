@@ -4,7 +4,12 @@
  * transfers are resubmitted for the rest and -EAGAIN/-EINTR retried.
  * While its data I/O is in flight a request holds an io_inflight
  * reference on the segment (R->seg) so a delete cannot free the slot
- * under it.
+ * under it, and a write or trim is in the loop's list of writes in
+ * flight, which SEG_FENCE and SEG_SET_GEN wait on.
+ *
+ * Writes and trims are checked, every time they are resumed, against the
+ * volume's fence (an older epoch: PROTO_ESTALE) and the segment's
+ * generation (an older one: PROTO_ESTALEMAP); reads ignore both.
  */
 
 #include <config.h>
@@ -21,7 +26,7 @@
 
 #include "internal.h"
 
-/* Decode R's 32-byte head into R->io and check the payload length (the
+/* Decode R's 40-byte head into R->io and check the payload length (the
  * head, plus exactly LENGTH data bytes for SEG_WRITE) and the range.
  * Returns true to go on, false once R has been answered.
  */
@@ -65,14 +70,25 @@ io_parse (struct ss_loop *loop, struct ss_req *r)
   return true;
 }
 
-/* End R's data I/O reference and answer with errno ERR (positive). */
+/* End R's data I/O reference (and its place among the writes in
+ * flight).
+ */
 static void
-io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
+io_end (struct ss_loop *loop, struct ss_req *r)
 {
   if (r->seg) {
     ss_seg_io_end (loop, r->seg);
     r->seg = NULL;
   }
+  if (r->in_writes)
+    ss_writes_end (loop, r);
+}
+
+/* End R's data I/O reference and answer with errno ERR (positive). */
+static void
+io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
+{
+  io_end (loop, r);
   log_error ("%s: segment %" PRIu64 ": %s", what, r->io.segment,
              strerror (err));
   ss_req_error (loop, r, proto_status_from_errno (err),
@@ -85,10 +101,7 @@ static void
 io_finish (struct ss_loop *loop, struct ss_req *r, const void *data,
            uint32_t len, void *owned)
 {
-  if (r->seg) {
-    ss_seg_io_end (loop, r->seg);
-    r->seg = NULL;
-  }
+  io_end (loop, r);
   ss_req_reply (loop, r, data, len, owned);
 }
 
@@ -141,12 +154,14 @@ read_done (struct ss_loop *loop, struct ss_op *op, int res)
 }
 
 /* SEG_READ: a segment this server never wrote reads as zeros without
- * touching the disk.
+ * touching the disk; one it deleted is refused (PROTO_ESTALEMAP: the
+ * reader's map is out of date).
  */
 void
 ss_req_read (struct ss_loop *loop, struct ss_req *r)
 {
   struct ss_seg *seg;
+  bool gone;
 
   if (!io_parse (loop, r))
     return;
@@ -158,7 +173,13 @@ ss_req_read (struct ss_loop *loop, struct ss_req *r)
     ss_req_reply (loop, r, NULL, 0, NULL);
     return;
   }
-  seg = ss_seg_get_readable (loop, r->io.segment);
+  seg = ss_seg_get_readable (loop, r->io.segment, &gone);
+  if (seg == NULL && gone) {
+    ss_req_error (loop, r, PROTO_ESTALEMAP,
+                  "SEG_READ: segment %" PRIu64 " was deleted from this server",
+                  r->io.segment);
+    return;
+  }
   if (seg == NULL) {
     ss_req_reply (loop, r, loop->zeros, r->io.length, NULL);
     return;
@@ -199,6 +220,47 @@ write_done (struct ss_loop *loop, struct ss_op *op, int res)
   io_finish (loop, r, NULL, 0, NULL);
 }
 
+/* Check R's epoch against its volume's fence; answer PROTO_ESTALE and
+ * return false if it is older.
+ */
+static bool
+fence_ok (struct ss_loop *loop, struct ss_req *r)
+{
+  uint64_t fence = ss_fence_get (loop, r->io.volume);
+
+  if (r->io.epoch >= fence)
+    return true;
+  ss_req_error (loop, r, PROTO_ESTALE,
+                "%s: volume %" PRIu64 ": epoch %" PRIu64
+                " is fenced (the fence is at epoch %" PRIu64 ")",
+                proto_opcode_name (r->hdr.opcode), r->io.volume, r->io.epoch,
+                fence);
+  return false;
+}
+
+/* Answer R after ss_seg_prepare_write failed with E. */
+static void
+prepare_failed (struct ss_loop *loop, struct ss_req *r, int e)
+{
+  const char *name = proto_opcode_name (r->hdr.opcode);
+
+  struct ss_seg *seg = ss_seg_lookup (loop, r->io.segment);
+
+  if (e == -EREMCHG && seg == NULL)
+    ss_req_error (loop, r, PROTO_ESTALEMAP,
+                  "%s: segment %" PRIu64 " was deleted from this server", name,
+                  r->io.segment);
+  else if (e == -EREMCHG)
+    ss_req_error (loop, r, PROTO_ESTALEMAP,
+                  "%s: segment %" PRIu64 ": generation %" PRIu64
+                  " is older than this server's (%" PRIu64 ")",
+                  name, r->io.segment, r->io.gen, seg->gen);
+  else
+    ss_req_error (loop, r, proto_status_from_errno (-e),
+                  "%s: segment %" PRIu64 ": %s", name, r->io.segment,
+                  e == -ENOSPC ? "no free slot in this store" : strerror (-e));
+}
+
 /* Issue R's write once its segment is recorded in the index. */
 static void
 write_go (struct ss_loop *loop, struct ss_req *r)
@@ -206,17 +268,17 @@ write_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
-  e = ss_seg_prepare_write (loop, r->io.segment, r->io.volume, r->io.epoch,
-                            true, &r->wait, &seg);
+  if (!fence_ok (loop, r))
+    return;
+  e = ss_seg_prepare_write (loop, &r->io, true, &r->wait, &seg);
   if (e < 0) {
-    ss_req_error (loop, r, proto_status_from_errno (-e),
-                  "SEG_WRITE: segment %" PRIu64 ": %s", r->io.segment,
-                  e == -ENOSPC ? "no free slot in this store" : strerror (-e));
+    prepare_failed (loop, r, e);
     return;
   }
   if (e == 0)
     return; /* resumed by write_resume */
   r->seg = seg;
+  ss_writes_begin (loop, r);
   r->buf = r->payload + PROTO_SEG_IO_SIZE;
   r->pos = ss_store_slot_offset (loop->store, seg->slot) + r->io.offset;
   r->done = 0;
@@ -296,12 +358,11 @@ trim_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
-  e = ss_seg_prepare_write (loop, r->io.segment, r->io.volume, r->io.epoch,
-                            false, &r->wait, &seg);
+  if (!fence_ok (loop, r))
+    return;
+  e = ss_seg_prepare_write (loop, &r->io, false, &r->wait, &seg);
   if (e < 0) {
-    ss_req_error (loop, r, proto_status_from_errno (-e),
-                  "SEG_TRIM: segment %" PRIu64 ": %s", r->io.segment,
-                  strerror (-e));
+    prepare_failed (loop, r, e);
     return;
   }
   if (e == 0)
@@ -312,6 +373,7 @@ trim_go (struct ss_loop *loop, struct ss_req *r)
     return;
   }
   r->seg = seg;
+  ss_writes_begin (loop, r);
   r->pos = ss_store_slot_offset (loop->store, seg->slot) + r->io.offset;
   r->stage = 0;
   r->op.done = trim_done;

@@ -134,6 +134,7 @@ ss_req_flush (struct ss_loop *loop, struct ss_req *r)
 
 struct ss_delete_item {
   struct ss_waiter wait;
+  struct ss_index_op iop; /* the tombstone of an absent segment */
   struct ss_delete *batch;
   uint64_t id;
   int err;
@@ -168,7 +169,7 @@ batch_step (struct ss_loop *loop, struct ss_delete *d)
 static void
 item_go (struct ss_loop *loop, struct ss_delete_item *it)
 {
-  if (ss_seg_delete (loop, it->id, &it->wait) == 1) {
+  if (ss_seg_delete (loop, it->id, &it->wait, &it->iop) == 1) {
     it->err = 0;
     batch_step (loop, it->batch);
   }

@@ -1,16 +1,27 @@
 /* Segment entries: the ring thread's in-memory mirror of the index, and
  * the rules that order index updates before the data they cover.
  *
- * A segment is idle or busy (SS_SEG_NEW, SS_SEG_EPOCH, SS_SEG_DELETING).
+ * A segment is idle or busy (SS_SEG_NEW, SS_SEG_RECORD, SS_SEG_DELETING).
  * A request that needs a busy segment waits on its list and is resumed
  * when the segment is idle again, then re-checks from the start.  So:
  *  - a write to a new segment allocates a slot, punches it (stale data of
  *    an earlier occupant must read as zeros), records the segment in the
  *    index, and only then is its data issued;
  *  - a write in an epoch newer than the recorded one records the epoch
- *    first;
- *  - a delete drops the record durably, waits for I/O in flight on the
- *    slot, punches it and only then frees it.
+ *    first; a write or trim with a generation older than the recorded
+ *    one is refused (EREMCHG, PROTO_ESTALEMAP);
+ *  - SEG_SET_GEN and a finished SEG_PULL raise the recorded generation
+ *    and epoch (ss_seg_raise), creating an empty segment if needed;
+ *  - while a SEG_PULL copies into the segment, a write or trim marks its
+ *    range in the pull (so copy data never lands over it) and waits while
+ *    a copy write overlaps it (so it lands after that copy data); for a
+ *    while after the segment is created or SEG_SET_GEN raises its
+ *    generation, writes are marked in its tracker (track.c) too, which a
+ *    pull takes over;
+ *  - a delete cancels a pull, drops the record durably (leaving a
+ *    tombstone, gone.c), waits for I/O in flight on the slot, punches it
+ *    and only then frees it; writes and trims of a tombstoned segment are
+ *    refused (EREMCHG), and only ss_seg_raise creates it again.
  */
 
 #include <config.h>
@@ -65,6 +76,7 @@ ss_segs_free (struct ss_loop *loop)
     for (; s; s = next) {
       next = s->hnext;
       assert (s->busy == 0 && s->io_inflight == 0);
+      ss_track_drop (loop, s);
       free (s);
     }
   }
@@ -166,6 +178,7 @@ load_one (void *arg, const struct ss_index_rec *rec)
   seg->slot = rec->slot;
   seg->volume = rec->volume;
   seg->epoch = rec->epoch;
+  seg->gen = rec->gen;
   seg->state = rec->state;
   table_insert (&loop->segs, seg);
   ls->used_map[rec->slot / 8] |= 1u << (rec->slot % 8);
@@ -228,6 +241,16 @@ seg_wake (struct ss_loop *loop, struct ss_seg *seg, int err)
   resume_all (loop, w, err);
 }
 
+/* Resume SEG's waiters so they check again (a pull's copy write that
+ * held them off is done).  Ring thread.
+ */
+void
+ss_seg_wake (struct ss_loop *loop, struct ss_seg *seg)
+{
+  SS_ASSERT_RING (loop);
+  seg_wake (loop, seg, 0);
+}
+
 /* Drop SEG: out of the table, its slot freed, its waiters (and delete
  * waiter) resumed with ERR after it is gone.
  */
@@ -236,7 +259,8 @@ seg_destroy (struct ss_loop *loop, struct ss_seg *seg, int err)
 {
   struct ss_waiter *w = seg->wait_head, *dw = seg->del_waiter;
 
-  assert (seg->io_inflight == 0);
+  assert (seg->io_inflight == 0 && seg->pull == NULL);
+  ss_track_drop (loop, seg);
   table_remove (&loop->segs, seg);
   ss_store_slot_free (loop->store, seg->slot);
   free (seg);
@@ -259,7 +283,9 @@ seg_punch (struct ss_loop *loop, struct ss_seg *seg,
   io_uring_sqe_set_data (sqe, &seg->op);
 }
 
-/* Queue SEG's record (with NEW_EPOCH) in the index; DONE gets it back. */
+/* Queue SEG's record (with NEW_EPOCH and NEW_GEN) in the index; DONE
+ * gets it back.
+ */
 static void
 seg_record (struct ss_loop *loop, struct ss_seg *seg,
             void (*done) (struct ss_loop *, struct ss_index_op *))
@@ -269,7 +295,9 @@ seg_record (struct ss_loop *loop, struct ss_seg *seg,
   seg->iop.rec.slot = seg->slot;
   seg->iop.rec.volume = seg->volume;
   seg->iop.rec.epoch = seg->new_epoch;
+  seg->iop.rec.gen = seg->new_gen;
   seg->iop.rec.state = seg->state;
+  seg->iop.gone = ss_gone_has (loop, seg->id);
   seg->iop.done = done;
   ss_index_submit_op (loop, &seg->iop);
 }
@@ -284,7 +312,10 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     seg_destroy (loop, seg, iop->err);
     return;
   }
+  if (iop->gone)
+    ss_gone_remove (loop, seg->id);
   seg->epoch = seg->new_epoch;
+  seg->gen = seg->new_gen;
   seg->busy &= ~SS_SEG_NEW;
   seg_wake (loop, seg, 0);
 }
@@ -307,85 +338,172 @@ new_punched (struct ss_loop *loop, struct ss_op *op, int res)
   seg_record (loop, seg, new_recorded);
 }
 
-/* A newer epoch is recorded (or failed to be). */
+/* A newer epoch or generation is recorded (or failed to be). */
 static void
-epoch_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+raise_recorded (struct ss_loop *loop, struct ss_index_op *iop)
 {
   struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
 
-  seg->busy &= ~SS_SEG_EPOCH;
-  if (iop->err == 0)
+  seg->busy &= ~SS_SEG_RECORD;
+  if (iop->err == 0) {
     seg->epoch = seg->new_epoch;
+    seg->gen = seg->new_gen;
+    if (iop->gone)
+      ss_gone_remove (loop, seg->id);
+  }
   seg_wake (loop, seg, iop->err);
 }
 
-/* Get segment ID ready for a data-changing I/O (write, trim) of EPOCH by
+/* Create the entry of segment ID (absent) with EPOCH and GEN: allocate
+ * and punch a slot, then record it; W waits until it is recorded.
+ * Returns 0 or -errno (-ENOSPC: no free slot).
+ */
+static int
+seg_create (struct ss_loop *loop, uint64_t id, uint64_t volume, uint64_t epoch,
+            uint64_t gen, struct ss_waiter *w)
+{
+  struct ss_seg *seg;
+  uint32_t slot;
+  int r;
+
+  r = ss_store_slot_alloc (loop->store, &slot);
+  if (r < 0)
+    return r;
+  seg = calloc (1, sizeof *seg);
+  if (seg == NULL) {
+    ss_store_slot_free (loop->store, slot);
+    return -ENOMEM;
+  }
+  seg->id = id;
+  seg->slot = slot;
+  seg->volume = volume;
+  seg->state = SS_SEG_STATE_OK;
+  seg->new_epoch = epoch;
+  seg->new_gen = gen;
+  seg->busy = SS_SEG_NEW;
+  table_insert (&loop->segs, seg);
+  /* A pull may follow: keep the writes that could come before it. */
+  ss_track_start (loop, seg);
+  seg_wait (seg, w);
+  seg_punch (loop, seg, new_punched);
+  return 0;
+}
+
+/* Start recording EPOCH and GEN (each at least the recorded one) for
+ * the idle SEG; W waits until it is done.
+ */
+static void
+seg_start_record (struct ss_loop *loop, struct ss_seg *seg, uint64_t epoch,
+                  uint64_t gen, struct ss_waiter *w)
+{
+  seg->busy |= SS_SEG_RECORD;
+  seg->new_epoch = epoch;
+  seg->new_gen = gen;
+  seg_wait (seg, w);
+  seg_record (loop, seg, raise_recorded);
+}
+
+/* Get the segment of IO ready for a data-changing I/O (write, trim) by
  * W's owner.  Returns 1 with *SEGP set and an io_inflight reference taken
  * (the caller ends it with ss_seg_io_end) when the I/O may be issued now;
  * 1 with *SEGP NULL when the segment is absent and CREATE is false; 0
  * when W was queued and will be resumed (it then calls this again); or
- * -errno (-ENOSPC: no free slot).  Ring thread.
+ * -errno: -EREMCHG if IO's generation is older than the segment's or the
+ * segment was deleted here (a tombstone), -ENOSPC if there is no free
+ * slot.  A new segment takes IO's epoch and
+ * generation.  If a pull copies into the segment, IO's range is marked
+ * in it.  Ring thread.
  */
 int
-ss_seg_prepare_write (struct ss_loop *loop, uint64_t id, uint64_t volume,
-                      uint64_t epoch, bool create, struct ss_waiter *w,
-                      struct ss_seg **segp)
+ss_seg_prepare_write (struct ss_loop *loop, const struct proto_seg_io *io,
+                      bool create, struct ss_waiter *w, struct ss_seg **segp)
 {
-  struct ss_seg *seg = ss_seg_lookup (loop, id);
-  uint32_t slot;
-  int r;
+  struct ss_seg *seg = ss_seg_lookup (loop, io->segment);
 
   *segp = NULL;
   if (seg == NULL) {
+    if (ss_gone_has (loop, io->segment))
+      return -EREMCHG;
     if (!create)
       return 1;
-    r = ss_store_slot_alloc (loop->store, &slot);
-    if (r < 0)
-      return r;
-    seg = calloc (1, sizeof *seg);
-    if (seg == NULL) {
-      ss_store_slot_free (loop->store, slot);
-      return -ENOMEM;
-    }
-    seg->id = id;
-    seg->slot = slot;
-    seg->volume = volume;
-    seg->state = SS_SEG_STATE_OK;
-    seg->new_epoch = epoch;
-    seg->busy = SS_SEG_NEW;
-    table_insert (&loop->segs, seg);
-    seg_wait (seg, w);
-    seg_punch (loop, seg, new_punched);
-    return 0;
+    return seg_create (loop, io->segment, io->volume, io->epoch, io->gen, w);
   }
   if (seg->busy) {
     seg_wait (seg, w);
     return 0;
   }
-  /* Epochs only move forward in the index; an older writer's data still
-   * lands (see the man page on fencing).
-   */
-  if (epoch > seg->epoch) {
-    seg->busy |= SS_SEG_EPOCH;
-    seg->new_epoch = epoch;
+  if (io->gen < seg->gen)
+    return -EREMCHG;
+  /* Copy data in flight over this range must land first. */
+  if (seg->pull && ss_pull_copy_overlaps (seg->pull, io->offset, io->length)) {
     seg_wait (seg, w);
-    seg_record (loop, seg, epoch_recorded);
     return 0;
   }
+  /* Epochs only move forward in the index; fences (fences.c) refuse
+   * writers older than the fence before they get here.
+   */
+  if (io->epoch > seg->epoch) {
+    seg_start_record (loop, seg, io->epoch, seg->gen, w);
+    return 0;
+  }
+  if (seg->pull)
+    ss_pull_mark (seg->pull, io->offset, io->length);
+  /* A writer that knows a newer replica set: this may be a copy's
+   * target before its SEG_SET_GEN or SEG_PULL arrives.
+   */
+  if (io->gen > seg->gen && seg->track == NULL && seg->pull == NULL)
+    ss_track_start (loop, seg);
+  ss_track_mark (loop, seg, io->gen, io->offset, io->length);
   seg->io_inflight++;
+  *segp = seg;
+  return 1;
+}
+
+/* Make segment ID's recorded epoch and generation at least EPOCH and GEN
+ * (never lowering either), creating the segment, empty, if it is absent
+ * and CREATE is true.  Returns 1 with *SEGP set (no reference taken)
+ * when that is durable; 1 with *SEGP NULL if the segment is absent and
+ * CREATE is false; 0 when W was queued and will be resumed (it then
+ * calls this again); or -errno (-ENOSPC: no free slot).  A segment
+ * created here loses its tombstone.  Ring thread.
+ */
+int
+ss_seg_raise (struct ss_loop *loop, uint64_t id, uint64_t volume,
+              uint64_t epoch, uint64_t gen, bool create, struct ss_waiter *w,
+              struct ss_seg **segp)
+{
+  struct ss_seg *seg = ss_seg_lookup (loop, id);
+
+  *segp = NULL;
+  if (seg == NULL) {
+    if (!create)
+      return 1;
+    return seg_create (loop, id, volume, epoch, gen, w);
+  }
+  if (seg->busy) {
+    seg_wait (seg, w);
+    return 0;
+  }
+  if (epoch > seg->epoch || gen > seg->gen) {
+    seg_start_record (loop, seg, epoch > seg->epoch ? epoch : seg->epoch,
+                      gen > seg->gen ? gen : seg->gen, w);
+    return 0;
+  }
   *segp = seg;
   return 1;
 }
 
 /* The entry of segment ID if its slot holds its data, with an
  * io_inflight reference taken; NULL if reads must return zeros (absent,
- * not yet recorded, or being deleted).  Ring thread.
+ * not yet recorded, or being deleted: then *GONE is set if it is, or
+ * will be, tombstoned).  Ring thread.
  */
 struct ss_seg *
-ss_seg_get_readable (struct ss_loop *loop, uint64_t id)
+ss_seg_get_readable (struct ss_loop *loop, uint64_t id, bool *gone)
 {
   struct ss_seg *seg = ss_seg_lookup (loop, id);
 
+  *gone = seg ? (seg->busy & SS_SEG_DELETING) != 0 : ss_gone_has (loop, id);
   if (seg == NULL || (seg->busy & (SS_SEG_NEW | SS_SEG_DELETING)))
     return NULL;
   seg->io_inflight++;
@@ -432,23 +550,50 @@ delete_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     seg_wake (loop, seg, 0);
     return;
   }
+  ss_gone_add (loop, seg->id);
   seg->del_committed = true;
   if (seg->io_inflight == 0)
     seg_punch (loop, seg, deleted_punched);
 }
 
-/* Delete segment ID on behalf of W's owner.  Returns 1 if it is absent
- * (nothing to do), or 0: W will be resumed with 0 once the segment is
- * gone or the segment was busy (call again then), or with -errno if the
- * index update failed.  Ring thread.
+/* The tombstone of an absent segment is recorded (or failed to be). */
+static void
+tombstone_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_waiter *w = iop->arg;
+
+  if (iop->err == 0)
+    ss_gone_add (loop, iop->rec.segment);
+  w->resume (loop, w, iop->err);
+}
+
+/* Delete segment ID on behalf of W's owner, leaving a tombstone (an
+ * absent segment gets one too, through the caller's IOP).  A pull
+ * copying into it is cancelled.  Returns 1 if it is absent and
+ * tombstoned (nothing to do), or 0: W will be resumed with 0 once the
+ * segment is gone or the segment was busy (call again then), or with
+ * -errno if the index update failed.  Ring thread.
  */
 int
-ss_seg_delete (struct ss_loop *loop, uint64_t id, struct ss_waiter *w)
+ss_seg_delete (struct ss_loop *loop, uint64_t id, struct ss_waiter *w,
+               struct ss_index_op *iop)
 {
   struct ss_seg *seg = ss_seg_lookup (loop, id);
 
-  if (seg == NULL)
-    return 1;
+  if (seg == NULL) {
+    if (ss_gone_has (loop, id))
+      return 1;
+    memset (iop, 0, sizeof *iop);
+    iop->type = SS_INDEX_DEL;
+    iop->rec.segment = id;
+    iop->gone = true;
+    iop->done = tombstone_recorded;
+    iop->arg = w;
+    ss_index_submit_op (loop, iop);
+    return 0;
+  }
+  if (seg->pull)
+    ss_pull_cancel (seg->pull, "the segment is being deleted");
   if (seg->busy) {
     seg_wait (seg, w);
     return 0;
@@ -458,6 +603,7 @@ ss_seg_delete (struct ss_loop *loop, uint64_t id, struct ss_waiter *w)
   seg->del_waiter = w;
   seg->iop.type = SS_INDEX_DEL;
   seg->iop.rec.segment = id;
+  seg->iop.gone = true;
   seg->iop.done = delete_recorded;
   ss_index_submit_op (loop, &seg->iop);
   return 0;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "crc32c.h"
 #include "full-rw.h"
 #include "log.h"
 #include "parse.h"
@@ -46,24 +47,6 @@
 #define SB_FORMATTED 0x1
 #define DATA_NAME "data"
 #define INDEX_NAME "index"
-
-/* CRC-32C (Castagnoli), bitwise: the superblock is read twice per run.
- * (libcommon has no crc32c yet.)
- */
-static uint32_t
-crc32c (const void *buf, size_t len)
-{
-  const uint8_t *p = buf;
-  uint32_t crc = 0xffffffff;
-  int k;
-
-  while (len--) {
-    crc ^= *p++;
-    for (k = 0; k < 8; k++)
-      crc = (crc >> 1) ^ (0x82f63b78 & -(crc & 1));
-  }
-  return ~crc;
-}
 
 /* True if SEGMENT_SIZE is a power of two in the allowed range. */
 int
@@ -115,7 +98,7 @@ sb_encode (const struct ss_store *st, uint8_t *buf)
   memcpy (buf + 48, &v32, 4);
   v64 = htobe64 (st->capacity);
   memcpy (buf + 56, &v64, 8);
-  v32 = htobe32 (crc32c (buf, SB_SIZE - 4));
+  v32 = htobe32 (crc32c (0, buf, SB_SIZE - 4));
   memcpy (buf + SB_SIZE - 4, &v32, 4);
 }
 
@@ -131,7 +114,7 @@ sb_decode (struct ss_store *st, const uint8_t *buf)
 
   memcpy (&v32, buf + SB_SIZE - 4, 4);
   if (memcmp (buf, SB_MAGIC, 8) != 0 ||
-      be32toh (v32) != crc32c (buf, SB_SIZE - 4)) {
+      be32toh (v32) != crc32c (0, buf, SB_SIZE - 4)) {
     log_error ("superblock: %s/%s: bad magic or checksum", st->dir, SB_NAME);
     return -EINVAL;
   }

@@ -1,9 +1,13 @@
-/* storesrv-malformed ADDR SEGMENT_SIZE
+/* storesrv-malformed ADDR SEGMENT_SIZE [ADDR2]
  *
  * Send malformed frames to a running storage server, each on a fresh
  * connection, and check that each gets the right error status (then a
  * close), or just a close for truncated frames; then check that a normal
- * HELLO + SEG_WRITE + SEG_READ round trip still returns exact bytes.
+ * HELLO + SEG_WRITE + SEG_READ round trip still returns exact bytes, that
+ * fences (ESTALE) and generations (ESTALEMAP) refuse old writers, and
+ * that SEG_HASH and SEG_LIST answer as they should.  With a second
+ * server ADDR2, also check SEG_PULL in FULL and DIFF mode from ADDR2 to
+ * ADDR, with a client write during the copy.
  * Prints one line per case; exits 1 if any case failed.
  */
 
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "crc32c.h"
 #include "full-rw.h"
 #include "parse.h"
 #include "protocol.h"
@@ -30,6 +35,7 @@
 #define TIMEOUT_MS 10000
 
 static const char *addr;
+static const char *addr2; /* a second server, or NULL */
 static uint32_t segment_size;
 static int failures;
 
@@ -52,18 +58,27 @@ report (const char *name, bool ok, const char *fmt, ...)
     failures++;
 }
 
-/* Connect to the server, exiting on failure (nothing can be tested). */
+/* Connect to the server at A, exiting on failure (nothing can be
+ * tested).
+ */
 static int
-connect_or_die (void)
+connect_to_or_die (const char *a)
 {
-  int fd = sock_connect (addr, TIMEOUT_MS);
+  int fd = sock_connect (a, TIMEOUT_MS);
 
   if (fd < 0 || sock_set_timeout (fd, TIMEOUT_MS) < 0) {
-    fprintf (stderr, "storesrv-malformed: connect: %s: %s\n", addr,
+    fprintf (stderr, "storesrv-malformed: connect: %s: %s\n", a,
              strerror (fd < 0 ? -fd : errno));
     exit (EXIT_FAILURE);
   }
   return fd;
+}
+
+/* Connect to the server under test. */
+static int
+connect_or_die (void)
+{
+  return connect_to_or_die (addr);
 }
 
 /* Encode a header into BUF (fields given raw, so that they can be bad). */
@@ -262,7 +277,7 @@ expect_close (const char *name, bool with_hello, const void *buf, size_t len)
   close (fd);
 }
 
-/* A frame with a 32-byte segment I/O head into BUF; returns its size. */
+/* A frame with a 40-byte segment I/O head into BUF; returns its size. */
 static size_t
 io_frame (uint8_t *buf, uint8_t opcode, uint32_t frame_len, uint64_t tag,
           uint64_t segment, uint32_t offset, uint32_t length)
@@ -276,6 +291,91 @@ io_frame (uint8_t *buf, uint8_t opcode, uint32_t frame_len, uint64_t tag,
   put_header (buf, PROTO_MAGIC, PROTO_VERSION, opcode, 0, frame_len, tag);
   proto_encode_seg_io (&io, buf + PROTO_HEADER_SIZE);
   return PROTO_HEADER_SIZE + PROTO_SEG_IO_SIZE;
+}
+
+/* A frame for OPCODE with the payload in WB (freed) into BUF (BUFLEN
+ * bytes); returns its size, or 0 if it does not fit.
+ */
+static size_t
+wb_frame (uint8_t *buf, size_t buflen, uint8_t opcode, uint64_t tag,
+          struct proto_wbuf *wb)
+{
+  size_t n = 0;
+
+  if (wb->err == 0 && PROTO_HEADER_SIZE + wb->len <= buflen) {
+    put_header (buf, PROTO_MAGIC, PROTO_VERSION, opcode, 0, wb->len, tag);
+    memcpy (buf + PROTO_HEADER_SIZE, wb->data, wb->len);
+    n = PROTO_HEADER_SIZE + wb->len;
+  }
+  else
+    report (proto_opcode_name (opcode), false, "cannot encode the frame");
+  proto_wbuf_free (wb);
+  return n;
+}
+
+/* Malformed requests of the repair opcodes. */
+static void
+malformed_repair_cases (void)
+{
+  uint8_t buf[512];
+  struct proto_wbuf wb = { 0 };
+  struct proto_pull pull = {
+    .segment = 1, .volume = 1, .epoch = 1, .gen = 1, .mode = PROTO_PULL_FULL
+  };
+  struct proto_hash_request hr = {
+    .segment = 1, .offset = 0, .length = 65536, .block = 5000
+  };
+  struct proto_seg_list_request lr = { .volume = 1, .max = 0 };
+  struct proto_set_gen sg = { .segment = 1, .volume = 1, .gen = 1 };
+  size_t n;
+
+  /* The mode is the u32 after segment, volume, epoch and gen. */
+  snprintf (pull.source, sizeof pull.source, "%s", addr);
+  proto_encode_pull (&pull, &wb);
+  if (wb.err == 0 && wb.len > 36)
+    wb.data[35] = 7;
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_PULL, 40, &wb);
+  if (n)
+    expect_error ("SEG_PULL bad mode", true, buf, n, 40, PROTO_EBADMSG, true);
+
+  snprintf (pull.source, sizeof pull.source, "no port here");
+  proto_encode_pull (&pull, &wb);
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_PULL, 41, &wb);
+  if (n)
+    expect_error ("SEG_PULL bad source address", true, buf, n, 41, PROTO_EINVAL,
+                  false);
+
+  proto_encode_hash_request (&hr, &wb);
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_HASH, 42, &wb);
+  if (n)
+    expect_error ("SEG_HASH block not a power of two", true, buf, n, 42,
+                  PROTO_EBADMSG, true);
+
+  hr.block = 4096;
+  hr.offset = segment_size - 4096;
+  hr.length = 8192;
+  proto_encode_hash_request (&hr, &wb);
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_HASH, 43, &wb);
+  if (n)
+    expect_error ("SEG_HASH past the segment", true, buf, n, 43, PROTO_ERANGE,
+                  false);
+
+  proto_encode_seg_list_request (&lr, &wb);
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_LIST, 44, &wb);
+  if (n)
+    expect_error ("SEG_LIST max 0", true, buf, n, 44, PROTO_EBADMSG, true);
+
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_SEG_FENCE, 0, 8, 45);
+  memset (buf + PROTO_HEADER_SIZE, 0, 8);
+  expect_error ("SEG_FENCE short payload", true, buf, PROTO_HEADER_SIZE + 8, 45,
+                PROTO_EBADMSG, true);
+
+  proto_encode_set_gen (&sg, &wb);
+  proto_put_u32 (&wb, 0);
+  n = wb_frame (buf, sizeof buf, PROTO_OP_SEG_SET_GEN, 46, &wb);
+  if (n)
+    expect_error ("SEG_SET_GEN trailing bytes", true, buf, n, 46, PROTO_EBADMSG,
+                  true);
 }
 
 /* Each malformed frame, on its own connection. */
@@ -341,7 +441,7 @@ malformed_cases (void)
   n = io_frame (buf, PROTO_OP_SEG_WRITE, PROTO_SEG_IO_SIZE + 100, 21, 1, 0,
                 200);
   memset (buf + n, 0xab, 100);
-  expect_error ("SEG_WRITE payload != 32 + length", true, buf, n + 100, 21,
+  expect_error ("SEG_WRITE payload != 40 + length", true, buf, n + 100, 21,
                 PROTO_EBADMSG, true);
 
   put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_SEG_READ, 0, 16, 22);
@@ -373,6 +473,8 @@ malformed_cases (void)
   memset (buf + PROTO_HEADER_SIZE, 0, 8);
   expect_error ("SEG_FLUSH with a payload", true, buf, PROTO_HEADER_SIZE + 8,
                 27, PROTO_EBADMSG, true);
+
+  malformed_repair_cases ();
 }
 
 /* Call OPCODE on FD and wait for its reply into REP.  Returns true if the
@@ -455,21 +557,592 @@ out:
   close (fd);
 }
 
+/* ---- Fences, generations, hashes, lists and pulls ---- */
+
+static const uint8_t zeros4k[4096];
+
+/* A random id with bit 62 set: no MDS hands it out soon. */
+static uint64_t
+random_id (void)
+{
+  uint64_t id = 0;
+
+  if (getrandom (&id, sizeof id, 0) != sizeof id) {
+    perror ("getrandom");
+    exit (EXIT_FAILURE);
+  }
+  return (id & ~(UINT64_C (3) << 62)) | (UINT64_C (1) << 62);
+}
+
+/* Send a request and wait for its reply into REP (REP->data freed by
+ * the caller).  Returns the reply's status, or UINT32_MAX on a transport
+ * error or a reply with another tag.
+ */
+static uint32_t
+request (int fd, uint8_t opcode, uint16_t flags, uint64_t tag,
+         const void *payload, uint32_t len, struct reply *rep)
+{
+  int r = send_frame (fd, opcode, flags, tag, payload, len);
+
+  memset (rep, 0, sizeof *rep);
+  if (r == 0)
+    r = recv_reply (fd, rep);
+  if (r < 0 || rep->tag != tag) {
+    fprintf (stderr, "%s: %s\n", proto_opcode_name (opcode),
+             r < 0 ? strerror (-r) : "wrong tag");
+    return UINT32_MAX;
+  }
+  return rep->status;
+}
+
+/* request() with the payload in WB (freed), dropping the reply data
+ * unless REP is given.
+ */
+static uint32_t
+request_wb (int fd, uint8_t opcode, uint64_t tag, struct proto_wbuf *wb,
+            struct reply *rep)
+{
+  struct reply tmp;
+  uint32_t st = UINT32_MAX;
+
+  if (wb->err == 0)
+    st = request (fd, opcode, 0, tag, wb->data, wb->len, rep ? rep : &tmp);
+  proto_wbuf_free (wb);
+  if (rep == NULL && st != UINT32_MAX)
+    free (tmp.data);
+  return st;
+}
+
+/* A SEG_WRITE (DATA, LEN bytes; NULL: a SEG_TRIM of LEN) with the given
+ * head fields.  Returns the status.
+ */
+static uint32_t
+seg_io (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t epoch,
+        uint64_t gen, uint32_t offset, uint32_t len, const uint8_t *data)
+{
+  struct proto_seg_io io = { .segment = segment,
+                             .volume = volume,
+                             .epoch = epoch,
+                             .gen = gen,
+                             .offset = offset,
+                             .length = len };
+  uint8_t *buf = malloc (PROTO_SEG_IO_SIZE + (data ? len : 0));
+  struct reply rep;
+  uint32_t st;
+
+  if (buf == NULL)
+    return UINT32_MAX;
+  proto_encode_seg_io (&io, buf);
+  if (data)
+    memcpy (buf + PROTO_SEG_IO_SIZE, data, len);
+  st = request (fd, data ? PROTO_OP_SEG_WRITE : PROTO_OP_SEG_TRIM, 0, tag, buf,
+                PROTO_SEG_IO_SIZE + (data ? len : 0), &rep);
+  if (st != UINT32_MAX)
+    free (rep.data);
+  free (buf);
+  return st;
+}
+
+/* Read LEN bytes at OFFSET of SEGMENT into a malloc'd buffer (NULL on
+ * failure).
+ */
+static uint8_t *
+seg_read (int fd, uint64_t tag, uint64_t segment, uint32_t offset, uint32_t len)
+{
+  struct proto_seg_io io = { .segment = segment,
+                             .offset = offset,
+                             .length = len };
+  uint8_t head[PROTO_SEG_IO_SIZE];
+  struct reply rep;
+
+  proto_encode_seg_io (&io, head);
+  if (request (fd, PROTO_OP_SEG_READ, 0, tag, head, sizeof head, &rep) !=
+          PROTO_OK ||
+      rep.length != len) {
+    free (rep.data);
+    return NULL;
+  }
+  return rep.data;
+}
+
+/* SEG_FENCE (VOLUME, EPOCH).  Returns the status. */
+static uint32_t
+fence (int fd, uint64_t tag, uint64_t volume, uint64_t epoch)
+{
+  struct proto_fence f = { .volume = volume, .epoch = epoch };
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_fence (&f, &wb);
+  return request_wb (fd, PROTO_OP_SEG_FENCE, tag, &wb, NULL);
+}
+
+/* SEG_SET_GEN (SEGMENT, VOLUME, GEN).  Returns the status. */
+static uint32_t
+set_gen (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t gen)
+{
+  struct proto_set_gen sg = { .segment = segment,
+                              .volume = volume,
+                              .gen = gen };
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_set_gen (&sg, &wb);
+  return request_wb (fd, PROTO_OP_SEG_SET_GEN, tag, &wb, NULL);
+}
+
+/* SEG_HASH of the whole SEGMENT in BLOCK-byte blocks into *H (caller
+ * frees with proto_hash_free).  Returns true on success.
+ */
+static bool
+hash (int fd, uint64_t tag, uint64_t segment, uint32_t block,
+      struct proto_hash *h)
+{
+  struct proto_hash_request hr = { .segment = segment,
+                                   .length = segment_size,
+                                   .block = block };
+  struct proto_wbuf wb = { 0 };
+  struct reply rep;
+  bool ok;
+
+  memset (h, 0, sizeof *h);
+  proto_encode_hash_request (&hr, &wb);
+  ok = request_wb (fd, PROTO_OP_SEG_HASH, tag, &wb, &rep) == PROTO_OK &&
+       proto_decode_hash (rep.data, rep.length, h) == 0 &&
+       h->n == segment_size / block;
+  free (rep.data);
+  return ok;
+}
+
+/* SEG_LIST into *L (caller frees).  Returns true on success. */
+static bool
+seg_list (int fd, uint64_t tag, uint64_t volume, uint64_t min_epoch,
+          uint64_t start_after, uint32_t max, struct proto_segment_list *l)
+{
+  struct proto_seg_list_request q = { .volume = volume,
+                                      .min_epoch = min_epoch,
+                                      .start_after = start_after,
+                                      .max = max };
+  struct proto_wbuf wb = { 0 };
+  struct reply rep;
+  bool ok;
+
+  memset (l, 0, sizeof *l);
+  proto_encode_seg_list_request (&q, &wb);
+  ok = request_wb (fd, PROTO_OP_SEG_LIST, tag, &wb, &rep) == PROTO_OK &&
+       proto_decode_segment_list (rep.data, rep.length, l) == 0;
+  free (rep.data);
+  return ok;
+}
+
+/* SEG_DELETE of the N segments IDS on FD (best effort). */
+static void
+delete_segments (int fd, uint64_t tag, const uint64_t *ids, uint32_t n)
+{
+  struct proto_segment_list l = { .n = n, .segments = (uint64_t *)ids };
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_segment_list (&l, &wb);
+  if (request_wb (fd, PROTO_OP_SEG_DELETE, tag, &wb, NULL) != PROTO_OK)
+    report ("SEG_DELETE of the test's segments", false, "failed");
+}
+
+/* Report a status check: STATUS must be EXPECT. */
+static void
+expect_status (const char *name, uint32_t status, uint32_t expect)
+{
+  report (name, status == expect, "got %s, expected %s",
+          status == UINT32_MAX ? "no reply" : proto_status_name (status),
+          proto_status_name (expect));
+}
+
+/* Fenced writers get ESTALE; writers with an old generation ESTALEMAP. */
+static void
+fences_and_generations (void)
+{
+  uint64_t vol = random_id (), seg = random_id (), seg2 = random_id ();
+  static uint8_t data[4096];
+  uint64_t ids[2] = { seg, seg2 };
+  uint8_t *back;
+  int fd = connect_or_die ();
+
+  memset (data, 0x5a, sizeof data);
+  if (!hello (fd)) {
+    report ("fences", false, "HELLO failed");
+    goto out;
+  }
+  expect_status ("SEG_FENCE at epoch 5", fence (fd, 200, vol, 5), PROTO_OK);
+  expect_status ("write at epoch 4 after the fence",
+                 seg_io (fd, 201, seg, vol, 4, 0, 0, 4096, data), PROTO_ESTALE);
+  expect_status ("trim at epoch 4 after the fence",
+                 seg_io (fd, 202, seg, vol, 4, 0, 0, 4096, NULL), PROTO_ESTALE);
+  expect_status ("write at epoch 5 after the fence",
+                 seg_io (fd, 203, seg, vol, 5, 0, 0, 4096, data), PROTO_OK);
+  expect_status ("SEG_FENCE lower (no effect)", fence (fd, 204, vol, 3),
+                 PROTO_OK);
+  expect_status ("write at epoch 4 after a lower fence",
+                 seg_io (fd, 205, seg, vol, 4, 0, 0, 4096, data), PROTO_ESTALE);
+  expect_status ("write to another volume at epoch 1",
+                 seg_io (fd, 206, seg2, vol + 1, 1, 0, 0, 4096, data),
+                 PROTO_OK);
+
+  expect_status ("SEG_SET_GEN 7", set_gen (fd, 210, seg, vol, 7), PROTO_OK);
+  expect_status ("write with gen 6 after SEG_SET_GEN 7",
+                 seg_io (fd, 211, seg, vol, 5, 6, 0, 4096, data),
+                 PROTO_ESTALEMAP);
+  expect_status ("trim with gen 6 after SEG_SET_GEN 7",
+                 seg_io (fd, 212, seg, vol, 5, 6, 0, 4096, NULL),
+                 PROTO_ESTALEMAP);
+  expect_status ("SEG_SET_GEN 4 (never lowers)", set_gen (fd, 213, seg, vol, 4),
+                 PROTO_OK);
+  expect_status ("write with gen 6 after SEG_SET_GEN 4",
+                 seg_io (fd, 214, seg, vol, 5, 6, 0, 4096, data),
+                 PROTO_ESTALEMAP);
+  expect_status ("write with gen 7",
+                 seg_io (fd, 215, seg, vol, 5, 7, 4096, 4096, data), PROTO_OK);
+  expect_status ("write with gen 8",
+                 seg_io (fd, 216, seg, vol, 5, 8, 8192, 4096, data), PROTO_OK);
+  back = seg_read (fd, 217, seg, 0, 3 * 4096);
+  report ("read ignores epoch and gen",
+          back != NULL && memcmp (back, data, 4096) == 0 &&
+              memcmp (back + 4096, data, 4096) == 0 &&
+              memcmp (back + 8192, data, 4096) == 0,
+          "exact bytes");
+  free (back);
+
+  expect_status ("SEG_SET_GEN 3 of an absent segment",
+                 set_gen (fd, 220, seg2 + 1, vol, 3), PROTO_OK);
+  expect_status ("write with gen 2 to the segment SEG_SET_GEN made",
+                 seg_io (fd, 221, seg2 + 1, vol, 5, 2, 0, 4096, data),
+                 PROTO_ESTALEMAP);
+  back = seg_read (fd, 222, seg2 + 1, 0, 4096);
+  report ("the segment SEG_SET_GEN made is empty",
+          back != NULL && memcmp (back, zeros4k, 4096) == 0, "zeros");
+  free (back);
+  delete_segments (fd, 223, ids, 2);
+  ids[0] = seg2 + 1;
+  delete_segments (fd, 224, ids, 1);
+out:
+  close (fd);
+}
+
+/* A deleted segment is refused (ESTALEMAP) until SEG_SET_GEN makes this
+ * server its replica again.
+ */
+static void
+tombstones (void)
+{
+  uint64_t vol = random_id (), seg = random_id (), never = random_id ();
+  static uint8_t data[4096];
+  struct proto_seg_io io = { .segment = seg, .length = 4096 };
+  uint8_t head[PROTO_SEG_IO_SIZE], *back;
+  struct reply rep;
+  uint32_t st;
+  int fd = connect_or_die ();
+
+  memset (data, 0x77, sizeof data);
+  if (!hello (fd)) {
+    report ("tombstones", false, "HELLO failed");
+    goto out;
+  }
+  expect_status ("write before the delete",
+                 seg_io (fd, 600, seg, vol, 1, 1, 0, 4096, data), PROTO_OK);
+  delete_segments (fd, 601, &seg, 1);
+  proto_encode_seg_io (&io, head);
+  st = request (fd, PROTO_OP_SEG_READ, 0, 602, head, sizeof head, &rep);
+  if (st != UINT32_MAX)
+    free (rep.data);
+  expect_status ("read of a deleted segment", st, PROTO_ESTALEMAP);
+  expect_status ("write to a deleted segment",
+                 seg_io (fd, 603, seg, vol, 1, 1, 0, 4096, data),
+                 PROTO_ESTALEMAP);
+  expect_status ("trim of a deleted segment",
+                 seg_io (fd, 604, seg, vol, 1, 1, 0, 4096, NULL),
+                 PROTO_ESTALEMAP);
+  expect_status ("SEG_SET_GEN of a deleted segment",
+                 set_gen (fd, 605, seg, vol, 2), PROTO_OK);
+  back = seg_read (fd, 606, seg, 0, 4096);
+  report ("SEG_SET_GEN made it an empty segment again",
+          back != NULL && memcmp (back, zeros4k, 4096) == 0, "zeros");
+  free (back);
+  expect_status ("write after SEG_SET_GEN",
+                 seg_io (fd, 607, seg, vol, 1, 2, 0, 4096, data), PROTO_OK);
+
+  delete_segments (fd, 608, &never, 1);
+  expect_status ("write to a segment deleted before it was written",
+                 seg_io (fd, 609, never, vol, 1, 1, 0, 4096, data),
+                 PROTO_ESTALEMAP);
+  delete_segments (fd, 610, &seg, 1);
+out:
+  close (fd);
+}
+
+/* SEG_HASH of identical data matches; SEG_LIST filters and pages. */
+static void
+hashes_and_lists (void)
+{
+  uint64_t vol = random_id (), a = random_id (), b = random_id ();
+  uint64_t lvol = random_id (), base = random_id (),
+           ids[5] = { a, b, base + 1, base + 2, base + 3 };
+  struct proto_hash ha, hb, hz;
+  struct proto_segment_list l;
+  static uint8_t data[8192];
+  uint32_t i, zcrc = crc32c (0, zeros4k, sizeof zeros4k);
+  bool ok;
+  int fd = connect_or_die ();
+
+  for (i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t)(i * 13 + 1);
+  if (!hello (fd)) {
+    report ("hashes", false, "HELLO failed");
+    goto out;
+  }
+  ok = seg_io (fd, 300, a, vol, 9, 0, 4096, sizeof data, data) == PROTO_OK &&
+       seg_io (fd, 301, b, vol, 9, 0, 4096, sizeof data, data) == PROTO_OK &&
+       hash (fd, 302, a, 4096, &ha) && hash (fd, 303, b, 4096, &hb) &&
+       hash (fd, 304, random_id (), 4096, &hz);
+  report ("SEG_HASH of two segments and an absent one", ok, "answered");
+  if (ok) {
+    ok = memcmp (ha.crcs, hb.crcs, ha.n * 4) == 0 && ha.epoch == 9 &&
+         hb.epoch == 9;
+    report ("SEG_HASH of identical data matches", ok,
+            "%" PRIu32 " blocks, epoch %" PRIu64, ha.n, ha.epoch);
+    ok = ha.crcs[0] == zcrc && ha.crcs[1] == crc32c (0, data, 4096) &&
+         ha.crcs[2] == crc32c (0, data + 4096, 4096) && ha.crcs[3] == zcrc;
+    report ("SEG_HASH is the CRC-32C of each block", ok, "blocks 0-3");
+    ok = hz.epoch == 0;
+    for (i = 0; ok && i < hz.n; i++)
+      ok = hz.crcs[i] == zcrc;
+    report ("SEG_HASH of an absent segment is zeros, epoch 0", ok,
+            "%" PRIu32 " blocks", hz.n);
+  }
+  proto_hash_free (&ha);
+  proto_hash_free (&hb);
+  proto_hash_free (&hz);
+
+  ok = seg_io (fd, 310, base + 3, lvol, 7, 0, 0, 4096, data) == PROTO_OK &&
+       seg_io (fd, 311, base + 1, lvol, 2, 0, 0, 4096, data) == PROTO_OK &&
+       seg_io (fd, 312, base + 2, lvol, 5, 0, 0, 4096, data) == PROTO_OK &&
+       seg_list (fd, 313, lvol, 5, base, 100, &l);
+  ok = ok && l.n == 2 && l.segments[0] == base + 2 && l.segments[1] == base + 3;
+  report ("SEG_LIST min_epoch 5 after BASE", ok, "%" PRIu32 " segments", l.n);
+  proto_segment_list_free (&l);
+  ok = seg_list (fd, 314, lvol, 0, base + 1, 1, &l) && l.n == 1 &&
+       l.segments[0] == base + 2;
+  report ("SEG_LIST start_after and max", ok, "%" PRIu32 " segments", l.n);
+  proto_segment_list_free (&l);
+  ok = seg_list (fd, 315, lvol, 10, 0, 100, &l) && l.n == 0;
+  report ("SEG_LIST min_epoch above every segment", ok, "%" PRIu32 " segments",
+          l.n);
+  proto_segment_list_free (&l);
+  delete_segments (fd, 316, ids, 5);
+out:
+  close (fd);
+}
+
+/* Compare SEGMENT on both servers (SEG_HASH, 4 KiB blocks). */
+static bool
+same_on_both (int fd, int fd2, uint64_t segment)
+{
+  struct proto_hash h1, h2;
+  bool ok = hash (fd, 400, segment, 4096, &h1) &&
+            hash (fd2, 401, segment, 4096, &h2) &&
+            memcmp (h1.crcs, h2.crcs, h1.n * 4) == 0;
+
+  proto_hash_free (&h1);
+  proto_hash_free (&h2);
+  return ok;
+}
+
+/* SEG_PULL from SOURCE to ADDR; MODE, BANDWIDTH as given.  With WRITE
+ * (4 KiB at 8192), a client writes to the target while the copy waits
+ * for its bandwidth.  Returns the pull's status.
+ */
+static uint32_t
+pull (uint64_t tag, uint64_t segment, uint64_t volume, uint64_t epoch,
+      uint64_t gen, uint32_t mode, uint64_t bandwidth, const uint8_t *write,
+      const char *source)
+{
+  struct proto_pull p = { .segment = segment,
+                          .volume = volume,
+                          .epoch = epoch,
+                          .gen = gen,
+                          .mode = mode,
+                          .bandwidth = bandwidth };
+  struct proto_wbuf wb = { 0 };
+  struct reply rep;
+  uint32_t st = UINT32_MAX;
+  int fd = connect_or_die (), fd2 = -1;
+
+  snprintf (p.source, sizeof p.source, "%s", source);
+  proto_encode_pull (&p, &wb);
+  if (!hello (fd) || wb.err ||
+      send_frame (fd, PROTO_OP_SEG_PULL, 0, tag, wb.data, wb.len) < 0)
+    goto out;
+  if (write) {
+    fd2 = connect_or_die ();
+    usleep (200000);
+    expect_status ("client write during the pull",
+                   hello (fd2) ? seg_io (fd2, tag + 1, segment, volume, epoch,
+                                         gen, 8192, 4096, write)
+                               : UINT32_MAX,
+                   PROTO_OK);
+  }
+  if (recv_reply (fd, &rep) == 0 && rep.tag == tag) {
+    st = rep.status;
+    if (st != PROTO_OK)
+      fprintf (stderr, "SEG_PULL: %s: %s\n", proto_status_name (st), rep.msg);
+    free (rep.data);
+  }
+out:
+  proto_wbuf_free (&wb);
+  if (fd2 >= 0)
+    close (fd2);
+  close (fd);
+  return st;
+}
+
+/* A write that reaches the target after SEG_SET_GEN but before the
+ * SEG_PULL survives the copy if it carries the pull's generation, and is
+ * overwritten if it is older (written before the target's copy began).
+ * X is a segment of data (overwritten), W 4 KiB.
+ */
+static void
+pulls_early_writes (int fd, int fd2, uint8_t *x, const uint8_t *w)
+{
+  uint64_t vol = random_id (), seg = random_id (), seg2 = random_id ();
+  uint64_t ids[2] = { seg, seg2 };
+  uint32_t i, len = segment_size;
+  uint8_t *back;
+
+  for (i = 0; i < len; i++)
+    x[i] = (uint8_t)(i * 11 + 3);
+  expect_status ("source write (early writes)",
+                 seg_io (fd2, 540, seg, vol, 1, 7, 0, len, x), PROTO_OK);
+  expect_status ("source write (older writes)",
+                 seg_io (fd2, 541, seg2, vol, 1, 6, 0, len, x), PROTO_OK);
+  expect_status ("SEG_SET_GEN 7 on the target", set_gen (fd, 542, seg, vol, 7),
+                 PROTO_OK);
+  expect_status ("target write with gen 7 before the pull",
+                 seg_io (fd, 543, seg, vol, 1, 7, 0, 4096, w), PROTO_OK);
+  expect_status ("SEG_SET_GEN 5 on the target", set_gen (fd, 544, seg2, vol, 5),
+                 PROTO_OK);
+  expect_status ("target write with gen 5 before the pull",
+                 seg_io (fd, 545, seg2, vol, 1, 5, 0, 4096, w), PROTO_OK);
+  expect_status ("SEG_PULL gen 7 full",
+                 pull (546, seg, vol, 1, 7, PROTO_PULL_FULL, 0, NULL, addr2),
+                 PROTO_OK);
+  expect_status ("SEG_PULL gen 6 diff",
+                 pull (547, seg2, vol, 1, 6, PROTO_PULL_DIFF, 0, NULL, addr2),
+                 PROTO_OK);
+  back = seg_read (fd, 548, seg, 0, len);
+  report ("a write with the pull's generation before the pull survives",
+          back != NULL && memcmp (back, w, 4096) == 0 &&
+              memcmp (back + 4096, x + 4096, len - 4096) == 0,
+          "exact bytes");
+  free (back);
+  back = seg_read (fd, 549, seg2, 0, len);
+  report ("an older write before the pull is copied over",
+          back != NULL && memcmp (back, x, len) == 0, "exact bytes");
+  free (back);
+  delete_segments (fd, 550, ids, 2);
+  delete_segments (fd2, 551, ids, 2);
+}
+
+/* SEG_PULL from ADDR2 to ADDR: FULL, then DIFF with a client write
+ * during the copy.
+ */
+static void
+pulls (void)
+{
+  uint64_t vol = random_id (), seg = random_id ();
+  uint32_t i, len = segment_size;
+  uint8_t *x = malloc (len), *back = NULL;
+  static uint8_t w[4096];
+  struct proto_segment_list l = { 0 };
+  int fd = connect_or_die (), fd2 = connect_to_or_die (addr2);
+  uint32_t st;
+  bool ok;
+
+  if (x == NULL || !hello (fd) || !hello (fd2)) {
+    report ("pulls", false, "HELLO failed");
+    goto out;
+  }
+  for (i = 0; i < len; i++)
+    x[i] = (uint8_t)(i * 31 + 7);
+  memset (w, 0xee, sizeof w);
+
+  /* FULL: the source has X, the target nothing. */
+  expect_status ("source write", seg_io (fd2, 500, seg, vol, 3, 0, 0, len, x),
+                 PROTO_OK);
+  expect_status ("SEG_PULL full",
+                 pull (501, seg, vol, 3, 2, PROTO_PULL_FULL, 0, NULL, addr2),
+                 PROTO_OK);
+  back = seg_read (fd, 502, seg, 0, len);
+  report ("after SEG_PULL full the target has the source's bytes",
+          back != NULL && memcmp (back, x, len) == 0, "%" PRIu32 " bytes", len);
+  free (back);
+  ok =
+      seg_list (fd, 503, vol, 3, 0, 10, &l) && l.n == 1 && l.segments[0] == seg;
+  report ("the pull recorded its epoch", ok, "SEG_LIST min_epoch 3");
+  proto_segment_list_free (&l);
+  expect_status ("the pull recorded its generation",
+                 seg_io (fd, 504, seg, vol, 3, 1, 0, 4096, x), PROTO_ESTALEMAP);
+
+  /* DIFF: the target differs everywhere; a client writes W at 8192
+   * while the copy waits for its bandwidth (one segment a second).
+   */
+  for (i = 0; i < len; i++)
+    x[i] = (uint8_t)(i * 17 + 5);
+  expect_status ("source write 2", seg_io (fd2, 510, seg, vol, 4, 2, 0, len, x),
+                 PROTO_OK);
+  expect_status ("SEG_PULL diff with a client write",
+                 pull (511, seg, vol, 4, 3, PROTO_PULL_DIFF, len, w, addr2),
+                 PROTO_OK);
+  back = seg_read (fd, 513, seg, 0, len);
+  ok = back != NULL && memcmp (back, x, 8192) == 0 &&
+       memcmp (back + 8192, w, 4096) == 0 &&
+       memcmp (back + 12288, x + 12288, len - 12288) == 0;
+  report ("the client write survived the copy, the rest was copied", ok,
+          "exact bytes");
+  free (back);
+  expect_status ("source write 3",
+                 seg_io (fd2, 514, seg, vol, 4, 3, 8192, 4096, w), PROTO_OK);
+  report ("both replicas equal", same_on_both (fd, fd2, seg), "SEG_HASH");
+  st = pull (530, seg, vol, 4, 3, PROTO_PULL_FULL, 0, NULL,
+             "unix:/nonexistent/tessera.sock");
+  report ("SEG_PULL from a server that is not there fails",
+          st != PROTO_OK && st != UINT32_MAX, "%s",
+          st == UINT32_MAX ? "no reply" : proto_status_name (st));
+  delete_segments (fd, 520, &seg, 1);
+  delete_segments (fd2, 521, &seg, 1);
+  pulls_early_writes (fd, fd2, x, w);
+out:
+  free (x);
+  close (fd);
+  close (fd2);
+}
+
 /* Parse ADDR and SEGMENT_SIZE, run every case, report. */
 int
 main (int argc, char **argv)
 {
   uint64_t size;
 
-  if (argc != 3 || parse_size (argv[2], &size) < 0 || size == 0 ||
-      size > UINT32_MAX) {
-    fprintf (stderr, "usage: storesrv-malformed ADDR SEGMENT_SIZE\n");
+  if ((argc != 3 && argc != 4) || parse_size (argv[2], &size) < 0 ||
+      size < 65536 || size > UINT32_MAX) {
+    fprintf (stderr, "usage: storesrv-malformed ADDR SEGMENT_SIZE [ADDR2]\n");
     exit (EXIT_FAILURE);
   }
   addr = argv[1];
   segment_size = size;
+  if (argc == 4)
+    addr2 = argv[3];
   malformed_cases ();
   round_trip ();
+  fences_and_generations ();
+  tombstones ();
+  hashes_and_lists ();
+  if (addr2)
+    pulls ();
   printf ("%d failed\n", failures);
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
