@@ -18,6 +18,20 @@
 #define MDS_MAX_CONNS 1024
 /* Most garbage segments returned in one heartbeat reply. */
 #define MDS_GARBAGE_BATCH 1024
+/* Most fences in one heartbeat reply (a server that needs more gets the
+ * rest in the next ones).
+ */
+#define MDS_FENCE_BATCH 1024
+/* Bound of every call to a storage server but SEG_PULL (connect too). */
+#define MDS_SERVER_TIMEOUT_MS 5000
+/* Most copies running at once, all target servers together. */
+#define MDS_COPIES_MAX 64
+/* Segments read from the catalog in one step of a repair pass. */
+#define MDS_REPAIR_PAGE 256
+/* A segment whose repair failed is not tried again for this long, unless
+ * the repair thread is kicked by REPAIR or a server coming back.
+ */
+#define MDS_REPAIR_RETRY_MS 5000
 
 /* What the MDS knows of a storage server beyond the catalog: memory only,
  * rebuilt from heartbeats after a restart.
@@ -27,16 +41,55 @@ struct mds_server_state {
   uint64_t last_heard_ns; /* CLOCK_MONOTONIC of the last register/heartbeat */
   uint64_t capacity;      /* as last reported */
   uint64_t used;          /* as last reported */
+  bool needs_fences;      /* send every volume's fence in heartbeat replies */
+  uint64_t fence_cursor;  /* with NEEDS_FENCES: volumes up to this id sent */
 };
 
 /* A writer's lease on a volume: memory only.  A lease record stays after
- * it expires, so the same writer may renew it until another writer takes
- * the volume (which bumps the epoch); VOL_CLOSE and VOL_DELETE drop it.
+ * it expires, so the same writer may renew it until another writer wants
+ * the volume: that starts a resync (resync.c), which drops the record and
+ * fences the writer's epochs.  VOL_CLOSE and VOL_DELETE drop it too.  The
+ * writer may use any epoch from BASE_EPOCH to EPOCH.
  */
 struct mds_lease {
   uint64_t volume;
-  uint64_t epoch;
-  uint64_t expiry_ns; /* CLOCK_MONOTONIC */
+  uint64_t base_epoch; /* the writer's first epoch (its open) */
+  uint64_t epoch;      /* its current epoch (EPOCH_NEXT raises it) */
+  uint64_t expiry_ns;  /* CLOCK_MONOTONIC */
+};
+
+/* A copy to one replica of a segment (copy.c), running on a worker
+ * thread or in a SEG_RESYNC request.  Registered in mds->copies from
+ * mds_copy_prepare to mds_copy_finish, so nothing else touches the
+ * segment's replica set meanwhile.
+ */
+struct mds_copy {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t epoch; /* the volume's epoch, recorded by the target */
+  uint64_t gen;   /* the segment's generation, target syncing */
+  uint32_t mode;  /* PROTO_PULL_* */
+  uint32_t target;
+  uint32_t source;
+  uint32_t lost;      /* replica removed once the target is ok, or 0 */
+  bool added;         /* TARGET is added for this copy (else resynced) */
+  bool was_ok;        /* a resynced TARGET was ok before the copy */
+  bool pulled;        /* SEG_PULL was sent: the target may have changed */
+  uint64_t bandwidth; /* bytes/s cap of the copy, 0: none */
+  char source_addr[PROTO_ADDR_MAX + 1];
+  /* The servers to tell the generation: the target first, then every ok
+   * replica on a server that is up.
+   */
+  size_t npeers;
+  uint32_t peer_ids[CATALOG_REPLICAS_MAX + 1];
+  char peer_addrs[CATALOG_REPLICAS_MAX + 1][PROTO_ADDR_MAX + 1];
+  struct mds *mds;
+};
+
+/* A segment whose repair failed recently (repair.c). */
+struct mds_retry {
+  uint64_t segment;
+  uint64_t not_before_ns; /* CLOCK_MONOTONIC */
 };
 
 /* One client connection, served by its own thread. */
@@ -52,7 +105,9 @@ struct mds_conn {
 /* The daemon context, passed everywhere.
  *
  * Lock: LOCK protects every field below it.  Request handlers run with
- * it held (loop.c takes it around each call), so catalog-modifying
+ * it held (loop.c takes it around each call; SEG_RESYNC takes it itself
+ * between its calls to servers), and the repair, copy and resync threads
+ * hold it around each of their catalog changes, so catalog-modifying
  * operations are serialized.  It is the only lock in the MDS; nothing
  * that may block on the network is done while holding it.
  */
@@ -63,7 +118,11 @@ struct mds {
   uint32_t lease_ms;
   uint32_t down_ms;
   uint32_t heartbeat_ms;
-  int debug_requests; /* -D mds.requests=1: log every request */
+  uint32_t out_ms;             /* a silent server is out after this */
+  uint32_t repair_concurrency; /* copies at a time per target server */
+  uint64_t repair_bandwidth;   /* bytes/s per copy, 0: no cap */
+  int debug_requests;          /* -D mds.requests=1: log every request */
+  int debug_repair;            /* -D mds.repair=1: log repair decisions */
 
   /* Set at start-up, read-only while serving. */
   catalog *cat;
@@ -71,6 +130,9 @@ struct mds {
   int listen_fd;
   pthread_t accept_thread;
   uint64_t conn_count; /* connections accepted; accept thread only */
+  uint64_t start_ns;   /* CLOCK_MONOTONIC when the MDS started */
+  pthread_t repair_thread;
+  bool repair_started;
 
   pthread_mutex_t lock;
   pthread_cond_t conns_done; /* signalled when NCONNS drops to 0 */
@@ -82,6 +144,17 @@ struct mds {
   struct mds_lease *leases; /* unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
+
+  pthread_cond_t repair_wake; /* signalled to kick the repair thread */
+  bool repair_kicked;
+  size_t workers;              /* copy and resync threads running */
+  pthread_cond_t workers_done; /* signalled when WORKERS drops to 0 */
+  struct mds_copy **copies;    /* running copies, unordered */
+  size_t ncopies;
+  struct mds_retry *retries; /* unordered */
+  size_t nretries;
+  uint64_t *resyncs; /* volumes being resynced, unordered */
+  size_t nresyncs;
 };
 
 /* A reply being built by a request handler, sent by loop.c after the
@@ -109,6 +182,48 @@ extern int mds_write_pidfile (const char *path);
 extern int mds_lock_db (const char *dir);
 extern char *mds_absolute_path (const char *path);
 
+/* srv-client.c */
+extern int mds_srv_call (struct mds *mds, const char *addr, int timeout_ms,
+                         uint8_t opcode, struct proto_wbuf *req, void **reply,
+                         uint32_t *reply_len, char *errmsg, size_t errlen);
+extern bool mds_srv_alive (struct mds *mds, const char *addr);
+extern int mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
+                          uint64_t epoch, char *errmsg, size_t errlen);
+extern int mds_srv_set_gen (struct mds *mds, const char *addr, uint64_t segment,
+                            uint64_t volume, uint64_t gen, char *errmsg,
+                            size_t errlen);
+extern int mds_srv_pull (struct mds *mds, const char *addr,
+                         const struct proto_pull *pull, char *errmsg,
+                         size_t errlen);
+extern int mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
+                         uint64_t min_epoch, uint64_t start_after,
+                         struct proto_segment_list *out, char *errmsg,
+                         size_t errlen);
+
+/* copy.c */
+extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
+extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
+extern size_t mds_copies_to (struct mds *mds, uint32_t target);
+extern int mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
+                             size_t errlen);
+extern int mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg,
+                         size_t errlen);
+extern void mds_copy_finish (struct mds *mds, struct mds_copy *c, int result);
+extern void mds_copy_announce (struct mds *mds, struct mds_copy *c);
+
+/* repair.c */
+extern int mds_repair_start (struct mds *mds);
+extern int mds_repair_stop (struct mds *mds, int timeout_ms);
+extern void mds_repair_kick (struct mds *mds, bool retry_now);
+extern void mds_repair_retry_later (struct mds *mds, uint64_t segment);
+
+/* resync.c */
+extern bool mds_resyncing (struct mds *mds, uint64_t volume);
+extern int mds_resync_start (struct mds *mds, const struct catalog_volume *v,
+                             struct mds_reply *rep);
+extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
+                              uint32_t, struct mds_reply *);
+
 /* loop.c */
 extern int mds_serve_start (struct mds *mds);
 extern int mds_serve_stop (struct mds *mds, int timeout_ms);
@@ -123,13 +238,19 @@ extern int mds_reply_bad (struct mds_reply *rep, int err, const char *what);
 extern uint64_t mds_now_ns (void);
 extern int mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
                              uint64_t used);
-extern const struct mds_server_state *mds_server_find (struct mds *mds,
-                                                       uint32_t id);
+extern struct mds_server_state *mds_server_find (struct mds *mds, uint32_t id);
+extern uint32_t mds_server_health (struct mds *mds, uint32_t id);
 extern bool mds_server_is_up (struct mds *mds, uint32_t id);
+extern uint32_t mds_server_state (struct mds *mds,
+                                  const struct catalog_server *s);
+extern void mds_server_forget (struct mds *mds, uint32_t id);
+extern void mds_servers_need_fences (struct mds *mds, const uint32_t *except,
+                                     size_t nexcept);
 extern uint64_t mds_server_capacity (struct mds *mds,
                                      const struct catalog_server *s);
 extern struct mds_lease *mds_lease_find (struct mds *mds, uint64_t volume);
-extern int mds_lease_set (struct mds *mds, uint64_t volume, uint64_t epoch);
+extern int mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
+                          uint64_t epoch);
 extern void mds_lease_drop (struct mds *mds, uint64_t volume);
 extern bool mds_lease_active (struct mds *mds, uint64_t volume);
 extern int mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
@@ -150,6 +271,12 @@ extern int mds_op_server_heartbeat (struct mds *, struct mds_conn *,
                                     const void *, uint32_t, struct mds_reply *);
 extern int mds_op_server_list (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
+extern int mds_op_server_drain (struct mds *, struct mds_conn *, const void *,
+                                uint32_t, struct mds_reply *);
+extern int mds_op_server_remove (struct mds *, struct mds_conn *, const void *,
+                                 uint32_t, struct mds_reply *);
+extern int mds_op_repair (struct mds *, struct mds_conn *, const void *,
+                          uint32_t, struct mds_reply *);
 
 /* req-volume.c */
 extern int mds_op_vol_create (struct mds *, struct mds_conn *, const void *,
@@ -170,8 +297,16 @@ extern int mds_op_vol_close (struct mds *, struct mds_conn *, const void *,
                              uint32_t, struct mds_reply *);
 extern int mds_op_lease_renew (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
+extern int mds_op_epoch_next (struct mds *, struct mds_conn *, const void *,
+                              uint32_t, struct mds_reply *);
+extern int mds_op_epoch_clean (struct mds *, struct mds_conn *, const void *,
+                               uint32_t, struct mds_reply *);
 
 /* req-map.c */
+struct placement_server;
+extern int mds_placement_snapshot (struct mds *mds,
+                                   struct catalog_server **servers,
+                                   struct placement_server **out, size_t *n);
 extern int mds_op_map_get (struct mds *, struct mds_conn *, const void *,
                            uint32_t, struct mds_reply *);
 extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,

@@ -1,7 +1,8 @@
 /* The accept thread and one thread per connection.
  *
  * Sockets are blocking.  A connection thread reads one frame, runs its
- * handler with mds->lock held, releases the lock and sends the reply.  A
+ * handler with mds->lock held (but SEG_RESYNC's, which waits for copies
+ * and takes the lock itself), releases the lock and sends the reply.  A
  * malformed frame or payload gets an error reply, then the connection is
  * closed; other connections are not affected.
  */
@@ -96,6 +97,12 @@ handler_for (uint8_t opcode)
     return mds_op_server_heartbeat;
   case PROTO_OP_SERVER_LIST:
     return mds_op_server_list;
+  case PROTO_OP_SERVER_DRAIN:
+    return mds_op_server_drain;
+  case PROTO_OP_SERVER_REMOVE:
+    return mds_op_server_remove;
+  case PROTO_OP_REPAIR:
+    return mds_op_repair;
   case PROTO_OP_VOL_CREATE:
     return mds_op_vol_create;
   case PROTO_OP_VOL_LIST:
@@ -112,12 +119,18 @@ handler_for (uint8_t opcode)
     return mds_op_vol_close;
   case PROTO_OP_LEASE_RENEW:
     return mds_op_lease_renew;
+  case PROTO_OP_EPOCH_NEXT:
+    return mds_op_epoch_next;
+  case PROTO_OP_EPOCH_CLEAN:
+    return mds_op_epoch_clean;
   case PROTO_OP_MAP_GET:
     return mds_op_map_get;
   case PROTO_OP_MAP_ALLOC:
     return mds_op_map_alloc;
   case PROTO_OP_REPLICA_FAILED:
     return mds_op_replica_failed;
+  case PROTO_OP_SEG_RESYNC:
+    return mds_op_seg_resync;
   default:
     return NULL;
   }
@@ -227,6 +240,9 @@ dispatch (struct mds *mds, struct mds_conn *conn,
                             "%s: flags 0x%" PRIx16 " not valid here",
                             proto_opcode_name (hdr->opcode), hdr->flags);
 
+  /* SEG_RESYNC waits for copies: it takes the lock itself in between. */
+  if (hdr->opcode == PROTO_OP_SEG_RESYNC)
+    return fn (mds, conn, payload, hdr->length, rep);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
   r = fn (mds, conn, payload, hdr->length, rep);
   return r;

@@ -30,7 +30,11 @@
 #define DEFAULT_LEASE_MS 15000
 #define DEFAULT_DOWN_MS 10000
 #define DEFAULT_HEARTBEAT_MS 1000
-/* Bounds of the three time options, in milliseconds. */
+#define DEFAULT_OUT_MS 600000
+#define DEFAULT_REPAIR_CONCURRENCY 2
+/* Most copies at a time per target server. */
+#define REPAIR_CONCURRENCY_MAX 64
+/* Bounds of the time options, in milliseconds. */
 #define TIME_MIN_MS 100
 #define TIME_MAX_MS (86400 * 1000)
 /* How long shutdown waits for busy connections. */
@@ -57,6 +61,9 @@ enum {
   LEASE_TIMEOUT_OPTION,
   DOWN_TIMEOUT_OPTION,
   HEARTBEAT_INTERVAL_OPTION,
+  OUT_TIMEOUT_OPTION,
+  REPAIR_CONCURRENCY_OPTION,
+  REPAIR_BANDWIDTH_OPTION,
   EXIT_WITH_PARENT_OPTION,
 };
 
@@ -73,7 +80,10 @@ static const struct option long_options[] = {
   { "lease-timeout", required_argument, NULL, LEASE_TIMEOUT_OPTION },
   { "listen", required_argument, NULL, LISTEN_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
   { "pidfile", required_argument, NULL, 'P' },
+  { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
+  { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
   { "verbose", no_argument, NULL, 'v' },
@@ -102,11 +112,19 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "  --heartbeat-interval SECONDS\n"
            "                            how often servers heartbeat "
            "(default 1)\n"
+           "  --out-timeout SECONDS     a silent server is out (its "
+           "replicas are\n"
+           "                            re-created elsewhere) after this "
+           "(default 600)\n"
+           "  --repair-concurrency N    copies at a time per target server "
+           "(default 2)\n"
+           "  --repair-bandwidth SIZE   bytes/s per copy (default 0: no "
+           "cap)\n"
            "  -f, --foreground          do not daemonize, log to stderr\n"
            "  -P, --pidfile FILE        write the pid to FILE once serving\n"
            "  -v, --verbose             debug messages\n"
            "  -D, --debug AREA.FLAG=N   set a debug flag "
-           "(mds.requests=1)\n"
+           "(mds.requests=1, mds.repair=1)\n"
            "  --exit-with-parent        exit when the parent exits "
            "(implies -f)\n"
            "  --help                    print this help\n"
@@ -231,6 +249,21 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
     case HEARTBEAT_INTERVAL_OPTION:
       time_option ("heartbeat-interval", optarg, &mds->heartbeat_ms);
       break;
+    case OUT_TIMEOUT_OPTION:
+      time_option ("out-timeout", optarg, &mds->out_ms);
+      break;
+    case REPAIR_CONCURRENCY_OPTION:
+      r = parse_uint32 (optarg, 1, REPAIR_CONCURRENCY_MAX,
+                        &mds->repair_concurrency);
+      if (r < 0)
+        bad_option ("repair-concurrency", optarg,
+                    "must be a number from 1 to 64");
+      break;
+    case REPAIR_BANDWIDTH_OPTION:
+      r = parse_size (optarg, &mds->repair_bandwidth);
+      if (r < 0)
+        bad_option ("repair-bandwidth", optarg, "not a size");
+      break;
     case 'f':
       opts->foreground = true;
       break;
@@ -284,6 +317,12 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
     fprintf (stderr,
              "%s: --heartbeat-interval: must be shorter than "
              "--down-timeout\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (mds->out_ms < mds->down_ms) {
+    fprintf (stderr,
+             "%s: --out-timeout: must not be shorter than --down-timeout\n",
              MDS_PROGRAM);
     exit (EXIT_FAILURE);
   }
@@ -399,8 +438,8 @@ start_listening (struct mds *mds, char **abs_path)
   return 0;
 }
 
-/* Set up the lock, the condition (on the monotonic clock) and the
- * placement seed.
+/* Set up the lock, the conditions (on the monotonic clock), the start
+ * time and the placement seed.
  */
 static void
 init_state (struct mds *mds)
@@ -411,7 +450,10 @@ init_state (struct mds *mds)
   pthread_condattr_init (&attr);
   pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
   pthread_cond_init (&mds->conns_done, &attr);
+  pthread_cond_init (&mds->repair_wake, &attr);
+  pthread_cond_init (&mds->workers_done, &attr);
   pthread_condattr_destroy (&attr);
+  mds->start_ns = mds_now_ns ();
   if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
     mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
 }
@@ -435,11 +477,14 @@ main (int argc, char *argv[])
     .lease_ms = DEFAULT_LEASE_MS,
     .down_ms = DEFAULT_DOWN_MS,
     .heartbeat_ms = DEFAULT_HEARTBEAT_MS,
+    .out_ms = DEFAULT_OUT_MS,
+    .repair_concurrency = DEFAULT_REPAIR_CONCURRENCY,
     .listen_fd = -1,
   };
   struct options opts = { .segment_size = DEFAULT_SEGMENT_SIZE };
   const struct log_debug_flag debug_flags[] = {
     { "mds.requests", &mds.debug_requests },
+    { "mds.repair", &mds.debug_repair },
     { NULL, NULL },
   };
   CLEANUP_FREE char *pidfile = NULL;
@@ -483,6 +528,11 @@ main (int argc, char *argv[])
   if (start_listening (&mds, &socket_path) < 0)
     goto out;
   r = mds_serve_start (&mds);
+  if (r == 0) {
+    r = mds_repair_start (&mds);
+    if (r < 0)
+      busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
+  }
   if (r < 0) {
     fprintf (stderr, "%s: cannot start a thread: %s\n", MDS_PROGRAM,
              strerror (-r));
@@ -492,6 +542,7 @@ main (int argc, char *argv[])
     fprintf (stderr, "%s: --pidfile: %s: %s\n", MDS_PROGRAM, pidfile,
              strerror (-r));
     busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
+    busy |= mds_repair_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
     goto out_socket;
   }
   mds_daemon_ready (ready_fd);
@@ -500,6 +551,7 @@ main (int argc, char *argv[])
   status = EXIT_SUCCESS;
   /* If threads still use the catalog and the state, leave them to exit. */
   busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
+  busy |= mds_repair_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
   if (pidfile)
     unlink (pidfile);
 out_socket:

@@ -203,3 +203,35 @@ placement_choose (const struct placement_server *servers, size_t n,
   }
   return 0;
 }
+
+int
+placement_choose_extra (const struct placement_server *servers, size_t n,
+                        const uint32_t *holders, size_t nholders,
+                        uint32_t count, uint64_t *rng, uint32_t *out)
+{
+  size_t chosen[PLACEMENT_REPLICAS_MAX];
+  size_t k = 0, kept, eligible = 0, i, j;
+  uint32_t c;
+
+  if (count == 0 || nholders > PLACEMENT_REPLICAS_MAX ||
+      count > PLACEMENT_REPLICAS_MAX - nholders)
+    return -EINVAL;
+  /* The holders found in SERVERS count as chosen already. */
+  for (j = 0; j < nholders; ++j)
+    for (i = 0; i < n; ++i)
+      if (servers[i].id == holders[j] && !is_chosen (chosen, k, i)) {
+        chosen[k++] = i;
+        break;
+      }
+  kept = k;
+  for (i = 0; i < n; ++i)
+    if (is_eligible (&servers[i]) && !is_chosen (chosen, kept, i))
+      eligible++;
+  if (eligible < count)
+    return -ENOSPC;
+  for (c = 0; c < count; ++c, ++k) {
+    chosen[k] = pick_one (servers, n, chosen, k, NULL, 0, rng);
+    out[c] = servers[chosen[k]].id;
+  }
+  return 0;
+}

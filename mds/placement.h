@@ -64,6 +64,24 @@ extern int placement_choose (const struct placement_server *servers, size_t n,
                              uint32_t replicas, const uint32_t *avoid,
                              size_t navoid, uint64_t *rng, uint32_t *out);
 
+/* Choose COUNT more servers for a segment that keeps replicas on
+ * HOLDERS[0..NHOLDERS) (server ids; HOLDERS may be NULL when NHOLDERS is
+ * 0), to replace lost replicas or add missing ones.  The holders are
+ * never chosen, whatever their state, and rule 3 counts their replicas as
+ * chosen already, so the new ones go to the zones holding the fewest
+ * replicas of the segment.  Ids of HOLDERS not in SERVERS are ignored.
+ * Rule 4 does not apply (no AVOID); otherwise as placement_choose:
+ * OUT[0..COUNT) receives the ids, RNG is advanced.  Errors:
+ *   -EINVAL  COUNT is 0, or COUNT + NHOLDERS is above
+ *            PLACEMENT_REPLICAS_MAX;
+ *   -ENOSPC  fewer than COUNT servers besides the holders are up with
+ *            free space.
+ */
+extern int placement_choose_extra (const struct placement_server *servers,
+                                   size_t n, const uint32_t *holders,
+                                   size_t nholders, uint32_t count,
+                                   uint64_t *rng, uint32_t *out);
+
 /* Number of servers in SERVERS[0..N) that placement_choose may use (up
  * and with free space), for error messages and admission checks.
  */

@@ -36,6 +36,7 @@ reply_map (const struct catalog_map_entry *entries, size_t n,
 
     out[i].index = entries[i].index;
     out[i].segment = s->id;
+    out[i].gen = s->gen;
     out[i].nreplicas = MIN (s->nreplicas, (uint32_t)PROTO_REPLICAS_MAX);
     for (k = 0; k < out[i].nreplicas; ++k) {
       out[i].replicas[k].server = s->replicas[k].server;
@@ -113,14 +114,15 @@ mds_op_map_get (struct mds *mds, struct mds_conn *conn, const void *payload,
   return reply_range (mds, v.id, req.start, end, rep);
 }
 
-/* Placement's view of every server: capacity rounded down to whole
- * segments, used = replicas placed x segment size, up = heard from and
- * neither draining nor out.  *OUT and *SERVERS (which owns the zone
- * strings) are malloc'd.  Returns 0 or a negative errno.
+/* Placement's view of every server (for allocation and repair):
+ * capacity rounded down to whole segments, used = replicas placed x
+ * segment size, up = heard from within the down-timeout and neither
+ * draining nor out.  *OUT and *SERVERS (which owns the zone strings) are
+ * malloc'd, in the catalog's id order.  Returns 0 or a negative errno.
  */
-static int
-placement_snapshot (struct mds *mds, struct catalog_server **servers,
-                    struct placement_server **out, size_t *n)
+int
+mds_placement_snapshot (struct mds *mds, struct catalog_server **servers,
+                        struct placement_server **out, size_t *n)
 {
   uint64_t seg = mds->cluster.segment_size;
   struct placement_server *ps;
@@ -147,7 +149,7 @@ placement_snapshot (struct mds *mds, struct catalog_server **servers,
     ps[i].zone = s->zone;
     ps[i].capacity = mds_server_capacity (mds, s) / seg * seg;
     ps[i].used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
-    ps[i].up = s->state == CATALOG_SERVER_UP && mds_server_is_up (mds, s->id);
+    ps[i].up = mds_server_state (mds, s) == PROTO_SERVER_UP;
   }
   *out = ps;
   return 0;
@@ -188,7 +190,7 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
   int r;
 
   *nholes = 0;
-  r = placement_snapshot (mds, &servers, &ps, &n);
+  r = mds_placement_snapshot (mds, &servers, &ps, &n);
   if (r < 0) {
     mds_reply_catalog (rep, r, "server list");
     return r;
@@ -284,9 +286,10 @@ mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
 }
 
 /* REPLICA_FAILED: a writer could not write SERVER's replica of SEGMENT;
- * mark it stale (durably) before the writer acknowledges its write.  The
- * last good replica of a segment is never marked stale: the write failed
- * everywhere, and that replica stays the best copy.
+ * mark it stale (durably, gen + 1) before the writer acknowledges its
+ * write, and let repair resync it.  The last good replica of a segment is
+ * never marked stale: the write failed everywhere, and that replica stays
+ * the best copy.
  */
 int
 mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
@@ -333,5 +336,6 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
   log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
             " marked stale (reported by %s, volume %" PRIu64 ")",
             req.segment, req.server, conn->peer, req.volume);
+  mds_repair_kick (mds, false);
   return 0;
 }

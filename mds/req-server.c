@@ -1,6 +1,6 @@
-/* Requests about the cluster and its storage servers: STATUS,
- * SERVER_REGISTER, SERVER_HEARTBEAT, SERVER_LIST.  Handlers run with
- * mds->lock held.
+/* Requests about the cluster and its storage servers: STATUS, REPAIR,
+ * SERVER_REGISTER, SERVER_HEARTBEAT, SERVER_LIST, SERVER_DRAIN,
+ * SERVER_REMOVE.  Handlers run with mds->lock held.
  */
 
 #include <config.h>
@@ -47,10 +47,100 @@ server_used (struct mds *mds, uint32_t id, uint64_t *used, uint64_t *segments)
   return 0;
 }
 
-/* STATUS: cluster totals. */
-int
-mds_op_status (struct mds *mds, struct mds_conn *conn, const void *payload,
-               uint32_t len, struct mds_reply *rep)
+/* The server with id ID in SERVERS[0..N) (id order), or NULL. */
+static const struct catalog_server *
+find_server (const struct catalog_server *servers, size_t n, uint32_t id)
+{
+  size_t lo = 0, hi = n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (servers[mid].id == id)
+      return &servers[mid];
+    if (servers[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* The replica count of volume ID in VOLS[0..N) (id order), or 0. */
+static uint32_t
+volume_replicas (const struct catalog_volume *vols, size_t n, uint64_t id)
+{
+  size_t lo = 0, hi = n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (vols[mid].id == id)
+      return vols[mid].replicas;
+    if (vols[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return 0;
+}
+
+/* Count into INFO the degraded segments (fewer ok replicas than their
+ * volume wants, or any replica not ok or on a server that is out or
+ * draining: repair has work to do) and the replicas being copied, over
+ * every segment.
+ * SERVERS[0..N) is the server list.  Returns 0 or a catalog error.
+ */
+static int
+segment_health (struct mds *mds, const struct catalog_server *servers, size_t n,
+                struct proto_status_info *info)
+{
+  CLEANUP_FREE struct catalog_volume *vols = NULL;
+  size_t nvols;
+  uint64_t after = 0;
+  int r;
+
+  r = catalog_volume_list (mds->cat, &vols, &nvols);
+  if (r < 0)
+    return r;
+  for (;;) {
+    CLEANUP_FREE struct catalog_segment *segs = NULL;
+    size_t nsegs, i;
+
+    r = catalog_segment_list (mds->cat, after, MDS_REPAIR_PAGE, &segs, &nsegs);
+    if (r < 0)
+      return r;
+    for (i = 0; i < nsegs; ++i) {
+      const struct catalog_segment *sg = &segs[i];
+      uint32_t want = volume_replicas (vols, nvols, sg->volume);
+      uint32_t k, ok = 0;
+      bool bad = false;
+
+      for (k = 0; k < sg->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+        const struct catalog_server *srv =
+            find_server (servers, n, sg->replicas[k].server);
+        uint32_t state = srv ? mds_server_state (mds, srv) : PROTO_SERVER_OUT;
+
+        if (sg->replicas[k].state == CATALOG_REPLICA_SYNCING)
+          info->syncing++;
+        if (sg->replicas[k].state != CATALOG_REPLICA_OK ||
+            state == PROTO_SERVER_OUT || state == PROTO_SERVER_DRAINING)
+          bad = true;
+        else
+          ok++;
+      }
+      if (bad || ok < want)
+        info->degraded++;
+    }
+    if (nsegs < MDS_REPAIR_PAGE)
+      return 0;
+    after = segs[nsegs - 1].id;
+  }
+}
+
+/* Fill the reply of STATUS and REPAIR with the cluster's totals. */
+static int
+reply_status (struct mds *mds, struct mds_reply *rep)
 {
   CLEANUP_FREE struct catalog_server *servers = NULL;
   struct proto_status_info info;
@@ -58,8 +148,6 @@ mds_op_status (struct mds *mds, struct mds_conn *conn, const void *payload,
   size_t n, i;
   int r;
 
-  if (len != 0)
-    return mds_reply_bad (rep, -EBADMSG, "STATUS");
   r = catalog_stats (mds->cat, &stats);
   if (r < 0)
     return mds_reply_catalog (rep, r, "cluster statistics");
@@ -85,8 +173,36 @@ mds_op_status (struct mds *mds, struct mds_conn *conn, const void *payload,
       return mds_reply_catalog (rep, r, "server %" PRIu32, servers[i].id);
     info.used = add_sat (info.used, used);
   }
+  r = segment_health (mds, servers, n, &info);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "segment list");
+  info.resyncing = mds->nresyncs;
   proto_encode_status_info (&info, &rep->wb);
   return 0;
+}
+
+/* STATUS: cluster totals. */
+int
+mds_op_status (struct mds *mds, struct mds_conn *conn, const void *payload,
+               uint32_t len, struct mds_reply *rep)
+{
+  if (len != 0)
+    return mds_reply_bad (rep, -EBADMSG, "STATUS");
+  return reply_status (mds, rep);
+}
+
+/* REPAIR: start a repair pass now, retrying segments that failed
+ * recently; reply with the cluster's totals.
+ */
+int
+mds_op_repair (struct mds *mds, struct mds_conn *conn, const void *payload,
+               uint32_t len, struct mds_reply *rep)
+{
+  if (len != 0)
+    return mds_reply_bad (rep, -EBADMSG, "REPAIR");
+  log_info ("repair asked by %s", conn->peer);
+  mds_repair_kick (mds, true);
+  return reply_status (mds, rep);
 }
 
 /* SERVER_REGISTER: a storage server announces itself.  A store formatted
@@ -100,6 +216,7 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
 {
   struct proto_register req;
   struct proto_register_reply reply;
+  struct mds_server_state *st;
   struct catalog_server s;
   char uuid[37], cluster[37], theirs[37];
   int r;
@@ -142,6 +259,13 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
   r = mds_server_heard (mds, s.id, req.capacity, req.used);
   if (r < 0)
     return mds_reply_errno (rep, r, "server %s: out of memory", uuid);
+  /* It may have missed fences while it was away. */
+  st = mds_server_find (mds, s.id);
+  if (st) {
+    st->needs_fences = true;
+    st->fence_cursor = 0;
+  }
+  mds_repair_kick (mds, true);
   log_info ("server %" PRIu32 " (%s) registered: address %s, zone \"%s\", "
             "capacity %" PRIu64,
             s.id, uuid, req.address, req.zone, req.capacity);
@@ -155,15 +279,56 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
   return 0;
 }
 
+/* Fill FENCES (room for MDS_FENCE_BATCH) with the next batch of fences
+ * server ST needs, and *N with their count: every volume's, in id order
+ * from ST->fence_cursor.  A volume with a writer is fenced at the
+ * writer's first epoch (its writes of older epochs may still be in
+ * flight), others at their current epoch.  Returns 0 or a catalog
+ * error.
+ */
+static int
+next_fences (struct mds *mds, struct mds_server_state *st,
+             struct proto_fence *fences, uint32_t *n)
+{
+  CLEANUP_FREE struct catalog_volume *vols = NULL;
+  size_t nvols, i;
+  int r;
+
+  *n = 0;
+  if (!st->needs_fences)
+    return 0;
+  r = catalog_volume_list (mds->cat, &vols, &nvols);
+  if (r < 0)
+    return r;
+  for (i = 0; i < nvols && *n < MDS_FENCE_BATCH; ++i) {
+    const struct mds_lease *l;
+
+    if (vols[i].id <= st->fence_cursor || vols[i].epoch == 0)
+      continue;
+    l = mds_lease_find (mds, vols[i].id);
+    fences[*n].volume = vols[i].id;
+    fences[*n].epoch = l ? l->base_epoch : vols[i].epoch;
+    (*n)++;
+    st->fence_cursor = vols[i].id;
+  }
+  if (i == nvols) {
+    st->needs_fences = false;
+    st->fence_cursor = 0;
+  }
+  return 0;
+}
+
 /* The body of SERVER_HEARTBEAT once decoded: record the server's load,
- * forget the garbage it has deleted, hand it the next batch.
+ * forget the garbage it has deleted, hand it the next batch and the
+ * fences it needs.
  */
 static int
 heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
            struct mds_reply *rep)
 {
   CLEANUP_FREE uint64_t *garbage = NULL;
-  struct proto_segment_list list;
+  CLEANUP_FREE struct proto_fence *fences = NULL;
+  struct proto_heartbeat_reply reply;
   struct catalog_server s;
   size_t n;
   int r;
@@ -174,8 +339,10 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
         rep, PROTO_ENOENT, "server %" PRIu32 ": not registered", hb->server_id);
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32, hb->server_id);
-  if (!mds_server_is_up (mds, s.id))
+  if (mds_server_find (mds, s.id) == NULL || !mds_server_is_up (mds, s.id)) {
     log_info ("server %" PRIu32 " (%s): up", s.id, s.address);
+    mds_repair_kick (mds, true);
+  }
   r = mds_server_heard (mds, s.id, hb->capacity, hb->used);
   if (r < 0)
     return mds_reply_errno (rep, r, "server %" PRIu32 ": out of memory", s.id);
@@ -187,9 +354,21 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
   r = catalog_garbage_get (mds->cat, s.id, MDS_GARBAGE_BATCH, &garbage, &n);
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32 " garbage", s.id);
-  list.n = n;
-  list.segments = garbage;
-  proto_encode_segment_list (&list, &rep->wb);
+  memset (&reply, 0, sizeof reply);
+  reply.n = n;
+  reply.segments = garbage;
+  fences = calloc (MDS_FENCE_BATCH, sizeof *fences);
+  if (fences == NULL)
+    return mds_reply_errno (rep, -ENOMEM, "server %" PRIu32 ": out of memory",
+                            s.id);
+  r = next_fences (mds, mds_server_find (mds, s.id), fences, &reply.nfences);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "volume list");
+  reply.fences = fences;
+  if (reply.nfences > 0)
+    log_debug ("server %" PRIu32 ": sending %" PRIu32 " fences", s.id,
+               reply.nfences);
+  proto_encode_heartbeat_reply (&reply, &rep->wb);
   return 0;
 }
 
@@ -208,17 +387,6 @@ mds_op_server_heartbeat (struct mds *mds, struct mds_conn *conn,
   r = heartbeat (mds, &hb, rep);
   proto_heartbeat_free (&hb);
   return r;
-}
-
-/* The state SERVER_LIST shows for server S: draining and out come from
- * the catalog, up and down from its heartbeats.
- */
-static uint32_t
-server_state (struct mds *mds, const struct catalog_server *s)
-{
-  if (s->state == CATALOG_SERVER_DRAINING || s->state == CATALOG_SERVER_OUT)
-    return s->state;
-  return mds_server_is_up (mds, s->id) ? PROTO_SERVER_UP : PROTO_SERVER_DOWN;
 }
 
 /* SERVER_LIST: every server with its state and load. */
@@ -246,7 +414,7 @@ mds_op_server_list (struct mds *mds, struct mds_conn *conn, const void *payload,
     struct proto_server_info *p = &infos[i];
 
     p->id = servers[i].id;
-    p->state = server_state (mds, &servers[i]);
+    p->state = mds_server_state (mds, &servers[i]);
     memcpy (p->uuid, servers[i].uuid, 16);
     p->capacity = mds_server_capacity (mds, &servers[i]);
     r = server_used (mds, servers[i].id, &p->used, &p->segments);
@@ -258,5 +426,81 @@ mds_op_server_list (struct mds *mds, struct mds_conn *conn, const void *payload,
   list.n = n;
   list.servers = infos;
   proto_encode_server_list (&list, &rep->wb);
+  return 0;
+}
+
+/* SERVER_DRAIN: mark a server draining; repair moves its replicas to
+ * other servers.  Replies at once.
+ */
+int
+mds_op_server_drain (struct mds *mds, struct mds_conn *conn,
+                     const void *payload, uint32_t len, struct mds_reply *rep)
+{
+  struct proto_server_request req;
+  struct catalog_server s;
+  uint64_t count = 0;
+  int r;
+
+  r = proto_decode_server_request (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "SERVER_DRAIN");
+  r = catalog_server_get (mds->cat, req.server, &s);
+  if (r == -ENOENT)
+    return mds_reply_error (rep, PROTO_ENOENT, "server %" PRIu32 ": not found",
+                            req.server);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "server %" PRIu32, req.server);
+  if (s.state == CATALOG_SERVER_DRAINING)
+    return 0;
+  r = catalog_server_set_state (mds->cat, s.id, CATALOG_SERVER_DRAINING);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "server %" PRIu32, s.id);
+  catalog_server_count_segments (mds->cat, s.id, &count);
+  log_info ("server %" PRIu32 " (%s): draining %" PRIu64
+            " replicas, asked by %s",
+            s.id, s.address, count, conn->peer);
+  mds_repair_kick (mds, true);
+  return 0;
+}
+
+/* SERVER_REMOVE: forget a server that is draining or out and holds no
+ * replica any more.
+ */
+int
+mds_op_server_remove (struct mds *mds, struct mds_conn *conn,
+                      const void *payload, uint32_t len, struct mds_reply *rep)
+{
+  struct proto_server_request req;
+  struct catalog_server s;
+  uint64_t count = 0;
+  uint32_t state;
+  int r;
+
+  r = proto_decode_server_request (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "SERVER_REMOVE");
+  r = catalog_server_get (mds->cat, req.server, &s);
+  if (r == -ENOENT)
+    return mds_reply_error (rep, PROTO_ENOENT, "server %" PRIu32 ": not found",
+                            req.server);
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "server %" PRIu32, req.server);
+  state = mds_server_state (mds, &s);
+  if (state != PROTO_SERVER_DRAINING && state != PROTO_SERVER_OUT)
+    return mds_reply_error (rep, PROTO_EBUSY,
+                            "server %" PRIu32 ": %s: drain it first", s.id,
+                            proto_server_state_name (state));
+  r = catalog_server_remove (mds->cat, s.id);
+  if (r == -EBUSY) {
+    catalog_server_count_segments (mds->cat, s.id, &count);
+    return mds_reply_error (
+        rep, PROTO_EBUSY,
+        "server %" PRIu32 ": still holds %" PRIu64 " replicas", s.id, count);
+  }
+  if (r < 0)
+    return mds_reply_catalog (rep, r, "server %" PRIu32, s.id);
+  mds_server_forget (mds, s.id);
+  log_info ("server %" PRIu32 " (%s): removed, asked by %s", s.id, s.address,
+            conn->peer);
   return 0;
 }

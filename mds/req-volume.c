@@ -263,8 +263,9 @@ mds_op_vol_resize (struct mds *mds, struct mds_conn *conn, const void *payload,
   return 0;
 }
 
-/* VOL_DELETE: refused while a writer holds the lease.  The segments'
- * replicas become garbage that heartbeats hand back to their servers.
+/* VOL_DELETE: refused while a writer holds the lease or a resync runs.
+ * The segments' replicas become garbage that heartbeats hand back to
+ * their servers.
  */
 int
 mds_op_vol_delete (struct mds *mds, struct mds_conn *conn, const void *payload,
@@ -279,6 +280,10 @@ mds_op_vol_delete (struct mds *mds, struct mds_conn *conn, const void *payload,
     return r < 0 ? r : 0;
   if (mds_lease_active (mds, v.id))
     return mds_reply_error (rep, PROTO_EBUSY, "volume %s: open for writing",
+                            v.name);
+  if (mds_resyncing (mds, v.id))
+    return mds_reply_error (rep, PROTO_EBUSY,
+                            "volume %s: resyncing after an unclean close",
                             v.name);
   r = catalog_volume_delete (mds->cat, v.id);
   if (r < 0)

@@ -1,7 +1,7 @@
 /* In-memory state of the MDS: heartbeats of storage servers and writer
- * leases.  Neither is in the catalog: after a restart servers are down
- * until they heartbeat again, and leases are rebuilt by
- * mds_leases_recover.  Every function here is called with mds->lock held
+ * leases.  Neither is in the catalog: after a restart servers count as
+ * heard at the start (down, then out, if they stay silent), and leases
+ * are rebuilt by mds_leases_recover.  Every function here is called with mds->lock held
  * (or at start-up, before any other thread exists).
  */
 
@@ -46,7 +46,7 @@ find_server (struct mds *mds, uint32_t id)
 /* The state of server ID, or NULL if it has not been heard from since the
  * MDS started.
  */
-const struct mds_server_state *
+struct mds_server_state *
 mds_server_find (struct mds *mds, uint32_t id)
 {
   return find_server (mds, id);
@@ -69,7 +69,10 @@ mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
       return -ENOMEM;
     mds->servers = p;
     s = &p[mds->nservers++];
+    memset (s, 0, sizeof *s);
     s->id = id;
+    /* Fences made while the MDS did not hear from it may be missing. */
+    s->needs_fences = true;
   }
   s->last_heard_ns = mds_now_ns ();
   s->capacity = capacity;
@@ -77,14 +80,76 @@ mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
   return 0;
 }
 
+/* The health of server ID from its heartbeats alone: PROTO_SERVER_UP if
+ * heard from within the down-timeout, PROTO_SERVER_OUT if silent for the
+ * out-timeout, else PROTO_SERVER_DOWN.  A server not heard from since the
+ * MDS started counts as heard at the start: after a restart the servers
+ * that were running stay up (allocations do not fail) until they have
+ * had the time to heartbeat.
+ */
+uint32_t
+mds_server_health (struct mds *mds, uint32_t id)
+{
+  const struct mds_server_state *s = mds_server_find (mds, id);
+  uint64_t now = mds_now_ns (), age;
+
+  age = now - (s ? s->last_heard_ns : mds->start_ns);
+  if (age <= (uint64_t)mds->down_ms * 1000000u)
+    return PROTO_SERVER_UP;
+  if (age <= (uint64_t)mds->out_ms * 1000000u)
+    return PROTO_SERVER_DOWN;
+  return PROTO_SERVER_OUT;
+}
+
+/* Forget what is known of server ID (it was removed). */
+void
+mds_server_forget (struct mds *mds, uint32_t id)
+{
+  struct mds_server_state *s = find_server (mds, id);
+
+  if (s)
+    *s = mds->servers[--mds->nservers];
+}
+
 /* True if server ID was heard from within the down-timeout. */
 bool
 mds_server_is_up (struct mds *mds, uint32_t id)
 {
-  const struct mds_server_state *s = mds_server_find (mds, id);
+  return mds_server_health (mds, id) == PROTO_SERVER_UP;
+}
 
-  return s != NULL &&
-         mds_now_ns () - s->last_heard_ns <= (uint64_t)mds->down_ms * 1000000u;
+/* The state of server S as SERVER_LIST shows it and repair sees it:
+ * draining (and out, if ever recorded) come from the catalog, the rest
+ * from its heartbeats (mds_server_health).
+ */
+uint32_t
+mds_server_state (struct mds *mds, const struct catalog_server *s)
+{
+  if (s->state == CATALOG_SERVER_DRAINING || s->state == CATALOG_SERVER_OUT)
+    return s->state;
+  return mds_server_health (mds, s->id);
+}
+
+/* Every server heard from, except EXCEPT[0..NEXCEPT), gets every
+ * volume's fence in its next heartbeat replies: a fence was made that
+ * could not be sent to it.  (Servers not heard from yet get them anyway
+ * when they are.)
+ */
+void
+mds_servers_need_fences (struct mds *mds, const uint32_t *except,
+                         size_t nexcept)
+{
+  size_t i, j;
+
+  for (i = 0; i < mds->nservers; ++i) {
+    for (j = 0; j < nexcept; ++j)
+      if (except[j] == mds->servers[i].id)
+        break;
+    if (j == nexcept) {
+      mds->servers[i].needs_fences = true;
+      mds->servers[i].fence_cursor = 0;
+    }
+  }
 }
 
 /* The capacity of server S: what it last reported, else what it reported
@@ -110,11 +175,13 @@ mds_lease_find (struct mds *mds, uint64_t volume)
   return NULL;
 }
 
-/* Give VOLUME's lease to EPOCH for the lease time from now, replacing any
+/* Give VOLUME's lease to the writer whose epochs run from BASE_EPOCH to
+ * EPOCH (its current one) for the lease time from now, replacing any
  * record.  Returns 0 or -ENOMEM.
  */
 int
-mds_lease_set (struct mds *mds, uint64_t volume, uint64_t epoch)
+mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
+               uint64_t epoch)
 {
   struct mds_lease *l = mds_lease_find (mds, volume);
 
@@ -128,6 +195,7 @@ mds_lease_set (struct mds *mds, uint64_t volume, uint64_t epoch)
     l = &p[mds->nleases++];
     l->volume = volume;
   }
+  l->base_epoch = base_epoch;
   l->epoch = epoch;
   l->expiry_ns = mds_now_ns () + (uint64_t)mds->lease_ms * 1000000u;
   return 0;
@@ -152,10 +220,12 @@ mds_lease_active (struct mds *mds, uint64_t volume)
   return l != NULL && mds_now_ns () < l->expiry_ns;
 }
 
-/* Check that EPOCH is the epoch of VOLUME's writer.  An expired lease
- * still counts until another writer takes the volume: nobody else can
- * have written meanwhile.  Returns 0, or fills REP with PROTO_ESTALE and
- * returns -ESTALE.
+/* Check that EPOCH is an epoch of VOLUME's writer: its current one or
+ * an older one since its open (requests of an epoch the writer has just
+ * rotated away from may still arrive).  An expired lease still counts
+ * until another writer takes the volume: nobody else can have written
+ * meanwhile.  Returns 0, or fills REP with PROTO_ESTALE and returns
+ * -ESTALE.
  */
 int
 mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
@@ -163,7 +233,7 @@ mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
 {
   struct mds_lease *l = mds_lease_find (mds, volume);
 
-  if (l != NULL && l->epoch == epoch)
+  if (l != NULL && epoch >= l->base_epoch && epoch <= l->epoch)
     return 0;
   mds_reply_error (rep, PROTO_ESTALE,
                    "volume %" PRIu64 ": epoch %" PRIu64
@@ -175,7 +245,10 @@ mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
 /* After a restart, give every volume whose writer did not close it a
  * fresh lease in its current epoch: that writer may still be running and
  * renew it, and no new writer gets the volume before it would have
- * expired.  Returns 0 or -errno.
+ * expired.  The writer's first epoch is not known any more: every epoch
+ * after the clean one is taken as its (no other writer can have used
+ * them: a writer takes a volume only once it is clean).  Returns 0 or
+ * -errno.
  */
 int
 mds_leases_recover (struct mds *mds)
@@ -190,7 +263,11 @@ mds_leases_recover (struct mds *mds)
   for (i = 0; i < n; ++i) {
     if (vols[i].epoch == 0 || (vols[i].flags & CATALOG_VOL_CLEAN))
       continue;
-    r = mds_lease_set (mds, vols[i].id, vols[i].epoch);
+    r = mds_lease_set (mds, vols[i].id,
+                       vols[i].clean_epoch < vols[i].epoch
+                           ? vols[i].clean_epoch + 1
+                           : vols[i].epoch,
+                       vols[i].epoch);
     if (r < 0)
       return r;
     log_info ("volume %s: not closed cleanly in epoch %" PRIu64
@@ -247,4 +324,13 @@ mds_state_free (struct mds *mds)
   free (mds->leases);
   mds->leases = NULL;
   mds->nleases = 0;
+  free (mds->copies);
+  mds->copies = NULL;
+  mds->ncopies = 0;
+  free (mds->retries);
+  mds->retries = NULL;
+  mds->nretries = 0;
+  free (mds->resyncs);
+  mds->resyncs = NULL;
+  mds->nresyncs = 0;
 }

@@ -445,6 +445,97 @@ START_TEST (test_reproducible)
 }
 END_TEST
 
+/* placement_choose_extra never picks a holder, even one that is up,
+ * and fails when the servers besides the holders are too few.
+ */
+START_TEST (test_extra_holders)
+{
+  struct placement_server servers[5];
+  uint32_t holders[4] = { 1, 2, 3, 99 }, out[4];
+  uint64_t rng = test_rng (12);
+  size_t i;
+  int iter;
+
+  for (i = 0; i < 5; ++i)
+    server_init (&servers[i], i, NULL, BIG);
+  servers[3].up = false; /* server 4: down */
+  for (iter = 0; iter < 500; ++iter) {
+    /* 99 is unknown: ignored. */
+    ck_assert_int_eq (
+        placement_choose_extra (servers, 5, holders, 4, 1, &rng, out), 0);
+    ck_assert_uint_eq (out[0], 5);
+  }
+  ck_assert_int_eq (
+      placement_choose_extra (servers, 5, holders, 2, 1, &rng, out), 0);
+  ck_assert (out[0] == 3 || out[0] == 5);
+  ck_assert_int_eq (
+      placement_choose_extra (servers, 5, holders, 2, 2, &rng, out), 0);
+  check_valid (servers, 5, out, 2);
+  ck_assert (same_set (out, (uint32_t[]){ 3, 5 }, 2));
+  ck_assert_int_eq (
+      placement_choose_extra (servers, 5, holders, 2, 3, &rng, out), -ENOSPC);
+  /* No holders: like placement_choose without AVOID. */
+  ck_assert_int_eq (placement_choose_extra (servers, 5, NULL, 0, 4, &rng, out),
+                    0);
+  check_valid (servers, 5, out, 4);
+  ck_assert_int_eq (
+      placement_choose_extra (servers, 5, holders, 2, 0, &rng, out), -EINVAL);
+  ck_assert_int_eq (placement_choose_extra (servers, 5, holders, 2,
+                                            PLACEMENT_REPLICAS_MAX - 1, &rng,
+                                            out),
+                    -EINVAL);
+}
+END_TEST
+
+/* A replacement goes to a zone that holds none of the segment's other
+ * replicas, whichever server of that zone is lost.
+ */
+START_TEST (test_extra_zones)
+{
+  static const char *zones[6] = { "a", "a", "b", "b", "c", "c" };
+  struct placement_server servers[6];
+  uint32_t holders[2], out[2];
+  uint64_t rng = test_rng (13);
+  size_t i;
+  int iter;
+
+  for (i = 0; i < 6; ++i)
+    server_init (&servers[i], i, zones[i], BIG);
+  for (iter = 0; iter < 500; ++iter) {
+    /* Replicas in zones a and b remain (servers 1 and 3 or 4). */
+    holders[0] = 1;
+    holders[1] = 3 + iter % 2;
+    servers[4 - iter % 2].up = iter % 3 != 0; /* the other b: up or not */
+    ck_assert_int_eq (
+        placement_choose_extra (servers, 6, holders, 2, 1, &rng, out), 0);
+    ck_assert (out[0] == 5 || out[0] == 6);
+    servers[4 - iter % 2].up = true;
+  }
+  /* Zone c is down: the replacement shares a zone with a holder, but
+   * never its server.
+   */
+  servers[4].up = servers[5].up = false;
+  for (iter = 0; iter < 200; ++iter) {
+    holders[0] = 1;
+    holders[1] = 3;
+    ck_assert_int_eq (
+        placement_choose_extra (servers, 6, holders, 2, 1, &rng, out), 0);
+    ck_assert (out[0] == 2 || out[0] == 4);
+  }
+  /* Two more for one holder in zone a, with one server of zone c up:
+   * one goes to zone b, the other to zone c.
+   */
+  servers[4].up = true;
+  for (iter = 0; iter < 200; ++iter) {
+    ck_assert_int_eq (
+        placement_choose_extra (servers, 6, holders, 1, 2, &rng, out), 0);
+    check_valid (servers, 6, out, 2);
+    ck_assert (out[0] == 5 || out[1] == 5);
+    ck_assert (out[0] == 3 || out[0] == 4 || out[1] == 3 || out[1] == 4);
+  }
+}
+END_TEST
+
 /* The seed from TESSERA_TEST_SEED, else from the clock and pid. */
 static uint64_t
 choose_seed (void)
@@ -479,6 +570,8 @@ placement_suite (void)
     { "enospc", test_enospc },
     { "down_full", test_down_full },
     { "reproducible", test_reproducible },
+    { "extra_holders", test_extra_holders },
+    { "extra_zones", test_extra_zones },
   };
   size_t i;
 

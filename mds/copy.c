@@ -1,0 +1,393 @@
+/* One copy of a segment to one replica, in three steps: prepare (lock
+ * held: the target becomes syncing, its generation raised, and the copy
+ * is registered as running), run (no lock: SEG_SET_GEN to the target
+ * and every ok replica, then SEG_PULL to the target, which copies from
+ * the source server itself) and finish (lock held: the target becomes
+ * ok, or stale / removed on failure), then announce (no lock: SEG_SET_GEN
+ * again).  Used by repair's worker threads (repair.c) and by SEG_RESYNC
+ * (resync.c).  See docs/failure-handling.md.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#include "internal.h"
+#include "placement.h"
+
+/* ---- Running copies (mds->lock held) ---- */
+
+/* True if a copy of SEGMENT is running. */
+bool
+mds_copy_busy (struct mds *mds, uint64_t segment)
+{
+  size_t i;
+
+  for (i = 0; i < mds->ncopies; ++i)
+    if (mds->copies[i]->segment == segment)
+      return true;
+  return false;
+}
+
+/* True if a copy of a segment of VOLUME is running. */
+bool
+mds_copy_busy_volume (struct mds *mds, uint64_t volume)
+{
+  size_t i;
+
+  for (i = 0; i < mds->ncopies; ++i)
+    if (mds->copies[i]->volume == volume)
+      return true;
+  return false;
+}
+
+/* Number of copies running to server TARGET. */
+size_t
+mds_copies_to (struct mds *mds, uint32_t target)
+{
+  size_t i, n = 0;
+
+  for (i = 0; i < mds->ncopies; ++i)
+    if (mds->copies[i]->target == target)
+      n++;
+  return n;
+}
+
+/* Add C to the running copies.  Returns 0 or -ENOMEM. */
+static int
+copy_register (struct mds *mds, struct mds_copy *c)
+{
+  struct mds_copy **p;
+
+  p = realloc (mds->copies, (mds->ncopies + 1) * sizeof *p);
+  if (p == NULL)
+    return -ENOMEM;
+  mds->copies = p;
+  p[mds->ncopies++] = c;
+  return 0;
+}
+
+/* Remove C from the running copies (if it is there). */
+static void
+copy_unregister (struct mds *mds, struct mds_copy *c)
+{
+  size_t i;
+
+  for (i = 0; i < mds->ncopies; ++i)
+    if (mds->copies[i] == c) {
+      mds->copies[i] = mds->copies[--mds->ncopies];
+      return;
+    }
+}
+
+/* The index of SERVER's replica in S, or -1. */
+static int
+replica_index (const struct catalog_segment *s, uint32_t server)
+{
+  uint32_t k;
+
+  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
+    if (s->replicas[k].server == server)
+      return k;
+  return -1;
+}
+
+/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
+ * Returns 0 or a catalog error.
+ */
+static int
+server_address (struct mds *mds, uint32_t id, char *addr)
+{
+  struct catalog_server srv;
+  int r;
+
+  r = catalog_server_get (mds->cat, id, &srv);
+  if (r < 0)
+    return r;
+  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
+  return 0;
+}
+
+/* Fill C's peers after the target (from index FIRST): every ok replica of
+ * S on a server that is up, except the target.  Returns 0 or a catalog
+ * error.
+ */
+static int
+collect_peers (struct mds *mds, struct mds_copy *c,
+               const struct catalog_segment *s, size_t first)
+{
+  uint32_t k;
+  int r;
+
+  c->npeers = first;
+  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+    uint32_t id = s->replicas[k].server;
+
+    if (id == c->target || s->replicas[k].state != CATALOG_REPLICA_OK ||
+        !mds_server_is_up (mds, id))
+      continue;
+    r = server_address (mds, id, c->peer_addrs[c->npeers]);
+    if (r < 0)
+      return r;
+    c->peer_ids[c->npeers++] = id;
+  }
+  return 0;
+}
+
+/* Choose C's source: C->source if set (it must hold an ok replica of S
+ * on a server that is up), else one such replica at random other than
+ * the target.  Returns 0, or -EAGAIN with ERRMSG set.
+ */
+static int
+choose_source (struct mds *mds, struct mds_copy *c,
+               const struct catalog_segment *s, char *errmsg, size_t errlen)
+{
+  uint32_t cands[CATALOG_REPLICAS_MAX];
+  size_t n = 0, i;
+  uint32_t k;
+
+  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
+    if (s->replicas[k].server != c->target &&
+        s->replicas[k].state == CATALOG_REPLICA_OK &&
+        mds_server_is_up (mds, s->replicas[k].server))
+      cands[n++] = s->replicas[k].server;
+  if (c->source) {
+    for (i = 0; i < n; ++i)
+      if (cands[i] == c->source)
+        return 0;
+    snprintf (errmsg, errlen,
+              "server %" PRIu32 " holds no ok replica or is not up", c->source);
+    return -EAGAIN;
+  }
+  if (n == 0) {
+    snprintf (errmsg, errlen, "no ok replica on a server that is up");
+    return -EAGAIN;
+  }
+  c->source = cands[placement_random (&mds->rng) % n];
+  return 0;
+}
+
+/* Start copy C (mds->lock held).  The caller sets segment, target,
+ * added (add TARGET as a new replica, else resync its existing one),
+ * mode, bandwidth, lost (or 0) and source (or 0: any ok replica on a
+ * server that is up).  The target replica becomes syncing (its
+ * generation raised) and C is registered as running; the rest of C is
+ * filled for mds_copy_run.  Returns 0, or -errno with the reason in
+ * ERRMSG (nothing changed then).
+ */
+int
+mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
+                  size_t errlen)
+{
+  struct catalog_segment s;
+  struct catalog_volume v;
+  int k, r;
+
+  c->mds = mds;
+  if (mds_copy_busy (mds, c->segment)) {
+    snprintf (errmsg, errlen, "another copy is running");
+    return -EBUSY;
+  }
+  r = catalog_segment_get (mds->cat, c->segment, &s);
+  if (r == 0)
+    r = catalog_volume_get (mds->cat, s.volume, &v);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s", catalog_strerror (r));
+    return r;
+  }
+  c->volume = s.volume;
+  c->epoch = v.epoch;
+  k = replica_index (&s, c->target);
+  if (c->added ? k >= 0 : k < 0) {
+    snprintf (errmsg, errlen, "server %" PRIu32 " %s", c->target,
+              c->added ? "holds a replica already" : "holds no replica");
+    return c->added ? -EEXIST : -ENOENT;
+  }
+  if (!mds_server_is_up (mds, c->target)) {
+    snprintf (errmsg, errlen, "server %" PRIu32 " is not up", c->target);
+    return -EAGAIN;
+  }
+  r = choose_source (mds, c, &s, errmsg, errlen);
+  if (r < 0)
+    return r;
+  r = server_address (mds, c->target, c->peer_addrs[0]);
+  if (r == 0)
+    r = server_address (mds, c->source, c->source_addr);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s", catalog_strerror (r));
+    return r;
+  }
+
+  /* The target becomes syncing with a new generation.  A replica left
+   * syncing by an earlier copy goes through stale, so that the
+   * generation is raised all the same.
+   */
+  c->was_ok = !c->added && s.replicas[k].state == CATALOG_REPLICA_OK;
+  c->pulled = false;
+  if (c->added)
+    r = catalog_segment_add_replica (mds->cat, c->segment, c->target,
+                                     CATALOG_REPLICA_SYNCING, &s);
+  else {
+    if (s.replicas[k].state == CATALOG_REPLICA_SYNCING)
+      r = catalog_replica_set_state (mds->cat, c->segment, c->target,
+                                     CATALOG_REPLICA_STALE, &s);
+    if (r == 0)
+      r = catalog_replica_set_state (mds->cat, c->segment, c->target,
+                                     CATALOG_REPLICA_SYNCING, &s);
+  }
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s", catalog_strerror (r));
+    return r;
+  }
+  c->gen = s.gen;
+  c->peer_ids[0] = c->target;
+  r = collect_peers (mds, c, &s, 1);
+  if (r == 0)
+    r = copy_register (mds, c);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s", catalog_strerror (r));
+    c->npeers = 0;
+    mds_copy_finish (mds, c, r);
+    return r;
+  }
+  if (mds->debug_repair)
+    log_msg (LOG_LEVEL_DEBUG,
+             "segment %" PRIu64 ": %s copy from server %" PRIu32
+             " to server %" PRIu32 " (%s), gen %" PRIu64,
+             c->segment, c->mode == PROTO_PULL_FULL ? "full" : "diff",
+             c->source, c->target, c->added ? "new replica" : "resync", c->gen);
+  return 0;
+}
+
+/* Run copy C (no lock held): tell the target and every ok replica the
+ * new generation, then have the target pull.  Returns 0 once the copy
+ * is durable on the target, or -errno with the reason in ERRMSG.
+ */
+int
+mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
+{
+  char msg[PROTO_ERRMSG_MAX + 64];
+  struct proto_pull pull;
+  size_t i;
+  int r;
+
+  for (i = 0; i < c->npeers; ++i) {
+    r = mds_srv_set_gen (mds, c->peer_addrs[i], c->segment, c->volume, c->gen,
+                         msg, sizeof msg);
+    if (r < 0) {
+      snprintf (errmsg, errlen, "server %" PRIu32 ": SEG_SET_GEN: %s",
+                c->peer_ids[i], msg);
+      return r;
+    }
+  }
+  memset (&pull, 0, sizeof pull);
+  pull.segment = c->segment;
+  pull.volume = c->volume;
+  pull.epoch = c->epoch;
+  pull.gen = c->gen;
+  pull.mode = c->mode;
+  pull.bandwidth = c->bandwidth;
+  snprintf (pull.source, sizeof pull.source, "%s", c->source_addr);
+  c->pulled = true;
+  r = mds_srv_pull (mds, c->peer_addrs[0], &pull, msg, sizeof msg);
+  if (r < 0) {
+    snprintf (errmsg, errlen,
+              "server %" PRIu32 ": SEG_PULL from server %" PRIu32 ": %s",
+              c->target, c->source, msg);
+    return r;
+  }
+  return 0;
+}
+
+/* End copy C (mds->lock held) with RESULT (0 or -errno from
+ * mds_copy_run): on success the target becomes ok (unless a writer
+ * marked it stale meanwhile) and the lost replica, if any, is removed;
+ * on failure an added target is removed again, a resynced one marked
+ * stale (or ok again if it was ok and the pull was not sent: its data
+ * did not change), and the segment waits before it is tried again.  C is
+ * unregistered and its peers refilled for mds_copy_announce.
+ */
+void
+mds_copy_finish (struct mds *mds, struct mds_copy *c, int result)
+{
+  struct catalog_segment s;
+  int k, r;
+
+  copy_unregister (mds, c);
+  c->npeers = 0;
+  r = catalog_segment_get (mds->cat, c->segment, &s);
+  if (r < 0) {
+    if (r != -ENOENT) /* else its volume was deleted meanwhile */
+      log_error ("catalog: segment %" PRIu64 ": %s", c->segment,
+                 catalog_strerror (r));
+    return;
+  }
+  k = replica_index (&s, c->target);
+  if (result == 0 && k >= 0 && s.replicas[k].state == CATALOG_REPLICA_SYNCING) {
+    r = catalog_replica_set_state (mds->cat, c->segment, c->target,
+                                   CATALOG_REPLICA_OK, &s);
+    if (r < 0)
+      log_error ("catalog: segment %" PRIu64 ": %s", c->segment,
+                 catalog_strerror (r));
+    else
+      log_info ("segment %" PRIu64 ": replica on server %" PRIu32
+                " is ok (%s copy from server %" PRIu32 ")",
+                c->segment, c->target,
+                c->mode == PROTO_PULL_FULL ? "full" : "diff", c->source);
+    if (r == 0 && c->lost && replica_index (&s, c->lost) >= 0) {
+      r = catalog_segment_remove_replica (mds->cat, c->segment, c->lost, &s);
+      if (r < 0)
+        log_warn ("segment %" PRIu64 ": removing the replica on server %" PRIu32
+                  ": %s",
+                  c->segment, c->lost, catalog_strerror (r));
+      else
+        log_info ("segment %" PRIu64 ": replica on server %" PRIu32 " removed",
+                  c->segment, c->lost);
+    }
+  }
+  else if (k >= 0) {
+    if (result == 0)
+      log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
+                " became %s during its copy",
+                c->segment, c->target,
+                proto_replica_state_name (s.replicas[k].state));
+    if (c->added)
+      r = catalog_segment_remove_replica (mds->cat, c->segment, c->target, &s);
+    else if (s.replicas[k].state == CATALOG_REPLICA_SYNCING)
+      /* An ok replica whose copy never started is as good as before. */
+      r = catalog_replica_set_state (
+          mds->cat, c->segment, c->target,
+          c->was_ok && !c->pulled ? CATALOG_REPLICA_OK : CATALOG_REPLICA_STALE,
+          &s);
+    if (r < 0)
+      log_error ("catalog: segment %" PRIu64 ": %s", c->segment,
+                 catalog_strerror (r));
+    mds_repair_retry_later (mds, c->segment);
+  }
+  c->gen = s.gen;
+  if (collect_peers (mds, c, &s, 0) < 0)
+    c->npeers = 0;
+}
+
+/* After mds_copy_finish (no lock held): tell every ok replica the
+ * segment's new generation, so that writers with an older map refresh
+ * it.  Failures only delay that: they are not errors.
+ */
+void
+mds_copy_announce (struct mds *mds, struct mds_copy *c)
+{
+  char msg[PROTO_ERRMSG_MAX + 64];
+  size_t i;
+
+  for (i = 0; i < c->npeers; ++i)
+    if (mds_srv_set_gen (mds, c->peer_addrs[i], c->segment, c->volume, c->gen,
+                         msg, sizeof msg) < 0)
+      log_debug ("segment %" PRIu64 ": server %" PRIu32 ": SEG_SET_GEN: %s",
+                 c->segment, c->peer_ids[i], msg);
+}

@@ -1,0 +1,466 @@
+/* Repair: keep every segment at its volume's replica count.
+ *
+ * The repair thread wakes every second, or when kicked (REPAIR,
+ * REPLICA_FAILED, a server coming back, a drain, a copy ending), and
+ * pages through every segment of the catalog.  For each one, with
+ * mds->lock held and no network I/O:
+ *   - replicas on an out or draining server are lost; once the segment
+ *     has as many ok replicas elsewhere as its volume wants, they are
+ *     removed (queued as garbage for their server);
+ *   - a stale replica (or one left syncing by an interrupted copy) on a
+ *     server that is up is resynced in place: DIFF copy;
+ *   - if fewer replicas than wanted remain besides the lost ones,
+ *     placement picks a new server, the replica is added and copied in
+ *     FULL, and a lost one is removed once it is ok.
+ * Each copy (copy.c) runs on its own worker thread, at most
+ * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
+ * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
+ * tried again.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#include "internal.h"
+#include "placement.h"
+
+/* ---- Retries and kicks (mds->lock held) ---- */
+
+/* True if SEGMENT may be repaired now: it did not fail recently.  A
+ * retry entry whose time has come is dropped (mds->lock held).
+ */
+static bool
+retry_due (struct mds *mds, uint64_t segment)
+{
+  size_t i;
+
+  for (i = 0; i < mds->nretries; ++i)
+    if (mds->retries[i].segment == segment) {
+      if (mds_now_ns () < mds->retries[i].not_before_ns)
+        return false;
+      mds->retries[i] = mds->retries[--mds->nretries];
+      return true;
+    }
+  return true;
+}
+
+/* Repairing SEGMENT failed: leave it alone for a while (mds->lock
+ * held).
+ */
+void
+mds_repair_retry_later (struct mds *mds, uint64_t segment)
+{
+  uint64_t when = mds_now_ns () + (uint64_t)MDS_REPAIR_RETRY_MS * 1000000u;
+  struct mds_retry *p;
+  size_t i;
+
+  for (i = 0; i < mds->nretries; ++i)
+    if (mds->retries[i].segment == segment) {
+      mds->retries[i].not_before_ns = when;
+      return;
+    }
+  p = realloc (mds->retries, (mds->nretries + 1) * sizeof *p);
+  if (p == NULL)
+    return; /* then it is retried at once: harmless */
+  mds->retries = p;
+  p[mds->nretries].segment = segment;
+  p[mds->nretries++].not_before_ns = when;
+}
+
+/* Wake the repair thread for a pass now.  RETRY_NOW forgets the recent
+ * failures, so that every segment is tried again (something changed:
+ * a server came back, or an operator asked).
+ */
+void
+mds_repair_kick (struct mds *mds, bool retry_now)
+{
+  if (retry_now)
+    mds->nretries = 0;
+  mds->repair_kicked = true;
+  pthread_cond_signal (&mds->repair_wake);
+}
+
+/* ---- Copy threads ---- */
+
+/* One worker less (mds->lock held). */
+static void
+worker_done (struct mds *mds)
+{
+  if (--mds->workers == 0)
+    pthread_cond_broadcast (&mds->workers_done);
+}
+
+/* A copy's worker thread: run, finish, announce. */
+static void *
+copy_thread (void *arg)
+{
+  struct mds_copy *c = arg;
+  struct mds *mds = c->mds;
+  char msg[PROTO_ERRMSG_MAX + 128] = "";
+  bool stopping;
+  int r;
+
+  log_set_thread_name ("copy");
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    stopping = mds->stopping;
+  }
+  if (stopping) {
+    r = -ECANCELED;
+    snprintf (msg, sizeof msg, "shutting down");
+  }
+  else
+    r = mds_copy_run (mds, c, msg, sizeof msg);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    mds_copy_finish (mds, c, r);
+  }
+  if (r < 0)
+    log_warn ("segment %" PRIu64 ": copy to server %" PRIu32 " failed: %s",
+              c->segment, c->target, msg);
+  mds_copy_announce (mds, c);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    worker_done (mds);
+    mds_repair_kick (mds, false); /* a copy slot is free */
+  }
+  free (c);
+  return NULL;
+}
+
+/* Start a copy of SEGMENT to TARGET on a worker thread (mds->lock held):
+ * see mds_copy_prepare for ADDED, MODE and LOST.  Returns 0 or -errno.
+ */
+static int
+copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
+            uint32_t mode, uint32_t lost)
+{
+  char msg[PROTO_ERRMSG_MAX];
+  struct mds_copy *c;
+  pthread_attr_t attr;
+  int r;
+
+  c = calloc (1, sizeof *c);
+  if (c == NULL)
+    return -ENOMEM;
+  c->segment = segment;
+  c->target = target;
+  c->added = added;
+  c->mode = mode;
+  c->lost = lost;
+  c->bandwidth = mds->repair_bandwidth;
+  r = mds_copy_prepare (mds, c, msg, sizeof msg);
+  if (r < 0) {
+    log_debug ("segment %" PRIu64 ": cannot copy to server %" PRIu32 ": %s",
+               segment, target, msg);
+    mds_repair_retry_later (mds, segment);
+    free (c);
+    return r;
+  }
+  pthread_attr_init (&attr);
+  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+  r = pthread_create (&(pthread_t){ 0 }, &attr, copy_thread, c);
+  pthread_attr_destroy (&attr);
+  if (r != 0) {
+    log_error ("segment %" PRIu64 ": cannot start a copy thread: %s", segment,
+               strerror (r));
+    mds_copy_finish (mds, c, -r);
+    free (c);
+    return -r;
+  }
+  mds->workers++;
+  return 0;
+}
+
+/* ---- The repair pass ---- */
+
+/* What a pass knows of the cluster, read at its start. */
+struct pass {
+  struct catalog_server *servers; /* id order */
+  struct placement_server *ps;    /* same order */
+  size_t nservers;
+  struct catalog_volume *vols; /* id order */
+  size_t nvols;
+};
+
+/* Release P's contents. */
+static void
+pass_free (struct pass *p)
+{
+  free (p->servers);
+  free (p->ps);
+  free (p->vols);
+  memset (p, 0, sizeof *p);
+}
+
+/* The volume with id ID in P, or NULL. */
+static const struct catalog_volume *
+pass_volume (const struct pass *p, uint64_t id)
+{
+  size_t lo = 0, hi = p->nvols;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (p->vols[mid].id == id)
+      return &p->vols[mid];
+    if (p->vols[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+/* The state of server ID now (PROTO_SERVER_*); a server the catalog
+ * does not know counts as out.
+ */
+static uint32_t
+pass_server_state (struct mds *mds, const struct pass *p, uint32_t id)
+{
+  size_t i;
+
+  for (i = 0; i < p->nservers; ++i)
+    if (p->servers[i].id == id)
+      return mds_server_state (mds, &p->servers[i]);
+  return PROTO_SERVER_OUT;
+}
+
+/* Charge one segment to server ID in P's placement view. */
+static void
+pass_charge (struct mds *mds, struct pass *p, uint32_t id)
+{
+  size_t i;
+
+  for (i = 0; i < p->nservers; ++i)
+    if (p->ps[i].id == id)
+      p->ps[i].used += mds->cluster.segment_size;
+}
+
+/* Drop S's replicas on lost servers LOST[0..NLOST) (mds->lock held). */
+static void
+drop_lost (struct mds *mds, const struct catalog_segment *s,
+           const uint32_t *lost, size_t nlost)
+{
+  size_t i;
+  int r;
+
+  for (i = 0; i < nlost; ++i) {
+    r = catalog_segment_remove_replica (mds->cat, s->id, lost[i], NULL);
+    if (r < 0)
+      log_warn ("segment %" PRIu64 ": removing the replica on server %" PRIu32
+                ": %s",
+                s->id, lost[i], catalog_strerror (r));
+    else
+      log_info ("segment %" PRIu64 ": replica on lost server %" PRIu32
+                " removed",
+                s->id, lost[i]);
+  }
+}
+
+/* Decide what segment S needs and start at most one copy for it
+ * (mds->lock held).
+ */
+static void
+repair_segment (struct mds *mds, struct pass *p,
+                const struct catalog_segment *s)
+{
+  const struct catalog_volume *v;
+  uint32_t keep[CATALOG_REPLICAS_MAX], lost[CATALOG_REPLICAS_MAX];
+  uint32_t resync = 0, target;
+  size_t nkeep = 0, nlost = 0, ok = 0;
+  bool source = false;
+  uint32_t k;
+  int r;
+
+  if (mds_copy_busy (mds, s->id) || mds_resyncing (mds, s->volume))
+    return;
+  v = pass_volume (p, s->volume);
+  if (v == NULL)
+    return; /* a volume created or deleted since the pass started */
+
+  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+    uint32_t id = s->replicas[k].server;
+    uint32_t state = pass_server_state (mds, p, id);
+    bool up = mds_server_is_up (mds, id);
+
+    if (s->replicas[k].state == CATALOG_REPLICA_OK && up)
+      source = true;
+    if (state == PROTO_SERVER_OUT || state == PROTO_SERVER_DRAINING) {
+      lost[nlost++] = id;
+      continue;
+    }
+    keep[nkeep++] = id;
+    if (s->replicas[k].state == CATALOG_REPLICA_OK)
+      ok++;
+    else if (up && resync == 0)
+      resync = id;
+  }
+
+  if (nlost > 0 && ok >= v->replicas) {
+    drop_lost (mds, s, lost, nlost);
+    return;
+  }
+  if ((resync == 0 && nkeep >= v->replicas) || !retry_due (mds, s->id))
+    return;
+  if (!source) {
+    if (mds->debug_repair)
+      log_msg (LOG_LEVEL_DEBUG,
+               "segment %" PRIu64 ": no ok replica on a server that is up",
+               s->id);
+    return;
+  }
+  if (resync) {
+    if (mds_copies_to (mds, resync) < mds->repair_concurrency)
+      copy_start (mds, s->id, resync, false, PROTO_PULL_DIFF, 0);
+    return;
+  }
+  r = placement_choose_extra (p->ps, p->nservers, keep, nkeep, 1, &mds->rng,
+                              &target);
+  if (r < 0) {
+    if (mds->debug_repair)
+      log_msg (LOG_LEVEL_DEBUG,
+               "segment %" PRIu64 ": no server to take a new replica", s->id);
+    mds_repair_retry_later (mds, s->id);
+    return;
+  }
+  if (mds_copies_to (mds, target) >= mds->repair_concurrency)
+    return;
+  if (copy_start (mds, s->id, target, true, PROTO_PULL_FULL,
+                  nlost ? lost[0] : 0) == 0)
+    pass_charge (mds, p, target);
+}
+
+/* Read what a pass needs (mds->lock held).  Returns 0 or an error. */
+static int
+pass_init (struct mds *mds, struct pass *p)
+{
+  int r;
+
+  memset (p, 0, sizeof *p);
+  r = mds_placement_snapshot (mds, &p->servers, &p->ps, &p->nservers);
+  if (r == 0)
+    r = catalog_volume_list (mds->cat, &p->vols, &p->nvols);
+  if (r < 0) {
+    log_error ("repair: reading the catalog: %s", catalog_strerror (r));
+    pass_free (p);
+  }
+  return r;
+}
+
+/* One pass over every segment.  Takes mds->lock for each page. */
+static void
+repair_pass (struct mds *mds)
+{
+  struct pass p;
+  uint64_t after = 0;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    if (pass_init (mds, &p) < 0)
+      return;
+  }
+  for (;;) {
+    CLEANUP_FREE struct catalog_segment *segs = NULL;
+    size_t n, i;
+    int r;
+
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    if (mds->stopping || mds->ncopies >= MDS_COPIES_MAX)
+      break;
+    r = catalog_segment_list (mds->cat, after, MDS_REPAIR_PAGE, &segs, &n);
+    if (r < 0) {
+      log_error ("repair: reading the segments: %s", catalog_strerror (r));
+      break;
+    }
+    for (i = 0; i < n && mds->ncopies < MDS_COPIES_MAX; ++i)
+      repair_segment (mds, &p, &segs[i]);
+    if (n < MDS_REPAIR_PAGE)
+      break;
+    after = segs[n - 1].id;
+  }
+  pass_free (&p);
+}
+
+/* The repair thread: a pass every second, or at once when kicked. */
+static void *
+repair_thread (void *arg)
+{
+  struct mds *mds = arg;
+  struct timespec ts;
+
+  log_set_thread_name ("repair");
+  pthread_mutex_lock (&mds->lock);
+  while (!mds->stopping) {
+    if (!mds->repair_kicked) {
+      clock_gettime (CLOCK_MONOTONIC, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait (&mds->repair_wake, &mds->lock, &ts);
+    }
+    if (mds->stopping)
+      break;
+    mds->repair_kicked = false;
+    pthread_mutex_unlock (&mds->lock);
+    repair_pass (mds);
+    pthread_mutex_lock (&mds->lock);
+  }
+  pthread_mutex_unlock (&mds->lock);
+  return NULL;
+}
+
+/* Start the repair thread.  Returns 0 or -errno. */
+int
+mds_repair_start (struct mds *mds)
+{
+  int r = pthread_create (&mds->repair_thread, NULL, repair_thread, mds);
+
+  if (r != 0)
+    return -r;
+  mds->repair_started = true;
+  return 0;
+}
+
+/* Stop the repair thread (mds->stopping must be set already) and wait
+ * up to TIMEOUT_MS for the copy and resync threads.  Returns 0, or
+ * -ETIMEDOUT if some still run (the catalog must then stay open).
+ */
+int
+mds_repair_stop (struct mds *mds, int timeout_ms)
+{
+  struct timespec deadline;
+
+  if (mds->repair_started) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+      pthread_cond_broadcast (&mds->repair_wake);
+    }
+    pthread_join (mds->repair_thread, NULL);
+    mds->repair_started = false;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+  if (deadline.tv_nsec >= 1000000000) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000;
+  }
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+  while (mds->workers > 0)
+    if (pthread_cond_timedwait (&mds->workers_done, &mds->lock, &deadline) ==
+        ETIMEDOUT)
+      break;
+  if (mds->workers > 0) {
+    log_warn ("shutdown: %zu copies or resyncs still running", mds->workers);
+    return -ETIMEDOUT;
+  }
+  return 0;
+}

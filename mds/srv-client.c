@@ -1,0 +1,209 @@
+/* The MDS as a client of storage servers: SEG_FENCE, SEG_SET_GEN,
+ * SEG_PULL, SEG_LIST.  Each call opens its own connection (HELLO as
+ * PROTO_ROLE_MDS with the cluster uuid), makes one request and closes
+ * it, so callers on different threads never share a socket.  Never
+ * called with mds->lock held: every call may block for its timeout.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "frame.h"
+#include "log.h"
+
+#include "internal.h"
+
+/* A copy may take this long on top of its bandwidth-bound time. */
+#define PULL_TIMEOUT_BASE_MS 120000
+
+/* Send request OPCODE with the payload in REQ (its encoding error, if
+ * any, is returned first) to the storage server at ADDR, within
+ * TIMEOUT_MS for the connection and again for the reply.  On success
+ * returns 0 and, if REPLY is not NULL, the reply payload in *REPLY
+ * (malloc'd, caller frees, may be NULL) and *REPLY_LEN; a non-empty
+ * reply to a caller that passed no REPLY is -EBADMSG.  On failure returns
+ * -errno and puts the reason in ERRMSG (ERRLEN bytes, NUL-terminated): the
+ * server's message, or the transport error.
+ */
+int
+mds_srv_call (struct mds *mds, const char *addr, int timeout_ms, uint8_t opcode,
+              struct proto_wbuf *req, void **reply, uint32_t *reply_len,
+              char *errmsg, size_t errlen)
+{
+  struct proto_client *c = NULL;
+  void *payload = NULL;
+  uint32_t len = 0;
+  int r;
+
+  errmsg[0] = '\0';
+  if (reply) {
+    *reply = NULL;
+    *reply_len = 0;
+  }
+  if (req->err) {
+    snprintf (errmsg, errlen, "cannot encode the request: %s",
+              strerror (-req->err));
+    return req->err;
+  }
+  r = proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid, timeout_ms,
+                            &c, NULL);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "connect: %s", strerror (-r));
+    return r;
+  }
+  r = proto_client_call (c, opcode, 0, req->data, req->len, &payload, &len,
+                         errmsg, errlen);
+  proto_client_close (c);
+  if (r < 0) {
+    if (errmsg[0] == '\0')
+      snprintf (errmsg, errlen, "%s", strerror (-r));
+    return r;
+  }
+  if (reply) {
+    *reply = payload;
+    *reply_len = len;
+  }
+  else {
+    free (payload);
+    if (len != 0) {
+      snprintf (errmsg, errlen, "unexpected reply payload");
+      return -EBADMSG;
+    }
+  }
+  return 0;
+}
+
+/* True if the storage server at ADDR answers a HELLO. */
+bool
+mds_srv_alive (struct mds *mds, const char *addr)
+{
+  struct proto_client *c = NULL;
+
+  if (proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid,
+                            MDS_SERVER_TIMEOUT_MS, &c, NULL) < 0)
+    return false;
+  proto_client_close (c);
+  return true;
+}
+
+/* SEG_FENCE: the server at ADDR refuses writes to VOLUME older than
+ * EPOCH from now on.  Returns 0 or -errno (reason in ERRMSG).
+ */
+int
+mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
+               uint64_t epoch, char *errmsg, size_t errlen)
+{
+  struct proto_fence f = { .volume = volume, .epoch = epoch };
+  struct proto_wbuf wb = { 0 };
+  int r;
+
+  proto_encode_fence (&f, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_FENCE, &wb,
+                    NULL, NULL, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  return r;
+}
+
+/* SEG_SET_GEN: SEGMENT (of VOLUME) on the server at ADDR is at
+ * generation GEN.  Returns 0 or -errno (reason in ERRMSG).
+ */
+int
+mds_srv_set_gen (struct mds *mds, const char *addr, uint64_t segment,
+                 uint64_t volume, uint64_t gen, char *errmsg, size_t errlen)
+{
+  struct proto_set_gen g = { .segment = segment, .volume = volume, .gen = gen };
+  struct proto_wbuf wb = { 0 };
+  int r;
+
+  proto_encode_set_gen (&g, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_SET_GEN, &wb,
+                    NULL, NULL, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  return r;
+}
+
+/* How long to wait for the reply to a SEG_PULL capped at BANDWIDTH
+ * bytes/s: twice the time the capped copy of a segment takes, plus a
+ * fixed margin.
+ */
+static int
+pull_timeout_ms (struct mds *mds, uint64_t bandwidth)
+{
+  uint64_t ms = PULL_TIMEOUT_BASE_MS;
+
+  if (bandwidth > 0)
+    ms += (uint64_t)mds->cluster.segment_size * 2000 / bandwidth;
+  return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* SEG_PULL: the server at ADDR copies a segment as PULL says; returns
+ * once the copy is durable there (0) or has failed (-errno, reason in
+ * ERRMSG).
+ */
+int
+mds_srv_pull (struct mds *mds, const char *addr, const struct proto_pull *pull,
+              char *errmsg, size_t errlen)
+{
+  struct proto_wbuf wb = { 0 };
+  int r;
+
+  proto_encode_pull (pull, &wb);
+  r = mds_srv_call (mds, addr, pull_timeout_ms (mds, pull->bandwidth),
+                    PROTO_OP_SEG_PULL, &wb, NULL, NULL, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  return r;
+}
+
+/* SEG_LIST: up to PROTO_LIST_MAX segments of VOLUME on the server at
+ * ADDR with ids above START_AFTER, last written in MIN_EPOCH or later.
+ * *OUT receives the list (free with proto_segment_list_free), checked to
+ * be in ascending order above START_AFTER.  Returns 0 or -errno (reason
+ * in ERRMSG).
+ */
+int
+mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
+              uint64_t min_epoch, uint64_t start_after,
+              struct proto_segment_list *out, char *errmsg, size_t errlen)
+{
+  struct proto_seg_list_request req = {
+    .volume = volume,
+    .min_epoch = min_epoch,
+    .start_after = start_after,
+    .max = PROTO_LIST_MAX,
+  };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint64_t prev = start_after;
+  uint32_t len, i;
+  int r;
+
+  memset (out, 0, sizeof *out);
+  proto_encode_seg_list_request (&req, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_LIST, &wb,
+                    &reply, &len, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_segment_list (reply, len, out);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "malformed SEG_LIST reply");
+    return r;
+  }
+  for (i = 0; i < out->n; ++i) {
+    if (out->segments[i] <= prev) {
+      proto_segment_list_free (out);
+      snprintf (errmsg, errlen, "SEG_LIST reply out of order");
+      return -EBADMSG;
+    }
+    prev = out->segments[i];
+  }
+  return 0;
+}
