@@ -36,7 +36,8 @@ check "$TESSERA_STORESRV_BIN" "$abs_top_srcdir/man/tessera-storesrv.8.pod"
 check "$TESSERA_BIN" "$abs_top_srcdir/man/tessera.1.pod"
 
 # Plugin parameters: each key the plugin accepts is in its man page.
-for key in mds volume readonly connections timeout; do
+for key in mds volume readonly connections timeout epoch-interval \
+           open-timeout; do
     grep -q "B<$key=" "$abs_top_srcdir/man/nbdkit-tessera-plugin.1.pod"
     nbdkit "$TESSERA_PLUGIN" --help | grep -q "$key="
 done
