@@ -212,6 +212,16 @@ extern int catalog_segment_decode (uint64_t id, const MDB_val *val,
 extern int catalog_u64_decode (const char *what, const MDB_val *val,
                                uint64_t *out);
 
+/* catalog.c: read every record of table DBI (keys of KEYLEN bytes) into a
+ * calloc'd array of elements of ELEMSIZE bytes, in key order, decoding
+ * each with DECODE (0 or -errno).  WHAT names the table in debug lines.
+ */
+extern int catalog_table_list (catalog *cat, MDB_dbi dbi, const char *what,
+                               size_t keylen, size_t elemsize,
+                               int (*decode) (const MDB_val *key,
+                                              const MDB_val *val, void *elem),
+                               void **out, size_t *n);
+
 /* servers.c */
 extern int catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id);
 

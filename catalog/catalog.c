@@ -411,3 +411,54 @@ catalog_strerror (int err)
     return "unknown catalog error";
   }
 }
+
+/* Read every record of a table (see catalog-internal.h). */
+int
+catalog_table_list (catalog *cat, MDB_dbi dbi, const char *what, size_t keylen,
+                    size_t elemsize,
+                    int (*decode) (const MDB_val *key, const MDB_val *val,
+                                   void *elem),
+                    void **out, size_t *n)
+{
+  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
+  CLEANUP_CURSOR MDB_cursor *cur = NULL;
+  CLEANUP_FREE uint8_t *list = NULL;
+  MDB_stat st;
+  MDB_val key, val;
+  size_t i = 0;
+  int rc, r;
+
+  r = catalog_rtxn_begin (cat, &rt.txn);
+  if (r < 0)
+    return r;
+  rc = mdb_stat (rt.txn, dbi, &st);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_stat");
+  if (st.ms_entries > 0) {
+    list = calloc (st.ms_entries, elemsize);
+    if (list == NULL)
+      return -ENOMEM;
+  }
+  rc = mdb_cursor_open (rt.txn, dbi, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open");
+
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    if (key.mv_size != keylen || i >= st.ms_entries) {
+      log_debug ("catalog: %s: corrupt table", what);
+      return -EIO;
+    }
+    r = decode (&key, &val, list + i * elemsize);
+    if (r < 0)
+      return r;
+    i++;
+  }
+  if (rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get");
+
+  *out = list;
+  list = NULL;
+  *n = i;
+  return 0;
+}

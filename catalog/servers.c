@@ -156,51 +156,19 @@ catalog_server_get (catalog *cat, uint32_t id, struct catalog_server *out)
   return get_server_txn (cat, rt.txn, id, out);
 }
 
+/* Decode one record of the servers table for catalog_table_list. */
+static int
+servers_entry (const MDB_val *key, const MDB_val *val, void *elem)
+{
+  return catalog_server_decode (get_be32 (key->mv_data), val, elem);
+}
+
 /* List every server in id order into a malloc'd array. */
 int
 catalog_server_list (catalog *cat, struct catalog_server **out, size_t *n)
 {
-  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
-  CLEANUP_CURSOR MDB_cursor *cur = NULL;
-  CLEANUP_FREE struct catalog_server *list = NULL;
-  MDB_stat st;
-  MDB_val key, val;
-  size_t i = 0;
-  int rc, r;
-
-  r = catalog_rtxn_begin (cat, &rt.txn);
-  if (r < 0)
-    return r;
-  rc = mdb_stat (rt.txn, cat->servers, &st);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_stat servers");
-  if (st.ms_entries > 0) {
-    list = calloc (st.ms_entries, sizeof *list);
-    if (list == NULL)
-      return -ENOMEM;
-  }
-  rc = mdb_cursor_open (rt.txn, cat->servers, &cur);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_cursor_open servers");
-
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    if (key.mv_size != KEY_U32_LEN || i >= st.ms_entries) {
-      log_debug ("catalog: servers: corrupt table");
-      return -EIO;
-    }
-    r = catalog_server_decode (get_be32 (key.mv_data), &val, &list[i]);
-    if (r < 0)
-      return r;
-    i++;
-  }
-  if (rc != MDB_NOTFOUND)
-    return catalog_mdb_err (rc, "mdb_cursor_get servers");
-
-  *out = list;
-  list = NULL;
-  *n = i;
-  return 0;
+  return catalog_table_list (cat, cat->servers, "servers", KEY_U32_LEN,
+                             sizeof **out, servers_entry, (void **)out, n);
 }
 
 /* Set the state of server ID (no commit if it is unchanged). */

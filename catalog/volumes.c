@@ -169,51 +169,19 @@ catalog_volume_lookup (catalog *cat, const char *name,
   return r;
 }
 
+/* Decode one record of the volumes table for catalog_table_list. */
+static int
+volumes_entry (const MDB_val *key, const MDB_val *val, void *elem)
+{
+  return catalog_volume_decode (get_be64 (key->mv_data), val, elem);
+}
+
 /* List every volume in id order into a malloc'd array. */
 int
 catalog_volume_list (catalog *cat, struct catalog_volume **out, size_t *n)
 {
-  CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
-  CLEANUP_CURSOR MDB_cursor *cur = NULL;
-  CLEANUP_FREE struct catalog_volume *list = NULL;
-  MDB_stat st;
-  MDB_val key, val;
-  size_t i = 0;
-  int rc, r;
-
-  r = catalog_rtxn_begin (cat, &rt.txn);
-  if (r < 0)
-    return r;
-  rc = mdb_stat (rt.txn, cat->volumes, &st);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_stat volumes");
-  if (st.ms_entries > 0) {
-    list = calloc (st.ms_entries, sizeof *list);
-    if (list == NULL)
-      return -ENOMEM;
-  }
-  rc = mdb_cursor_open (rt.txn, cat->volumes, &cur);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_cursor_open volumes");
-
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    if (key.mv_size != KEY_U64_LEN || i >= st.ms_entries) {
-      log_debug ("catalog: volumes: corrupt table");
-      return -EIO;
-    }
-    r = catalog_volume_decode (get_be64 (key.mv_data), &val, &list[i]);
-    if (r < 0)
-      return r;
-    i++;
-  }
-  if (rc != MDB_NOTFOUND)
-    return catalog_mdb_err (rc, "mdb_cursor_get volumes");
-
-  *out = list;
-  list = NULL;
-  *n = i;
-  return 0;
+  return catalog_table_list (cat, cat->volumes, "volumes", KEY_U64_LEN,
+                             sizeof **out, volumes_entry, (void **)out, n);
 }
 
 /* Grow volume ID to NEW_SIZE. */
