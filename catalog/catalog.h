@@ -82,10 +82,10 @@ struct catalog_volume {
   char name[CATALOG_NAME_MAX + 1];
   uint64_t size; /* bytes, multiple of 512 */
   uint32_t replicas;
-  uint32_t flags;     /* CATALOG_VOL_* */
-  uint64_t epoch;     /* current writer epoch (0: never opened) */
+  uint32_t flags;       /* CATALOG_VOL_* */
+  uint64_t epoch;       /* current writer epoch (0: never opened) */
   uint64_t clean_epoch; /* every epoch <= this one is clean on all replicas */
-  uint64_t segments;  /* allocated segments (map entries) */
+  uint64_t segments;    /* allocated segments (map entries) */
 };
 
 struct catalog_replica {
@@ -94,7 +94,7 @@ struct catalog_replica {
 };
 
 struct catalog_segment {
-  uint64_t id; /* >= 1, never reused */
+  uint64_t id;     /* >= 1, never reused */
   uint64_t volume; /* the volume that allocated it */
   uint64_t gen;    /* replica-set generation: 1 at allocation, +1 on every
                       change of the replica list or of a replica's state */
@@ -142,8 +142,7 @@ extern int catalog_server_get (catalog *cat, uint32_t id,
 extern int catalog_server_list (catalog *cat, struct catalog_server **out,
                                 size_t *n);
 /* -EINVAL for an unknown state. */
-extern int catalog_server_set_state (catalog *cat, uint32_t id,
-                                     uint32_t state);
+extern int catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state);
 /* Number of replicas placed on server ID (from server_segments). */
 extern int catalog_server_count_segments (catalog *cat, uint32_t id,
                                           uint64_t *count);
@@ -164,8 +163,8 @@ extern int catalog_server_remove (catalog *cat, uint32_t id);
  * (-EINVAL); REPLICAS 1..CATALOG_REPLICAS_MAX (-EINVAL).  -EEXIST if the
  * name is taken.  New volumes are clean with epoch 0.
  */
-extern int catalog_volume_create (catalog *cat, const char *name,
-                                  uint64_t size, uint32_t replicas,
+extern int catalog_volume_create (catalog *cat, const char *name, uint64_t size,
+                                  uint32_t replicas,
                                   struct catalog_volume *out);
 extern int catalog_volume_get (catalog *cat, uint64_t id,
                                struct catalog_volume *out);
@@ -177,8 +176,7 @@ extern int catalog_volume_list (catalog *cat, struct catalog_volume **out,
 /* Grow volume ID to NEW_SIZE (multiple of 512, >= current size, else
  * -EINVAL).  *OUT (may be NULL) receives the updated record.
  */
-extern int catalog_volume_resize (catalog *cat, uint64_t id,
-                                  uint64_t new_size,
+extern int catalog_volume_resize (catalog *cat, uint64_t id, uint64_t new_size,
                                   struct catalog_volume *out);
 /* Delete volume ID: its name, its map entries; segments whose refcount
  * drops to zero are deleted and each of their replicas is queued in
@@ -238,9 +236,8 @@ extern int catalog_segment_get (catalog *cat, uint64_t id,
  * (caller frees; NULL when *N is 0).  Pages through every segment for the
  * repair scheduler.
  */
-extern int catalog_segment_list (catalog *cat, uint64_t start_after,
-                                 size_t max, struct catalog_segment **out,
-                                 size_t *n);
+extern int catalog_segment_list (catalog *cat, uint64_t start_after, size_t max,
+                                 struct catalog_segment **out, size_t *n);
 /* Add a replica on SERVER to segment ID in STATE (usually SYNCING),
  * listing it in server_segments; gen + 1.  -EEXIST if SERVER already holds
  * a replica, -EINVAL if the segment has CATALOG_REPLICAS_MAX replicas or
