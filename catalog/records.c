@@ -116,8 +116,12 @@ catalog_server_decode (uint32_t id, const MDB_val *val,
     return r;
   alen = get_be16 (p + 2);
   zlen = p[4];
+  /* A NUL inside the address or zone would truncate it when the record
+   * is written back.
+   */
   if (alen > CATALOG_ADDR_MAX || zlen > CATALOG_ZONE_MAX ||
-      val->mv_size != 32 + alen + zlen || p[1] > CATALOG_SERVER_OUT) {
+      val->mv_size != 32 + alen + zlen || p[1] > CATALOG_SERVER_OUT ||
+      memchr (p + 32, '\0', alen + zlen) != NULL) {
     log_debug ("catalog: server %" PRIu32 " record: corrupt", id);
     return -EIO;
   }
@@ -172,9 +176,13 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
   replicas = get_be32 (p + 4);
   epoch = get_be64 (p + 24);
   clean_epoch = get_be64 (p + 40);
+  /* A NUL in the name would decode as a shorter (even empty) name that
+   * the encoder refuses when the record is written back.
+   */
   if (nlen < 1 || nlen > CATALOG_NAME_MAX ||
       val->mv_size != VOLUME_REC_FIXED + nlen || replicas < 1 ||
-      replicas > CATALOG_REPLICAS_MAX || clean_epoch > epoch) {
+      replicas > CATALOG_REPLICAS_MAX || clean_epoch > epoch ||
+      memchr (p + VOLUME_REC_FIXED, '\0', nlen) != NULL) {
     log_debug ("catalog: volume %" PRIu64 " record: corrupt", id);
     return -EIO;
   }
