@@ -388,7 +388,6 @@ resync_copy (struct mds *mds, uint64_t segment, uint32_t source,
 
 /* How to make the ok replicas of one segment equal. */
 struct plan {
-  uint64_t gen; /* the segment's generation */
   uint32_t source;
   char source_addr[PROTO_ADDR_MAX + 1];
   size_t n; /* targets */
@@ -423,7 +422,6 @@ plan_segment (struct mds *mds, uint64_t volume, uint64_t segment,
               r == -ENOENT ? "not in this volume" : catalog_strerror (r));
     return r;
   }
-  p->gen = s.gen;
   p->source = source;
   for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s.replicas[k].server;
@@ -515,6 +513,53 @@ resync_segment (struct mds *mds, uint64_t volume, uint64_t segment,
   return err;
 }
 
+/* Raise SEGMENT's generation before P's pulls, into *GEN: every target
+ * becomes syncing in the catalog (each change raises the generation) and
+ * SEG_SET_GEN tells the source and the targets.  A storage server keeps,
+ * over copy data, the writes it saw carrying the pull's generation or a
+ * newer one (they may come from a writer that already knows the new
+ * replica set, storesrv/track.c); the fenced writer's unacknowledged
+ * writes carry the old generation, so the pull now overwrites them.
+ * Returns 0 or -EAGAIN (ERRMSG says why; targets left syncing are the
+ * repair thread's once the volume is no longer resyncing).
+ */
+static int
+raise_gen (struct mds *mds, struct resync *rs, uint64_t segment,
+           const struct plan *p, uint64_t *gen, char *errmsg, size_t errlen)
+{
+  struct catalog_segment s;
+  char msg[PROTO_ERRMSG_MAX + 64];
+  size_t i;
+  int r;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    for (i = 0; i < p->n; ++i) {
+      r = catalog_replica_set_state (mds->cat, segment, p->targets[i],
+                                     CATALOG_REPLICA_SYNCING, &s);
+      if (r < 0) {
+        snprintf (errmsg, errlen, "segment %" PRIu64 ": %s", segment,
+                  catalog_strerror (r));
+        return -EAGAIN;
+      }
+    }
+  }
+  if (p->n == 0)
+    return 0;
+  *gen = s.gen;
+  r = mds_srv_set_gen (mds, p->source_addr, segment, rs->volume, s.gen, msg,
+                       sizeof msg);
+  for (i = 0; r == 0 && i < p->n; ++i)
+    r = mds_srv_set_gen (mds, p->addrs[i], segment, rs->volume, s.gen, msg,
+                         sizeof msg);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "segment %" PRIu64 ": SEG_SET_GEN: %s", segment,
+              msg);
+    return -EAGAIN;
+  }
+  return 0;
+}
+
 /* Pull SEGMENT as P says into P's targets.  A target whose pull failed
  * while the source still answers is marked stale.  Returns 0, -EAGAIN if
  * a target could not be marked stale, or 1 if the source does not answer
@@ -534,14 +579,24 @@ pull_targets (struct mds *mds, struct resync *rs, uint64_t segment,
   pull.segment = segment;
   pull.volume = rs->volume;
   pull.epoch = rs->epoch;
-  pull.gen = p->gen;
   pull.mode = PROTO_PULL_DIFF;
   snprintf (pull.source, sizeof pull.source, "%s", p->source_addr);
+  r = raise_gen (mds, rs, segment, p, &pull.gen, errmsg, errlen);
+  if (r < 0)
+    return r;
   for (i = 0; i < p->n; ++i) {
     bool alive;
 
     r = mds_srv_pull (mds, p->addrs[i], &pull, msg, sizeof msg);
     if (r == 0) {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+      r = catalog_replica_set_state (mds->cat, segment, p->targets[i],
+                                     CATALOG_REPLICA_OK, NULL);
+      if (r < 0) {
+        snprintf (errmsg, errlen, "segment %" PRIu64 ": %s", segment,
+                  catalog_strerror (r));
+        return -EAGAIN;
+      }
       rs->copies++;
       continue;
     }
@@ -567,9 +622,10 @@ pull_targets (struct mds *mds, struct resync *rs, uint64_t segment,
 }
 
 /* Step 5 for SEGMENT (no lock held): pull it from one ok replica on a
- * server that is up into every other, in DIFF mode, directly: no writer
- * can write meanwhile (the volume is fenced and no lease is granted), so
- * the replica set need not change.  A replica that cannot be made equal
+ * server that is up into every other, in DIFF mode: no writer can write
+ * meanwhile (the volume is fenced and no lease is granted); the targets
+ * are syncing during their pulls only to raise the generation
+ * (raise_gen).  A replica that cannot be made equal
  * is marked stale.  Returns 0 once the ok replicas agree (a segment with
  * no ok replica on a server that is up has nothing to agree with),
  * -EAGAIN if one may still differ, -ENOENT if the volume has no such
