@@ -320,52 +320,25 @@ catalog_volume_delete (catalog *cat, uint64_t id)
   return catalog_wtxn_commit (&txn, "volume_delete");
 }
 
-/* Start a writer on volume ID: a new epoch, not clean. */
-int
-catalog_volume_begin_epoch (catalog *cat, uint64_t id,
-                            struct catalog_volume *out)
+/* Move volume ID to its next epoch, not clean, in one transaction.  If
+ * CURRENT is not NULL the volume must be at epoch *CURRENT (-ESTALE
+ * otherwise).  WHAT names the operation in debug lines.
+ */
+static int
+advance_epoch (catalog *cat, uint64_t id, const uint64_t *current,
+               const char *what, struct catalog_volume *out)
 {
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
   struct catalog_volume v;
   int r;
 
-  r = catalog_wtxn_begin (cat, &txn, "volume_begin_epoch");
+  r = catalog_wtxn_begin (cat, &txn, what);
   if (r < 0)
     return r;
   r = catalog_volume_get_txn (cat, txn, id, &v);
   if (r < 0)
     return r;
-  if (v.epoch == UINT64_MAX)
-    return -ENOSPC;
-  v.epoch++;
-  v.flags &= ~CATALOG_VOL_CLEAN;
-  r = catalog_volume_put_txn (cat, txn, &v);
-  if (r < 0)
-    return r;
-  r = catalog_wtxn_commit (&txn, "volume_begin_epoch");
-  if (r < 0)
-    return r;
-  if (out)
-    *out = v;
-  return 0;
-}
-
-/* The writer of epoch CURRENT of volume ID moves on to the next one. */
-int
-catalog_volume_next_epoch (catalog *cat, uint64_t id, uint64_t current,
-                           struct catalog_volume *out)
-{
-  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
-  struct catalog_volume v;
-  int r;
-
-  r = catalog_wtxn_begin (cat, &txn, "volume_next_epoch");
-  if (r < 0)
-    return r;
-  r = catalog_volume_get_txn (cat, txn, id, &v);
-  if (r < 0)
-    return r;
-  if (current != v.epoch)
+  if (current && *current != v.epoch)
     return -ESTALE;
   if (v.epoch == UINT64_MAX)
     return -ENOSPC;
@@ -374,12 +347,28 @@ catalog_volume_next_epoch (catalog *cat, uint64_t id, uint64_t current,
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  r = catalog_wtxn_commit (&txn, "volume_next_epoch");
+  r = catalog_wtxn_commit (&txn, what);
   if (r < 0)
     return r;
   if (out)
     *out = v;
   return 0;
+}
+
+/* Start a writer on volume ID: a new epoch, not clean. */
+int
+catalog_volume_begin_epoch (catalog *cat, uint64_t id,
+                            struct catalog_volume *out)
+{
+  return advance_epoch (cat, id, NULL, "volume_begin_epoch", out);
+}
+
+/* The writer of epoch CURRENT of volume ID moves on to the next one. */
+int
+catalog_volume_next_epoch (catalog *cat, uint64_t id, uint64_t current,
+                           struct catalog_volume *out)
+{
+  return advance_epoch (cat, id, &current, "volume_next_epoch", out);
 }
 
 /* Every epoch of volume ID up to EPOCH is clean (never lowers it). */
