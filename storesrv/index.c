@@ -192,14 +192,15 @@ is_named_db (const MDB_val *key)
           memcmp (key->mv_data, GONE_DB, key->mv_size) == 0);
 }
 
-/* Call FN (ARG, rec) for every record, in segment order; FN returning
- * non-zero stops the walk and is returned.  Start-up only, before
- * ss_index_start.  Returns 0, FN's value, or -errno (-EIO: a record of
- * the wrong size).
+/* Walk table DBI in key order at start-up (before ss_index_start),
+ * calling EACH (CTX, key, value) for every entry; EACH returning non-zero
+ * stops the walk and is returned.  WHAT names the table in the log.
+ * Returns 0, EACH's value, or -errno.
  */
-int
-ss_index_load (struct ss_index *idx,
-               int (*fn) (void *arg, const struct ss_index_rec *rec), void *arg)
+static int
+index_walk (struct ss_index *idx, MDB_dbi dbi, const char *what,
+            int (*each) (void *ctx, const MDB_val *key, const MDB_val *val),
+            void *ctx)
 {
   MDB_txn *txn = NULL;
   MDB_cursor *cur = NULL;
@@ -209,40 +210,12 @@ ss_index_load (struct ss_index *idx,
   assert (!idx->started);
   rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
   if (rc == MDB_SUCCESS)
-    rc = mdb_cursor_open (txn, idx->dbi, &cur);
+    rc = mdb_cursor_open (txn, dbi, &cur);
   if (rc != MDB_SUCCESS)
     goto out;
   for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
        rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    struct ss_index_rec rec;
-    const uint8_t *v = val.mv_data;
-    uint64_t v64;
-    uint32_t v32;
-
-    if (is_named_db (&key))
-      continue;
-    if (key.mv_size != 8 ||
-        (val.mv_size != REC_SIZE && val.mv_size != OLD_REC_SIZE)) {
-      log_error ("index: a record has a %zu-byte key and a %zu-byte value",
-                 key.mv_size, val.mv_size);
-      r = -EIO;
-      goto out;
-    }
-    memcpy (&v64, key.mv_data, 8);
-    rec.segment = be64toh (v64);
-    memcpy (&v32, v, 4);
-    rec.slot = be32toh (v32);
-    memcpy (&v64, v + 4, 8);
-    rec.volume = be64toh (v64);
-    memcpy (&v64, v + 12, 8);
-    rec.epoch = be64toh (v64);
-    rec.state = v[20];
-    rec.gen = 0;
-    if (val.mv_size == REC_SIZE) {
-      memcpy (&v64, v + 21, 8);
-      rec.gen = be64toh (v64);
-    }
-    r = fn (arg, &rec);
+    r = each (ctx, &key, &val);
     if (r != 0)
       goto out;
   }
@@ -255,10 +228,86 @@ out:
   if (txn)
     mdb_txn_abort (txn);
   if (rc != MDB_SUCCESS) {
-    log_error ("index: load: %s", mdb_strerror (rc));
-    return mdb_to_errno (rc, "load");
+    log_error ("index: load %s: %s", what, mdb_strerror (rc));
+    return mdb_to_errno (rc, what);
   }
   return r;
+}
+
+/* The caller's callback and its argument, for the walks below. */
+struct load_ctx {
+  union {
+    int (*rec) (void *arg, const struct ss_index_rec *rec);
+    int (*fence) (void *arg, uint64_t volume, uint64_t epoch);
+    int (*gone) (void *arg, uint64_t segment);
+  } fn;
+  void *arg;
+};
+
+/* Decode one segment record and pass it on. */
+static int
+load_rec (void *ctx, const MDB_val *key, const MDB_val *val)
+{
+  struct load_ctx *c = ctx;
+  struct ss_index_rec rec;
+  const uint8_t *v = val->mv_data;
+  uint64_t v64;
+  uint32_t v32;
+
+  if (is_named_db (key))
+    return 0;
+  if (key->mv_size != 8 ||
+      (val->mv_size != REC_SIZE && val->mv_size != OLD_REC_SIZE)) {
+    log_error ("index: a record has a %zu-byte key and a %zu-byte value",
+               key->mv_size, val->mv_size);
+    return -EIO;
+  }
+  memcpy (&v64, key->mv_data, 8);
+  rec.segment = be64toh (v64);
+  memcpy (&v32, v, 4);
+  rec.slot = be32toh (v32);
+  memcpy (&v64, v + 4, 8);
+  rec.volume = be64toh (v64);
+  memcpy (&v64, v + 12, 8);
+  rec.epoch = be64toh (v64);
+  rec.state = v[20];
+  rec.gen = 0;
+  if (val->mv_size == REC_SIZE) {
+    memcpy (&v64, v + 21, 8);
+    rec.gen = be64toh (v64);
+  }
+  return c->fn.rec (c->arg, &rec);
+}
+
+/* Call FN (ARG, rec) for every record, in segment order; FN returning
+ * non-zero stops the walk and is returned.  Start-up only, before
+ * ss_index_start.  Returns 0, FN's value, or -errno (-EIO: a record of
+ * the wrong size).
+ */
+int
+ss_index_load (struct ss_index *idx,
+               int (*fn) (void *arg, const struct ss_index_rec *rec), void *arg)
+{
+  struct load_ctx c = { .fn.rec = fn, .arg = arg };
+
+  return index_walk (idx, idx->dbi, "records", load_rec, &c);
+}
+
+/* Decode one fence and pass it on. */
+static int
+load_fence (void *ctx, const MDB_val *key, const MDB_val *val)
+{
+  struct load_ctx *c = ctx;
+  uint64_t volume, epoch;
+
+  if (key->mv_size != 8 || val->mv_size != 8) {
+    log_error ("index: a fence has a %zu-byte key and a %zu-byte value",
+               key->mv_size, val->mv_size);
+    return -EIO;
+  }
+  memcpy (&volume, key->mv_data, 8);
+  memcpy (&epoch, val->mv_data, 8);
+  return c->fn.fence (c->arg, be64toh (volume), be64toh (epoch));
 }
 
 /* Call FN (ARG, volume, epoch) for every fence, in volume order; FN
@@ -271,46 +320,24 @@ ss_index_load_fences (struct ss_index *idx,
                       int (*fn) (void *arg, uint64_t volume, uint64_t epoch),
                       void *arg)
 {
-  MDB_txn *txn = NULL;
-  MDB_cursor *cur = NULL;
-  MDB_val key, val;
-  int rc, r = 0;
+  struct load_ctx c = { .fn.fence = fn, .arg = arg };
 
-  assert (!idx->started);
-  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
-  if (rc == MDB_SUCCESS)
-    rc = mdb_cursor_open (txn, idx->fdbi, &cur);
-  if (rc != MDB_SUCCESS)
-    goto out;
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    uint64_t volume, epoch;
+  return index_walk (idx, idx->fdbi, "fences", load_fence, &c);
+}
 
-    if (key.mv_size != 8 || val.mv_size != 8) {
-      log_error ("index: a fence has a %zu-byte key and a %zu-byte value",
-                 key.mv_size, val.mv_size);
-      r = -EIO;
-      goto out;
-    }
-    memcpy (&volume, key.mv_data, 8);
-    memcpy (&epoch, val.mv_data, 8);
-    r = fn (arg, be64toh (volume), be64toh (epoch));
-    if (r != 0)
-      goto out;
+/* Decode one tombstone and pass it on. */
+static int
+load_gone (void *ctx, const MDB_val *key, const MDB_val *val)
+{
+  struct load_ctx *c = ctx;
+  uint64_t id;
+
+  if (key->mv_size != 8) {
+    log_error ("index: a tombstone has a %zu-byte key", key->mv_size);
+    return -EIO;
   }
-  if (rc == MDB_NOTFOUND)
-    rc = MDB_SUCCESS;
-
-out:
-  if (cur)
-    mdb_cursor_close (cur);
-  if (txn)
-    mdb_txn_abort (txn);
-  if (rc != MDB_SUCCESS) {
-    log_error ("index: load fences: %s", mdb_strerror (rc));
-    return mdb_to_errno (rc, "load fences");
-  }
-  return r;
+  memcpy (&id, key->mv_data, 8);
+  return c->fn.gone (c->arg, be64toh (id));
 }
 
 /* Call FN (ARG, segment) for every tombstone, in segment order; FN
@@ -321,44 +348,9 @@ int
 ss_index_load_gone (struct ss_index *idx,
                     int (*fn) (void *arg, uint64_t segment), void *arg)
 {
-  MDB_txn *txn = NULL;
-  MDB_cursor *cur = NULL;
-  MDB_val key, val;
-  int rc, r = 0;
+  struct load_ctx c = { .fn.gone = fn, .arg = arg };
 
-  assert (!idx->started);
-  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
-  if (rc == MDB_SUCCESS)
-    rc = mdb_cursor_open (txn, idx->gdbi, &cur);
-  if (rc != MDB_SUCCESS)
-    goto out;
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    uint64_t id;
-
-    if (key.mv_size != 8) {
-      log_error ("index: a tombstone has a %zu-byte key", key.mv_size);
-      r = -EIO;
-      goto out;
-    }
-    memcpy (&id, key.mv_data, 8);
-    r = fn (arg, be64toh (id));
-    if (r != 0)
-      goto out;
-  }
-  if (rc == MDB_NOTFOUND)
-    rc = MDB_SUCCESS;
-
-out:
-  if (cur)
-    mdb_cursor_close (cur);
-  if (txn)
-    mdb_txn_abort (txn);
-  if (rc != MDB_SUCCESS) {
-    log_error ("index: load tombstones: %s", mdb_strerror (rc));
-    return mdb_to_errno (rc, "load tombstones");
-  }
-  return r;
+  return index_walk (idx, idx->gdbi, "tombstones", load_gone, &c);
 }
 
 /* Record (GONE) or forget (!GONE) KEY's tombstone in TXN. */
