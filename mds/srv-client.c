@@ -54,11 +54,9 @@ mds_srv_call (struct mds *mds, const char *addr, int timeout_ms, uint8_t opcode,
     return req->err;
   }
   r = proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid, timeout_ms,
-                            &c, NULL);
-  if (r < 0) {
-    snprintf (errmsg, errlen, "connect: %s", strerror (-r));
+                            &c, NULL, errmsg, errlen);
+  if (r < 0)
     return r;
-  }
   r = proto_client_call (c, opcode, 0, req->data, req->len, &payload, &len,
                          errmsg, errlen);
   proto_client_close (c);
@@ -88,7 +86,7 @@ mds_srv_alive (struct mds *mds, const char *addr)
   struct proto_client *c = NULL;
 
   if (proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid,
-                            MDS_SERVER_TIMEOUT_MS, &c, NULL) < 0)
+                            MDS_SERVER_TIMEOUT_MS, &c, NULL, NULL, 0) < 0)
     return false;
   proto_client_close (c);
   return true;

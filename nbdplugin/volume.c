@@ -64,14 +64,21 @@ mds_connect (struct volume *v)
 {
   struct proto_client *c;
   struct proto_hello peer;
+  char errmsg[256];
   int r;
 
   proto_client_close (v->mds);
   v->mds = NULL;
   r = proto_client_connect (v->cfg->mds, PROTO_ROLE_PLUGIN, NULL,
-                            v->cfg->timeout_ms, &c, &peer);
-  if (r < 0)
+                            v->cfg->timeout_ms, &c, &peer, errmsg,
+                            sizeof errmsg);
+  if (r < 0) {
+    if (r == -EACCES || r == -ENOKEY)
+      nbdkit_error ("mds %s: %s", v->cfg->mds, errmsg);
+    else
+      nbdkit_debug ("mds %s: %s", v->cfg->mds, errmsg);
     return r;
+  }
   if (peer.role != PROTO_ROLE_MDS) {
     nbdkit_debug ("mds %s: peer is a %s, not an MDS", v->cfg->mds,
                   proto_role_name (peer.role));

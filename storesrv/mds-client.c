@@ -374,13 +374,14 @@ static int
 mds_connect (struct ss_mds *m)
 {
   struct proto_hello peer;
+  char errmsg[256];
   int r;
 
   r = proto_client_connect (m->ctx->mds_addr, PROTO_ROLE_STORESRV,
                             m->ctx->store->uuid, MDS_TIMEOUT_MS, &m->client,
-                            &peer);
+                            &peer, errmsg, sizeof errmsg);
   if (r < 0) {
-    note_down (m, "connect", r, NULL);
+    note_down (m, "connect", r, errmsg);
     return r;
   }
   if (peer.role != PROTO_ROLE_MDS) {

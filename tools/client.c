@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "auth.h"
 #include "frame.h"
 #include "cleanup.h"
 
@@ -25,26 +26,42 @@ tool_error (const char *fmt, ...)
   fputc ('\n', stderr);
 }
 
+/* Load the key once (auth.h); every connection of the process uses it. */
+int
+tool_load_key (struct tool_ctx *ctx)
+{
+  struct auth_key key;
+  char errmsg[512];
+  int r;
+
+  if (auth_key_current ())
+    return 0;
+  r = auth_key_load (ctx->key_file, &key, errmsg, sizeof errmsg);
+  if (r < 0) /* TRANSITION(issue 5) */
+    return 0;
+  auth_key_use (&key);
+  return 0;
+}
+
 /* Connect to ctx->mds once; later calls reuse the connection. */
 int
 tool_connect (struct tool_ctx *ctx)
 {
   struct proto_hello peer;
+  char errmsg[256];
   int r;
 
   if (ctx->client)
     return 0;
 
+  r = tool_load_key (ctx);
+  if (r < 0)
+    return r;
   r = proto_client_connect (ctx->mds, PROTO_ROLE_CLI, NULL, ctx->timeout_ms,
-                            &ctx->client, &peer);
+                            &ctx->client, &peer, errmsg, sizeof errmsg);
   if (r < 0) {
     ctx->client = NULL;
-    if (r == -EPROTO)
-      tool_error ("%s: protocol version mismatch (this tool speaks "
-                  "version %d)",
-                  ctx->mds, PROTO_VERSION);
-    else
-      tool_error ("%s: %s", ctx->mds, strerror (-r));
+    tool_error ("%s: %s", ctx->mds, errmsg);
     return r;
   }
   if (peer.role != PROTO_ROLE_MDS) {

@@ -42,6 +42,7 @@
  */
 struct tool_ctx {
   const char *mds;             /* --mds, else $TESSERA_MDS, else the default */
+  const char *key_file;        /* --key-file, else $TESSERA_KEY_FILE, ... */
   bool json;                   /* --json */
   int timeout_ms;              /* --timeout in milliseconds; 0: no bound */
   bool size_set;               /* --size was given */
@@ -61,6 +62,11 @@ struct tool_ctx {
 /* Print "tessera: " FMT "\n" on stderr. */
 extern void tool_error (const char *fmt, ...)
     __attribute__ ((format (printf, 1, 2)));
+
+/* Load the cluster key from ctx->key_file unless loaded already.
+ * Returns 0 or -errno (the error has been printed).
+ */
+extern int tool_load_key (struct tool_ctx *ctx);
 
 /* Connect to the MDS if not connected yet.  Returns 0 or -errno (the
  * error has been printed).

@@ -1,6 +1,7 @@
 /* tessera: the command line tool.  Options and the command table.
  *
- *   tessera [--mds ADDR] [--json] [--timeout SECONDS] COMMAND ...
+ *   tessera [--mds ADDR] [--key-file FILE] [--json] [--timeout SECONDS]
+ *           COMMAND ...
  *
  * Options may come before, between or after the command words: getopt
  * permutes them ("tessera volume create v --size 1G").  Output is spooled
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "auth.h"
 #include "frame.h"
 #include "parse.h"
 #include "sock.h"
@@ -94,15 +96,17 @@ usage (FILE *fp, int exitcode)
 {
   size_t i;
 
-  fprintf (fp,
-           "\n"
-           "Manage a Tessera cluster: servers, volumes and repair.\n"
-           "\n"
-           "    %s [--mds ADDR] [--json] [--timeout SECONDS] COMMAND ...\n"
-           "\n"
-           "Commands:\n"
-           "\n",
-           TOOL_PROGRAM);
+  fprintf (
+      fp,
+      "\n"
+      "Manage a Tessera cluster: servers, volumes and repair.\n"
+      "\n"
+      "    %s [--mds ADDR] [--key-file FILE] [--json] [--timeout SECONDS]\n"
+      "            COMMAND ...\n"
+      "\n"
+      "Commands:\n"
+      "\n",
+      TOOL_PROGRAM);
   for (i = 0; i < NR_COMMANDS; ++i) {
     char words[64];
 
@@ -111,37 +115,40 @@ usage (FILE *fp, int exitcode)
               commands[i].word2 ? commands[i].word2 : "", commands[i].args);
     fprintf (fp, "    %-45s %s\n", words, commands[i].help);
   }
-  fprintf (fp,
-           "\n"
-           "Options:\n"
-           "\n"
-           "    --mds ADDR          metadata server (default $TESSERA_MDS,\n"
-           "                        else %s)\n"
-           "    --json              print one JSON document\n"
-           "    --timeout SECONDS   bound every request (default %d, "
-           "0: none)\n"
-           "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
-           "    --replicas N        volume create: replicas (default %d)\n"
-           "    --wait              repair: wait until nothing is degraded\n"
-           "    --max-wait SECONDS  repair --wait: give up after SECONDS\n"
-           "                        (default %d)\n"
-           "    --repair            volume verify: resync segments that "
-           "differ\n"
-           "    --help              this help\n"
-           "    -V, --version       print the version\n"
-           "\n"
-           "Examples:\n"
-           "\n"
-           "    %s volume create vol0 --size 10G\n"
-           "    %s --json volume list\n"
-           "    %s --mds unix:/run/tessera/mds.sock server list\n"
-           "    %s repair --wait\n"
-           "\n"
-           "Please read the tessera(1) manual page for full usage.\n"
-           "\n",
-           TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT, TOOL_DEFAULT_REPLICAS,
-           TOOL_DEFAULT_MAX_WAIT, TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM,
-           TOOL_PROGRAM);
+  fprintf (
+      fp,
+      "\n"
+      "Options:\n"
+      "\n"
+      "    --mds ADDR          metadata server (default $TESSERA_MDS,\n"
+      "                        else %s)\n"
+      "    --key-file FILE     the cluster key (default $TESSERA_KEY_FILE,\n"
+      "                        else " AUTH_DEFAULT_KEY_FILE ")\n"
+      "    --json              print one JSON document\n"
+      "    --timeout SECONDS   bound every request (default %d, "
+      "0: none)\n"
+      "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
+      "    --replicas N        volume create: replicas (default %d)\n"
+      "    --wait              repair: wait until nothing is degraded\n"
+      "    --max-wait SECONDS  repair --wait: give up after SECONDS\n"
+      "                        (default %d)\n"
+      "    --repair            volume verify: resync segments that "
+      "differ\n"
+      "    --help              this help\n"
+      "    -V, --version       print the version\n"
+      "\n"
+      "Examples:\n"
+      "\n"
+      "    %s volume create vol0 --size 10G\n"
+      "    %s --json volume list\n"
+      "    %s --mds unix:/run/tessera/mds.sock server list\n"
+      "    %s repair --wait\n"
+      "\n"
+      "Please read the tessera(1) manual page for full usage.\n"
+      "\n",
+      TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT, TOOL_DEFAULT_REPLICAS,
+      TOOL_DEFAULT_MAX_WAIT, TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM,
+      TOOL_PROGRAM);
   exit (exitcode);
 }
 
@@ -263,6 +270,7 @@ enum {
   LONG_OPTIONS,
   SHORT_OPTIONS,
   JSON_OPTION,
+  KEY_FILE_OPTION,
   MAX_WAIT_OPTION,
   MDS_OPTION,
   REPAIR_OPTION,
@@ -275,6 +283,7 @@ static const char short_options[] = ":V";
 static const struct option long_options[] = {
   { "help", no_argument, NULL, HELP_OPTION },
   { "json", no_argument, NULL, JSON_OPTION },
+  { "key-file", required_argument, NULL, KEY_FILE_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
   { "max-wait", required_argument, NULL, MAX_WAIT_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
@@ -323,6 +332,8 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
   opterr = 0;
   env = getenv ("TESSERA_MDS");
   ctx->mds = env && env[0] ? env : TOOL_DEFAULT_MDS;
+  env = getenv ("TESSERA_KEY_FILE");
+  ctx->key_file = env && env[0] ? env : AUTH_DEFAULT_KEY_FILE;
 
   while ((c = getopt_long (argc, argv, short_options, long_options, NULL)) !=
          -1) {
@@ -341,6 +352,10 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
 
     case JSON_OPTION:
       ctx->json = true;
+      break;
+
+    case KEY_FILE_OPTION:
+      ctx->key_file = optarg;
       break;
 
     case MAX_WAIT_OPTION:

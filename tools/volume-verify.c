@@ -129,6 +129,7 @@ server_connect (struct verify *v, struct vserver *s)
 {
   const struct proto_server_info *info = s->info;
   struct proto_hello peer;
+  char errmsg[256];
   int r;
 
   if (s->error)
@@ -144,11 +145,12 @@ server_connect (struct verify *v, struct vserver *s)
   }
 
   r = proto_client_connect (info->address, PROTO_ROLE_CLI, NULL,
-                            v->ctx->timeout_ms, &s->client, &peer);
+                            v->ctx->timeout_ms, &s->client, &peer, errmsg,
+                            sizeof errmsg);
   if (r < 0) {
     s->client = NULL;
     if (asprintf (&s->error, "server %" PRIu32 ": %s: %s", info->id,
-                  info->address, strerror (-r)) == -1)
+                  info->address, errmsg) == -1)
       s->error = NULL;
     goto fail;
   }

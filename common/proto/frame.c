@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "cleanup.h"
 #include "frame.h"
@@ -125,66 +127,180 @@ struct proto_client {
   char *address;
 };
 
+/* One request/reply of the handshake on blocking FD.  Returns 0 and the
+ * reply's payload (*REPLY, caller frees) or -errno, with a message.
+ */
+static int
+handshake_call (int fd, uint8_t opcode, const void *payload, uint32_t len,
+                void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
+{
+  struct proto_header hdr;
+  void *p = NULL;
+  int r;
+
+  *reply = NULL;
+  *reply_len = 0;
+  r = proto_send_frame (fd, opcode, 0, PROTO_OK, 0, payload, len);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "send %s: %s", proto_opcode_name (opcode),
+              strerror (-r));
+    return r;
+  }
+  r = proto_recv_frame (fd, PROTO_MAX_META_PAYLOAD, &hdr, &p);
+  if (r == -EAGAIN || r == -EWOULDBLOCK)
+    r = -ETIMEDOUT;
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s: %s", proto_opcode_name (opcode),
+              r == -EPIPE ? "connection closed by the server" : strerror (-r));
+    return r;
+  }
+  if (!(hdr.flags & PROTO_FLAG_REPLY) || hdr.opcode != opcode || hdr.tag != 0) {
+    free (p);
+    snprintf (errmsg, errlen, "%s: unexpected reply %s",
+              proto_opcode_name (opcode), proto_opcode_name (hdr.opcode));
+    return -EPROTO;
+  }
+  if (hdr.status != PROTO_OK) {
+    int n = hdr.length < 200 ? (int)hdr.length : 200;
+
+    snprintf (errmsg, errlen, "%s refused: %.*s", proto_opcode_name (opcode), n,
+              p ? (const char *)p : proto_status_name (hdr.status));
+    free (p);
+    return -proto_status_to_errno (hdr.status);
+  }
+  *reply = p;
+  *reply_len = hdr.length;
+  return 0;
+}
+
+int
+proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
+                 struct proto_hello *peer, char *errmsg, size_t errlen)
+{
+  const struct auth_key *key = auth_key_current ();
+  struct proto_hello hello = { .version = PROTO_VERSION, .role = role };
+  struct proto_hello reply;
+  struct auth_client ac;
+  uint8_t proof[AUTH_MAC_SIZE];
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *payload = NULL;
+  CLEANUP_FREE void *ack = NULL;
+  uint32_t len = 0, ack_len = 0;
+  char dummy[1];
+  int r;
+
+  if (errmsg == NULL || errlen == 0) {
+    errmsg = dummy;
+    errlen = sizeof dummy;
+  }
+  errmsg[0] = '\0';
+  if (uuid)
+    memcpy (hello.uuid, uuid, 16);
+  r = auth_client_start (&ac, role, hello.auth);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "getrandom: %s", strerror (-r));
+    return r;
+  }
+  /* TRANSITION(issue 5): no key yet: a plain HELLO. */
+  if (key != NULL)
+    hello.auth_len = AUTH_CLIENT_HELLO_LEN;
+  proto_encode_hello (&hello, &wb);
+  if (wb.err) {
+    r = wb.err;
+    proto_wbuf_free (&wb);
+    snprintf (errmsg, errlen, "HELLO: %s", strerror (-r));
+    return r;
+  }
+  r = handshake_call (fd, PROTO_OP_HELLO, wb.data, wb.len, &payload, &len,
+                      errmsg, errlen);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_hello (payload, len, &reply);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "HELLO: malformed reply");
+    return r;
+  }
+  if (reply.version != PROTO_VERSION) {
+    snprintf (errmsg, errlen,
+              "the server speaks protocol version %" PRIu32 ", not %d",
+              reply.version, PROTO_VERSION);
+    return -EPROTO;
+  }
+  /* TRANSITION(issue 5): servers without authentication. */
+  if (key == NULL || reply.auth_len == 0) {
+    if (peer)
+      *peer = reply;
+    return 0;
+  }
+  r = auth_client_finish (key, &ac, reply.role, reply.auth, reply.auth_len,
+                          proof);
+  if (r == -EPROTO) {
+    snprintf (errmsg, errlen, "the server did not authenticate itself");
+    return -EACCES;
+  }
+  if (r < 0) {
+    snprintf (errmsg, errlen,
+              "the server failed to prove the cluster key "
+              "(a different cluster key?)");
+    return r;
+  }
+  r = handshake_call (fd, PROTO_OP_AUTH, proof, sizeof proof, &ack, &ack_len,
+                      errmsg, errlen);
+  if (r == -EACCES)
+    snprintf (errmsg, errlen,
+              "the server refused our proof of the cluster key "
+              "(a different cluster key?)");
+  if (r < 0)
+    return r;
+  if (peer)
+    *peer = reply;
+  return 0;
+}
+
 int
 proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
                       int timeout_ms, struct proto_client **out,
-                      struct proto_hello *peer)
+                      struct proto_hello *peer, char *errmsg, size_t errlen)
 {
   struct proto_client *c;
-  struct proto_hello hello = { .version = PROTO_VERSION, .role = role };
-  struct proto_hello reply;
-  struct proto_wbuf wb = { 0 };
-  CLEANUP_FREE void *payload = NULL;
-  uint32_t len = 0;
+  char dummy[1];
   int fd, r;
 
+  if (errmsg == NULL || errlen == 0) {
+    errmsg = dummy;
+    errlen = sizeof dummy;
+  }
+  errmsg[0] = '\0';
   *out = NULL;
-  if (uuid)
-    memcpy (hello.uuid, uuid, 16);
   fd = sock_connect (addr, timeout_ms);
-  if (fd < 0)
+  if (fd < 0) {
+    snprintf (errmsg, errlen, "connect: %s", strerror (-fd));
     return fd;
-  if (timeout_ms > 0 && (r = sock_set_timeout (fd, timeout_ms)) < 0)
-    goto err_fd;
+  }
+  if (timeout_ms > 0 && (r = sock_set_timeout (fd, timeout_ms)) < 0) {
+    snprintf (errmsg, errlen, "set timeout: %s", strerror (-r));
+    close (fd);
+    return r;
+  }
   c = calloc (1, sizeof *c);
   if (c == NULL || (c->address = strdup (addr)) == NULL) {
     free (c);
-    r = -ENOMEM;
-    goto err_fd;
+    close (fd);
+    snprintf (errmsg, errlen, "%s", strerror (ENOMEM));
+    return -ENOMEM;
   }
   pthread_mutex_init (&c->lock, NULL);
   c->fd = fd;
   c->next_tag = 1;
 
-  proto_encode_hello (&hello, &wb);
-  if (wb.err) {
-    r = wb.err;
-    goto err_client;
+  r = proto_handshake (fd, role, uuid, peer, errmsg, errlen);
+  if (r < 0) {
+    proto_client_close (c);
+    return r;
   }
-  r = proto_client_call (c, PROTO_OP_HELLO, 0, wb.data, wb.len, &payload, &len,
-                         NULL, 0);
-  if (r < 0)
-    goto err_client;
-  r = proto_decode_hello (payload, len, &reply);
-  if (r < 0)
-    goto err_client;
-  if (reply.version != PROTO_VERSION) {
-    r = -EPROTO;
-    goto err_client;
-  }
-  if (peer)
-    *peer = reply;
-  proto_wbuf_free (&wb);
   *out = c;
   return 0;
-
-err_client:
-  proto_wbuf_free (&wb);
-  proto_client_close (c);
-  return r;
-err_fd:
-  close (fd);
-  return r;
 }
 
 void

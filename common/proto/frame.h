@@ -43,16 +43,30 @@ extern int proto_recv_frame (int fd, uint32_t max_payload,
  */
 struct proto_client;
 
-/* Connect to ADDR, exchange HELLO as ROLE with identity UUID (may be
- * NULL: zero).  TIMEOUT_MS bounds the connect and every later call (0: no
- * bound).  On success *OUT owns the connection and, if PEER is not NULL,
- * it receives the server's HELLO.  Returns 0 or -errno; -EPROTO if the
- * server speaks another protocol version.
+/* The client's side of the handshake on the connected, blocking socket
+ * FD: HELLO as ROLE with identity UUID (may be NULL: zero), then AUTH,
+ * the mutual proof of the process's cluster key (auth.h; see
+ * auth_key_use).  On success *PEER (if not NULL) receives the server's
+ * HELLO.  Returns 0 or -errno with a message for the user in ERRMSG
+ * (ERRLEN bytes; may be NULL): -EACCES if either side failed to prove
+ * the key, -EPROTO for another protocol version, -ENOKEY if no key is
+ * loaded, -ETIMEDOUT if the socket's timeout expired.
+ */
+extern int proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
+                            struct proto_hello *peer, char *errmsg,
+                            size_t errlen);
+
+/* Connect to ADDR and run proto_handshake as ROLE with identity UUID.
+ * TIMEOUT_MS bounds the connect and every later call (0: no bound).  On
+ * success *OUT owns the connection and, if PEER is not NULL, it receives
+ * the server's HELLO.  Returns 0 or -errno, with a message in ERRMSG
+ * (may be NULL) as proto_handshake.
  */
 extern int proto_client_connect (const char *addr, uint32_t role,
                                  const uint8_t *uuid, int timeout_ms,
                                  struct proto_client **out,
-                                 struct proto_hello *peer);
+                                 struct proto_hello *peer, char *errmsg,
+                                 size_t errlen);
 /* Close and free (accepts NULL). */
 extern void proto_client_close (struct proto_client *c);
 /* The address it was connected to. */

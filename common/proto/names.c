@@ -70,6 +70,9 @@ uint32_t
 proto_max_payload (uint8_t opcode)
 {
   switch (opcode) {
+  case PROTO_OP_HELLO:
+  case PROTO_OP_AUTH:
+    return PROTO_MAX_PREAUTH_PAYLOAD;
   case PROTO_OP_SEG_READ:
   case PROTO_OP_SEG_WRITE:
     return PROTO_MAX_IO_PAYLOAD;
@@ -84,6 +87,8 @@ proto_opcode_name (uint8_t opcode)
   switch (opcode) {
   case PROTO_OP_HELLO:
     return "HELLO";
+  case PROTO_OP_AUTH:
+    return "AUTH";
   case PROTO_OP_STATUS:
     return "STATUS";
   case PROTO_OP_SERVER_REGISTER:

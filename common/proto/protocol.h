@@ -3,7 +3,8 @@
  * Every connection (CLI, plugin or storage server to the MDS; plugin to a
  * storage server) carries frames: a fixed 24-byte header followed by
  * LENGTH bytes of payload.  All integers are big-endian on the wire.  The
- * first frame on a connection is HELLO; nothing else is accepted before it.
+ * first frames on a connection are HELLO and AUTH, the mutual proof of the
+ * cluster key (common/utils/auth.h); nothing else is accepted before them.
  *
  * Requests carry a TAG chosen by the sender; the reply to a request has
  * the same tag and opcode with PROTO_FLAG_REPLY set.  Requests on one
@@ -38,6 +39,11 @@
 
 #define PROTO_ERRMSG_MAX 512 /* error message in a failed reply */
 #define PROTO_AUTH_MAX 256   /* authentication bytes in HELLO */
+/* Largest payload a server accepts before the peer has authenticated
+ * (HELLO and AUTH only): what an unauthenticated connection can make a
+ * daemon buffer.
+ */
+#define PROTO_MAX_PREAUTH_PAYLOAD 512
 #define PROTO_NAME_MAX 128   /* volume name */
 #define PROTO_ADDR_MAX 256   /* "host:port" or "unix:/path" */
 #define PROTO_ZONE_MAX 64    /* zone label */
@@ -60,6 +66,7 @@ struct proto_header {
 /* Opcodes.  Gaps are left for later messages of each family. */
 enum {
   PROTO_OP_HELLO = 1,
+  PROTO_OP_AUTH = 2, /* the client's proof of the cluster key (auth.h) */
 
   /* Served by the MDS. */
   PROTO_OP_STATUS = 10,
@@ -165,7 +172,8 @@ enum {
 /* ---- Message payloads (host order) ---- */
 
 /* HELLO, both directions.  Wire: version u32, role u32, uuid[16],
- * auth_len u16, reserved u16 (zero), auth[auth_len].
+ * auth_len u16, reserved u16 (zero), auth[auth_len].  AUTH: a request
+ * whose payload is the client's proof, an empty reply (auth.h).
  */
 struct proto_hello {
   uint32_t version;

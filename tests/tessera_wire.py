@@ -1,0 +1,147 @@
+# Tessera's wire protocol for tests that speak it by hand: frames, the
+# authenticated handshake (common/utils/auth.h) and raw sockets.
+#
+#   import sys; sys.path.insert(0, TESTS_SRCDIR)
+#   import tessera_wire as tw
+#   key = tw.load_key(os.environ["TESSERA_KEY_FILE"])
+#   s = tw.connect("unix:/path/mds.sock")
+#   peer = tw.handshake(s, key, tw.ROLE_CLI)
+#
+# Run with /usr/bin/python3 (stdlib only).
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+
+MAGIC = 0x54455353
+VERSION = 1
+HEADER = struct.Struct(">IBBHIIQ")
+FLAG_REPLY = 0x8000
+FLAG_FUA = 0x0001
+
+OP_HELLO = 1
+OP_AUTH = 2
+
+ROLE_CLI = 1
+ROLE_PLUGIN = 2
+ROLE_STORESRV = 3
+ROLE_MDS = 4
+
+OK = 0
+EACCES = 18
+EPROTO = 14
+EBADMSG = 12
+
+NONCE = 32
+MAC = 32
+
+
+class ProtoError(Exception):
+    """A failed reply: .status and .message."""
+
+    def __init__(self, op, status, message):
+        super().__init__("%d: status %d: %s" % (op, status, message))
+        self.op = op
+        self.status = status
+        self.message = message
+
+
+def load_key(path):
+    """The 32-byte cluster key of key file PATH."""
+    with open(path) as f:
+        return bytes.fromhex(f.read().strip())
+
+
+def frame(op, payload=b"", flags=0, status=0, tag=0, magic=MAGIC,
+          version=VERSION, length=None):
+    if length is None:
+        length = len(payload)
+    return HEADER.pack(magic, version, op, flags, status, length,
+                       tag) + payload
+
+
+def hello_payload(role, auth=b"", uuid=bytes(16), version=VERSION):
+    return struct.pack(">II16sHH", version, role, uuid, len(auth), 0) + auth
+
+
+def decode_hello(p):
+    version, role, uuid, auth_len, _ = struct.unpack(">II16sHH", p[:28])
+    return {"version": version, "role": role, "uuid": uuid,
+            "auth": p[28:28 + auth_len]}
+
+
+def connect(addr, timeout=10):
+    """A socket connected to ADDR: unix:PATH or HOST:PORT."""
+    if addr.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(addr[5:])
+    else:
+        host, port = addr.rsplit(":", 1)
+        s = socket.create_connection((host.strip("[]"), int(port)),
+                                     timeout=timeout)
+    return s
+
+
+def recv_exact(s, n):
+    """N bytes, or None if the peer closed first."""
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            return None
+        b += c
+    return b
+
+
+def recv_frame(s):
+    """(op, flags, status, tag, payload), or None if the peer closed."""
+    h = recv_exact(s, HEADER.size)
+    if h is None:
+        return None
+    magic, ver, op, flags, status, length, tag = HEADER.unpack(h)
+    assert magic == MAGIC, h
+    p = recv_exact(s, length) if length else b""
+    if p is None:
+        return None
+    return op, flags, status, tag, p
+
+
+def call(s, op, payload=b"", flags=0, tag=0):
+    """Send a request and return the reply's payload; ProtoError if it
+    failed, EOFError if the peer closed."""
+    s.sendall(frame(op, payload, flags=flags, tag=tag))
+    r = recv_frame(s)
+    if r is None:
+        raise EOFError("connection closed")
+    rop, rflags, status, rtag, p = r
+    if status != OK:
+        raise ProtoError(rop, status, p.decode(errors="replace"))
+    return p
+
+
+def proof(key, side, cnonce, snonce, crole, srole):
+    msg = (b"tessera-auth-v1 " + side + cnonce + snonce +
+           struct.pack(">II", crole, srole))
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def handshake(s, key, role, uuid=bytes(16)):
+    """HELLO and AUTH as ROLE; returns the server's HELLO (a dict).
+    Raises ProtoError if refused, ValueError if the server's proof is
+    wrong."""
+    cnonce = os.urandom(NONCE)
+    peer = decode_hello(call(s, OP_HELLO, hello_payload(role, cnonce, uuid)))
+    auth = peer["auth"]
+    if len(auth) != NONCE + MAC:
+        raise ValueError("server sent no proof")
+    snonce = auth[:NONCE]
+    if not hmac.compare_digest(
+            auth[NONCE:],
+            proof(key, b"server", cnonce, snonce, role, peer["role"])):
+        raise ValueError("server proof is wrong")
+    call(s, OP_AUTH,
+         proof(key, b"client", cnonce, snonce, role, peer["role"]))
+    return peer
