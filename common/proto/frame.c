@@ -19,6 +19,7 @@
 #include "frame.h"
 #include "full-rw.h"
 #include "sock.h"
+#include "tls.h"
 
 int
 proto_send_frame (int fd, uint8_t opcode, uint16_t flags, uint32_t status,
@@ -277,6 +278,11 @@ proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
   if (fd < 0) {
     snprintf (errmsg, errlen, "connect: %s", strerror (-fd));
     return fd;
+  }
+  if (tls_enabled ()) {
+    fd = tls_wrap_client (fd, timeout_ms, errmsg, errlen);
+    if (fd < 0)
+      return fd;
   }
   if (timeout_ms > 0 && (r = sock_set_timeout (fd, timeout_ms)) < 0) {
     snprintf (errmsg, errlen, "set timeout: %s", strerror (-r));
