@@ -21,7 +21,11 @@
 
 #define PSK_USER "tessera"
 #define PSK_LABEL "tessera-tls-psk-v1"
-#define PRIORITY "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
+/* AES-GCM first: with AES-NI it is several times cheaper than
+ * ChaCha20-Poly1305, which GnuTLS would otherwise pick for PSK. */
+#define PRIORITY \
+  "NORMAL:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:" \
+  "+ECDHE-PSK:+DHE-PSK:+PSK"
 #define RELAY_BUF (64 * 1024)
 #define RELAY_STACK (256 * 1024)
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build the tree again with --enable-sanitizers (ASan and UBSan, every
+# report fatal) in a scratch directory, then run the unit tests and one
+# integration test (test-data-bytes.sh: MDS, three storage servers,
+# nbdkit with the plugin, NBD reads and writes) there.  Any report from
+# any process fails the test: the reports go to files (ASAN_OPTIONS
+# log_path), which must not exist afterwards.
+source ./functions.sh
+set -e
+set -x
+
+requires_built
+# Skip where the compiler has no sanitizers.
+requires bash -c 'echo "int main(void){return 0;}" |
+    ${CC:-gcc} -fsanitize=address,undefined -x c -o /dev/null -'
+
+work="$(mktemp -d /var/tmp/tessera-asan.XXXXXX)"
+cleanup_fn "if [ \$status -ne 0 ] && [ -n \"\$TESSERA_TEST_KEEP\" ]; then
+                echo \"$0: kept $work\"
+            else
+                rm -rf '$work'
+            fi"
+reports="$work/reports"
+mkdir -p "$work/build" "$reports"
+
+start=$(now)
+cd "$work/build"
+"$abs_top_srcdir/configure" --enable-sanitizers \
+    >configure.log 2>&1 || { tail -40 configure.log; exit 1; }
+# Not the outer make's jobserver or variables.
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j2 >make.log 2>&1 ||
+    { tail -40 make.log; exit 1; }
+echo "sanitizer build: $(elapsed "$start") s"
+
+export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=0:detect_leaks=1"
+export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1"
+# nbdkit itself is not built with ASan: its own leaks are not ours.
+export LSAN_OPTIONS="suppressions=$abs_top_srcdir/tests/sanitizers.supp:print_suppressions=0"
+status=0
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
+    TESTS="unit/test-proto unit/test-parse unit/test-auth unit/test-tls
+           unit/test-catalog unit/test-placement test-data-bytes.sh" \
+    >check.log 2>&1 || status=$?
+grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL):' check.log || tail -30 check.log
+echo "sanitizer build and tests: $(elapsed "$start") s"
+
+if compgen -G "$reports/*" >/dev/null; then
+    for f in "$reports"/*; do
+        echo "===== $f"
+        head -60 "$f"
+    done
+    echo "$0: sanitizer reports (above)"
+    exit 1
+fi
+if [ "$status" -ne 0 ]; then
+    for f in tests/*.log tests/unit/*.log; do
+        grep -q '^FAIL\|^ERROR' "$f" 2>/dev/null && tail -60 "$f"
+    done
+    exit 1
+fi
+if grep -q '^SKIP: test-data-bytes.sh' check.log; then
+    echo "$0: the integration test was skipped"
+    exit 1
+fi
