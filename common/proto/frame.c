@@ -260,6 +260,28 @@ proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
 }
 
 int
+proto_connect (const char *addr, int timeout_ms, char *errmsg, size_t errlen)
+{
+  int fd = sock_connect (addr, timeout_ms);
+
+  if (fd < 0) {
+    snprintf (errmsg, errlen, "connect: %s", strerror (-fd));
+    return fd;
+  }
+  if (tls_enabled ())
+    fd = tls_wrap_client (fd, timeout_ms, errmsg, errlen);
+  return fd;
+}
+
+int
+proto_accepted (int fd, int timeout_ms, const char *peer)
+{
+  if (tls_enabled ())
+    return tls_wrap_server (fd, timeout_ms, peer);
+  return fd;
+}
+
+int
 proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
                       int timeout_ms, struct proto_client **out,
                       struct proto_hello *peer, char *errmsg, size_t errlen)
@@ -274,16 +296,9 @@ proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
   }
   errmsg[0] = '\0';
   *out = NULL;
-  fd = sock_connect (addr, timeout_ms);
-  if (fd < 0) {
-    snprintf (errmsg, errlen, "connect: %s", strerror (-fd));
+  fd = proto_connect (addr, timeout_ms, errmsg, errlen);
+  if (fd < 0)
     return fd;
-  }
-  if (tls_enabled ()) {
-    fd = tls_wrap_client (fd, timeout_ms, errmsg, errlen);
-    if (fd < 0)
-      return fd;
-  }
   if (timeout_ms > 0 && (r = sock_set_timeout (fd, timeout_ms)) < 0) {
     snprintf (errmsg, errlen, "set timeout: %s", strerror (-r));
     close (fd);

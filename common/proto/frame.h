@@ -43,6 +43,20 @@ extern int proto_recv_frame (int fd, uint32_t max_payload,
  */
 struct proto_client;
 
+/* Connect to ADDR (sock_connect, TIMEOUT_MS) and, when TLS is enabled
+ * (tls.h), wrap the socket in TLS.  Returns the descriptor to speak the
+ * protocol on, or -errno with a message in ERRMSG (ERRLEN bytes).
+ */
+extern int proto_connect (const char *addr, int timeout_ms, char *errmsg,
+                          size_t errlen);
+
+/* A server's accepted socket FD: when TLS is enabled, wrap it (the TLS
+ * handshake, bounded by TIMEOUT_MS, runs in the relay; PEER names the
+ * peer in its log).  Returns the descriptor to speak the protocol on (FD
+ * itself without TLS) or -errno (FD is then closed).
+ */
+extern int proto_accepted (int fd, int timeout_ms, const char *peer);
+
 /* The client's side of the handshake on the connected, blocking socket
  * FD: HELLO as ROLE with identity UUID (may be NULL: zero), then AUTH,
  * the mutual proof of the process's cluster key (auth.h; see
