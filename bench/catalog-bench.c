@@ -5,16 +5,24 @@
  * In an empty directory DIR (created; removed by the caller), creates a
  * cluster (64 KiB segments), 3 servers and one 2-replica volume large
  * enough for NSEGMENTS segments, then measures:
- *   alloc-1      catalog_map_alloc of 1 segment per call (one synced
- *                transaction each: what a first write to a hole costs),
- *                for at most SECONDS or 2000 calls;
+ *   alloc-1      catalog_map_alloc of 1 segment per call from one thread
+ *                (one synced transaction each: what a first write to a
+ *                hole costs), for at most SECONDS or 2000 calls (or a
+ *                quarter of NSEGMENTS);
+ *   alloc-1x64   the same from 64 threads at once, for at most SECONDS
+ *                or 64000 calls (or a quarter of NSEGMENTS): the calls
+ *                meet in the catalog's group commit, as concurrent
+ *                MAP_ALLOCs of the MDS's connection threads do;
  *   alloc-1024   catalog_map_alloc of 1024 segments per call (a MAP_ALLOC
  *                batch), until NSEGMENTS are allocated;
  *   map_get-1    catalog_map_get of one random index, for SECONDS;
+ *   map_get-1x2  the same from 2 threads at once (the MDS serves MAP_GET
+ *                of several connections in parallel);
  *   map_get-1024 catalog_map_get of 1024 indexes from a random start;
  *   segment_get  catalog_segment_get of a random segment id;
- * and prints one line per measure (operations/s and segments/s) and the
- * catalog's size on disk.  SECONDS defaults to 3.
+ * and prints one line per measure (operations/s, segments/s, and the
+ * process's CPU time per operation, the steadier figure on a busy
+ * machine) and the catalog's size on disk.  SECONDS defaults to 3.
  *
  * Build: see bench/Makefile (links libcatalog.a and libcommon.a).
  */
@@ -23,6 +31,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +42,29 @@
 
 #define SEGSIZE (64u * 1024)
 #define BATCH 1024
+#define ALLOC_THREADS 64
+#define GET_THREADS 2
+
+/* Seconds on CLOCK (monotonic: wall time; process CPU time). */
+static double
+clock_secs (clockid_t clock)
+{
+  struct timespec ts;
+
+  clock_gettime (clock, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static double
 now (void)
 {
-  struct timespec ts;
+  return clock_secs (CLOCK_MONOTONIC);
+}
 
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
+static double
+cpu_now (void)
+{
+  return clock_secs (CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static void
@@ -52,15 +76,21 @@ check (int r, const char *what)
   }
 }
 
-/* xorshift64*: cheap random numbers. */
+/* xorshift64*: cheap random numbers from state *S. */
+static uint64_t
+rnd_r (uint64_t *s)
+{
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return *s * 2685821657736338717ull;
+}
+
 static uint64_t rng = 88172645463325252ull;
 static uint64_t
 rnd (void)
 {
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return rng * 2685821657736338717ull;
+  return rnd_r (&rng);
 }
 
 static void
@@ -73,25 +103,122 @@ fill (struct catalog_map_entry *e, uint64_t index)
   e->segment.replicas[1].server = 1 + (index + 1) % 3;
 }
 
+/* One result line; CPU is the process's CPU seconds over the case. */
 static void
 result (const char *what, uint64_t nseg, uint64_t ops, uint64_t segs,
-        double secs)
+        double secs, double cpu)
 {
   printf ("catalog-bench n=%" PRIu64 " %-12s %10.0f ops/s %12.0f segments/s"
-          " (%" PRIu64 " ops in %.2f s)\n",
-          nseg, what, ops / secs, segs / secs, ops, secs);
+          " (%" PRIu64 " ops in %.2f s, %.2f us CPU/op)\n",
+          nseg, what, ops / secs, segs / secs, ops, secs,
+          ops ? cpu * 1e6 / ops : 0.0);
   fflush (stdout);
+}
+
+/* What the threads of a concurrent case share. */
+struct shared {
+  catalog *cat;
+  uint64_t volume;
+  uint64_t nseg;
+  double t0, secs;
+  pthread_mutex_t lock;
+  uint64_t next, limit; /* alloc: next index to take, end; lock: LOCK */
+  uint64_t ops, maxid;  /* totals; lock: LOCK */
+};
+
+/* alloc-1x64 thread: allocate one index at a time until the budget or
+ * the time is spent.
+ */
+static void *
+alloc_thread (void *arg)
+{
+  struct shared *sh = arg;
+  struct catalog_map_entry e;
+  uint64_t index, ops = 0, maxid = 0;
+
+  for (;;) {
+    pthread_mutex_lock (&sh->lock);
+    index = sh->next < sh->limit && now () - sh->t0 < sh->secs ? sh->next++
+                                                               : UINT64_MAX;
+    pthread_mutex_unlock (&sh->lock);
+    if (index == UINT64_MAX)
+      break;
+    fill (&e, index);
+    check (catalog_map_alloc (sh->cat, sh->volume, &e, 1), "map alloc");
+    if (e.segment.id > maxid)
+      maxid = e.segment.id;
+    ops++;
+  }
+  pthread_mutex_lock (&sh->lock);
+  sh->ops += ops;
+  if (maxid > sh->maxid)
+    sh->maxid = maxid;
+  pthread_mutex_unlock (&sh->lock);
+  return NULL;
+}
+
+/* map_get-1x2 thread: random single lookups for the case's time. */
+static void *
+get_thread (void *arg)
+{
+  struct shared *sh = arg;
+  struct catalog_map_entry *out;
+  uint64_t s, ops = 0;
+  size_t n, i;
+
+  pthread_mutex_lock (&sh->lock);
+  s = rnd ();
+  pthread_mutex_unlock (&sh->lock);
+  do {
+    for (i = 0; i < 256; i++, ops++) {
+      check (catalog_map_get (sh->cat, sh->volume, rnd_r (&s) % sh->nseg, 1,
+                              &out, &n),
+             "map get");
+      if (n != 1) {
+        fprintf (stderr, "catalog-bench: map get: %zu entries\n", n);
+        exit (EXIT_FAILURE);
+      }
+      free (out);
+    }
+  } while (now () - sh->t0 < sh->secs);
+  pthread_mutex_lock (&sh->lock);
+  sh->ops += ops;
+  pthread_mutex_unlock (&sh->lock);
+  return NULL;
+}
+
+/* Run NTHREADS threads of FN on SH from now; returns the wall time. */
+static double
+run_threads (size_t nthreads, void *(*fn) (void *), struct shared *sh)
+{
+  pthread_t t[ALLOC_THREADS];
+  size_t i;
+  int r;
+
+  sh->t0 = now ();
+  sh->ops = 0;
+  for (i = 0; i < nthreads; i++) {
+    r = pthread_create (&t[i], NULL, fn, sh);
+    if (r != 0) {
+      fprintf (stderr, "catalog-bench: pthread_create: %s\n", strerror (r));
+      exit (EXIT_FAILURE);
+    }
+  }
+  for (i = 0; i < nthreads; i++)
+    pthread_join (t[i], NULL);
+  return now () - sh->t0;
 }
 
 int
 main (int argc, char *argv[])
 {
   const char *dir;
-  uint64_t nseg, next = 0, ops, segs, maxid = 0;
-  double secs = 3, t0, t;
+  uint64_t nseg, next = 0, ops, segs, maxid = 0, budget;
+  double secs = 3, t0, c0, t;
   struct catalog_map_entry *batch;
   struct catalog_volume vol;
   struct catalog_server srv;
+  struct shared sh;
   uint8_t uuid[16] = { 1 };
   catalog *cat;
   size_t n, i;
@@ -106,6 +233,10 @@ main (int argc, char *argv[])
   nseg = strtoull (argv[2], NULL, 0);
   if (argc == 4)
     secs = strtod (argv[3], NULL);
+  if (nseg == 0) {
+    fprintf (stderr, "catalog-bench: NSEGMENTS must be at least 1\n");
+    exit (2);
+  }
   if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
     perror (dir);
     exit (EXIT_FAILURE);
@@ -124,10 +255,18 @@ main (int argc, char *argv[])
   batch = malloc (BATCH * sizeof *batch);
   if (batch == NULL)
     exit (EXIT_FAILURE);
+  memset (&sh, 0, sizeof sh);
+  pthread_mutex_init (&sh.lock, NULL);
+  sh.cat = cat;
+  sh.volume = vol.id;
+  sh.nseg = nseg;
+  sh.secs = secs;
 
   /* alloc-1: one synced transaction per segment. */
+  budget = nseg / 4 < 2000 ? nseg / 4 : 2000;
   t0 = now ();
-  for (ops = 0; next < nseg && ops < 2000; ops++) {
+  c0 = cpu_now ();
+  for (ops = 0; next < budget; ops++) {
     fill (&batch[0], next++);
     check (catalog_map_alloc (cat, vol.id, batch, 1), "map alloc");
     if (batch[0].segment.id > maxid)
@@ -135,10 +274,24 @@ main (int argc, char *argv[])
     if ((ops & 15) == 15 && now () - t0 > secs)
       break;
   }
-  result ("alloc-1", nseg, ops, ops, now () - t0);
+  if (ops)
+    result ("alloc-1", nseg, ops, ops, now () - t0, cpu_now () - c0);
+
+  /* alloc-1x64: single allocations from 64 threads, group committed. */
+  budget = nseg / 4 < 64000 ? nseg / 4 : 64000;
+  sh.next = next;
+  sh.limit = next + budget;
+  c0 = cpu_now ();
+  t = run_threads (ALLOC_THREADS, alloc_thread, &sh);
+  if (sh.ops)
+    result ("alloc-1x64", nseg, sh.ops, sh.ops, t, cpu_now () - c0);
+  next = sh.next;
+  if (sh.maxid > maxid)
+    maxid = sh.maxid;
 
   /* alloc-1024: the rest, in batches. */
   t0 = now ();
+  c0 = cpu_now ();
   ops = segs = 0;
   while (next < nseg) {
     n = nseg - next < BATCH ? nseg - next : BATCH;
@@ -151,10 +304,11 @@ main (int argc, char *argv[])
     ops++, segs += n;
   }
   if (ops)
-    result ("alloc-1024", nseg, ops, segs, now () - t0);
+    result ("alloc-1024", nseg, ops, segs, now () - t0, cpu_now () - c0);
 
   /* map_get-1: random single lookups. */
   t0 = now ();
+  c0 = cpu_now ();
   ops = 0;
   do {
     struct catalog_map_entry *out;
@@ -169,10 +323,16 @@ main (int argc, char *argv[])
       free (out);
     }
   } while ((t = now () - t0) < secs);
-  result ("map_get-1", nseg, ops, ops, t);
+  result ("map_get-1", nseg, ops, ops, t, cpu_now () - c0);
+
+  /* map_get-1x2: the same from 2 threads. */
+  c0 = cpu_now ();
+  t = run_threads (GET_THREADS, get_thread, &sh);
+  result ("map_get-1x2", nseg, sh.ops, sh.ops, t, cpu_now () - c0);
 
   /* map_get-1024: ranges. */
   t0 = now ();
+  c0 = cpu_now ();
   ops = segs = 0;
   do {
     struct catalog_map_entry *out;
@@ -182,10 +342,11 @@ main (int argc, char *argv[])
     free (out);
     ops++, segs += n;
   } while ((t = now () - t0) < secs);
-  result ("map_get-1024", nseg, ops, segs, t);
+  result ("map_get-1024", nseg, ops, segs, t, cpu_now () - c0);
 
   /* segment_get: random segment records. */
   t0 = now ();
+  c0 = cpu_now ();
   ops = 0;
   do {
     struct catalog_segment s;
@@ -193,9 +354,10 @@ main (int argc, char *argv[])
     for (i = 0; i < 256; i++, ops++)
       check (catalog_segment_get (cat, 1 + rnd () % maxid, &s), "segment get");
   } while ((t = now () - t0) < secs);
-  result ("segment_get", nseg, ops, ops, t);
+  result ("segment_get", nseg, ops, ops, t, cpu_now () - c0);
 
   catalog_close (cat);
+  pthread_mutex_destroy (&sh.lock);
   snprintf (path, sizeof path, "%s/data.mdb", dir);
   if (stat (path, &st) == 0)
     printf ("catalog-bench n=%" PRIu64 " size on disk %.1f MiB "

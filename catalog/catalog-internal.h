@@ -13,6 +13,7 @@
 #include <string.h>
 #include <endian.h>
 #include <pthread.h>
+#include <semaphore.h>
 
 #include <lmdb.h>
 
@@ -31,8 +32,58 @@
 /* Read transactions kept reset for reuse (see catalog_rtxn_begin). */
 #define CATALOG_RTXN_POOL 16
 
-/* The handle.  Everything but the pool is set in catalog_open and then
- * only read, so it needs no lock.  POOL and NPOOL are protected by LOCK.
+/* Cursors a pooled reader keeps open across its transactions (see
+ * catalog_rtxn_cursor): the tables of the lookup paths.
+ */
+enum {
+  CATALOG_CUR_SEGMAP,
+  CATALOG_CUR_SEGMENTS,
+  CATALOG_NCURSORS,
+};
+
+/* A read-only transaction with its cached cursors.  Owned by one thread
+ * from catalog_rtxn_begin to catalog_rtxn_end, by the pool otherwise.
+ * In the pool it stays live only while its snapshot is the latest
+ * commit: the next reader then uses it as it is, and every commit resets
+ * the pooled ones (catalog_wtxn_commit), so that an idle reader never
+ * pins pages a writer could reuse.
+ */
+struct catalog_reader {
+  MDB_txn *txn;
+  bool live;                             /* TXN is live (renewed, not reset) */
+  MDB_cursor *cursors[CATALOG_NCURSORS]; /* NULL until first used */
+  unsigned renewed; /* bit I: cursors[I] belongs to the live TXN */
+};
+
+/* Bounds of one group commit of catalog_map_alloc calls: requests, and
+ * entries in all past the first request (4 MAP_ALLOCs of PROTO_MAP_MAX).
+ */
+#define CATALOG_GROUP_MAX 128
+#define CATALOG_GROUP_ENTRIES 16384
+
+/* A catalog_map_alloc call in the group commit (map.c).  A waiter
+ * sleeps on its own semaphore, posted exactly once: when its request is
+ * done, or when it is to lead the next group.  DONE and LEAD are set
+ * before the post and read after the wait (which orders them).
+ */
+struct catalog_alloc_waiter {
+  struct catalog_alloc_request *req;
+  struct catalog_alloc_waiter *next; /* in the queue; lock: alloc_lock */
+  bool done;
+  bool lead;
+  sem_t wake;
+};
+
+/* The handle.  The LMDB handles are set in catalog_open and then only
+ * read, so they need no lock.
+ *
+ * Locks (never held together, never held across an LMDB call but the
+ * pool's cheap ones):
+ *   LOCK protects POOL and NPOOL;
+ *   ALLOC_LOCK protects the group commit queue ALLOC_HEAD/ALLOC_TAIL and
+ *   ALLOC_BUSY (there is a leader: it is committing a group, or has
+ *   handed over to the head of the queue; when it is false the queue is
+ *   empty).
  */
 struct catalog {
   MDB_env *env;
@@ -44,11 +95,16 @@ struct catalog {
   MDB_dbi segmap;
   MDB_dbi segments;
   MDB_dbi server_segments;
+  MDB_dbi server_counts;
   MDB_dbi garbage;
 
   pthread_mutex_t lock;
-  MDB_txn *pool[CATALOG_RTXN_POOL];
+  struct catalog_reader *pool[CATALOG_RTXN_POOL];
   size_t npool;
+
+  pthread_mutex_t alloc_lock;
+  struct catalog_alloc_waiter *alloc_head, *alloc_tail;
+  bool alloc_busy;
 };
 
 /* Keys of the meta table. */
@@ -146,26 +202,38 @@ key_map (uint8_t buf[KEY_MAP_LEN], uint64_t volume, uint64_t index)
 
 /* catalog.c */
 extern int catalog_mdb_err (int rc, const char *op);
-extern int catalog_rtxn_begin (catalog *cat, MDB_txn **txn);
-extern void catalog_rtxn_end (catalog *cat, MDB_txn *txn);
+struct catalog_rtxn;
+extern int catalog_rtxn_begin (struct catalog_rtxn *rt);
+extern void catalog_rtxn_end (struct catalog_rtxn *rt);
+extern int catalog_rtxn_cursor (struct catalog_rtxn *rt, unsigned which,
+                                MDB_cursor **cur);
+extern MDB_cmp_func *catalog_key_cmp (size_t keylen);
 extern int catalog_wtxn_begin (catalog *cat, MDB_txn **txn, const char *op);
-extern int catalog_wtxn_commit (MDB_txn **txn, const char *op);
+extern int catalog_wtxn_commit (catalog *cat, MDB_txn **txn, const char *op);
+extern int catalog_counter_get (catalog *cat, MDB_txn *txn, const char *counter,
+                                uint64_t *next);
+extern int catalog_counter_put (catalog *cat, MDB_txn *txn, const char *counter,
+                                uint64_t next);
 extern int catalog_next_id (catalog *cat, MDB_txn *txn, const char *counter,
                             uint64_t limit, uint64_t *id);
 extern int catalog_get_cluster_txn (catalog *cat, MDB_txn *txn,
                                     struct catalog_cluster *out);
 
-/* A read transaction that returns itself to the pool at end of scope. */
+/* A read transaction that returns itself to the pool at end of scope:
+ * declare it as { .cat = cat }, then catalog_rtxn_begin (&rt) sets RD
+ * and TXN (RD's transaction, for the LMDB calls).
+ */
 struct catalog_rtxn {
   catalog *cat;
+  struct catalog_reader *rd;
   MDB_txn *txn;
 };
 
 static inline void
 catalog_cleanup_rtxn (struct catalog_rtxn *r)
 {
-  if (r->txn)
-    catalog_rtxn_end (r->cat, r->txn);
+  if (r->rd)
+    catalog_rtxn_end (r);
 }
 #define CLEANUP_RTXN __attribute__ ((cleanup (catalog_cleanup_rtxn)))
 
@@ -222,8 +290,28 @@ extern int catalog_table_list (catalog *cat, MDB_dbi dbi, const char *what,
                                               const MDB_val *val, void *elem),
                                void **out, size_t *n);
 
-/* servers.c */
+/* servers.c.  Changes of server_segments keep server_counts in step:
+ * at once (COUNTS NULL), or added up in *COUNTS for a run of changes in
+ * one write transaction, then written by catalog_counts_flush.
+ */
+#define CATALOG_COUNTS_MAX 16
+struct catalog_counts {
+  size_t n;
+  struct {
+    uint32_t server;
+    int64_t delta;
+  } e[CATALOG_COUNTS_MAX];
+};
 extern int catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id);
+extern int catalog_server_segment_add (catalog *cat, MDB_txn *txn,
+                                       uint32_t server, uint64_t segment,
+                                       struct catalog_counts *counts);
+extern int catalog_server_segment_del (catalog *cat, MDB_txn *txn,
+                                       uint32_t server, uint64_t segment,
+                                       struct catalog_counts *counts);
+extern int catalog_counts_flush (catalog *cat, MDB_txn *txn,
+                                 struct catalog_counts *counts);
+extern int catalog_server_counts_rebuild (catalog *cat, MDB_txn *txn);
 
 /* garbage.c */
 extern int catalog_scan_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi,

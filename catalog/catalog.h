@@ -10,14 +10,21 @@
  *   segmap          (volume id u64, index u64) -> segment id u64
  *   segments        segment id u64 -> segment record (replicas, refcount)
  *   server_segments (server id u32, segment id u64) -> empty
+ *   server_counts   server id u32 -> u64: its entries in server_segments
+ *                   (rebuilt from server_segments when missing)
  *   garbage         (server id u32, segment id u64) -> empty: replicas of
  *                   deleted segments the server has yet to delete
  *
  * Every function below is one logical operation in one transaction: it
  * either happens entirely and durably (the commit is synced) or not at all.
+ * (Concurrent catalog_map_alloc calls share a transaction, and each of
+ * them still happens entirely or not at all.)
  *
  * Threads: a catalog handle may be used from several threads; LMDB
- * serializes writers.  Read functions use read-only transactions.
+ * serializes writers.  Read functions use read-only transactions, taken
+ * from a pool of reset ones and reset again before they return: a read
+ * sees every commit that returned before it started, and holds no
+ * snapshot once it has returned.
  *
  * Errors: every function returns 0 (or a count where stated) on success,
  * or a negative errno:
@@ -143,7 +150,9 @@ extern int catalog_server_list (catalog *cat, struct catalog_server **out,
                                 size_t *n);
 /* -EINVAL for an unknown state. */
 extern int catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state);
-/* Number of replicas placed on server ID (from server_segments). */
+/* Number of replicas placed on server ID (kept in server_counts: one
+ * read, whatever the number).
+ */
 extern int catalog_server_count_segments (catalog *cat, uint32_t id,
                                           uint64_t *count);
 /* Ids of the segments with a replica on server ID, > START_AFTER, in
@@ -220,14 +229,46 @@ extern int catalog_map_get (catalog *cat, uint64_t volume, uint64_t start,
  * id and refcount are ignored).  In one transaction, for each entry whose
  * index is still a hole, a new segment id is assigned (refcount 1,
  * replicas as given, all state ok), mapped, and listed in server_segments;
- * the id is written back into ENTRIES[i].segment.id.  An entry whose index
- * is already mapped is left as it is and its current segment is written
- * back instead.  -EINVAL if an index is past the volume's end, nreplicas
- * is 0 or above the maximum, or a replica names the same server twice;
- * -ENOENT if the volume or a server does not exist.
+ * the new segment is written back into ENTRIES[i].segment (its id in
+ * .id).  An entry whose index is already mapped is left as it is and its
+ * current segment is written back instead.  -EINVAL if an index is past
+ * the volume's end, nreplicas is 0 or above the maximum, or a replica
+ * names the same server twice; -ENOENT if the volume or a server does not
+ * exist.  On error ENTRIES may have been partly overwritten.
+ *
+ * Group commit: calls from several threads at once are gathered while a
+ * commit is in progress and carried out together in the next transaction
+ * (one synced commit for all, up to 128 calls): this call returns only
+ * once the transaction holding its allocation is durable, and a call that
+ * fails changes nothing whatever the others do.  The caller must not hold
+ * a lock another caller needs to reach this function, or the calls cannot
+ * meet.  ENTRIES must stay valid and untouched until it returns.
  */
 extern int catalog_map_alloc (catalog *cat, uint64_t volume,
                               struct catalog_map_entry *entries, size_t n);
+
+/* One request of catalog_map_alloc_many: the arguments of a
+ * catalog_map_alloc call, and its result.
+ */
+struct catalog_alloc_request {
+  uint64_t volume;                   /* in */
+  struct catalog_map_entry *entries; /* in; out as for catalog_map_alloc */
+  size_t n;                          /* in */
+  int result; /* out: 0 or what catalog_map_alloc would return */
+};
+
+/* Carry out REQS[0..N) as N catalog_map_alloc calls would, in order, but
+ * in one transaction with one synced commit.  Each request is checked on
+ * its own: one that fails gets its error in .result and changes nothing,
+ * the others go on (later requests see what earlier ones allocated: two
+ * requests for the same hole map it once).  Returns 0 when every request
+ * has its result, or an error of the transaction as a whole (-ENOMEM,
+ * -ENOSPC, -EIO), which every request not failed already gets too.  Does
+ * not wait for concurrent catalog_map_alloc calls.
+ */
+extern int catalog_map_alloc_many (catalog *cat,
+                                   struct catalog_alloc_request *reqs,
+                                   size_t n);
 
 /* Read one segment. */
 extern int catalog_segment_get (catalog *cat, uint64_t id,

@@ -98,7 +98,7 @@ catalog_garbage_get (catalog *cat, uint32_t server, size_t max, uint64_t **out,
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   r = catalog_server_exists (cat, rt.txn, server);
@@ -137,5 +137,5 @@ catalog_garbage_done (catalog *cat, uint32_t server, const uint64_t *segments,
   }
   if (done == 0)
     return 0;
-  return catalog_wtxn_commit (&txn, "garbage_done");
+  return catalog_wtxn_commit (cat, &txn, "garbage_done");
 }

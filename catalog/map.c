@@ -1,6 +1,6 @@
-/* The map and segments: range lookups, allocation of segments for holes,
- * segment reads and listing, replica lists and states (tables segmap,
- * segments, server_segments, and garbage for removed replicas).
+/* The map and segments: range lookups, segment reads and listing,
+ * replica lists and states (tables segmap, segments, server_segments,
+ * and garbage for removed replicas).  Allocation is in alloc.c.
  */
 
 #include <config.h>
@@ -77,44 +77,62 @@ grow_entries (struct catalog_map_entry **list, size_t *cap, size_t used,
   return 0;
 }
 
+/* Read segment ID in read transaction RT with its cached segments
+ * cursor.  -ENOENT if unknown.
+ */
+static int
+segment_read (struct catalog_rtxn *rt, uint64_t id, struct catalog_segment *out)
+{
+  uint8_t kbuf[KEY_U64_LEN];
+  MDB_val key = key_u64 (kbuf, id);
+  MDB_val val;
+  MDB_cursor *cur;
+  int rc, r;
+
+  r = catalog_rtxn_cursor (rt, CATALOG_CUR_SEGMENTS, &cur);
+  if (r < 0)
+    return r;
+  rc = mdb_cursor_get (cur, &key, &val, MDB_SET);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_get segments");
+  return catalog_segment_decode (id, &val, out);
+}
+
 /* Map entries of VOLUME in [START, START + COUNT): one read transaction
- * and one cursor range scan of segmap, each entry joined with its
- * segment record.
+ * and one range scan of segmap with the reader's cached cursor, each
+ * entry joined with its segment record.  The volume's own record is read
+ * only when the range is empty: map entries exist only for existing
+ * volumes (catalog_volume_delete removes both in one transaction).
  */
 int
 catalog_map_get (catalog *cat, uint64_t volume, uint64_t start, uint64_t count,
                  struct catalog_map_entry **out, size_t *n)
 {
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
-  CLEANUP_CURSOR MDB_cursor *cur = NULL;
   CLEANUP_FREE struct catalog_map_entry *list = NULL;
+  MDB_cursor *cur = NULL;
   uint8_t kbuf[KEY_MAP_LEN];
   MDB_val key, val;
   uint64_t last, index, seg;
   size_t cap = 0, i = 0;
-  int rc, r;
-
-  r = catalog_rtxn_begin (cat, &rt.txn);
-  if (r < 0)
-    return r;
-  key = key_u64 (kbuf, volume);
-  rc = mdb_get (rt.txn, cat->volumes, &key, &val);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_get volumes");
+  int rc = MDB_NOTFOUND, r;
 
   *out = NULL;
   *n = 0;
-  if (count == 0)
-    return 0;
+  r = catalog_rtxn_begin (&rt);
+  if (r < 0)
+    return r;
   if (ADD_OVERFLOW (start, count - 1, &last))
     last = UINT64_MAX;
 
-  rc = mdb_cursor_open (rt.txn, cat->segmap, &cur);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_cursor_open segmap");
-  key = key_map (kbuf, volume, start);
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+  if (count > 0) {
+    r = catalog_rtxn_cursor (&rt, CATALOG_CUR_SEGMAP, &cur);
+    if (r < 0)
+      return r;
+    key = key_map (kbuf, volume, start);
+    rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE);
+  }
+  while (rc == MDB_SUCCESS) {
     if (key.mv_size != KEY_MAP_LEN) {
       log_debug ("catalog: segmap: bad key length %zu", key.mv_size);
       return -EIO;
@@ -131,7 +149,7 @@ catalog_map_get (catalog *cat, uint64_t volume, uint64_t start, uint64_t count,
     if (r < 0)
       return r;
     list[i].index = index;
-    r = catalog_segment_get_txn (cat, rt.txn, seg, &list[i].segment);
+    r = segment_read (&rt, seg, &list[i].segment);
     if (r == -ENOENT) {
       log_debug ("catalog: segmap names missing segment %" PRIu64, seg);
       return -EIO;
@@ -139,164 +157,23 @@ catalog_map_get (catalog *cat, uint64_t volume, uint64_t start, uint64_t count,
     if (r < 0)
       return r;
     i++;
+    if (index == last)
+      break; /* rc stays MDB_SUCCESS: no step past the range */
+    rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT);
   }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return catalog_mdb_err (rc, "mdb_cursor_get segmap");
 
-  if (i > 0) {
-    *out = list;
-    list = NULL;
+  if (i == 0) {
+    key = key_u64 (kbuf, volume);
+    rc = mdb_get (rt.txn, cat->volumes, &key, &val);
+    if (rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_get volumes");
   }
+  *out = list;
+  list = NULL;
   *n = i;
   return 0;
-}
-
-/* Check what can be checked of ENTRIES without the catalog: replica
- * counts and distinct servers.
- */
-static int
-check_entries (const struct catalog_map_entry *entries, size_t n)
-{
-  size_t i;
-  uint32_t j, k;
-
-  for (i = 0; i < n; ++i) {
-    const struct catalog_segment *g = &entries[i].segment;
-
-    if (g->nreplicas < 1 || g->nreplicas > CATALOG_REPLICAS_MAX)
-      return -EINVAL;
-    for (j = 0; j < g->nreplicas; ++j)
-      for (k = j + 1; k < g->nreplicas; ++k)
-        if (g->replicas[j].server == g->replicas[k].server)
-          return -EINVAL;
-  }
-  return 0;
-}
-
-/* Allocate a new segment for hole INDEX of VOLUME with the replicas of
- * *G inside write transaction TXN; on success *G is the new segment.
- */
-static int
-alloc_one (catalog *cat, MDB_txn *txn, uint64_t volume, uint64_t index,
-           struct catalog_segment *g)
-{
-  uint8_t kbuf[KEY_MAP_LEN], vbuf[8];
-  MDB_val key, val, empty = { .mv_size = 0, .mv_data = NULL };
-  uint64_t id;
-  uint32_t j;
-  int rc, r;
-
-  r = catalog_next_id (cat, txn, CATALOG_META_NEXT_SEGMENT, UINT64_MAX - 1,
-                       &id);
-  if (r < 0)
-    return r;
-  g->id = id;
-  g->volume = volume;
-  g->gen = 1;
-  g->refcount = 1;
-  for (j = 0; j < g->nreplicas; ++j)
-    g->replicas[j].state = CATALOG_REPLICA_OK;
-  memset (&g->replicas[g->nreplicas], 0,
-          (CATALOG_REPLICAS_MAX - g->nreplicas) * sizeof g->replicas[0]);
-  r = catalog_segment_put_txn (cat, txn, g);
-  if (r < 0)
-    return r;
-
-  key = key_map (kbuf, volume, index);
-  put_be64 (vbuf, id);
-  val.mv_size = sizeof vbuf;
-  val.mv_data = vbuf;
-  rc = mdb_put (txn, cat->segmap, &key, &val, MDB_NOOVERWRITE);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_put segmap");
-
-  for (j = 0; j < g->nreplicas; ++j) {
-    key = key_pair (kbuf, g->replicas[j].server, id);
-    rc = mdb_put (txn, cat->server_segments, &key, &empty, 0);
-    if (rc != MDB_SUCCESS)
-      return catalog_mdb_err (rc, "mdb_put server_segments");
-  }
-  return 0;
-}
-
-/* Allocate segments for the holes among ENTRIES of VOLUME, in one write
- * transaction.  Every entry is validated before anything changes.  On
- * error ENTRIES may have been partly overwritten.
- */
-int
-catalog_map_alloc (catalog *cat, uint64_t volume,
-                   struct catalog_map_entry *entries, size_t n)
-{
-  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
-  struct catalog_volume v;
-  struct catalog_cluster c;
-  uint8_t kbuf[KEY_MAP_LEN];
-  MDB_val key, val;
-  uint64_t nsegs, seg, allocated = 0;
-  size_t i;
-  uint32_t j;
-  int rc, r;
-
-  r = check_entries (entries, n);
-  if (r < 0)
-    return r;
-
-  r = catalog_wtxn_begin (cat, &txn, "map_alloc");
-  if (r < 0)
-    return r;
-  r = catalog_volume_get_txn (cat, txn, volume, &v);
-  if (r < 0)
-    return r;
-  r = catalog_get_cluster_txn (cat, txn, &c);
-  if (r < 0)
-    return r;
-  assert (c.segment_size > 0);
-  nsegs = v.size / c.segment_size + (v.size % c.segment_size != 0);
-
-  for (i = 0; i < n; ++i) {
-    if (entries[i].index >= nsegs)
-      return -EINVAL;
-    for (j = 0; j < entries[i].segment.nreplicas; ++j) {
-      r = catalog_server_exists (cat, txn,
-                                 entries[i].segment.replicas[j].server);
-      if (r < 0)
-        return r;
-    }
-  }
-
-  for (i = 0; i < n; ++i) {
-    key = key_map (kbuf, volume, entries[i].index);
-    rc = mdb_get (txn, cat->segmap, &key, &val);
-    if (rc == MDB_SUCCESS) {
-      /* Already mapped (earlier, or by an earlier entry of this call). */
-      r = catalog_u64_decode ("segmap", &val, &seg);
-      if (r < 0)
-        return r;
-      r = catalog_segment_get_txn (cat, txn, seg, &entries[i].segment);
-      if (r == -ENOENT) {
-        log_debug ("catalog: segmap names missing segment %" PRIu64, seg);
-        return -EIO;
-      }
-      if (r < 0)
-        return r;
-    }
-    else if (rc == MDB_NOTFOUND) {
-      r = alloc_one (cat, txn, volume, entries[i].index, &entries[i].segment);
-      if (r < 0)
-        return r;
-      allocated++;
-    }
-    else
-      return catalog_mdb_err (rc, "mdb_get segmap");
-  }
-
-  if (allocated == 0)
-    return 0; /* nothing changed: the abort is the cheaper end */
-  v.segments += allocated;
-  r = catalog_volume_put_txn (cat, txn, &v);
-  if (r < 0)
-    return r;
-  return catalog_wtxn_commit (&txn, "map_alloc");
 }
 
 /* Read segment ID. */
@@ -306,10 +183,10 @@ catalog_segment_get (catalog *cat, uint64_t id, struct catalog_segment *out)
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
-  return catalog_segment_get_txn (cat, rt.txn, id, out);
+  return segment_read (&rt, id, out);
 }
 
 /* Segments with id > START_AFTER, at most MAX, in id order: one read
@@ -332,7 +209,7 @@ catalog_segment_list (catalog *cat, uint64_t start_after, size_t max,
   *n = 0;
   if (max == 0 || start_after == UINT64_MAX)
     return 0;
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   rc = mdb_cursor_open (rt.txn, cat->segments, &cur);
@@ -398,7 +275,7 @@ catalog_segment_add_replica (catalog *cat, uint64_t id, uint32_t server,
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
   struct catalog_segment g;
   uint8_t kbuf[KEY_PAIR_LEN];
-  MDB_val key, empty = { .mv_size = 0, .mv_data = NULL };
+  MDB_val key;
   int rc, r;
 
   if (state > CATALOG_REPLICA_SYNCING)
@@ -424,14 +301,14 @@ catalog_segment_add_replica (catalog *cat, uint64_t id, uint32_t server,
   r = catalog_segment_put_txn (cat, txn, &g);
   if (r < 0)
     return r;
+  r = catalog_server_segment_add (cat, txn, server, id, NULL);
+  if (r < 0)
+    return r;
   key = key_pair (kbuf, server, id);
-  rc = mdb_put (txn, cat->server_segments, &key, &empty, 0);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_put server_segments");
   rc = mdb_del (txn, cat->garbage, &key, NULL);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return catalog_mdb_err (rc, "mdb_del garbage");
-  r = catalog_wtxn_commit (&txn, "segment_add_replica");
+  r = catalog_wtxn_commit (cat, &txn, "segment_add_replica");
   if (r < 0)
     return r;
   if (out)
@@ -472,14 +349,14 @@ catalog_segment_remove_replica (catalog *cat, uint64_t id, uint32_t server,
   r = catalog_segment_put_txn (cat, txn, &g);
   if (r < 0)
     return r;
+  r = catalog_server_segment_del (cat, txn, server, id, NULL);
+  if (r < 0)
+    return r;
   key = key_pair (kbuf, server, id);
-  rc = mdb_del (txn, cat->server_segments, &key, NULL);
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return catalog_mdb_err (rc, "mdb_del server_segments");
   rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put garbage");
-  r = catalog_wtxn_commit (&txn, "segment_remove_replica");
+  r = catalog_wtxn_commit (cat, &txn, "segment_remove_replica");
   if (r < 0)
     return r;
   if (out)
@@ -516,7 +393,7 @@ catalog_replica_set_state (catalog *cat, uint64_t id, uint32_t server,
     r = catalog_segment_put_txn (cat, txn, &g);
     if (r < 0)
       return r;
-    r = catalog_wtxn_commit (&txn, "replica_set_state");
+    r = catalog_wtxn_commit (cat, &txn, "replica_set_state");
     if (r < 0)
       return r;
   }

@@ -51,6 +51,203 @@ put_server_txn (catalog *cat, MDB_txn *txn, const struct catalog_server *s)
   return 0;
 }
 
+/* Set the count of server SERVER in server_counts to COUNT inside write
+ * transaction TXN (zero: no record).
+ */
+static int
+put_count (catalog *cat, MDB_txn *txn, uint32_t server, uint64_t count)
+{
+  uint8_t kbuf[KEY_U32_LEN], vbuf[8];
+  MDB_val key = key_u32 (kbuf, server);
+  MDB_val val = { .mv_size = sizeof vbuf, .mv_data = vbuf };
+  int rc;
+
+  if (count == 0) {
+    rc = mdb_del (txn, cat->server_counts, &key, NULL);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return catalog_mdb_err (rc, "mdb_del server_counts");
+    return 0;
+  }
+  put_be64 (vbuf, count);
+  rc = mdb_put (txn, cat->server_counts, &key, &val, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put server_counts");
+  return 0;
+}
+
+/* Read the count of server SERVER in server_counts inside transaction
+ * TXN into *COUNT (no record: zero).
+ */
+static int
+get_count (catalog *cat, MDB_txn *txn, uint32_t server, uint64_t *count)
+{
+  uint8_t kbuf[KEY_U32_LEN];
+  MDB_val key = key_u32 (kbuf, server);
+  MDB_val val;
+  int rc;
+
+  *count = 0;
+  rc = mdb_get (txn, cat->server_counts, &key, &val);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_get server_counts");
+  return catalog_u64_decode ("server_counts", &val, count);
+}
+
+/* Add DELTA to the count of server SERVER inside write transaction TXN.
+ * A count that would go below zero (tables out of step) stays at zero,
+ * with a debug line.
+ */
+static int
+count_add (catalog *cat, MDB_txn *txn, uint32_t server, int64_t delta)
+{
+  uint64_t count;
+  int r;
+
+  if (delta == 0)
+    return 0;
+  r = get_count (cat, txn, server, &count);
+  if (r < 0)
+    return r;
+  if (delta < 0 && count < (uint64_t)-delta) {
+    log_debug ("catalog: server %" PRIu32 ": replica count below zero", server);
+    count = 0;
+  }
+  else
+    count += delta;
+  return put_count (cat, txn, server, count);
+}
+
+/* Count DELTA for SERVER: into *COUNTS if it has room for it, else (or
+ * with COUNTS NULL) into server_counts at once.
+ */
+static int
+count_change (catalog *cat, MDB_txn *txn, uint32_t server, int64_t delta,
+              struct catalog_counts *counts)
+{
+  size_t i;
+
+  if (counts) {
+    for (i = 0; i < counts->n; ++i)
+      if (counts->e[i].server == server) {
+        counts->e[i].delta += delta;
+        return 0;
+      }
+    if (counts->n < CATALOG_COUNTS_MAX) {
+      counts->e[counts->n].server = server;
+      counts->e[counts->n].delta = delta;
+      counts->n++;
+      return 0;
+    }
+  }
+  return count_add (cat, txn, server, delta);
+}
+
+/* Write the changes added up in COUNTS into server_counts inside write
+ * transaction TXN, and empty COUNTS.
+ */
+int
+catalog_counts_flush (catalog *cat, MDB_txn *txn, struct catalog_counts *counts)
+{
+  size_t i;
+  int r;
+
+  for (i = 0; i < counts->n; ++i) {
+    r = count_add (cat, txn, counts->e[i].server, counts->e[i].delta);
+    if (r < 0)
+      return r;
+  }
+  counts->n = 0;
+  return 0;
+}
+
+/* List SEGMENT's replica on SERVER in server_segments, and count it (see
+ * struct catalog_counts), inside write transaction TXN.  Already listed:
+ * nothing changes.
+ */
+int
+catalog_server_segment_add (catalog *cat, MDB_txn *txn, uint32_t server,
+                            uint64_t segment, struct catalog_counts *counts)
+{
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key = key_pair (kbuf, server, segment);
+  MDB_val empty = { .mv_size = 0, .mv_data = NULL };
+  int rc;
+
+  rc = mdb_put (txn, cat->server_segments, &key, &empty, MDB_NOOVERWRITE);
+  if (rc == MDB_KEYEXIST)
+    return 0;
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put server_segments");
+  return count_change (cat, txn, server, 1, counts);
+}
+
+/* Unlist SEGMENT's replica on SERVER from server_segments, and uncount
+ * it (see struct catalog_counts), inside write transaction TXN.  Not
+ * listed: nothing changes.
+ */
+int
+catalog_server_segment_del (catalog *cat, MDB_txn *txn, uint32_t server,
+                            uint64_t segment, struct catalog_counts *counts)
+{
+  uint8_t kbuf[KEY_PAIR_LEN];
+  MDB_val key = key_pair (kbuf, server, segment);
+  int rc;
+
+  rc = mdb_del (txn, cat->server_segments, &key, NULL);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_del server_segments");
+  return count_change (cat, txn, server, -1, counts);
+}
+
+/* Fill server_counts from server_segments inside write transaction TXN
+ * (catalog_open, for a catalog made before server_counts): one walk of
+ * server_segments, whose keys come grouped by server.
+ */
+int
+catalog_server_counts_rebuild (catalog *cat, MDB_txn *txn)
+{
+  MDB_cursor *cur; /* freed with the write transaction */
+  MDB_val key, val;
+  uint64_t count = 0;
+  uint32_t server = 0;
+  bool end;
+  int rc, r;
+
+  rc = mdb_drop (txn, cat->server_counts, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_drop server_counts");
+  rc = mdb_cursor_open (txn, cat->server_segments, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open server_segments");
+  rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST);
+  for (;;) {
+    end = rc == MDB_NOTFOUND;
+    if (!end && rc != MDB_SUCCESS)
+      return catalog_mdb_err (rc, "mdb_cursor_get server_segments");
+    if (!end && key.mv_size != KEY_PAIR_LEN) {
+      log_debug ("catalog: server_segments: bad key length %zu", key.mv_size);
+      return -EIO;
+    }
+    if (count > 0 && (end || get_be32 (key.mv_data) != server)) {
+      r = put_count (cat, txn, server, count);
+      if (r < 0)
+        return r;
+      count = 0;
+    }
+    if (end)
+      break;
+    server = get_be32 (key.mv_data);
+    count++;
+    rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT);
+  }
+  log_debug ("catalog: server_counts filled from server_segments");
+  return 0;
+}
+
 /* 0 if server ID exists, -ENOENT if not (used to validate replicas). */
 int
 catalog_server_exists (catalog *cat, MDB_txn *txn, uint32_t id)
@@ -135,7 +332,7 @@ catalog_server_register (catalog *cat, const uint8_t uuid[16],
   r = put_server_txn (cat, txn, &s);
   if (r < 0)
     return r;
-  r = catalog_wtxn_commit (&txn, "server_register");
+  r = catalog_wtxn_commit (cat, &txn, "server_register");
   if (r < 0)
     return r;
   if (out)
@@ -150,7 +347,7 @@ catalog_server_get (catalog *cat, uint32_t id, struct catalog_server *out)
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   return get_server_txn (cat, rt.txn, id, out);
@@ -193,47 +390,23 @@ catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state)
   r = put_server_txn (cat, txn, &s);
   if (r < 0)
     return r;
-  return catalog_wtxn_commit (&txn, "server_set_state");
+  return catalog_wtxn_commit (cat, &txn, "server_set_state");
 }
 
-/* Count the replicas on server ID: a cursor scan of its range of
- * server_segments.
- */
+/* The replicas on server ID: its count in server_counts. */
 int
 catalog_server_count_segments (catalog *cat, uint32_t id, uint64_t *count)
 {
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
-  CLEANUP_CURSOR MDB_cursor *cur = NULL;
-  uint8_t kbuf[KEY_PAIR_LEN];
-  MDB_val key = key_pair (kbuf, id, 0);
-  MDB_val val;
-  uint64_t c = 0;
-  int rc, r;
+  int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   r = catalog_server_exists (cat, rt.txn, id);
   if (r < 0)
     return r;
-  rc = mdb_cursor_open (rt.txn, cat->server_segments, &cur);
-  if (rc != MDB_SUCCESS)
-    return catalog_mdb_err (rc, "mdb_cursor_open server_segments");
-
-  for (rc = mdb_cursor_get (cur, &key, &val, MDB_SET_RANGE); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
-    if (key.mv_size != KEY_PAIR_LEN) {
-      log_debug ("catalog: server_segments: bad key length %zu", key.mv_size);
-      return -EIO;
-    }
-    if (get_be32 (key.mv_data) != id)
-      break;
-    c++;
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return catalog_mdb_err (rc, "mdb_cursor_get server_segments");
-  *count = c;
-  return 0;
+  return get_count (cat, rt.txn, id, count);
 }
 
 /* Segment ids with a replica on server ID, > START_AFTER, at most MAX:
@@ -246,7 +419,7 @@ catalog_server_segments (catalog *cat, uint32_t id, uint64_t start_after,
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   r = catalog_server_exists (cat, rt.txn, id);
@@ -314,6 +487,9 @@ catalog_server_remove (catalog *cat, uint32_t id)
   r = delete_pairs (txn, cat->server_segments, "server_segments", id, true);
   if (r < 0)
     return r;
+  r = put_count (cat, txn, id, 0);
+  if (r < 0)
+    return r;
   r = delete_pairs (txn, cat->garbage, "garbage", id, false);
   if (r < 0)
     return r;
@@ -336,5 +512,5 @@ catalog_server_remove (catalog *cat, uint32_t id)
   rc = mdb_del (txn, cat->servers, &key, NULL);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del servers");
-  return catalog_wtxn_commit (&txn, "server_remove");
+  return catalog_wtxn_commit (cat, &txn, "server_remove");
 }

@@ -115,7 +115,7 @@ catalog_volume_create (catalog *cat, const char *name, uint64_t size,
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  r = catalog_wtxn_commit (&txn, "volume_create");
+  r = catalog_wtxn_commit (cat, &txn, "volume_create");
   if (r < 0)
     return r;
   if (out)
@@ -130,7 +130,7 @@ catalog_volume_get (catalog *cat, uint64_t id, struct catalog_volume *out)
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   int r;
 
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   return catalog_volume_get_txn (cat, rt.txn, id, out);
@@ -150,7 +150,7 @@ catalog_volume_lookup (catalog *cat, const char *name,
 
   if (!catalog_name_valid (name))
     return -EINVAL;
-  r = catalog_rtxn_begin (cat, &rt.txn);
+  r = catalog_rtxn_begin (&rt);
   if (r < 0)
     return r;
   nkey.mv_size = strlen (name);
@@ -207,7 +207,7 @@ catalog_volume_resize (catalog *cat, uint64_t id, uint64_t new_size,
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  r = catalog_wtxn_commit (&txn, "volume_resize");
+  r = catalog_wtxn_commit (cat, &txn, "volume_resize");
   if (r < 0)
     return r;
   if (out)
@@ -217,10 +217,11 @@ catalog_volume_resize (catalog *cat, uint64_t id, uint64_t new_size,
 
 /* Drop one reference to segment SEG inside write transaction TXN.  The
  * last reference deletes the segment and queues each replica in garbage
- * for its server.
+ * for its server (the replica counts go into COUNTS).
  */
 static int
-release_segment (catalog *cat, MDB_txn *txn, uint64_t seg)
+release_segment (catalog *cat, MDB_txn *txn, uint64_t seg,
+                 struct catalog_counts *counts)
 {
   struct catalog_segment g;
   uint8_t kbuf[KEY_PAIR_LEN];
@@ -246,10 +247,11 @@ release_segment (catalog *cat, MDB_txn *txn, uint64_t seg)
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del segments");
   for (i = 0; i < g.nreplicas; ++i) {
+    r = catalog_server_segment_del (cat, txn, g.replicas[i].server, seg,
+                                    counts);
+    if (r < 0)
+      return r;
     key = key_pair (kbuf, g.replicas[i].server, seg);
-    rc = mdb_del (txn, cat->server_segments, &key, NULL);
-    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-      return catalog_mdb_err (rc, "mdb_del server_segments");
     rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_put garbage");
@@ -266,6 +268,7 @@ catalog_volume_delete (catalog *cat, uint64_t id)
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
   MDB_cursor *cur; /* freed with the write transaction */
   struct catalog_volume v;
+  struct catalog_counts counts = { .n = 0 };
   uint8_t kbuf[KEY_MAP_LEN];
   MDB_val key, val;
   uint64_t seg;
@@ -303,10 +306,13 @@ catalog_volume_delete (catalog *cat, uint64_t id)
     rc = mdb_cursor_del (cur, 0);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_cursor_del segmap");
-    r = release_segment (cat, txn, seg);
+    r = release_segment (cat, txn, seg, &counts);
     if (r < 0)
       return r;
   }
+  r = catalog_counts_flush (cat, txn, &counts);
+  if (r < 0)
+    return r;
 
   key.mv_size = strlen (v.name);
   key.mv_data = v.name;
@@ -317,7 +323,7 @@ catalog_volume_delete (catalog *cat, uint64_t id)
   rc = mdb_del (txn, cat->volumes, &key, NULL);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del volumes");
-  return catalog_wtxn_commit (&txn, "volume_delete");
+  return catalog_wtxn_commit (cat, &txn, "volume_delete");
 }
 
 /* Move volume ID to its next epoch, not clean, in one transaction.  If
@@ -347,7 +353,7 @@ advance_epoch (catalog *cat, uint64_t id, const uint64_t *current,
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  r = catalog_wtxn_commit (&txn, what);
+  r = catalog_wtxn_commit (cat, &txn, what);
   if (r < 0)
     return r;
   if (out)
@@ -393,7 +399,7 @@ catalog_volume_set_clean_epoch (catalog *cat, uint64_t id, uint64_t epoch)
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  return catalog_wtxn_commit (&txn, "volume_set_clean_epoch");
+  return catalog_wtxn_commit (cat, &txn, "volume_set_clean_epoch");
 }
 
 /* The writer of EPOCH closed volume ID cleanly, or a resync made it
@@ -421,5 +427,5 @@ catalog_volume_mark_clean (catalog *cat, uint64_t id, uint64_t epoch)
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)
     return r;
-  return catalog_wtxn_commit (&txn, "volume_mark_clean");
+  return catalog_wtxn_commit (cat, &txn, "volume_mark_clean");
 }

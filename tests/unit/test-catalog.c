@@ -1762,6 +1762,487 @@ START_TEST (test_corrupt_records_v2)
 }
 END_TEST
 
+/* catalog_map_alloc_many: one transaction, a result per request; a
+ * failed request changes nothing, the others go on, and a later request
+ * sees what an earlier one allocated.
+ */
+START_TEST (test_map_alloc_many)
+{
+  const uint32_t s12[2] = { 1, 2 }, s17[2] = { 1, 7 }, s11[2] = { 1, 1 };
+  struct catalog_map_entry e[8], *m;
+  struct catalog_alloc_request reqs[7];
+  struct catalog_volume v;
+  uint64_t a, b, count;
+  size_t n;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  a = add_volume ("a", 4 * SEG_SIZE, 2);
+  b = add_volume ("b", 4 * SEG_SIZE, 2);
+
+  ck_assert_int_eq (catalog_map_alloc_many (cat, reqs, 0), 0);
+
+  set_entry (&e[0], 0, 2, s12);
+  set_entry (&e[1], 1, 2, s12);
+  reqs[0] = (struct catalog_alloc_request){ a, &e[0], 2, 1 };
+  set_entry (&e[2], 9, 2, s12); /* past the end */
+  reqs[1] = (struct catalog_alloc_request){ a, &e[2], 1, 1 };
+  set_entry (&e[3], 0, 2, s12);
+  reqs[2] = (struct catalog_alloc_request){ b, &e[3], 1, 1 };
+  set_entry (&e[4], 1, 2, s12); /* allocated by reqs[0] */
+  set_entry (&e[5], 2, 2, s12);
+  reqs[3] = (struct catalog_alloc_request){ a, &e[4], 2, 1 };
+  set_entry (&e[6], 0, 2, s12);
+  reqs[4] = (struct catalog_alloc_request){ 99, &e[6], 1, 1 }; /* no volume */
+
+  ck_assert_int_eq (catalog_map_alloc_many (cat, reqs, 5), 0);
+  ck_assert_int_eq (reqs[0].result, 0);
+  ck_assert_int_eq (reqs[1].result, -EINVAL);
+  ck_assert_int_eq (reqs[2].result, 0);
+  ck_assert_int_eq (reqs[3].result, 0);
+  ck_assert_int_eq (reqs[4].result, -ENOENT);
+  ck_assert_uint_eq (e[4].segment.id, e[1].segment.id);
+  ck_assert_uint_ne (e[5].segment.id, 0);
+  ck_assert_uint_ne (e[3].segment.id, e[0].segment.id);
+  /* Requests that all fail: nothing to commit. */
+  set_entry (&e[6], 1, 2, s11); /* the same server twice */
+  reqs[5] = (struct catalog_alloc_request){ b, &e[6], 1, 1 };
+  set_entry (&e[7], 1, 2, s17); /* no server 7 */
+  reqs[6] = (struct catalog_alloc_request){ b, &e[7], 1, 1 };
+  ck_assert_int_eq (catalog_map_alloc_many (cat, &reqs[5], 2), 0);
+  ck_assert_int_eq (reqs[5].result, -EINVAL);
+  ck_assert_int_eq (reqs[6].result, -ENOENT);
+
+  reopen ();
+  ck_assert_int_eq (catalog_volume_get (cat, a, &v), 0);
+  ck_assert_uint_eq (v.segments, 3);
+  ck_assert_int_eq (catalog_volume_get (cat, b, &v), 0);
+  ck_assert_uint_eq (v.segments, 1);
+  ck_assert_int_eq (catalog_map_get (cat, a, 0, 4, &m, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (m[0].segment.id, e[0].segment.id);
+  ck_assert_uint_eq (m[1].segment.id, e[1].segment.id);
+  ck_assert_uint_eq (m[2].segment.id, e[5].segment.id);
+  free (m);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 2, &count), 0);
+  ck_assert_uint_eq (count, 4);
+}
+END_TEST
+
+/* A request that fails after it changed the transaction (here on a
+ * corrupt segment record met after its first allocation) is undone by a
+ * redo of the transaction without it; the others are committed.
+ */
+START_TEST (test_map_alloc_many_redo)
+{
+  const uint8_t short_rec[3] = { 2, 0, 0 };
+  const uint32_t s12[2] = { 1, 2 };
+  struct catalog_map_entry e[4], *m;
+  struct catalog_alloc_request reqs[3];
+  struct catalog_volume v;
+  uint8_t key[8];
+  uint64_t a, id, count;
+  size_t n;
+  int i;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  a = add_volume ("a", 4 * SEG_SIZE, 2);
+  id = alloc_index (a, 1);
+  catalog_close (cat);
+  cat = NULL;
+  for (i = 0; i < 8; ++i)
+    key[i] = id >> (56 - 8 * i);
+  corrupt ("segments", key, 8, short_rec, sizeof short_rec);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+
+  set_entry (&e[0], 3, 2, s12);
+  reqs[0] = (struct catalog_alloc_request){ a, &e[0], 1, 0 };
+  set_entry (&e[1], 0, 2, s12); /* a hole: allocated, then undone */
+  set_entry (&e[2], 1, 2, s12); /* mapped to the corrupt record */
+  reqs[1] = (struct catalog_alloc_request){ a, &e[1], 2, 0 };
+  set_entry (&e[3], 2, 2, s12);
+  reqs[2] = (struct catalog_alloc_request){ a, &e[3], 1, 0 };
+  ck_assert_int_eq (catalog_map_alloc_many (cat, reqs, 3), 0);
+  ck_assert_int_eq (reqs[0].result, 0);
+  ck_assert_int_eq (reqs[1].result, -EIO);
+  ck_assert_int_eq (reqs[2].result, 0);
+
+  reopen ();
+  ck_assert_int_eq (catalog_map_get (cat, a, 0, 1, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  ck_assert_int_eq (catalog_map_get (cat, a, 2, 2, &m, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (m[0].segment.id, e[3].segment.id);
+  ck_assert_uint_eq (m[1].segment.id, e[0].segment.id);
+  free (m);
+  ck_assert_int_eq (catalog_volume_get (cat, a, &v), 0);
+  ck_assert_uint_eq (v.segments, 3);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 3);
+  /* catalog_map_alloc gives the same answers, alone. */
+  set_entry (&e[1], 0, 2, s12);
+  ck_assert_int_eq (catalog_map_alloc (cat, a, &e[1], 2), -EIO);
+  ck_assert_int_eq (catalog_map_get (cat, a, 0, 1, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+}
+END_TEST
+
+/* Group commit: threads allocating overlapping indexes one at a time.  */
+enum { GC_THREADS = 24, GC_INDEXES = 96, GC_EACH = 48 };
+
+struct gc_thread {
+  uint64_t volume;
+  unsigned seed;
+  int bad;                  /* also make invalid calls */
+  uint64_t ids[GC_INDEXES]; /* segment id got for each index, or 0 */
+};
+
+/* Allocate GC_EACH random indexes (with repeats), recording the ids. */
+static void *
+gc_run (void *arg)
+{
+  struct gc_thread *t = arg;
+  const uint32_t servers[2] = { 1, 2 };
+  struct catalog_map_entry e;
+  uint64_t index;
+  int i;
+
+  for (i = 0; i < GC_EACH; ++i) {
+    index = rand_r (&t->seed) % GC_INDEXES;
+    set_entry (&e, index, 2, servers);
+    if (catalog_map_alloc (cat, t->volume, &e, 1) != 0)
+      return (void *)1;
+    if (t->ids[index] != 0 && t->ids[index] != e.segment.id)
+      return (void *)2;
+    t->ids[index] = e.segment.id;
+    if (t->bad) {
+      set_entry (&e, GC_INDEXES + i, 2, servers); /* past the end */
+      if (catalog_map_alloc (cat, t->volume, &e, 1) != -EINVAL)
+        return (void *)3;
+    }
+  }
+  return NULL;
+}
+
+/* Concurrent catalog_map_alloc calls: every call is answered with the
+ * one segment its index maps to, failed calls change nothing, and all
+ * is durable.
+ */
+START_TEST (test_map_alloc_group)
+{
+  static struct gc_thread t[GC_THREADS];
+  pthread_t tid[GC_THREADS];
+  struct catalog_map_entry *m;
+  struct catalog_volume v;
+  uint64_t vol, ids[GC_INDEXES] = { 0 }, count;
+  void *ret;
+  size_t n, mapped = 0;
+  int i, j;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("g", GC_INDEXES * SEG_SIZE, 2);
+  memset (t, 0, sizeof t);
+  for (i = 0; i < GC_THREADS; ++i) {
+    t[i].volume = vol;
+    t[i].seed = i + 1;
+    t[i].bad = i % 4 == 0;
+    ck_assert_int_eq (pthread_create (&tid[i], NULL, gc_run, &t[i]), 0);
+  }
+  for (i = 0; i < GC_THREADS; ++i) {
+    ck_assert_int_eq (pthread_join (tid[i], &ret), 0);
+    ck_assert_ptr_null (ret);
+  }
+  /* One segment per index, whoever allocated it. */
+  for (i = 0; i < GC_THREADS; ++i)
+    for (j = 0; j < GC_INDEXES; ++j)
+      if (t[i].ids[j] != 0) {
+        if (ids[j] == 0) {
+          ids[j] = t[i].ids[j];
+          mapped++;
+        }
+        ck_assert_uint_eq (t[i].ids[j], ids[j]);
+      }
+
+  reopen ();
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, GC_INDEXES, &m, &n), 0);
+  ck_assert_uint_eq (n, mapped);
+  for (i = 0; i < (int)n; ++i)
+    ck_assert_uint_eq (m[i].segment.id, ids[m[i].index]);
+  free (m);
+  ck_assert_int_eq (catalog_volume_get (cat, vol, &v), 0);
+  ck_assert_uint_eq (v.segments, mapped);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, mapped);
+}
+END_TEST
+
+/* Reads see every commit that returned before them, although the pool
+ * keeps readers live between reads; and a pooled reader does not pin its
+ * snapshot across commits (else each commit's pages could not be reused
+ * and the file would grow).
+ */
+START_TEST (test_read_after_commit)
+{
+  char path[sizeof dir + 16];
+  struct catalog_map_entry *m;
+  struct catalog_segment g;
+  struct stat st;
+  uint64_t vol, id;
+  off_t size;
+  size_t n;
+  int i;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("r", 4 * SEG_SIZE, 2);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, 4, &m, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  id = alloc_index (vol, 2);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, 4, &m, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  free (m);
+  ck_assert_int_eq (catalog_segment_get (cat, id, &g), 0);
+  ck_assert_uint_eq (g.gen, 1);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, id, 2, CATALOG_REPLICA_STALE, NULL), 0);
+  ck_assert_int_eq (catalog_segment_get (cat, id, &g), 0);
+  ck_assert_uint_eq (g.gen, 2);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 2, 1, &m, &n), 0);
+  ck_assert_uint_eq (n, 1);
+  ck_assert_uint_eq (m[0].segment.gen, 2);
+  free (m);
+
+  snprintf (path, sizeof path, "%s/data.mdb", dir);
+  ck_assert_int_eq (stat (path, &st), 0);
+  size = st.st_size;
+  for (i = 0; i < 400; ++i)
+    ck_assert_int_eq (catalog_replica_set_state (cat, id, 2, i & 1, NULL), 0);
+  ck_assert_int_eq (stat (path, &st), 0);
+  /* Pinned, 400 commits would add 400 x 3 pages or more (4.8 MB). */
+  ck_assert_int_lt (st.st_size - size, 256 * 1024);
+}
+END_TEST
+
+/* Keys are ordered by their bytes (big-endian numbers) as LMDB's default
+ * order would: values across byte boundaries come back sorted, and a
+ * scan with the default comparison finds the tables in order.
+ */
+START_TEST (test_key_order)
+{
+  const uint64_t idx[] = {
+    0, 1, 255, 256, 65535, 65536, UINT64_C (1) << 32, (UINT64_C (1) << 40) + 1
+  };
+  const size_t nidx = sizeof idx / sizeof idx[0];
+  const char *tables[] = { "segmap", "segments", "server_segments" };
+  struct catalog_map_entry *m, *e;
+  const uint32_t servers[2] = { 1, 2 };
+  uint64_t vol, vol2, *ids;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_cursor *cur;
+  MDB_val key, val, prev = { 0 };
+  size_t n, i, t;
+  int rc;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("o", (UINT64_C (1) << 41) * SEG_SIZE, 2);
+  for (i = nidx; i-- > 0;)
+    alloc_index (vol, idx[i]);
+  vol2 = add_volume ("p", 300 * SEG_SIZE, 2);
+  e = calloc (300, sizeof *e);
+  ck_assert_ptr_nonnull (e);
+  for (i = 0; i < 300; ++i)
+    set_entry (&e[i], i, 2, servers);
+  ck_assert_int_eq (catalog_map_alloc (cat, vol2, e, 300), 0);
+  free (e);
+
+  ck_assert_int_eq (catalog_map_get (cat, vol, 0, UINT64_MAX, &m, &n), 0);
+  ck_assert_uint_eq (n, nidx);
+  for (i = 0; i < nidx; ++i)
+    ck_assert_uint_eq (m[i].index, idx[i]);
+  free (m);
+  ck_assert_int_eq (catalog_map_get (cat, vol, 256, 65536, &m, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (m[2].index, 65536);
+  free (m);
+  ck_assert_int_eq (catalog_server_segments (cat, 1, 200, 1000, &ids, &n), 0);
+  ck_assert_uint_eq (n, nidx + 300 - 200);
+  for (i = 1; i < n; ++i)
+    ck_assert_uint_eq (ids[i], ids[i - 1] + 1);
+  free (ids);
+  catalog_close (cat);
+  cat = NULL;
+
+  ck_assert_int_eq (mdb_env_create (&env), 0);
+  ck_assert_int_eq (mdb_env_set_maxdbs (env, 16), 0);
+  ck_assert_int_eq (mdb_env_open (env, dir, MDB_RDONLY, 0600), 0);
+  ck_assert_int_eq (mdb_txn_begin (env, NULL, MDB_RDONLY, &txn), 0);
+  for (t = 0; t < sizeof tables / sizeof tables[0]; ++t) {
+    ck_assert_int_eq (mdb_dbi_open (txn, tables[t], 0, &dbi), 0);
+    ck_assert_int_eq (mdb_cursor_open (txn, dbi, &cur), 0);
+    n = 0;
+    for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+      if (n++ > 0) {
+        ck_assert_uint_eq (key.mv_size, prev.mv_size);
+        ck_assert_int_lt (memcmp (prev.mv_data, key.mv_data, key.mv_size), 0);
+      }
+      prev = key;
+    }
+    ck_assert_int_eq (rc, MDB_NOTFOUND);
+    ck_assert_uint_ge (n, nidx + 300);
+    mdb_cursor_close (cur);
+  }
+  mdb_txn_abort (txn);
+  mdb_env_close (env);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+}
+END_TEST
+
+/* The replica count of each server against a walk of its server
+ * segments (the slow way).
+ */
+static void
+check_counts (void)
+{
+  struct catalog_server *list;
+  uint64_t count, *ids;
+  size_t i, nservers, n;
+
+  ck_assert_int_eq (catalog_server_list (cat, &list, &nservers), 0);
+  for (i = 0; i < nservers; ++i) {
+    ck_assert_int_eq (
+        catalog_server_segments (cat, list[i].id, 0, SIZE_MAX, &ids, &n), 0);
+    free (ids);
+    ck_assert_int_eq (catalog_server_count_segments (cat, list[i].id, &count),
+                      0);
+    ck_assert_uint_eq (count, n);
+  }
+  free (list);
+}
+
+/* Replica counts follow every change of server_segments (allocation,
+ * replica added and removed, volume deleted, server removed), and a
+ * catalog without server_counts (made before it) gets them rebuilt at
+ * open.
+ */
+START_TEST (test_server_counts)
+{
+  const uint32_t s12[2] = { 1, 2 }, s23[2] = { 2, 3 };
+  struct catalog_map_entry e[4];
+  uint64_t a, b, count;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_server (3);
+  add_server (4);
+  a = add_volume ("a", 8 * SEG_SIZE, 2);
+  b = add_volume ("b", 8 * SEG_SIZE, 2);
+  set_entry (&e[0], 0, 2, s12);
+  set_entry (&e[1], 1, 2, s23);
+  set_entry (&e[2], 2, 2, s23);
+  set_entry (&e[3], 3, 2, s12);
+  ck_assert_int_eq (catalog_map_alloc (cat, a, e, 4), 0);
+  ck_assert_int_eq (catalog_map_alloc (cat, a, e, 4), 0); /* mapped: no-op */
+  set_entry (&e[0], 0, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, b, e, 1), 0);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, 2, &count), 0);
+  ck_assert_uint_eq (count, 5);
+
+  ck_assert_int_eq (catalog_segment_add_replica (cat, e[0].segment.id, 4,
+                                                 CATALOG_REPLICA_SYNCING, NULL),
+                    0);
+  ck_assert_int_eq (catalog_segment_add_replica (cat, e[0].segment.id, 4,
+                                                 CATALOG_REPLICA_SYNCING, NULL),
+                    -EEXIST);
+  ck_assert_int_eq (
+      catalog_segment_remove_replica (cat, e[0].segment.id, 2, NULL), 0);
+  ck_assert_int_eq (
+      catalog_segment_remove_replica (cat, e[0].segment.id, 2, NULL), -ENOENT);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, 4, &count), 0);
+  ck_assert_uint_eq (count, 1);
+
+  ck_assert_int_eq (catalog_volume_delete (cat, a), 0);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), 0);
+  ck_assert_uint_eq (count, 0);
+  ck_assert_int_eq (catalog_server_remove (cat, 1), 0);
+  ck_assert_int_eq (catalog_server_remove (cat, 4), -EBUSY);
+  ck_assert_int_eq (catalog_server_count_segments (cat, 1, &count), -ENOENT);
+
+  /* Drop server_counts behind the catalog's back: open rebuilds it. */
+  ck_assert_int_eq (catalog_volume_delete (cat, b), 0);
+  b = add_volume ("c", 8 * SEG_SIZE, 2);
+  set_entry (&e[0], 0, 2, s23);
+  set_entry (&e[1], 1, 2, s23);
+  set_entry (&e[2], 2, 2, s23);
+  ck_assert_int_eq (catalog_map_alloc (cat, b, e, 3), 0);
+  catalog_close (cat);
+  cat = NULL;
+  ck_assert_int_eq (mdb_env_create (&env), 0);
+  ck_assert_int_eq (mdb_env_set_maxdbs (env, 16), 0);
+  ck_assert_int_eq (mdb_env_open (env, dir, 0, 0600), 0);
+  ck_assert_int_eq (mdb_txn_begin (env, NULL, 0, &txn), 0);
+  ck_assert_int_eq (mdb_dbi_open (txn, "server_counts", 0, &dbi), 0);
+  ck_assert_int_eq (mdb_drop (txn, dbi, 1), 0);
+  ck_assert_int_eq (mdb_txn_commit (txn), 0);
+  mdb_env_close (env);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, 3, &count), 0);
+  ck_assert_uint_eq (count, 3);
+}
+END_TEST
+
+/* Counts stay right when a transaction touches more servers than are
+ * added up in memory (CATALOG_COUNTS_MAX).
+ */
+START_TEST (test_server_counts_many)
+{
+  enum { NSERVERS = 40, NSEG = 120 };
+  struct catalog_map_entry *e;
+  uint32_t servers[2];
+  uint64_t vol, count;
+  int i;
+
+  init_cluster ();
+  for (i = 1; i <= NSERVERS; ++i)
+    add_server (i);
+  vol = add_volume ("m", NSEG * SEG_SIZE, 2);
+  e = calloc (NSEG, sizeof *e);
+  ck_assert_ptr_nonnull (e);
+  for (i = 0; i < NSEG; ++i) {
+    servers[0] = 1 + i % NSERVERS;
+    servers[1] = 1 + (i + 1) % NSERVERS;
+    set_entry (&e[i], i, 2, servers);
+  }
+  ck_assert_int_eq (catalog_map_alloc (cat, vol, e, NSEG), 0);
+  free (e);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, NSERVERS, &count), 0);
+  ck_assert_uint_eq (count, 2 * NSEG / NSERVERS);
+  ck_assert_int_eq (catalog_volume_delete (cat, vol), 0);
+  check_counts ();
+  ck_assert_int_eq (catalog_server_count_segments (cat, 7, &count), 0);
+  ck_assert_uint_eq (count, 0);
+}
+END_TEST
+
 /* catalog_strerror texts. */
 START_TEST (test_strerror)
 {
@@ -1830,6 +2311,13 @@ catalog_suite (void)
   add_tcase (s, "threads", test_threads, 60);
   add_tcase (s, "corrupt_records", test_corrupt_records, 0);
   add_tcase (s, "corrupt_records_v2", test_corrupt_records_v2, 0);
+  add_tcase (s, "map_alloc_many", test_map_alloc_many, 0);
+  add_tcase (s, "map_alloc_many_redo", test_map_alloc_many_redo, 0);
+  add_tcase (s, "map_alloc_group", test_map_alloc_group, 60);
+  add_tcase (s, "read_after_commit", test_read_after_commit, 60);
+  add_tcase (s, "key_order", test_key_order, 0);
+  add_tcase (s, "server_counts", test_server_counts, 0);
+  add_tcase (s, "server_counts_many", test_server_counts_many, 0);
   add_tcase (s, "strerror", test_strerror, 0);
   return s;
 }
