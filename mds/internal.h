@@ -8,14 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "catalog.h"
 #include "protocol.h"
 
 #define MDS_PROGRAM "tessera-mds"
 
-/* Most connections served at once; more are refused with EAGAIN. */
-#define MDS_MAX_CONNS 1024
 /* Most garbage segments returned in one heartbeat reply. */
 #define MDS_GARBAGE_BATCH 1024
 /* Most fences in one heartbeat reply (a server that needs more gets the
@@ -42,7 +41,17 @@ struct mds_server_state {
   uint64_t capacity;      /* as last reported */
   uint64_t used;          /* as last reported */
   bool needs_fences;      /* send every volume's fence in heartbeat replies */
+  bool above_mark;        /* reported use reached the high-water mark */
   uint64_t fence_cursor;  /* with NEEDS_FENCES: volumes up to this id sent */
+};
+
+/* Bytes placed on a server by MAP_ALLOCs whose allocation is being
+ * committed without mds->lock (req-map.c): placement counts them as used
+ * until the commit is over and the catalog counts them.
+ */
+struct mds_inflight {
+  uint32_t server;
+  uint64_t bytes;
 };
 
 /* A writer's lease on a volume: memory only.  A lease record stays after
@@ -92,12 +101,13 @@ struct mds_retry {
   uint64_t not_before_ns; /* CLOCK_MONOTONIC */
 };
 
-/* One client connection, served by its own thread. */
+/* One authenticated client connection, served by its own thread
+ * (loop.c holds connections that have not authenticated yet).
+ */
 struct mds_conn {
   struct mds *mds;
   int fd;                        /* owned; closed when the thread ends */
-  bool hello_done;               /* connection thread only */
-  uint32_t role;                 /* peer's HELLO role; connection thread only */
+  uint32_t role;                 /* peer's HELLO role; read-only */
   char peer[PROTO_ADDR_MAX + 1]; /* for log messages */
   struct mds_conn *prev, *next;  /* in mds->conns; lock: mds->lock */
 };
@@ -106,10 +116,12 @@ struct mds_conn {
  *
  * Lock: LOCK protects every field below it.  Request handlers run with
  * it held (loop.c takes it around each call; SEG_RESYNC takes it itself
- * between its calls to servers), and the repair, copy and resync threads
- * hold it around each of their catalog changes, so catalog-modifying
- * operations are serialized.  It is the only lock in the MDS; nothing
- * that may block on the network is done while holding it.
+ * between its calls to servers; MAP_GET and MAP_ALLOC let it go around
+ * their catalog calls, see req-map.c), and the repair, copy and resync
+ * threads hold it around each of their catalog changes, so
+ * catalog-modifying operations but allocations are serialized.  It is
+ * the only lock in the MDS (the catalog has its own); nothing that may
+ * block on the network is done while holding it.
  */
 struct mds {
   /* Configuration: set by main before any thread starts, then read-only. */
@@ -121,12 +133,19 @@ struct mds {
   uint32_t out_ms;             /* a silent server is out after this */
   uint32_t repair_concurrency; /* copies at a time per target server */
   uint64_t repair_bandwidth;   /* bytes/s per copy, 0: no cap */
+  uint32_t high_water;         /* percent: no new segments on fuller servers */
   int debug_requests;          /* -D mds.requests=1: log every request */
   int debug_repair;            /* -D mds.repair=1: log repair decisions */
+  const char *key_file;        /* --key-file, or NULL: DB/cluster.key */
+  bool tls;                    /* --tls */
+  uint32_t handshake_timeout_ms; /* to authenticate after connecting */
+  uint32_t max_conns;            /* authenticated connections at once */
+  uint32_t max_unauth;           /* connections authenticating at once */
 
   /* Set at start-up, read-only while serving. */
   catalog *cat;
   struct catalog_cluster cluster;
+  struct auth_key key; /* the cluster key */
   int listen_fd;
   pthread_t accept_thread;
   uint64_t conn_count; /* connections accepted; accept thread only */
@@ -144,6 +163,11 @@ struct mds {
   struct mds_lease *leases; /* unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
+  /* req-map.c: placed by MAP_ALLOCs being committed; unordered. */
+  struct mds_inflight *inflight;
+  size_t ninflight;
+  /* srv-client.c: no failed handshake is warned about before this. */
+  uint64_t srv_auth_warn_ns;
 
   pthread_cond_t repair_wake; /* signalled to kick the repair thread */
   bool repair_kicked;
@@ -260,9 +284,14 @@ extern void mds_volume_info (struct mds *mds, const struct catalog_volume *v,
                              struct proto_volume_info *out);
 extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
                               ...) __attribute__ ((format (printf, 3, 4)));
+extern int mds_inflight_change (struct mds *mds, uint32_t server,
+                                int64_t delta);
+extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
 extern void mds_state_free (struct mds *mds);
 
 /* req-server.c */
+extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                            uint64_t *segments);
 extern int mds_op_status (struct mds *, struct mds_conn *, const void *,
                           uint32_t, struct mds_reply *);
 extern int mds_op_server_register (struct mds *, struct mds_conn *,

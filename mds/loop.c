@@ -1,15 +1,29 @@
-/* The accept thread and one thread per connection.
+/* The accept thread, which also holds connections until they
+ * authenticate, and one thread per authenticated connection.
  *
- * Sockets are blocking.  A connection thread reads one frame, runs its
- * handler with mds->lock held (but SEG_RESYNC's, which waits for copies
- * and takes the lock itself), releases the lock and sends the reply.  A
- * malformed frame or payload gets an error reply, then the connection is
- * closed; other connections are not affected.
+ * Before authentication a connection costs a constant small amount of
+ * memory and no thread: the accept thread keeps it in a fixed table
+ * (mds->max_unauth slots, allocated at start) and reads its HELLO and
+ * AUTH frames with poll(2) on non-blocking sockets, at most
+ * PROTO_MAX_PREAUTH_PAYLOAD bytes each.  A connection that has not
+ * authenticated within mds->handshake_timeout_ms is closed; when the
+ * table is full the oldest one is dropped to admit the newest, so idle
+ * sockets can delay a real client but not lock it out.
+ *
+ * Once AUTH succeeds the connection gets its own thread (a small stack)
+ * and a blocking socket.  That thread reads one frame, runs its handler
+ * with mds->lock held (but SEG_RESYNC's, which waits for copies and takes
+ * the lock itself), releases the lock and sends the reply: one request
+ * in flight per connection.  A malformed frame or payload gets an error
+ * reply, then the connection is closed; other connections are not
+ * affected.
  */
 
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -21,11 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "cleanup.h"
 #include "frame.h"
 #include "log.h"
 #include "sock.h"
+#include "tls.h"
 
 #include "internal.h"
 
@@ -36,6 +52,25 @@
  * Idle time between frames is not limited.
  */
 #define FRAME_TIMEOUT_SECONDS 5
+/* Stack of a connection thread: handlers keep their frames well under
+ * -Wstack-usage's 10000 bytes, and LMDB and libc add little.
+ * AddressSanitizer's red zones make frames larger.
+ */
+#ifdef __SANITIZE_ADDRESS__
+#define CONN_STACK_SIZE (1024 * 1024)
+#else
+#define CONN_STACK_SIZE (256 * 1024)
+#endif
+/* Connections accepted in a row before the waiting handshakes are
+ * served again.
+ */
+#define ACCEPT_BATCH 64
+/* After accept fails for want of fds or memory, wait this long. */
+#define ACCEPT_PAUSE_NS UINT64_C (100000000)
+/* Drops of unauthenticated connections are warned about at most this
+ * often (each is logged at debug level).
+ */
+#define DROP_WARN_INTERVAL_NS UINT64_C (10000000000)
 
 /* Fill REP with error STATUS and a message.  Returns 0 so that handlers
  * can "return mds_reply_error (...)" and keep the connection.
@@ -82,8 +117,8 @@ mds_reply_bad (struct mds_reply *rep, int err, const char *what)
   return -EBADMSG;
 }
 
-/* The handler of OPCODE, or NULL if the MDS does not serve it (HELLO is
- * handled by the connection itself).
+/* The handler of OPCODE, or NULL if the MDS does not serve it (HELLO
+ * and AUTH are handled before the connection gets its thread).
  */
 static mds_handler
 handler_for (uint8_t opcode)
@@ -136,44 +171,6 @@ handler_for (uint8_t opcode)
   }
 }
 
-/* HELLO: check the version, remember the peer's role, answer with the
- * MDS role and the cluster uuid.  Runs without the lock (the cluster
- * record is read-only while serving).
- */
-static int
-do_hello (struct mds *mds, struct mds_conn *conn, const void *payload,
-          uint32_t len, struct mds_reply *rep)
-{
-  struct proto_hello hello, reply;
-  int r;
-
-  r = proto_decode_hello (payload, len, &hello);
-  if (r < 0)
-    return mds_reply_bad (rep, r, "HELLO");
-  if (conn->hello_done) {
-    mds_reply_error (rep, PROTO_EPROTO, "HELLO: sent twice");
-    return -EPROTO;
-  }
-  if (hello.version != PROTO_VERSION) {
-    mds_reply_error (rep, PROTO_EPROTO,
-                     "HELLO: protocol version %" PRIu32
-                     " not supported (the MDS speaks %d)",
-                     hello.version, PROTO_VERSION);
-    return -EPROTO;
-  }
-  /* Authentication (auth_len > 0) is not implemented yet: ignored. */
-  conn->hello_done = true;
-  conn->role = hello.role;
-  log_debug ("%s: hello from a %s", conn->peer, proto_role_name (hello.role));
-
-  memset (&reply, 0, sizeof reply);
-  reply.version = PROTO_VERSION;
-  reply.role = PROTO_ROLE_MDS;
-  memcpy (reply.uuid, mds->cluster.uuid, sizeof reply.uuid);
-  proto_encode_hello (&reply, &rep->wb);
-  return 0;
-}
-
 /* Send REP as the reply to the request HDR.  Returns 0 or -errno. */
 static int
 send_reply (struct mds_conn *conn, const struct proto_header *hdr,
@@ -224,10 +221,8 @@ dispatch (struct mds *mds, struct mds_conn *conn,
                      proto_opcode_name (hdr->opcode));
     return -EPROTO;
   }
-  if (hdr->opcode == PROTO_OP_HELLO)
-    return do_hello (mds, conn, payload, hdr->length, rep);
-  if (!conn->hello_done) {
-    mds_reply_error (rep, PROTO_EPROTO, "%s: HELLO expected first",
+  if (hdr->opcode == PROTO_OP_HELLO || hdr->opcode == PROTO_OP_AUTH) {
+    mds_reply_error (rep, PROTO_EPROTO, "%s: sent twice",
                      proto_opcode_name (hdr->opcode));
     return -EPROTO;
   }
@@ -336,7 +331,6 @@ conn_thread (void *arg)
   struct mds *mds = conn->mds;
 
   log_set_thread_name ("conn");
-  log_debug ("%s: connected", conn->peer);
   while (serve_one (mds, conn) == 0)
     ;
   log_debug ("%s: disconnected", conn->peer);
@@ -344,62 +338,241 @@ conn_thread (void *arg)
   return NULL;
 }
 
-/* Take accepted socket FD: start its thread, or refuse it when stopping
- * or when too many connections are open.  FD is always consumed.
+/* A connection that has not authenticated yet: a slot of the accept
+ * thread's table, touched by that thread only.  Its size is constant:
+ * one frame of at most PROTO_MAX_PREAUTH_PAYLOAD bytes, the handshake's
+ * state and the peer's address.
+ */
+struct pending {
+  int fd;                  /* non-blocking; -1: a free slot */
+  bool hello_done;         /* HELLO answered: AUTH expected */
+  uint32_t role;           /* the peer's HELLO role */
+  uint64_t seq;            /* accept order: the smallest is the oldest */
+  uint64_t deadline_ns;    /* CLOCK_MONOTONIC: closed unless authenticated */
+  uint32_t have;           /* bytes of the current frame in BUF */
+  struct proto_header hdr; /* decoded once HAVE reaches the header size */
+  struct auth_server auth;
+  char peer[PROTO_ADDR_MAX + 1];
+  uint8_t buf[PROTO_HEADER_SIZE + PROTO_MAX_PREAUTH_PAYLOAD];
+};
+
+/* The accept thread's state, allocated by mds_serve_start and freed by
+ * the thread when it ends.
+ */
+struct acceptor {
+  struct mds *mds;
+  struct pending *slots; /* mds->max_unauth */
+  struct pollfd *pfds;   /* the listening socket, then one per slot */
+  size_t npending;
+  uint64_t next_seq;
+  uint64_t accept_resume_ns; /* accepting paused until then, or 0 */
+  uint64_t dropped;          /* dropped for newer ones, not warned yet */
+  uint64_t drop_warn_ns;     /* no warning before then */
+};
+
+/* Close pending connection P and free its slot. */
+static void
+pending_close (struct acceptor *ac, struct pending *p)
+{
+  close (p->fd);
+  p->fd = -1;
+  ac->npending--;
+}
+
+/* Refuse the frame being read on P: log why (once, at warning level),
+ * send an error reply with STATUS and the message FMT, and return -1
+ * (the caller closes P).
+ */
+static int __attribute__ ((format (printf, 3, 4)))
+pending_refuse (struct pending *p, uint32_t status, const char *fmt, ...)
+{
+  char msg[PROTO_ERRMSG_MAX + 1];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  log_warn ("%s: before authentication: %s", p->peer, msg);
+  proto_send_error (p->fd, p->hdr.opcode, p->hdr.tag, status, "%s", msg);
+  return -1;
+}
+
+/* Refuse P's handshake: the key is not proven.  Logs WHAT (the reply,
+ * "authentication required" or "failed") with the details in FMT, replies
+ * EACCES with WHAT only, and returns -1 (the caller closes P).
+ */
+static int __attribute__ ((format (printf, 3, 4)))
+pending_deny (struct pending *p, const char *what, const char *fmt, ...)
+{
+  char why[256];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (why, sizeof why, fmt, ap);
+  va_end (ap);
+  log_warn ("%s: %s: %s: %s", p->peer, proto_opcode_name (p->hdr.opcode), what,
+            why);
+  proto_send_error (p->fd, p->hdr.opcode, p->hdr.tag, PROTO_EACCES, "%s", what);
+  return -1;
+}
+
+/* Check the header now complete in P->buf before reading a payload.
+ * Returns 0, or -1 after an error reply.
+ */
+static int
+pending_header (struct pending *p)
+{
+  int r = proto_header_decode (p->buf, &p->hdr, UINT32_MAX);
+
+  if (r < 0)
+    return pending_refuse (p, proto_status_from_errno (-r), "bad frame: %s",
+                           header_error (r));
+  if (p->hdr.flags & PROTO_FLAG_REPLY)
+    return pending_refuse (p, PROTO_EPROTO, "%s: unexpected reply frame",
+                           proto_opcode_name (p->hdr.opcode));
+  if (p->hdr.opcode != PROTO_OP_HELLO && p->hdr.opcode != PROTO_OP_AUTH)
+    return pending_refuse (p, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
+                           proto_opcode_name (p->hdr.opcode));
+  if (p->hdr.flags != 0)
+    return pending_refuse (p, PROTO_EINVAL,
+                           "%s: flags 0x%" PRIx16 " not valid here",
+                           proto_opcode_name (p->hdr.opcode), p->hdr.flags);
+  /* An oversized frame is malformed (as in serve_one). */
+  if (p->hdr.length > PROTO_MAX_PREAUTH_PAYLOAD)
+    return pending_refuse (p, PROTO_EBADMSG,
+                           "bad frame: %s: payload of %" PRIu32
+                           " bytes, at most %d before authentication",
+                           proto_opcode_name (p->hdr.opcode), p->hdr.length,
+                           PROTO_MAX_PREAUTH_PAYLOAD);
+  return 0;
+}
+
+/* HELLO on P: check the version, start the handshake and answer with
+ * the MDS's role, the cluster uuid and the server's proof.  Returns 0,
+ * or -1 after an error reply.
+ */
+static int
+pending_hello (struct mds *mds, struct pending *p, const void *payload,
+               uint32_t len)
+{
+  struct proto_hello hello, reply;
+  struct proto_wbuf wb = { 0 };
+  int r;
+
+  if (p->hello_done)
+    return pending_refuse (p, PROTO_EPROTO, "HELLO: sent twice");
+  r = proto_decode_hello (payload, len, &hello);
+  if (r < 0)
+    return pending_refuse (p, proto_status_from_errno (-r),
+                           "HELLO: malformed request");
+  if (hello.version != PROTO_VERSION)
+    return pending_refuse (p, PROTO_EPROTO,
+                           "HELLO: protocol version %" PRIu32
+                           " not supported (the MDS speaks %d)",
+                           hello.version, PROTO_VERSION);
+  memset (&reply, 0, sizeof reply);
+  r = auth_server_start (&mds->key, &p->auth, hello.role, hello.auth,
+                         hello.auth_len, PROTO_ROLE_MDS, reply.auth);
+  if (r == -EACCES)
+    return pending_deny (p, "authentication required",
+                         "a %s sent a nonce of %u bytes, not %d (a client "
+                         "without a cluster key?)",
+                         proto_role_name (hello.role), (unsigned)hello.auth_len,
+                         AUTH_NONCE_SIZE);
+  if (r < 0) {
+    log_error ("%s: HELLO: %s", p->peer, strerror (-r));
+    proto_send_error (p->fd, p->hdr.opcode, p->hdr.tag,
+                      proto_status_from_errno (-r), "HELLO: %s", strerror (-r));
+    return -1;
+  }
+  reply.version = PROTO_VERSION;
+  reply.role = PROTO_ROLE_MDS;
+  memcpy (reply.uuid, mds->cluster.uuid, sizeof reply.uuid);
+  reply.auth_len = AUTH_SERVER_HELLO_LEN;
+  proto_encode_hello (&reply, &wb);
+  /* The reply fits in any socket buffer: a non-blocking send of it
+   * only fails if the peer has gone.
+   */
+  r = wb.err ? wb.err
+             : proto_send_frame (p->fd, PROTO_OP_HELLO, PROTO_FLAG_REPLY,
+                                 PROTO_OK, p->hdr.tag, wb.data, wb.len);
+  proto_wbuf_free (&wb);
+  if (r < 0) {
+    log_debug ("%s: HELLO: send: %s", p->peer, strerror (-r));
+    return -1;
+  }
+  p->hello_done = true;
+  p->role = hello.role;
+  return 0;
+}
+
+/* P has authenticated: answer its AUTH and hand its socket to a new
+ * connection thread, or refuse it (too many connections).  The slot's
+ * fd is taken in every case (closed, or owned by the thread).
  */
 static void
-conn_start (struct mds *mds, int fd)
+pending_promote (struct mds *mds, struct pending *p)
 {
   struct timeval snd = { .tv_sec = SEND_TIMEOUT_SECONDS };
   struct timeval rcv = { .tv_sec = FRAME_TIMEOUT_SECONDS };
   struct mds_conn *conn;
   pthread_attr_t attr;
-  int r;
+  int r, flags;
 
-  /* A peer that stops reading or sends half a frame must not hold a
-   * thread forever.
-   */
-  setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
-  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
   conn = calloc (1, sizeof *conn);
   if (conn == NULL) {
-    log_error ("accept: out of memory");
-    close (fd);
+    log_error ("%s: AUTH: out of memory", p->peer);
+    proto_send_error (p->fd, PROTO_OP_AUTH, p->hdr.tag, PROTO_ENOMEM,
+                      "out of memory");
+    close (p->fd);
     return;
   }
   conn->mds = mds;
-  conn->fd = fd;
-  sock_peer_address (fd, conn->peer, sizeof conn->peer);
-  /* Unix peers have no address: number them to tell them apart. */
-  if (strcmp (conn->peer, "unix") == 0)
-    snprintf (conn->peer, sizeof conn->peer, "unix#%" PRIu64,
-              ++mds->conn_count);
-
+  conn->fd = p->fd;
+  conn->role = p->role;
+  memcpy (conn->peer, p->peer, sizeof conn->peer);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    if (mds->stopping || mds->nconns >= MDS_MAX_CONNS) {
-      r = -EAGAIN;
-    }
-    else {
+    r = mds->stopping || mds->nconns >= mds->max_conns ? -EAGAIN : 0;
+    if (r == 0) {
       conn->next = mds->conns;
       if (mds->conns)
         mds->conns->prev = conn;
       mds->conns = conn;
       mds->nconns++;
-      r = 0;
     }
   }
   if (r < 0) {
-    log_warn ("%s: refused: too many connections", conn->peer);
-    proto_send_error (fd, PROTO_OP_HELLO, 0, PROTO_EAGAIN,
+    log_warn ("%s: refused: too many connections", p->peer);
+    proto_send_error (p->fd, PROTO_OP_AUTH, p->hdr.tag, PROTO_EAGAIN,
                       "too many connections");
-    close (fd);
+    close (p->fd);
     free (conn);
     return;
   }
 
+  /* Blocking from now on; a peer that stops reading or sends half a
+   * frame must not hold its thread forever.
+   */
+  setsockopt (conn->fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
+  setsockopt (conn->fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
+  flags = fcntl (conn->fd, F_GETFL);
+  if (flags == -1 || fcntl (conn->fd, F_SETFL, flags & ~O_NONBLOCK) == -1)
+    r = -errno;
+  else
+    r = proto_send_frame (conn->fd, PROTO_OP_AUTH, PROTO_FLAG_REPLY, PROTO_OK,
+                          p->hdr.tag, NULL, 0);
+  if (r < 0) {
+    log_debug ("%s: AUTH: cannot answer: %s", conn->peer, strerror (-r));
+    conn_free (mds, conn);
+    return;
+  }
+  log_debug ("%s: authenticated a %s", conn->peer,
+             proto_role_name (conn->role));
+
   pthread_attr_init (&attr);
   pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize (&attr, CONN_STACK_SIZE);
   r = pthread_create (&(pthread_t){ 0 }, &attr, conn_thread, conn);
   pthread_attr_destroy (&attr);
   if (r != 0) {
@@ -408,37 +581,292 @@ conn_start (struct mds *mds, int fd)
   }
 }
 
-/* The accept thread: runs until mds_serve_stop shuts the socket down. */
+/* Act on the frame now complete in P->buf.  Returns 0 to keep P
+ * pending, 1 if its fd was handed on or closed (authenticated or
+ * refused), -1 to close it (after an error reply).
+ */
+static int
+pending_frame (struct mds *mds, struct pending *p)
+{
+  const uint8_t *payload = p->buf + PROTO_HEADER_SIZE;
+
+  if (p->hdr.opcode == PROTO_OP_HELLO)
+    return pending_hello (mds, p, payload, p->hdr.length);
+  assert (p->hdr.opcode == PROTO_OP_AUTH);
+  if (!p->hello_done)
+    return pending_refuse (p, PROTO_EPROTO, "AUTH: HELLO expected first");
+  if (auth_server_check (&mds->key, &p->auth, payload, p->hdr.length) < 0)
+    return pending_deny (p, "authentication failed",
+                         "wrong proof of the cluster key from a %s "
+                         "(another cluster's key?)",
+                         proto_role_name (p->role));
+  pending_promote (mds, p);
+  return 1;
+}
+
+/* Read what P has sent, acting on each frame once it is whole.  Reads
+ * never go past the current frame, so what follows AUTH is left for the
+ * connection thread.  Returns as pending_frame; 0 also when nothing more
+ * is there yet.
+ */
+static int
+pending_read (struct mds *mds, struct pending *p)
+{
+  for (;;) {
+    uint32_t want = PROTO_HEADER_SIZE;
+    ssize_t n;
+    int r;
+
+    if (p->have >= PROTO_HEADER_SIZE)
+      want += p->hdr.length;
+    if (p->have < want) {
+      n = read (p->fd, p->buf + p->have, want - p->have);
+      if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+      if (n == -1 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        log_debug ("%s: closed before authenticating%s%s", p->peer,
+                   n == 0 ? "" : ": ", n == 0 ? "" : strerror (errno));
+        return -1;
+      }
+      p->have += (uint32_t)n;
+      /* The header just completed: check it before its payload. */
+      if (p->have == PROTO_HEADER_SIZE && pending_header (p) < 0)
+        return -1;
+      continue;
+    }
+    r = pending_frame (mds, p);
+    p->have = 0;
+    if (r != 0)
+      return r;
+  }
+}
+
+/* Refuse accepted socket FD at once (too many connections). */
+static void
+refuse_busy (const char *peer, int fd)
+{
+  log_warn ("%s: refused: too many connections", peer);
+  proto_send_error (fd, PROTO_OP_HELLO, 0, PROTO_EAGAIN,
+                    "too many connections");
+  close (fd);
+}
+
+/* Take accepted socket FD (non-blocking) into a free slot, dropping the
+ * oldest pending connection if there is none; or refuse it at once when
+ * stopping or when the authenticated connections are at their maximum.
+ * FD is always consumed.
+ */
+static void
+pending_add (struct acceptor *ac, int fd, uint64_t now)
+{
+  struct mds *mds = ac->mds;
+  struct pending *p = NULL;
+  char peer[PROTO_ADDR_MAX + 1];
+  bool full;
+  size_t i;
+
+  sock_peer_address (fd, peer, sizeof peer);
+  /* Unix peers have no address: number them to tell them apart. */
+  if (strcmp (peer, "unix") == 0)
+    snprintf (peer, sizeof peer, "unix#%" PRIu64, ++mds->conn_count);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    full = mds->stopping || mds->nconns >= mds->max_conns;
+  }
+  if (full) {
+    refuse_busy (peer, fd);
+    return;
+  }
+  /* With --tls, speak through a relay (tls.h); the descriptor it gives
+   * must be non-blocking like the socket.
+   */
+  if (tls_enabled ()) {
+    fd = proto_accepted (fd, (int)mds->handshake_timeout_ms, peer);
+    if (fd < 0 || fcntl (fd, F_SETFL, O_NONBLOCK) == -1) {
+      log_warn ("%s: TLS: %s", peer, strerror (fd < 0 ? -fd : errno));
+      if (fd >= 0)
+        close (fd);
+      return;
+    }
+  }
+
+  for (i = 0; i < mds->max_unauth; ++i) {
+    struct pending *q = &ac->slots[i];
+
+    if (q->fd == -1) {
+      p = q;
+      break;
+    }
+    if (p == NULL || q->seq < p->seq)
+      p = q;
+  }
+  assert (p != NULL);
+  if (p->fd != -1) {
+    /* Full: the oldest makes way, so idle sockets cannot lock out a
+     * real client, only delay it.
+     */
+    log_debug ("%s: dropped unauthenticated for a newer connection", p->peer);
+    pending_close (ac, p);
+    ac->dropped++;
+    if (now >= ac->drop_warn_ns) {
+      log_warn ("more than %" PRIu32 " connections waiting to "
+                "authenticate (--max-unauthenticated): %" PRIu64
+                " of the oldest dropped for newer ones",
+                mds->max_unauth, ac->dropped);
+      ac->drop_warn_ns = now + DROP_WARN_INTERVAL_NS;
+      ac->dropped = 0;
+    }
+  }
+  p->fd = fd;
+  p->hello_done = false;
+  p->role = 0;
+  p->seq = ac->next_seq++;
+  p->deadline_ns = now + (uint64_t)mds->handshake_timeout_ms * 1000000;
+  p->have = 0;
+  memcpy (p->peer, peer, sizeof p->peer);
+  ac->npending++;
+}
+
+/* Accept what the listening socket has (up to ACCEPT_BATCH).  Returns
+ * -1 once mds_serve_stop has shut it down, else 0.
+ */
+static int
+accept_some (struct acceptor *ac, uint64_t now)
+{
+  struct mds *mds = ac->mds;
+  int i, fd, e;
+
+  for (i = 0; i < ACCEPT_BATCH; ++i) {
+    fd = accept4 (mds->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+      pending_add (ac, fd, now);
+      continue;
+    }
+    e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK)
+      return 0;
+    if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+      continue;
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+      if (mds->stopping)
+        return -1;
+    }
+    /* Out of fds or memory: wait for some to be released, serving the
+     * pending connections meanwhile.
+     */
+    log_error ("accept: %s", strerror (e));
+    ac->accept_resume_ns = now + ACCEPT_PAUSE_NS;
+    return 0;
+  }
+  return 0;
+}
+
+/* Close the pending connections whose time is up.  Returns the poll(2)
+ * timeout until the next deadline (-1: none).
+ */
+static int
+pending_expire (struct acceptor *ac, uint64_t now)
+{
+  struct mds *mds = ac->mds;
+  uint64_t next = UINT64_MAX;
+  size_t i;
+
+  for (i = 0; i < mds->max_unauth; ++i) {
+    struct pending *p = &ac->slots[i];
+
+    if (p->fd == -1)
+      continue;
+    if (p->deadline_ns <= now) {
+      log_debug ("%s: not authenticated within %" PRIu32 " ms: closing",
+                 p->peer, mds->handshake_timeout_ms);
+      pending_close (ac, p);
+    }
+    else if (p->deadline_ns < next)
+      next = p->deadline_ns;
+  }
+  if (ac->accept_resume_ns > now && ac->accept_resume_ns < next)
+    next = ac->accept_resume_ns;
+  if (next == UINT64_MAX)
+    return -1;
+  /* Round up, so that the deadline has passed when poll returns. */
+  return (int)((next - now + 999999) / 1000000);
+}
+
+/* Free the acceptor and close its pending connections. */
+static void
+acceptor_free (struct acceptor *ac)
+{
+  size_t i;
+
+  if (ac == NULL)
+    return;
+  for (i = 0; ac->slots && i < ac->mds->max_unauth; ++i)
+    if (ac->slots[i].fd != -1)
+      close (ac->slots[i].fd);
+  free (ac->slots);
+  free (ac->pfds);
+  free (ac);
+}
+
+/* The accept thread: accepts connections and holds them until they
+ * authenticate.  Runs until mds_serve_stop shuts the socket down.
+ */
 static void *
 accept_loop (void *arg)
 {
-  struct mds *mds = arg;
+  struct acceptor *ac = arg;
+  struct mds *mds = ac->mds;
+  size_t i;
 
   log_set_thread_name ("accept");
   for (;;) {
-    int fd = accept4 (mds->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    uint64_t now = mds_now_ns ();
+    int timeout = pending_expire (ac, now), r;
+    bool accepting = now >= ac->accept_resume_ns;
 
-    if (fd >= 0) {
-      conn_start (mds, fd);
+    ac->pfds[0].fd = accepting ? mds->listen_fd : -1;
+    ac->pfds[0].events = POLLIN;
+    ac->pfds[0].revents = 0;
+    for (i = 0; i < mds->max_unauth; ++i) {
+      ac->pfds[i + 1].fd = ac->slots[i].fd;
+      ac->pfds[i + 1].events = POLLIN;
+      ac->pfds[i + 1].revents = 0;
+    }
+    r = poll (ac->pfds, mds->max_unauth + 1, timeout);
+    if (r == -1) {
+      if (errno != EINTR)
+        log_error ("accept: poll: %m");
       continue;
     }
-    {
+    now = mds_now_ns ();
+    for (i = 0; i < mds->max_unauth; ++i) {
+      struct pending *p = &ac->slots[i];
+
+      if (ac->pfds[i + 1].revents == 0 || p->fd == -1)
+        continue;
+      r = pending_read (mds, p);
+      if (r < 0)
+        pending_close (ac, p);
+      else if (r > 0) {
+        p->fd = -1; /* handed on, or closed */
+        ac->npending--;
+      }
+    }
+    /* mds_serve_stop shuts the listening socket down: then accept may
+     * fail with EAGAIN (unix sockets) rather than EINVAL.
+     */
+    if (ac->pfds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
       if (mds->stopping)
         break;
     }
-    switch (errno) {
-    case EINTR:
-    case EAGAIN:
-    case ECONNABORTED:
-    case EPROTO:
-      continue;
-    default:
-      /* Out of fds or memory: wait for some to be released. */
-      log_error ("accept: %m");
-      nanosleep (&(struct timespec){ .tv_nsec = 100000000 }, NULL);
-    }
+    if (ac->pfds[0].revents != 0 && accept_some (ac, now) < 0)
+      break;
   }
+  acceptor_free (ac);
   return NULL;
 }
 
@@ -446,9 +874,34 @@ accept_loop (void *arg)
 int
 mds_serve_start (struct mds *mds)
 {
-  int r = pthread_create (&mds->accept_thread, NULL, accept_loop, mds);
+  struct acceptor *ac;
+  size_t i;
+  int flags, r;
 
-  return -r;
+  assert (mds->max_unauth > 0 && mds->max_conns > 0);
+  flags = fcntl (mds->listen_fd, F_GETFL);
+  if (flags == -1 || fcntl (mds->listen_fd, F_SETFL, flags | O_NONBLOCK) == -1)
+    return -errno;
+  ac = calloc (1, sizeof *ac);
+  if (ac == NULL)
+    return -ENOMEM;
+  ac->mds = mds;
+  ac->slots = calloc (mds->max_unauth, sizeof *ac->slots);
+  ac->pfds = calloc (mds->max_unauth + 1, sizeof *ac->pfds);
+  if (ac->slots == NULL || ac->pfds == NULL) {
+    free (ac->slots);
+    free (ac->pfds);
+    free (ac);
+    return -ENOMEM;
+  }
+  for (i = 0; i < mds->max_unauth; ++i)
+    ac->slots[i].fd = -1;
+  r = pthread_create (&mds->accept_thread, NULL, accept_loop, ac);
+  if (r != 0) {
+    acceptor_free (ac);
+    return -r;
+  }
+  return 0;
 }
 
 /* Stop accepting, disconnect every client and wait up to TIMEOUT_MS for

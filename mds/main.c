@@ -13,10 +13,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "tls.h"
 #include "catalog.h"
 #include "cleanup.h"
 #include "log.h"
@@ -32,11 +35,20 @@
 #define DEFAULT_HEARTBEAT_MS 1000
 #define DEFAULT_OUT_MS 600000
 #define DEFAULT_REPAIR_CONCURRENCY 2
+#define DEFAULT_HIGH_WATER 90
 /* Most copies at a time per target server. */
 #define REPAIR_CONCURRENCY_MAX 64
 /* Bounds of the time options, in milliseconds. */
 #define TIME_MIN_MS 100
 #define TIME_MAX_MS (86400 * 1000)
+/* Connection limits: defaults and bounds. */
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_MAX_CONNS 1024
+#define DEFAULT_MAX_UNAUTH 256
+#define MAX_CONNS_MAX 65536
+#define MAX_UNAUTH_MAX 16384
+/* Open files needed besides the connections (catalog, outgoing calls). */
+#define FD_MARGIN 128
 /* How long shutdown waits for busy connections. */
 #define SHUTDOWN_WAIT_MS 5000
 
@@ -64,7 +76,13 @@ enum {
   OUT_TIMEOUT_OPTION,
   REPAIR_CONCURRENCY_OPTION,
   REPAIR_BANDWIDTH_OPTION,
+  HIGH_WATER_OPTION,
   EXIT_WITH_PARENT_OPTION,
+  KEY_FILE_OPTION,
+  TLS_OPTION,
+  HANDSHAKE_TIMEOUT_OPTION,
+  MAX_CONNECTIONS_OPTION,
+  MAX_UNAUTH_OPTION,
 };
 
 static const char short_options[] = "D:fP:vV";
@@ -74,18 +92,24 @@ static const struct option long_options[] = {
   { "down-timeout", required_argument, NULL, DOWN_TIMEOUT_OPTION },
   { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
   { "foreground", no_argument, NULL, 'f' },
+  { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
   { "heartbeat-interval", required_argument, NULL, HEARTBEAT_INTERVAL_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
+  { "high-water", required_argument, NULL, HIGH_WATER_OPTION },
   { "init", no_argument, NULL, INIT_OPTION },
+  { "key-file", required_argument, NULL, KEY_FILE_OPTION },
   { "lease-timeout", required_argument, NULL, LEASE_TIMEOUT_OPTION },
   { "listen", required_argument, NULL, LISTEN_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "max-connections", required_argument, NULL, MAX_CONNECTIONS_OPTION },
+  { "max-unauthenticated", required_argument, NULL, MAX_UNAUTH_OPTION },
   { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
   { "pidfile", required_argument, NULL, 'P' },
   { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
   { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
+  { "tls", no_argument, NULL, TLS_OPTION },
   { "verbose", no_argument, NULL, 'v' },
   { "version", no_argument, NULL, 'V' },
   { NULL, 0, NULL, 0 },
@@ -104,8 +128,17 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "  --segment-size SIZE       with --init: segment size, a power "
            "of two\n"
            "                            from 64K to 64M (default 4M)\n"
+           "  --key-file FILE           the cluster key (default "
+           "DIR/cluster.key;\n"
+           "                            --init creates it)\n"
            "  --listen ADDR             HOST:PORT, [V6]:PORT or unix:PATH\n"
            "                            (default %s)\n"
+           "  --max-connections N       authenticated connections at once "
+           "(default 1024)\n"
+           "  --max-unauthenticated N   connections authenticating at once "
+           "(default 256)\n"
+           "  --handshake-timeout SECONDS\n"
+           "                            time to authenticate (default 10)\n"
            "  --lease-timeout SECONDS   writer lease time (default 15)\n"
            "  --down-timeout SECONDS    a silent server is down after this "
            "(default 10)\n"
@@ -120,6 +153,12 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "(default 2)\n"
            "  --repair-bandwidth SIZE   bytes/s per copy (default 0: no "
            "cap)\n"
+           "  --tls                     TLS on every connection, to and from "
+           "the MDS\n"
+           "                            (every component must use it)\n"
+           "  --high-water PCT          no new segments on a server once "
+           "PCT%% of it\n"
+           "                            is used (1-100, default 90)\n"
            "  -f, --foreground          do not daemonize, log to stderr\n"
            "  -P, --pidfile FILE        write the pid to FILE once serving\n"
            "  -v, --verbose             debug messages\n"
@@ -264,6 +303,30 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
       if (r < 0)
         bad_option ("repair-bandwidth", optarg, "not a size");
       break;
+    case HIGH_WATER_OPTION:
+      r = parse_uint32 (optarg, 1, 100, &mds->high_water);
+      if (r < 0)
+        bad_option ("high-water", optarg, "must be a percentage from 1 to 100");
+      break;
+    case KEY_FILE_OPTION:
+      mds->key_file = optarg;
+      break;
+    case TLS_OPTION:
+      mds->tls = true;
+      break;
+    case HANDSHAKE_TIMEOUT_OPTION:
+      time_option ("handshake-timeout", optarg, &mds->handshake_timeout_ms);
+      break;
+    case MAX_CONNECTIONS_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_CONNS_MAX, &mds->max_conns) < 0)
+        bad_option ("max-connections", optarg,
+                    "must be a number from 1 to 65536");
+      break;
+    case MAX_UNAUTH_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_UNAUTH_MAX, &mds->max_unauth) < 0)
+        bad_option ("max-unauthenticated", optarg,
+                    "must be a number from 1 to 16384");
+      break;
     case 'f':
       opts->foreground = true;
       break;
@@ -331,13 +394,79 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
     opts->foreground = true;
 }
 
-/* Open the catalog and create (--init) or read the cluster record.
- * Prints the reason and returns -1 on failure.
+/* The key file's path: --key-file, else DIR/cluster.key (malloc'd, or
+ * NULL if out of memory).
+ */
+static char *
+key_path (const struct mds *mds)
+{
+  char *path = NULL;
+
+  if (mds->key_file)
+    return strdup (mds->key_file);
+  if (asprintf (&path, "%s/%s", mds->db_dir, AUTH_KEY_FILE_NAME) == -1)
+    return NULL;
+  return path;
+}
+
+/* Load the cluster key into mds->key (--init: create it first) and make
+ * it the process's key, for the MDS's own calls to storage servers.  The
+ * key file of a new cluster must not exist yet.  *CREATED receives the
+ * path of a key file created here (malloc'd: the caller removes it if
+ * the cluster cannot be created), else NULL.  Prints the reason and
+ * returns -1 on failure.
+ */
+static int
+setup_key (struct mds *mds, bool init, char **created)
+{
+  char errmsg[PATH_MAX + 256];
+  CLEANUP_FREE char *path = key_path (mds);
+  int r;
+
+  *created = NULL;
+  if (path == NULL) {
+    fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+    return -1;
+  }
+  if (init) {
+    r = auth_key_create (path, &mds->key, errmsg, sizeof errmsg);
+    if (r == -EEXIST) {
+      fprintf (stderr,
+               "%s: key file %s: already exists, but the cluster is new: "
+               "remove it (the key of another cluster?)\n",
+               MDS_PROGRAM, path);
+      return -1;
+    }
+    if (r == 0) {
+      log_info ("created the cluster key %s: copy it to every host of "
+                "the cluster",
+                path);
+      *created = path;
+      path = NULL;
+    }
+  }
+  else
+    r = auth_key_load (path, &mds->key, errmsg, sizeof errmsg);
+  if (r < 0) {
+    fprintf (stderr, "%s: %s\n", MDS_PROGRAM, errmsg);
+    return -1;
+  }
+  auth_key_use (&mds->key);
+  if (mds->tls && tls_enable (&mds->key, errmsg, sizeof errmsg) < 0) {
+    fprintf (stderr, "%s: %s\n", MDS_PROGRAM, errmsg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Open the catalog and create (--init, with the cluster key) or read the
+ * cluster record.  Prints the reason and returns -1 on failure.
  */
 static int
 open_catalog (struct mds *mds, const struct options *opts)
 {
   char uuid[37];
+  CLEANUP_FREE char *new_key = NULL;
   int r;
 
   if (opts->init && mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
@@ -369,9 +498,21 @@ open_catalog (struct mds *mds, const struct options *opts)
   if (opts->init) {
     uint8_t id[16];
 
-    r = uuid_generate_random (id);
+    /* The key is created before the cluster record, and removed if that
+     * fails, so that a failed --init can simply be run again.
+     */
+    r = catalog_cluster_get (mds->cat, &mds->cluster);
     if (r == 0)
-      r = catalog_cluster_init (mds->cat, opts->segment_size, id);
+      r = -EEXIST;
+    else if (r == -ENOENT) {
+      if (setup_key (mds, true, &new_key) < 0)
+        return -1;
+      r = uuid_generate_random (id);
+      if (r == 0)
+        r = catalog_cluster_init (mds->cat, opts->segment_size, id);
+      if (r < 0)
+        unlink (new_key);
+    }
     if (r == -EEXIST) {
       fprintf (stderr, "%s: %s: already initialized\n", MDS_PROGRAM,
                mds->db_dir);
@@ -383,6 +524,8 @@ open_catalog (struct mds *mds, const struct options *opts)
       return -1;
     }
   }
+  else if (setup_key (mds, false, &new_key) < 0)
+    return -1;
   r = catalog_cluster_get (mds->cat, &mds->cluster);
   if (r == -ENOENT) {
     fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
@@ -458,6 +601,27 @@ init_state (struct mds *mds)
     mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
 }
 
+/* Raise the soft limit of open files to what the connection limits
+ * need, as far as the hard limit allows; warn if that falls short.
+ */
+static void
+raise_fd_limit (const struct mds *mds)
+{
+  rlim_t want = (rlim_t)mds->max_conns + mds->max_unauth + FD_MARGIN;
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
+    return;
+  rl.rlim_cur =
+      rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+  if (setrlimit (RLIMIT_NOFILE, &rl) == -1)
+    getrlimit (RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < want)
+    log_warn ("open files: limit %llu, below the %llu that "
+              "--max-connections and --max-unauthenticated need",
+              (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
 /* Wait for SIGTERM or SIGINT (blocked in every thread). */
 static void
 wait_for_signal (const sigset_t *set)
@@ -479,6 +643,10 @@ main (int argc, char *argv[])
     .heartbeat_ms = DEFAULT_HEARTBEAT_MS,
     .out_ms = DEFAULT_OUT_MS,
     .repair_concurrency = DEFAULT_REPAIR_CONCURRENCY,
+    .handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    .max_conns = DEFAULT_MAX_CONNS,
+    .max_unauth = DEFAULT_MAX_UNAUTH,
+    .high_water = DEFAULT_HIGH_WATER,
     .listen_fd = -1,
   };
   struct options opts = { .segment_size = DEFAULT_SEGMENT_SIZE };
@@ -518,6 +686,7 @@ main (int argc, char *argv[])
 
   if (open_catalog (&mds, &opts) < 0)
     goto out;
+  raise_fd_limit (&mds);
   init_state (&mds);
   r = mds_leases_recover (&mds);
   if (r < 0) {

@@ -3,9 +3,12 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "placement.h"
@@ -27,11 +30,29 @@ placement_random (uint64_t *rng)
   return z ^ (z >> 31);
 }
 
-/* True if S may receive a replica at all. */
-static bool
-is_eligible (const struct placement_server *s)
+/* The bytes of S that new segments may fill: HIGH_WATER percent of its
+ * capacity (computed without overflow), or all of it.
+ */
+static uint64_t
+high_water_mark (const struct placement_server *s)
 {
-  return s->up && s->capacity > s->used;
+  uint64_t pct = s->high_water;
+
+  if (pct == 0 || pct >= 100)
+    return s->capacity;
+  return s->capacity / 100 * pct + s->capacity % 100 * pct / 100;
+}
+
+/* True if S may receive a replica: of a new segment (NEW_SEGMENT) only
+ * below its high-water mark, of a segment being repaired up to its
+ * capacity.
+ */
+static bool
+is_eligible (const struct placement_server *s, bool new_segment)
+{
+  if (!s->up || s->capacity <= s->used)
+    return false;
+  return !new_segment || high_water_mark (s) > s->used;
 }
 
 size_t
@@ -40,9 +61,71 @@ placement_eligible (const struct placement_server *servers, size_t n)
   size_t i, count = 0;
 
   for (i = 0; i < n; ++i)
-    if (is_eligible (&servers[i]))
+    if (is_eligible (&servers[i], true))
       count++;
   return count;
+}
+
+/* Append the printf-style FMT to the message in BUF (LEN bytes, LEN >
+ * 0), whose first *USED bytes are taken; a part that does not fit is
+ * cut, and BUF stays terminated.
+ */
+static void __attribute__ ((format (printf, 4, 5)))
+append (char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+  va_list ap;
+  int k;
+
+  if (*used >= len - 1)
+    return;
+  va_start (ap, fmt);
+  k = vsnprintf (buf + *used, len - *used, fmt, ap);
+  va_end (ap);
+  if (k < 0)
+    buf[*used] = '\0';
+  else
+    *used = (size_t)k < len - *used ? *used + k : len - 1;
+}
+
+void
+placement_explain (const struct placement_server *servers, size_t n,
+                   uint32_t replicas, char *buf, size_t len)
+{
+  size_t i, down = 0, full = 0, marked = 0, used = 0;
+  uint32_t pct = 0;
+  const char *sep = " (";
+
+  if (len == 0)
+    return;
+  buf[0] = '\0';
+  for (i = 0; i < n; ++i) {
+    const struct placement_server *s = &servers[i];
+
+    if (!s->up)
+      down++;
+    else if (s->capacity <= s->used)
+      full++;
+    else if (high_water_mark (s) <= s->used) {
+      marked++;
+      pct = s->high_water;
+    }
+  }
+  append (buf, len, &used,
+          "%zu of %zu servers can take a new segment, %" PRIu32 " needed",
+          placement_eligible (servers, n), n, replicas);
+  if (down) {
+    append (buf, len, &used, "%s%zu not up", sep, down);
+    sep = ", ";
+  }
+  if (full) {
+    append (buf, len, &used, "%s%zu full", sep, full);
+    sep = ", ";
+  }
+  if (marked)
+    append (buf, len, &used, "%s%zu at %s %" PRIu32 "%% high-water mark", sep,
+            marked, marked == 1 ? "its" : "their", pct);
+  if (down + full + marked > 0)
+    append (buf, len, &used, ")");
 }
 
 /* True if ZONE names a failure domain shared by its servers. */
@@ -111,6 +194,7 @@ weight (const struct placement_server *s, unsigned shift)
  * in force, decided before any candidate is drawn.
  */
 struct pick_filter {
+  bool new_segment; /* rule 1: high-water marks apply */
   size_t zone_max;  /* rule 3: most replicas already in the zone */
   size_t avoid_max; /* rule 4: most times listed in AVOID */
 };
@@ -121,7 +205,7 @@ passes (const struct placement_server *servers, const size_t *chosen, size_t k,
         const uint32_t *avoid, size_t navoid, size_t i,
         const struct pick_filter *f)
 {
-  if (!is_eligible (&servers[i]) || is_chosen (chosen, k, i))
+  if (!is_eligible (&servers[i], f->new_segment) || is_chosen (chosen, k, i))
     return false;
   if (zone_count (servers, chosen, k, i) > f->zone_max)
     return false;
@@ -130,16 +214,17 @@ passes (const struct placement_server *servers, const size_t *chosen, size_t k,
   return true;
 }
 
-/* Choose the index of the next replica, given K already chosen.  The
- * caller has checked that enough eligible servers exist, so a candidate
- * always remains.
+/* Choose the index of the next replica of a new segment (NEW_SEGMENT)
+ * or of a segment being repaired, given K already chosen.  The caller
+ * has checked that enough eligible servers exist, so a candidate always
+ * remains.
  */
 static size_t
 pick_one (const struct placement_server *servers, size_t n,
           const size_t *chosen, size_t k, const uint32_t *avoid, size_t navoid,
-          uint64_t *rng)
+          bool new_segment, uint64_t *rng)
 {
-  struct pick_filter f = { SIZE_MAX, SIZE_MAX };
+  struct pick_filter f = { new_segment, SIZE_MAX, SIZE_MAX };
   uint64_t max_free = 0, limit, total = 0, r;
   unsigned shift = 0;
   size_t i, last = n;
@@ -198,7 +283,7 @@ placement_choose (const struct placement_server *servers, size_t n,
   if (placement_eligible (servers, n) < replicas)
     return -ENOSPC;
   for (k = 0; k < replicas; ++k) {
-    chosen[k] = pick_one (servers, n, chosen, k, avoid, navoid, rng);
+    chosen[k] = pick_one (servers, n, chosen, k, avoid, navoid, true, rng);
     out[k] = servers[chosen[k]].id;
   }
   return 0;
@@ -225,12 +310,12 @@ placement_choose_extra (const struct placement_server *servers, size_t n,
       }
   kept = k;
   for (i = 0; i < n; ++i)
-    if (is_eligible (&servers[i]) && !is_chosen (chosen, kept, i))
+    if (is_eligible (&servers[i], false) && !is_chosen (chosen, kept, i))
       eligible++;
   if (eligible < count)
     return -ENOSPC;
   for (c = 0; c < count; ++c, ++k) {
-    chosen[k] = pick_one (servers, n, chosen, k, NULL, 0, rng);
+    chosen[k] = pick_one (servers, n, chosen, k, NULL, 0, false, rng);
     out[c] = servers[chosen[k]].id;
   }
   return 0;

@@ -7,7 +7,11 @@
  *
  * The rule, applied one replica at a time:
  *   1. Eligible servers are those with UP set and free space
- *      (CAPACITY > USED).  Fewer eligible servers than REPLICAS: -ENOSPC.
+ *      (CAPACITY > USED) and, for a new segment (placement_choose but
+ *      not placement_choose_extra), USED below their high-water mark
+ *      (HIGH_WATER percent of CAPACITY).  The room above the mark is
+ *      kept for repair, which re-creates lost replicas.  Fewer eligible
+ *      servers than REPLICAS: -ENOSPC.
  *   2. Candidates are the eligible servers not chosen yet.
  *   3. Zones: only the candidates in the zones that hold the fewest of
  *      the replicas chosen so far remain.  So a segment spans as many
@@ -45,6 +49,10 @@ struct placement_server {
   uint64_t capacity; /* bytes (callers round down to whole segments) */
   uint64_t used;     /* bytes allocated to segments */
   bool up;           /* may receive new replicas (heard from, not drained) */
+  /* Percent of CAPACITY that new segments may fill: a server whose USED
+   * has reached it gets no new segment.  0 (or 100 and above): all.
+   */
+  uint32_t high_water;
 };
 
 /* Choose REPLICAS distinct servers among SERVERS[0..N) for one new
@@ -56,8 +64,9 @@ struct placement_server {
  * must hold REPLICAS entries) and 0 is returned; SERVERS is not modified.
  * Errors:
  *   -EINVAL  REPLICAS is 0 or above PLACEMENT_REPLICAS_MAX;
- *   -ENOSPC  fewer than REPLICAS servers are up with free space (OUT is
- *            then unspecified).
+ *   -ENOSPC  fewer than REPLICAS servers are up with free space below
+ *            their high-water mark (OUT is then unspecified;
+ *            placement_explain says why).
  * Thread-safe as long as callers do not share RNG.
  */
 extern int placement_choose (const struct placement_server *servers, size_t n,
@@ -70,7 +79,8 @@ extern int placement_choose (const struct placement_server *servers, size_t n,
  * never chosen, whatever their state, and rule 3 counts their replicas as
  * chosen already, so the new ones go to the zones holding the fewest
  * replicas of the segment.  Ids of HOLDERS not in SERVERS are ignored.
- * Rule 4 does not apply (no AVOID); otherwise as placement_choose:
+ * Rule 4 does not apply (no AVOID), nor do high-water marks (repair may
+ * fill a server up to its capacity); otherwise as placement_choose:
  * OUT[0..COUNT) receives the ids, RNG is advanced.  Errors:
  *   -EINVAL  COUNT is 0, or COUNT + NHOLDERS is above
  *            PLACEMENT_REPLICAS_MAX;
@@ -83,10 +93,21 @@ extern int placement_choose_extra (const struct placement_server *servers,
                                    uint64_t *rng, uint32_t *out);
 
 /* Number of servers in SERVERS[0..N) that placement_choose may use (up
- * and with free space), for error messages and admission checks.
+ * and with free space below their high-water mark), for error messages
+ * and admission checks.
  */
 extern size_t placement_eligible (const struct placement_server *servers,
                                   size_t n);
+
+/* Write into BUF (LEN bytes, NUL-terminated, truncated if need be) why
+ * placement_choose may not have REPLICAS servers among SERVERS[0..N)
+ * for a new segment, for an error message: how many it may use and how
+ * many are not up, full, or at their high-water mark, as in "1 of 3
+ * servers can take a new segment, 2 needed (1 not up, 1 at its 90%
+ * high-water mark)".
+ */
+extern void placement_explain (const struct placement_server *servers, size_t n,
+                               uint32_t replicas, char *buf, size_t len);
 
 /* Next value of the splitmix64 generator with state *RNG. */
 extern uint64_t placement_random (uint64_t *rng);

@@ -1,5 +1,6 @@
 /* The virtualization map: MAP_GET, MAP_ALLOC, REPLICA_FAILED.  Handlers
- * run with mds->lock held.
+ * run with mds->lock held, but MAP_GET and MAP_ALLOC let it go around
+ * their catalog calls (see unlocked_begin).
  */
 
 #include <config.h>
@@ -17,6 +18,28 @@
 
 #include "internal.h"
 #include "placement.h"
+
+/* Let go of mds->lock, which loop.c holds around every handler, for
+ * catalog calls that need none of the state it protects: the catalog is
+ * safe for concurrent use and keeps itself consistent (LMDB serializes
+ * its writers).  So lookups of several connections run in parallel, and
+ * the catalog's group commit gathers the allocations of concurrent
+ * MAP_ALLOCs into one synced transaction instead of queueing each behind
+ * the previous one's fsync.  unlocked_end takes the lock back: call it
+ * before returning to loop.c, on every path.
+ */
+static void
+unlocked_begin (struct mds *mds)
+{
+  pthread_mutex_unlock (&mds->lock);
+}
+
+/* Take mds->lock back (see unlocked_begin). */
+static void
+unlocked_end (struct mds *mds)
+{
+  pthread_mutex_lock (&mds->lock);
+}
 
 /* Encode catalog map entries ENTRIES[0..N) as a map reply into REP. */
 static int
@@ -96,7 +119,10 @@ reply_range (struct mds *mds, uint64_t id, uint64_t start, uint64_t end,
   return reply_map (entries, n, rep);
 }
 
-/* MAP_GET: the mapped entries of a range; holes are left out. */
+/* MAP_GET: the mapped entries of a range; holes are left out.  Reads
+ * only the catalog (and the cluster record, read-only while serving), so
+ * it runs without mds->lock.
+ */
 int
 mds_op_map_get (struct mds *mds, struct mds_conn *conn, const void *payload,
                 uint32_t len, struct mds_reply *rep)
@@ -109,16 +135,20 @@ mds_op_map_get (struct mds *mds, struct mds_conn *conn, const void *payload,
   r = proto_decode_map_request (payload, len, &req);
   if (r < 0)
     return mds_reply_bad (rep, r, "MAP_GET");
-  if (map_range (mds, &req, &v, &end, rep) < 0)
-    return 0;
-  return reply_range (mds, v.id, req.start, end, rep);
+  unlocked_begin (mds);
+  if (map_range (mds, &req, &v, &end, rep) == 0)
+    reply_range (mds, v.id, req.start, end, rep);
+  unlocked_end (mds);
+  return 0;
 }
 
 /* Placement's view of every server (for allocation and repair):
- * capacity rounded down to whole segments, used = replicas placed x
- * segment size, up = heard from within the down-timeout and neither
- * draining nor out.  *OUT and *SERVERS (which owns the zone strings) are
- * malloc'd, in the catalog's id order.  Returns 0 or a negative errno.
+ * capacity rounded down to whole segments, used as mds_server_used
+ * counts it plus what MAP_ALLOCs being committed placed on it, up =
+ * heard from within the down-timeout and neither draining nor out, the
+ * MDS's high-water mark.  *OUT and *SERVERS
+ * (which owns the zone strings) are malloc'd, in the catalog's id
+ * order.  Returns 0 or a negative errno.
  */
 int
 mds_placement_snapshot (struct mds *mds, struct catalog_server **servers,
@@ -138,18 +168,21 @@ mds_placement_snapshot (struct mds *mds, struct catalog_server **servers,
     return -ENOMEM;
   for (i = 0; i < *n; ++i) {
     const struct catalog_server *s = &(*servers)[i];
-    uint64_t count;
 
-    r = catalog_server_count_segments (mds->cat, s->id, &count);
+    uint64_t inflight = mds_inflight_bytes (mds, s->id);
+
+    r = mds_server_used (mds, s->id, &ps[i].used, NULL);
     if (r < 0) {
       free (ps);
       return r;
     }
+    ps[i].used =
+        ps[i].used + inflight < inflight ? UINT64_MAX : ps[i].used + inflight;
     ps[i].id = s->id;
     ps[i].zone = s->zone;
     ps[i].capacity = mds_server_capacity (mds, s) / seg * seg;
-    ps[i].used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
     ps[i].up = mds_server_state (mds, s) == PROTO_SERVER_UP;
+    ps[i].high_water = mds->high_water;
   }
   *out = ps;
   return 0;
@@ -215,10 +248,12 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
       add_avoid (&existing[j].segment, avoid, &navoid);
     r = placement_choose (ps, n, v->replicas, avoid, navoid, &mds->rng, out);
     if (r < 0) {
+      char why[256];
+
+      placement_explain (ps, n, v->replicas, why, sizeof why);
       mds_reply_error (rep, PROTO_ENOSPC,
-                       "volume %s: cannot place %" PRIu32
-                       " replicas: only %zu servers are up with free space",
-                       v->name, v->replicas, placement_eligible (ps, n));
+                       "volume %s: cannot place %" PRIu32 " replicas: %s",
+                       v->name, v->replicas, why);
       return r;
     }
     new = &holes[(*nholes)++].segment;
@@ -237,8 +272,111 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
   return 0;
 }
 
-/* MAP_ALLOC: allocate every hole of the range (one catalog transaction),
- * then reply with the range's whole map.  Needs the writer's epoch.
+/* The bytes HOLES[0..NHOLES) place on each server: *OUT (malloc'd,
+ * caller frees) and *N.  Returns 0 or -ENOMEM.
+ */
+static int
+inflight_sum (struct mds *mds, const struct catalog_map_entry *holes,
+              size_t nholes, struct mds_inflight **out, size_t *n)
+{
+  struct mds_inflight *list = NULL, *p;
+  size_t i, j, len = 0;
+  uint32_t k;
+
+  for (i = 0; i < nholes; ++i) {
+    for (k = 0; k < holes[i].segment.nreplicas; ++k) {
+      uint32_t server = holes[i].segment.replicas[k].server;
+
+      for (j = 0; j < len; ++j)
+        if (list[j].server == server)
+          break;
+      if (j == len) {
+        p = realloc (list, (len + 1) * sizeof *p);
+        if (p == NULL) {
+          free (list);
+          return -ENOMEM;
+        }
+        list = p;
+        list[len++] = (struct mds_inflight){ .server = server };
+      }
+      list[j].bytes += mds->cluster.segment_size;
+    }
+  }
+  *out = list;
+  *n = len;
+  return 0;
+}
+
+/* Count LIST[0..N) as placed by a MAP_ALLOC being committed (ADD true),
+ * or no longer (false).  mds->lock held.  Returns 0 or -ENOMEM (then
+ * nothing is counted).
+ */
+static int
+inflight_apply (struct mds *mds, const struct mds_inflight *list, size_t n,
+                bool add)
+{
+  size_t i;
+  int r;
+
+  for (i = 0; i < n; ++i) {
+    r = mds_inflight_change (mds, list[i].server,
+                             add ? (int64_t)list[i].bytes
+                                 : -(int64_t)list[i].bytes);
+    if (r < 0) {
+      while (i-- > 0)
+        mds_inflight_change (mds, list[i].server, -(int64_t)list[i].bytes);
+      return r;
+    }
+  }
+  return 0;
+}
+
+/* Allocate HOLES[0..NHOLES) of volume V, then fill REP with the map of
+ * [START, END), both without mds->lock (see unlocked_begin): concurrent
+ * MAP_ALLOCs share the catalog's synced commits.  The reply is built only
+ * once the allocation is durable: no client may write a segment whose
+ * allocation a crash could still undo.  A change made meanwhile by
+ * another thread is safe: the catalog checks the volume and the servers
+ * again inside its transaction, and an index allocated meanwhile is kept
+ * as it is (the reply shows it).  Until the commit is over, placement
+ * counts the holes' bytes as used on their servers, as if they were in
+ * the catalog already (struct mds_inflight).
+ */
+static void
+alloc_unlocked (struct mds *mds, const struct catalog_volume *v,
+                struct catalog_map_entry *holes, size_t nholes, uint64_t start,
+                uint64_t end, struct mds_reply *rep)
+{
+  CLEANUP_FREE struct mds_inflight *placed = NULL;
+  size_t nplaced;
+  int r;
+
+  /* Sum before the call: it overwrites the replicas of an index
+   * allocated meanwhile with those it has.
+   */
+  if (inflight_sum (mds, holes, nholes, &placed, &nplaced) < 0 ||
+      inflight_apply (mds, placed, nplaced, true) < 0) {
+    mds_reply_error (rep, PROTO_ENOMEM, "volume %s: out of memory", v->name);
+    return;
+  }
+  unlocked_begin (mds);
+  r = catalog_map_alloc (mds->cat, v->id, holes, nholes);
+  if (r < 0)
+    mds_reply_catalog (rep, r, "volume %s allocation", v->name);
+  else {
+    log_debug ("volume %s: allocated %zu segments in [%" PRIu64 ", %" PRIu64
+               ")",
+               v->name, nholes, start, end);
+    reply_range (mds, v->id, start, end, rep);
+  }
+  unlocked_end (mds);
+  inflight_apply (mds, placed, nplaced, false);
+}
+
+/* MAP_ALLOC: allocate every hole of the range (one catalog transaction,
+ * possibly shared with concurrent MAP_ALLOCs), then reply with the
+ * range's whole map.  Needs the writer's epoch.  The lease check and the
+ * placement run under mds->lock, the allocation without it.
  */
 int
 mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
@@ -274,15 +412,10 @@ mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
   if (place_holes (mds, &v, req.start, end, existing, nexisting, holes, &nholes,
                    rep) < 0)
     return 0;
-  if (nholes > 0) {
-    r = catalog_map_alloc (mds->cat, v.id, holes, nholes);
-    if (r < 0)
-      return mds_reply_catalog (rep, r, "volume %s allocation", v.name);
-    log_debug ("volume %s: allocated %zu segments in [%" PRIu64 ", %" PRIu64
-               ")",
-               v.name, nholes, req.start, end);
-  }
-  return reply_range (mds, v.id, req.start, end, rep);
+  if (nholes == 0)
+    return reply_range (mds, v.id, req.start, end, rep);
+  alloc_unlocked (mds, &v, holes, nholes, req.start, end, rep);
+  return 0;
 }
 
 /* REPLICA_FAILED: a writer could not write SERVER's replica of SEGMENT;

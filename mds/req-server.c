@@ -26,25 +26,63 @@ add_sat (uint64_t a, uint64_t b)
   return a + b < a ? UINT64_MAX : a + b;
 }
 
-/* Bytes allocated on server ID: its replicas times the segment size.
- * *SEGMENTS (may be NULL) receives the replica count.  Returns 0 or a
- * catalog error.
+/* Bytes of server ID's capacity taken, as placement counts them: its
+ * replicas plus the garbage it has not deleted yet (its slots are still
+ * in use), times the segment size, or what it last reported if more
+ * (room its filesystem lacks).  *SEGMENTS (may be NULL) receives the
+ * replica count.  Returns 0 or a catalog error.
  */
-static int
-server_used (struct mds *mds, uint32_t id, uint64_t *used, uint64_t *segments)
+int
+mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                 uint64_t *segments)
 {
+  const struct mds_server_state *st = mds_server_find (mds, id);
+  uint64_t seg = mds->cluster.segment_size;
+  CLEANUP_FREE uint64_t *garbage = NULL;
   uint64_t count = 0;
+  size_t ngarbage = 0;
   int r;
 
   r = catalog_server_count_segments (mds->cat, id, &count);
   if (r < 0)
     return r;
-  *used = count > UINT64_MAX / mds->cluster.segment_size
-              ? UINT64_MAX
-              : count * mds->cluster.segment_size;
   if (segments)
     *segments = count;
+  r = catalog_garbage_get (mds->cat, id, SIZE_MAX, &garbage, &ngarbage);
+  if (r < 0)
+    return r;
+  count = add_sat (count, ngarbage);
+  *used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
+  if (st && st->used > *used)
+    *used = st->used;
   return 0;
+}
+
+/* Log when server S's reported use ST->used crosses the high-water mark
+ * (up: placement stops giving it new segments; down: it gets them
+ * again).  The catalog's count may reach the mark first: placement
+ * checks that one on every allocation.
+ */
+static void
+check_high_water (struct mds *mds, const struct catalog_server *s,
+                  struct mds_server_state *st)
+{
+  uint64_t cap = st->capacity, pct = mds->high_water;
+  uint64_t mark = cap / 100 * pct + cap % 100 * pct / 100;
+  bool above = cap > 0 && st->used >= mark;
+
+  if (above == st->above_mark)
+    return;
+  st->above_mark = above;
+  if (above)
+    log_warn ("server %" PRIu32 " (%s): %" PRIu64 " of %" PRIu64
+              " bytes used, at the %" PRIu64 "%% high-water mark: "
+              "no new segments on it",
+              s->id, s->address, st->used, cap, pct);
+  else
+    log_info ("server %" PRIu32 " (%s): %" PRIu64 " of %" PRIu64
+              " bytes used, below the %" PRIu64 "%% high-water mark again",
+              s->id, s->address, st->used, cap, pct);
 }
 
 /* The server with id ID in SERVERS[0..N) (id order), or NULL. */
@@ -168,7 +206,7 @@ reply_status (struct mds *mds, struct mds_reply *rep)
       info.servers_up++;
     info.capacity =
         add_sat (info.capacity, mds_server_capacity (mds, &servers[i]));
-    r = server_used (mds, servers[i].id, &used, NULL);
+    r = mds_server_used (mds, servers[i].id, &used, NULL);
     if (r < 0)
       return mds_reply_catalog (rep, r, "server %" PRIu32, servers[i].id);
     info.used = add_sat (info.used, used);
@@ -346,6 +384,7 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
   r = mds_server_heard (mds, s.id, hb->capacity, hb->used);
   if (r < 0)
     return mds_reply_errno (rep, r, "server %" PRIu32 ": out of memory", s.id);
+  check_high_water (mds, &s, mds_server_find (mds, s.id));
   if (hb->n > 0) {
     r = catalog_garbage_done (mds->cat, s.id, hb->segments, hb->n);
     if (r < 0)
@@ -417,7 +456,7 @@ mds_op_server_list (struct mds *mds, struct mds_conn *conn, const void *payload,
     p->state = mds_server_state (mds, &servers[i]);
     memcpy (p->uuid, servers[i].uuid, 16);
     p->capacity = mds_server_capacity (mds, &servers[i]);
-    r = server_used (mds, servers[i].id, &p->used, &p->segments);
+    r = mds_server_used (mds, servers[i].id, &p->used, &p->segments);
     if (r < 0)
       return mds_reply_catalog (rep, r, "server %" PRIu32, servers[i].id);
     snprintf (p->address, sizeof p->address, "%s", servers[i].address);

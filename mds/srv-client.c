@@ -1,8 +1,9 @@
 /* The MDS as a client of storage servers: SEG_FENCE, SEG_SET_GEN,
  * SEG_PULL, SEG_LIST.  Each call opens its own connection (HELLO as
- * PROTO_ROLE_MDS with the cluster uuid), makes one request and closes
- * it, so callers on different threads never share a socket.  Never
- * called with mds->lock held: every call may block for its timeout.
+ * PROTO_ROLE_MDS with the cluster uuid, and AUTH with the cluster key),
+ * makes one request and closes it, so callers on different threads never
+ * share a socket.  Never called with mds->lock held: every call may block
+ * for its timeout.
  */
 
 #include <config.h>
@@ -23,6 +24,50 @@
 
 /* A copy may take this long on top of its bandwidth-bound time. */
 #define PULL_TIMEOUT_BASE_MS 120000
+/* Failed handshakes are warned about at most this often (repair retries
+ * every few seconds); the others are logged at debug level.
+ */
+#define AUTH_WARN_INTERVAL_NS UINT64_C (60000000000)
+
+/* Connect to the storage server at ADDR within TIMEOUT_MS and
+ * authenticate, into *C.  Returns 0, or -errno with the reason in
+ * ERRMSG (ERRLEN bytes).  A failed handshake (either side did not prove
+ * the cluster key, or another protocol version) is also logged here, as
+ * it means a misconfigured cluster, not a server that is down.
+ */
+static int
+srv_connect (struct mds *mds, const char *addr, int timeout_ms,
+             struct proto_client **c, char *errmsg, size_t errlen)
+{
+  char msg[PROTO_ERRMSG_MAX + 64];
+  uint64_t now;
+  bool warn;
+  int r;
+
+  r = proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid, timeout_ms,
+                            c, NULL, msg, sizeof msg);
+  if (r == 0)
+    return 0;
+  if (r != -EACCES && r != -EPROTO && r != -ENOKEY) {
+    snprintf (errmsg, errlen, "%s", msg);
+    return r;
+  }
+  snprintf (errmsg, errlen, "handshake: %s", msg);
+  now = mds_now_ns ();
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    warn = now >= mds->srv_auth_warn_ns;
+    if (warn)
+      mds->srv_auth_warn_ns = now + AUTH_WARN_INTERVAL_NS;
+  }
+  if (warn)
+    log_warn ("storage server %s: handshake failed: %s (more failures "
+              "are logged at debug level for a minute)",
+              addr, msg);
+  else
+    log_debug ("storage server %s: handshake failed: %s", addr, msg);
+  return r;
+}
 
 /* Send request OPCODE with the payload in REQ (its encoding error, if
  * any, is returned first) to the storage server at ADDR, within
@@ -53,8 +98,7 @@ mds_srv_call (struct mds *mds, const char *addr, int timeout_ms, uint8_t opcode,
               strerror (-req->err));
     return req->err;
   }
-  r = proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid, timeout_ms,
-                            &c, NULL, errmsg, errlen);
+  r = srv_connect (mds, addr, timeout_ms, &c, errmsg, errlen);
   if (r < 0)
     return r;
   r = proto_client_call (c, opcode, 0, req->data, req->len, &payload, &len,
@@ -79,14 +123,14 @@ mds_srv_call (struct mds *mds, const char *addr, int timeout_ms, uint8_t opcode,
   return 0;
 }
 
-/* True if the storage server at ADDR answers a HELLO. */
+/* True if the storage server at ADDR answers the handshake. */
 bool
 mds_srv_alive (struct mds *mds, const char *addr)
 {
   struct proto_client *c = NULL;
+  char msg[PROTO_ERRMSG_MAX + 64];
 
-  if (proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid,
-                            MDS_SERVER_TIMEOUT_MS, &c, NULL, NULL, 0) < 0)
+  if (srv_connect (mds, addr, MDS_SERVER_TIMEOUT_MS, &c, msg, sizeof msg) < 0)
     return false;
   proto_client_close (c);
   return true;

@@ -314,6 +314,48 @@ mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt, ...)
   return mds_reply_errno (rep, err, "%s: %s", object, catalog_strerror (err));
 }
 
+/* Add DELTA (negative: remove) to the bytes placed on SERVER by
+ * MAP_ALLOCs being committed (struct mds_inflight).  Returns 0, or
+ * -ENOMEM (only when DELTA is positive).
+ */
+int
+mds_inflight_change (struct mds *mds, uint32_t server, int64_t delta)
+{
+  struct mds_inflight *p;
+  size_t i;
+
+  for (i = 0; i < mds->ninflight; ++i)
+    if (mds->inflight[i].server == server)
+      break;
+  if (i == mds->ninflight) {
+    if (delta <= 0)
+      return 0;
+    p = realloc (mds->inflight, (mds->ninflight + 1) * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    mds->inflight = p;
+    p[mds->ninflight++] = (struct mds_inflight){ .server = server };
+  }
+  p = &mds->inflight[i];
+  if (delta < 0 && (uint64_t)-delta >= p->bytes)
+    *p = mds->inflight[--mds->ninflight];
+  else
+    p->bytes += delta;
+  return 0;
+}
+
+/* Bytes placed on SERVER by MAP_ALLOCs being committed. */
+uint64_t
+mds_inflight_bytes (struct mds *mds, uint32_t server)
+{
+  size_t i;
+
+  for (i = 0; i < mds->ninflight; ++i)
+    if (mds->inflight[i].server == server)
+      return mds->inflight[i].bytes;
+  return 0;
+}
+
 /* Release the in-memory state (at exit). */
 void
 mds_state_free (struct mds *mds)
@@ -324,6 +366,9 @@ mds_state_free (struct mds *mds)
   free (mds->leases);
   mds->leases = NULL;
   mds->nleases = 0;
+  free (mds->inflight);
+  mds->inflight = NULL;
+  mds->ninflight = 0;
   free (mds->copies);
   mds->copies = NULL;
   mds->ncopies = 0;

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "auth.h"
+#include "tls.h"
 #include "frame.h"
 #include "cleanup.h"
 
@@ -37,9 +38,15 @@ tool_load_key (struct tool_ctx *ctx)
   if (auth_key_current ())
     return 0;
   r = auth_key_load (ctx->key_file, &key, errmsg, sizeof errmsg);
-  if (r < 0) /* TRANSITION(issue 5) */
-    return 0;
+  if (r < 0) {
+    tool_error ("%s", errmsg);
+    return r;
+  }
   auth_key_use (&key);
+  if (ctx->tls && tls_enable (&key, errmsg, sizeof errmsg) < 0) {
+    tool_error ("%s", errmsg);
+    return -1;
+  }
   return 0;
 }
 

@@ -44,6 +44,7 @@ struct tool_ctx {
   const char *mds;             /* --mds, else $TESSERA_MDS, else the default */
   const char *key_file;        /* --key-file, else $TESSERA_KEY_FILE, ... */
   bool json;                   /* --json */
+  bool tls;                    /* --tls */
   int timeout_ms;              /* --timeout in milliseconds; 0: no bound */
   bool size_set;               /* --size was given */
   uint64_t size;               /* --size in bytes */

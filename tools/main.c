@@ -127,6 +127,8 @@ usage (FILE *fp, int exitcode)
       "    --json              print one JSON document\n"
       "    --timeout SECONDS   bound every request (default %d, "
       "0: none)\n"
+      "    --tls               TLS to the MDS and storage servers (when the\n"
+      "                        cluster runs with --tls)\n"
       "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
       "    --replicas N        volume create: replicas (default %d)\n"
       "    --wait              repair: wait until nothing is degraded\n"
@@ -271,6 +273,7 @@ enum {
   SHORT_OPTIONS,
   JSON_OPTION,
   KEY_FILE_OPTION,
+  TLS_OPTION,
   MAX_WAIT_OPTION,
   MDS_OPTION,
   REPAIR_OPTION,
@@ -292,6 +295,7 @@ static const struct option long_options[] = {
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
   { "size", required_argument, NULL, SIZE_OPTION },
   { "timeout", required_argument, NULL, TIMEOUT_OPTION },
+  { "tls", no_argument, NULL, TLS_OPTION },
   { "version", no_argument, NULL, 'V' },
   { "wait", no_argument, NULL, WAIT_OPTION },
   { NULL, 0, NULL, 0 },
@@ -356,6 +360,10 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
 
     case KEY_FILE_OPTION:
       ctx->key_file = optarg;
+      break;
+
+    case TLS_OPTION:
+      ctx->tls = true;
       break;
 
     case MAX_WAIT_OPTION:
