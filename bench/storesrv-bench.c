@@ -2,24 +2,31 @@
  *
  *   storesrv-bench ADDR [-o read|write] [-b BYTES] [-q DEPTH] [-t SECONDS]
  *                  [-n SEGMENTS] [-s SEGMENT_SIZE] [-p PID] [-F]
+ *                  [-k KEYFILE]
  *
  * Connects to the storage server at ADDR (HOST:PORT or unix:PATH) as a
- * plugin, fills SEGMENTS (default 16) segments of SEGMENT_SIZE (default
- * 4 MiB: the cluster's) with 1 MiB writes, then keeps DEPTH (default 32)
+ * plugin (proving the cluster key of KEYFILE, default $TESSERA_KEY_FILE
+ * or /etc/tessera/cluster.key), fills SEGMENTS (default 16) segments of
+ * SEGMENT_SIZE (default 4 MiB: the cluster's) with 1 MiB writes (the
+ * server writes them in 64 KiB pieces, so a 4 KiB write lands in a
+ * 64 KiB page cache folio), then keeps DEPTH (default 32)
  * SEG_READ or SEG_WRITE requests of BYTES (default 4096) at random
  * aligned offsets in flight on one connection for SECONDS (default 10),
  * and prints one line: ops/s, MiB/s, p50/p99/mean latency (send to reply,
  * microseconds), the client's CPU seconds and, with -p PID, the server's
- * (from /proc/PID/stat).  -F sets FUA on writes.  The segments (ids with
+ * (from /proc/PID/stat) and its context switches per request (all its
+ * threads, from /proc/PID/task/TID/status: a wakeup of a thread that
+ * slept is one).  -F sets FUA on writes.  The segments (ids with
  * bit 62 set, volume 1, epoch 1, generation 0: nothing an MDS hands out)
  * are deleted at the end.  Use it on a cluster of its own: see
- * bench/storesrv-bench.sh.
+ * bench/micro.
  *
  * Build (see bench/Makefile): against a configured, built tree.
  */
 
 #include <config.h>
 
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -29,10 +36,13 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "buf.h"
+#include "frame.h"
 #include "full-rw.h"
 #include "parse.h"
 #include "protocol.h"
@@ -56,6 +66,9 @@ die (const char *what, int err)
   exit (EXIT_FAILURE);
 }
 
+/* Send one frame, header and payload with one writev as the plugin
+ * does (a short write is finished by more).
+ */
 static void
 send_frame (int fd, uint8_t opcode, uint16_t flags, uint64_t tag,
             const void *payload, uint32_t len)
@@ -67,14 +80,27 @@ send_frame (int fd, uint8_t opcode, uint16_t flags, uint64_t tag,
                             .flags = flags,
                             .length = len,
                             .tag = tag };
-  int r;
+  struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)payload, len } };
+  struct iovec *v = iov;
+  int n = len > 0 ? 2 : 1;
 
   proto_header_encode (&h, hdr);
-  r = full_write (fd, hdr, sizeof hdr);
-  if (r == 0 && len > 0)
-    r = full_write (fd, payload, len);
-  if (r < 0)
-    die ("send", -r);
+  while (n > 0) {
+    ssize_t r = writev (fd, v, n);
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      die ("send", errno);
+    while (n > 0 && (size_t)r >= v->iov_len) {
+      r -= v->iov_len;
+      v++, n--;
+    }
+    if (n > 0) {
+      v->iov_base = (char *)v->iov_base + r;
+      v->iov_len -= r;
+    }
+  }
 }
 
 /* Receive one reply into BUF (at least PROTO_MAX_IO_PAYLOAD bytes);
@@ -129,6 +155,41 @@ proc_cpu (int pid)
   return (double)(ut + st) / sysconf (_SC_CLK_TCK);
 }
 
+/* Context switches of every thread of process PID (io_uring's io-wq
+ * workers included), voluntary and not.
+ */
+static unsigned long
+proc_ctxsw (int pid)
+{
+  char path[64], line[256];
+  unsigned long total = 0, n;
+  struct dirent *d;
+  DIR *dir;
+  FILE *f;
+
+  if (pid <= 0)
+    return 0;
+  snprintf (path, sizeof path, "/proc/%d/task", pid);
+  dir = opendir (path);
+  if (dir == NULL)
+    die (path, errno);
+  while ((d = readdir (dir)) != NULL) {
+    if (d->d_name[0] == '.')
+      continue;
+    snprintf (path, sizeof path, "/proc/%d/task/%.16s/status", pid, d->d_name);
+    f = fopen (path, "r");
+    if (f == NULL)
+      continue; /* the thread exited */
+    while (fgets (line, sizeof line, f))
+      if (sscanf (line, "voluntary_ctxt_switches: %lu", &n) == 1 ||
+          sscanf (line, "nonvoluntary_ctxt_switches: %lu", &n) == 1)
+        total += n;
+    fclose (f);
+  }
+  closedir (dir);
+  return total;
+}
+
 static double
 self_cpu (void)
 {
@@ -175,7 +236,7 @@ submit (int fd, uint64_t tag, uint64_t base, uint32_t nseg, uint32_t segsize,
 int
 main (int argc, char *argv[])
 {
-  const char *addr, *op = "write";
+  const char *addr, *op = "write", *keyfile = NULL;
   uint32_t bs = 4096, depth = 32, nseg = 16, segsize = 4u << 20;
   double seconds = 10;
   int pid = 0, c, fd, r;
@@ -183,9 +244,10 @@ main (int argc, char *argv[])
   uint64_t base, i, tag, done = 0, nlat = 0, maxlat;
   uint8_t *wbuf, *rbuf, head[PROTO_SEG_IO_SIZE];
   double *lat, sent[MAX_DEPTH], t0, t1, cpu0, scpu0, sum = 0;
+  unsigned long sw0;
   uint32_t len;
 
-  while ((c = getopt (argc, argv, "o:b:q:t:n:s:p:F")) != -1) {
+  while ((c = getopt (argc, argv, "o:b:q:t:n:s:p:Fk:")) != -1) {
     switch (c) {
     case 'o':
       op = optarg;
@@ -211,6 +273,9 @@ main (int argc, char *argv[])
     case 'F':
       fua = true;
       break;
+    case 'k':
+      keyfile = optarg;
+      break;
     default:
       goto usage;
     }
@@ -221,7 +286,7 @@ main (int argc, char *argv[])
   usage:
     fprintf (stderr, "usage: storesrv-bench ADDR [-o read|write] [-b BYTES] "
                      "[-q DEPTH] [-t SECONDS] [-n SEGMENTS] [-s SEGMENT_SIZE] "
-                     "[-p PID] [-F]\n");
+                     "[-p PID] [-F] [-k KEYFILE]\n");
     exit (2);
   }
   addr = argv[optind];
@@ -245,14 +310,23 @@ main (int argc, char *argv[])
   if ((r = sock_set_timeout (fd, 30000)) < 0)
     die ("timeout", -r);
   {
-    struct proto_hello h = { .version = PROTO_VERSION,
-                             .role = PROTO_ROLE_PLUGIN };
-    struct proto_wbuf wb = { 0 };
+    struct auth_key key;
+    char msg[256];
 
-    proto_encode_hello (&h, &wb);
-    send_frame (fd, PROTO_OP_HELLO, 0, 1, wb.data, wb.len);
-    proto_wbuf_free (&wb);
-    recv_reply (fd, rbuf, &len);
+    if (keyfile == NULL)
+      keyfile = getenv ("TESSERA_KEY_FILE");
+    if (keyfile == NULL)
+      keyfile = AUTH_DEFAULT_KEY_FILE;
+    if ((r = auth_key_load (keyfile, &key, msg, sizeof msg)) < 0) {
+      fprintf (stderr, "storesrv-bench: %s\n", msg);
+      exit (EXIT_FAILURE);
+    }
+    auth_key_use (&key);
+    if ((r = proto_handshake (fd, PROTO_ROLE_PLUGIN, NULL, NULL, msg,
+                              sizeof msg)) < 0) {
+      fprintf (stderr, "storesrv-bench: %s: %s\n", addr, msg);
+      exit (EXIT_FAILURE);
+    }
   }
 
   /* Fill the segments, 1 MiB at a time, 8 in flight. */
@@ -287,6 +361,7 @@ main (int argc, char *argv[])
   /* The timed run: DEPTH requests in flight, tag = slot. */
   cpu0 = self_cpu ();
   scpu0 = proc_cpu (pid);
+  sw0 = proc_ctxsw (pid);
   t0 = now ();
   t1 = t0 + seconds;
   for (tag = 0; tag < depth; tag++)
@@ -309,15 +384,17 @@ main (int argc, char *argv[])
   {
     double el = now () - t0, ccpu = self_cpu () - cpu0,
            scpu = proc_cpu (pid) - scpu0;
+    unsigned long sw = proc_ctxsw (pid) - sw0;
 
     qsort (lat, nlat, sizeof *lat, cmp_double);
     printf ("storesrv-bench %s bs=%" PRIu32 " qd=%" PRIu32 " segments=%" PRIu32
             "%s: %.0f ops/s %.1f MiB/s p50 %.1f us p99 %.1f us mean %.1f us "
-            "client-cpu %.2f s server-cpu %.2f s (%.1f us/op) in %.1f s\n",
+            "client-cpu %.2f s server-cpu %.2f s (%.1f us/op) in %.1f s "
+            "server-ctxsw %.2f/op\n",
             op, bs, depth, nseg, fua ? " fua" : "", done / el,
             done * (double)bs / el / 1048576, lat[nlat / 2] * 1e6,
             lat[(size_t)(nlat * 0.99)] * 1e6, sum / done * 1e6, ccpu, scpu,
-            pid > 0 ? scpu / done * 1e6 : 0.0, el);
+            pid > 0 ? scpu / done * 1e6 : 0.0, el, (double)sw / done);
   }
 
   /* Delete the segments. */

@@ -47,6 +47,8 @@
 /* Configuration, set by .config and checked by .config_complete. */
 struct tessera_config {
   const char *mds;         /* mds=ADDR */
+  char *key_file;          /* key-file=FILE (absolute), or NULL */
+  bool tls;                /* tls=true */
   const char *volume;      /* volume=NAME */
   bool readonly;           /* readonly=true, or nbdkit -r */
   unsigned connections;    /* connections=N, per storage server */

@@ -1,6 +1,7 @@
 /* nbdkit-tessera-plugin: configuration and nbdkit callbacks.
  *
- *   nbdkit tessera [mds=ADDR] volume=NAME [readonly=true]
+ *   nbdkit tessera [mds=ADDR] volume=NAME [key-file=FILE] [tls=true]
+ *                  [readonly=true]
  *                  [connections=N] [timeout=SECONDS]
  *                  [epoch-interval=SECONDS] [open-timeout=SECONDS]
  *
@@ -22,6 +23,8 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "auth.h"
+#include "tls.h"
 #include "protocol.h"
 #include "sock.h"
 
@@ -81,6 +84,8 @@ tessera_unload (void)
   volume_close (vol);
   volume_free (vol);
   vol = NULL;
+  free (cfg.key_file);
+  cfg.key_file = NULL;
 }
 
 /* Parse one key=value parameter. */
@@ -97,6 +102,18 @@ tessera_config (const char *key, const char *value)
       return -1;
     }
     cfg.mds = value;
+  }
+  else if (strcmp (key, "tls") == 0) {
+    r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    cfg.tls = r;
+  }
+  else if (strcmp (key, "key-file") == 0) {
+    free (cfg.key_file);
+    cfg.key_file = nbdkit_absolute_path (value);
+    if (cfg.key_file == NULL)
+      return -1;
   }
   else if (strcmp (key, "volume") == 0) {
     if (value[0] == '\0' || strlen (value) > PROTO_NAME_MAX) {
@@ -157,15 +174,35 @@ tessera_config (const char *key, const char *value)
   return 0;
 }
 
-/* Check that the required parameters were given. */
+/* Check that the required parameters were given and load the cluster
+ * key (key-file=, else $TESSERA_KEY_FILE, else the default): every
+ * connection to the MDS and the storage servers proves it (auth.h).
+ */
 static int
 tessera_config_complete (void)
 {
+  const char *env = getenv ("TESSERA_KEY_FILE");
+  const char *path = cfg.key_file;
+  struct auth_key key;
+  char errmsg[512];
+
   if (cfg.volume == NULL) {
     nbdkit_error ("you must supply the volume=NAME parameter "
                   "after the plugin name on the command line");
     return -1;
   }
+  if (path == NULL)
+    path = env && env[0] ? env : AUTH_DEFAULT_KEY_FILE;
+  if (auth_key_load (path, &key, errmsg, sizeof errmsg) < 0) {
+    nbdkit_error ("%s", errmsg);
+    return -1;
+  }
+  auth_key_use (&key);
+  if (cfg.tls && tls_enable (&key, errmsg, sizeof errmsg) < 0) {
+    nbdkit_error ("%s", errmsg);
+    return -1;
+  }
+  memset (&key, 0, sizeof key);
   return 0;
 }
 
@@ -173,6 +210,9 @@ tessera_config_complete (void)
   "[volume=]NAME              (required) The volume to serve.\n" \
   "mds=HOST:PORT|unix:PATH    MDS address (default " TESSERA_DEFAULT_MDS \
   ").\n" \
+  "key-file=FILE              The cluster key (default $TESSERA_KEY_FILE,\n" \
+  "                           else " AUTH_DEFAULT_KEY_FILE ").\n" \
+  "tls=true                   TLS to the MDS and storage servers.\n" \
   "readonly=true              Open the volume read-only.\n" \
   "connections=N              Sockets per storage server (default 2).\n" \
   "timeout=SECONDS            Replica failure timeout (default 30).\n" \

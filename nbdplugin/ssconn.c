@@ -398,62 +398,22 @@ receiver (void *arg)
   return NULL;
 }
 
-/* Exchange HELLO on the new socket FD of server S.  Returns 0 or -errno,
- * with a message for the user in ERRMSG.
+/* Run the handshake (HELLO and AUTH, frame.h) on the new socket FD of
+ * server S and check that the peer is that storage server.  Returns 0 or
+ * -errno, with a message for the user in ERRMSG.
  */
 static int
 hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
 {
-  struct proto_hello h = { .version = PROTO_VERSION,
-                           .role = PROTO_ROLE_PLUGIN };
   struct proto_hello peer;
-  struct proto_wbuf wb = { 0 };
-  struct proto_header hdr;
-  CLEANUP_FREE void *payload = NULL;
   int e;
 
-  proto_encode_hello (&h, &wb);
-  if (wb.err) {
-    e = wb.err;
-    proto_wbuf_free (&wb);
+  e = proto_handshake (fd, PROTO_ROLE_PLUGIN, NULL, &peer, errmsg, errlen);
+  if (e < 0)
     return e;
-  }
-  e = proto_send_frame (fd, PROTO_OP_HELLO, 0, PROTO_OK, 0, wb.data, wb.len);
-  proto_wbuf_free (&wb);
-  if (e < 0) {
-    snprintf (errmsg, errlen, "send hello: %s", strerror (-e));
-    return e;
-  }
-  e = proto_recv_frame (fd, PROTO_MAX_META_PAYLOAD, &hdr, &payload);
-  if (e == -EAGAIN || e == -EWOULDBLOCK)
-    e = -ETIMEDOUT;
-  if (e < 0) {
-    snprintf (errmsg, errlen, "receive hello: %s", strerror (-e));
-    return e;
-  }
-  if (hdr.opcode != PROTO_OP_HELLO || !(hdr.flags & PROTO_FLAG_REPLY)) {
-    snprintf (errmsg, errlen, "hello: unexpected reply %s",
-              proto_opcode_name (hdr.opcode));
-    return -EPROTO;
-  }
-  if (hdr.status != PROTO_OK) {
-    int n = hdr.length < 200 ? (int)hdr.length : 200;
-
-    snprintf (errmsg, errlen, "hello refused: %s: %.*s",
-              proto_status_name (hdr.status), n,
-              payload ? (const char *)payload : "");
-    return -proto_status_to_errno (hdr.status);
-  }
-  e = proto_decode_hello (payload, hdr.length, &peer);
-  if (e < 0) {
-    snprintf (errmsg, errlen, "hello: malformed reply");
-    return e;
-  }
-  if (peer.version != PROTO_VERSION || peer.role != PROTO_ROLE_STORESRV) {
-    snprintf (errmsg, errlen,
-              "hello: peer is %s speaking version %" PRIu32
-              ", not a storage server",
-              proto_role_name (peer.role), peer.version);
+  if (peer.role != PROTO_ROLE_STORESRV) {
+    snprintf (errmsg, errlen, "hello: peer is %s, not a storage server",
+              proto_role_name (peer.role));
     return -EPROTO;
   }
   if (!uuid_is_zero (s->uuid) && memcmp (peer.uuid, s->uuid, 16)) {
@@ -501,11 +461,9 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   memcpy (addr, s->addr, sizeof addr);
   pthread_mutex_unlock (&s->lock);
 
-  fd = sock_connect (addr, s->timeout_ms);
-  if (fd < 0) {
-    snprintf (errmsg, errlen, "connect: %s: %s", addr, strerror (-fd));
+  fd = proto_connect (addr, s->timeout_ms, errmsg, errlen);
+  if (fd < 0)
     return fd;
-  }
   /* Replies may be far apart: only the handshake has a receive timeout. */
   e = set_timeouts (fd, s->timeout_ms, s->timeout_ms);
   if (e == 0)

@@ -57,10 +57,11 @@ sleep_ms (unsigned ms)
 }
 
 /* Connect (or reconnect) to the MDS.  Caller holds v->mds_lock.
- * Returns 0 or -errno.
+ * Returns 0 or -errno.  ON_ERROR: report every failure as an error (the
+ * first connection), else only authentication failures (reconnects).
  */
 static int
-mds_connect (struct volume *v)
+mds_connect (struct volume *v, bool on_error)
 {
   struct proto_client *c;
   struct proto_hello peer;
@@ -73,7 +74,7 @@ mds_connect (struct volume *v)
                             v->cfg->timeout_ms, &c, &peer, errmsg,
                             sizeof errmsg);
   if (r < 0) {
-    if (r == -EACCES || r == -ENOKEY)
+    if (on_error || r == -EACCES || r == -ENOKEY)
       nbdkit_error ("mds %s: %s", v->cfg->mds, errmsg);
     else
       nbdkit_debug ("mds %s: %s", v->cfg->mds, errmsg);
@@ -117,7 +118,7 @@ volume_mds_request (struct volume *v, uint8_t opcode,
     pthread_mutex_lock (&v->mds_lock);
     r = 0;
     if (v->mds == NULL || proto_client_broken (v->mds)) {
-      r = mds_connect (v);
+      r = mds_connect (v, false);
       if (tessera_debug_lease)
         nbdkit_debug ("mds %s: reconnect: %s", v->cfg->mds,
                       r < 0 ? strerror (-r) : "ok");
@@ -538,12 +539,10 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   atomic_init (&v->lease_lost, false);
 
   pthread_mutex_lock (&v->mds_lock);
-  r = mds_connect (v);
+  r = mds_connect (v, true);
   pthread_mutex_unlock (&v->mds_lock);
-  if (r < 0) {
-    nbdkit_error ("mds %s: connect: %s", cfg->mds, strerror (-r));
+  if (r < 0)
     goto err;
-  }
   r = send_open (v);
   if (r < 0)
     goto err;

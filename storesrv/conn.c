@@ -1,13 +1,23 @@
-/* Client connections: receiving frames, dispatching requests, queueing
- * replies.
+/* Client connections: the handshake, receiving frames, dispatching
+ * requests, queueing replies.
  *
  * A connection reads one 24-byte header, then its payload, into a new
  * request, dispatches it and reads the next header, unless it holds
- * SS_CONN_MAX_REQS requests or SS_CONN_MAX_BYTES of buffers: then it
+ * --max-inflight requests or SS_CONN_MAX_BYTES of buffers: then it
  * pauses until replies have gone out.  Replies are queued in completion
  * order (tags let the client match them) and sent one sendmsg at a time.
  * Malformed input gets an error reply, then the connection is closed;
  * requests still working when it closes finish and are dropped.
+ *
+ * Every connection starts with HELLO and AUTH, the mutual proof of the
+ * cluster key (auth.h, req-misc.c).  Until AUTH succeeds a connection is
+ * held at constant cost: one request at a time, headers of any other
+ * opcode or with a payload over PROTO_MAX_PREAUTH_PAYLOAD refused as
+ * they arrive (nothing is read or allocated by their length), closed
+ * after --handshake-timeout seconds, and at most --max-unauthenticated
+ * of them: a new one pushes out the oldest, so that a flood of idle
+ * sockets can delay a real client but never lock it out.  Authenticated
+ * connections are limited to --max-connections.
  */
 
 #include <config.h>
@@ -22,8 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "log.h"
 #include "sock.h"
 
@@ -31,6 +43,53 @@
 
 static void recv_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void send_done (struct ss_loop *loop, struct ss_op *op, int res);
+static void hs_timer_arm (struct ss_loop *loop);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static uint64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Take C off the loop's list of unauthenticated connections (if on it).
+ * When the list empties the handshake timer has nothing left to do:
+ * cancel it, so that it never holds up a shutdown.
+ */
+static void
+unauth_remove (struct ss_loop *loop, struct ss_conn *c)
+{
+  if (!c->in_unauth)
+    return;
+  if (c->uprev)
+    c->uprev->unext = c->unext;
+  else
+    loop->unauth_head = c->unext;
+  if (c->unext)
+    c->unext->uprev = c->uprev;
+  else
+    loop->unauth_tail = c->uprev;
+  c->uprev = c->unext = NULL;
+  c->in_unauth = false;
+  loop->nunauth--;
+  if (loop->nunauth > 0)
+    return;
+  if (loop->evicted > 0) {
+    log_warn ("dropped %" PRIu64 " unauthenticated connections at the "
+              "limit of --max-unauthenticated %" PRIu32,
+              loop->evicted, loop->ctx->max_unauth);
+    loop->evicted = 0;
+  }
+  if (loop->hs_timer_armed) {
+    struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->hs_timer_op, 0);
+    io_uring_sqe_set_data (sqe, &loop->cancel_op);
+  }
+}
 
 /* Drop a reference; the last one frees the connection. */
 static void
@@ -41,6 +100,9 @@ conn_put (struct ss_loop *loop, struct ss_conn *c)
     return;
   assert (c->closing && !c->recv_inflight && !c->send_inflight);
   assert (c->nreqs == 0 && c->sendq_head == NULL && c->rreq == NULL);
+  assert (!c->in_unauth);
+  if (c->state == SS_CONN_READY)
+    loop->nauth--;
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -72,39 +134,138 @@ conn_recv (struct ss_loop *loop, struct ss_conn *c)
   c->refs++;
 }
 
-/* Take ownership of the accepted socket FD and start reading.  Returns 0
- * or -ENOMEM (FD closed).
+/* The handshake timer expired (or was removed): close every
+ * unauthenticated connection past its deadline, then wait for the next.
+ */
+static void
+hs_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  uint64_t now = now_ms ();
+  struct ss_conn *c;
+
+  loop->hs_timer_armed = false;
+  while ((c = loop->unauth_head) != NULL && c->deadline_ms <= now) {
+    log_debug ("%s: no authentication within %" PRIu32 " s, closing", c->peer,
+               loop->ctx->handshake_timeout);
+    ss_conn_close (loop, c);
+  }
+  hs_timer_arm (loop);
+}
+
+/* Arm the handshake timer for the oldest unauthenticated connection's
+ * deadline, unless it is armed or there is none.
+ */
+static void
+hs_timer_arm (struct ss_loop *loop)
+{
+  struct io_uring_sqe *sqe;
+  uint64_t now, wait;
+
+  if (loop->hs_timer_armed || loop->unauth_head == NULL || loop->stopping)
+    return;
+  now = now_ms ();
+  /* A millisecond late rather than early. */
+  wait = loop->unauth_head->deadline_ms > now
+             ? loop->unauth_head->deadline_ms - now + 1
+             : 1;
+  loop->hs_timer_ts.tv_sec = wait / 1000;
+  loop->hs_timer_ts.tv_nsec = (wait % 1000) * 1000000;
+  loop->hs_timer_op.done = hs_timer_done;
+  sqe = ss_get_sqe (loop);
+  io_uring_prep_timeout (sqe, &loop->hs_timer_ts, 0, 0);
+  io_uring_sqe_set_data (sqe, &loop->hs_timer_op);
+  loop->hs_timer_armed = true;
+}
+
+/* Take ownership of the accepted socket FD and start the handshake.  At
+ * --max-unauthenticated unauthenticated connections, the oldest of them
+ * is closed to make room.  Returns 0 or -errno (FD closed).
  */
 int
 ss_conn_new (struct ss_loop *loop, int fd)
 {
-  struct ss_conn *c = calloc (1, sizeof *c);
+  struct ss_conn *c;
   int one = 1;
 
+  while (loop->nunauth >= loop->ctx->max_unauth && loop->unauth_head) {
+    if (loop->evicted++ == 0)
+      log_warn ("%u unauthenticated connections (--max-unauthenticated): "
+                "dropping the oldest to admit new ones",
+                loop->nunauth);
+    log_debug ("%s: dropped: too many unauthenticated connections",
+               loop->unauth_head->peer);
+    ss_conn_close (loop, loop->unauth_head);
+  }
+  c = calloc (1, sizeof *c);
   if (c == NULL) {
     log_warn ("accept: %s", strerror (ENOMEM));
     close (fd);
     return -ENOMEM;
   }
   c->loop = loop;
-  c->fd = fd;
   c->refs = 1;
   c->recv_op.done = recv_done;
   c->send_op.done = send_done;
+  c->state = SS_CONN_HELLO;
   sock_peer_address (fd, c->peer, sizeof c->peer);
+  /* Unix peers have no address: number them to tell them apart. */
+  loop->conn_serial++;
   if (strcmp (c->peer, "unix") == 0 || strcmp (c->peer, "unix:") == 0)
-    snprintf (c->peer, sizeof c->peer, "unix socket (fd %d)", fd);
+    snprintf (c->peer, sizeof c->peer, "unix#%" PRIu64, loop->conn_serial);
   /* Fails harmlessly on unix sockets. */
   setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* With --tls the ring speaks to a relay (tls.h) instead. */
+  fd = proto_accepted (fd, (int)loop->ctx->handshake_timeout * 1000, c->peer);
+  if (fd < 0) {
+    log_warn ("%s: TLS: %s", c->peer, strerror (-fd));
+    free (c);
+    return fd;
+  }
+  c->fd = fd;
   c->next = loop->conns;
   if (c->next)
     c->next->prev = c;
   loop->conns = c;
   loop->nconns++;
+
+  c->deadline_ms = now_ms () + (uint64_t)loop->ctx->handshake_timeout * 1000;
+  c->uprev = loop->unauth_tail;
+  if (loop->unauth_tail)
+    loop->unauth_tail->unext = c;
+  else
+    loop->unauth_head = c;
+  loop->unauth_tail = c;
+  c->in_unauth = true;
+  loop->nunauth++;
+  hs_timer_arm (loop);
+
   if (loop->ctx->debug_requests)
     log_debug ("%s: connection accepted", c->peer);
   conn_recv (loop, c);
   return 0;
+}
+
+/* C's peer proved the cluster key (req-misc.c): count it against
+ * --max-connections and let it send requests.  Returns 0, or -EAGAIN if
+ * the server has as many authenticated connections as it accepts.
+ */
+int
+ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c)
+{
+  assert (c->state == SS_CONN_AUTH);
+  if (loop->nauth >= loop->ctx->max_conns)
+    return -EAGAIN;
+  unauth_remove (loop, c);
+  c->state = SS_CONN_READY;
+  loop->nauth++;
+  return 0;
+}
+
+/* The most requests C may hold before it stops reading. */
+static unsigned
+conn_max_reqs (const struct ss_conn *c)
+{
+  return c->state == SS_CONN_READY ? c->loop->ctx->max_inflight : 1;
 }
 
 /* A new request on C for the header just received. */
@@ -144,7 +305,7 @@ req_free (struct ss_loop *loop, struct ss_req *r)
   c->req_bytes -= r->bytes;
   free (r);
   if (c->paused && !c->closing && !c->close_after_send &&
-      c->nreqs < SS_CONN_MAX_REQS && c->req_bytes < SS_CONN_MAX_BYTES) {
+      c->nreqs < conn_max_reqs (c) && c->req_bytes < SS_CONN_MAX_BYTES) {
     c->paused = false;
     conn_recv (loop, c);
   }
@@ -163,6 +324,7 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
   if (c->closing)
     return;
   c->closing = true;
+  unauth_remove (loop, c);
   shutdown (c->fd, SHUT_RDWR);
   /* The head of the queue may be in the kernel's hands. */
   r = c->sendq_head;
@@ -374,6 +536,9 @@ dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
   case PROTO_OP_HELLO:
     ss_req_hello (loop, r);
     break;
+  case PROTO_OP_AUTH:
+    ss_req_auth (loop, r);
+    break;
   case PROTO_OP_SEG_READ:
     ss_req_read (loop, r);
     break;
@@ -410,15 +575,18 @@ dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
   }
   if (c->closing || c->close_after_send)
     return;
-  if (c->nreqs >= SS_CONN_MAX_REQS || c->req_bytes >= SS_CONN_MAX_BYTES)
+  if (c->nreqs >= conn_max_reqs (c) || c->req_bytes >= SS_CONN_MAX_BYTES)
     c->paused = true;
   else
     conn_recv (loop, c);
 }
 
-/* Describe why proto_header_decode rejected HDR with error E. */
+/* Describe why proto_header_decode rejected HDR (with the payload limit
+ * MAX) with error E.
+ */
 static void
-header_error (const struct proto_header *hdr, int e, char *buf, size_t len)
+header_error (const struct proto_header *hdr, uint32_t max, int e, char *buf,
+              size_t len)
 {
   if (hdr->magic != PROTO_MAGIC)
     snprintf (buf, len, "bad magic 0x%08" PRIx32, hdr->magic);
@@ -428,9 +596,10 @@ header_error (const struct proto_header *hdr, int e, char *buf, size_t len)
   else if (e == -EMSGSIZE)
     snprintf (buf, len,
               "%s: payload of %" PRIu32 " bytes exceeds the limit"
-              " of %" PRIu32,
-              proto_opcode_name (hdr->opcode), hdr->length,
-              proto_max_payload (hdr->opcode));
+              " of %" PRIu32 "%s",
+              proto_opcode_name (hdr->opcode), hdr->length, max,
+              max < proto_max_payload (hdr->opcode) ? " before authentication"
+                                                    : "");
   else if (strcmp (proto_opcode_name (hdr->opcode), "unknown") == 0)
     snprintf (buf, len, "unknown opcode %u", hdr->opcode);
   else if (hdr->flags & ~PROTO_FLAGS_KNOWN)
@@ -441,13 +610,53 @@ header_error (const struct proto_header *hdr, int e, char *buf, size_t len)
               proto_opcode_name (hdr->opcode), hdr->status);
 }
 
+/* Check that R's opcode is the one C's handshake state allows: HELLO,
+ * then AUTH, then anything but those.  Returns true to go on, false once
+ * R has been refused (and the connection is closing).
+ */
+static bool
+handshake_order (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
+{
+  uint8_t op = r->hdr.opcode;
+
+  switch (c->state) {
+  case SS_CONN_HELLO:
+    if (op == PROTO_OP_HELLO)
+      return true;
+    if (op == PROTO_OP_AUTH)
+      ss_req_fatal (loop, r, PROTO_EPROTO, "AUTH before HELLO");
+    else
+      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
+                    proto_opcode_name (op));
+    return false;
+  case SS_CONN_AUTH:
+    if (op == PROTO_OP_AUTH)
+      return true;
+    if (op == PROTO_OP_HELLO)
+      ss_req_fatal (loop, r, PROTO_EPROTO, "HELLO sent twice");
+    else
+      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
+                    proto_opcode_name (op));
+    return false;
+  case SS_CONN_READY:
+    if (op != PROTO_OP_HELLO && op != PROTO_OP_AUTH)
+      return true;
+    ss_req_fatal (loop, r, PROTO_EPROTO, "%s sent twice",
+                  proto_opcode_name (op));
+    return false;
+  }
+  abort ();
+}
+
 /* A whole header is in C->hdrbuf: check it, then read the payload or
- * dispatch.
+ * dispatch.  Before authentication only HELLO or AUTH with at most
+ * PROTO_MAX_PREAUTH_PAYLOAD bytes get past here.
  */
 static void
 header_received (struct ss_loop *loop, struct ss_conn *c)
 {
   struct ss_req *r = req_new (c);
+  uint32_t max;
   int e;
 
   if (r == NULL) {
@@ -456,12 +665,15 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
     return;
   }
   /* The opcode byte follows the 4-byte magic and the version byte. */
-  e = proto_header_decode (c->hdrbuf, &r->hdr,
-                           proto_max_payload (c->hdrbuf[5]));
-  if (e < 0) {
+  max = proto_max_payload (c->hdrbuf[5]);
+  if (c->state != SS_CONN_READY && max > PROTO_MAX_PREAUTH_PAYLOAD)
+    max = PROTO_MAX_PREAUTH_PAYLOAD;
+  e = proto_header_decode (c->hdrbuf, &r->hdr, max);
+  /* Before authentication a wrong opcode is the first thing to say. */
+  if (e < 0 && !(e == -EMSGSIZE && c->state != SS_CONN_READY)) {
     char why[128];
 
-    header_error (&r->hdr, e, why, sizeof why);
+    header_error (&r->hdr, max, e, why, sizeof why);
     ss_req_fatal (loop, r, proto_status_from_errno (-e), "bad frame: %s", why);
     return;
   }
@@ -470,13 +682,13 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
                   proto_opcode_name (r->hdr.opcode));
     return;
   }
-  if (!c->hello_done && r->hdr.opcode != PROTO_OP_HELLO) {
-    ss_req_fatal (loop, r, PROTO_EPROTO, "%s before HELLO",
-                  proto_opcode_name (r->hdr.opcode));
+  if (!handshake_order (loop, c, r))
     return;
-  }
-  if (c->hello_done && r->hdr.opcode == PROTO_OP_HELLO) {
-    ss_req_fatal (loop, r, PROTO_EPROTO, "HELLO sent twice");
+  if (e < 0) {
+    char why[128];
+
+    header_error (&r->hdr, max, e, why, sizeof why);
+    ss_req_fatal (loop, r, proto_status_from_errno (-e), "bad frame: %s", why);
     return;
   }
   if (r->hdr.length == 0) {

@@ -25,6 +25,7 @@
 
 #include <liburing.h>
 
+#include "auth.h"
 #include "protocol.h"
 
 #define SS_PROGRAM "tessera-storesrv"
@@ -33,12 +34,22 @@
 #define SS_CONTAINER_OF(ptr, type, member) \
   ((type *)(void *)((char *)(ptr)-offsetof (type, member)))
 
-/* Requests one connection may have in flight (received, not yet fully
- * answered) and the payload and reply bytes they may hold; reading stops
- * while a connection is at either bound.
+/* Requests one authenticated connection may have in flight (received,
+ * not yet fully answered: --max-inflight, default SS_CONN_MAX_REQS) and
+ * the payload and reply bytes they may hold; reading stops while a
+ * connection is at either bound.  Before authentication the bound is one
+ * request of at most PROTO_MAX_PREAUTH_PAYLOAD bytes.
  */
 #define SS_CONN_MAX_REQS 64
+#define SS_MAX_MAX_INFLIGHT 4096
 #define SS_CONN_MAX_BYTES (64u * 1024 * 1024)
+
+/* Defaults of --handshake-timeout, --max-connections and
+ * --max-unauthenticated (conn.c).
+ */
+#define SS_DEFAULT_HANDSHAKE_TIMEOUT 10 /* seconds */
+#define SS_DEFAULT_MAX_CONNS 1024
+#define SS_DEFAULT_MAX_UNAUTH 256
 
 /* Segment sizes a cluster may use (DESIGN.md "Data model"). */
 #define SS_MIN_SEGMENT_SIZE (64u * 1024)
@@ -72,6 +83,12 @@ struct ss_ctx {
   char *pidfile; /* absolute, or NULL */
   bool exit_with_parent;
   uint32_t max_pulls; /* --max-pulls */
+  char *key_file;     /* --key-file (the key itself: auth_key_current) */
+  bool tls;           /* --tls */
+  uint32_t handshake_timeout; /* --handshake-timeout, seconds */
+  uint32_t max_conns;         /* --max-connections (authenticated) */
+  uint32_t max_unauth;        /* --max-unauthenticated */
+  uint32_t max_inflight;      /* --max-inflight, per connection */
 
   /* -D storesrv.FLAG=N */
   int debug_requests; /* log every request */
@@ -344,6 +361,16 @@ struct ss_loop {
 
   struct ss_conn *conns; /* doubly linked */
   unsigned nconns;
+  /* Connections not yet authenticated, oldest first (conn.c), and the
+   * timeout that closes them after --handshake-timeout.
+   */
+  struct ss_conn *unauth_head, *unauth_tail;
+  unsigned nunauth, nauth;
+  uint64_t conn_serial; /* numbers unix peers ("unix#N") */
+  struct ss_op hs_timer_op;
+  struct __kernel_timespec hs_timer_ts;
+  bool hs_timer_armed;
+  uint64_t evicted; /* unauthenticated connections dropped when full */
   struct ss_seg_table segs;
   struct ss_gone_set gone;
   struct ss_track *tracks_head, *tracks_tail;
@@ -425,16 +452,35 @@ struct ss_req {
   struct ss_req *next; /* send queue */
 };
 
+/* Handshake states of a connection (auth.h): HELLO expected, AUTH
+ * expected, authenticated.
+ */
+enum ss_conn_state {
+  SS_CONN_HELLO,
+  SS_CONN_AUTH,
+  SS_CONN_READY,
+};
+
 /* A client connection.  REFS counts the open state, each ring operation
  * on the socket and each request; the last ss_conn_put frees it.
+ *
+ * Until STATE is SS_CONN_READY a connection holds only this struct, one
+ * request and at most PROTO_MAX_PREAUTH_PAYLOAD bytes of payload:
+ * anything larger (receive buffers and the like) must wait for
+ * authentication, so that unauthenticated peers cost constant memory.
  */
 struct ss_conn {
   struct ss_loop *loop;
   struct ss_conn *prev, *next;
+  struct ss_conn *uprev, *unext; /* loop->unauth_* while not READY */
   int fd;
   char peer[PROTO_ADDR_MAX + 1];
   unsigned refs;
-  bool hello_done;
+  enum ss_conn_state state;
+  bool in_unauth;       /* on the loop's unauthenticated list */
+  uint64_t deadline_ms; /* CLOCK_MONOTONIC: end of the handshake */
+  /* The handshake's state (SS_CONN_AUTH). */
+  struct auth_server auth;
   bool closing;          /* shut down: no more reads or replies */
   bool close_after_send; /* a fatal error reply is queued */
   bool paused;           /* at a bound: reading waits for replies */
@@ -451,6 +497,7 @@ struct ss_conn {
 };
 
 extern int ss_conn_new (struct ss_loop *loop, int fd);
+extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
                           const void *data, uint32_t len, void *owned);
@@ -518,6 +565,7 @@ extern void ss_req_trim (struct ss_loop *loop, struct ss_req *r);
 /* ---- req-misc.c ---- */
 
 extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_deletes_start (struct ss_loop *loop);

@@ -405,9 +405,9 @@ err:
 static bool
 loop_quiet (const struct ss_loop *loop)
 {
-  return !loop->accept_armed && !loop->timer_armed && loop->nconns == 0 &&
-         loop->index_pending == 0 && loop->deletes_pending == 0 &&
-         loop->jobs == 0 && loop->pulls == NULL;
+  return !loop->accept_armed && !loop->timer_armed && !loop->hs_timer_armed &&
+         loop->nconns == 0 && loop->index_pending == 0 &&
+         loop->deletes_pending == 0 && loop->jobs == 0 && loop->pulls == NULL;
 }
 
 /* Process up to REAP_BATCH completions, then advance the CQ once. */

@@ -1,6 +1,7 @@
 /* tessera-storesrv: options, start-up and shutdown.
  *
- * Start-up order: check options; open (or create) the store and lock it;
+ * Start-up order: check options; load the cluster key; raise the open
+ * files limit for the connections; open (or create) the store and lock it;
  * listen; daemonize; start the MDS client and wait for the first
  * registration; format the store if it is new; open the index (LMDB,
  * after the fork); load it; start the index worker; set up the ring;
@@ -20,9 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "tls.h"
 #include "cleanup.h"
 #include "log.h"
 #include "parse.h"
@@ -46,7 +50,18 @@ enum {
   ZONE_OPTION,
   EXIT_WITH_PARENT_OPTION,
   MAX_PULLS_OPTION,
+  KEY_FILE_OPTION,
+  TLS_OPTION,
+  HANDSHAKE_TIMEOUT_OPTION,
+  MAX_CONNECTIONS_OPTION,
+  MAX_UNAUTH_OPTION,
+  MAX_INFLIGHT_OPTION,
 };
+
+/* Bounds of the connection options (as the MDS's). */
+#define MAX_HANDSHAKE_TIMEOUT 86400
+#define MAX_MAX_CONNS 65536
+#define MAX_MAX_UNAUTH 16384
 
 static const char short_options[] = "fP:vD:V";
 static const struct option long_options[] = {
@@ -55,11 +70,17 @@ static const struct option long_options[] = {
   { "debug", required_argument, NULL, 'D' },
   { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
   { "foreground", no_argument, NULL, 'f' },
+  { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
+  { "key-file", required_argument, NULL, KEY_FILE_OPTION },
   { "listen", required_argument, NULL, LISTEN_OPTION },
   { "long-options", no_argument, NULL, LONG_OPTIONS },
+  { "max-connections", required_argument, NULL, MAX_CONNECTIONS_OPTION },
+  { "max-inflight", required_argument, NULL, MAX_INFLIGHT_OPTION },
   { "max-pulls", required_argument, NULL, MAX_PULLS_OPTION },
+  { "max-unauthenticated", required_argument, NULL, MAX_UNAUTH_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
+  { "tls", no_argument, NULL, TLS_OPTION },
   { "pidfile", required_argument, NULL, 'P' },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
   { "size", required_argument, NULL, SIZE_OPTION },
@@ -90,6 +111,17 @@ usage (FILE *fp, int status)
       "  --zone NAME            failure domain label\n"
       "  --max-pulls N          segment copies (SEG_PULL) at once\n"
       "                         (default 2)\n"
+      "  --key-file FILE        cluster key (default\n"
+      "                         " AUTH_DEFAULT_KEY_FILE ")\n"
+      "  --tls                  TLS on every connection, to and from\n"
+      "                         this server (every component must use it)\n"
+      "  --handshake-timeout S  close connections not authenticated\n"
+      "                         within S seconds (default 10)\n"
+      "  --max-connections N    authenticated connections (default 1024)\n"
+      "  --max-unauthenticated N  connections in the handshake; the\n"
+      "                         oldest is dropped beyond (default 256)\n"
+      "  --max-inflight N       requests read ahead per connection\n"
+      "                         (default 64)\n"
       "  -f, --foreground       do not daemonize\n"
       "  -P, --pidfile FILE     write the pid once serving\n"
       "  -v, --verbose          debug messages\n"
@@ -102,6 +134,9 @@ usage (FILE *fp, int status)
   fprintf (fp,
            "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
            "         [--advertise ADDR] [--zone NAME] [--max-pulls N]\n"
+           "         [--key-file FILE] [--handshake-timeout SECONDS]\n"
+           "         [--max-connections N] [--max-unauthenticated N]\n"
+           "         [--max-inflight N]\n"
            "         [-f] [-P PIDFILE] [-v] [-D storesrv.FLAG=N]\n"
            "         [--exit-with-parent]\n\n",
            SS_PROGRAM);
@@ -212,6 +247,37 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
         bad_option ("--max-pulls", "expected a number from 1 to %d: %s",
                     SS_MAX_MAX_PULLS, optarg);
       break;
+    case TLS_OPTION:
+      ctx->tls = true;
+      break;
+    case KEY_FILE_OPTION:
+      free (ctx->key_file);
+      ctx->key_file = strdup (optarg);
+      if (ctx->key_file == NULL || optarg[0] == '\0')
+        bad_option ("--key-file", "invalid file name: %s", optarg);
+      break;
+    case HANDSHAKE_TIMEOUT_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_HANDSHAKE_TIMEOUT,
+                        &ctx->handshake_timeout) < 0)
+        bad_option ("--handshake-timeout", "expected seconds from 1 to %d: %s",
+                    MAX_HANDSHAKE_TIMEOUT, optarg);
+      break;
+    case MAX_CONNECTIONS_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_MAX_CONNS, &ctx->max_conns) < 0)
+        bad_option ("--max-connections", "expected a number from 1 to %d: %s",
+                    MAX_MAX_CONNS, optarg);
+      break;
+    case MAX_UNAUTH_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_MAX_UNAUTH, &ctx->max_unauth) < 0)
+        bad_option ("--max-unauthenticated",
+                    "expected a number from 1 to %d: %s", MAX_MAX_UNAUTH,
+                    optarg);
+      break;
+    case MAX_INFLIGHT_OPTION:
+      if (parse_uint32 (optarg, 1, SS_MAX_MAX_INFLIGHT, &ctx->max_inflight) < 0)
+        bad_option ("--max-inflight", "expected a number from 1 to %d: %s",
+                    SS_MAX_MAX_INFLIGHT, optarg);
+      break;
     case 'f':
       ctx->foreground = true;
       break;
@@ -258,13 +324,60 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
     bad_option (argv[optind], "unexpected argument");
   if (ctx->data_dir == NULL)
     bad_option ("--data", "this option is required");
-  if (ctx->zone == NULL || ctx->mds_addr == NULL || ctx->listen_addr == NULL) {
+  if (ctx->zone == NULL || ctx->mds_addr == NULL || ctx->listen_addr == NULL ||
+      ctx->key_file == NULL) {
     fprintf (stderr, "%s: %s\n", SS_PROGRAM, strerror (ENOMEM));
     exit (EXIT_FAILURE);
   }
   /* As with nbdkit: the parent watches us, so stay in its session. */
   if (ctx->exit_with_parent)
     ctx->foreground = true;
+}
+
+/* Load the cluster key (--key-file) for every handshake of the process.
+ * Returns 0 or -errno (logged).
+ */
+static int
+load_key (struct ss_ctx *ctx)
+{
+  struct auth_key key;
+  char errmsg[512];
+  int r;
+
+  r = auth_key_load (ctx->key_file, &key, errmsg, sizeof errmsg);
+  if (r < 0) {
+    log_error ("%s", errmsg);
+    return r;
+  }
+  auth_key_use (&key);
+  if (ctx->tls && (r = tls_enable (&key, errmsg, sizeof errmsg)) < 0) {
+    log_error ("%s", errmsg);
+    return r;
+  }
+  memset (&key, 0, sizeof key);
+  return 0;
+}
+
+/* Raise the soft limit of open files towards the hard limit, so that
+ * --max-connections and --max-unauthenticated connections fit beside
+ * the store's files.  Not fatal: accept(2) waits out EMFILE.
+ */
+static void
+raise_nofile (const struct ss_ctx *ctx)
+{
+  rlim_t want = (rlim_t)ctx->max_conns + ctx->max_unauth + 64;
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
+    return;
+  rl.rlim_cur =
+      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+  if (setrlimit (RLIMIT_NOFILE, &rl) == -1)
+    log_warn ("setrlimit: RLIMIT_NOFILE: %s", strerror (errno));
+  else if (rl.rlim_cur < want)
+    log_warn ("open files are limited to %llu: fewer connections than "
+              "--max-connections and --max-unauthenticated may be served",
+              (unsigned long long)rl.rlim_cur);
 }
 
 /* Fork into the background.  The parent waits until the child reports
@@ -438,6 +551,7 @@ ctx_cleanup (struct ss_ctx *ctx)
   free (ctx->advertise_opt);
   free (ctx->zone);
   free (ctx->pidfile);
+  free (ctx->key_file);
 }
 
 /* Start up (see the top of this file), serve, shut down. */
@@ -447,6 +561,10 @@ main (int argc, char **argv)
   struct ss_ctx ctx = { .size = DEFAULT_SIZE,
                         .listen_fd = -1,
                         .max_pulls = SS_DEFAULT_MAX_PULLS,
+                        .handshake_timeout = SS_DEFAULT_HANDSHAKE_TIMEOUT,
+                        .max_conns = SS_DEFAULT_MAX_CONNS,
+                        .max_unauth = SS_DEFAULT_MAX_UNAUTH,
+                        .max_inflight = SS_CONN_MAX_REQS,
                         .exit_status = EXIT_SUCCESS };
   const struct log_debug_flag flags[] = {
     { "storesrv.requests", &ctx.debug_requests },
@@ -466,7 +584,11 @@ main (int argc, char **argv)
   ctx.mds_addr = strdup (DEFAULT_MDS);
   ctx.listen_addr = strdup (DEFAULT_LISTEN);
   ctx.zone = strdup ("");
+  ctx.key_file = strdup (AUTH_DEFAULT_KEY_FILE);
   parse_options (&ctx, argc, argv);
+  if (load_key (&ctx) < 0)
+    goto out;
+  raise_nofile (&ctx);
 
   if (ctx.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
     log_error ("prctl: PR_SET_PDEATHSIG: %s", strerror (errno));

@@ -360,23 +360,20 @@ call (struct ss_pull *p, int fd, uint8_t opcode, const void *payload,
   return 0;
 }
 
-/* Connect to the source and exchange HELLO.  Returns the fd (published
- * in P->fd so that a cancel can shut it down) or -errno.
+/* Connect to the source and authenticate (proto_handshake, as a storage
+ * server).  Returns the fd (published in P->fd so that a cancel can shut
+ * it down) or -errno.
  */
 static int
 source_connect (struct ss_pull *p)
 {
-  struct proto_hello h = { .version = PROTO_VERSION,
-                           .role = PROTO_ROLE_STORESRV };
   struct proto_hello peer;
-  struct proto_wbuf wb = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  uint32_t len = 0;
+  char errmsg[256];
   int fd, r;
 
-  fd = sock_connect (p->p.source, PULL_TIMEOUT_MS);
+  fd = proto_connect (p->p.source, PULL_TIMEOUT_MS, errmsg, sizeof errmsg);
   if (fd < 0) {
-    pull_fail (p, fd, "%s: connect: %s", p->p.source, strerror (-fd));
+    pull_fail (p, fd, "%s: %s", p->p.source, errmsg);
     return fd;
   }
   sock_set_timeout (fd, PULL_TIMEOUT_MS);
@@ -386,20 +383,16 @@ source_connect (struct ss_pull *p)
   }
   if (cancelled (p))
     return -ECANCELED;
-  memcpy (h.uuid, p->uuid, 16);
-  proto_encode_hello (&h, &wb);
-  if (wb.err) {
-    pull_fail (p, wb.err, "HELLO: %s", strerror (-wb.err));
-    proto_wbuf_free (&wb);
-    return wb.err;
-  }
-  r = call (p, fd, PROTO_OP_HELLO, wb.data, wb.len, "HELLO", &reply, &len);
-  proto_wbuf_free (&wb);
-  if (r < 0)
+  r = proto_handshake (fd, PROTO_ROLE_STORESRV, p->uuid, &peer, errmsg,
+                       sizeof errmsg);
+  if (r < 0) {
+    if (!cancelled (p))
+      pull_fail (p, r, "%s: handshake: %s", p->p.source, errmsg);
     return r;
-  if (proto_decode_hello (reply, len, &peer) < 0 ||
-      peer.role != PROTO_ROLE_STORESRV) {
-    pull_fail (p, -EPROTO, "%s: not a storage server", p->p.source);
+  }
+  if (peer.role != PROTO_ROLE_STORESRV) {
+    pull_fail (p, -EPROTO, "%s: not a storage server (a %s)", p->p.source,
+               proto_role_name (peer.role));
     return -EPROTO;
   }
   return fd;

@@ -335,7 +335,8 @@ ss_req_seg_list (struct ss_loop *loop, struct ss_req *r)
       ids[n++] = s->id;
     }
   }
-  qsort (ids, n, sizeof *ids, cmp_u64);
+  if (n > 1)
+    qsort (ids, n, sizeof *ids, cmp_u64);
   list.n = n < q.max ? n : q.max;
   list.segments = ids;
   proto_encode_segment_list (&list, &wb);

@@ -30,14 +30,28 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include "cleanup.h"
 #include "log.h"
 
 #include "internal.h"
 
 #define INITIAL_BUCKETS 1024
+/* Bytes kept preallocated past the end of the index's LMDB file, so
+ * that deletes (which free space) can be recorded on a full filesystem.
+ */
+#define INDEX_RESERVE (512 * 1024)
+/* Below this much room on the filesystem, an index update failing with
+ * EIO means ENOSPC: LMDB reports a short write ("filesystem full?") as
+ * EIO.
+ */
+#define INDEX_FULL_ROOM (1024 * 1024)
 
 /* Bucket of segment ID (NBUCKETS a power of two). */
 static size_t
@@ -185,6 +199,44 @@ load_one (void *arg, const struct ss_index_rec *rec)
   return 0;
 }
 
+/* Preallocate INDEX_RESERVE bytes past the end of the index's LMDB data
+ * file, keeping its size (LMDB does not notice): the file's next growth
+ * takes them without needing room on the filesystem.  A failure only
+ * loses the reserve.  Start-up.
+ */
+static void
+index_reserve (struct ss_loop *loop)
+{
+  CLEANUP_FREE char *dir = ss_store_index_path (loop->store);
+  CLEANUP_FREE char *path = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  struct stat sb;
+
+  if (dir == NULL || asprintf (&path, "%s/data.mdb", dir) == -1) {
+    path = NULL;
+    return;
+  }
+  fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd == -1 || fstat (fd, &sb) == -1 ||
+      fallocate (fd, FALLOC_FL_KEEP_SIZE, sb.st_size, INDEX_RESERVE) == -1)
+    log_warn ("index: %s: reserving %d bytes: %s", path, INDEX_RESERVE,
+              strerror (errno));
+}
+
+/* The error ERR of an index update as the client should see it: -EIO
+ * becomes -ENOSPC when the store's filesystem is (almost) full.
+ */
+static int
+index_errno (struct ss_loop *loop, int err)
+{
+  struct statvfs sv;
+
+  if (err == -EIO && fstatvfs (loop->store->dir_fd, &sv) == 0 &&
+      (uint64_t)sv.f_bavail * sv.f_frsize < INDEX_FULL_ROOM)
+    return -ENOSPC;
+  return err;
+}
+
 /* Load every index record and rebuild the free-slot list.  Start-up. */
 int
 ss_segs_load (struct ss_loop *loop, struct ss_index *idx)
@@ -199,9 +251,11 @@ ss_segs_load (struct ss_loop *loop, struct ss_index *idx)
   if (r == 0)
     r = ss_store_slots_init (loop->store, ls.used_map);
   free (ls.used_map);
-  if (r == 0)
+  if (r == 0) {
     log_info ("store: %zu segments, %" PRIu32 " of %" PRIu32 " slots free",
               loop->segs.count, loop->store->nfree, loop->store->nslots);
+    index_reserve (loop);
+  }
   return r;
 }
 
@@ -309,7 +363,7 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
 
   if (iop->err < 0) {
-    seg_destroy (loop, seg, iop->err);
+    seg_destroy (loop, seg, index_errno (loop, iop->err));
     return;
   }
   if (iop->gone)
@@ -351,7 +405,7 @@ raise_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     if (iop->gone)
       ss_gone_remove (loop, seg->id);
   }
-  seg_wake (loop, seg, iop->err);
+  seg_wake (loop, seg, index_errno (loop, iop->err));
 }
 
 /* Create the entry of segment ID (absent) with EPOCH and GEN: allocate

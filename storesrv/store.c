@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -451,9 +452,26 @@ ss_store_slot_offset (const struct ss_store *st, uint32_t slot)
   return (uint64_t)slot * st->segment_size;
 }
 
-/* Bytes in allocated slots; any thread. */
+/* Bytes of the capacity that cannot take new segments, as reported to
+ * the MDS: those in allocated slots, or more when the filesystem under
+ * the (sparse) data file has less room left than the free slots: then
+ * the capacity minus that room, so that the MDS stops placing segments
+ * here at its high-water mark.  Any thread.
+ */
 uint64_t
 ss_store_used (const struct ss_store *st)
 {
-  return __atomic_load_n (&st->used, __ATOMIC_RELAXED);
+  uint64_t used = __atomic_load_n (&st->used, __ATOMIC_RELAXED);
+  struct statvfs sv;
+  uint64_t room;
+
+  if (st->data_fd >= 0 && used < st->capacity &&
+      fstatvfs (st->data_fd, &sv) == 0 && sv.f_frsize > 0) {
+    room = (uint64_t)sv.f_bavail > UINT64_MAX / sv.f_frsize
+               ? UINT64_MAX
+               : (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (room < st->capacity - used)
+      used = st->capacity - room;
+  }
+  return used;
 }

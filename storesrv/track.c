@@ -42,6 +42,25 @@ now_secs (void)
 
 /* ---- Range sets ---- */
 
+/* The index of the first range of R that ends at or after POS (R->n if
+ * none does).
+ */
+static size_t
+first_ending_at (const struct ss_ranges *r, uint32_t pos)
+{
+  size_t lo = 0, hi = r->n;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (r->v[mid].end < pos)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 /* Add [OFFSET, OFFSET+LENGTH) to R, merging.  On ENOMEM R->failed is
  * set (R then no longer knows every range).
  */
@@ -53,9 +72,10 @@ ss_ranges_add (struct ss_ranges *r, uint32_t offset, uint32_t length)
 
   if (length == 0)
     return;
-  /* First range that ends at or after START (touching ones merge). */
-  for (i = 0; i < r->n && r->v[i].end < start; i++)
-    ;
+  /* First range that ends at or after START (touching ones merge): a
+   * binary search, as a segment written at random holds many ranges.
+   */
+  i = first_ending_at (r, start);
   /* Ranges from I up to J overlap or touch [START, END). */
   for (j = i; j < r->n && r->v[j].start <= end; j++) {
     if (r->v[j].start < start)
@@ -96,7 +116,7 @@ ss_ranges_next_gap (const struct ss_ranges *r, uint32_t pos, uint32_t end,
 {
   size_t i;
 
-  for (i = 0; i < r->n && pos < end; i++) {
+  for (i = first_ending_at (r, pos); i < r->n && pos < end; i++) {
     if (r->v[i].end <= pos)
       continue;
     if (r->v[i].start > pos)

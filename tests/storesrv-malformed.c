@@ -2,8 +2,11 @@
  *
  * Send malformed frames to a running storage server, each on a fresh
  * connection, and check that each gets the right error status (then a
- * close), or just a close for truncated frames; then check that a normal
- * HELLO + SEG_WRITE + SEG_READ round trip still returns exact bytes, that
+ * close), or just a close for truncated frames: before authentication
+ * (the handshake of auth.h, with the cluster key in $TESSERA_KEY_FILE:
+ * wrong order, oversized frames refused from their header, no nonce, a
+ * wrong proof) and after it; then check that a normal handshake +
+ * SEG_WRITE + SEG_READ round trip still returns exact bytes, that
  * fences (ESTALE) and generations (ESTALEMAP) refuse old writers, and
  * that SEG_HASH and SEG_LIST answer as they should.  With a second
  * server ADDR2, also check SEG_PULL in FULL and DIFF mode from ADDR2 to
@@ -25,8 +28,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "crc32c.h"
+#include "frame.h"
 #include "full-rw.h"
 #include "parse.h"
 #include "protocol.h"
@@ -38,6 +43,15 @@ static const char *addr;
 static const char *addr2; /* a second server, or NULL */
 static uint32_t segment_size;
 static int failures;
+
+static uint64_t random_id (void);
+
+/* How far a case takes a connection before sending its bytes. */
+enum stage {
+  NO_HELLO = 0, /* nothing sent */
+  AUTHED = 1,   /* HELLO and AUTH done */
+  HELLO_ONLY,   /* HELLO done, AUTH expected */
+};
 
 static void report (const char *name, bool ok, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -185,44 +199,104 @@ closed_by_server (int fd)
   return n == 0 || (n == -1 && errno == ECONNRESET);
 }
 
-/* Send a HELLO on FD and check the reply.  Returns true if it worked. */
+/* Authenticate on FD (proto_handshake as a plugin) and check that the
+ * peer is a storage server.  Returns true if it worked.
+ */
 static bool
 hello (int fd)
 {
-  struct proto_hello h = { .version = PROTO_VERSION,
-                           .role = PROTO_ROLE_PLUGIN };
-  struct proto_wbuf wb = { 0 };
   struct proto_hello peer;
-  struct reply rep;
+  char errmsg[256];
+  int r;
+
+  r = proto_handshake (fd, PROTO_ROLE_PLUGIN, NULL, &peer, errmsg,
+                       sizeof errmsg);
+  if (r < 0) {
+    fprintf (stderr, "handshake: %s\n", errmsg);
+    return false;
+  }
+  return peer.role == PROTO_ROLE_STORESRV;
+}
+
+/* Send a HELLO as a plugin with the authentication bytes AUTH (LEN) on
+ * FD and read the reply into REP (REP->data: the caller frees).  Returns
+ * 0 or -errno.
+ */
+static int
+raw_hello (int fd, const uint8_t *auth, uint16_t len, struct reply *rep)
+{
+  struct proto_hello h = { .version = PROTO_VERSION,
+                           .role = PROTO_ROLE_PLUGIN,
+                           .auth_len = len };
+  struct proto_wbuf wb = { 0 };
+  int r;
+
+  memset (rep, 0, sizeof *rep);
+  if (len > 0)
+    memcpy (h.auth, auth, len);
+  proto_encode_hello (&h, &wb);
+  r = wb.err;
+  if (r == 0)
+    r = send_frame (fd, PROTO_OP_HELLO, 0, 1, wb.data, wb.len);
+  if (r == 0)
+    r = recv_reply (fd, rep);
+  proto_wbuf_free (&wb);
+  return r;
+}
+
+/* The first half of the handshake on FD: HELLO with a fresh nonce, and
+ * a check of the server's proof.  Returns true with the proof this
+ * client should send in AUTH in PROOF.
+ */
+static bool
+hello_only (int fd, uint8_t proof[AUTH_MAC_SIZE])
+{
+  uint8_t nonce[AUTH_CLIENT_HELLO_LEN];
+  struct auth_client ac;
+  struct proto_hello peer;
+  struct reply rep = { 0 };
   bool ok;
 
-  proto_encode_hello (&h, &wb);
-  ok = wb.err == 0 &&
-       send_frame (fd, PROTO_OP_HELLO, 0, 1, wb.data, wb.len) == 0 &&
-       recv_reply (fd, &rep) == 0 && rep.status == PROTO_OK &&
-       (rep.flags & PROTO_FLAG_REPLY) && rep.tag == 1 &&
+  ok = auth_client_start (&ac, PROTO_ROLE_PLUGIN, nonce) == 0 &&
+       raw_hello (fd, nonce, sizeof nonce, &rep) == 0 &&
+       rep.status == PROTO_OK &&
        proto_decode_hello (rep.data, rep.length, &peer) == 0 &&
-       peer.role == PROTO_ROLE_STORESRV;
-  if (ok)
-    free (rep.data);
-  proto_wbuf_free (&wb);
+       auth_client_finish (auth_key_current (), &ac, peer.role, peer.auth,
+                           peer.auth_len, proof) == 0;
+  free (rep.data);
   return ok;
 }
 
-/* Send the raw bytes BUF (LEN) on a fresh connection (after a HELLO if
- * WITH_HELLO) and expect an error reply with STATUS and tag TAG, then a
- * close if CLOSES.
+/* Take the fresh connection FD to STAGE.  Returns true if it worked. */
+static bool
+reach_stage (int fd, int stage)
+{
+  uint8_t proof[AUTH_MAC_SIZE];
+
+  switch (stage) {
+  case AUTHED:
+    return hello (fd);
+  case HELLO_ONLY:
+    return hello_only (fd, proof);
+  default:
+    return true;
+  }
+}
+
+/* Send the raw bytes BUF (LEN) on a fresh connection (taken to STAGE
+ * first: one of enum stage; true means AUTHED) and expect an error reply
+ * with STATUS and tag TAG, then a close if CLOSES.
  */
 static void
-expect_error (const char *name, bool with_hello, const void *buf, size_t len,
+expect_error (const char *name, int stage, const void *buf, size_t len,
               uint64_t tag, uint32_t status, bool closes)
 {
   struct reply rep;
   int fd = connect_or_die ();
   int r;
 
-  if (with_hello && !hello (fd)) {
-    report (name, false, "HELLO failed");
+  if (!reach_stage (fd, stage)) {
+    report (name, false, "handshake failed");
     goto out;
   }
   if (full_write (fd, buf, len) < 0) {
@@ -259,12 +333,12 @@ out:
  * server to close without replying.
  */
 static void
-expect_close (const char *name, bool with_hello, const void *buf, size_t len)
+expect_close (const char *name, int stage, const void *buf, size_t len)
 {
   int fd = connect_or_die ();
 
-  if (with_hello && !hello (fd))
-    report (name, false, "HELLO failed");
+  if (!reach_stage (fd, stage))
+    report (name, false, "handshake failed");
   else if (full_write (fd, buf, len) < 0)
     report (name, false, "send: %s", strerror (errno));
   else {
@@ -477,6 +551,165 @@ malformed_cases (void)
   malformed_repair_cases ();
 }
 
+/* Check the server's answer on FD (R: 0 or the -errno of sending the
+ * request; REP: the reply if already read, else NULL) is an error reply
+ * with STATUS followed by a close; report NAME and close FD.
+ */
+static void
+refused (const char *name, int fd, int r, struct reply *rep, uint32_t status)
+{
+  struct reply own = { 0 };
+
+  if (rep == NULL) {
+    rep = &own;
+    if (r == 0)
+      r = recv_reply (fd, rep);
+  }
+  if (r < 0)
+    report (name, false, "%s", strerror (-r));
+  else if (rep->status != status)
+    report (name, false, "got %s, expected %s: %s",
+            proto_status_name (rep->status), proto_status_name (status),
+            rep->msg);
+  else if (!closed_by_server (fd))
+    report (name, false, "%s, but the connection stayed open",
+            proto_status_name (status));
+  else
+    report (name, true, "%s, then closed: %s", proto_status_name (status),
+            rep->msg);
+  free (rep->data);
+  close (fd);
+}
+
+/* A client whose key differs from the server's: the server's proof
+ * fails the client's check, so proto_handshake gives up before AUTH.
+ */
+static void
+wrong_key_case (void)
+{
+  struct auth_key good = *auth_key_current (), bad;
+  char errmsg[256];
+  int fd = connect_or_die ();
+  int r;
+
+  if (auth_random (bad.bytes, sizeof bad.bytes) < 0) {
+    report ("client with another key", false, "getrandom failed");
+    close (fd);
+    return;
+  }
+  auth_key_use (&bad);
+  r = proto_handshake (fd, PROTO_ROLE_PLUGIN, NULL, NULL, errmsg,
+                       sizeof errmsg);
+  auth_key_use (&good);
+  report ("client with another key", r == -EACCES, "%s: %s",
+          r < 0 ? strerror (-r) : "succeeded", errmsg);
+  close (fd);
+}
+
+/* Frames before authentication, each on its own connection: only HELLO
+ * then AUTH, each at most PROTO_MAX_PREAUTH_PAYLOAD bytes, get through;
+ * oversized frames are refused from their header alone (no payload is
+ * sent: a server that waited for it would never answer).
+ */
+static void
+preauth_cases (void)
+{
+  uint8_t buf[PROTO_HEADER_SIZE + PROTO_SEG_IO_SIZE + 256];
+  uint8_t nonce[AUTH_CLIENT_HELLO_LEN] = { 0 };
+  uint8_t proof[AUTH_MAC_SIZE];
+  struct reply rep = { 0 };
+  size_t n;
+  int fd;
+
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_AUTH, 0, AUTH_MAC_SIZE,
+              60);
+  memset (buf + PROTO_HEADER_SIZE, 0x5a, AUTH_MAC_SIZE);
+  expect_error ("AUTH before HELLO", NO_HELLO, buf,
+                PROTO_HEADER_SIZE + AUTH_MAC_SIZE, 60, PROTO_EPROTO, true);
+
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_SEG_WRITE, 0,
+              32 * 1024 * 1024, 61);
+  expect_error ("32 MiB SEG_WRITE header before HELLO", NO_HELLO, buf,
+                PROTO_HEADER_SIZE, 61, PROTO_EPROTO, true);
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_SEG_WRITE, 0,
+              32 * 1024 * 1024, 62);
+  expect_error ("32 MiB SEG_WRITE header before AUTH", HELLO_ONLY, buf,
+                PROTO_HEADER_SIZE, 62, PROTO_EPROTO, true);
+
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_HELLO, 0,
+              PROTO_MAX_PREAUTH_PAYLOAD + 1, 63);
+  expect_error ("oversized HELLO header", NO_HELLO, buf, PROTO_HEADER_SIZE, 63,
+                proto_status_from_errno (EMSGSIZE), true);
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_AUTH, 0,
+              PROTO_MAX_PREAUTH_PAYLOAD + 1, 64);
+  expect_error ("oversized AUTH header", HELLO_ONLY, buf, PROTO_HEADER_SIZE, 64,
+                proto_status_from_errno (EMSGSIZE), true);
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_HELLO, 0, UINT32_MAX,
+              65);
+  expect_error ("4 GiB HELLO header", NO_HELLO, buf, PROTO_HEADER_SIZE, 65,
+                proto_status_from_errno (EMSGSIZE), true);
+
+  n = io_frame (buf, PROTO_OP_SEG_READ, PROTO_SEG_IO_SIZE, 66, 1, 0, 512);
+  expect_error ("request between HELLO and AUTH", HELLO_ONLY, buf, n, 66,
+                PROTO_EPROTO, true);
+
+  put_header (buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OP_AUTH, 0, AUTH_MAC_SIZE,
+              67);
+  memset (buf + PROTO_HEADER_SIZE, 0, AUTH_MAC_SIZE);
+  expect_error ("AUTH after AUTH", AUTHED, buf,
+                PROTO_HEADER_SIZE + AUTH_MAC_SIZE, 67, PROTO_EPROTO, true);
+
+  /* HELLO without a nonce (a client without authentication), and with
+   * a nonce of the wrong size.
+   */
+  fd = connect_or_die ();
+  refused ("HELLO without a nonce", fd, raw_hello (fd, NULL, 0, &rep), &rep,
+           PROTO_EACCES);
+  fd = connect_or_die ();
+  refused ("HELLO with a 16-byte nonce", fd, raw_hello (fd, nonce, 16, &rep),
+           &rep, PROTO_EACCES);
+
+  /* AUTH with a wrong proof, and with one of the wrong size. */
+  fd = connect_or_die ();
+  if (hello_only (fd, proof)) {
+    proof[7] ^= 1;
+    refused ("wrong proof", fd,
+             send_frame (fd, PROTO_OP_AUTH, 0, 2, proof, sizeof proof), NULL,
+             PROTO_EACCES);
+  }
+  else
+    refused ("wrong proof", fd, -EPROTO, NULL, PROTO_EACCES);
+  fd = connect_or_die ();
+  if (hello_only (fd, proof))
+    refused ("short proof", fd,
+             send_frame (fd, PROTO_OP_AUTH, 0, 2, proof, sizeof proof - 1),
+             NULL, PROTO_EACCES);
+  else
+    refused ("short proof", fd, -EPROTO, NULL, PROTO_EACCES);
+
+  /* The right proof, sent by hand: the server then serves requests. */
+  fd = connect_or_die ();
+  if (!hello_only (fd, proof))
+    report ("handshake by hand", false, "HELLO failed");
+  else {
+    bool ok = send_frame (fd, PROTO_OP_AUTH, 0, 2, proof, sizeof proof) == 0 &&
+              recv_reply (fd, &rep) == 0 && rep.status == PROTO_OK &&
+              rep.length == 0 && rep.tag == 2 && (rep.flags & PROTO_FLAG_REPLY);
+
+    free (rep.data);
+    rep.data = NULL;
+    n = io_frame (buf, PROTO_OP_SEG_READ, PROTO_SEG_IO_SIZE, 3, random_id (), 0,
+                  512);
+    ok = ok && full_write (fd, buf, n) == 0 && recv_reply (fd, &rep) == 0 &&
+         rep.status == PROTO_OK && rep.length == 512;
+    free (rep.data);
+    report ("handshake by hand", ok, "AUTH answered OK, then SEG_READ");
+  }
+  close (fd);
+
+  wrong_key_case ();
+}
+
 /* Call OPCODE on FD and wait for its reply into REP.  Returns true if the
  * reply is PROTO_OK with tag TAG.
  */
@@ -572,6 +805,51 @@ random_id (void)
     exit (EXIT_FAILURE);
   }
   return (id & ~(UINT64_C (3) << 62)) | (UINT64_C (1) << 62);
+}
+
+/* Many more pipelined requests than --max-inflight (64 by default):
+ * the server stops reading at the bound and goes on as replies drain,
+ * so every request is answered (backpressure, not an error).
+ */
+static void
+pipelined (void)
+{
+  enum { N = 500, LEN = 4096 };
+  const size_t frame = PROTO_HEADER_SIZE + PROTO_SEG_IO_SIZE;
+  uint8_t *buf = malloc (N * frame);
+  static bool seen[N];
+  uint64_t seg = random_id ();
+  struct reply rep;
+  int i, answered = 0, r = 0;
+  bool ok = buf != NULL;
+  int fd = connect_or_die ();
+
+  if (!ok || !hello (fd)) {
+    report ("pipelined past --max-inflight", false, "handshake failed");
+    goto out;
+  }
+  for (i = 0; i < N; i++)
+    io_frame (buf + i * frame, PROTO_OP_SEG_READ, PROTO_SEG_IO_SIZE, 1000 + i,
+              seg, 0, LEN);
+  r = full_write (fd, buf, N * frame);
+  for (i = 0; r == 0 && i < N; i++) {
+    r = recv_reply (fd, &rep);
+    if (r < 0)
+      break;
+    if (rep.status == PROTO_OK && rep.length == LEN && rep.tag >= 1000 &&
+        rep.tag < 1000 + N && !seen[rep.tag - 1000] &&
+        memcmp (rep.data, zeros4k, LEN) == 0) {
+      seen[rep.tag - 1000] = true;
+      answered++;
+    }
+    free (rep.data);
+  }
+  report ("pipelined past --max-inflight", r == 0 && answered == N,
+          "%d of %d SEG_READs answered%s%s", answered, N, r < 0 ? ": " : "",
+          r < 0 ? strerror (-r) : "");
+out:
+  free (buf);
+  close (fd);
 }
 
 /* Send a request and wait for its reply into REP (REP->data freed by
@@ -1125,6 +1403,9 @@ out:
 int
 main (int argc, char **argv)
 {
+  const char *key_file;
+  struct auth_key key;
+  char errmsg[512];
   uint64_t size;
 
   if ((argc != 3 && argc != 4) || parse_size (argv[2], &size) < 0 ||
@@ -1136,8 +1417,18 @@ main (int argc, char **argv)
   segment_size = size;
   if (argc == 4)
     addr2 = argv[3];
+  key_file = getenv ("TESSERA_KEY_FILE");
+  if (key_file == NULL ||
+      auth_key_load (key_file, &key, errmsg, sizeof errmsg) < 0) {
+    fprintf (stderr, "storesrv-malformed: %s\n",
+             key_file ? errmsg : "TESSERA_KEY_FILE is not set");
+    exit (EXIT_FAILURE);
+  }
+  auth_key_use (&key);
+  preauth_cases ();
   malformed_cases ();
   round_trip ();
+  pipelined ();
   fences_and_generations ();
   tombstones ();
   hashes_and_lists ();

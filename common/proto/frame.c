@@ -151,8 +151,11 @@ handshake_call (int fd, uint8_t opcode, const void *payload, uint32_t len,
   if (r == -EAGAIN || r == -EWOULDBLOCK)
     r = -ETIMEDOUT;
   if (r < 0) {
-    snprintf (errmsg, errlen, "%s: %s", proto_opcode_name (opcode),
-              r == -EPIPE ? "connection closed by the server" : strerror (-r));
+    snprintf (errmsg, errlen, "%s: %s%s", proto_opcode_name (opcode),
+              r == -EPIPE ? "connection closed by the server" : strerror (-r),
+              opcode == PROTO_OP_HELLO && (r == -EPIPE || r == -ECONNRESET)
+                  ? " (does the server run with --tls?)"
+                  : "");
     return r;
   }
   if (!(hdr.flags & PROTO_FLAG_REPLY) || hdr.opcode != opcode || hdr.tag != 0) {
@@ -195,6 +198,10 @@ proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
     errlen = sizeof dummy;
   }
   errmsg[0] = '\0';
+  if (key == NULL) {
+    snprintf (errmsg, errlen, "no cluster key loaded");
+    return -ENOKEY;
+  }
   if (uuid)
     memcpy (hello.uuid, uuid, 16);
   r = auth_client_start (&ac, role, hello.auth);
@@ -202,9 +209,7 @@ proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
     snprintf (errmsg, errlen, "getrandom: %s", strerror (-r));
     return r;
   }
-  /* TRANSITION(issue 5): no key yet: a plain HELLO. */
-  if (key != NULL)
-    hello.auth_len = AUTH_CLIENT_HELLO_LEN;
+  hello.auth_len = AUTH_CLIENT_HELLO_LEN;
   proto_encode_hello (&hello, &wb);
   if (wb.err) {
     r = wb.err;
@@ -227,12 +232,6 @@ proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
               "the server speaks protocol version %" PRIu32 ", not %d",
               reply.version, PROTO_VERSION);
     return -EPROTO;
-  }
-  /* TRANSITION(issue 5): servers without authentication. */
-  if (key == NULL || reply.auth_len == 0) {
-    if (peer)
-      *peer = reply;
-    return 0;
   }
   r = auth_client_finish (key, &ac, reply.role, reply.auth, reply.auth_len,
                           proof);

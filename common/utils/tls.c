@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -240,7 +241,7 @@ static struct relay *
 relay_new (int fd, bool server, int timeout_ms, int *app, int *err)
 {
   struct relay *r = calloc (1, sizeof *r);
-  int sv[2], g;
+  int sv[2], g, fl;
 
   if (r == NULL) {
     *err = -ENOMEM;
@@ -263,6 +264,12 @@ relay_new (int fd, bool server, int timeout_ms, int *app, int *err)
   gnutls_priority_set (r->session, priority);
   gnutls_credentials_set (r->session, GNUTLS_CRD_PSK,
                           server ? (void *)server_cred : (void *)client_cred);
+  /* The relay's threads block: the socket may come non-blocking from
+   * accept4.
+   */
+  fl = fcntl (fd, F_GETFL);
+  if (fl != -1 && (fl & O_NONBLOCK))
+    fcntl (fd, F_SETFL, fl & ~O_NONBLOCK);
   gnutls_transport_set_int (r->session, fd);
   r->tcp = fd;
   r->plain = sv[1];
