@@ -85,8 +85,8 @@ extra_srcs ()
 extra_libs ()
 {
     case "$1" in
-        catalog|index) echo -llmdb -lpthread ;;
-        *) echo -lpthread ;;
+        catalog|index) echo -llmdb -lnettle -lgnutls -lpthread ;;
+        *) echo -lnettle -lgnutls -lpthread ;;
     esac
 }
 
