@@ -209,12 +209,12 @@ flush_dirty (struct volume *v)
   if (f.n == 0)
     return 0;
 
-  ss_batch_init (&b, v->cfg->timeout_ms);
   for (i = 0; i < f.n; i++) {
     reqs[i].opcode = PROTO_OP_SEG_FLUSH;
     reqs[i].server = f.items[i].server;
-    ss_submit (&b, &reqs[i]);
   }
+  ss_batch_init (&b, v->cfg->timeout_ms);
+  ss_submit (&b, reqs, f.n);
   ss_batch_wait (&b, reqs, f.n);
   ss_batch_destroy (&b);
 

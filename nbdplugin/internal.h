@@ -94,28 +94,36 @@ extern void rangelock_release (struct rangelock *rl, struct range *r);
 /* ---- ssconn.c ---- */
 
 struct ss_server;
+struct ss_conn;
 
 /* A set of requests that one caller sends together and waits for
  * together.  Lives on the caller's stack.
  */
 struct ss_batch {
-  pthread_mutex_t lock; /* protects pending and requests' err */
-  pthread_cond_t cond;  /* signalled when a request completes */
+  pthread_mutex_t lock; /* protects the fields below, requests' err */
+  pthread_cond_t cond;  /* signalled when the last request completes or
+                         * a socket is handed over */
   unsigned pending;     /* submitted, not completed */
   int timeout_ms;       /* per request, from ss_batch_wait */
+  bool sleeping;        /* its waiter sleeps on cond */
+  /* Sockets whose reader role was handed to the sleeping waiter. */
+  struct ss_conn *handed;
 };
+
+/* Size of a request's error message, its NUL included. */
+#define SS_ERRMSG_SIZE 128
 
 /* One request to one storage server.  The caller fills the fields marked
  * "in", the completion fills "out".
  */
 struct ss_request {
-  uint8_t opcode;           /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
-  uint16_t flags;           /* in: PROTO_FLAG_FUA */
-  struct proto_seg_io io;   /* in: unused for SEG_FLUSH */
-  void *data;               /* in: SEG_WRITE source, SEG_READ destination */
-  struct ss_server *server; /* in */
-  int err;                  /* out: 0 or -errno */
-  char errmsg[128];         /* out: the server's message, or "" */
+  uint8_t opcode;              /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
+  uint16_t flags;              /* in: PROTO_FLAG_FUA */
+  struct proto_seg_io io;      /* in: unused for SEG_FLUSH */
+  void *data;                  /* in: SEG_WRITE source, SEG_READ destination */
+  struct ss_server *server;    /* in */
+  int err;                     /* out: 0 or -errno */
+  char errmsg[SS_ERRMSG_SIZE]; /* out: the server's message, or "" */
 
   /* Private to ssconn.c. */
   struct ss_batch *batch;
@@ -124,7 +132,7 @@ struct ss_request {
   uint64_t gen;            /* the connection's generation when sent */
   int state;               /* REQ_* in ssconn.c, under conn->lock */
   bool done;               /* completed, under batch->lock */
-  struct ss_request *next; /* in conn->inflight */
+  struct ss_request *next; /* in conn->inflight, or a send list */
 };
 
 /* Connections to one storage server.  Owned by the volume's server table
@@ -155,12 +163,12 @@ extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
                           struct ss_server **out);
 extern void ss_server_free (struct ss_server *s);
 extern void ss_server_set_address (struct ss_server *s, const char *addr);
-/* Close every connection of S and join its receiver threads. */
+/* Close every connection of S and join its helper threads. */
 extern void ss_server_disconnect (struct ss_server *s);
 
 extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
 extern void ss_batch_destroy (struct ss_batch *b);
-extern void ss_submit (struct ss_batch *b, struct ss_request *r);
+extern void ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n);
 extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
                            size_t n);
 

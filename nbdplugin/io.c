@@ -26,13 +26,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
-#include "cleanup.h"
 #include "minmax.h"
 #include "protocol.h"
 
@@ -49,6 +49,11 @@
  */
 #define MAX_REMAP 5
 
+/* Storage-server requests of a scratch area kept on the free list; a
+ * larger array grown for one big request is freed after it.
+ */
+#define KEEP_REQS 16
+
 /* One part of a request that lies in one segment. */
 struct piece {
   uint64_t index;        /* segment index in the volume */
@@ -61,7 +66,94 @@ struct piece {
   uint16_t faulty;       /* reads: replicas that failed, by position */
   bool todo;             /* writes: still to send */
   unsigned remaps;       /* writes: times sent again after ESTALEMAP */
+  int pos;               /* reads: replica being read, or -1: done */
 };
+
+/* Scratch space of one request: its pieces and the storage-server
+ * requests of one window.  Kept on a free list so that the data path
+ * does not allocate.
+ */
+struct scratch {
+  struct scratch *next; /* on the free list */
+  struct piece p[MAX_PIECES];
+  struct ss_request *reqs;
+  size_t reqs_cap;
+};
+
+static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct scratch *scratch_free; /* under scratch_lock */
+
+/* Take a scratch area from the free list, or allocate one.  Returns
+ * NULL (reported) if out of memory.
+ */
+static struct scratch *
+scratch_get (void)
+{
+  struct scratch *x;
+
+  pthread_mutex_lock (&scratch_lock);
+  x = scratch_free;
+  if (x)
+    scratch_free = x->next;
+  pthread_mutex_unlock (&scratch_lock);
+  if (x == NULL) {
+    x = calloc (1, sizeof *x);
+    if (x == NULL)
+      nbdkit_error ("calloc: %m");
+  }
+  return x;
+}
+
+/* Give X back to the free list. */
+static void
+scratch_put (struct scratch *x)
+{
+  if (x->reqs_cap > KEEP_REQS) {
+    free (x->reqs);
+    x->reqs = NULL;
+    x->reqs_cap = 0;
+  }
+  pthread_mutex_lock (&scratch_lock);
+  x->next = scratch_free;
+  scratch_free = x;
+  pthread_mutex_unlock (&scratch_lock);
+}
+
+static void scratch_free_all (void) __attribute__ ((destructor));
+
+/* Free the free list when the plugin is unloaded. */
+static void
+scratch_free_all (void)
+{
+  struct scratch *x;
+
+  while ((x = scratch_free) != NULL) {
+    scratch_free = x->next;
+    free (x->reqs);
+    free (x);
+  }
+}
+
+/* Make room for N requests in X.  Returns X->reqs, or NULL (reported)
+ * if out of memory.
+ */
+static struct ss_request *
+scratch_reqs (struct scratch *x, size_t n)
+{
+  struct ss_request *q;
+  size_t cap = n > KEEP_REQS ? n : KEEP_REQS;
+
+  if (n > x->reqs_cap) {
+    q = realloc (x->reqs, cap * sizeof *q);
+    if (q == NULL) {
+      nbdkit_error ("realloc: %m");
+      return NULL;
+    }
+    x->reqs = q;
+    x->reqs_cap = cap;
+  }
+  return x->reqs;
+}
 
 /* Whether ERR from a storage server means the replica is bad and must
  * be reported to the MDS, rather than a condition of the whole request
@@ -127,16 +219,31 @@ set_err (int *err, int e)
     *err = e;
 }
 
+/* Whether S has an ok replica on SERVER. */
+static bool
+ok_on (const struct seg *s, uint32_t server)
+{
+  unsigned j;
+
+  for (j = 0; j < s->nreplicas; j++)
+    if (s->replicas[j].server == server)
+      return s->replicas[j].state == PROTO_REPLICA_OK;
+  return false;
+}
+
 /* Judge the answers of piece P's replicas (write or trim) and report the
- * replicas that failed while another succeeded.  Returns 0 or -errno
- * (reported).
+ * replicas that failed while another succeeded.  A replica that is full
+ * (ENOSPC) is reported too, since it now differs from the others, but
+ * an ok one fails the request with ENOSPC: the client must learn that
+ * storage is full.  Returns 0 or -errno (reported).
  */
 static int
 finish_modify (struct volume *v, const char *what, struct piece *p,
                struct ss_request *reqs, bool fua)
 {
   unsigned nok = 0, nnospc = 0, nstale = 0;
-  const char *msg = "";
+  const char *msg = "", *nospc_msg = "";
+  uint32_t nospc_server = 0;
   int err = 0, first = 0, r;
   size_t k;
 
@@ -154,8 +261,12 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
         first = q->err;
         msg = q->errmsg;
       }
-      if (q->err == -ENOSPC)
-        nnospc++;
+      if (q->err == -ENOSPC && ok_on (p->seg, q->server->id)) {
+        if (nnospc++ == 0) {
+          nospc_server = q->server->id;
+          nospc_msg = q->errmsg;
+        }
+      }
       else if (q->err == -ESTALE)
         nstale++;
     }
@@ -170,8 +281,10 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     return -EIO;
   }
   else if (nnospc) {
-    nbdkit_error ("volume %s: %s: segment %" PRIu64 ": storage full", v->name,
-                  what, p->seg->id);
+    nbdkit_error ("volume %s: %s: segment %" PRIu64 ": storage full on server "
+                  "%" PRIu32 "%s%s",
+                  v->name, what, p->seg->id, nospc_server,
+                  nospc_msg[0] ? ": " : "", nospc_msg);
     set_err (&err, -ENOSPC);
   }
   else if (nok == 0) {
@@ -190,7 +303,7 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
         set_err (&err, -ENOMEM);
       }
     }
-    else if (nok > 0 && io_is_replica_fault (q->err)) {
+    else if (nok > 0 && (io_is_replica_fault (q->err) || q->err == -ENOSPC)) {
       r = map_replica_failed (v, p->seg, q->server->id);
       if (r < 0)
         set_err (&err, -EIO);
@@ -380,6 +493,9 @@ prepare_window (struct volume *v, uint8_t opcode, struct piece *p, size_t n)
       if (first == 0 || (map_lookup (v, first - 1, &prev) == 0 && prev))
         want += ALLOC_READAHEAD;
       r = map_alloc (v, first, last - first + 1, want);
+      /* Near full, the read-ahead may not fit where the write does. */
+      if (r == -ENOSPC && want > last - first + 1)
+        r = map_alloc (v, first, last - first + 1, last - first + 1);
       if (r == 0)
         r = lookup_pieces (v, p, n);
       if (r < 0)
@@ -398,12 +514,14 @@ prepare_window (struct volume *v, uint8_t opcode, struct piece *p, size_t n)
  */
 static int
 modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
-               const char *buf, struct piece *p, size_t n, bool fua, bool *sent)
+               const char *buf, struct scratch *x, size_t n, bool fua,
+               bool *sent)
 {
   const char *what = opcode == PROTO_OP_SEG_WRITE ? "write" : "trim";
-  struct ss_request *reqs = NULL;
+  struct piece *p = x->p;
+  struct ss_request *reqs;
   struct ss_batch b;
-  size_t i, k, nreq;
+  size_t i, nreq;
   bool again;
   int r, err = 0;
 
@@ -419,10 +537,8 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
     }
     if (nreq == 0)
       break;
-    free (reqs);
-    reqs = calloc (nreq, sizeof *reqs);
+    reqs = scratch_reqs (x, nreq);
     if (reqs == NULL) {
-      nbdkit_error ("calloc: %m");
       set_err (&err, -ENOMEM);
       break;
     }
@@ -435,8 +551,7 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
 
     *sent = true;
     ss_batch_init (&b, v->cfg->timeout_ms);
-    for (k = 0; k < nreq; k++)
-      ss_submit (&b, &reqs[k]);
+    ss_submit (&b, reqs, nreq);
     ss_batch_wait (&b, reqs, nreq);
     ss_batch_destroy (&b);
 
@@ -456,7 +571,6 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
         set_err (&err, finish_modify (v, what, &p[i], reqs, fua));
     }
   } while (again && err == 0);
-  free (reqs);
   return err;
 }
 
@@ -470,7 +584,7 @@ static int
 modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
         uint64_t offset, bool fua)
 {
-  CLEANUP_FREE struct piece *p = NULL;
+  struct scratch *x;
   struct range rg;
   uint64_t done = 0, consumed, epoch;
   size_t n;
@@ -485,11 +599,9 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
     nbdkit_debug ("volume %s: writer lease lost: failing the request", v->name);
     return -EIO;
   }
-  p = malloc (MAX_PIECES * sizeof *p);
-  if (p == NULL) {
-    nbdkit_error ("malloc: %m");
+  x = scratch_get ();
+  if (x == NULL)
     return -ENOMEM;
-  }
   if (tessera_debug_io)
     nbdkit_debug ("%s %" PRIu64 "+%" PRIu32 "%s",
                   opcode == PROTO_OP_SEG_WRITE ? "write" : "trim", offset,
@@ -498,14 +610,16 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
   rangelock_acquire (&v->rl, &rg, offset, count);
   epoch = epoch_begin (v);
   while (err == 0 && done < count) {
-    n = split (v, offset + done, count - done, done, p, MAX_PIECES, &consumed);
-    err = modify_window (v, epoch, opcode, buf, p, n, fua, &sent);
+    n = split (v, offset + done, count - done, done, x->p, MAX_PIECES,
+               &consumed);
+    err = modify_window (v, epoch, opcode, buf, x, n, fua, &sent);
     done += consumed;
   }
   if (err && sent)
     atomic_store (&v->unclean, true);
   epoch_end (v, epoch);
   rangelock_release (&v->rl, &rg);
+  scratch_put (x);
   return err;
 }
 
@@ -546,38 +660,35 @@ pick_replica (const struct piece *p, unsigned start)
   return -1;
 }
 
-/* Read the N pieces at P into BUF: holes as zeros, the others from one
+/* Read the N pieces of X into BUF: holes as zeros, the others from one
  * ok replica each, failing over to the next ok replica on error.
  * Returns 0 or -errno (reported).
  */
 static int
-read_window (struct volume *v, char *buf, struct piece *p, size_t n)
+read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
 {
-  CLEANUP_FREE struct ss_request *reqs = NULL;
-  CLEANUP_FREE int *pos = NULL;
+  struct piece *p = x->p;
+  struct ss_request *reqs;
   struct ss_batch b;
   unsigned rr = atomic_fetch_add (&v->read_rr, 1);
   uint64_t epoch = epoch_current (v); /* ignored by the servers */
-  size_t i, k, nreq;
+  size_t i, nreq;
   int r, err = 0;
 
   r = lookup_pieces (v, p, n);
   if (r < 0)
     return r;
-  reqs = calloc (n, sizeof *reqs);
-  pos = calloc (n, sizeof *pos);
-  if (reqs == NULL || pos == NULL) {
-    nbdkit_error ("calloc: %m");
+  reqs = scratch_reqs (x, n);
+  if (reqs == NULL)
     return -ENOMEM;
-  }
   for (i = 0; i < n; i++) {
     if (p[i].seg == NULL) {
       memset (buf + p[i].boff, 0, p[i].length);
-      pos[i] = -1;
+      p[i].pos = -1;
     }
     else {
-      pos[i] = pick_replica (&p[i], rr + i);
-      if (pos[i] < 0) {
+      p[i].pos = pick_replica (&p[i], rr + i);
+      if (p[i].pos < 0) {
         nbdkit_error ("volume %s: read: segment %" PRIu64
                       " has no readable replica",
                       v->name, p[i].seg->id);
@@ -591,13 +702,13 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
     for (i = 0, nreq = 0; i < n; i++) {
       struct ss_request *q;
 
-      if (pos[i] < 0)
+      if (p[i].pos < 0)
         continue;
       q = &reqs[nreq++];
       memset (q, 0, sizeof *q);
       p[i].req0 = nreq - 1;
-      p[i].tried |= 1u << pos[i];
-      r = volume_server (v, p[i].seg->replicas[pos[i]].server, &q->server);
+      p[i].tried |= 1u << p[i].pos;
+      r = volume_server (v, p[i].seg->replicas[p[i].pos].server, &q->server);
       if (r < 0)
         return -EIO;
       q->opcode = PROTO_OP_SEG_READ;
@@ -612,8 +723,7 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
       break;
 
     ss_batch_init (&b, v->cfg->timeout_ms);
-    for (k = 0; k < nreq; k++)
-      ss_submit (&b, &reqs[k]);
+    ss_submit (&b, reqs, nreq);
     ss_batch_wait (&b, reqs, nreq);
     ss_batch_destroy (&b);
 
@@ -621,22 +731,22 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
       struct ss_request *q;
       unsigned failed;
 
-      if (pos[i] < 0)
+      if (p[i].pos < 0)
         continue;
       q = &reqs[p[i].req0];
       if (q->err == 0) {
-        pos[i] = -1;
+        p[i].pos = -1;
         continue;
       }
-      failed = pos[i];
+      failed = p[i].pos;
       nbdkit_debug ("volume %s: read: segment %" PRIu64 " on server %" PRIu32
                     ": %s%s%s",
                     v->name, p[i].seg->id, q->server->id, strerror (-q->err),
                     q->errmsg[0] ? ": " : "", q->errmsg);
       if (io_is_replica_fault (q->err))
         p[i].faulty |= 1u << failed;
-      pos[i] = pick_replica (&p[i], failed + 1);
-      if (pos[i] < 0) {
+      p[i].pos = pick_replica (&p[i], failed + 1);
+      if (p[i].pos < 0) {
         nbdkit_error ("volume %s: read: segment %" PRIu64
                       " failed on every replica: %s%s%s",
                       v->name, p[i].seg->id, strerror (-q->err),
@@ -666,23 +776,23 @@ read_window (struct volume *v, char *buf, struct piece *p, size_t n)
 int
 io_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 {
-  CLEANUP_FREE struct piece *p = NULL;
+  struct scratch *x;
   uint64_t done = 0, consumed;
   size_t n;
   int err = 0;
 
-  p = malloc (MAX_PIECES * sizeof *p);
-  if (p == NULL) {
-    nbdkit_error ("malloc: %m");
+  x = scratch_get ();
+  if (x == NULL)
     return -ENOMEM;
-  }
   if (tessera_debug_io)
     nbdkit_debug ("read %" PRIu64 "+%" PRIu32, offset, count);
   while (err == 0 && done < count) {
-    n = split (v, offset + done, count - done, done, p, MAX_PIECES, &consumed);
-    err = read_window (v, buf, p, n);
+    n = split (v, offset + done, count - done, done, x->p, MAX_PIECES,
+               &consumed);
+    err = read_window (v, buf, x, n);
     done += consumed;
   }
+  scratch_put (x);
   return err;
 }
 

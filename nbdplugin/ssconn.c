@@ -1,17 +1,30 @@
 /* nbdkit-tessera-plugin: pipelined connections to storage servers.
  *
  * Each storage server gets up to CONNECTIONS sockets, opened on first use
- * (sock_connect, then HELLO as PROTO_ROLE_PLUGIN).  A socket carries many
- * requests at once: senders write whole frames under the socket's send
- * lock, and one receiver thread per socket reads the replies, which may
- * come back in any order, and hands each to the request with the same
- * tag.  Callers group requests in a batch (struct ss_batch): submit all,
- * then wait for all, bounded by the request timeout.
+ * (proto_connect, then the handshake as PROTO_ROLE_PLUGIN).  A socket
+ * carries many requests at once: senders write whole frames under the
+ * socket's send lock, the frames of one caller to one server together in
+ * one sendmsg, and the replies, which may come back in any order, are
+ * handed to the requests with the same tags.  Callers group requests in
+ * a batch (struct ss_batch): submit all, then wait for all, bounded by
+ * the request timeout.
+ *
+ * Replies are read by whichever thread holds a socket's reader role
+ * (leader/follower).  A thread waiting for its batch takes the role of
+ * every socket that carries one of its requests and has no reader, reads
+ * its own replies and dispatches the others' to their waiters, and gives
+ * the role back once its own requests there are done.  A role given back
+ * while requests are still in flight on the socket is handed to one of
+ * their waiters asleep in ss_batch_wait, else to the socket's helper
+ * thread, which reads until nothing is in flight; a sender that finds
+ * the socket full wakes the helper too.  So every request in flight has a
+ * reader or a sender about to become one, and at queue depth one the
+ * thread that sent a request reads the reply itself: no thread hand-off.
  *
  * A transport failure fails every request in flight on that socket with
  * EIO and closes it; the next request on it reconnects.  A request that
  * times out fails with ETIMEDOUT; if its reply is being read right then,
- * the socket is shut down so that the receiver gives it back promptly.
+ * the socket is shut down so that the reader gives it back promptly.
  */
 
 #include <config.h>
@@ -19,6 +32,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +51,7 @@
 #include "cleanup.h"
 #include "frame.h"
 #include "full-rw.h"
+#include "minmax.h"
 #include "protocol.h"
 #include "parse.h"
 #include "sock.h"
@@ -46,19 +62,31 @@
 #define SUSPECT_MIN_MS 1000
 #define SUSPECT_MAX_MS 10000
 
+/* Receive buffer of a socket: one recv takes several small replies. */
+#define RBUF_SIZE (64 * 1024)
+
+/* Frames sent by one sendmsg. */
+#define SEND_FRAMES 16
+
+/* Sockets one waiter reads at once; more go to their helper threads. */
+#define POLL_MAX 16
+
+/* How often an idle helper thread looks whether it is still needed. */
+#define HELPER_POLL_MS 100
+
 /* Request states, under the connection's lock. */
 enum {
   REQ_NEW,       /* not on a connection */
   REQ_INFLIGHT,  /* sent (or being sent), on conn->inflight */
-  REQ_RECEIVING, /* taken by the receiver, which will complete it */
+  REQ_RECEIVING, /* taken by a reader, which will complete it */
   REQ_CANCELLED, /* taken off by a timed-out waiter */
 };
 
 /* Connection states, under the connection's lock. */
 enum {
   CONN_CLOSED, /* no socket */
-  CONN_UP,     /* socket open, receiver running */
-  CONN_BROKEN, /* receiver gave up; join it and reconnect */
+  CONN_UP,     /* socket open, helper thread running */
+  CONN_BROKEN, /* failed: close and reconnect */
 };
 
 /* One socket to a storage server. */
@@ -71,14 +99,26 @@ struct ss_conn {
    */
   pthread_mutex_t send_lock;
   bool thread_started;
-  pthread_t thread;
+  pthread_t thread; /* the helper */
 
-  pthread_mutex_t lock; /* protects everything below */
+  pthread_mutex_t lock;       /* protects the fields below up to rbuf */
+  pthread_cond_t helper_cond; /* the helper waits for helper_turn, stop */
+  pthread_cond_t idle_cond;   /* broadcast when the reader role is free */
   int fd;
   int state;
   uint64_t gen;      /* incremented by every connect */
   uint64_t next_tag; /* tags below it have been used */
   struct ss_request *inflight;
+  bool reading;           /* someone holds the reader role */
+  struct ss_batch *owner; /* held by this batch's waiter; NULL: helper */
+  bool helper_turn;       /* the role was handed to the helper */
+  bool stop;              /* the helper must exit */
+
+  /* Private to the holder of the reader role. */
+  struct ss_conn *owned_next; /* in its holder's list (or b->handed) */
+  bool needed;                /* its holder still waits for a reply */
+  char *rbuf;                 /* RBUF_SIZE bytes */
+  size_t rlen;                /* received, not dispatched: less than a header */
 };
 
 /* Set FD's send and receive timeouts separately (sock_set_timeout sets
@@ -160,6 +200,8 @@ ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
     c->index = i;
     pthread_mutex_init (&c->send_lock, NULL);
     pthread_mutex_init (&c->lock, NULL);
+    pthread_cond_init (&c->helper_cond, NULL);
+    pthread_cond_init (&c->idle_cond, NULL);
     c->fd = -1;
     c->state = CONN_CLOSED;
     c->next_tag = 1;
@@ -179,11 +221,17 @@ ss_server_free (struct ss_server *s)
   if (s == NULL)
     return;
   for (i = 0; i < s->nconns; i++) {
-    assert (s->conns[i].fd == -1);
-    assert (!s->conns[i].thread_started);
-    assert (s->conns[i].inflight == NULL);
-    pthread_mutex_destroy (&s->conns[i].send_lock);
-    pthread_mutex_destroy (&s->conns[i].lock);
+    struct ss_conn *c = &s->conns[i];
+
+    assert (c->fd == -1);
+    assert (!c->thread_started);
+    assert (c->inflight == NULL);
+    assert (!c->reading);
+    pthread_mutex_destroy (&c->send_lock);
+    pthread_mutex_destroy (&c->lock);
+    pthread_cond_destroy (&c->helper_cond);
+    pthread_cond_destroy (&c->idle_cond);
+    free (c->rbuf);
   }
   pthread_mutex_destroy (&s->lock);
   free (s->conns);
@@ -227,6 +275,21 @@ complete (struct ss_request *r, int err, const char *msg)
   pthread_mutex_unlock (&b->lock);
 }
 
+/* Complete every request of the list LIST (linked by next) with ERR and
+ * MSG.
+ */
+static void
+complete_list (struct ss_request *list, int err, const char *msg)
+{
+  struct ss_request *r, *next;
+
+  for (r = list; r != NULL; r = next) {
+    next = r->next;
+    r->next = NULL;
+    complete (r, err, msg);
+  }
+}
+
 /* Unlink R from C's in-flight list.  Caller holds C->lock. */
 static void
 unlink_request (struct ss_conn *c, struct ss_request *r)
@@ -243,35 +306,189 @@ unlink_request (struct ss_conn *c, struct ss_request *r)
   assert (!"unlink_request: request not in flight");
 }
 
-/* Read and drop N bytes from FD.  Returns 0 or -errno. */
-static int
-discard (int fd, uint32_t n)
+/* Mark C broken, shut its socket down (its reader then gives up at
+ * once) and fail every request in flight on it with EIO.
+ */
+static void
+conn_fail (struct ss_conn *c)
 {
-  char buf[4096];
+  struct ss_request *list, *r;
+
+  pthread_mutex_lock (&c->lock);
+  if (c->state == CONN_UP) {
+    c->state = CONN_BROKEN;
+    shutdown (c->fd, SHUT_RDWR);
+  }
+  list = c->inflight;
+  c->inflight = NULL;
+  for (r = list; r != NULL; r = r->next)
+    r->state = REQ_RECEIVING;
+  pthread_mutex_unlock (&c->lock);
+  complete_list (list, -EIO, "connection lost");
+}
+
+/* The holder of C's reader role gives it back.  If requests are still
+ * in flight on C, the role goes to the waiter of one of them that is
+ * asleep in ss_batch_wait, else to C's helper thread; otherwise C has no
+ * reader until the next waiter takes the role.  Caller holds C->lock.
+ */
+static void
+pass_role (struct ss_conn *c)
+{
+  struct ss_request *r;
+  bool handed;
+
+  assert (c->reading);
+  if (c->inflight == NULL || c->state != CONN_UP) {
+    c->reading = false;
+    c->owner = NULL;
+    pthread_cond_broadcast (&c->idle_cond);
+    return;
+  }
+  for (r = c->inflight; r != NULL; r = r->next) {
+    struct ss_batch *b = r->batch;
+
+    /* B is alive: R is in flight, so its waiter cannot have returned. */
+    pthread_mutex_lock (&b->lock);
+    handed = b->sleeping;
+    if (handed) {
+      c->owner = b;
+      c->owned_next = b->handed;
+      b->handed = c;
+      pthread_cond_signal (&b->cond);
+    }
+    pthread_mutex_unlock (&b->lock);
+    if (handed)
+      return;
+  }
+  c->owner = NULL;
+  c->helper_turn = true;
+  pthread_cond_signal (&c->helper_cond);
+}
+
+/* Make sure that C, whose socket is full, has a reader: a server stops
+ * reading requests when nobody reads its replies.  Caller holds
+ * C->send_lock, not C->lock.
+ */
+static void
+ensure_reader (struct ss_conn *c)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
+  if (!c->reading && c->inflight != NULL && c->state == CONN_UP) {
+    c->reading = true;
+    c->owner = NULL;
+    c->helper_turn = true;
+    pthread_cond_signal (&c->helper_cond);
+  }
+}
+
+/* Wait until FD has one of EVENTS (POLLIN, POLLOUT), an error or a
+ * hang-up, for at most TIMEOUT_MS.  Returns 0, -ETIMEDOUT or -errno.
+ */
+static int
+wait_fd (int fd, short events, int timeout_ms)
+{
+  struct pollfd p = { .fd = fd, .events = events };
   int r;
 
-  while (n > 0) {
-    uint32_t k = n < sizeof buf ? n : sizeof buf;
+  do
+    r = poll (&p, 1, timeout_ms);
+  while (r == -1 && errno == EINTR);
+  if (r == -1)
+    return -errno;
+  return r == 0 ? -ETIMEDOUT : 0;
+}
 
-    r = full_read (fd, buf, k);
-    if (r < 0)
-      return r;
-    n -= k;
+/* Read the last N bytes of a frame from C's socket FD into BUF (NULL:
+ * drop them, using the receive buffer, which holds nothing else then).
+ * The server sends frames whole, so each part must come within the
+ * timeout.  Returns 0 or -errno.
+ */
+static int
+read_rest (struct ss_conn *c, int fd, char *buf, size_t n)
+{
+  ssize_t r;
+  int e;
+
+  while (n > 0) {
+    if (buf)
+      r = recv (fd, buf, n, MSG_DONTWAIT);
+    else
+      r = recv (fd, c->rbuf, MIN (n, (size_t)RBUF_SIZE), MSG_DONTWAIT);
+    if (r > 0) {
+      if (buf)
+        buf += r;
+      n -= r;
+      continue;
+    }
+    if (r == 0)
+      return -EPIPE;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return -errno;
+    e = wait_fd (fd, POLLIN, c->server->timeout_ms);
+    if (e < 0)
+      return e;
   }
   return 0;
 }
 
-/* Read the payload of the reply HDR into its request R (taken off the
- * in-flight list by the caller) and complete R.  Returns 0, or -errno if
- * the connection must be closed (R has been completed either way).
+/* Take the LEN bytes of payload of the reply being dispatched, the first
+ * AVAIL of which are at P in C's receive buffer and the rest still in
+ * the socket, into DST (NULL: drop them).  Returns 0 or -errno.
  */
 static int
-receive_reply (struct ss_conn *c, int fd, const struct proto_header *hdr,
-               struct ss_request *r)
+take_payload (struct ss_conn *c, int fd, const char *p, size_t avail, char *dst,
+              uint32_t len)
+{
+  size_t k = MIN (avail, (size_t)len);
+
+  if (dst && k > 0)
+    memcpy (dst, p, k);
+  if (k == len)
+    return 0;
+  return read_rest (c, fd, dst ? dst + k : NULL, len - k);
+}
+
+/* Dispatch the reply HDR, just decoded from C's receive buffer, to its
+ * request: its payload starts at P, AVAIL bytes of the buffer, and may
+ * go on in the socket.  Returns the bytes of the buffer consumed, or
+ * -errno if the connection must be closed (the request, if any, has
+ * been completed either way).
+ */
+static ssize_t
+dispatch (struct ss_conn *c, int fd, const struct proto_header *hdr,
+          const char *p, size_t avail)
 {
   char msg[PROTO_ERRMSG_MAX + 1];
+  ssize_t used = MIN (avail, (size_t)hdr->length);
+  struct ss_request *r;
+  bool late = false;
   int e;
 
+  pthread_mutex_lock (&c->lock);
+  for (r = c->inflight; r != NULL; r = r->next)
+    if (r->tag == hdr->tag)
+      break;
+  if (r) {
+    unlink_request (c, r);
+    r->state = REQ_RECEIVING;
+  }
+  else
+    late = hdr->tag > 0 && hdr->tag < c->next_tag;
+  pthread_mutex_unlock (&c->lock);
+
+  if (r == NULL) {
+    /* The reply to a request that timed out: drop it. */
+    if (!late)
+      return -EBADMSG;
+    if (tessera_debug_conn)
+      nbdkit_debug ("server %" PRIu32 ": late reply, tag %" PRIu64,
+                    c->server->id, hdr->tag);
+    e = take_payload (c, fd, p, avail, NULL, hdr->length);
+    return e < 0 ? e : used;
+  }
   if (hdr->opcode != r->opcode) {
     complete (r, -EIO, "reply to a different opcode");
     return -EBADMSG;
@@ -281,21 +498,21 @@ receive_reply (struct ss_conn *c, int fd, const struct proto_header *hdr,
       complete (r, -EIO, "error message too long");
       return -EBADMSG;
     }
-    e = full_read (fd, msg, hdr->length);
+    e = take_payload (c, fd, p, avail, msg, hdr->length);
     if (e < 0) {
       complete (r, -EIO, "connection lost");
       return e;
     }
     msg[hdr->length] = '\0';
     complete (r, -proto_status_to_errno (hdr->status), msg);
-    return 0;
+    return used;
   }
   if (r->opcode == PROTO_OP_SEG_READ) {
     if (hdr->length != r->io.length) {
       complete (r, -EIO, "read reply of the wrong length");
       return -EBADMSG;
     }
-    e = full_read (fd, r->data, hdr->length);
+    e = take_payload (c, fd, p, avail, r->data, hdr->length);
     if (e < 0) {
       complete (r, -EIO, "connection lost");
       return e;
@@ -306,95 +523,89 @@ receive_reply (struct ss_conn *c, int fd, const struct proto_header *hdr,
     return -EBADMSG;
   }
   complete (r, 0, NULL);
+  return used;
+}
+
+/* Read what has arrived on C's socket FD (the caller holds the reader
+ * role) and dispatch every whole reply.  Returns 0, or -errno when the
+ * connection is finished.
+ */
+static int
+conn_receive (struct ss_conn *c, int fd)
+{
+  size_t off = 0;
+  ssize_t n;
+  int e;
+
+  n = recv (fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, MSG_DONTWAIT);
+  if (n == 0)
+    return -EPIPE;
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
+                                                                     : -errno;
+  c->rlen += n;
+  while (c->rlen - off >= PROTO_HEADER_SIZE) {
+    struct proto_header hdr;
+    ssize_t used;
+
+    e = proto_header_decode (c->rbuf + off, &hdr, PROTO_MAX_IO_PAYLOAD);
+    if (e < 0)
+      return e;
+    if (!(hdr.flags & PROTO_FLAG_REPLY) ||
+        hdr.length > proto_max_payload (hdr.opcode))
+      return -EBADMSG;
+    off += PROTO_HEADER_SIZE;
+    used = dispatch (c, fd, &hdr, c->rbuf + off, c->rlen - off);
+    if (used < 0)
+      return used;
+    off += used;
+  }
+  memmove (c->rbuf, c->rbuf + off, c->rlen - off);
+  c->rlen -= off;
   return 0;
 }
 
-/* Receive and dispatch one reply frame on C.  Returns 0, or -errno when
- * the connection is finished.
- */
-static int
-receive_one (struct ss_conn *c, int fd)
-{
-  uint8_t buf[PROTO_HEADER_SIZE];
-  struct proto_header hdr;
-  struct ss_request *r;
-  bool late = false;
-  int e;
-
-  e = full_read (fd, buf, sizeof buf);
-  if (e < 0)
-    return e;
-  e = proto_header_decode (buf, &hdr, PROTO_MAX_IO_PAYLOAD);
-  if (e < 0)
-    return e;
-  if (!(hdr.flags & PROTO_FLAG_REPLY) ||
-      hdr.length > proto_max_payload (hdr.opcode))
-    return -EBADMSG;
-
-  pthread_mutex_lock (&c->lock);
-  for (r = c->inflight; r != NULL; r = r->next)
-    if (r->tag == hdr.tag)
-      break;
-  if (r) {
-    unlink_request (c, r);
-    r->state = REQ_RECEIVING;
-  }
-  else
-    late = hdr.tag > 0 && hdr.tag < c->next_tag;
-  pthread_mutex_unlock (&c->lock);
-
-  if (r == NULL) {
-    /* The reply to a request that timed out: drop it. */
-    if (!late)
-      return -EBADMSG;
-    if (tessera_debug_conn)
-      nbdkit_debug ("server %" PRIu32 ": late reply, tag %" PRIu64,
-                    c->server->id, hdr.tag);
-    return discard (fd, hdr.length);
-  }
-  return receive_reply (c, fd, &hdr, r);
-}
-
-/* Mark C broken and fail every request in flight on it with EIO. */
+/* Log why C is being closed. */
 static void
-fail_inflight (struct ss_conn *c)
+debug_closed (struct ss_conn *c, int e)
 {
-  struct ss_request *list, *r, *next;
-
-  pthread_mutex_lock (&c->lock);
-  c->state = CONN_BROKEN;
-  list = c->inflight;
-  c->inflight = NULL;
-  for (r = list; r != NULL; r = r->next)
-    r->state = REQ_RECEIVING;
-  pthread_mutex_unlock (&c->lock);
-
-  for (r = list; r != NULL; r = next) {
-    next = r->next;
-    r->next = NULL;
-    complete (r, -EIO, "connection lost");
-  }
+  if (tessera_debug_conn)
+    nbdkit_debug ("server %" PRIu32 " conn %u: closed: %s", c->server->id,
+                  c->index, e == -EPIPE ? "end of stream" : strerror (-e));
 }
 
-/* Receiver thread of one connection: dispatch replies until the socket
- * fails or is shut down, then fail what is left in flight.
+/* Helper thread of one connection: when the reader role is handed to it
+ * (no waiter could take it), read replies until nothing is in flight,
+ * then give the role back.  Exits when told to stop.
  */
 static void *
-receiver (void *arg)
+helper (void *arg)
 {
   struct ss_conn *c = arg;
   int fd, e;
 
   pthread_mutex_lock (&c->lock);
-  fd = c->fd;
+  for (;;) {
+    while (!c->stop && !c->helper_turn)
+      pthread_cond_wait (&c->helper_cond, &c->lock);
+    if (c->stop)
+      break;
+    c->helper_turn = false;
+    while (c->inflight != NULL && c->state == CONN_UP) {
+      fd = c->fd;
+      pthread_mutex_unlock (&c->lock);
+      e = wait_fd (fd, POLLIN, HELPER_POLL_MS);
+      if (e == 0)
+        e = conn_receive (c, fd);
+      if (e < 0 && e != -ETIMEDOUT) {
+        debug_closed (c, e);
+        conn_fail (c);
+      }
+      pthread_mutex_lock (&c->lock);
+    }
+    pass_role (c);
+  }
   pthread_mutex_unlock (&c->lock);
-
-  while ((e = receive_one (c, fd)) == 0)
-    ;
-  if (tessera_debug_conn)
-    nbdkit_debug ("server %" PRIu32 " conn %u: closed: %s", c->server->id,
-                  c->index, e == -EPIPE ? "end of stream" : strerror (-e));
-  fail_inflight (c);
   return NULL;
 }
 
@@ -423,14 +634,21 @@ hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
   return 0;
 }
 
-/* Join C's finished receiver and close its socket.  Caller holds
- * C->send_lock.
+/* Stop C's helper and close its socket, once its reader (if any) has
+ * given the role back.  Caller holds C->send_lock and C is not up.
  */
 static void
 conn_reset (struct ss_conn *c)
 {
   int fd;
 
+  pthread_mutex_lock (&c->lock);
+  assert (c->state != CONN_UP);
+  while (c->reading)
+    pthread_cond_wait (&c->idle_cond, &c->lock);
+  c->stop = true;
+  pthread_cond_signal (&c->helper_cond);
+  pthread_mutex_unlock (&c->lock);
   if (c->thread_started) {
     pthread_join (c->thread, NULL);
     c->thread_started = false;
@@ -441,12 +659,15 @@ conn_reset (struct ss_conn *c)
   c->fd = -1;
   c->state = CONN_CLOSED;
   c->gen++;
+  c->stop = false;
+  c->helper_turn = false;
+  c->rlen = 0;
   pthread_mutex_unlock (&c->lock);
   if (fd >= 0)
     close (fd);
 }
 
-/* Open C's socket, say HELLO and start its receiver.  Caller holds
+/* Open C's socket, run the handshake and start its helper.  Caller holds
  * C->send_lock and C is closed.  Returns 0 or -errno with a message in
  * ERRMSG.
  */
@@ -457,6 +678,13 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   char addr[PROTO_ADDR_MAX + 1];
   int fd, e;
 
+  if (c->rbuf == NULL) {
+    c->rbuf = malloc (RBUF_SIZE);
+    if (c->rbuf == NULL) {
+      snprintf (errmsg, errlen, "malloc: %s", strerror (ENOMEM));
+      return -ENOMEM;
+    }
+  }
   pthread_mutex_lock (&s->lock);
   memcpy (addr, s->addr, sizeof addr);
   pthread_mutex_unlock (&s->lock);
@@ -464,7 +692,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   fd = proto_connect (addr, s->timeout_ms, errmsg, errlen);
   if (fd < 0)
     return fd;
-  /* Replies may be far apart: only the handshake has a receive timeout. */
+  /* The handshake reads with a timeout; the data path polls. */
   e = set_timeouts (fd, s->timeout_ms, s->timeout_ms);
   if (e == 0)
     e = hello (s, fd, errmsg, errlen);
@@ -482,7 +710,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   c->state = CONN_UP;
   c->gen++;
   pthread_mutex_unlock (&c->lock);
-  e = pthread_create (&c->thread, NULL, receiver, c);
+  e = pthread_create (&c->thread, NULL, helper, c);
   if (e != 0) {
     snprintf (errmsg, errlen, "pthread_create: %s", strerror (e));
     pthread_mutex_lock (&c->lock);
@@ -499,13 +727,15 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   return 0;
 }
 
-/* Send the whole of IOV (IOVCNT entries, modified) on FD without raising
- * SIGPIPE.  Returns 0 or -errno.
+/* Send the whole of IOV (IOVCNT entries, modified) on C's socket FD
+ * without raising SIGPIPE.  A full socket waits at most the timeout for
+ * room.  Caller holds C->send_lock.  Returns 0 or -errno.
  */
 static int
-send_all (int fd, struct iovec *iov, int iovcnt)
+send_all (struct ss_conn *c, int fd, struct iovec *iov, int iovcnt)
 {
   ssize_t r;
+  int e;
 
   for (;;) {
     while (iovcnt > 0 && iov->iov_len == 0) {
@@ -517,11 +747,17 @@ send_all (int fd, struct iovec *iov, int iovcnt)
 
     struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
 
-    r = sendmsg (fd, &msg, MSG_NOSIGNAL);
+    r = sendmsg (fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r == -1) {
       if (errno == EINTR)
         continue;
-      return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return -errno;
+      ensure_reader (c);
+      e = wait_fd (fd, POLLOUT, c->server->timeout_ms);
+      if (e < 0)
+        return e;
+      continue;
     }
     while (r > 0) {
       if ((size_t)r >= iov->iov_len) {
@@ -554,6 +790,8 @@ ss_batch_init (struct ss_batch *b, int timeout_ms)
   pthread_condattr_destroy (&attr);
   b->pending = 0;
   b->timeout_ms = timeout_ms;
+  b->sleeping = false;
+  b->handed = NULL;
 }
 
 /* Destroy BATCH after ss_batch_wait has returned. */
@@ -561,119 +799,119 @@ void
 ss_batch_destroy (struct ss_batch *b)
 {
   assert (b->pending == 0);
+  assert (b->handed == NULL);
   pthread_cond_destroy (&b->cond);
   pthread_mutex_destroy (&b->lock);
 }
 
-/* Put R on C's in-flight list and send it.  Caller holds C->send_lock
- * and C is up (or was, a moment ago).  Returns 0 once sent.  On failure
- * returns -errno, and *MINE tells whether R is still the caller's to
- * complete (otherwise the receiver has completed it).
+/* Put up to SEND_FRAMES requests from the front of the list *TODO
+ * (linked by next, all for C's server) on C's in-flight list and send
+ * their frames in one sendmsg.  Caller holds C->send_lock.  Returns 0
+ * with them taken off *TODO.  On failure, closes C and returns -errno,
+ * with the requests that are still the caller's put back on *TODO (a
+ * reader may have completed the others).
  */
 static int
-send_request (struct ss_conn *c, struct ss_request *r, bool *mine)
+send_lot (struct ss_conn *c, struct ss_request **todo)
 {
-  uint8_t hbuf[PROTO_HEADER_SIZE], head[PROTO_SEG_IO_SIZE];
-  struct iovec iov[3];
-  int iovcnt = 1, fd, e;
-  uint32_t len = 0;
-
-  *mine = true;
-  if (r->opcode != PROTO_OP_SEG_FLUSH) {
-    proto_encode_seg_io (&r->io, head);
-    iov[1].iov_base = head;
-    iov[1].iov_len = PROTO_SEG_IO_SIZE;
-    len = PROTO_SEG_IO_SIZE;
-    iovcnt = 2;
-    if (r->opcode == PROTO_OP_SEG_WRITE) {
-      iov[2].iov_base = r->data;
-      iov[2].iov_len = r->io.length;
-      len += r->io.length;
-      iovcnt = 3;
-    }
-  }
+  uint8_t wire[SEND_FRAMES][PROTO_HEADER_SIZE + PROTO_SEG_IO_SIZE];
+  struct ss_request *lot[SEND_FRAMES], *r;
+  struct iovec iov[SEND_FRAMES * 2];
+  size_t i, k = 0;
+  int niov = 0, fd, e;
 
   pthread_mutex_lock (&c->lock);
   if (c->state != CONN_UP) {
-    /* The receiver failed since the caller looked. */
+    /* A reader failed it since the caller looked. */
     pthread_mutex_unlock (&c->lock);
     return -ENOTCONN;
   }
-  r->tag = c->next_tag++;
-  r->gen = c->gen;
-  r->conn = c;
-  r->state = REQ_INFLIGHT;
-  r->next = c->inflight;
-  c->inflight = r;
+  while (*todo != NULL && k < SEND_FRAMES) {
+    r = *todo;
+    *todo = r->next;
+    r->tag = c->next_tag++;
+    r->gen = c->gen;
+    r->conn = c;
+    r->state = REQ_INFLIGHT;
+    r->next = c->inflight;
+    c->inflight = r;
+    lot[k++] = r;
+  }
   fd = c->fd;
   pthread_mutex_unlock (&c->lock);
 
-  struct proto_header hdr = {
-    .magic = PROTO_MAGIC,
-    .version = PROTO_VERSION,
-    .opcode = r->opcode,
-    .flags = r->flags,
-    .status = PROTO_OK,
-    .length = len,
-    .tag = r->tag,
-  };
-  proto_header_encode (&hdr, hbuf);
-  iov[0].iov_base = hbuf;
-  iov[0].iov_len = PROTO_HEADER_SIZE;
+  for (i = 0; i < k; i++) {
+    struct proto_header hdr = {
+      .magic = PROTO_MAGIC,
+      .version = PROTO_VERSION,
+      .opcode = lot[i]->opcode,
+      .flags = lot[i]->flags,
+      .status = PROTO_OK,
+      .tag = lot[i]->tag,
+    };
 
-  e = send_all (fd, iov, iovcnt);
+    iov[niov].iov_base = wire[i];
+    iov[niov].iov_len = PROTO_HEADER_SIZE;
+    if (lot[i]->opcode != PROTO_OP_SEG_FLUSH) {
+      proto_encode_seg_io (&lot[i]->io, wire[i] + PROTO_HEADER_SIZE);
+      iov[niov].iov_len += PROTO_SEG_IO_SIZE;
+      hdr.length = PROTO_SEG_IO_SIZE;
+    }
+    niov++;
+    if (lot[i]->opcode == PROTO_OP_SEG_WRITE) {
+      iov[niov].iov_base = lot[i]->data;
+      iov[niov].iov_len = lot[i]->io.length;
+      hdr.length += lot[i]->io.length;
+      niov++;
+    }
+    proto_header_encode (&hdr, wire[i]);
+  }
+
+  e = send_all (c, fd, iov, niov);
   if (e == 0)
     return 0;
 
-  /* A partial frame leaves the stream unusable: close it.  The receiver
-   * then fails everything else in flight.
+  /* A partial frame leaves the stream unusable: close it, failing the
+   * other requests in flight on it.
    */
   pthread_mutex_lock (&c->lock);
-  *mine = r->state == REQ_INFLIGHT;
-  if (*mine) {
-    unlink_request (c, r);
-    r->state = REQ_NEW;
-    r->conn = NULL;
+  for (i = k; i-- > 0;) {
+    r = lot[i];
+    if (r->state == REQ_INFLIGHT) {
+      unlink_request (c, r);
+      r->state = REQ_NEW;
+      r->conn = NULL;
+      r->next = *todo;
+      *todo = r;
+    }
   }
-  shutdown (fd, SHUT_RDWR);
   pthread_mutex_unlock (&c->lock);
   if (tessera_debug_conn)
     nbdkit_debug ("server %" PRIu32 " conn %u: send: %s", c->server->id,
                   c->index, strerror (-e));
+  conn_fail (c);
   return e;
 }
 
-/* Send R (its "in" fields filled) to R->server as part of batch B.  Never
- * fails itself: a request that cannot be sent is completed at once with
- * its error.  R must stay valid until ss_batch_wait returns.
+/* Send the requests of the list TODO (linked by next), all for server S,
+ * on one of its sockets.  A request that cannot be sent is completed at
+ * once with its error.
  *
  * A socket that has been idle may have been closed by the server (a
- * restart) without the receiver having noticed yet: a request that
- * cannot be sent on a socket opened earlier is sent once more on a new
- * one.  Every segment request is idempotent, so this is safe.
+ * restart) without anyone having noticed yet: requests that cannot be
+ * sent on a socket opened earlier are sent once more on a new one.
+ * Every segment request is idempotent, so this is safe.
  */
-void
-ss_submit (struct ss_batch *b, struct ss_request *r)
+static void
+submit_server (struct ss_server *s, struct ss_request *todo)
 {
-  struct ss_server *s = r->server;
   struct ss_conn *c;
-  char errmsg[sizeof r->errmsg] = "";
-  bool fresh, mine;
+  char errmsg[SS_ERRMSG_SIZE] = "";
+  bool fresh;
   int attempt, state, e;
 
-  r->batch = b;
-  r->conn = NULL;
-  r->err = 0;
-  r->errmsg[0] = '\0';
-  r->state = REQ_NEW;
-  r->done = false;
-  r->next = NULL;
-  pthread_mutex_lock (&b->lock);
-  b->pending++;
-  pthread_mutex_unlock (&b->lock);
-
   if (now_ns () < atomic_load (&s->suspect_until)) {
-    complete (r, -EIO, "unreachable (failed recently)");
+    complete_list (todo, -EIO, "unreachable (failed recently)");
     return;
   }
   c = &s->conns[atomic_fetch_add (&s->rr, 1) % s->nconns];
@@ -689,27 +927,71 @@ ss_submit (struct ss_batch *b, struct ss_request *r)
       e = conn_open (c, errmsg, sizeof errmsg);
       if (e < 0) {
         mark_suspect (s);
-        complete (r, e, errmsg);
+        complete_list (todo, e, errmsg);
         return;
       }
     }
 
-    e = send_request (c, r, &mine);
-    if (e == 0 || !mine)
+    while (todo != NULL && (e = send_lot (c, &todo)) == 0)
+      ;
+    if (todo == NULL)
       return;
     if (!fresh && attempt == 0)
       continue;
     mark_suspect (s);
     snprintf (errmsg, sizeof errmsg, "send: %s", strerror (-e));
-    complete (r, -EIO, errmsg);
+    complete_list (todo, -EIO, errmsg);
     return;
+  }
+}
+
+/* Send the N requests at REQS (their "in" fields filled) as part of
+ * batch B: the frames for one server go on one of its sockets, together.
+ * Never fails itself: a request that cannot be sent is completed at once
+ * with its error.  The requests must stay valid until ss_batch_wait
+ * returns.
+ */
+void
+ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
+{
+  struct ss_request *todo, **tail;
+  size_t i, j;
+
+  for (i = 0; i < n; i++) {
+    reqs[i].batch = b;
+    reqs[i].conn = NULL;
+    reqs[i].err = 0;
+    reqs[i].errmsg[0] = '\0';
+    reqs[i].state = REQ_NEW;
+    reqs[i].done = false;
+    reqs[i].next = NULL;
+  }
+  pthread_mutex_lock (&b->lock);
+  b->pending += n;
+  pthread_mutex_unlock (&b->lock);
+
+  for (i = 0; i < n; i++) {
+    for (j = 0; j < i; j++)
+      if (reqs[j].server == reqs[i].server)
+        break;
+    if (j < i)
+      continue; /* sent with the first request for its server */
+    todo = NULL;
+    tail = &todo;
+    for (j = i; j < n; j++) {
+      if (reqs[j].server == reqs[i].server) {
+        *tail = &reqs[j];
+        tail = &reqs[j].next;
+      }
+    }
+    submit_server (reqs[i].server, todo);
   }
 }
 
 /* Take the timed-out request R back from its connection: fail it with
  * ETIMEDOUT if it is still waiting for its reply, or shut the socket
- * down if the receiver is reading its reply right now (it then completes
- * R with an error promptly).
+ * down if a reader is reading its reply right now (it then completes R
+ * with an error promptly).
  */
 static void
 cancel (struct ss_batch *b, struct ss_request *r)
@@ -740,51 +1022,218 @@ cancel (struct ss_batch *b, struct ss_request *r)
   }
 }
 
+/* Whether request R of batch B has completed. */
+static bool
+is_done (struct ss_batch *b, const struct ss_request *r)
+{
+  bool done;
+
+  pthread_mutex_lock (&b->lock);
+  done = r->done;
+  pthread_mutex_unlock (&b->lock);
+  return done;
+}
+
+/* Bring the set of sockets whose reader role the waiter of B holds
+ * (*OWNED, linked by owned_next) up to date with its requests (the N at
+ * REQS): take the role of every socket where one of them waits for its
+ * reply and nobody reads, give back the role of the sockets where none
+ * waits any more.  Past POLL_MAX sockets, roles go to the helpers.
+ */
+static void
+update_roles (struct ss_batch *b, struct ss_request *reqs, size_t n,
+              struct ss_conn **owned)
+{
+  struct ss_conn *c, **pp;
+  unsigned nowned = 0;
+  size_t i;
+
+  for (c = *owned; c != NULL; c = c->owned_next) {
+    c->needed = false;
+    nowned++;
+  }
+  for (i = 0; i < n; i++) {
+    struct ss_request *r = &reqs[i];
+
+    c = r->conn;
+    if (c == NULL || is_done (b, r))
+      continue;
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
+    if (r->state != REQ_INFLIGHT)
+      continue;
+    if (c->reading && c->owner == b)
+      c->needed = true;
+    else if (!c->reading) {
+      c->reading = true;
+      if (nowned == POLL_MAX) {
+        c->owner = NULL;
+        c->helper_turn = true;
+        pthread_cond_signal (&c->helper_cond);
+        continue;
+      }
+      c->owner = b;
+      c->needed = true;
+      c->owned_next = *owned;
+      *owned = c;
+      nowned++;
+    }
+  }
+  nowned = 0;
+  for (pp = owned; (c = *pp) != NULL;) {
+    if (c->needed && nowned < POLL_MAX) {
+      nowned++;
+      pp = &c->owned_next;
+      continue;
+    }
+    *pp = c->owned_next;
+    c->owned_next = NULL;
+    pthread_mutex_lock (&c->lock);
+    if (c->needed) {
+      /* Handed over while asleep, one too many to poll. */
+      c->owner = NULL;
+      c->helper_turn = true;
+      pthread_cond_signal (&c->helper_cond);
+    }
+    else
+      pass_role (c);
+    pthread_mutex_unlock (&c->lock);
+  }
+}
+
+/* Wait until one of the sockets at OWNED (whose reader role the caller
+ * holds) has something to read, until DEADLINE at most, and dispatch
+ * what has arrived.  A socket that fails is closed, failing what was in
+ * flight on it.  Returns 0 or -ETIMEDOUT.
+ */
+static int
+read_owned (struct ss_conn *owned, uint64_t deadline)
+{
+  struct pollfd pfd[POLL_MAX];
+  struct ss_conn *cs[POLL_MAX], *c;
+  uint64_t now = now_ns (), ms;
+  int i, nfds = 0, r, e;
+
+  if (now >= deadline)
+    return -ETIMEDOUT;
+  ms = (deadline - now + 999999) / 1000000;
+  for (c = owned; c != NULL; c = c->owned_next) {
+    assert (nfds < POLL_MAX);
+    /* FD cannot change while the role is held (conn_reset waits). */
+    pfd[nfds].fd = c->fd;
+    pfd[nfds].events = POLLIN;
+    pfd[nfds].revents = 0;
+    cs[nfds++] = c;
+  }
+  r = poll (pfd, nfds, ms > INT_MAX ? INT_MAX : (int)ms);
+  if (r == 0)
+    return now_ns () >= deadline ? -ETIMEDOUT : 0;
+  if (r < 0)
+    return 0; /* EINTR: the caller looks again */
+  for (i = 0; i < nfds; i++) {
+    if (pfd[i].revents == 0)
+      continue;
+    e = conn_receive (cs[i], pfd[i].fd);
+    if (e < 0) {
+      debug_closed (cs[i], e);
+      conn_fail (cs[i]);
+    }
+  }
+  return 0;
+}
+
+/* Wait, asleep, until B has no request pending, a socket's reader role
+ * is handed to its waiter, or DEADLINE (as a timespec in TS).  Returns
+ * false if the deadline passed.
+ */
+static bool
+sleep_batch (struct ss_batch *b, const struct timespec *ts)
+{
+  int e = 0;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&b->lock);
+  b->sleeping = true;
+  while (b->pending > 0 && b->handed == NULL && e != ETIMEDOUT)
+    e = pthread_cond_timedwait (&b->cond, &b->lock, ts);
+  b->sleeping = false;
+  return b->pending == 0 || b->handed != NULL || e != ETIMEDOUT;
+}
+
 /* Wait until every request of B (the N requests at REQS) has completed,
  * or B's deadline has passed; then fail the requests still outstanding
- * with ETIMEDOUT.  On return every request's err is final.
+ * with ETIMEDOUT.  Meanwhile read the replies on every socket carrying
+ * one of them that has no other reader.  On return every request's err
+ * is final.
  */
 void
 ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
 {
-  struct timespec deadline;
+  struct ss_conn *owned = NULL, *c;
+  struct timespec ts;
+  uint64_t deadline;
+  unsigned pending;
+  bool timed_out = false;
   size_t i;
-  int e = 0;
 
   /* The deadline counts from here: sending may have taken a while. */
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += b->timeout_ms / 1000;
-  deadline.tv_nsec += (long)(b->timeout_ms % 1000) * 1000000;
-  if (deadline.tv_nsec >= 1000000000) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000;
-  }
+  deadline = now_ns () + (uint64_t)b->timeout_ms * 1000000;
+  ts.tv_sec = deadline / 1000000000;
+  ts.tv_nsec = deadline % 1000000000;
 
-  pthread_mutex_lock (&b->lock);
-  while (b->pending > 0 && e != ETIMEDOUT)
-    e = pthread_cond_timedwait (&b->cond, &b->lock, &deadline);
-  pthread_mutex_unlock (&b->lock);
-  if (e != ETIMEDOUT)
-    return;
-
-  for (i = 0; i < n; i++) {
-    bool done;
-
+  for (;;) {
     pthread_mutex_lock (&b->lock);
-    done = reqs[i].done;
+    while ((c = b->handed) != NULL) {
+      b->handed = c->owned_next;
+      c->owned_next = owned;
+      owned = c;
+    }
+    pending = b->pending;
     pthread_mutex_unlock (&b->lock);
-    if (!done && reqs[i].conn != NULL)
-      cancel (b, &reqs[i]);
+    if (pending == 0)
+      break;
+    update_roles (b, reqs, n, &owned);
+    if (owned == NULL) {
+      if (!sleep_batch (b, &ts)) {
+        timed_out = true;
+        break;
+      }
+    }
+    else if (read_owned (owned, deadline) == -ETIMEDOUT) {
+      timed_out = true;
+      break;
+    }
   }
 
-  pthread_mutex_lock (&b->lock);
-  while (b->pending > 0)
-    pthread_cond_wait (&b->cond, &b->lock);
-  pthread_mutex_unlock (&b->lock);
+  if (timed_out) {
+    /* No socket can be handed over now: the waiter is awake. */
+    pthread_mutex_lock (&b->lock);
+    while ((c = b->handed) != NULL) {
+      b->handed = c->owned_next;
+      c->owned_next = owned;
+      owned = c;
+    }
+    pthread_mutex_unlock (&b->lock);
+    for (i = 0; i < n; i++)
+      if (reqs[i].conn != NULL && !is_done (b, &reqs[i]))
+        cancel (b, &reqs[i]);
+  }
+  while ((c = owned) != NULL) {
+    owned = c->owned_next;
+    c->owned_next = NULL;
+    pthread_mutex_lock (&c->lock);
+    pass_role (c);
+    pthread_mutex_unlock (&c->lock);
+  }
+  if (timed_out) {
+    /* Requests whose replies another reader is reading. */
+    pthread_mutex_lock (&b->lock);
+    while (b->pending > 0)
+      pthread_cond_wait (&b->cond, &b->lock);
+    pthread_mutex_unlock (&b->lock);
+  }
 }
 
-/* Close every socket of S: shut each down so that its receiver fails
- * whatever is in flight and exits, join it, close the fd.
+/* Close every socket of S: fail whatever is in flight, wait for its
+ * reader to give the role back, stop its helper, close the fd.
  */
 void
 ss_server_disconnect (struct ss_server *s)
@@ -795,10 +1244,7 @@ ss_server_disconnect (struct ss_server *s)
     struct ss_conn *c = &s->conns[i];
 
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->send_lock);
-    pthread_mutex_lock (&c->lock);
-    if (c->fd >= 0)
-      shutdown (c->fd, SHUT_RDWR);
-    pthread_mutex_unlock (&c->lock);
+    conn_fail (c);
     conn_reset (c);
   }
 }
