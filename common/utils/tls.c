@@ -279,6 +279,19 @@ relay_new (int fd, bool server, int timeout_ms, int *app, int *err)
   return r;
 }
 
+/* Free R, whose threads never started, with the application's end APP
+ * and the network socket.
+ */
+static void
+relay_discard (struct relay *r, int app)
+{
+  gnutls_deinit (r->session);
+  close (r->plain);
+  close (app);
+  close (r->tcp);
+  free (r);
+}
+
 /* The handshake on R, bounded by its timeout.  Returns 0 or a GnuTLS
  * error code.
  */
@@ -315,21 +328,13 @@ tls_wrap_client (int fd, int timeout_ms, char *errmsg, size_t errlen)
               "TLS handshake: %s (does the server run with TLS, and with "
               "the same cluster key?)",
               gnutls_strerror (g));
-    gnutls_deinit (r->session);
-    close (r->plain);
-    close (app);
-    close (fd);
-    free (r);
+    relay_discard (r, app);
     return -ECONNREFUSED;
   }
   e = start_thread (relay_down, r);
   if (e < 0) {
     snprintf (errmsg, errlen, "TLS: %s", strerror (-e));
-    gnutls_deinit (r->session);
-    close (r->plain);
-    close (app);
-    close (fd);
-    free (r);
+    relay_discard (r, app);
     return e;
   }
   e = start_thread (relay_up, r);
@@ -379,11 +384,7 @@ tls_wrap_server (int fd, int timeout_ms, const char *peer)
   snprintf (r->peer, sizeof r->peer, "%s", peer ? peer : "peer");
   e = start_thread (server_start, r);
   if (e < 0) {
-    gnutls_deinit (r->session);
-    close (r->plain);
-    close (app);
-    close (fd);
-    free (r);
+    relay_discard (r, app);
     return e;
   }
   return app;
