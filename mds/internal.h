@@ -65,6 +65,10 @@ struct mds_lease {
   uint64_t base_epoch; /* the writer's first epoch (its open) */
   uint64_t epoch;      /* its current epoch (EPOCH_NEXT raises it) */
   uint64_t expiry_ns;  /* CLOCK_MONOTONIC */
+  /* The token of the VOL_OPEN that took the lease (all zero: none), so
+   * that the same open sent again gets the same lease (req-open.c).
+   */
+  uint8_t open_token[PROTO_OPEN_TOKEN_SIZE];
 };
 
 /* A copy to one replica of a segment (copy.c), running on a worker

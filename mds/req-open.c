@@ -24,7 +24,35 @@
 
 #include "internal.h"
 
-/* VOL_OPEN, read-only or read-write. */
+/* Whether TOKEN (an open token) is set, not all zero. */
+static bool
+token_set (const uint8_t *token)
+{
+  size_t i;
+
+  for (i = 0; i < PROTO_OPEN_TOKEN_SIZE; i++)
+    if (token[i] != 0)
+      return true;
+  return false;
+}
+
+/* Whether the read-write VOL_OPEN REQ of volume V repeats the open that
+ * took its lease L (may be NULL): same token, and the writer has not
+ * rotated its epoch since, so it never got the answer.
+ */
+static bool
+open_repeated (const struct proto_vol_request *req,
+               const struct catalog_volume *v, const struct mds_lease *l)
+{
+  return l != NULL && token_set (req->token) &&
+         memcmp (l->open_token, req->token, sizeof l->open_token) == 0 &&
+         l->epoch == l->base_epoch && l->epoch == v->epoch;
+}
+
+/* VOL_OPEN, read-only or read-write.  A read-write open sent again with
+ * the token of the open that took the lease (its answer was lost) gets
+ * that lease and epoch again, renewed.
+ */
 int
 mds_op_vol_open (struct mds *mds, struct mds_conn *conn, const void *payload,
                  uint32_t len, struct mds_reply *rep)
@@ -51,7 +79,17 @@ mds_op_vol_open (struct mds *mds, struct mds_conn *conn, const void *payload,
 
   memset (&reply, 0, sizeof reply);
   reply.segment_size = mds->cluster.segment_size;
-  if (req.flags & PROTO_OPEN_RW) {
+  if ((req.flags & PROTO_OPEN_RW) &&
+      open_repeated (&req, &v, mds_lease_find (mds, v.id))) {
+    l = mds_lease_find (mds, v.id);
+    r = mds_lease_set (mds, v.id, l->base_epoch, l->epoch);
+    if (r < 0)
+      return mds_reply_errno (rep, r, "volume %s: out of memory", v.name);
+    log_info ("volume %s: open for writing by %s repeated, epoch %" PRIu64,
+              v.name, conn->peer, v.epoch);
+    reply.lease_ms = mds->lease_ms;
+  }
+  else if (req.flags & PROTO_OPEN_RW) {
     if (mds_lease_active (mds, v.id))
       return mds_reply_error (rep, PROTO_EBUSY,
                               "volume %s: already open for writing", v.name);
@@ -73,6 +111,8 @@ mds_op_vol_open (struct mds *mds, struct mds_conn *conn, const void *payload,
     r = mds_lease_set (mds, v.id, v.epoch, v.epoch);
     if (r < 0)
       return mds_reply_errno (rep, r, "volume %s: out of memory", v.name);
+    l = mds_lease_find (mds, v.id);
+    memcpy (l->open_token, req.token, sizeof l->open_token);
     log_info ("volume %s: opened for writing by %s, epoch %" PRIu64, v.name,
               conn->peer, v.epoch);
     reply.lease_ms = mds->lease_ms;

@@ -194,6 +194,7 @@ mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
     mds->leases = p;
     l = &p[mds->nleases++];
     l->volume = volume;
+    memset (l->open_token, 0, sizeof l->open_token);
   }
   l->base_epoch = base_epoch;
   l->epoch = epoch;

@@ -11,6 +11,12 @@
  * Writes in flight are counted per epoch in a few slots: at most the
  * current epoch and the one a flush is draining have writes in flight.
  *
+ * Rotating and marking clean are bookkeeping that a flush can do
+ * without, so neither holds a flush up for long: a rotation that cannot
+ * take epoch_rw soon (MDS requests naming the epoch are slow) is
+ * skipped, and a drain waits half the timeout at most; an epoch not
+ * seen drained is not marked clean (a later EPOCH_CLEAN covers it).
+ *
  * EPOCH_NEXT is not idempotent.  If its answer is lost (the MDS died or
  * the connection broke) the MDS may or may not have moved the lease to
  * E+1; the plugin keeps E and remembers E+1 in maybe_next.  When the MDS
@@ -61,6 +67,7 @@ epoch_init (struct volume *v)
   pthread_condattr_destroy (&attr);
   memset (v->slots, 0, sizeof v->slots);
   v->maybe_next = 0;
+  v->drained = 0;
   atomic_init (&v->epoch_written, false);
   atomic_init (&v->unclean, false);
 }
@@ -131,12 +138,36 @@ epoch_end (struct volume *v, uint64_t epoch)
   assert (!"epoch_end: no write of that epoch in flight");
 }
 
-/* Wait until no write of EPOCH or an older epoch is in flight. */
+/* Nanoseconds on the monotonic clock, plus MS milliseconds, as a
+ * timespec.
+ */
+static struct timespec
+deadline_in (uint64_t ms)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  return ts;
+}
+
+/* Wait until no write of EPOCH or an older epoch is in flight, for half
+ * the timeout at most (writes stuck on a failing server take up to
+ * twice that).  If they drained, EPOCH may be marked clean once the
+ * flush that follows is done (epoch_clean); else it stays dirty.
+ */
 void
 epoch_drain (struct volume *v, uint64_t epoch)
 {
+  struct timespec ts = deadline_in (v->cfg->timeout_ms / 2);
   bool busy;
   unsigned i;
+  int e = 0;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
   for (;;) {
@@ -144,9 +175,18 @@ epoch_drain (struct volume *v, uint64_t epoch)
     for (i = 0; i < EPOCH_SLOTS; i++)
       if (v->slots[i].inflight > 0 && v->slots[i].epoch <= epoch)
         busy = true;
-    if (!busy)
+    if (!busy) {
+      if (epoch > v->drained)
+        v->drained = epoch;
       return;
-    pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
+    }
+    if (e == ETIMEDOUT) {
+      nbdkit_debug ("volume %s: writes of epoch %" PRIu64 " still in "
+                    "flight: it stays dirty",
+                    v->name, epoch);
+      return;
+    }
+    e = pthread_cond_timedwait (&v->epoch_cond, &v->epoch_lock, &ts);
   }
 }
 
@@ -172,9 +212,10 @@ set_maybe_next (struct volume *v, uint64_t epoch)
 /* The MDS said the current epoch is stale: if an unanswered EPOCH_NEXT
  * may have moved the lease to the next epoch, renew the lease in that
  * epoch, and adopt it if the MDS agrees.  Caller holds v->epoch_rw for
- * writing.  Returns 0 if the epoch was adopted, -ESTALE if the lease is
- * lost (not reported), or another -errno if the MDS could not be asked
- * (the question stays open).
+ * writing.  Returns 0 if the epoch was adopted, -ESTALE if the MDS
+ * answered that E+1 does not hold the lease either (ESTALE or EPERM: the
+ * lease is lost, not reported), or another -errno if the MDS could not
+ * be asked or gave another answer (the question stays open).
  */
 static int
 resolve_locked (struct volume *v)
@@ -203,13 +244,19 @@ resolve_locked (struct volume *v)
     set_epoch (v, l.epoch);
     return 0;
   }
-  if (outcome == MDS_ANSWERED) {
+  if (outcome == MDS_ANSWERED && (r == -ESTALE || r == -EPERM)) {
     nbdkit_debug ("volume %s: lease in epoch %" PRIu64 ": %s", v->name, l.epoch,
                   errmsg[0] ? errmsg : strerror (-r));
     set_maybe_next (v, 0);
     return -ESTALE;
   }
-  return r;
+  /* Any other answer (EBADMSG after a damaged request, EIO, EAGAIN ...)
+   * or no answer settles nothing: the question stays open and is asked
+   * again the next time the MDS calls the epoch stale.
+   */
+  nbdkit_debug ("volume %s: lease in epoch %" PRIu64 ": unsettled: %s", v->name,
+                l.epoch, errmsg[0] ? errmsg : strerror (-r));
+  return r == -ESTALE || r == -EPERM ? -EIO : r;
 }
 
 /* The MDS refused a request made in epoch STALE as not holding the
@@ -246,11 +293,19 @@ epoch_rotate (struct volume *v, uint64_t *old)
   struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
+  struct timespec ts;
   uint32_t len;
   int outcome, r;
 
   *old = 0;
-  pthread_rwlock_wrlock (&v->epoch_rw);
+  /* Requests naming the epoch hold epoch_rw while the MDS answers: if
+   * it is slow, skip this rotation rather than hold up the flush.
+   */
+  ts = deadline_in (v->cfg->timeout_ms / 4);
+  if (pthread_rwlock_clockwrlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
+    nbdkit_debug ("volume %s: rotate epoch: the MDS is busy, skipped", v->name);
+    return -EAGAIN;
+  }
   l.epoch = v->epoch;
   proto_encode_lease (&l, &wb);
   /* Sent once: retrying on a new connection after a lost answer would
@@ -298,8 +353,9 @@ epoch_rotate (struct volume *v, uint64_t *old)
 }
 
 /* Tell the MDS that every write of EPOCH and older epochs is durable on
- * every ok replica (EPOCH_CLEAN).  Not retried: a later EPOCH_CLEAN
- * covers this one.  Returns 0 or -errno (logged for debugging only).
+ * every ok replica (EPOCH_CLEAN), if epoch_drain saw EPOCH drained.  Not
+ * retried: a later EPOCH_CLEAN covers this one.  Returns 0, -EAGAIN if
+ * EPOCH was not seen drained, or -errno (logged for debugging only).
  */
 int
 epoch_clean (struct volume *v, uint64_t epoch)
@@ -311,6 +367,11 @@ epoch_clean (struct volume *v, uint64_t epoch)
   uint32_t len;
   int outcome, r;
 
+  pthread_mutex_lock (&v->epoch_lock);
+  r = v->drained >= epoch ? 0 : -EAGAIN;
+  pthread_mutex_unlock (&v->epoch_lock);
+  if (r < 0)
+    return r;
   proto_encode_lease (&l, &wb);
   r = volume_mds_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
                           &len, errmsg, sizeof errmsg);

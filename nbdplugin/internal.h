@@ -9,7 +9,7 @@
  * Lock order (outer first):
  *   volume.flush_lock
  *   rangelock.lock (never held across other calls)
- *   volume.map_lock
+ *   volume.map_lock (never held across an MDS request)
  *   volume.epoch_rw
  *   volume.servers_lock
  *   volume.mds_lock
@@ -194,6 +194,9 @@ struct map_chunk {
 };
 
 /* The server table, replaced whole when SERVER_LIST is fetched again. */
+/* An MDS request about the map in flight (map.c). */
+struct map_op;
+
 struct server_table {
   struct server_table *retired_next;
   size_t n;
@@ -224,11 +227,16 @@ struct volume {
   pthread_mutex_t mds_lock; /* protects mds */
   struct proto_client *mds;
 
-  /* Map cache.  map_lock serializes chunk fetches, MAP_ALLOC and entry
-   * replacement (so concurrent writers never double-allocate); readers
-   * do not take it.
+  /* Map cache.  map_lock protects entry replacement, the retired list
+   * and the MDS requests in flight, but is never held across one: a
+   * request that needs the answer of one in flight (the same chunk
+   * fetch, an allocation covering its segments, the same failed
+   * replica) waits on map_cond for it instead of asking again.
+   * Readers do not take it.
    */
   pthread_mutex_t map_lock;
+  pthread_cond_t map_cond;              /* broadcast when an op ends */
+  struct map_op *map_ops;               /* in flight, under map_lock */
   _Atomic (struct map_chunk *) *chunks; /* nchunks pointers */
   struct seg *retired;                  /* under map_lock */
 
@@ -250,7 +258,8 @@ struct volume {
    * that a rotation has just replaced.
    */
   pthread_rwlock_t epoch_rw;
-  pthread_mutex_t epoch_lock; /* protects epoch, slots, maybe_next */
+  pthread_mutex_t epoch_lock; /* protects epoch, slots, maybe_next,
+                               * drained */
   pthread_cond_t epoch_cond;  /* broadcast when a slot drains */
   uint64_t epoch;
   struct epoch_slot slots[EPOCH_SLOTS];
@@ -258,6 +267,10 @@ struct volume {
    * this epoch (0: none).
    */
   uint64_t maybe_next;
+  /* The last epoch that epoch_drain saw drained: EPOCH_CLEAN may name
+   * it once the flush that followed is done.
+   */
+  uint64_t drained;
   uint64_t last_rotation_ns; /* under flush_lock */
   atomic_bool epoch_written; /* a write began since the last rotation */
   atomic_bool unclean;       /* a write failed part way: never clean */
@@ -327,6 +340,7 @@ extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
 extern int map_replica_failed (struct volume *v, const struct seg *seg,
                                uint32_t server);
 extern void map_refresh (struct volume *v);
+extern void map_init (struct volume *v);
 extern void map_free (struct volume *v);
 
 /* ---- io.c ---- */

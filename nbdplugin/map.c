@@ -7,6 +7,14 @@
  * replica marked stale, a refresh) publishes a new immutable entry and
  * keeps the old one on a retired list until the volume is freed, so an
  * entry a reader holds never goes away under it.
+ *
+ * No lock is held across an MDS request (a slow or failing MDS must not
+ * queue every writer behind one request): a request that needs what one
+ * in flight will bring (the same chunk, an allocation covering its
+ * segments, the same failed replica) waits for that one and shares its
+ * result, for at most the timeout.  Two MAP_ALLOCs of overlapping
+ * ranges may cross; the MDS allocates each hole once and answers both
+ * with the same entries.
  */
 
 #include <config.h>
@@ -18,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -45,8 +54,8 @@ seg_equal (const struct seg *s, const struct proto_map_entry *e)
 
 /* Publish map entry E in chunk CH, retiring the entry it replaces.  An
  * entry of an older generation than the cached one is ignored (a reply
- * that crossed a newer one).  Caller holds v->map_lock.  Returns 0 or
- * -ENOMEM.
+ * that crossed a newer one).  Caller holds v->map_lock, or owns CH (not
+ * published yet).  Returns 0 or -ENOMEM.
  */
 static int
 store_entry (struct volume *v, struct map_chunk *ch,
@@ -145,6 +154,141 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
   return 0;
 }
 
+/* An MDS request about the map in flight.  Under v->map_lock; freed by
+ * the last of its sender and its waiters.
+ */
+struct map_op {
+  struct map_op *next; /* in v->map_ops while not done */
+  uint8_t opcode;      /* MAP_GET (a chunk), MAP_ALLOC, REPLICA_FAILED */
+  uint64_t a, b;       /* MAP_GET: chunk, 1; MAP_ALLOC: start, count;
+                        * REPLICA_FAILED: segment, server */
+  bool done;
+  int err; /* once done: 0 or -errno */
+  unsigned refs;
+};
+
+/* Nanoseconds on the monotonic clock. */
+static uint64_t
+map_now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The time by which a map operation starting now must be over. */
+static uint64_t
+map_deadline (struct volume *v)
+{
+  return map_now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
+}
+
+/* Find the operation in flight that answers OPCODE for (A, B): for
+ * MAP_ALLOC one whose range covers [A, A+B), else the same one.  Caller
+ * holds v->map_lock.  Returns NULL if there is none.
+ */
+static struct map_op *
+op_find (struct volume *v, uint8_t opcode, uint64_t a, uint64_t b)
+{
+  struct map_op *op;
+
+  for (op = v->map_ops; op != NULL; op = op->next) {
+    if (op->opcode != opcode)
+      continue;
+    if (opcode == PROTO_OP_MAP_ALLOC ? op->a <= a && a + b <= op->a + op->b
+                                     : op->a == a && op->b == b)
+      return op;
+  }
+  return NULL;
+}
+
+/* Register operation OPCODE (A, B) as in flight.  Caller holds
+ * v->map_lock, sends the request without it, then calls op_finish.
+ * Returns the operation, or NULL (reported) if out of memory.
+ */
+static struct map_op *
+op_start (struct volume *v, uint8_t opcode, uint64_t a, uint64_t b)
+{
+  struct map_op *op = calloc (1, sizeof *op);
+
+  if (op == NULL) {
+    nbdkit_error ("calloc: %m");
+    return NULL;
+  }
+  op->opcode = opcode;
+  op->a = a;
+  op->b = b;
+  op->refs = 1;
+  op->next = v->map_ops;
+  v->map_ops = op;
+  return op;
+}
+
+/* Drop one reference to OP, freeing it with the last.  Caller holds
+ * v->map_lock.
+ */
+static void
+op_unref (struct map_op *op)
+{
+  if (--op->refs == 0)
+    free (op);
+}
+
+/* Operation OP, started by the caller, ended with ERR: wake its waiters.
+ * Caller holds v->map_lock.
+ */
+static void
+op_finish (struct volume *v, struct map_op *op, int err)
+{
+  struct map_op **pp;
+
+  for (pp = &v->map_ops; *pp != op; pp = &(*pp)->next)
+    assert (*pp != NULL);
+  *pp = op->next;
+  op->next = NULL;
+  op->done = true;
+  op->err = err;
+  pthread_cond_broadcast (&v->map_cond);
+  op_unref (op);
+}
+
+/* Wait until operation OP, sent by another request, is over, but not
+ * past DEADLINE.  Caller holds v->map_lock (released while waiting).
+ * Returns OP's result, or -ETIMEDOUT.
+ */
+static int
+op_wait (struct volume *v, struct map_op *op, uint64_t deadline)
+{
+  struct timespec ts = { .tv_sec = deadline / 1000000000,
+                         .tv_nsec = deadline % 1000000000 };
+  int e = 0, r;
+
+  op->refs++;
+  while (!op->done && e != ETIMEDOUT)
+    e = pthread_cond_timedwait (&v->map_cond, &v->map_lock, &ts);
+  r = op->done ? op->err : -ETIMEDOUT;
+  op_unref (op);
+  return r;
+}
+
+/* Report that a request waited in vain for operation OPCODE of another
+ * request, which ended with ERR; return the error to pass on.
+ */
+static int
+op_failed (struct volume *v, uint8_t opcode, int err)
+{
+  if (err == -ETIMEDOUT) {
+    nbdkit_error ("volume %s: %s: timed out waiting for the MDS", v->name,
+                  proto_opcode_name (opcode));
+    return -EIO;
+  }
+  if (err != -ESTALE)
+    nbdkit_error ("volume %s: %s: %s", v->name, proto_opcode_name (opcode),
+                  strerror (-err));
+  return err;
+}
+
 /* Free chunk CH and the entries in it. */
 static void
 chunk_free (struct map_chunk *ch)
@@ -158,13 +302,16 @@ chunk_free (struct map_chunk *ch)
   free (ch);
 }
 
-/* Return in *OUT chunk CI of the map cache, fetching it if needed.
- * Caller holds v->map_lock.  Returns 0 or -errno (reported).
+/* Return in *OUT chunk CI of the map cache, fetching it if needed, or
+ * waiting (until DEADLINE) for the fetch in flight.  Caller does not
+ * hold v->map_lock.  Returns 0 or -errno (reported).
  */
 static int
-chunk_load_locked (struct volume *v, uint64_t ci, struct map_chunk **out)
+chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
+            uint64_t deadline)
 {
-  struct map_chunk *ch;
+  struct map_chunk *ch = NULL;
+  struct map_op *op;
   struct proto_map map;
   uint64_t start = ci * PROTO_MAP_MAX;
   uint32_t count, i;
@@ -174,35 +321,61 @@ chunk_load_locked (struct volume *v, uint64_t ci, struct map_chunk **out)
   *out = atomic_load_explicit (&v->chunks[ci], memory_order_acquire);
   if (*out)
     return 0;
+
+  pthread_mutex_lock (&v->map_lock);
+  while ((*out = atomic_load (&v->chunks[ci])) == NULL &&
+         (op = op_find (v, PROTO_OP_MAP_GET, ci, 1)) != NULL) {
+    r = op_wait (v, op, deadline);
+    if (r < 0) {
+      pthread_mutex_unlock (&v->map_lock);
+      return op_failed (v, PROTO_OP_MAP_GET, r);
+    }
+  }
+  if (*out) {
+    pthread_mutex_unlock (&v->map_lock);
+    return 0;
+  }
+  op = op_start (v, PROTO_OP_MAP_GET, ci, 1);
+  pthread_mutex_unlock (&v->map_lock);
+  if (op == NULL)
+    return -ENOMEM;
+
   count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
                                                : PROTO_MAP_MAX;
   r = map_fetch (v, PROTO_OP_MAP_GET, start, count, true, &map);
-  if (r < 0)
-    return r;
-  ch = calloc (1, sizeof *ch);
-  if (ch == NULL) {
-    nbdkit_error ("calloc: %m");
-    proto_map_free (&map);
-    return -ENOMEM;
-  }
-  for (i = 0; i < map.n; i++) {
-    r = store_entry (v, ch, &map.entries[i]);
+  if (r == 0) {
+    ch = calloc (1, sizeof *ch);
+    if (ch == NULL)
+      r = -ENOMEM;
+    /* A fresh chunk: store_entry retires nothing. */
+    for (i = 0; r == 0 && i < map.n; i++)
+      r = store_entry (v, ch, &map.entries[i]);
     if (r < 0) {
       nbdkit_error ("calloc: %s", strerror (-r));
       chunk_free (ch);
-      proto_map_free (&map);
-      return r;
     }
+    proto_map_free (&map);
   }
-  proto_map_free (&map);
-  atomic_store_explicit (&v->chunks[ci], ch, memory_order_release);
-  *out = ch;
-  return 0;
+
+  pthread_mutex_lock (&v->map_lock);
+  /* Nobody else fetches or fills a chunk while its MAP_GET is in
+   * flight (apply_map skips chunks not loaded).
+   */
+  if (r == 0) {
+    assert (atomic_load (&v->chunks[ci]) == NULL);
+    atomic_store_explicit (&v->chunks[ci], ch, memory_order_release);
+    *out = ch;
+  }
+  op_finish (v, op, r);
+  pthread_mutex_unlock (&v->map_lock);
+  return r;
 }
 
-/* Publish every entry of MAP.  Caller holds v->map_lock.  Entries are
- * only added or replaced, never removed: a segment once mapped stays
- * mapped.  Returns 0 or -errno (reported).
+/* Publish every entry of MAP that falls in a loaded chunk.  Caller holds
+ * v->map_lock.  Entries are only added or replaced, never removed: a
+ * segment once mapped stays mapped.  Entries of chunks not loaded are
+ * dropped: loading the chunk fetches them afresh.  Returns 0 or -ENOMEM
+ * (reported).
  */
 static int
 apply_map (struct volume *v, const struct proto_map *map)
@@ -212,12 +385,12 @@ apply_map (struct volume *v, const struct proto_map *map)
   int r;
 
   for (i = 0; i < map->n; i++) {
-    r = chunk_load_locked (v, map->entries[i].index / PROTO_MAP_MAX, &ch);
-    if (r == 0)
-      r = store_entry (v, ch, &map->entries[i]);
+    ch = atomic_load (&v->chunks[map->entries[i].index / PROTO_MAP_MAX]);
+    if (ch == NULL)
+      continue;
+    r = store_entry (v, ch, &map->entries[i]);
     if (r < 0) {
-      if (r == -ENOMEM)
-        nbdkit_error ("calloc: %s", strerror (-r));
+      nbdkit_error ("calloc: %s", strerror (-r));
       return r;
     }
   }
@@ -234,13 +407,12 @@ map_lookup (struct volume *v, uint64_t index, const struct seg **out)
 {
   uint64_t ci = index / PROTO_MAP_MAX;
   struct map_chunk *ch;
+  int r;
 
   assert (index < v->nsegments);
   ch = atomic_load_explicit (&v->chunks[ci], memory_order_acquire);
   if (ch == NULL) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
-    int r = chunk_load_locked (v, ci, &ch);
-
+    r = chunk_load (v, ci, &ch, map_deadline (v));
     if (r < 0)
       return r;
   }
@@ -249,19 +421,38 @@ map_lookup (struct volume *v, uint64_t index, const struct seg **out)
   return 0;
 }
 
+/* Whether any of segments [START, START+NEEDED) is a hole.  Their chunks
+ * are loaded.
+ */
+static bool
+any_hole (struct volume *v, uint64_t start, uint64_t needed)
+{
+  struct map_chunk *ch;
+  uint64_t i;
+
+  for (i = start; i < start + needed; i++) {
+    ch = atomic_load_explicit (&v->chunks[i / PROTO_MAP_MAX],
+                               memory_order_acquire);
+    if (atomic_load (&ch->e[i % PROTO_MAP_MAX]) == NULL)
+      return true;
+  }
+  return false;
+}
+
 /* Make sure segments [START, START+NEEDED) are allocated: if any is
  * still a hole, MAP_ALLOC [START, START+WANT) (WANT >= NEEDED adds
- * read-ahead; clipped to the volume and PROTO_MAP_MAX).  Serialized by
- * map_lock so that concurrent writers do not allocate twice.
- * Returns 0 or -errno (reported).
+ * read-ahead; clipped to the volume and PROTO_MAP_MAX), or wait for an
+ * allocation in flight that covers them.  Fails within about the
+ * timeout however slow the MDS is.  Returns 0 or -errno (reported).
  */
 int
 map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
 {
+  uint64_t deadline = map_deadline (v);
   struct map_chunk *ch;
+  struct map_op *op;
   struct proto_map map;
-  bool hole = false;
-  uint64_t i;
+  uint64_t ci;
   int r;
 
   assert (needed > 0 && needed <= PROTO_MAP_MAX && start < v->nsegments);
@@ -275,43 +466,57 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
     want = v->nsegments - start;
   if (want > PROTO_MAP_MAX)
     want = PROTO_MAP_MAX;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
-  for (i = start; !hole && i < start + needed; i++) {
-    r = chunk_load_locked (v, i / PROTO_MAP_MAX, &ch);
+  if (needed > want)
+    needed = want;
+  for (ci = start / PROTO_MAP_MAX; ci <= (start + needed - 1) / PROTO_MAP_MAX;
+       ci++) {
+    r = chunk_load (v, ci, &ch, deadline);
     if (r < 0)
       return r;
-    hole = atomic_load (&ch->e[i % PROTO_MAP_MAX]) == NULL;
   }
-  if (!hole)
-    return 0;
 
-  r = map_fetch (v, PROTO_OP_MAP_ALLOC, start, want, true, &map);
-  if (r < 0)
-    return r;
-  r = apply_map (v, &map);
-  proto_map_free (&map);
-  if (r < 0)
-    return r;
-  for (i = start; i < start + needed; i++) {
-    r = chunk_load_locked (v, i / PROTO_MAP_MAX, &ch);
-    if (r < 0)
-      return r;
-    if (atomic_load (&ch->e[i % PROTO_MAP_MAX]) == NULL) {
-      nbdkit_error ("volume %s: allocate segment %" PRIu64
-                    ": the MDS left it unallocated",
-                    v->name, i);
-      return -EIO;
+  pthread_mutex_lock (&v->map_lock);
+  for (;;) {
+    if (!any_hole (v, start, needed)) {
+      pthread_mutex_unlock (&v->map_lock);
+      return 0;
+    }
+    op = op_find (v, PROTO_OP_MAP_ALLOC, start, needed);
+    if (op == NULL)
+      break;
+    r = op_wait (v, op, deadline);
+    if (r < 0) {
+      pthread_mutex_unlock (&v->map_lock);
+      return op_failed (v, PROTO_OP_MAP_ALLOC, r);
     }
   }
-  return 0;
+  op = op_start (v, PROTO_OP_MAP_ALLOC, start, want);
+  pthread_mutex_unlock (&v->map_lock);
+  if (op == NULL)
+    return -ENOMEM;
+
+  r = map_fetch (v, PROTO_OP_MAP_ALLOC, start, want, true, &map);
+  pthread_mutex_lock (&v->map_lock);
+  if (r == 0) {
+    r = apply_map (v, &map);
+    proto_map_free (&map);
+  }
+  if (r == 0 && any_hole (v, start, needed)) {
+    nbdkit_error ("volume %s: allocate segments %" PRIu64 "+%" PRIu64
+                  ": the MDS left some unallocated",
+                  v->name, start, needed);
+    r = -EIO;
+  }
+  op_finish (v, op, r);
+  pthread_mutex_unlock (&v->map_lock);
+  return r;
 }
 
-/* Re-read map entry INDEX from the MDS and publish it.  Caller holds
- * v->map_lock.  Returns 0, or -errno (reported if REPORT).
+/* Re-read map entry INDEX from the MDS and publish it.  Caller does not
+ * hold v->map_lock.  Returns 0, or -errno (reported if REPORT).
  */
 static int
-reload_locked (struct volume *v, uint64_t index, bool report)
+reload (struct volume *v, uint64_t index, bool report)
 {
   struct proto_map map;
   int r;
@@ -319,7 +524,9 @@ reload_locked (struct volume *v, uint64_t index, bool report)
   r = map_fetch (v, PROTO_OP_MAP_GET, index, 1, report, &map);
   if (r < 0)
     return r;
+  pthread_mutex_lock (&v->map_lock);
   r = apply_map (v, &map);
+  pthread_mutex_unlock (&v->map_lock);
   proto_map_free (&map);
   return r;
 }
@@ -331,13 +538,14 @@ reload_locked (struct volume *v, uint64_t index, bool report)
 int
 map_reload (struct volume *v, uint64_t index, const struct seg **out)
 {
+  struct map_chunk *ch;
   int r;
 
   assert (index < v->nsegments);
-  {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
-    r = reload_locked (v, index, true);
-  }
+  /* Load the chunk first, or apply_map would drop the entry. */
+  r = chunk_load (v, index / PROTO_MAP_MAX, &ch, map_deadline (v));
+  if (r == 0)
+    r = reload (v, index, true);
   if (r < 0)
     return r;
   return map_lookup (v, index, out);
@@ -367,72 +575,32 @@ writable_on (const struct seg *s, uint32_t server)
   return false;
 }
 
-/* Report to the MDS that the replica of SEG on SERVER failed, and update
- * the cache once the MDS has marked it stale (re-reading the entry: its
- * generation changed).  A replica that the cache no longer lists as
- * writable has been reported by another request, or replaced, and is
- * not reported again.  Returns 0 when the replica is accounted for, or
- * -errno (reported).
+/* Whether the cache, chunk CH, no longer lists the replica of SEG on
+ * SERVER as writable.  Caller holds v->map_lock.
  */
-int
-map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
+static bool
+accounted_for (struct map_chunk *ch, const struct seg *seg, uint32_t server)
 {
-  struct proto_replica_failed rf = {
-    .volume = v->id,
-    .segment = seg->id,
-    .server = server,
-  };
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  const struct seg *cur;
-  struct map_chunk *ch;
+  const struct seg *cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
+
+  return cur && cur->id == seg->id && !writable_on (cur, server);
+}
+
+/* Mark the replica of SEG on SERVER stale in the cached entry (chunk CH)
+ * until the entry can be read again.  Its old generation makes the next
+ * write refused (ESTALEMAP) if the replica set moved on, which re-reads
+ * it.  Caller holds v->map_lock.
+ */
+static void
+mark_stale_locked (struct volume *v, struct map_chunk *ch,
+                   const struct seg *seg, uint32_t server)
+{
+  const struct seg *cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
   struct proto_map_entry e;
-  uint32_t len;
   unsigned i;
-  int r;
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
-  r = chunk_load_locked (v, seg->index / PROTO_MAP_MAX, &ch);
-  if (r < 0)
-    return r;
-  cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
-  if (cur && cur->id == seg->id && !writable_on (cur, server))
-    return 0;
-
-  nbdkit_debug ("volume %s: segment %" PRIu64 ": replica on server %" PRIu32
-                " failed, reporting it",
-                v->name, seg->id, server);
-  r = volume_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed,
-                          &rf, &reply, &len, errmsg, sizeof errmsg);
-  if (r == -ESTALE)
-    return r; /* reported as the lease lost */
-  if (r < 0) {
-    /* The replica set may have changed meanwhile (the replica was
-     * replaced, or another request reported it): then it is accounted
-     * for.
-     */
-    if (reload_locked (v, seg->index, false) == 0) {
-      cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
-      if (cur && cur->id == seg->id && !writable_on (cur, server))
-        return 0;
-    }
-    nbdkit_error ("volume %s: segment %" PRIu64 ": report failed replica on "
-                  "server %" PRIu32 ": %s",
-                  v->name, seg->id, server, errmsg[0] ? errmsg : strerror (-r));
-    return r;
-  }
-
-  /* Re-read the entry: it has a new generation, and the MDS may have
-   * added a replacement replica.
-   */
-  if (reload_locked (v, seg->index, false) == 0)
-    return 0;
   if (cur == NULL || cur->id != seg->id)
-    return 0;
-  /* Until the entry can be read again, at least stop writing there.  Its
-   * old generation makes the next write refused (ESTALEMAP) if the
-   * replica set moved on, which re-reads it.
-   */
+    return;
   memset (&e, 0, sizeof e);
   e.index = cur->index;
   e.segment = cur->id;
@@ -443,7 +611,87 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
     if (e.replicas[i].server == server)
       e.replicas[i].state = PROTO_REPLICA_STALE;
   store_entry (v, ch, &e);
-  return 0;
+}
+
+/* Report to the MDS that the replica of SEG on SERVER failed, and update
+ * the cache once the MDS has marked it stale (re-reading the entry: its
+ * generation changed).  A replica that the cache no longer lists as
+ * writable has been reported by another request, or replaced, and is
+ * not reported again; a report in flight is waited for.  Returns 0 when
+ * the replica is accounted for, or -errno (reported).
+ */
+int
+map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
+{
+  struct proto_replica_failed rf = {
+    .volume = v->id,
+    .segment = seg->id,
+    .server = server,
+  };
+  uint64_t deadline = map_deadline (v);
+  CLEANUP_FREE void *reply = NULL;
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  struct map_chunk *ch;
+  struct map_op *op;
+  uint32_t len;
+  int r;
+
+  r = chunk_load (v, seg->index / PROTO_MAP_MAX, &ch, deadline);
+  if (r < 0)
+    return r;
+  pthread_mutex_lock (&v->map_lock);
+  if (accounted_for (ch, seg, server)) {
+    pthread_mutex_unlock (&v->map_lock);
+    return 0;
+  }
+  op = op_find (v, PROTO_OP_REPLICA_FAILED, seg->id, server);
+  if (op) {
+    r = op_wait (v, op, deadline);
+    pthread_mutex_unlock (&v->map_lock);
+    return r < 0 ? op_failed (v, PROTO_OP_REPLICA_FAILED, r) : 0;
+  }
+  op = op_start (v, PROTO_OP_REPLICA_FAILED, seg->id, server);
+  pthread_mutex_unlock (&v->map_lock);
+  if (op == NULL)
+    return -ENOMEM;
+
+  nbdkit_debug ("volume %s: segment %" PRIu64 ": replica on server %" PRIu32
+                " failed, reporting it",
+                v->name, seg->id, server);
+  r = volume_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed,
+                          &rf, &reply, &len, errmsg, sizeof errmsg);
+  if (r < 0 && r != -ESTALE) {
+    /* The replica set may have changed meanwhile (the replica was
+     * replaced, or another request reported it): then it is accounted
+     * for.
+     */
+    if (reload (v, seg->index, false) == 0) {
+      pthread_mutex_lock (&v->map_lock);
+      if (accounted_for (ch, seg, server))
+        r = 0;
+      pthread_mutex_unlock (&v->map_lock);
+    }
+    if (r < 0)
+      nbdkit_error ("volume %s: segment %" PRIu64 ": report failed replica "
+                    "on server %" PRIu32 ": %s",
+                    v->name, seg->id, server,
+                    errmsg[0] ? errmsg : strerror (-r));
+  }
+  else if (r == 0 && reload (v, seg->index, false) < 0) {
+    /* The entry has a new generation, and the MDS may have added a
+     * replacement replica; until it can be read again, at least stop
+     * writing there.
+     */
+    pthread_mutex_lock (&v->map_lock);
+    mark_stale_locked (v, ch, seg, server);
+    pthread_mutex_unlock (&v->map_lock);
+  }
+  /* r == -ESTALE: reported as the lease lost. */
+
+  pthread_mutex_lock (&v->map_lock);
+  op_finish (v, op, r);
+  pthread_mutex_unlock (&v->map_lock);
+  return r;
 }
 
 /* Re-read every cached chunk of the map (lease thread), so that
@@ -462,16 +710,33 @@ map_refresh (struct volume *v)
     start = ci * PROTO_MAP_MAX;
     count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
                                                  : PROTO_MAP_MAX;
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->map_lock);
     if (map_fetch (v, PROTO_OP_MAP_GET, start, count, false, &map) < 0)
       return;
+    pthread_mutex_lock (&v->map_lock);
     apply_map (v, &map);
+    pthread_mutex_unlock (&v->map_lock);
     proto_map_free (&map);
   }
 }
 
-/* Free the map cache of V: every chunk with its entries, and the
- * retired entries.
+/* Initialize the map cache's locks (volume_open; the chunks are
+ * allocated once the volume's size is known).
+ */
+void
+map_init (struct volume *v)
+{
+  pthread_condattr_t attr;
+
+  pthread_mutex_init (&v->map_lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&v->map_cond, &attr);
+  pthread_condattr_destroy (&attr);
+  v->map_ops = NULL;
+}
+
+/* Free the map cache of V: every chunk with its entries, the retired
+ * entries and its locks.  No request may be running.
  */
 void
 map_free (struct volume *v)
@@ -479,6 +744,7 @@ map_free (struct volume *v)
   struct seg *s, *next;
   uint64_t ci;
 
+  assert (v->map_ops == NULL);
   if (v->chunks)
     for (ci = 0; ci < v->nchunks; ci++)
       chunk_free (atomic_load (&v->chunks[ci]));
@@ -489,4 +755,6 @@ map_free (struct volume *v)
     free (s);
   }
   v->retired = NULL;
+  pthread_cond_destroy (&v->map_cond);
+  pthread_mutex_destroy (&v->map_lock);
 }

@@ -24,7 +24,10 @@
  * A transport failure fails every request in flight on that socket with
  * EIO and closes it; the next request on it reconnects.  A request that
  * times out fails with ETIMEDOUT; if its reply is being read right then,
- * the socket is shut down so that the reader gives it back promptly.
+ * or nothing has arrived on the socket for half the timeout (the peer or
+ * the path is stuck, perhaps mid-frame), the socket is shut down too, so
+ * that the reader gives it back promptly and later requests do not wait
+ * on it for a timeout each.
  */
 
 #include <config.h>
@@ -113,6 +116,8 @@ struct ss_conn {
   struct ss_batch *owner; /* held by this batch's waiter; NULL: helper */
   bool helper_turn;       /* the role was handed to the helper */
   bool stop;              /* the helper must exit */
+  /* CLOCK_MONOTONIC ns when bytes last arrived (set by the reader). */
+  _Atomic uint64_t last_recv_ns;
 
   /* Private to the holder of the reader role. */
   struct ss_conn *owned_next; /* in its holder's list (or b->handed) */
@@ -306,15 +311,15 @@ unlink_request (struct ss_conn *c, struct ss_request *r)
   assert (!"unlink_request: request not in flight");
 }
 
-/* Mark C broken, shut its socket down (its reader then gives up at
- * once) and fail every request in flight on it with EIO.
+/* Mark C broken and shut its socket down (its reader then gives up at
+ * once); take every request in flight on it off and return them, for
+ * the caller to fail once it has released C->lock, which it holds.
  */
-static void
-conn_fail (struct ss_conn *c)
+static struct ss_request *
+conn_fail_locked (struct ss_conn *c)
 {
   struct ss_request *list, *r;
 
-  pthread_mutex_lock (&c->lock);
   if (c->state == CONN_UP) {
     c->state = CONN_BROKEN;
     shutdown (c->fd, SHUT_RDWR);
@@ -323,6 +328,19 @@ conn_fail (struct ss_conn *c)
   c->inflight = NULL;
   for (r = list; r != NULL; r = r->next)
     r->state = REQ_RECEIVING;
+  return list;
+}
+
+/* Mark C broken, shut its socket down (its reader then gives up at
+ * once) and fail every request in flight on it with EIO.
+ */
+static void
+conn_fail (struct ss_conn *c)
+{
+  struct ss_request *list;
+
+  pthread_mutex_lock (&c->lock);
+  list = conn_fail_locked (c);
   pthread_mutex_unlock (&c->lock);
   complete_list (list, -EIO, "connection lost");
 }
@@ -416,6 +434,7 @@ read_rest (struct ss_conn *c, int fd, char *buf, size_t n)
     else
       r = recv (fd, c->rbuf, MIN (n, (size_t)RBUF_SIZE), MSG_DONTWAIT);
     if (r > 0) {
+      atomic_store (&c->last_recv_ns, now_ns ());
       if (buf)
         buf += r;
       n -= r;
@@ -543,6 +562,7 @@ conn_receive (struct ss_conn *c, int fd)
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
                                                                      : -errno;
+  atomic_store (&c->last_recv_ns, now_ns ());
   c->rlen += n;
   while (c->rlen - off >= PROTO_HEADER_SIZE) {
     struct proto_header hdr;
@@ -709,6 +729,8 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   c->fd = fd;
   c->state = CONN_UP;
   c->gen++;
+  /* The handshake's answer has just arrived. */
+  atomic_store (&c->last_recv_ns, now_ns ());
   pthread_mutex_unlock (&c->lock);
   e = pthread_create (&c->thread, NULL, helper, c);
   if (e != 0) {
@@ -991,19 +1013,33 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
 /* Take the timed-out request R back from its connection: fail it with
  * ETIMEDOUT if it is still waiting for its reply, or shut the socket
  * down if a reader is reading its reply right now (it then completes R
- * with an error promptly).
+ * with an error promptly).  A socket that looks stuck, silent for the
+ * last half of the timeout that R waited (perhaps mid-frame: a server
+ * sends whole frames), is shut down as well: its other requests then
+ * fail with EIO now rather than one timeout each, and the next request
+ * reconnects.
  */
 static void
 cancel (struct ss_batch *b, struct ss_request *r)
 {
   struct ss_conn *c = r->conn;
+  struct ss_request *failed = NULL;
   bool mine = false, done;
+  uint64_t last;
 
   pthread_mutex_lock (&c->lock);
   if (r->state == REQ_INFLIGHT) {
     unlink_request (c, r);
     r->state = REQ_CANCELLED;
     mine = true;
+    last = atomic_load (&c->last_recv_ns);
+    if (c->gen == r->gen && c->state == CONN_UP &&
+        now_ns () - last >= (uint64_t)c->server->timeout_ms * 500000) {
+      if (tessera_debug_conn)
+        nbdkit_debug ("server %" PRIu32 " conn %u: stuck, closing it",
+                      c->server->id, c->index);
+      failed = conn_fail_locked (c);
+    }
   }
   else if (r->state == REQ_RECEIVING) {
     pthread_mutex_lock (&b->lock);
@@ -1013,6 +1049,7 @@ cancel (struct ss_batch *b, struct ss_request *r)
       shutdown (c->fd, SHUT_RDWR);
   }
   pthread_mutex_unlock (&c->lock);
+  complete_list (failed, -EIO, "connection lost");
   mark_suspect (c->server);
   if (mine) {
     if (tessera_debug_conn)

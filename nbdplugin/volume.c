@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -90,12 +92,29 @@ mds_connect (struct volume *v, bool on_error)
   return 0;
 }
 
+/* The time DEADLINE (monotonic ns) as a timespec. */
+static struct timespec
+deadline_ts (uint64_t deadline)
+{
+  struct timespec ts = { .tv_sec = deadline / 1000000000,
+                         .tv_nsec = deadline % 1000000000 };
+
+  return ts;
+}
+
 /* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
  * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
  * the return value.  Unless ONCE, a transport error is retried on a new
  * connection until the timeout has passed, so such a request must be
- * idempotent.  *OUTCOME (may be NULL) tells whether the result is the
- * MDS's answer, or the request was never sent, or its fate is unknown.
+ * idempotent.  Waiting for the connection (other requests use it) counts
+ * against the timeout too, and no attempt starts in its last quarter
+ * (one attempt may take the timeout against a stalled MDS), so that the
+ * whole takes at most about twice the timeout.  A request sent ONCE is
+ * one the caller can do without (an epoch rotation, EPOCH_CLEAN): it
+ * waits for a busy connection a quarter of the timeout at most.
+ * *OUTCOME (may be NULL)
+ * tells whether the result is the MDS's answer, or the request was never
+ * sent, or its fate is unknown.
  */
 int
 volume_mds_request (struct volume *v, uint8_t opcode,
@@ -103,8 +122,12 @@ volume_mds_request (struct volume *v, uint8_t opcode,
                     void **reply, uint32_t *reply_len, char *errmsg,
                     size_t errlen)
 {
-  uint64_t deadline = now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
-  int how = MDS_NOT_SENT, r;
+  uint64_t timeout_ns = (uint64_t)v->cfg->timeout_ms * 1000000;
+  uint64_t deadline = now_ns () + timeout_ns;
+  uint64_t last_start = deadline - timeout_ns / 4;
+  uint64_t lock_deadline = once ? deadline - 3 * (timeout_ns / 4) : deadline;
+  int how = MDS_NOT_SENT, r = -ETIMEDOUT;
+  unsigned attempt;
 
   *reply = NULL;
   *reply_len = 0;
@@ -114,8 +137,15 @@ volume_mds_request (struct volume *v, uint8_t opcode,
     errmsg[0] = '\0';
   if (req && req->err)
     return req->err;
-  for (;;) {
-    pthread_mutex_lock (&v->mds_lock);
+  for (attempt = 0;; attempt++) {
+    struct timespec ts = deadline_ts (lock_deadline);
+
+    if (pthread_mutex_clocklock (&v->mds_lock, CLOCK_MONOTONIC, &ts) != 0)
+      goto timed_out;
+    if (now_ns () > last_start) {
+      pthread_mutex_unlock (&v->mds_lock);
+      goto timed_out;
+    }
     r = 0;
     if (v->mds == NULL || proto_client_broken (v->mds)) {
       r = mds_connect (v, false);
@@ -141,10 +171,15 @@ volume_mds_request (struct volume *v, uint8_t opcode,
 
     if (once || now_ns () >= deadline)
       return r;
-    sleep_ms (250);
-    if (now_ns () >= deadline)
-      return r;
+    /* A fresh connection usually works at once; then back off. */
+    if (attempt > 0)
+      sleep_ms (attempt == 1 ? 50 : 250);
   }
+
+timed_out:
+  if (r == -ETIMEDOUT && errmsg && errlen && errmsg[0] == '\0')
+    snprintf (errmsg, errlen, "timed out waiting for the MDS connection");
+  return r;
 }
 
 /* volume_mds_request, retried after transport errors (idempotent
@@ -184,13 +219,23 @@ volume_writer_call (struct volume *v, uint8_t opcode,
                     void *opaque, void **reply, uint32_t *reply_len,
                     char *errmsg, size_t errlen)
 {
+  uint64_t deadline = now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
   struct proto_wbuf wb;
+  struct timespec ts;
   uint64_t epoch;
   int attempt, r;
 
   for (attempt = 0;; attempt++) {
     memset (&wb, 0, sizeof wb);
-    pthread_rwlock_rdlock (&v->epoch_rw);
+    /* A rotation in progress holds it for up to the timeout. */
+    ts = deadline_ts (deadline);
+    if (pthread_rwlock_clockrdlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
+      *reply = NULL;
+      *reply_len = 0;
+      if (errmsg && errlen)
+        snprintf (errmsg, errlen, "timed out waiting for an epoch rotation");
+      return -ETIMEDOUT;
+    }
     epoch = v->epoch;
     encode (epoch, opaque, &wb);
     r = volume_mds_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
@@ -428,10 +473,31 @@ lease_thread (void *arg)
 
 /* ---- Open and close ---- */
 
+/* Fill TOKEN with a random open token, so that the MDS recognizes this
+ * open if it is sent again after its answer was lost.  It need not be
+ * secret, only unlike any other writer's: without getrandom, the time
+ * and the process id do.
+ */
+static void
+make_open_token (uint8_t token[PROTO_OPEN_TOKEN_SIZE])
+{
+  struct timespec ts;
+  uint64_t x[2];
+
+  if (getrandom (token, PROTO_OPEN_TOKEN_SIZE, 0) == PROTO_OPEN_TOKEN_SIZE)
+    return;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  x[0] = (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  x[1] = ((uint64_t)getpid () << 32) ^ now_ns () ^ 1;
+  memcpy (token, x, PROTO_OPEN_TOKEN_SIZE);
+}
+
 /* Send VOL_OPEN and fill in V from the reply.  While the MDS answers
  * EAGAIN (it is resyncing the volume after a writer crash), retry every
- * second for up to open-timeout seconds.  Returns 0 or -errno (reported
- * with the MDS's message).
+ * second for up to open-timeout seconds.  A read-write open carries a
+ * random token: sent again after a transport error, it gets the lease
+ * that the first one may have taken rather than EBUSY.  Returns 0 or
+ * -errno (reported with the MDS's message).
  */
 static int
 send_open (struct volume *v)
@@ -447,6 +513,8 @@ send_open (struct volume *v)
   int outcome, r;
 
   snprintf (req.name, sizeof req.name, "%s", v->name);
+  if (v->rw)
+    make_open_token (req.token);
   proto_encode_vol_request (&req, &wb);
   for (tries = 0;; tries++) {
     r = volume_mds_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
@@ -523,7 +591,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   snprintf (v->name, sizeof v->name, "%s", cfg->volume);
   v->rw = !cfg->readonly;
   pthread_mutex_init (&v->mds_lock, NULL);
-  pthread_mutex_init (&v->map_lock, NULL);
+  map_init (v);
   pthread_mutex_init (&v->servers_lock, NULL);
   pthread_mutex_init (&v->flush_lock, NULL);
   pthread_mutex_init (&v->stop_lock, NULL);
@@ -701,7 +769,6 @@ volume_free (struct volume *v)
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);
   pthread_mutex_destroy (&v->servers_lock);
-  pthread_mutex_destroy (&v->map_lock);
   pthread_mutex_destroy (&v->mds_lock);
   free (v);
 }

@@ -441,10 +441,18 @@ void
 proto_encode_vol_request (const struct proto_vol_request *m,
                           struct proto_wbuf *wb)
 {
+  size_t i;
+
   proto_put_u64 (wb, m->size);
   proto_put_u32 (wb, m->replicas);
   proto_put_u32 (wb, m->flags);
   proto_put_str (wb, m->name, PROTO_NAME_MAX);
+  /* The token is optional on the wire: all zero is sent as nothing. */
+  for (i = 0; i < sizeof m->token; i++)
+    if (m->token[i] != 0) {
+      proto_put_bytes (wb, m->token, sizeof m->token);
+      break;
+    }
 }
 
 int
@@ -458,6 +466,9 @@ proto_decode_vol_request (const void *p, size_t len,
   m->replicas = proto_get_u32 (&rb);
   m->flags = proto_get_u32 (&rb);
   proto_get_str (&rb, m->name, PROTO_NAME_MAX);
+  memset (m->token, 0, sizeof m->token);
+  if (proto_rbuf_left (&rb) == sizeof m->token)
+    proto_get_bytes (&rb, m->token, sizeof m->token);
   return proto_rbuf_finish (&rb);
 }
 

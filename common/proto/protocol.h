@@ -315,16 +315,21 @@ struct proto_volume_list {
 };
 
 /* VOL_CREATE (size, replicas, name), VOL_RESIZE (size, name; replicas 0),
- * VOL_INFO and VOL_DELETE (name only), VOL_OPEN (flags, name).  Wire: size
- * u64, replicas u32, flags u32, name (string).  Replies: VOL_CREATE,
- * VOL_INFO, VOL_RESIZE: a volume info; VOL_DELETE: empty; VOL_OPEN: an
- * open reply.
+ * VOL_INFO and VOL_DELETE (name only), VOL_OPEN (flags, name, token).
+ * Wire: size u64, replicas u32, flags u32, name (string), then only if
+ * TOKEN is not all zero, token u8[16].  A read-write VOL_OPEN that
+ * carries the token of the open that took the lease, sent again because
+ * its answer was lost, gets the same lease and epoch instead of EBUSY.
+ * Replies: VOL_CREATE, VOL_INFO, VOL_RESIZE: a volume info; VOL_DELETE:
+ * empty; VOL_OPEN: an open reply.
  */
+#define PROTO_OPEN_TOKEN_SIZE 16
 struct proto_vol_request {
   uint64_t size;
   uint32_t replicas;
   uint32_t flags; /* VOL_OPEN: PROTO_OPEN_* */
   char name[PROTO_NAME_MAX + 1];
+  uint8_t token[PROTO_OPEN_TOKEN_SIZE]; /* VOL_OPEN; all zero: none */
 };
 
 /* VOL_OPEN reply.  Wire: volume info, segment_size u32, lease_ms u32. */
