@@ -24,8 +24,22 @@ reports="$work/reports"
 mkdir -p "$work/build" "$reports"
 
 start=$(now)
+# A source tree configured in place (scripts/build does that) cannot
+# also have a VPATH build: configure the sanitizer build from a copy of
+# the sources (the files git tracks or would track, as they are now).
+src="$abs_top_srcdir"
+if [ -f "$abs_top_srcdir/config.status" ]; then
+    requires git -C "$abs_top_srcdir" rev-parse --is-inside-work-tree
+    src="$work/src"
+    mkdir -p "$src"
+    git -C "$abs_top_srcdir" ls-files -z --cached --others --exclude-standard |
+        tar -C "$abs_top_srcdir" --null -T - --ignore-failed-read -cf - |
+        tar -C "$src" -xf -
+    (cd "$src" && autoreconf -fi) >"$work/autoreconf.log" 2>&1 ||
+        { tail -20 "$work/autoreconf.log"; exit 1; }
+fi
 cd "$work/build"
-"$abs_top_srcdir/configure" --enable-sanitizers \
+"$src/configure" --enable-sanitizers \
     >configure.log 2>&1 || { tail -40 configure.log; exit 1; }
 # Not the outer make's jobserver or variables.
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j2 >make.log 2>&1 ||
