@@ -300,11 +300,18 @@ handshake (struct relay *r)
 {
   int g;
 
-  if (r->timeout_ms > 0)
+  /* A socket timeout makes a silent peer's recv fail with EAGAIN, which
+   * GnuTLS reports as the non-fatal GNUTLS_E_AGAIN: only retry
+   * interruptions, so the timeout bounds the whole handshake.
+   */
+  if (r->timeout_ms > 0) {
     set_timeouts (r->tcp, r->timeout_ms);
+    gnutls_handshake_set_timeout (r->session, (unsigned)r->timeout_ms);
+  }
   do
     g = gnutls_handshake (r->session);
-  while (g < 0 && !gnutls_error_is_fatal (g));
+  while (g == GNUTLS_E_INTERRUPTED ||
+         (g < 0 && g != GNUTLS_E_AGAIN && !gnutls_error_is_fatal (g)));
   /* Idle connections are the application's business from now on. */
   set_timeouts (r->tcp, 0);
   return g;

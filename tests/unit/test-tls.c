@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,6 +132,32 @@ START_TEST (test_wrong_key)
 }
 END_TEST
 
+/* A peer that connects and never speaks TLS: the server relay gives up
+ * after its handshake timeout and the application sees end of file.
+ */
+START_TEST (test_handshake_timeout)
+{
+  char err[256];
+  int sv[2], server;
+  struct pollfd p;
+
+  ck_assert_int_eq (tls_enable (&key, err, sizeof err), 0);
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  server = tls_wrap_server (sv[1], 300, "silent");
+  ck_assert_int_ge (server, 0);
+  p.fd = server;
+  p.events = POLLIN;
+  ck_assert_int_eq (poll (&p, 1, 10000), 1);
+  {
+    char c;
+
+    ck_assert_int_le (read (server, &c, 1), 0);
+  }
+  close (server);
+  close (sv[0]);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -143,6 +170,7 @@ main (void)
     return EXIT_FAILURE;
   tcase_add_test (tc, test_round_trip);
   tcase_add_test (tc, test_wrong_key);
+  tcase_add_test (tc, test_handshake_timeout);
   tcase_set_timeout (tc, 30);
   suite_add_tcase (s, tc);
   sr = srunner_create (s);
