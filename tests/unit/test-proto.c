@@ -220,6 +220,40 @@ START_TEST (test_string_too_long)
 }
 END_TEST
 
+/* VOL_OPEN's open token: absent when zero (the old wire format), kept
+ * exactly when set, and any other trailing length refused.
+ */
+START_TEST (test_open_token)
+{
+  struct proto_vol_request in = { .flags = PROTO_OPEN_RW };
+  struct proto_vol_request out;
+  struct proto_wbuf wb = { 0 };
+  size_t plain;
+
+  strcpy (in.name, "vol");
+  proto_encode_vol_request (&in, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  plain = wb.len;
+  ck_assert_int_eq (proto_decode_vol_request (wb.data, wb.len, &out), 0);
+  ck_assert_int_eq (out.token[0] | out.token[15], 0);
+  proto_wbuf_free (&wb);
+
+  memset (in.token, 0xa5, sizeof in.token);
+  in.token[15] = 1;
+  proto_encode_vol_request (&in, &wb);
+  ck_assert_uint_eq (wb.len, plain + sizeof in.token);
+  ck_assert_int_eq (proto_decode_vol_request (wb.data, wb.len, &out), 0);
+  ck_assert_mem_eq (out.token, in.token, sizeof in.token);
+  ck_assert_str_eq (out.name, "vol");
+  /* A token cut short, or one byte too many, is malformed. */
+  ck_assert_int_eq (proto_decode_vol_request (wb.data, wb.len - 1, &out),
+                    -EBADMSG);
+  ck_assert_int_eq (proto_decode_vol_request (wb.data, plain + 1, &out),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
 START_TEST (test_volume_list)
 {
   struct proto_volume_info v[2] = {
@@ -726,6 +760,7 @@ proto_suite (void)
   tcase_add_test (tc, test_hello);
   tcase_add_test (tc, test_register);
   tcase_add_test (tc, test_string_too_long);
+  tcase_add_test (tc, test_open_token);
   tcase_add_test (tc, test_volume_list);
   tcase_add_test (tc, test_server_list);
   tcase_add_test (tc, test_map);
