@@ -826,15 +826,15 @@ ss_batch_destroy (struct ss_batch *b)
   pthread_mutex_destroy (&b->lock);
 }
 
-/* Put up to SEND_FRAMES requests from the front of the list *TODO
+/* Put up to SEND_FRAMES requests from the front of the list *QUEUE
  * (linked by next, all for C's server) on C's in-flight list and send
  * their frames in one sendmsg.  Caller holds C->send_lock.  Returns 0
- * with them taken off *TODO.  On failure, closes C and returns -errno,
- * with the requests that are still the caller's put back on *TODO (a
+ * with them taken off *QUEUE.  On failure, closes C and returns -errno,
+ * with the requests that are still the caller's put back on *QUEUE (a
  * reader may have completed the others).
  */
 static int
-send_lot (struct ss_conn *c, struct ss_request **todo)
+send_lot (struct ss_conn *c, struct ss_request **queue)
 {
   uint8_t wire[SEND_FRAMES][PROTO_HEADER_SIZE + PROTO_SEG_IO_SIZE];
   struct ss_request *lot[SEND_FRAMES], *r;
@@ -848,9 +848,9 @@ send_lot (struct ss_conn *c, struct ss_request **todo)
     pthread_mutex_unlock (&c->lock);
     return -ENOTCONN;
   }
-  while (*todo != NULL && k < SEND_FRAMES) {
-    r = *todo;
-    *todo = r->next;
+  while (*queue != NULL && k < SEND_FRAMES) {
+    r = *queue;
+    *queue = r->next;
     r->tag = c->next_tag++;
     r->gen = c->gen;
     r->conn = c;
@@ -903,8 +903,8 @@ send_lot (struct ss_conn *c, struct ss_request **todo)
       unlink_request (c, r);
       r->state = REQ_NEW;
       r->conn = NULL;
-      r->next = *todo;
-      *todo = r;
+      r->next = *queue;
+      *queue = r;
     }
   }
   pthread_mutex_unlock (&c->lock);
@@ -915,7 +915,7 @@ send_lot (struct ss_conn *c, struct ss_request **todo)
   return e;
 }
 
-/* Send the requests of the list TODO (linked by next), all for server S,
+/* Send the requests of the list QUEUE (linked by next), all for server S,
  * on one of its sockets.  A request that cannot be sent is completed at
  * once with its error.
  *
@@ -925,7 +925,7 @@ send_lot (struct ss_conn *c, struct ss_request **todo)
  * Every segment request is idempotent, so this is safe.
  */
 static void
-submit_server (struct ss_server *s, struct ss_request *todo)
+submit_server (struct ss_server *s, struct ss_request *queue)
 {
   struct ss_conn *c;
   char errmsg[SS_ERRMSG_SIZE] = "";
@@ -933,7 +933,7 @@ submit_server (struct ss_server *s, struct ss_request *todo)
   int attempt, state, e;
 
   if (now_ns () < atomic_load (&s->suspect_until)) {
-    complete_list (todo, -EIO, "unreachable (failed recently)");
+    complete_list (queue, -EIO, "unreachable (failed recently)");
     return;
   }
   c = &s->conns[atomic_fetch_add (&s->rr, 1) % s->nconns];
@@ -949,20 +949,20 @@ submit_server (struct ss_server *s, struct ss_request *todo)
       e = conn_open (c, errmsg, sizeof errmsg);
       if (e < 0) {
         mark_suspect (s);
-        complete_list (todo, e, errmsg);
+        complete_list (queue, e, errmsg);
         return;
       }
     }
 
-    while (todo != NULL && (e = send_lot (c, &todo)) == 0)
+    while (queue != NULL && (e = send_lot (c, &queue)) == 0)
       ;
-    if (todo == NULL)
+    if (queue == NULL)
       return;
     if (!fresh && attempt == 0)
       continue;
     mark_suspect (s);
     snprintf (errmsg, sizeof errmsg, "send: %s", strerror (-e));
-    complete_list (todo, -EIO, errmsg);
+    complete_list (queue, -EIO, errmsg);
     return;
   }
 }
@@ -976,7 +976,7 @@ submit_server (struct ss_server *s, struct ss_request *todo)
 void
 ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
 {
-  struct ss_request *todo, **tail;
+  struct ss_request *queue, **tail;
   size_t i, j;
 
   for (i = 0; i < n; i++) {
@@ -998,15 +998,15 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
         break;
     if (j < i)
       continue; /* sent with the first request for its server */
-    todo = NULL;
-    tail = &todo;
+    queue = NULL;
+    tail = &queue;
     for (j = i; j < n; j++) {
       if (reqs[j].server == reqs[i].server) {
         *tail = &reqs[j];
         tail = &reqs[j].next;
       }
     }
-    submit_server (reqs[i].server, todo);
+    submit_server (reqs[i].server, queue);
   }
 }
 
