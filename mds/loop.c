@@ -38,6 +38,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "frame.h"
 #include "log.h"
 #include "sock.h"
@@ -923,13 +924,7 @@ mds_serve_stop (struct mds *mds, int timeout_ms)
   shutdown (mds->listen_fd, SHUT_RDWR);
   pthread_join (mds->accept_thread, NULL);
 
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-  if (deadline.tv_nsec >= 1000000000) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000;
-  }
+  deadline = deadline_after_ms (timeout_ms);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
   while (mds->nconns > 0)
     if (pthread_cond_timedwait (&mds->conns_done, &mds->lock, &deadline) ==

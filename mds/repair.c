@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 #include "log.h"
 
 #include "internal.h"
@@ -446,13 +447,7 @@ mds_repair_stop (struct mds *mds, int timeout_ms)
     pthread_join (mds->repair_thread, NULL);
     mds->repair_started = false;
   }
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-  if (deadline.tv_nsec >= 1000000000) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000;
-  }
+  deadline = deadline_after_ms (timeout_ms);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
   while (mds->workers > 0)
     if (pthread_cond_timedwait (&mds->workers_done, &mds->lock, &deadline) ==

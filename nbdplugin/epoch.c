@@ -41,6 +41,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -138,24 +139,6 @@ epoch_end (struct volume *v, uint64_t epoch)
   assert (!"epoch_end: no write of that epoch in flight");
 }
 
-/* Nanoseconds on the monotonic clock, plus MS milliseconds, as a
- * timespec.
- */
-static struct timespec
-deadline_in (uint64_t ms)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000;
-  }
-  return ts;
-}
-
 /* Wait until no write of EPOCH or an older epoch is in flight, for half
  * the timeout at most (writes stuck on a failing server take up to
  * twice that).  If they drained, EPOCH may be marked clean once the
@@ -164,7 +147,7 @@ deadline_in (uint64_t ms)
 void
 epoch_drain (struct volume *v, uint64_t epoch)
 {
-  struct timespec ts = deadline_in (v->cfg->timeout_ms / 2);
+  struct timespec ts = deadline_after_ms (v->cfg->timeout_ms / 2);
   bool busy;
   unsigned i;
   int e = 0;
@@ -301,7 +284,7 @@ epoch_rotate (struct volume *v, uint64_t *old)
   /* Requests naming the epoch hold epoch_rw while the MDS answers: if
    * it is slow, skip this rotation rather than hold up the flush.
    */
-  ts = deadline_in (v->cfg->timeout_ms / 4);
+  ts = deadline_after_ms (v->cfg->timeout_ms / 4);
   if (pthread_rwlock_clockwrlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
     nbdkit_debug ("volume %s: rotate epoch: the MDS is busy, skipped", v->name);
     return -EAGAIN;

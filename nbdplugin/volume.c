@@ -24,6 +24,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "frame.h"
 #include "protocol.h"
 
@@ -444,13 +445,7 @@ lease_thread (void *arg)
 
   pthread_mutex_lock (&v->stop_lock);
   while (!v->stopping) {
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += period_ms / 1000;
-    ts.tv_nsec += (long)(period_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
+    ts = deadline_after_ms (period_ms);
     e = 0;
     while (!v->stopping && e != ETIMEDOUT)
       e = pthread_cond_timedwait (&v->stop_cond, &v->stop_lock, &ts);

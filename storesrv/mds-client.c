@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "frame.h"
 #include "log.h"
 #include "parse.h"
@@ -140,15 +141,8 @@ ss_mds_new (struct ss_ctx *ctx, struct ss_mds **out)
 static bool
 mds_sleep (struct ss_mds *m, uint32_t ms)
 {
-  struct timespec t;
+  struct timespec t = deadline_after_ms (ms);
 
-  clock_gettime (CLOCK_MONOTONIC, &t);
-  t.tv_sec += ms / 1000;
-  t.tv_nsec += (long)(ms % 1000) * 1000000;
-  if (t.tv_nsec >= 1000000000) {
-    t.tv_sec++;
-    t.tv_nsec -= 1000000000;
-  }
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
   while (!m->stop)
     if (pthread_cond_timedwait (&m->cond, &m->lock, &t) == ETIMEDOUT)

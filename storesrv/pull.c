@@ -38,6 +38,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "frame.h"
 #include "log.h"
 #include "sock.h"
@@ -307,12 +308,7 @@ throttle (struct ss_pull *p)
   else
     ns = p->read_bytes * 1000000000 / p->p.bandwidth;
   t = p->start;
-  t.tv_sec += ns / 1000000000;
-  t.tv_nsec += ns % 1000000000;
-  if (t.tv_nsec >= 1000000000) {
-    t.tv_sec++;
-    t.tv_nsec -= 1000000000;
-  }
+  timespec_add_ns (&t, ns);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&p->lock);
   while (!p->cancel)
     if (pthread_cond_timedwait (&p->cond, &p->lock, &t) == ETIMEDOUT)
