@@ -342,6 +342,15 @@ proto_client_address (const struct proto_client *c)
 }
 
 int
+proto_client_set_timeout (struct proto_client *c, int timeout_ms)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
+  if (c->fd < 0)
+    return -ENOTCONN;
+  return sock_set_timeout (c->fd, timeout_ms);
+}
+
+int
 proto_client_broken (struct proto_client *c)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);

@@ -99,6 +99,11 @@ extern int proto_client_call (struct proto_client *c, uint8_t opcode,
                               void **reply, uint32_t *reply_len, char *errmsg,
                               size_t errlen);
 
+/* Bound every later send and receive of C by TIMEOUT_MS (0: no bound),
+ * as proto_client_connect's TIMEOUT_MS does.  Returns 0 or -errno.
+ */
+extern int proto_client_set_timeout (struct proto_client *c, int timeout_ms);
+
 /* True once a transport error has broken the connection. */
 extern int proto_client_broken (struct proto_client *c);
 
