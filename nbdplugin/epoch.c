@@ -147,7 +147,8 @@ epoch_end (struct volume *v, uint64_t epoch)
 void
 epoch_drain (struct volume *v, uint64_t epoch)
 {
-  struct timespec ts = deadline_after_ms (v->cfg->timeout_ms / 2);
+  struct timespec ts =
+      deadline_after_ms (request_step_ms (v->cfg->timeout_ms / 2));
   bool busy;
   unsigned i;
   int e = 0;
@@ -284,7 +285,7 @@ epoch_rotate (struct volume *v, uint64_t *old)
   /* Requests naming the epoch hold epoch_rw while the MDS answers: if
    * it is slow, skip this rotation rather than hold up the flush.
    */
-  ts = deadline_after_ms (v->cfg->timeout_ms / 4);
+  ts = deadline_after_ms (request_step_ms (v->cfg->timeout_ms / 4));
   if (pthread_rwlock_clockwrlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
     nbdkit_debug ("volume %s: rotate epoch: the MDS is busy, skipped", v->name);
     return -EAGAIN;

@@ -22,6 +22,7 @@
 #include <nbdkit-plugin.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -213,6 +214,15 @@ flush_dirty (struct volume *v)
     reqs[i].opcode = PROTO_OP_SEG_FLUSH;
     reqs[i].server = f.items[i].server;
   }
+  if (!request_can_start (v->cfg->timeout_ms)) {
+    nbdkit_error ("volume %s: flush: out of time (timeout=%d s)", v->name,
+                  v->cfg->timeout_ms / 1000);
+    err = -ETIMEDOUT;
+    /* Nothing was sent: the sets go back (below). */
+    free (reqs);
+    reqs = NULL;
+    goto out;
+  }
   ss_batch_init (&b, v->cfg->timeout_ms);
   ss_submit (&b, reqs, f.n);
   ss_batch_wait (&b, reqs, f.n);
@@ -249,16 +259,6 @@ out:
   return err;
 }
 
-/* Nanoseconds on the monotonic clock. */
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Flush (NBD_CMD_FLUSH, and at close): make every write and trim
  * acknowledged so far durable on every replica.  One flush runs at a
  * time, so a flush never returns before the writes that an earlier,
@@ -277,7 +277,15 @@ flush_volume (struct volume *v, bool rotate)
   uint64_t old = 0, interval;
   int r, err;
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->flush_lock);
+  if (request_lock (&v->flush_lock) < 0) {
+    nbdkit_error ("volume %s: flush: out of time waiting for the flush "
+                  "before it (timeout=%d s)",
+                  v->name, v->cfg->timeout_ms / 1000);
+    return -ETIMEDOUT;
+  }
+  CLEANUP_UNLOCK pthread_mutex_t *locked __attribute__ ((unused)) =
+      &v->flush_lock;
+
   if (v->rw && atomic_load (&v->lease_lost)) {
     nbdkit_debug ("volume %s: writer lease lost: failing the flush", v->name);
     return -EIO;
@@ -286,8 +294,8 @@ flush_volume (struct volume *v, bool rotate)
   interval = (uint64_t)v->cfg->epoch_interval * 1000000000;
   if (rotate && v->rw && !atomic_load (&v->unclean) &&
       atomic_load (&v->epoch_written) &&
-      now_ns () - v->last_rotation_ns >= interval) {
-    v->last_rotation_ns = now_ns ();
+      monotonic_ns () - v->last_rotation_ns >= interval) {
+    v->last_rotation_ns = monotonic_ns ();
     atomic_store (&v->epoch_written, false);
     r = epoch_rotate (v, &old);
     if (r == -ESTALE)

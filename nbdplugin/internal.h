@@ -57,6 +57,30 @@ struct tessera_config {
   unsigned open_timeout;   /* open-timeout=SECONDS */
 };
 
+/* Request deadlines.  Every NBD request (read, write, trim, zero, flush,
+ * extents) must be over within one and a half times timeout= of its
+ * start: a full timeout for a step that a failing server or MDS stalls,
+ * half of one to report the failure and fail over.  Each step waits at
+ * most its own timeout cut to what is left of the request; a step that
+ * may condemn a server (a storage-server batch, a connect) is not
+ * started with less than a quarter of the timeout left, so that a
+ * server is only counted failed after that long a silence.  A request
+ * out of time fails with ETIMEDOUT (EIO to the client), unacknowledged.
+ * The deadline is per thread: nbdkit runs each request on one thread.
+ */
+#define REQUEST_BUDGET_NUM 3 /* the budget: timeout * 3 / 2 */
+#define REQUEST_BUDGET_DEN 2
+
+/* The running request's deadline (monotonic ns), 0 outside requests. */
+extern __thread uint64_t request_deadline;
+
+extern void request_start (int timeout_ms);
+extern void request_end (void);
+extern uint64_t request_clamp (uint64_t deadline);
+extern int request_step_ms (int timeout_ms);
+extern bool request_can_start (int timeout_ms);
+extern int request_lock (pthread_mutex_t *m);
+
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
  * so that nbdkit can find and set them.
  */
@@ -87,8 +111,8 @@ extern void rangelock_destroy (struct rangelock *rl);
 /* R is the caller's storage for the range (usually on its stack); it
  * stays linked until rangelock_release.
  */
-extern void rangelock_acquire (struct rangelock *rl, struct range *r,
-                               uint64_t offset, uint64_t count);
+extern int rangelock_acquire (struct rangelock *rl, struct range *r,
+                              uint64_t offset, uint64_t count);
 extern void rangelock_release (struct rangelock *rl, struct range *r);
 
 /* ---- ssconn.c ---- */

@@ -549,6 +549,12 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
       break;
     }
 
+    if (!request_can_start (v->cfg->timeout_ms)) {
+      nbdkit_error ("volume %s: %s: out of time (timeout=%d s)", v->name, what,
+                    v->cfg->timeout_ms / 1000);
+      set_err (&err, -ETIMEDOUT);
+      break;
+    }
     *sent = true;
     ss_batch_init (&b, v->cfg->timeout_ms);
     ss_submit (&b, reqs, nreq);
@@ -607,7 +613,14 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
                   opcode == PROTO_OP_SEG_WRITE ? "write" : "trim", offset,
                   count, fua ? " fua" : "");
 
-  rangelock_acquire (&v->rl, &rg, offset, count);
+  if (rangelock_acquire (&v->rl, &rg, offset, count) < 0) {
+    nbdkit_error ("volume %s: %s: out of time waiting for an overlapping "
+                  "request (timeout=%d s)",
+                  v->name, opcode == PROTO_OP_SEG_WRITE ? "write" : "trim",
+                  v->cfg->timeout_ms / 1000);
+    scratch_put (x);
+    return -ETIMEDOUT;
+  }
   epoch = epoch_begin (v);
   while (err == 0 && done < count) {
     n = split (v, offset + done, count - done, done, x->p, MAX_PIECES,
@@ -721,6 +734,11 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
     }
     if (nreq == 0)
       break;
+    if (!request_can_start (v->cfg->timeout_ms)) {
+      nbdkit_error ("volume %s: read: out of time (timeout=%d s)", v->name,
+                    v->cfg->timeout_ms / 1000);
+      return -ETIMEDOUT;
+    }
 
     ss_batch_init (&b, v->cfg->timeout_ms);
     ss_submit (&b, reqs, nreq);

@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -167,21 +168,14 @@ struct map_op {
   unsigned refs;
 };
 
-/* Nanoseconds on the monotonic clock. */
-static uint64_t
-map_now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* The time by which a map operation starting now must be over. */
+/* The time by which a map operation starting now must be over (the
+ * timeout, or the end of the running request).
+ */
 static uint64_t
 map_deadline (struct volume *v)
 {
-  return map_now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
+  return request_clamp (monotonic_ns () +
+                        (uint64_t)v->cfg->timeout_ms * 1000000);
 }
 
 /* Find the operation in flight that answers OPCODE for (A, B): for
@@ -260,8 +254,7 @@ op_finish (struct volume *v, struct map_op *op, int err)
 static int
 op_wait (struct volume *v, struct map_op *op, uint64_t deadline)
 {
-  struct timespec ts = { .tv_sec = deadline / 1000000000,
-                         .tv_nsec = deadline % 1000000000 };
+  struct timespec ts = timespec_from_ns (deadline);
   int e = 0, r;
 
   op->refs++;

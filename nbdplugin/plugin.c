@@ -215,7 +215,8 @@ tessera_config_complete (void)
   "tls=true                   TLS to the MDS and storage servers.\n" \
   "readonly=true              Open the volume read-only.\n" \
   "connections=N              Sockets per storage server (default 2).\n" \
-  "timeout=SECONDS            Replica failure timeout (default 30).\n" \
+  "timeout=SECONDS            Replica failure timeout; every request ends\n" \
+  "                           within 1.5 times it (default 30).\n" \
   "epoch-interval=SECONDS     Rotate the epoch at most this often (default " \
   "2).\n" \
   "open-timeout=SECONDS       Wait this long for a resync (default 120)."
@@ -420,7 +421,9 @@ tessera_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   int r;
 
   assert (flags == 0);
+  request_start (cfg.timeout_ms);
   r = io_pread (handle, buf, count, offset);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
@@ -432,7 +435,9 @@ tessera_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
   int r;
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
+  request_start (cfg.timeout_ms);
   r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
@@ -443,7 +448,9 @@ tessera_flush (void *handle, uint32_t flags)
   int r;
 
   assert (flags == 0);
+  request_start (cfg.timeout_ms);
   r = flush_volume (handle, true);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
@@ -454,7 +461,9 @@ tessera_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   int r;
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
+  request_start (cfg.timeout_ms);
   r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
@@ -468,7 +477,9 @@ tessera_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 
   assert (!(flags &
             ~(NBDKIT_FLAG_MAY_TRIM | NBDKIT_FLAG_FUA | NBDKIT_FLAG_FAST_ZERO)));
+  request_start (cfg.timeout_ms);
   r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
@@ -480,7 +491,9 @@ tessera_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
   int r;
 
   assert (!(flags & ~NBDKIT_FLAG_REQ_ONE));
+  request_start (cfg.timeout_ms);
   r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE, extents);
+  request_end ();
   return r < 0 ? fail (r) : 0;
 }
 

@@ -9,10 +9,12 @@
 #include <config.h>
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 
 #include "internal.h"
 
@@ -21,7 +23,12 @@ void
 rangelock_init (struct rangelock *rl)
 {
   pthread_mutex_init (&rl->lock, NULL);
-  pthread_cond_init (&rl->cond, NULL);
+  pthread_condattr_t attr;
+
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&rl->cond, &attr);
+  pthread_condattr_destroy (&attr);
   rl->held = NULL;
 }
 
@@ -47,14 +54,18 @@ overlaps_held (const struct rangelock *rl, uint64_t start, uint64_t end)
 }
 
 /* Wait until no held range overlaps [OFFSET, OFFSET+COUNT), then hold it
- * using R as storage.  The caller must call rangelock_release with the
- * same R.  A zero COUNT is treated as one byte so that it still orders.
+ * using R as storage, and return 0; the caller must then call
+ * rangelock_release with the same R.  A zero COUNT is treated as one
+ * byte so that it still orders.  Within a request, the wait ends with
+ * the request: then nothing is held and -ETIMEDOUT is returned.
  */
-void
+int
 rangelock_acquire (struct rangelock *rl, struct range *r, uint64_t offset,
                    uint64_t count)
 {
+  struct timespec ts = timespec_from_ns (request_deadline);
   uint64_t end;
+  int e = 0;
 
   if (count == 0)
     count = 1;
@@ -64,10 +75,17 @@ rangelock_acquire (struct rangelock *rl, struct range *r, uint64_t offset,
   r->end = end;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&rl->lock);
-  while (overlaps_held (rl, r->start, r->end))
-    pthread_cond_wait (&rl->cond, &rl->lock);
+  while (overlaps_held (rl, r->start, r->end)) {
+    if (e == ETIMEDOUT)
+      return -ETIMEDOUT;
+    if (request_deadline == 0)
+      pthread_cond_wait (&rl->cond, &rl->lock);
+    else
+      e = pthread_cond_timedwait (&rl->cond, &rl->lock, &ts);
+  }
   r->next = rl->held;
   rl->held = r;
+  return 0;
 }
 
 /* Release the range R taken by rangelock_acquire and wake the waiters. */

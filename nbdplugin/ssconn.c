@@ -52,6 +52,7 @@
 
 #include "buf.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "frame.h"
 #include "full-rw.h"
 #include "minmax.h"
@@ -143,16 +144,6 @@ set_timeouts (int fd, int send_ms, int recv_ms)
   return 0;
 }
 
-/* Nanoseconds on the monotonic clock. */
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Server S just failed at the transport level (connect, send, timeout):
  * for a while, fail its requests at once instead of making every caller
  * wait for the timeout again.  The replicas it fails are reported, so
@@ -167,7 +158,21 @@ mark_suspect (struct ss_server *s)
     ms = SUSPECT_MIN_MS;
   if (ms > SUSPECT_MAX_MS)
     ms = SUSPECT_MAX_MS;
-  atomic_store (&s->suspect_until, now_ns () + ms * 1000000);
+  atomic_store (&s->suspect_until, monotonic_ns () + ms * 1000000);
+}
+
+/* The time S's step started now (a connect, a send waiting for room,
+ * a batch) may wait: its timeout, cut to what is left of the running
+ * request but not below a quarter of the timeout, so that no server is
+ * counted failed after a shorter silence (request_can_start keeps
+ * requests that are out of time from starting such steps at all).
+ */
+static int
+step_ms (const struct ss_server *s)
+{
+  int ms = request_step_ms (s->timeout_ms);
+
+  return ms < s->timeout_ms / 4 ? s->timeout_ms / 4 : ms;
 }
 
 /* Create the connection table of a storage server.  ADDR is copied.
@@ -434,7 +439,7 @@ read_rest (struct ss_conn *c, int fd, char *buf, size_t n)
     else
       r = recv (fd, c->rbuf, MIN (n, (size_t)RBUF_SIZE), MSG_DONTWAIT);
     if (r > 0) {
-      atomic_store (&c->last_recv_ns, now_ns ());
+      atomic_store (&c->last_recv_ns, monotonic_ns ());
       if (buf)
         buf += r;
       n -= r;
@@ -562,7 +567,7 @@ conn_receive (struct ss_conn *c, int fd)
   if (n < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
                                                                      : -errno;
-  atomic_store (&c->last_recv_ns, now_ns ());
+  atomic_store (&c->last_recv_ns, monotonic_ns ());
   c->rlen += n;
   while (c->rlen - off >= PROTO_HEADER_SIZE) {
     struct proto_header hdr;
@@ -709,11 +714,11 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   memcpy (addr, s->addr, sizeof addr);
   pthread_mutex_unlock (&s->lock);
 
-  fd = proto_connect (addr, s->timeout_ms, errmsg, errlen);
+  fd = proto_connect (addr, step_ms (s), errmsg, errlen);
   if (fd < 0)
     return fd;
   /* The handshake reads with a timeout; the data path polls. */
-  e = set_timeouts (fd, s->timeout_ms, s->timeout_ms);
+  e = set_timeouts (fd, step_ms (s), step_ms (s));
   if (e == 0)
     e = hello (s, fd, errmsg, errlen);
   if (e == 0)
@@ -730,7 +735,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   c->state = CONN_UP;
   c->gen++;
   /* The handshake's answer has just arrived. */
-  atomic_store (&c->last_recv_ns, now_ns ());
+  atomic_store (&c->last_recv_ns, monotonic_ns ());
   pthread_mutex_unlock (&c->lock);
   e = pthread_create (&c->thread, NULL, helper, c);
   if (e != 0) {
@@ -776,7 +781,7 @@ send_all (struct ss_conn *c, int fd, struct iovec *iov, int iovcnt)
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         return -errno;
       ensure_reader (c);
-      e = wait_fd (fd, POLLOUT, c->server->timeout_ms);
+      e = wait_fd (fd, POLLOUT, step_ms (c->server));
       if (e < 0)
         return e;
       continue;
@@ -932,7 +937,7 @@ submit_server (struct ss_server *s, struct ss_request *queue)
   bool fresh;
   int attempt, state, e;
 
-  if (now_ns () < atomic_load (&s->suspect_until)) {
+  if (monotonic_ns () < atomic_load (&s->suspect_until)) {
     complete_list (queue, -EIO, "unreachable (failed recently)");
     return;
   }
@@ -1034,7 +1039,7 @@ cancel (struct ss_batch *b, struct ss_request *r)
     mine = true;
     last = atomic_load (&c->last_recv_ns);
     if (c->gen == r->gen && c->state == CONN_UP &&
-        now_ns () - last >= (uint64_t)c->server->timeout_ms * 500000) {
+        monotonic_ns () - last >= (uint64_t)c->server->timeout_ms * 500000) {
       if (tessera_debug_conn)
         nbdkit_debug ("server %" PRIu32 " conn %u: stuck, closing it",
                       c->server->id, c->index);
@@ -1147,7 +1152,7 @@ read_owned (struct ss_conn *owned, uint64_t deadline)
 {
   struct pollfd pfd[POLL_MAX];
   struct ss_conn *cs[POLL_MAX], *c;
-  uint64_t now = now_ns (), ms;
+  uint64_t now = monotonic_ns (), ms;
   int i, nfds = 0, r, e;
 
   if (now >= deadline)
@@ -1163,7 +1168,7 @@ read_owned (struct ss_conn *owned, uint64_t deadline)
   }
   r = poll (pfd, nfds, ms > INT_MAX ? INT_MAX : (int)ms);
   if (r == 0)
-    return now_ns () >= deadline ? -ETIMEDOUT : 0;
+    return monotonic_ns () >= deadline ? -ETIMEDOUT : 0;
   if (r < 0)
     return 0; /* EINTR: the caller looks again */
   for (i = 0; i < nfds; i++) {
@@ -1206,15 +1211,19 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
 {
   struct ss_conn *owned = NULL, *c;
   struct timespec ts;
-  uint64_t deadline;
+  uint64_t deadline, now;
   unsigned pending;
   bool timed_out = false;
   size_t i;
 
-  /* The deadline counts from here: sending may have taken a while. */
-  deadline = now_ns () + (uint64_t)b->timeout_ms * 1000000;
-  ts.tv_sec = deadline / 1000000000;
-  ts.tv_nsec = deadline % 1000000000;
+  /* The deadline counts from here (sending may have taken a while), cut
+   * to the running request's but not below a quarter of the timeout.
+   */
+  now = monotonic_ns ();
+  deadline = request_clamp (now + (uint64_t)b->timeout_ms * 1000000);
+  if (deadline < now + (uint64_t)b->timeout_ms * 250000)
+    deadline = now + (uint64_t)b->timeout_ms * 250000;
+  ts = timespec_from_ns (deadline);
 
   for (;;) {
     pthread_mutex_lock (&b->lock);

@@ -26,6 +26,7 @@
 #include "cleanup.h"
 #include "deadline.h"
 #include "frame.h"
+#include "minmax.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -34,16 +35,6 @@
  * map_refresh).
  */
 #define MAP_REFRESH_SECONDS 30
-
-/* Nanoseconds on the monotonic clock. */
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Sleep for MS milliseconds.  Not nbdkit_nanosleep: these sleeps are
  * short or happen in .get_ready, where nbdkit 1.32's nbdkit_nanosleep
@@ -93,16 +84,6 @@ mds_connect (struct volume *v, bool on_error)
   return 0;
 }
 
-/* The time DEADLINE (monotonic ns) as a timespec. */
-static struct timespec
-deadline_ts (uint64_t deadline)
-{
-  struct timespec ts = { .tv_sec = deadline / 1000000000,
-                         .tv_nsec = deadline % 1000000000 };
-
-  return ts;
-}
-
 /* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
  * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
  * the return value.  Unless ONCE, a transport error is retried on a new
@@ -124,10 +105,13 @@ volume_mds_request (struct volume *v, uint8_t opcode,
                     size_t errlen)
 {
   uint64_t timeout_ns = (uint64_t)v->cfg->timeout_ms * 1000000;
-  uint64_t deadline = now_ns () + timeout_ns;
-  uint64_t last_start = deadline - timeout_ns / 4;
-  uint64_t lock_deadline = once ? deadline - 3 * (timeout_ns / 4) : deadline;
-  int how = MDS_NOT_SENT, r = -ETIMEDOUT;
+  uint64_t start = monotonic_ns ();
+  uint64_t deadline = request_clamp (start + timeout_ns);
+  uint64_t last_start = MIN (start + timeout_ns - timeout_ns / 4, deadline);
+  uint64_t lock_deadline =
+      once ? MIN (start + timeout_ns / 4, deadline) : deadline;
+  uint64_t now;
+  int how = MDS_NOT_SENT, r = -ETIMEDOUT, ms;
   unsigned attempt;
 
   *reply = NULL;
@@ -139,11 +123,11 @@ volume_mds_request (struct volume *v, uint8_t opcode,
   if (req && req->err)
     return req->err;
   for (attempt = 0;; attempt++) {
-    struct timespec ts = deadline_ts (lock_deadline);
+    struct timespec ts = timespec_from_ns (lock_deadline);
 
     if (pthread_mutex_clocklock (&v->mds_lock, CLOCK_MONOTONIC, &ts) != 0)
       goto timed_out;
-    if (now_ns () > last_start) {
+    if (monotonic_ns () > last_start) {
       pthread_mutex_unlock (&v->mds_lock);
       goto timed_out;
     }
@@ -154,10 +138,16 @@ volume_mds_request (struct volume *v, uint8_t opcode,
         nbdkit_debug ("mds %s: reconnect: %s", v->cfg->mds,
                       r < 0 ? strerror (-r) : "ok");
     }
+    /* Within a request, the attempt ends with the request. */
+    ms = request_step_ms (v->cfg->timeout_ms);
+    if (r == 0 && ms < v->cfg->timeout_ms)
+      r = proto_client_set_timeout (v->mds, ms);
     if (r == 0) {
       r = proto_client_call (v->mds, opcode, 0, req ? req->data : NULL,
                              req ? req->len : 0, reply, reply_len, errmsg,
                              errlen);
+      if (ms < v->cfg->timeout_ms && !proto_client_broken (v->mds))
+        proto_client_set_timeout (v->mds, v->cfg->timeout_ms);
       if (r >= 0 || !proto_client_broken (v->mds)) {
         pthread_mutex_unlock (&v->mds_lock);
         if (outcome)
@@ -170,11 +160,13 @@ volume_mds_request (struct volume *v, uint8_t opcode,
     }
     pthread_mutex_unlock (&v->mds_lock);
 
-    if (once || now_ns () >= deadline)
+    now = monotonic_ns ();
+    if (once || now >= deadline)
       return r;
     /* A fresh connection usually works at once; then back off. */
     if (attempt > 0)
-      sleep_ms (attempt == 1 ? 50 : 250);
+      sleep_ms (
+          MIN (attempt == 1 ? 50 : 250, (int)((deadline - now) / 1000000) + 1));
   }
 
 timed_out:
@@ -220,7 +212,8 @@ volume_writer_call (struct volume *v, uint8_t opcode,
                     void *opaque, void **reply, uint32_t *reply_len,
                     char *errmsg, size_t errlen)
 {
-  uint64_t deadline = now_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
+  uint64_t deadline =
+      request_clamp (monotonic_ns () + (uint64_t)v->cfg->timeout_ms * 1000000);
   struct proto_wbuf wb;
   struct timespec ts;
   uint64_t epoch;
@@ -229,7 +222,7 @@ volume_writer_call (struct volume *v, uint8_t opcode,
   for (attempt = 0;; attempt++) {
     memset (&wb, 0, sizeof wb);
     /* A rotation in progress holds it for up to the timeout. */
-    ts = deadline_ts (deadline);
+    ts = timespec_from_ns (deadline);
     if (pthread_rwlock_clockrdlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
       *reply = NULL;
       *reply_len = 0;
@@ -433,7 +426,7 @@ lease_thread (void *arg)
 {
   struct volume *v = arg;
   uint64_t period_ms = v->lease_ms / 3;
-  uint64_t last_refresh = now_ns ();
+  uint64_t last_refresh = monotonic_ns ();
   struct timespec ts;
   bool renew = v->rw && v->lease_ms > 0;
   int e;
@@ -455,9 +448,9 @@ lease_thread (void *arg)
 
     if (renew && !atomic_load (&v->lease_lost))
       lease_renew (v);
-    if (now_ns () - last_refresh >= MAP_REFRESH_SECONDS * 1000000000ull) {
+    if (monotonic_ns () - last_refresh >= MAP_REFRESH_SECONDS * 1000000000ull) {
       map_refresh (v);
-      last_refresh = now_ns ();
+      last_refresh = monotonic_ns ();
     }
 
     pthread_mutex_lock (&v->stop_lock);
@@ -483,7 +476,7 @@ make_open_token (uint8_t token[PROTO_OPEN_TOKEN_SIZE])
     return;
   clock_gettime (CLOCK_REALTIME, &ts);
   x[0] = (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  x[1] = ((uint64_t)getpid () << 32) ^ now_ns () ^ 1;
+  x[1] = ((uint64_t)getpid () << 32) ^ monotonic_ns () ^ 1;
   memcpy (token, x, PROTO_OPEN_TOKEN_SIZE);
 }
 
@@ -502,7 +495,7 @@ send_open (struct volume *v)
   struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint64_t start = now_ns (), waited;
+  uint64_t start = monotonic_ns (), waited;
   uint32_t len;
   unsigned tries;
   int outcome, r;
@@ -516,7 +509,7 @@ send_open (struct volume *v)
                             &len, errmsg, sizeof errmsg);
     if (r != -EAGAIN || outcome != MDS_ANSWERED)
       break;
-    waited = (now_ns () - start) / 1000000000;
+    waited = (monotonic_ns () - start) / 1000000000;
     if (waited >= v->cfg->open_timeout)
       break;
     if (tries % 10 == 0)
@@ -596,7 +589,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   pthread_condattr_destroy (&attr);
   rangelock_init (&v->rl);
   epoch_init (v);
-  v->last_rotation_ns = now_ns ();
+  v->last_rotation_ns = monotonic_ns ();
   atomic_init (&v->servers, NULL);
   atomic_init (&v->read_rr, 0);
   atomic_init (&v->lease_lost, false);
