@@ -155,7 +155,15 @@ class Workload:
     def complete(self, cookie, ex):
         kind, blocks, digests, buf, t0 = self.inflight.pop(cookie)
         now = time.monotonic()
-        self.stats["max_latency"] = max(self.stats["max_latency"], now - t0)
+        if now - t0 > self.stats["max_latency"]:
+            # The slowest request, to find it in the daemons' logs.
+            self.stats["max_latency"] = now - t0
+            self.stats["slowest"] = dict(
+                op=kind, offset=blocks[0] * self.bs, length=len(buf),
+                started=round(t0 - self.start, 3),
+                wall=time.strftime("%H:%M:%S", time.localtime(
+                    time.time() - (now - t0))),
+                error=None if ex is None else str(ex))
         self.busy.difference_update(blocks)
         if kind == "write":
             for b, d in zip(blocks, digests):
