@@ -18,6 +18,15 @@
  * of them: a new one pushes out the oldest, so that a flood of idle
  * sockets can delay a real client but never lock it out.  Authenticated
  * connections are limited to --max-connections.
+ *
+ * An authenticated connection may stay idle between frames as long as
+ * it likes, but once a frame has begun to arrive, each --frame-timeout
+ * seconds must bring more of it: a peer that sends a header announcing
+ * a large payload and then stalls would otherwise hold the payload's
+ * buffer for ever.  Connections in the middle of a frame are kept in
+ * order of their last progress, so that one timer, armed for the oldest
+ * and not disarmed when the list empties, serves all of them: receiving
+ * costs a few pointer moves, never a timer operation.
  */
 
 #include <config.h>
@@ -44,6 +53,7 @@
 static void recv_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void send_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void hs_timer_arm (struct ss_loop *loop);
+static void frame_timer_arm (struct ss_loop *loop);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 static uint64_t
@@ -91,6 +101,56 @@ unauth_remove (struct ss_loop *loop, struct ss_conn *c)
   }
 }
 
+/* Take C off the loop's list of connections in the middle of a frame
+ * (if on it).  The frame timer stays armed: it finds nothing to do when
+ * it expires, which costs less than cancelling it for every frame.
+ */
+static void
+frame_untrack (struct ss_loop *loop, struct ss_conn *c)
+{
+  if (!c->in_frames)
+    return;
+  if (c->fprev)
+    c->fprev->fnext = c->fnext;
+  else
+    loop->frames_head = c->fnext;
+  if (c->fnext)
+    c->fnext->fprev = c->fprev;
+  else
+    loop->frames_tail = c->fprev;
+  c->fprev = c->fnext = NULL;
+  c->in_frames = false;
+}
+
+/* Bytes arrived on C: if C is authenticated and now holds part of a
+ * frame, note the progress (moving C to the tail of the loop's list,
+ * which stays in order of progress); otherwise take it off the list.
+ */
+static void
+frame_progress (struct ss_loop *loop, struct ss_conn *c)
+{
+  if (c->state != SS_CONN_READY || c->closing ||
+      (c->got == 0 && c->rreq == NULL)) {
+    frame_untrack (loop, c);
+    return;
+  }
+  c->progress_ms = loop->now_ms;
+  if (c->in_frames) {
+    if (loop->frames_tail == c)
+      return;
+    frame_untrack (loop, c);
+  }
+  c->fprev = loop->frames_tail;
+  c->fnext = NULL;
+  if (loop->frames_tail)
+    loop->frames_tail->fnext = c;
+  else
+    loop->frames_head = c;
+  loop->frames_tail = c;
+  c->in_frames = true;
+  frame_timer_arm (loop);
+}
+
 /* Drop a reference; the last one frees the connection. */
 static void
 conn_put (struct ss_loop *loop, struct ss_conn *c)
@@ -100,7 +160,7 @@ conn_put (struct ss_loop *loop, struct ss_conn *c)
     return;
   assert (c->closing && !c->recv_inflight && !c->send_inflight);
   assert (c->nreqs == 0 && c->sendq_head == NULL && c->rreq == NULL);
-  assert (!c->in_unauth);
+  assert (!c->in_unauth && !c->in_frames);
   if (c->state == SS_CONN_READY)
     loop->nauth--;
   if (c->prev)
@@ -175,6 +235,82 @@ hs_timer_arm (struct ss_loop *loop)
   io_uring_prep_timeout (sqe, &loop->hs_timer_ts, 0, 0);
   io_uring_sqe_set_data (sqe, &loop->hs_timer_op);
   loop->hs_timer_armed = true;
+}
+
+/* The frame timer expired (or was removed): close every connection
+ * whose frame made no progress for --frame-timeout seconds, then wait
+ * for the next deadline, if any connection is in the middle of a frame.
+ */
+static void
+frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  uint64_t timeout_ms = (uint64_t)loop->ctx->frame_timeout * 1000;
+  uint64_t now = now_ms ();
+  struct ss_conn *c;
+
+  loop->frame_timer_armed = false;
+  while ((c = loop->frames_head) != NULL &&
+         c->progress_ms + timeout_ms <= now) {
+    if (c->rreq)
+      log_warn ("%s: %s: frame incomplete after %" PRIu32 " s (%" PRIu32
+                " of %" PRIu32 " payload bytes), closing the connection",
+                c->peer, proto_opcode_name (c->rreq->hdr.opcode),
+                loop->ctx->frame_timeout, c->got, c->rreq->hdr.length);
+    else
+      log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
+                " of %d header bytes), closing the connection",
+                c->peer, loop->ctx->frame_timeout, c->got, PROTO_HEADER_SIZE);
+    ss_conn_close (loop, c);
+  }
+  frame_timer_arm (loop);
+}
+
+/* Arm the frame timer for the deadline of the connection whose frame
+ * made progress least recently, unless it is armed (for that deadline
+ * or an earlier one: deadlines only grow along the list) or there is
+ * none.
+ */
+static void
+frame_timer_arm (struct ss_loop *loop)
+{
+  struct io_uring_sqe *sqe;
+  uint64_t now, deadline, wait;
+
+  if (loop->frame_timer_armed || loop->frames_head == NULL || loop->stopping)
+    return;
+  now = now_ms ();
+  deadline = loop->frames_head->progress_ms +
+             (uint64_t)loop->ctx->frame_timeout * 1000;
+  /* A millisecond late rather than early. */
+  wait = deadline > now ? deadline - now + 1 : 1;
+  loop->frame_timer_ts.tv_sec = wait / 1000;
+  loop->frame_timer_ts.tv_nsec = (wait % 1000) * 1000000;
+  loop->frame_timer_op.done = frame_timer_done;
+  sqe = ss_get_sqe (loop);
+  io_uring_prep_timeout (sqe, &loop->frame_timer_ts, 0, 0);
+  io_uring_sqe_set_data (sqe, &loop->frame_timer_op);
+  loop->frame_timer_armed = true;
+}
+
+/* Shut down (loop.c): close every connection and remove the frame
+ * timer, so that it does not hold up the end of the loop.
+ */
+void
+ss_conns_stop (struct ss_loop *loop)
+{
+  struct ss_conn *c, *next;
+
+  assert (loop->stopping);
+  for (c = loop->conns; c; c = next) {
+    next = c->next;
+    ss_conn_close (loop, c);
+  }
+  if (loop->frame_timer_armed) {
+    struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->frame_timer_op, 0);
+    io_uring_sqe_set_data (sqe, &loop->cancel_op);
+  }
 }
 
 /* Take ownership of the accepted socket FD and start the handshake.  At
@@ -325,6 +461,7 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
     return;
   c->closing = true;
   unauth_remove (loop, c);
+  frame_untrack (loop, c);
   shutdown (c->fd, SHUT_RDWR);
   /* The head of the queue may be in the kernel's hands. */
   r = c->sendq_head;
@@ -739,24 +876,25 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
     r = c->rreq;
     SS_MARK_DEFINED (r->payload + c->got, res);
     c->got += res;
-    if (c->got < r->hdr.length) {
+    if (c->got < r->hdr.length)
       conn_recv (loop, c);
-      goto out;
+    else {
+      c->rreq = NULL;
+      c->got = 0;
+      dispatch (loop, c, r);
     }
-    c->rreq = NULL;
-    c->got = 0;
-    dispatch (loop, c, r);
   }
   else {
     SS_MARK_DEFINED (c->hdrbuf + c->got, res);
     c->got += res;
-    if (c->got < PROTO_HEADER_SIZE) {
+    if (c->got < PROTO_HEADER_SIZE)
       conn_recv (loop, c);
-      goto out;
+    else {
+      c->got = 0;
+      header_received (loop, c);
     }
-    c->got = 0;
-    header_received (loop, c);
   }
+  frame_progress (loop, c);
 out:
   conn_put (loop, c);
 }

@@ -44,10 +44,11 @@
 #define SS_MAX_MAX_INFLIGHT 4096
 #define SS_CONN_MAX_BYTES (64u * 1024 * 1024)
 
-/* Defaults of --handshake-timeout, --max-connections and
- * --max-unauthenticated (conn.c).
+/* Defaults of --handshake-timeout, --frame-timeout, --max-connections
+ * and --max-unauthenticated (conn.c).
  */
 #define SS_DEFAULT_HANDSHAKE_TIMEOUT 10 /* seconds */
+#define SS_DEFAULT_FRAME_TIMEOUT 30     /* seconds */
 #define SS_DEFAULT_MAX_CONNS 1024
 #define SS_DEFAULT_MAX_UNAUTH 256
 
@@ -86,6 +87,7 @@ struct ss_ctx {
   char *key_file;     /* --key-file (the key itself: auth_key_current) */
   bool tls;           /* --tls */
   uint32_t handshake_timeout; /* --handshake-timeout, seconds */
+  uint32_t frame_timeout;     /* --frame-timeout, seconds */
   uint32_t max_conns;         /* --max-connections (authenticated) */
   uint32_t max_unauth;        /* --max-unauthenticated */
   uint32_t max_inflight;      /* --max-inflight, per connection */
@@ -371,6 +373,16 @@ struct ss_loop {
   struct __kernel_timespec hs_timer_ts;
   bool hs_timer_armed;
   uint64_t evicted; /* unauthenticated connections dropped when full */
+  /* Authenticated connections in the middle of a frame, least recent
+   * progress first (conn.c), and the timeout that closes those idle for
+   * --frame-timeout.  NOW_MS is CLOCK_MONOTONIC in milliseconds, read
+   * once per loop turn.
+   */
+  struct ss_conn *frames_head, *frames_tail;
+  struct ss_op frame_timer_op;
+  struct __kernel_timespec frame_timer_ts;
+  bool frame_timer_armed;
+  uint64_t now_ms;
   struct ss_seg_table segs;
   struct ss_gone_set gone;
   struct ss_track *tracks_head, *tracks_tail;
@@ -473,12 +485,15 @@ struct ss_conn {
   struct ss_loop *loop;
   struct ss_conn *prev, *next;
   struct ss_conn *uprev, *unext; /* loop->unauth_* while not READY */
+  struct ss_conn *fprev, *fnext; /* loop->frames_* while IN_FRAMES */
   int fd;
   char peer[PROTO_ADDR_MAX + 1];
   unsigned refs;
   enum ss_conn_state state;
   bool in_unauth;       /* on the loop's unauthenticated list */
   uint64_t deadline_ms; /* CLOCK_MONOTONIC: end of the handshake */
+  bool in_frames;       /* READY, part of a frame received */
+  uint64_t progress_ms; /* loop->now_ms when its last bytes came */
   /* The handshake's state (SS_CONN_AUTH). */
   struct auth_server auth;
   bool closing;          /* shut down: no more reads or replies */
@@ -498,6 +513,7 @@ struct ss_conn {
 
 extern int ss_conn_new (struct ss_loop *loop, int fd);
 extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
                           const void *data, uint32_t len, void *owned);

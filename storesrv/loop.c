@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 #include "log.h"
 
 #include "internal.h"
@@ -157,17 +158,12 @@ arm_signal (struct ss_loop *loop)
 static void
 loop_stop (struct ss_loop *loop)
 {
-  struct ss_conn *c, *next;
-
   if (loop->stopping)
     return;
   loop->stopping = true;
   if (loop->accept_armed)
     cancel_op (loop, &loop->accept_op);
-  for (c = loop->conns; c; c = next) {
-    next = c->next;
-    ss_conn_close (loop, c);
-  }
+  ss_conns_stop (loop);
   ss_pulls_cancel_all (loop);
 }
 
@@ -406,8 +402,9 @@ static bool
 loop_quiet (const struct ss_loop *loop)
 {
   return !loop->accept_armed && !loop->timer_armed && !loop->hs_timer_armed &&
-         loop->nconns == 0 && loop->index_pending == 0 &&
-         loop->deletes_pending == 0 && loop->jobs == 0 && loop->pulls == NULL;
+         !loop->frame_timer_armed && loop->nconns == 0 &&
+         loop->index_pending == 0 && loop->deletes_pending == 0 &&
+         loop->jobs == 0 && loop->pulls == NULL;
 }
 
 /* Process up to REAP_BATCH completions, then advance the CQ once. */
@@ -477,6 +474,7 @@ ss_loop_run (struct ss_loop *loop)
       log_error ("io_uring_enter: %s", strerror (-r));
       return r;
     }
+    loop->now_ms = monotonic_ns () / 1000000;
     loop_reap (loop);
     if (loop->stopping && loop_quiet (loop)) {
       if (!loop->cancelled) {

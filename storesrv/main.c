@@ -53,6 +53,7 @@ enum {
   KEY_FILE_OPTION,
   TLS_OPTION,
   HANDSHAKE_TIMEOUT_OPTION,
+  FRAME_TIMEOUT_OPTION,
   MAX_CONNECTIONS_OPTION,
   MAX_UNAUTH_OPTION,
   MAX_INFLIGHT_OPTION,
@@ -60,6 +61,7 @@ enum {
 
 /* Bounds of the connection options (as the MDS's). */
 #define MAX_HANDSHAKE_TIMEOUT 86400
+#define MAX_FRAME_TIMEOUT 86400
 #define MAX_MAX_CONNS 65536
 #define MAX_MAX_UNAUTH 16384
 
@@ -70,6 +72,7 @@ static const struct option long_options[] = {
   { "debug", required_argument, NULL, 'D' },
   { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
   { "foreground", no_argument, NULL, 'f' },
+  { "frame-timeout", required_argument, NULL, FRAME_TIMEOUT_OPTION },
   { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
   { "key-file", required_argument, NULL, KEY_FILE_OPTION },
@@ -117,6 +120,9 @@ usage (FILE *fp, int status)
       "                         this server (every component must use it)\n"
       "  --handshake-timeout S  close connections not authenticated\n"
       "                         within S seconds (default 10)\n"
+      "  --frame-timeout S      close authenticated connections that\n"
+      "                         send part of a frame, then nothing for\n"
+      "                         S seconds (default 30; idle ones stay)\n"
       "  --max-connections N    authenticated connections (default 1024)\n"
       "  --max-unauthenticated N  connections in the handshake; the\n"
       "                         oldest is dropped beyond (default 256)\n"
@@ -135,6 +141,7 @@ usage (FILE *fp, int status)
            "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
            "         [--advertise ADDR] [--zone NAME] [--max-pulls N]\n"
            "         [--key-file FILE] [--handshake-timeout SECONDS]\n"
+           "         [--frame-timeout SECONDS]\n"
            "         [--max-connections N] [--max-unauthenticated N]\n"
            "         [--max-inflight N]\n"
            "         [-f] [-P PIDFILE] [-v] [-D storesrv.FLAG=N]\n"
@@ -261,6 +268,11 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
                         &ctx->handshake_timeout) < 0)
         bad_option ("--handshake-timeout", "expected seconds from 1 to %d: %s",
                     MAX_HANDSHAKE_TIMEOUT, optarg);
+      break;
+    case FRAME_TIMEOUT_OPTION:
+      if (parse_uint32 (optarg, 1, MAX_FRAME_TIMEOUT, &ctx->frame_timeout) < 0)
+        bad_option ("--frame-timeout", "expected seconds from 1 to %d: %s",
+                    MAX_FRAME_TIMEOUT, optarg);
       break;
     case MAX_CONNECTIONS_OPTION:
       if (parse_uint32 (optarg, 1, MAX_MAX_CONNS, &ctx->max_conns) < 0)
@@ -562,6 +574,7 @@ main (int argc, char **argv)
                         .listen_fd = -1,
                         .max_pulls = SS_DEFAULT_MAX_PULLS,
                         .handshake_timeout = SS_DEFAULT_HANDSHAKE_TIMEOUT,
+                        .frame_timeout = SS_DEFAULT_FRAME_TIMEOUT,
                         .max_conns = SS_DEFAULT_MAX_CONNS,
                         .max_unauth = SS_DEFAULT_MAX_UNAUTH,
                         .max_inflight = SS_CONN_MAX_REQS,
