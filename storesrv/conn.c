@@ -1,11 +1,18 @@
 /* Client connections: the handshake, receiving frames, dispatching
  * requests, queueing replies.
  *
- * A connection reads one 24-byte header, then its payload, into a new
- * request, dispatches it and reads the next header, unless it holds
- * --max-inflight requests or SS_CONN_MAX_BYTES of buffers: then it
- * pauses until replies have gone out.  Replies are queued in completion
- * order (tags let the client match them) and sent one sendmsg at a time.
+ * Before authentication a connection reads one 24-byte header, then its
+ * payload, into a new request, dispatches it and reads the next header.
+ * Once authenticated it receives into a buffer of SS_RECV_BUF bytes and
+ * takes every whole frame one recv brought (a payload that does not fit
+ * is received into its request directly), so that a client with many
+ * requests in flight costs one recv for several, not two for each.  It
+ * stops taking frames while it holds --max-inflight requests or
+ * SS_CONN_MAX_BYTES of buffers, until replies have gone out.  Replies
+ * are queued in completion order (tags let the client match them); the
+ * replies a connection has ready when a loop turn's completions have
+ * been processed go out in one sendmsg, their data gathered by iovecs
+ * (never copied).
  * Malformed input gets an error reply, then the connection is closed;
  * requests still working when it closes finish and are dropped.
  *
@@ -54,6 +61,7 @@ static void recv_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void send_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void hs_timer_arm (struct ss_loop *loop);
 static void frame_timer_arm (struct ss_loop *loop);
+static void conn_parse (struct ss_loop *loop, struct ss_conn *c);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 static uint64_t
@@ -122,15 +130,17 @@ frame_untrack (struct ss_loop *loop, struct ss_conn *c)
   c->in_frames = false;
 }
 
-/* Bytes arrived on C: if C is authenticated and now holds part of a
- * frame, note the progress (moving C to the tail of the loop's list,
- * which stays in order of progress); otherwise take it off the list.
+/* Bytes arrived on C, or C reads again after a pause: if C is
+ * authenticated, reading and holds part of a frame, note the progress
+ * (moving C to the tail of the loop's list, which stays in order of
+ * progress); otherwise take it off the list.  A paused connection is
+ * not waiting for its peer, but for its own replies to go out.
  */
 static void
 frame_progress (struct ss_loop *loop, struct ss_conn *c)
 {
-  if (c->state != SS_CONN_READY || c->closing ||
-      (c->got == 0 && c->rreq == NULL)) {
+  if (c->state != SS_CONN_READY || c->closing || c->paused ||
+      (c->got == 0 && c->rreq == NULL && c->rlen == c->roff)) {
     frame_untrack (loop, c);
     return;
   }
@@ -159,6 +169,7 @@ conn_put (struct ss_loop *loop, struct ss_conn *c)
   if (--c->refs > 0)
     return;
   assert (c->closing && !c->recv_inflight && !c->send_inflight);
+  assert (!c->in_flush);
   assert (c->nreqs == 0 && c->sendq_head == NULL && c->rreq == NULL);
   assert (!c->in_unauth && !c->in_frames);
   if (c->state == SS_CONN_READY)
@@ -173,19 +184,48 @@ conn_put (struct ss_loop *loop, struct ss_conn *c)
   if (loop->ctx->debug_requests)
     log_debug ("%s: connection closed", c->peer);
   close (c->fd);
+  free (c->siov);
+  free (c->rbuf);
   free (c);
 }
 
-/* Post a recv for the rest of the header or of RREQ's payload. */
+/* Read on: post a recv for the rest of RREQ's payload, for more frames
+ * into RBUF once authenticated (or take those it holds already), or for
+ * the rest of the header.  Does nothing while conn_parse runs, which
+ * reads on when it is done.
+ */
 static void
 conn_recv (struct ss_loop *loop, struct ss_conn *c)
 {
-  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+  struct io_uring_sqe *sqe;
 
+  if (c->parsing)
+    return;
   assert (!c->recv_inflight && !c->closing);
+  /* Without memory for it, go on a header at a time. */
+  if (!c->rreq && c->got == 0 && c->state == SS_CONN_READY && c->rbuf == NULL)
+    c->rbuf = malloc (SS_RECV_BUF);
+  c->recv_rbuf = false;
+  if (!c->rreq && c->rbuf && c->rlen - c->roff >= PROTO_HEADER_SIZE) {
+    /* Frames are buffered (C was paused): take them first. */
+    conn_parse (loop, c);
+    return;
+  }
+  sqe = ss_get_sqe (loop);
   if (c->rreq)
     io_uring_prep_recv (sqe, c->fd, c->rreq->payload + c->got,
                         c->rreq->hdr.length - c->got, 0);
+  else if (c->rbuf) {
+    assert (c->got == 0 && c->rlen - c->roff < PROTO_HEADER_SIZE);
+    if (c->roff > 0) {
+      memmove (c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+      c->rlen -= c->roff;
+      c->roff = 0;
+    }
+    io_uring_prep_recv (sqe, c->fd, c->rbuf + c->rlen, SS_RECV_BUF - c->rlen,
+                        0);
+    c->recv_rbuf = true;
+  }
   else
     io_uring_prep_recv (sqe, c->fd, c->hdrbuf + c->got,
                         PROTO_HEADER_SIZE - c->got, 0);
@@ -259,7 +299,8 @@ frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
     else
       log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
                 " of %d header bytes), closing the connection",
-                c->peer, loop->ctx->frame_timeout, c->got, PROTO_HEADER_SIZE);
+                c->peer, loop->ctx->frame_timeout, c->got + (c->rlen - c->roff),
+                PROTO_HEADER_SIZE);
     ss_conn_close (loop, c);
   }
   frame_timer_arm (loop);
@@ -444,6 +485,7 @@ req_free (struct ss_loop *loop, struct ss_req *r)
       c->nreqs < conn_max_reqs (c) && c->req_bytes < SS_CONN_MAX_BYTES) {
     c->paused = false;
     conn_recv (loop, c);
+    frame_progress (loop, c);
   }
   conn_put (loop, c);
 }
@@ -463,9 +505,13 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
   unauth_remove (loop, c);
   frame_untrack (loop, c);
   shutdown (c->fd, SHUT_RDWR);
-  /* The head of the queue may be in the kernel's hands. */
+  /* The first SEND_NREQS replies may be in the kernel's hands. */
   r = c->sendq_head;
   if (r && c->send_inflight) {
+    unsigned i;
+
+    for (i = 1; i < c->send_nreqs; i++)
+      r = r->next;
     next = r->next;
     r->next = NULL;
     c->sendq_tail = r;
@@ -484,36 +530,97 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
   conn_put (loop, c);
 }
 
-/* Send the head of C's queue unless a send is in flight. */
+/* Send the replies queued on C, as many as one sendmsg takes, unless a
+ * send is in flight.
+ */
 static void
 conn_send (struct ss_loop *loop, struct ss_conn *c)
 {
   struct ss_req *r = c->sendq_head;
   struct io_uring_sqe *sqe;
+  struct msghdr *msg;
+  unsigned nreqs = 1;
 
   if (c->send_inflight || r == NULL || c->closing)
     return;
+  msg = &r->msg;
+  /* Several replies ready: one sendmsg for all (their data stays where
+   * it is: only the iovecs are gathered).
+   */
+  if (r->next && c->siov == NULL)
+    c->siov = malloc (SS_SEND_IOV * sizeof *c->siov);
+  if (r->next && c->siov) {
+    size_t n = 0;
+
+    nreqs = 0;
+    for (; r && n + r->msg.msg_iovlen <= SS_SEND_IOV; r = r->next) {
+      memcpy (&c->siov[n], r->msg.msg_iov, r->msg.msg_iovlen * sizeof *c->siov);
+      n += r->msg.msg_iovlen;
+      nreqs++;
+    }
+    memset (&c->send_msg, 0, sizeof c->send_msg);
+    c->send_msg.msg_iov = c->siov;
+    c->send_msg.msg_iovlen = n;
+    msg = &c->send_msg;
+  }
   sqe = ss_get_sqe (loop);
-  io_uring_prep_sendmsg (sqe, c->fd, &r->msg, MSG_NOSIGNAL);
+  io_uring_prep_sendmsg (sqe, c->fd, msg, MSG_NOSIGNAL);
   io_uring_sqe_set_data (sqe, &c->send_op);
+  c->send_nreqs = nreqs;
   c->send_inflight = true;
   c->refs++;
 }
 
-/* A sendmsg completed: resume a short send, or free the sent request and
- * send the next reply.
+/* Send C's replies once this loop turn's completions are processed, so
+ * that the replies they produce go out together.
+ */
+static void
+conn_flush_later (struct ss_loop *loop, struct ss_conn *c)
+{
+  if (c->in_flush || c->send_inflight || c->closing)
+    return;
+  c->in_flush = true;
+  c->refs++;
+  c->flush_next = loop->flush_head;
+  loop->flush_head = c;
+}
+
+/* Called after each batch of completions (loop.c): send what the
+ * connections have queued, one sendmsg per connection.
+ */
+void
+ss_conns_flush (struct ss_loop *loop)
+{
+  struct ss_conn *c;
+
+  while ((c = loop->flush_head) != NULL) {
+    loop->flush_head = c->flush_next;
+    c->flush_next = NULL;
+    c->in_flush = false;
+    conn_send (loop, c);
+    conn_put (loop, c);
+  }
+}
+
+/* A sendmsg completed: free the replies it sent, resume a short send
+ * where it stopped, and send what has been queued since.
  */
 static void
 send_done (struct ss_loop *loop, struct ss_op *op, int res)
 {
   struct ss_conn *c = SS_CONTAINER_OF (op, struct ss_conn, send_op);
-  struct ss_req *r = c->sendq_head;
+  struct ss_req *r, *next;
   size_t n;
 
   c->send_inflight = false;
   if (c->closing) {
+    /* ss_conn_close left only the replies of this send. */
+    r = c->sendq_head;
     c->sendq_head = c->sendq_tail = NULL;
-    req_free (loop, r);
+    for (; r; r = next) {
+      next = r->next;
+      req_free (loop, r);
+    }
     goto out;
   }
   if (res == -EAGAIN || res == -EINTR) {
@@ -526,25 +633,30 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     ss_conn_close (loop, c);
     goto out;
   }
-  /* Step over what went out; a short send resumes where it stopped. */
+  /* Step over what went out: whole replies are freed, a reply cut short
+   * keeps its rest for the next send.
+   */
   n = res;
-  while (r->msg.msg_iovlen > 0 && r->msg.msg_iov[0].iov_len <= n) {
-    n -= r->msg.msg_iov[0].iov_len;
-    r->msg.msg_iov++;
-    r->msg.msg_iovlen--;
+  while ((r = c->sendq_head) != NULL && n > 0) {
+    while (r->msg.msg_iovlen > 0 && r->msg.msg_iov[0].iov_len <= n) {
+      n -= r->msg.msg_iov[0].iov_len;
+      r->msg.msg_iov++;
+      r->msg.msg_iovlen--;
+    }
+    if (r->msg.msg_iovlen > 0) {
+      r->msg.msg_iov[0].iov_base = (char *)r->msg.msg_iov[0].iov_base + n;
+      r->msg.msg_iov[0].iov_len -= n;
+      break;
+    }
+    c->sendq_head = r->next;
+    if (c->sendq_head == NULL)
+      c->sendq_tail = NULL;
+    req_free (loop, r);
   }
-  if (r->msg.msg_iovlen > 0) {
-    r->msg.msg_iov[0].iov_base = (char *)r->msg.msg_iov[0].iov_base + n;
-    r->msg.msg_iov[0].iov_len -= n;
-    conn_send (loop, c);
+  if (c->closing)
     goto out;
-  }
-  c->sendq_head = r->next;
-  if (c->sendq_head == NULL)
-    c->sendq_tail = NULL;
-  req_free (loop, r);
   if (c->sendq_head)
-    conn_send (loop, c);
+    conn_flush_later (loop, c);
   else if (c->close_after_send)
     ss_conn_close (loop, c);
 out:
@@ -592,7 +704,7 @@ req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   else
     c->sendq_head = r;
   c->sendq_tail = r;
-  conn_send (loop, c);
+  conn_flush_later (loop, c);
 }
 
 /* Reply PROTO_OK with DATA (see req_send for OWNED). */
@@ -843,6 +955,45 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
   conn_recv (loop, c);
 }
 
+/* Take the frames buffered in C->rbuf: dispatch the whole ones, start
+ * the payload of one that goes on beyond, then read on, unless C is at
+ * its bounds (paused: the rest waits in RBUF) or closing.
+ */
+static void
+conn_parse (struct ss_loop *loop, struct ss_conn *c)
+{
+  c->parsing = true;
+  while (!c->closing && !c->close_after_send && !c->paused &&
+         c->rlen - c->roff >= PROTO_HEADER_SIZE) {
+    struct ss_req *r;
+    uint32_t n;
+
+    memcpy (c->hdrbuf, c->rbuf + c->roff, PROTO_HEADER_SIZE);
+    c->roff += PROTO_HEADER_SIZE;
+    header_received (loop, c);
+    if (c->rreq == NULL)
+      continue;
+    r = c->rreq;
+    n = r->hdr.length - c->got;
+    if (n > c->rlen - c->roff)
+      n = c->rlen - c->roff;
+    memcpy (r->payload + c->got, c->rbuf + c->roff, n);
+    c->roff += n;
+    c->got += n;
+    if (c->got < r->hdr.length)
+      break;
+    c->rreq = NULL;
+    c->got = 0;
+    dispatch (loop, c, r);
+  }
+  if (c->roff == c->rlen)
+    c->roff = c->rlen = 0;
+  c->parsing = false;
+  if (!c->closing && !c->close_after_send && !c->paused && !c->recv_inflight)
+    conn_recv (loop, c);
+  frame_progress (loop, c);
+}
+
 /* A recv completed: go on with the header or payload, or handle the
  * peer's close.
  */
@@ -867,12 +1018,17 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
   if (res <= 0) {
     if (res < 0)
       log_debug ("recv: %s: %s", c->peer, strerror (-res));
-    else if (c->got > 0 || c->rreq)
+    else if (c->got > 0 || c->rreq || c->rlen > c->roff)
       log_debug ("%s: connection closed in the middle of a frame", c->peer);
     ss_conn_close (loop, c);
     goto out;
   }
-  if (c->rreq) {
+  if (c->recv_rbuf) {
+    SS_MARK_DEFINED (c->rbuf + c->rlen, res);
+    c->rlen += res;
+    conn_parse (loop, c);
+  }
+  else if (c->rreq) {
     r = c->rreq;
     SS_MARK_DEFINED (r->payload + c->got, res);
     c->got += res;

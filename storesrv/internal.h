@@ -44,6 +44,13 @@
 #define SS_MAX_MAX_INFLIGHT 4096
 #define SS_CONN_MAX_BYTES (64u * 1024 * 1024)
 
+/* Iovecs one sendmsg may carry (two per reply with data), and the
+ * receive buffer of an authenticated connection, which takes as many
+ * frames as one recv brings (conn.c).
+ */
+#define SS_SEND_IOV 128
+#define SS_RECV_BUF (16u * 1024)
+
 /* Defaults of --handshake-timeout, --frame-timeout, --max-connections
  * and --max-unauthenticated (conn.c).
  */
@@ -383,6 +390,10 @@ struct ss_loop {
   struct __kernel_timespec frame_timer_ts;
   bool frame_timer_armed;
   uint64_t now_ms;
+  /* Connections with replies to send once this loop turn's completions
+   * are processed (conn.c): one sendmsg each.
+   */
+  struct ss_conn *flush_head;
   struct ss_seg_table segs;
   struct ss_gone_set gone;
   struct ss_track *tracks_head, *tracks_tail;
@@ -509,11 +520,31 @@ struct ss_conn {
   unsigned nreqs;
   uint64_t req_bytes;
   struct ss_req *sendq_head, *sendq_tail;
+  /* Sending: the first SEND_NREQS replies of the queue are in the
+   * kernel's hands, through SEND_MSG and SIOV (SS_SEND_IOV entries,
+   * allocated at the first send of more than one reply).
+   */
+  unsigned send_nreqs;
+  struct msghdr send_msg;
+  struct iovec *siov;
+  bool in_flush; /* on loop->flush_head (holding a reference) */
+  struct ss_conn *flush_next;
+  /* Receiving, once READY: RBUF (SS_RECV_BUF bytes, allocated at the
+   * first recv after authentication) holds received bytes not yet taken
+   * in [ROFF, RLEN).  RECV_RBUF: the recv in flight fills RBUF (else
+   * HDRBUF or RREQ's payload).  PARSING: conn_parse is taking frames
+   * from RBUF, so conn_recv waits for it to finish.
+   */
+  uint8_t *rbuf;
+  uint32_t rlen, roff;
+  bool recv_rbuf;
+  bool parsing;
 };
 
 extern int ss_conn_new (struct ss_loop *loop, int fd);
 extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conns_stop (struct ss_loop *loop);
+extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
                           const void *data, uint32_t len, void *owned);

@@ -476,6 +476,7 @@ ss_loop_run (struct ss_loop *loop)
     }
     loop->now_ms = monotonic_ns () / 1000000;
     loop_reap (loop);
+    ss_conns_flush (loop);
     if (loop->stopping && loop_quiet (loop)) {
       if (!loop->cancelled) {
         if (loop->signal_armed)
