@@ -85,6 +85,20 @@ def connect(addr, timeout=10):
     return s
 
 
+def closed_by_server(s):
+    """Whether the peer has closed S (without waiting; S stays as it was)."""
+    blocking = s.getblocking()
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        s.setblocking(blocking)
+
+
 def recv_exact(s, n):
     """N bytes, or None if the peer closed first."""
     b = b""

@@ -59,25 +59,16 @@ def proc_status(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
 
-def closed_by_server(s):
-    s.setblocking(False)
-    try:
-        return s.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-
 rss0, threads0 = proc_status("VmRSS"), proc_status("Threads")
 socks = [tw.connect(addr) for _ in range(1000)]
 # Let the MDS accept them all: it closes the oldest beyond 256.
 deadline = time.monotonic() + 30
 while True:
     time.sleep(0.5)
-    ndropped = sum(closed_by_server(s) for s in socks[:744])
+    ndropped = sum(tw.closed_by_server(s) for s in socks[:744])
     if ndropped == 744 or time.monotonic() > deadline:
         break
-nopen = sum(not closed_by_server(s) for s in socks[744:])
+nopen = sum(not tw.closed_by_server(s) for s in socks[744:])
 rss, threads = proc_status("VmRSS"), proc_status("Threads")
 print(f"MDS with 1000 idle connections: RSS {rss} KiB (before {rss0} KiB), "
       f"threads {threads} (before {threads0}); dropped {ndropped} of the "
@@ -284,15 +275,6 @@ import tessera_wire as tw
 addr, tessera = sys.argv[2], sys.argv[3]
 key = tw.load_key(os.environ["TESSERA_KEY_FILE"])
 
-def closed_by_server(s):
-    s.setblocking(False)
-    try:
-        return s.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-
 def connect():
     # A unix socket's backlog may be full for a moment: retry.
     for _ in range(1000):
@@ -306,10 +288,10 @@ socks = [connect() for _ in range(300)]
 deadline = time.monotonic() + 20
 while True:
     time.sleep(0.2)
-    ndropped = sum(closed_by_server(s) for s in socks[:200])
+    ndropped = sum(tw.closed_by_server(s) for s in socks[:200])
     if ndropped == 200 or time.monotonic() > deadline:
         break
-nopen = sum(not closed_by_server(s) for s in socks[200:])
+nopen = sum(not tw.closed_by_server(s) for s in socks[200:])
 print(f"dropped {ndropped} of the oldest 200, newest 100 open: {nopen}")
 assert ndropped == 200 and nopen == 100, (ndropped, nopen)
 

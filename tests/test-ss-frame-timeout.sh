@@ -43,17 +43,6 @@ def read_zeros(s, tag):
     head = struct.pack(">QQQQII", SEG, 1, 1, 0, 0, 512)
     assert tw.call(s, OP_SEG_READ, head, tag=tag) == bytes(512)
 
-def closed_by_server(s):
-    s.setblocking(False)
-    try:
-        return s.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    finally:
-        s.setblocking(True)
-
 def name(s):
     host, port = s.getsockname()[:2]
     return f"{host}:{port}"
@@ -99,7 +88,7 @@ while len(closed_at) < len(stalled) and time.monotonic() - t0 < 10:
     ready, _, _ = select.select([s for s in stalled if s not in closed_at],
                                 [], [], 0.5)
     for s in ready:
-        assert closed_by_server(s), s
+        assert tw.closed_by_server(s), s
         closed_at[s] = time.monotonic() - t0
 print("stalled connections closed after",
       ", ".join(f"{t:.2f} s" for t in closed_at.values()))
@@ -113,7 +102,7 @@ assert rc == 0, rc
 
 # The idle connection outlives the timeout twice over and is served.
 time.sleep(max(0, t0 + 4.5 - time.monotonic()))
-assert not closed_by_server(idle), "idle connection closed"
+assert not tw.closed_by_server(idle), "idle connection closed"
 read_zeros(idle, 4)
 print(f"idle connection still served after {time.monotonic() - t0:.1f} s")
 
