@@ -64,7 +64,8 @@ block = os.urandom(4096)
 t, err = timed("write, a replica and the MDS stopped",
                lambda: h.pwrite(block, 0))
 assert err == errno.EIO, "the write must fail: %s" % err
-assert timeout - 0.1 <= t <= 1.5 * timeout + 0.5, \
+# 1 s of slack for a loaded machine: without the deadlines this took 6 s.
+assert timeout - 0.1 <= t <= 1.5 * timeout + 1.0, \
     "failed after %.3f s, not at 1.5 x %g s" % (t, timeout)
 # Not acknowledged: either content may be there.  Put back a known one
 # once the MDS answers again.
@@ -74,14 +75,14 @@ os.kill(mds_pid, signal.SIGCONT)
 block = os.urandom(4096)
 t, err = timed("write, a replica stopped", lambda: h.pwrite(block, 0))
 assert err is None, "the write must succeed: %s" % err
-assert t <= 1.5 * timeout + 0.5, "took %.3f s" % t
+assert t <= 1.5 * timeout + 1.0, "took %.3f s" % t
 content[0:4096] = block
 for i in range(1, 8):
     off = i * 65536 + 512
     block = os.urandom(4096)
     t, err = timed("write %d, a replica stopped" % i,
                    lambda: h.pwrite(block, off))
-    assert err is None and t <= 1.5 * timeout + 0.5, (err, t)
+    assert err is None and t <= 1.5 * timeout + 1.0, (err, t)
     content[off:off + 4096] = block
 
 # 3. Reads: whichever replica a read tries first, it is served in time.
@@ -96,7 +97,7 @@ for i in range(16):
     def rd():
         buf[:] = h.pread(4096, off)
     t, err = timed("read %d, a replica stopped" % i, rd)
-    assert err is None and t <= 1.5 * timeout + 0.5, (err, t)
+    assert err is None and t <= 1.5 * timeout + 1.0, (err, t)
     assert buf == content[off:off + 4096], "wrong data at %d" % off
     slowest = max(slowest, t)
 assert slowest >= timeout - 0.1, "no read failed over after a timeout"
