@@ -64,9 +64,18 @@ mds_connect (struct volume *v, bool on_error)
 
   proto_client_close (v->mds);
   v->mds = NULL;
+  /* Within a request, connecting ends with the request too; the calls
+   * on the connection then get the full timeout (volume_mds_request
+   * cuts it per attempt).
+   */
   r = proto_client_connect (v->cfg->mds, PROTO_ROLE_PLUGIN, NULL,
-                            v->cfg->timeout_ms, &c, &peer, errmsg,
-                            sizeof errmsg);
+                            request_step_ms (v->cfg->timeout_ms), &c, &peer,
+                            errmsg, sizeof errmsg);
+  if (r == 0 && request_deadline != 0 &&
+      (r = proto_client_set_timeout (c, v->cfg->timeout_ms)) < 0) {
+    snprintf (errmsg, sizeof errmsg, "set timeout: %s", strerror (-r));
+    proto_client_close (c);
+  }
   if (r < 0) {
     if (on_error || r == -EACCES || r == -ENOKEY)
       nbdkit_error ("mds %s: %s", v->cfg->mds, errmsg);
