@@ -91,12 +91,16 @@ epoch_current (struct volume *v)
 }
 
 /* A write or trim starts: count it in flight in the current epoch and
- * return that epoch, which it must carry and pass to epoch_end.
+ * set *EPOCH to that epoch, which it must carry and pass to epoch_end.
+ * Returns 0, or -ETIMEDOUT if every slot stayed taken by older epochs
+ * until the running request's deadline (nothing is counted then).
  */
-uint64_t
-epoch_begin (struct volume *v)
+int
+epoch_begin (struct volume *v, uint64_t *epoch)
 {
+  struct timespec ts = timespec_from_ns (request_deadline);
   unsigned i, free_slot;
+  int e = 0;
 
   atomic_store (&v->epoch_written, true);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
@@ -105,7 +109,8 @@ epoch_begin (struct volume *v)
     for (i = 0; i < EPOCH_SLOTS; i++) {
       if (v->slots[i].inflight > 0 && v->slots[i].epoch == v->epoch) {
         v->slots[i].inflight++;
-        return v->epoch;
+        *epoch = v->epoch;
+        return 0;
       }
       if (v->slots[i].inflight == 0 && free_slot == EPOCH_SLOTS)
         free_slot = i;
@@ -113,12 +118,18 @@ epoch_begin (struct volume *v)
     if (free_slot < EPOCH_SLOTS) {
       v->slots[free_slot].epoch = v->epoch;
       v->slots[free_slot].inflight = 1;
-      return v->epoch;
+      *epoch = v->epoch;
+      return 0;
     }
-    /* Older epochs are still draining: they complete within the
-     * request timeout.
+    if (e == ETIMEDOUT)
+      return -ETIMEDOUT;
+    /* Older epochs are still draining: their requests end by their
+     * deadlines.
      */
-    pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
+    if (request_deadline == 0)
+      pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
+    else
+      e = pthread_cond_timedwait (&v->epoch_cond, &v->epoch_lock, &ts);
   }
 }
 

@@ -346,7 +346,7 @@ extern void volume_for_each_server (struct volume *v,
 extern void epoch_init (struct volume *v);
 extern void epoch_destroy (struct volume *v);
 extern uint64_t epoch_current (struct volume *v);
-extern uint64_t epoch_begin (struct volume *v);
+extern int epoch_begin (struct volume *v, uint64_t *epoch);
 extern void epoch_end (struct volume *v, uint64_t epoch);
 extern int epoch_rotate (struct volume *v, uint64_t *old);
 extern void epoch_drain (struct volume *v, uint64_t epoch);

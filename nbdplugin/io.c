@@ -621,7 +621,15 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
     scratch_put (x);
     return -ETIMEDOUT;
   }
-  epoch = epoch_begin (v);
+  if (epoch_begin (v, &epoch) < 0) {
+    nbdkit_error ("volume %s: %s: out of time waiting for older epochs' "
+                  "writes (timeout=%d s)",
+                  v->name, opcode == PROTO_OP_SEG_WRITE ? "write" : "trim",
+                  v->cfg->timeout_ms / 1000);
+    rangelock_release (&v->rl, &rg);
+    scratch_put (x);
+    return -ETIMEDOUT;
+  }
   while (err == 0 && done < count) {
     n = split (v, offset + done, count - done, done, x->p, MAX_PIECES,
                &consumed);

@@ -934,6 +934,7 @@ submit_server (struct ss_server *s, struct ss_request *queue)
 {
   struct ss_conn *c;
   char errmsg[SS_ERRMSG_SIZE] = "";
+  struct timespec ts;
   bool fresh;
   int attempt, state, e;
 
@@ -943,7 +944,17 @@ submit_server (struct ss_server *s, struct ss_request *queue)
   }
   c = &s->conns[atomic_fetch_add (&s->rr, 1) % s->nconns];
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->send_lock);
+  /* Another sender may be stuck connecting or sending to S: wait no
+   * longer than a step may take.
+   */
+  ts = timespec_from_ns (monotonic_ns () + (uint64_t)step_ms (s) * 1000000);
+  if (pthread_mutex_clocklock (&c->send_lock, CLOCK_MONOTONIC, &ts) != 0) {
+    complete_list (queue, -ETIMEDOUT, "timed out waiting to send");
+    return;
+  }
+  CLEANUP_UNLOCK pthread_mutex_t *locked __attribute__ ((unused)) =
+      &c->send_lock;
+
   for (attempt = 0;; attempt++) {
     pthread_mutex_lock (&c->lock);
     state = c->state;
