@@ -98,9 +98,7 @@ epoch_current (struct volume *v)
 int
 epoch_begin (struct volume *v, uint64_t *epoch)
 {
-  struct timespec ts = timespec_from_ns (request_deadline);
   unsigned i, free_slot;
-  int e = 0;
 
   atomic_store (&v->epoch_written, true);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
@@ -121,15 +119,11 @@ epoch_begin (struct volume *v, uint64_t *epoch)
       *epoch = v->epoch;
       return 0;
     }
-    if (e == ETIMEDOUT)
-      return -ETIMEDOUT;
     /* Older epochs are still draining: their requests end by their
      * deadlines.
      */
-    if (request_deadline == 0)
-      pthread_cond_wait (&v->epoch_cond, &v->epoch_lock);
-    else
-      e = pthread_cond_timedwait (&v->epoch_cond, &v->epoch_lock, &ts);
+    if (request_cond_wait (&v->epoch_cond, &v->epoch_lock) == -ETIMEDOUT)
+      return -ETIMEDOUT;
   }
 }
 

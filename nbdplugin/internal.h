@@ -80,6 +80,7 @@ extern uint64_t request_clamp (uint64_t deadline);
 extern int request_step_ms (int timeout_ms);
 extern bool request_can_start (int timeout_ms);
 extern int request_lock (pthread_mutex_t *m);
+extern int request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m);
 
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
  * so that nbdkit can find and set them.

@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 #include "cleanup.h"
-#include "deadline.h"
 
 #include "internal.h"
 
@@ -63,9 +62,7 @@ int
 rangelock_acquire (struct rangelock *rl, struct range *r, uint64_t offset,
                    uint64_t count)
 {
-  struct timespec ts = timespec_from_ns (request_deadline);
   uint64_t end;
-  int e = 0;
 
   if (count == 0)
     count = 1;
@@ -75,14 +72,9 @@ rangelock_acquire (struct rangelock *rl, struct range *r, uint64_t offset,
   r->end = end;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&rl->lock);
-  while (overlaps_held (rl, r->start, r->end)) {
-    if (e == ETIMEDOUT)
+  while (overlaps_held (rl, r->start, r->end))
+    if (request_cond_wait (&rl->cond, &rl->lock) == -ETIMEDOUT)
       return -ETIMEDOUT;
-    if (request_deadline == 0)
-      pthread_cond_wait (&rl->cond, &rl->lock);
-    else
-      e = pthread_cond_timedwait (&rl->cond, &rl->lock, &ts);
-  }
   r->next = rl->held;
   rl->held = r;
   return 0;

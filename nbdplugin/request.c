@@ -92,3 +92,21 @@ request_lock (pthread_mutex_t *m)
   e = pthread_mutex_clocklock (m, CLOCK_MONOTONIC, &ts);
   return e == 0 ? 0 : -e;
 }
+
+/* Wait on COND (a CLOCK_MONOTONIC condition variable) with M held, no
+ * later than the running request's deadline.  Returns 0 when woken
+ * (spuriously too: callers loop), or -ETIMEDOUT once the deadline has
+ * passed.
+ */
+int
+request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m)
+{
+  struct timespec ts;
+  int e;
+
+  if (request_deadline == 0)
+    return -pthread_cond_wait (cond, m);
+  ts = timespec_from_ns (request_deadline);
+  e = pthread_cond_timedwait (cond, m, &ts);
+  return e == 0 ? 0 : -e;
+}
