@@ -12,8 +12,10 @@
 import hashlib
 import hmac
 import os
+import select
 import socket
 import struct
+import time
 
 MAGIC = 0x54455353
 VERSION = 1
@@ -97,6 +99,24 @@ def closed_by_server(s):
         return True
     finally:
         s.setblocking(blocking)
+
+
+def wait_closed(socks, deadline):
+    """Wait until the peer has closed each of SOCKS (sending nothing
+    first), until time.monotonic() DEADLINE at most.  Returns {socket:
+    time.monotonic() when its close was seen} for those closed."""
+    closed_at = {}
+    while len(closed_at) < len(socks) and time.monotonic() < deadline:
+        ready, _, _ = select.select([s for s in socks if s not in closed_at],
+                                    [], [], 0.5)
+        for s in ready:
+            try:
+                data = s.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"", data
+            closed_at[s] = time.monotonic()
+    return closed_at
 
 
 def recv_exact(s, n):

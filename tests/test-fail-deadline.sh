@@ -28,7 +28,7 @@ ss2_pid="$(cat "$CLUSTER/ss2.pid")"
 # Whatever happens below, nothing stays stopped.
 cleanup_fn "kill -s CONT $mds_pid $ss2_pid 2>/dev/null || :"
 
-$PYTHON - "$(nbd_uri w)" "$TIMEOUT" "$mds_pid" "$ss2_pid" \
+timeout 120 $PYTHON - "$(nbd_uri w)" "$TIMEOUT" "$mds_pid" "$ss2_pid" \
         "$CLUSTER/expect.bin" <<'PYEOF'
 import errno, os, signal, sys, time
 import nbd
@@ -113,7 +113,7 @@ repair_wait 60
 check_map_healthy vol 2
 tessera volume verify vol
 start_nbdkit r vol readonly=true
-$PYTHON - "$(nbd_uri r)" "$CLUSTER/expect.bin" <<'PYEOF'
+timeout 60 $PYTHON - "$(nbd_uri r)" "$CLUSTER/expect.bin" <<'PYEOF'
 import sys
 import nbd
 

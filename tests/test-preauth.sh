@@ -96,7 +96,7 @@ PY
     # sent half a frame or stopped between HELLO and AUTH.
     restart_mds_tcp --handshake-timeout 2
     $PYTHON - "$abs_top_srcdir/tests" "$TESSERA_MDS" <<'PY'
-import os, select, sys, time
+import os, sys, time
 sys.path.insert(0, sys.argv[1])
 import tessera_wire as tw
 addr = sys.argv[2]
@@ -106,18 +106,8 @@ socks = [tw.connect(addr) for _ in range(200)]
 socks[0].sendall(tw.frame(tw.OP_HELLO)[:10])
 tw.call(socks[1], tw.OP_HELLO,
         tw.hello_payload(tw.ROLE_CLI, os.urandom(tw.NONCE)))
-closed_at = {}
-while len(closed_at) < len(socks) and time.monotonic() - t0 < 10:
-    ready, _, _ = select.select([s for s in socks if s not in closed_at],
-                                [], [], 1)
-    for s in ready:
-        try:
-            data = s.recv(1)
-        except ConnectionResetError:
-            data = b""
-        assert data == b"", data
-        closed_at[s] = time.monotonic() - t0
-times = sorted(closed_at.values())
+closed_at = tw.wait_closed(socks, t0 + 10)
+times = sorted(t - t0 for t in closed_at.values())
 print(f"{len(times)} of {len(socks)} idle connections closed by the MDS, "
       f"after {times[0]:.2f} to {times[-1]:.2f} s" if times else "none")
 assert len(times) == len(socks), len(times)
@@ -197,7 +187,7 @@ preauth_storesrv ()
     # memory while an NBD client reads and writes exact bytes, and the
     # handshake timeout closes them.
     $PYTHON - "$abs_top_srcdir/tests" "$addr" "$pid" "$(nbd_uri pa)" <<'PY'
-import os, select, subprocess, sys, time
+import os, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 import tessera_wire as tw
 addr, pid, uri = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -241,18 +231,7 @@ assert r.returncode == 0 and t < 5, (r.returncode, t)
 if time.monotonic() < t_first + TIMEOUT - 0.5:
     assert nfds() - fds0 >= 1000, nfds() - fds0
 
-closed_at = {}
-while len(closed_at) < len(socks) and \
-        time.monotonic() < t_last + TIMEOUT + 10:
-    ready, _, _ = select.select([s for s in socks if s not in closed_at],
-                                [], [], 1)
-    for s in ready:
-        try:
-            data = s.recv(1)
-        except ConnectionResetError:
-            data = b""
-        assert data == b"", data
-        closed_at[s] = time.monotonic()
+closed_at = tw.wait_closed(socks, t_last + TIMEOUT + 10)
 times = sorted(closed_at.values())
 print(f"{len(times)} of {len(socks)} closed by the handshake timeout "
       f"({TIMEOUT} s): the first {times[0] - t_first:.2f} s after the first "
