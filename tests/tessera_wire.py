@@ -18,7 +18,7 @@ import struct
 import time
 
 MAGIC = 0x54455353
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct(">IBBHIIQ")
 FLAG_REPLY = 0x8000
 FLAG_FUA = 0x0001
@@ -64,14 +64,17 @@ def frame(op, payload=b"", flags=0, status=0, tag=0, magic=MAGIC,
                        tag) + payload
 
 
-def hello_payload(role, auth=b"", uuid=bytes(16), version=VERSION):
-    return struct.pack(">II16sHH", version, role, uuid, len(auth), 0) + auth
+def hello_payload(role, auth=b"", uuid=bytes(16), version=VERSION,
+                  incarnation=0):
+    return struct.pack(">II16sQHH", version, role, uuid, incarnation,
+                       len(auth), 0) + auth
 
 
 def decode_hello(p):
-    version, role, uuid, auth_len, _ = struct.unpack(">II16sHH", p[:28])
+    version, role, uuid, incarnation, auth_len, _ = struct.unpack(
+        ">II16sQHH", p[:36])
     return {"version": version, "role": role, "uuid": uuid,
-            "auth": p[28:28 + auth_len]}
+            "incarnation": incarnation, "auth": p[36:36 + auth_len]}
 
 
 def connect(addr, timeout=10):

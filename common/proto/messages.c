@@ -19,7 +19,7 @@
 
 /* Smallest wire size of one list element, used to bound counts. */
 #define SERVER_INFO_MIN (4 + 4 + 16 + 8 + 8 + 8 + 2 + 2)
-#define VOLUME_INFO_MIN (8 + 8 + 4 + 4 + 8 + 8 + 2)
+#define VOLUME_INFO_MIN (8 + 8 + 4 + 4 + 8 + 8 + 4 + 2)
 #define MAP_ENTRY_MIN (8 + 8 + 8 + 4)
 #define REPLICA_SIZE 8
 
@@ -76,6 +76,7 @@ proto_encode_hello (const struct proto_hello *m, struct proto_wbuf *wb)
   proto_put_u32 (wb, m->version);
   proto_put_u32 (wb, m->role);
   proto_put_bytes (wb, m->uuid, 16);
+  proto_put_u64 (wb, m->incarnation);
   proto_put_u16 (wb, m->auth_len);
   proto_put_u16 (wb, 0);
   proto_put_bytes (wb, m->auth,
@@ -93,6 +94,7 @@ proto_decode_hello (const void *p, size_t len, struct proto_hello *m)
   m->version = proto_get_u32 (&rb);
   m->role = proto_get_u32 (&rb);
   proto_get_bytes (&rb, m->uuid, 16);
+  m->incarnation = proto_get_u64 (&rb);
   m->auth_len = proto_get_u16 (&rb);
   if (proto_get_u16 (&rb) != 0 || m->auth_len > PROTO_AUTH_MAX)
     return -EBADMSG;
@@ -146,6 +148,9 @@ proto_encode_register (const struct proto_register *m, struct proto_wbuf *wb)
   proto_put_u32 (wb, m->segment_size);
   proto_put_u64 (wb, m->capacity);
   proto_put_u64 (wb, m->used);
+  proto_put_u64 (wb, m->incarnation);
+  proto_put_u32 (wb, m->flags);
+  proto_put_u64 (wb, m->index_seq);
   proto_put_str (wb, m->address, PROTO_ADDR_MAX);
   proto_put_str (wb, m->zone, PROTO_ZONE_MAX);
 }
@@ -161,6 +166,11 @@ proto_decode_register (const void *p, size_t len, struct proto_register *m)
   m->segment_size = proto_get_u32 (&rb);
   m->capacity = proto_get_u64 (&rb);
   m->used = proto_get_u64 (&rb);
+  m->incarnation = proto_get_u64 (&rb);
+  m->flags = proto_get_u32 (&rb);
+  m->index_seq = proto_get_u64 (&rb);
+  if (m->flags & ~PROTO_REG_FLAGS_KNOWN)
+    return -EBADMSG;
   proto_get_str (&rb, m->address, PROTO_ADDR_MAX);
   proto_get_str (&rb, m->zone, PROTO_ZONE_MAX);
   return proto_rbuf_finish (&rb);
@@ -230,6 +240,7 @@ proto_encode_heartbeat (const struct proto_heartbeat *m, struct proto_wbuf *wb)
   proto_put_u32 (wb, m->server_id);
   proto_put_u64 (wb, m->capacity);
   proto_put_u64 (wb, m->used);
+  proto_put_u64 (wb, m->index_seq);
   put_segments (wb, m->n, m->segments);
 }
 
@@ -244,6 +255,7 @@ proto_decode_heartbeat (const void *p, size_t len, struct proto_heartbeat *m)
   m->server_id = proto_get_u32 (&rb);
   m->capacity = proto_get_u64 (&rb);
   m->used = proto_get_u64 (&rb);
+  m->index_seq = proto_get_u64 (&rb);
   r = get_segments (&rb, &m->n, &m->segments);
   if (r == 0)
     r = proto_rbuf_finish (&rb);
@@ -365,6 +377,7 @@ put_volume_info (struct proto_wbuf *wb, const struct proto_volume_info *v)
   proto_put_u32 (wb, v->flags);
   proto_put_u64 (wb, v->epoch);
   proto_put_u64 (wb, v->segments);
+  proto_put_u32 (wb, v->min_copies);
   proto_put_str (wb, v->name, PROTO_NAME_MAX);
 }
 
@@ -379,6 +392,7 @@ get_volume_info (struct proto_rbuf *rb, void *elem, void *prev)
   v->flags = proto_get_u32 (rb);
   v->epoch = proto_get_u64 (rb);
   v->segments = proto_get_u64 (rb);
+  v->min_copies = proto_get_u32 (rb);
   proto_get_str (rb, v->name, PROTO_NAME_MAX);
   return rb->err;
 }
@@ -446,6 +460,7 @@ proto_encode_vol_request (const struct proto_vol_request *m,
   proto_put_u64 (wb, m->size);
   proto_put_u32 (wb, m->replicas);
   proto_put_u32 (wb, m->flags);
+  proto_put_u32 (wb, m->min_copies);
   proto_put_str (wb, m->name, PROTO_NAME_MAX);
   /* The token is optional on the wire: all zero is sent as nothing. */
   for (i = 0; i < sizeof m->token; i++)
@@ -465,6 +480,7 @@ proto_decode_vol_request (const void *p, size_t len,
   m->size = proto_get_u64 (&rb);
   m->replicas = proto_get_u32 (&rb);
   m->flags = proto_get_u32 (&rb);
+  m->min_copies = proto_get_u32 (&rb);
   proto_get_str (&rb, m->name, PROTO_NAME_MAX);
   memset (m->token, 0, sizeof m->token);
   if (proto_rbuf_left (&rb) == sizeof m->token)

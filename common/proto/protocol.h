@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x54455353u /* "TESS" */
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 /* Largest data transfer in one SEG_READ or SEG_WRITE. */
 #define PROTO_MAX_DATA (32u * 1024 * 1024)
@@ -172,13 +172,18 @@ enum {
 /* ---- Message payloads (host order) ---- */
 
 /* HELLO, both directions.  Wire: version u32, role u32, uuid[16],
- * auth_len u16, reserved u16 (zero), auth[auth_len].  AUTH: a request
- * whose payload is the client's proof, an empty reply (auth.h).
+ * incarnation u64, auth_len u16, reserved u16 (zero), auth[auth_len].
+ * AUTH: a request whose payload is the client's proof, an empty reply
+ * (auth.h).  A storage server's HELLO reply carries its INCARNATION: a
+ * random non-zero number drawn at every start of the process, so that a
+ * client can tell that the server restarted (and may have lost writes
+ * it had not yet made durable) even when it reconnects at once.
  */
 struct proto_hello {
   uint32_t version;
   uint32_t role;
   uint8_t uuid[16]; /* sender: storage server or cluster uuid; else zero */
+  uint64_t incarnation; /* storage server: this start of it; else zero */
   uint16_t auth_len;
   uint8_t auth[PROTO_AUTH_MAX];
 };
@@ -202,15 +207,27 @@ struct proto_status_info {
 };
 
 /* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],
- * segment_size u32, capacity u64, used u64, address (string), zone (string).
- * A string on the wire is u16 length + bytes, no NUL.
+ * segment_size u32, capacity u64, used u64, incarnation u64, flags u32,
+ * index_seq u64, address (string), zone (string).  A string on the wire
+ * is u16 length + bytes, no NUL.  INCARNATION is the one the server's
+ * HELLO replies carry.  PROTO_REG_UNCLEAN: the server did not find its
+ * clean-shutdown marker at this start (it crashed, was killed or lost
+ * power, or stopped after a disk error), so writes it acknowledged but
+ * had not made durable may be gone.  INDEX_SEQ counts the commits of the
+ * server's index; it only ever grows, so a lower one than the MDS saw
+ * before means the store was rolled back (also in heartbeats).
  */
+#define PROTO_REG_UNCLEAN 0x1
+#define PROTO_REG_FLAGS_KNOWN PROTO_REG_UNCLEAN
 struct proto_register {
   uint8_t uuid[16];                 /* the store's own uuid (its superblock) */
   uint8_t cluster_uuid[16];         /* zero if the store is not formatted yet */
   uint32_t segment_size;            /* zero if the store is not formatted yet */
   uint64_t capacity;                /* bytes the store can hold */
   uint64_t used;                    /* bytes in use */
+  uint64_t incarnation;             /* this start of the server */
+  uint32_t flags;                   /* PROTO_REG_* */
+  uint64_t index_seq;               /* index commits, ever */
   char address[PROTO_ADDR_MAX + 1]; /* where plugins reach it */
   char zone[PROTO_ZONE_MAX + 1];    /* failure domain, may be "" */
 };
@@ -226,13 +243,14 @@ struct proto_register_reply {
 };
 
 /* SERVER_HEARTBEAT request.  Wire: server_id u32, capacity u64, used u64,
- * n u32, segments[n] u64.  SEGMENTS lists segments deleted since the last
+ * index_seq u64, n u32, segments[n] u64.  SEGMENTS lists segments deleted since the last
  * heartbeat (acknowledging earlier PROTO_OP_SERVER_HEARTBEAT replies).
  */
 struct proto_heartbeat {
   uint32_t server_id;
   uint64_t capacity;
   uint64_t used;
+  uint64_t index_seq; /* as in SERVER_REGISTER */
   uint32_t n;
   uint64_t *segments; /* decode: points into the payload's copy, see below */
 };
@@ -296,7 +314,8 @@ struct proto_server_list {
 };
 
 /* A volume.  Wire: id u64, size u64, replicas u32, flags u32, epoch u64,
- * segments u64, name (string).
+ * segments u64, min_copies u32, name (string).  MIN_COPIES: a write must
+ * reach at least this many ok replicas of each segment, or it fails.
  */
 struct proto_volume_info {
   uint64_t id;
@@ -304,7 +323,8 @@ struct proto_volume_info {
   uint32_t replicas;
   uint32_t flags; /* PROTO_VOL_* */
   uint64_t epoch;
-  uint64_t segments; /* allocated segments */
+  uint64_t segments;   /* allocated segments */
+  uint32_t min_copies; /* 1..replicas */
   char name[PROTO_NAME_MAX + 1];
 };
 
@@ -314,10 +334,12 @@ struct proto_volume_list {
   struct proto_volume_info *volumes;
 };
 
-/* VOL_CREATE (size, replicas, name), VOL_RESIZE (size, name; replicas 0),
- * VOL_INFO and VOL_DELETE (name only), VOL_OPEN (flags, name, token).
- * Wire: size u64, replicas u32, flags u32, name (string), then only if
- * TOKEN is not all zero, token u8[16].  A read-write VOL_OPEN that
+/* VOL_CREATE (size, replicas, min_copies, name), VOL_RESIZE (size, name;
+ * replicas 0), VOL_INFO and VOL_DELETE (name only), VOL_OPEN (flags,
+ * name, token).  Wire: size u64, replicas u32, flags u32, min_copies
+ * u32, name (string), then only if TOKEN is not all zero, token u8[16].
+ * VOL_CREATE's MIN_COPIES 0 asks for the default (1 for fewer than 3
+ * replicas, else 2).  A read-write VOL_OPEN that
  * carries the token of the open that took the lease, sent again because
  * its answer was lost, gets the same lease and epoch instead of EBUSY.
  * Replies: VOL_CREATE, VOL_INFO, VOL_RESIZE: a volume info; VOL_DELETE:
@@ -327,7 +349,8 @@ struct proto_volume_list {
 struct proto_vol_request {
   uint64_t size;
   uint32_t replicas;
-  uint32_t flags; /* VOL_OPEN: PROTO_OPEN_* */
+  uint32_t flags;      /* VOL_OPEN: PROTO_OPEN_* */
+  uint32_t min_copies; /* VOL_CREATE; 0: the default */
   char name[PROTO_NAME_MAX + 1];
   uint8_t token[PROTO_OPEN_TOKEN_SIZE]; /* VOL_OPEN; all zero: none */
 };
@@ -402,8 +425,12 @@ struct proto_replica_failed {
 /* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (40 bytes): segment
  * u64, volume u64, epoch u64, gen u64, offset u32, length u32.  A write or
  * trim whose EPOCH is older than the volume's fence fails with
- * PROTO_ESTALE; one whose GEN is older than the segment's generation on
- * that server fails with PROTO_ESTALEMAP (reads ignore both).
+ * PROTO_ESTALE; a request whose GEN is older than the segment's
+ * generation on that server fails with PROTO_ESTALEMAP (reads ignore the
+ * epoch; a read with GEN 0, as repair copies send, skips the check).  A
+ * read of a segment the server does not hold fails with PROTO_ENOENT:
+ * the segment was never written there (the reader tries the other
+ * replicas; if none holds it, it reads as zeros) or the server lost it.
  * SEG_WRITE's payload is this head followed by exactly LENGTH data bytes;
  * SEG_READ's reply
  * payload is exactly LENGTH data bytes.  OFFSET + LENGTH must not exceed

@@ -581,7 +581,7 @@ fuzz_make_seeds (const char *dir)
   }
   {
     uint64_t segs[3] = { 1, 7, UINT64_MAX };
-    struct proto_heartbeat m = { 2, 1 << 30, 1 << 20, 3, segs };
+    struct proto_heartbeat m = { 2, 1 << 30, 1 << 20, 9, 3, segs };
     struct proto_fence fences[2] = { { 1, 5 }, { 9, 1 } };
     struct proto_heartbeat_reply hr = { 2, segs, 2, fences };
 
@@ -670,7 +670,7 @@ fuzz_make_seeds (const char *dir)
       { 2, 1 << 20, 3, PROTO_VOL_OPEN_RW, 1, 0, "db" },
     };
     struct proto_volume_list m = { 2, v };
-    struct proto_vol_request vr = { 1 << 30, 2, PROTO_OPEN_RW, "vol0" };
+    struct proto_vol_request vr = { 1 << 30, 2, PROTO_OPEN_RW, 1, "vol0" };
     struct proto_open_reply orp = { .segment_size = 4 << 20,
                                     .lease_ms = 10000 };
 

@@ -146,7 +146,11 @@ END_TEST
 START_TEST (test_hello)
 {
   struct proto_hello in = {
-    .version = 1, .role = PROTO_ROLE_PLUGIN, .auth_len = 3, .auth = { 1, 2, 3 }
+    .version = 1,
+    .role = PROTO_ROLE_PLUGIN,
+    .incarnation = 0x0102030405060708ull,
+    .auth_len = 3,
+    .auth = { 1, 2, 3 }
   };
   struct proto_hello out;
   struct proto_wbuf wb = { 0 };
@@ -154,18 +158,19 @@ START_TEST (test_hello)
   memset (in.uuid, 0xab, 16);
   proto_encode_hello (&in, &wb);
   ck_assert_int_eq (wb.err, 0);
-  ck_assert_uint_eq (wb.len, 28 + 3);
+  ck_assert_uint_eq (wb.len, 36 + 3);
   ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), 0);
   ck_assert_uint_eq (out.role, PROTO_ROLE_PLUGIN);
+  ck_assert_uint_eq (out.incarnation, 0x0102030405060708ull);
   ck_assert_mem_eq (out.uuid, in.uuid, 16);
   ck_assert_uint_eq (out.auth_len, 3);
   ck_assert_mem_eq (out.auth, in.auth, 3);
   /* Truncated, trailing byte, reserved bytes set, auth too long. */
   ck_assert_int_eq (proto_decode_hello (wb.data, wb.len - 1, &out), -EBADMSG);
-  wb.data[26] = 1;
+  wb.data[34] = 1;
   ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), -EBADMSG);
-  wb.data[26] = 0;
-  wb.data[24] = 0xff;
+  wb.data[34] = 0;
+  wb.data[32] = 0xff;
   ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), -EBADMSG);
   proto_wbuf_free (&wb);
 }
@@ -176,6 +181,9 @@ START_TEST (test_register)
   struct proto_register in = { .segment_size = 4 << 20,
                                .capacity = 1ull << 40,
                                .used = 12345,
+                               .incarnation = 77,
+                               .flags = PROTO_REG_UNCLEAN,
+                               .index_seq = 99,
                                .address = "127.0.0.1:7421",
                                .zone = "rack1" };
   struct proto_register out;
@@ -189,8 +197,15 @@ START_TEST (test_register)
   ck_assert_str_eq (out.zone, "rack1");
   ck_assert_uint_eq (out.capacity, 1ull << 40);
   ck_assert_mem_eq (out.cluster_uuid, in.cluster_uuid, 16);
+  ck_assert_uint_eq (out.incarnation, 77);
+  ck_assert_uint_eq (out.flags, PROTO_REG_UNCLEAN);
+  ck_assert_uint_eq (out.index_seq, 99);
+  /* An unknown flag is rejected. */
+  wb.data[16 + 16 + 4 + 8 + 8 + 8 + 3] = 0x82;
+  ck_assert_int_eq (proto_decode_register (wb.data, wb.len, &out), -EBADMSG);
+  wb.data[16 + 16 + 4 + 8 + 8 + 8 + 3] = PROTO_REG_UNCLEAN;
   /* A string with an embedded NUL is rejected. */
-  wb.data[16 + 16 + 4 + 8 + 8 + 2 + 3] = '\0';
+  wb.data[16 + 16 + 4 + 8 + 8 + 8 + 4 + 8 + 2 + 3] = '\0';
   ck_assert_int_eq (proto_decode_register (wb.data, wb.len, &out), -EBADMSG);
   proto_wbuf_free (&wb);
 }
@@ -201,7 +216,7 @@ START_TEST (test_string_too_long)
   struct proto_vol_request in = { .size = 1 << 20 };
   struct proto_vol_request out;
   struct proto_wbuf wb = { 0 };
-  uint8_t raw[8 + 4 + 4 + 2 + 200];
+  uint8_t raw[8 + 4 + 4 + 4 + 2 + 200];
 
   /* The encoder refuses a name over the maximum... */
   memset (in.name, 'a', PROTO_NAME_MAX);
@@ -213,9 +228,9 @@ START_TEST (test_string_too_long)
   proto_wbuf_free (&wb);
   /* ... and the decoder a length field over it. */
   memset (raw, 'a', sizeof raw);
-  memset (raw, 0, 16);
-  raw[16] = 0;
-  raw[17] = 200;
+  memset (raw, 0, 20);
+  raw[20] = 0;
+  raw[21] = 200;
   ck_assert_int_eq (proto_decode_vol_request (raw, sizeof raw, &out), -EBADMSG);
 }
 END_TEST
@@ -263,6 +278,7 @@ START_TEST (test_volume_list)
       .flags = PROTO_VOL_CLEAN,
       .epoch = 7,
       .segments = 3,
+      .min_copies = 2,
       .name = "vol0" },
     { .id = 2, .size = 512, .replicas = 3, .name = "v" },
   };
@@ -274,6 +290,7 @@ START_TEST (test_volume_list)
   ck_assert_uint_eq (out.n, 2);
   ck_assert_str_eq (out.volumes[0].name, "vol0");
   ck_assert_uint_eq (out.volumes[0].epoch, 7);
+  ck_assert_uint_eq (out.volumes[0].min_copies, 2);
   ck_assert_uint_eq (out.volumes[1].replicas, 3);
   proto_volume_list_free (&out);
   /* A count larger than the payload can hold fails before allocating. */
@@ -381,25 +398,27 @@ START_TEST (test_heartbeat_segments)
   struct proto_heartbeat in = { .server_id = 4,
                                 .capacity = 1,
                                 .used = 2,
+                                .index_seq = 5,
                                 .n = 3,
                                 .segments = segs },
                          out;
   struct proto_segment_list sl;
   struct proto_wbuf wb = { 0 };
-  uint8_t bad[4 + 4 + 8 + 8];
+  uint8_t bad[4 + 8 + 8 + 8 + 4];
 
   proto_encode_heartbeat (&in, &wb);
   ck_assert_int_eq (proto_decode_heartbeat (wb.data, wb.len, &out), 0);
   ck_assert_uint_eq (out.n, 3);
+  ck_assert_uint_eq (out.index_seq, 5);
   ck_assert_uint_eq (out.segments[2], 0xffffffffffffffffull);
   proto_heartbeat_free (&out);
   proto_wbuf_free (&wb);
 
-  /* Claims 2^32-1 segments in a 24-byte payload. */
+  /* Claims 2^32-1 segments in a 32-byte payload. */
   memset (bad, 0, sizeof bad);
-  memset (bad + 20, 0xff, 4);
+  memset (bad + 28, 0xff, 4);
   ck_assert_int_eq (proto_decode_heartbeat (bad, sizeof bad, &out), -EBADMSG);
-  ck_assert_int_eq (proto_decode_segment_list (bad + 20, 4, &sl), -EBADMSG);
+  ck_assert_int_eq (proto_decode_segment_list (bad + 28, 4, &sl), -EBADMSG);
 }
 END_TEST
 
