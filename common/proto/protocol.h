@@ -182,7 +182,7 @@ enum {
 struct proto_hello {
   uint32_t version;
   uint32_t role;
-  uint8_t uuid[16]; /* sender: storage server or cluster uuid; else zero */
+  uint8_t uuid[16];     /* sender: storage server or cluster uuid; else zero */
   uint64_t incarnation; /* storage server: this start of it; else zero */
   uint16_t auth_len;
   uint8_t auth[PROTO_AUTH_MAX];

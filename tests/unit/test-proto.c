@@ -145,13 +145,11 @@ END_TEST
 
 START_TEST (test_hello)
 {
-  struct proto_hello in = {
-    .version = 1,
-    .role = PROTO_ROLE_PLUGIN,
-    .incarnation = 0x0102030405060708ull,
-    .auth_len = 3,
-    .auth = { 1, 2, 3 }
-  };
+  struct proto_hello in = { .version = 1,
+                            .role = PROTO_ROLE_PLUGIN,
+                            .incarnation = 0x0102030405060708ull,
+                            .auth_len = 3,
+                            .auth = { 1, 2, 3 } };
   struct proto_hello out;
   struct proto_wbuf wb = { 0 };
 
