@@ -4,7 +4,10 @@
  * written before generations existed, read as generation 0).  The named
  * database "fences" maps volume id (u64 BE) to the volume's fence epoch
  * (u64 BE); the named database "gone" holds the ids (u64 BE, with a
- * one-byte value) of segments this server deleted (tombstones, gone.c).
+ * one-byte value) of segments this server deleted (tombstones, gone.c);
+ * the named database "meta" holds "seq" (u64 BE), the number of write
+ * transactions the worker has committed: every one of them raises it in
+ * the same transaction, so it only ever grows and costs no extra sync.
  * Every MDB_* name stays in this file.
  *
  * At start-up the ring thread reads the whole index (ss_index_load);
@@ -38,6 +41,8 @@
 #define OLD_REC_SIZE 21 /* without the generation */
 #define FENCES_DB "fences"
 #define GONE_DB "gone"
+#define META_DB "meta"
+#define META_SEQ "seq"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {
@@ -45,6 +50,8 @@ struct ss_index {
   MDB_dbi dbi;  /* segments (the main database) */
   MDB_dbi fdbi; /* fences */
   MDB_dbi gdbi; /* tombstones */
+  MDB_dbi mdbi; /* meta */
+  uint64_t seq; /* commits: written by the worker, read with __atomic */
   int *debug;   /* -D storesrv.index */
   int efd;
 
@@ -100,6 +107,42 @@ ss_index_wipe (const char *path)
   return 0;
 }
 
+/* Read the u64 NAME of the meta database in TXN into *OUT (0 if
+ * absent).  Returns an LMDB code (MDB_CORRUPTED: not 8 bytes).
+ */
+static int
+meta_get_u64 (struct ss_index *idx, MDB_txn *txn, const char *name,
+              uint64_t *out)
+{
+  MDB_val key = { .mv_size = strlen (name), .mv_data = (void *)name };
+  MDB_val val;
+  uint64_t v;
+  int rc;
+
+  *out = 0;
+  rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc != MDB_SUCCESS)
+    return rc;
+  if (val.mv_size != 8)
+    return MDB_CORRUPTED;
+  memcpy (&v, val.mv_data, 8);
+  *out = be64toh (v);
+  return MDB_SUCCESS;
+}
+
+/* Store the u64 V as NAME in the meta database in TXN. */
+static int
+meta_put_u64 (struct ss_index *idx, MDB_txn *txn, const char *name, uint64_t v)
+{
+  MDB_val key = { .mv_size = strlen (name), .mv_data = (void *)name };
+  MDB_val val = { .mv_size = 8, .mv_data = &v };
+
+  v = htobe64 (v);
+  return mdb_put (txn, idx->mdbi, &key, &val, 0);
+}
+
 /* Open (creating) the environment at PATH (an existing directory), sized
  * for NSLOTS segments.  DEBUG points at the index debug flag.  Must be
  * called after the daemon forked.  Returns 0 and *OUT, or -errno after
@@ -135,7 +178,7 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
   if (rc == MDB_SUCCESS)
     rc = mdb_env_set_mapsize (idx->env, mapsize);
   if (rc == MDB_SUCCESS)
-    rc = mdb_env_set_maxdbs (idx->env, 3);
+    rc = mdb_env_set_maxdbs (idx->env, 4);
   if (rc == MDB_SUCCESS)
     rc = mdb_env_open (idx->env, path, MDB_NOTLS, 0644);
   if (rc == MDB_SUCCESS)
@@ -146,6 +189,10 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
     rc = mdb_dbi_open (txn, FENCES_DB, MDB_CREATE, &idx->fdbi);
   if (rc == MDB_SUCCESS)
     rc = mdb_dbi_open (txn, GONE_DB, MDB_CREATE, &idx->gdbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, META_DB, MDB_CREATE, &idx->mdbi);
+  if (rc == MDB_SUCCESS)
+    rc = meta_get_u64 (idx, txn, META_SEQ, &idx->seq);
   if (rc == MDB_SUCCESS) {
     rc = mdb_txn_commit (txn);
     txn = NULL;
@@ -189,7 +236,9 @@ is_named_db (const MDB_val *key)
   return (key->mv_size == strlen (FENCES_DB) &&
           memcmp (key->mv_data, FENCES_DB, key->mv_size) == 0) ||
          (key->mv_size == strlen (GONE_DB) &&
-          memcmp (key->mv_data, GONE_DB, key->mv_size) == 0);
+          memcmp (key->mv_data, GONE_DB, key->mv_size) == 0) ||
+         (key->mv_size == strlen (META_DB) &&
+          memcmp (key->mv_data, META_DB, key->mv_size) == 0);
 }
 
 /* Walk table DBI in key order at start-up (before ss_index_start),
@@ -391,7 +440,8 @@ fence_put (struct ss_index *idx, MDB_txn *txn, uint64_t volume, uint64_t epoch)
 }
 
 /* Apply the ops from HEAD up to (not including) END in one write
- * transaction.  Returns 0 or -errno; on error nothing was committed.
+ * transaction, which also raises the commit count.  Returns 0 or
+ * -errno; on error nothing was committed.
  */
 static int
 commit_ops (struct ss_index *idx, struct ss_index_op *head,
@@ -438,7 +488,14 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
       return mdb_to_errno (rc, "update");
     }
   }
+  rc = meta_put_u64 (idx, txn, META_SEQ, idx->seq + 1);
+  if (rc != MDB_SUCCESS) {
+    mdb_txn_abort (txn);
+    return mdb_to_errno (rc, "update");
+  }
   rc = mdb_txn_commit (txn);
+  if (rc == MDB_SUCCESS)
+    __atomic_store_n (&idx->seq, idx->seq + 1, __ATOMIC_RELAXED);
   return mdb_to_errno (rc, "commit");
 }
 
@@ -524,6 +581,15 @@ ss_index_start (struct ss_index *idx)
   }
   idx->started = true;
   return 0;
+}
+
+/* The number of write transactions committed so far (the meta
+ * database's "seq"): only ever grows.  Any thread.
+ */
+uint64_t
+ss_index_seq (const struct ss_index *idx)
+{
+  return __atomic_load_n (&idx->seq, __ATOMIC_RELAXED);
 }
 
 /* The eventfd written whenever ops are handed back. */

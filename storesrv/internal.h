@@ -106,6 +106,7 @@ struct ss_ctx {
   int debug_pull;     /* log every copy step of SEG_PULL */
 
   char advertise[PROTO_ADDR_MAX + 1]; /* what the MDS tells plugins */
+  uint64_t incarnation; /* random, non-zero: this start of the process */
   int listen_fd;
   int exit_status; /* set with __atomic: EXIT_FAILURE after a fatal
                          * error found by another thread */
@@ -202,6 +203,7 @@ extern int ss_index_load_fences (struct ss_index *idx,
                                  int (*fn) (void *arg, uint64_t volume,
                                             uint64_t epoch),
                                  void *arg);
+extern uint64_t ss_index_seq (const struct ss_index *idx);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
 extern void ss_index_submit (struct ss_index *idx, struct ss_index_op *op);

@@ -370,6 +370,25 @@ load_key (struct ss_ctx *ctx)
   return 0;
 }
 
+/* Draw this start's incarnation: a random non-zero u64 that HELLO
+ * replies and registrations carry, so that clients and the MDS can tell
+ * that the process restarted.  Returns 0 or -errno (logged).
+ */
+static int
+draw_incarnation (struct ss_ctx *ctx)
+{
+  int r;
+
+  do {
+    r = auth_random (&ctx->incarnation, sizeof ctx->incarnation);
+    if (r < 0) {
+      log_error ("getrandom: %s", strerror (-r));
+      return r;
+    }
+  } while (ctx->incarnation == 0);
+  return 0;
+}
+
 /* Raise the soft limit of open files towards the hard limit, so that
  * --max-connections and --max-unauthenticated connections fit beside
  * the store's files.  Not fatal: accept(2) waits out EMFILE.
@@ -599,7 +618,7 @@ main (int argc, char **argv)
   ctx.zone = strdup ("");
   ctx.key_file = strdup (AUTH_DEFAULT_KEY_FILE);
   parse_options (&ctx, argc, argv);
-  if (load_key (&ctx) < 0)
+  if (load_key (&ctx) < 0 || draw_incarnation (&ctx) < 0)
     goto out;
   raise_nofile (&ctx);
 
@@ -646,7 +665,8 @@ main (int argc, char **argv)
     }
     pidfile_written = true;
   }
-  log_info ("serving %s on %s", ctx.data_dir, ctx.advertise);
+  log_info ("serving %s on %s (incarnation %016" PRIx64 ")", ctx.data_dir,
+            ctx.advertise, ctx.incarnation);
   if (ready_fd >= 0) {
     daemon_ready (ready_fd);
     ready_fd = -1;

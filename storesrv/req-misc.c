@@ -17,8 +17,8 @@
 #include "internal.h"
 
 /* HELLO: check the version, start the handshake with the client's nonce
- * and answer with our role, uuid, nonce and proof of the cluster key
- * (auth.h).  conn.c lets HELLO through only as a connection's first
+ * and answer with our role, uuid, incarnation, nonce and proof of the
+ * cluster key (auth.h).  conn.c lets HELLO through only as a connection's first
  * frame.
  */
 void
@@ -65,6 +65,7 @@ ss_req_hello (struct ss_loop *loop, struct ss_req *r)
     return;
   }
   memcpy (reply.uuid, loop->store->uuid, 16);
+  reply.incarnation = loop->ctx->incarnation;
   proto_encode_hello (&reply, &wb);
   if (wb.err) {
     proto_wbuf_free (&wb);
