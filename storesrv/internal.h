@@ -107,6 +107,7 @@ struct ss_ctx {
 
   char advertise[PROTO_ADDR_MAX + 1]; /* what the MDS tells plugins */
   uint64_t incarnation; /* random, non-zero: this start of the process */
+  uint32_t reg_flags;   /* PROTO_REG_*: UNCLEAN if no marker was found */
   int listen_fd;
   int exit_status; /* set with __atomic: EXIT_FAILURE after a fatal
                          * error found by another thread */
@@ -138,6 +139,10 @@ struct ss_store {
   uint32_t *free_slots; /* stack, lowest slot on top */
   uint32_t nfree;
   uint64_t used; /* bytes in allocated slots */
+  /* The clean-shutdown marker found at start (ss_store_clean_read). */
+  bool clean;
+  uint64_t clean_index_id;
+  uint64_t clean_seq;
 };
 
 extern int ss_store_open (const char *dir, uint64_t size,
@@ -146,6 +151,10 @@ extern int ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
                             uint32_t segment_size);
 extern void ss_store_close (struct ss_store *st);
 extern char *ss_store_index_path (const struct ss_store *st);
+extern int ss_store_clean_read (struct ss_store *st);
+extern int ss_store_clean_remove (struct ss_store *st);
+extern int ss_store_clean_write (struct ss_store *st, uint64_t index_id,
+                                 uint64_t seq);
 extern int ss_store_slots_init (struct ss_store *st, const uint8_t *used_map);
 extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);

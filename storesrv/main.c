@@ -546,6 +546,60 @@ load_store (struct ss_ctx *ctx)
   return ss_fences_load (ctx->loop, ctx->index);
 }
 
+/* Read the clean-shutdown marker of a formatted store.  Without one the
+ * server registers as unclean: writes it acknowledged before it stopped
+ * may not be durable.  Returns 0 or -errno (logged).
+ */
+static int
+read_marker (struct ss_ctx *ctx)
+{
+  struct ss_store *st = ctx->store;
+  int r;
+
+  if (!st->formatted)
+    return 0; /* a first start: nothing was ever acknowledged */
+  r = ss_store_clean_read (st);
+  if (r < 0)
+    return r;
+  if (!st->clean) {
+    ctx->reg_flags |= PROTO_REG_UNCLEAN;
+    log_warn ("store: %s: no clean-shutdown marker: the last run did not "
+              "stop cleanly (crash, kill, power loss or disk error); "
+              "registering as unclean so that the MDS checks the segments "
+              "written since",
+              st->dir);
+  }
+  return 0;
+}
+
+/* Stop after the loop returned: stop the MDS client (it reads the
+ * index), sync the data file, close the index, and write the
+ * clean-shutdown marker if all of that succeeded.  Returns 0 or -errno
+ * (logged).
+ */
+static int
+stop_cleanly (struct ss_ctx *ctx)
+{
+  struct ss_store *st = ctx->store;
+  uint64_t seq;
+  int r;
+
+  ss_loop_free (ctx->loop);
+  ctx->loop = NULL;
+  ss_mds_free (ctx->mds);
+  ctx->mds = NULL;
+  if (fdatasync (st->data_fd) == -1) {
+    r = -errno;
+    log_error ("data: %s: fdatasync: %s: not marking the store clean", st->dir,
+               strerror (-r));
+    return r;
+  }
+  seq = ss_index_seq (ctx->index);
+  ss_index_close (ctx->index);
+  ctx->index = NULL;
+  return ss_store_clean_write (st, 0, seq);
+}
+
 /* Format a new store for the cluster named in REPLY and load it. */
 static int
 format_store (struct ss_ctx *ctx, const struct proto_register_reply *reply)
@@ -634,7 +688,7 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &sigs, NULL);
 
   if (ss_store_open (ctx.data_dir, ctx.size, &ctx.store) < 0 ||
-      start_listening (&ctx) < 0)
+      read_marker (&ctx) < 0 || start_listening (&ctx) < 0)
     goto out;
   if (!ctx.foreground && (ready_fd = daemonize ()) < 0) {
     log_error ("daemonize: %s", strerror (-ready_fd));
@@ -642,7 +696,8 @@ main (int argc, char **argv)
   }
   /* A formatted store registers with its real usage. */
   if (ss_mds_new (&ctx, &ctx.mds) < 0 ||
-      (ctx.store->formatted && load_store (&ctx) < 0) ||
+      (ctx.store->formatted &&
+       (load_store (&ctx) < 0 || ss_store_clean_remove (ctx.store) < 0)) ||
       ss_mds_start (ctx.mds) < 0)
     goto out;
   if (ctx.store->formatted && ctx.size_set &&
@@ -651,9 +706,18 @@ main (int argc, char **argv)
   log_info ("registering with the MDS at %s as %s", ctx.mds_addr,
             ctx.advertise);
   r = ss_mds_wait_registered (ctx.mds, &sigs, &reply);
-  if (r == -EINTR)
-    goto cleanup;
-  if (r < 0 || (!ctx.store->formatted && format_store (&ctx, &reply) < 0) ||
+  if (r < 0) {
+    /* Stopped (-EINTR) or rejected before serving: a store found clean
+     * is still clean; one found unclean stays so until the MDS hears
+     * it.
+     */
+    if (ctx.index && ctx.store->clean && stop_cleanly (&ctx) < 0)
+      goto out;
+    if (r == -EINTR)
+      goto cleanup;
+    goto out;
+  }
+  if ((!ctx.store->formatted && format_store (&ctx, &reply) < 0) ||
       ss_index_start (ctx.index) < 0)
     goto out;
   ss_mds_store_ready (ctx.mds);
@@ -671,7 +735,7 @@ main (int argc, char **argv)
     daemon_ready (ready_fd);
     ready_fd = -1;
   }
-  if (ss_loop_run (ctx.loop) < 0)
+  if (ss_loop_run (ctx.loop) < 0 || stop_cleanly (&ctx) < 0)
     goto out;
   goto cleanup;
 

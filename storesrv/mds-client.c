@@ -233,6 +233,7 @@ mds_register (struct ss_mds *m)
   reg.capacity = st->capacity;
   reg.used = ss_store_used (st);
   reg.incarnation = m->ctx->incarnation;
+  reg.flags = m->ctx->reg_flags;
   reg.index_seq = index_seq (m);
   snprintf (reg.address, sizeof reg.address, "%s", m->ctx->advertise);
   snprintf (reg.zone, sizeof reg.zone, "%s", m->ctx->zone);

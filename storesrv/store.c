@@ -14,6 +14,17 @@
  * It is always replaced atomically: temp file, fsync, rename, fsync of the
  * directory.  An unformatted superblock keeps the server uuid stable
  * between the first registration and formatting.
+ *
+ * DIR/clean, the clean-shutdown marker, is CLEAN_SIZE bytes, big-endian:
+ *   0   magic "TESSCLEN"        8
+ *   8   index id u64            (the superblock's; 0 before it had one)
+ *   16  index seq u64           (the index's commit count at the stop)
+ *   24  reserved u32            (zero)
+ *   28  crc32c u32 of bytes 0..27
+ * A clean stop writes it (atomically, synced) once the data file is
+ * synced and the index closed; a start reads it and removes it durably
+ * before serving, so it exists only while no server runs on the store
+ * and everything acknowledged before the last stop is durable.
  */
 
 #include <config.h>
@@ -46,6 +57,10 @@
 #define SB_MAGIC "TESSSTOR"
 #define SB_VERSION 1
 #define SB_FORMATTED 0x1
+#define CLEAN_NAME "clean"
+#define CLEAN_TMP "clean.tmp"
+#define CLEAN_SIZE 32
+#define CLEAN_MAGIC "TESSCLEN"
 #define DATA_NAME "data"
 #define INDEX_NAME "index"
 
@@ -160,34 +175,80 @@ corrupt:
   return -EINVAL;
 }
 
+/* Write BUF (LEN bytes) as DIR/NAME atomically: DIR/TMP, fsync, rename,
+ * fsync of the directory.  Returns 0 or -errno (not logged).
+ */
+static int
+replace_file (struct ss_store *st, const char *tmp, const char *name,
+              const void *buf, size_t len)
+{
+  CLEANUP_CLOSE int fd = -1;
+  int r;
+
+  fd = openat (st->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd == -1)
+    return -errno;
+  r = full_write (fd, buf, len);
+  if (r < 0)
+    return r;
+  if (fsync (fd) == -1 || renameat (st->dir_fd, tmp, st->dir_fd, name) == -1 ||
+      fsync (st->dir_fd) == -1)
+    return -errno;
+  return 0;
+}
+
+/* Encode a clean-shutdown marker into BUF (CLEAN_SIZE bytes). */
+static void
+clean_encode (uint64_t index_id, uint64_t seq, uint8_t *buf)
+{
+  uint64_t v64;
+  uint32_t v32;
+
+  memset (buf, 0, CLEAN_SIZE);
+  memcpy (buf, CLEAN_MAGIC, 8);
+  v64 = htobe64 (index_id);
+  memcpy (buf + 8, &v64, 8);
+  v64 = htobe64 (seq);
+  memcpy (buf + 16, &v64, 8);
+  v32 = htobe32 (crc32c (0, buf, CLEAN_SIZE - 4));
+  memcpy (buf + CLEAN_SIZE - 4, &v32, 4);
+}
+
+/* Decode the marker in BUF (LEN bytes) into *INDEX_ID and *SEQ.
+ * Returns 0, or -EINVAL if it is not a marker this program wrote.
+ */
+static int
+clean_decode (const uint8_t *buf, size_t len, uint64_t *index_id, uint64_t *seq)
+{
+  uint64_t v64;
+  uint32_t v32;
+
+  if (len != CLEAN_SIZE || memcmp (buf, CLEAN_MAGIC, 8) != 0)
+    return -EINVAL;
+  memcpy (&v32, buf + CLEAN_SIZE - 4, 4);
+  if (be32toh (v32) != crc32c (0, buf, CLEAN_SIZE - 4))
+    return -EINVAL;
+  memcpy (&v32, buf + 24, 4);
+  if (v32 != 0)
+    return -EINVAL;
+  memcpy (&v64, buf + 8, 8);
+  *index_id = be64toh (v64);
+  memcpy (&v64, buf + 16, 8);
+  *seq = be64toh (v64);
+  return 0;
+}
+
 /* Replace the superblock atomically with ST's fields. */
 static int
 sb_write (struct ss_store *st)
 {
   uint8_t buf[SB_SIZE];
-  CLEANUP_CLOSE int fd = -1;
   int r;
 
   sb_encode (st, buf);
-  fd = openat (st->dir_fd, SB_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-               0644);
-  if (fd == -1) {
-    r = -errno;
-    goto err;
-  }
-  r = full_write (fd, buf, sizeof buf);
+  r = replace_file (st, SB_TMP, SB_NAME, buf, sizeof buf);
   if (r < 0)
-    goto err;
-  if (fsync (fd) == -1 ||
-      renameat (st->dir_fd, SB_TMP, st->dir_fd, SB_NAME) == -1 ||
-      fsync (st->dir_fd) == -1) {
-    r = -errno;
-    goto err;
-  }
-  return 0;
-
-err:
-  log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
   return r;
 }
 
@@ -474,4 +535,83 @@ ss_store_used (const struct ss_store *st)
       used = st->capacity - room;
   }
   return used;
+}
+
+/* Read the clean-shutdown marker of a formatted store into ST->CLEAN,
+ * CLEAN_INDEX_ID and CLEAN_SEQ.  A missing marker leaves CLEAN false; a
+ * corrupt one too, with a warning.  Returns 0 or -errno (logged).
+ */
+int
+ss_store_clean_read (struct ss_store *st)
+{
+  uint8_t buf[CLEAN_SIZE + 1];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+
+  st->clean = false;
+  fd = openat (st->dir_fd, CLEAN_NAME, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && errno == ENOENT)
+    return 0;
+  if (fd == -1) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  do
+    n = pread (fd, buf, sizeof buf, 0);
+  while (n == -1 && errno == EINTR);
+  if (n == -1) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  if (clean_decode (buf, n, &st->clean_index_id, &st->clean_seq) < 0) {
+    log_warn ("store: %s/%s: not a clean-shutdown marker: ignored", st->dir,
+              CLEAN_NAME);
+    return 0;
+  }
+  st->clean = true;
+  return 0;
+}
+
+/* Remove the clean-shutdown marker durably (unlink, fsync of the
+ * directory), before the server serves: from now on the store may hold
+ * acknowledged writes that are not durable.  Returns 0 or -errno
+ * (logged).
+ */
+int
+ss_store_clean_remove (struct ss_store *st)
+{
+  if (unlinkat (st->dir_fd, CLEAN_NAME, 0) == -1 && errno != ENOENT) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  if (fsync (st->dir_fd) == -1) {
+    int r = -errno;
+
+    log_error ("store: %s: fsync: %s", st->dir, strerror (-r));
+    return r;
+  }
+  return 0;
+}
+
+/* Write the clean-shutdown marker, naming the index INDEX_ID at commit
+ * count SEQ, atomically and synced.  Only after a clean stop: the data
+ * file synced and the index closed.  Returns 0 or -errno (logged).
+ */
+int
+ss_store_clean_write (struct ss_store *st, uint64_t index_id, uint64_t seq)
+{
+  uint8_t buf[CLEAN_SIZE];
+  int r;
+
+  clean_encode (index_id, seq, buf);
+  r = replace_file (st, CLEAN_TMP, CLEAN_NAME, buf, sizeof buf);
+  if (r < 0)
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+  return r;
 }
