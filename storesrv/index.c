@@ -5,9 +5,13 @@
  * database "fences" maps volume id (u64 BE) to the volume's fence epoch
  * (u64 BE); the named database "gone" holds the ids (u64 BE, with a
  * one-byte value) of segments this server deleted (tombstones, gone.c);
- * the named database "meta" holds "seq" (u64 BE), the number of write
+ * the named database "meta" holds the index's identity, "store" (the
+ * store's uuid, 16 bytes) and "id" (the index id the superblock names,
+ * u64 BE), written once when the store is formatted (or upgraded from
+ * superblock version 1), and "seq" (u64 BE), the number of write
  * transactions the worker has committed: every one of them raises it in
  * the same transaction, so it only ever grows and costs no extra sync.
+ * An index without "meta" is not this store's (guard.c).
  * Every MDB_* name stays in this file.
  *
  * At start-up the ring thread reads the whole index (ss_index_load);
@@ -43,6 +47,8 @@
 #define GONE_DB "gone"
 #define META_DB "meta"
 #define META_SEQ "seq"
+#define META_STORE "store"
+#define META_ID "id"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {
@@ -50,7 +56,8 @@ struct ss_index {
   MDB_dbi dbi;  /* segments (the main database) */
   MDB_dbi fdbi; /* fences */
   MDB_dbi gdbi; /* tombstones */
-  MDB_dbi mdbi; /* meta */
+  MDB_dbi mdbi; /* meta, if HAS_META */
+  bool has_meta;
   uint64_t seq; /* commits: written by the worker, read with __atomic */
   int *debug;   /* -D storesrv.index */
   int efd;
@@ -189,9 +196,14 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
     rc = mdb_dbi_open (txn, FENCES_DB, MDB_CREATE, &idx->fdbi);
   if (rc == MDB_SUCCESS)
     rc = mdb_dbi_open (txn, GONE_DB, MDB_CREATE, &idx->gdbi);
-  if (rc == MDB_SUCCESS)
-    rc = mdb_dbi_open (txn, META_DB, MDB_CREATE, &idx->mdbi);
-  if (rc == MDB_SUCCESS)
+  /* Not created here: its absence tells a foreign or new index. */
+  if (rc == MDB_SUCCESS) {
+    rc = mdb_dbi_open (txn, META_DB, 0, &idx->mdbi);
+    idx->has_meta = rc == MDB_SUCCESS;
+    if (rc == MDB_NOTFOUND)
+      rc = MDB_SUCCESS;
+  }
+  if (rc == MDB_SUCCESS && idx->has_meta)
     rc = meta_get_u64 (idx, txn, META_SEQ, &idx->seq);
   if (rc == MDB_SUCCESS) {
     rc = mdb_txn_commit (txn);
@@ -573,14 +585,88 @@ worker (void *arg)
 int
 ss_index_start (struct ss_index *idx)
 {
-  int r = pthread_create (&idx->thread, NULL, worker, idx);
+  int r;
 
+  assert (idx->has_meta); /* commits raise "seq" there */
+  r = pthread_create (&idx->thread, NULL, worker, idx);
   if (r != 0) {
     log_error ("index: pthread_create: %s", strerror (r));
     return -r;
   }
   idx->started = true;
   return 0;
+}
+
+/* Read the index's identity: the store uuid into UUID and the index id
+ * into *ID.  Start-up only, before ss_index_start.  Returns 0, -ENOENT
+ * if the index has none (no "meta", or no "store" or "id" in it),
+ * -EINVAL if they have the wrong size, or -errno.
+ */
+int
+ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16], uint64_t *id)
+{
+  MDB_val key = { .mv_size = strlen (META_STORE),
+                  .mv_data = (void *)META_STORE };
+  MDB_val val;
+  MDB_txn *txn = NULL;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  *id = 0;
+  if (!idx->has_meta)
+    return -ENOENT;
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_SUCCESS && val.mv_size != 16)
+    r = -EINVAL;
+  else if (rc == MDB_SUCCESS) {
+    memcpy (uuid, val.mv_data, 16);
+    rc = meta_get_u64 (idx, txn, META_ID, id);
+    if (rc == MDB_CORRUPTED)
+      r = -EINVAL;
+    else if (rc == MDB_SUCCESS && *id == 0)
+      r = -ENOENT;
+  }
+  if (txn)
+    mdb_txn_abort (txn);
+  if (r < 0)
+    return r;
+  return mdb_to_errno (rc, "identity");
+}
+
+/* Write the index's identity (store UUID, index id ID) durably,
+ * creating the "meta" database.  Start-up only, before ss_index_start.
+ * Returns 0 or -errno.
+ */
+int
+ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16], uint64_t id)
+{
+  MDB_val key = { .mv_size = strlen (META_STORE),
+                  .mv_data = (void *)META_STORE };
+  MDB_val val = { .mv_size = 16, .mv_data = (void *)uuid };
+  MDB_txn *txn = NULL;
+  int rc;
+
+  assert (!idx->started);
+  rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, META_DB, MDB_CREATE, &idx->mdbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_put (txn, idx->mdbi, &key, &val, 0);
+  if (rc == MDB_SUCCESS)
+    rc = meta_put_u64 (idx, txn, META_ID, id);
+  if (rc == MDB_SUCCESS)
+    rc = meta_put_u64 (idx, txn, META_SEQ, idx->seq);
+  if (rc == MDB_SUCCESS) {
+    rc = mdb_txn_commit (txn);
+    txn = NULL;
+  }
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc == MDB_SUCCESS)
+    idx->has_meta = true;
+  return mdb_to_errno (rc, "identity");
 }
 
 /* The number of write transactions committed so far (the meta

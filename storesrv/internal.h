@@ -134,6 +134,9 @@ struct ss_store {
   uint8_t uuid[16];         /* this server */
   uint8_t cluster_uuid[16]; /* zero until formatted */
   uint32_t segment_size;    /* zero until formatted */
+  uint32_t sb_version;      /* the superblock's format version */
+  uint64_t index_id;        /* random, non-zero once formatted (version 2);
+                             * zero in a version-1 store until upgraded */
   uint64_t capacity;        /* bytes: whole slots once formatted */
   uint32_t nslots;
   uint32_t *free_slots; /* stack, lowest slot on top */
@@ -149,6 +152,9 @@ extern int ss_store_open (const char *dir, uint64_t size,
                           struct ss_store **out);
 extern int ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
                             uint32_t segment_size);
+extern int ss_store_index_id_new (uint64_t *id);
+extern int ss_store_format_commit (struct ss_store *st);
+extern int ss_store_set_index_id (struct ss_store *st, uint64_t index_id);
 extern void ss_store_close (struct ss_store *st);
 extern char *ss_store_index_path (const struct ss_store *st);
 extern int ss_store_clean_read (struct ss_store *st);
@@ -212,12 +218,22 @@ extern int ss_index_load_fences (struct ss_index *idx,
                                  int (*fn) (void *arg, uint64_t volume,
                                             uint64_t epoch),
                                  void *arg);
+extern int ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16],
+                               uint64_t *id);
+extern int ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16],
+                               uint64_t id);
 extern uint64_t ss_index_seq (const struct ss_index *idx);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
 extern void ss_index_submit (struct ss_index *idx, struct ss_index_op *op);
 extern struct ss_index_op *ss_index_take_done (struct ss_index *idx);
 extern void ss_index_close (struct ss_index *idx);
+
+/* ---- guard.c ---- */
+
+extern int ss_guard_open_index (struct ss_ctx *ctx);
+extern int ss_guard_format (struct ss_ctx *ctx,
+                            const struct proto_register_reply *reply);
 
 /* ---- mds-client.c ---- */
 

@@ -519,21 +519,14 @@ start_listening (struct ss_ctx *ctx)
   return r;
 }
 
-/* Open the index of the formatted store, set up the ring and load the
- * index into it.  Must run after the fork (LMDB) on the ring thread.
+/* Set up the ring and load the store's open index into it.  Must run
+ * after the fork (LMDB) on the ring thread.
  */
 static int
 load_store (struct ss_ctx *ctx)
 {
-  struct ss_store *st = ctx->store;
-  CLEANUP_FREE char *path = ss_store_index_path (st);
   int r;
 
-  if (path == NULL)
-    return -ENOMEM;
-  r = ss_index_open (path, st->nslots, &ctx->debug_index, &ctx->index);
-  if (r < 0)
-    return r;
   r = ss_loop_new (ctx, &ctx->loop);
   if (r < 0)
     return r;
@@ -597,7 +590,7 @@ stop_cleanly (struct ss_ctx *ctx)
   seq = ss_index_seq (ctx->index);
   ss_index_close (ctx->index);
   ctx->index = NULL;
-  return ss_store_clean_write (st, 0, seq);
+  return ss_store_clean_write (st, st->index_id, seq);
 }
 
 /* Format a new store for the cluster named in REPLY and load it. */
@@ -608,7 +601,7 @@ format_store (struct ss_ctx *ctx, const struct proto_register_reply *reply)
   char uuid[37];
   int r;
 
-  r = ss_store_format (st, reply->cluster_uuid, reply->segment_size);
+  r = ss_guard_format (ctx, reply);
   if (r < 0)
     return r;
   uuid_format (st->cluster_uuid, uuid);
@@ -697,7 +690,8 @@ main (int argc, char **argv)
   /* A formatted store registers with its real usage. */
   if (ss_mds_new (&ctx, &ctx.mds) < 0 ||
       (ctx.store->formatted &&
-       (load_store (&ctx) < 0 || ss_store_clean_remove (ctx.store) < 0)) ||
+       (ss_guard_open_index (&ctx) < 0 || load_store (&ctx) < 0 ||
+        ss_store_clean_remove (ctx.store) < 0)) ||
       ss_mds_start (ctx.mds) < 0)
     goto out;
   if (ctx.store->formatted && ctx.size_set &&
