@@ -546,6 +546,18 @@ recv_chunk (struct ss_pull *p, int fd, const struct chunk *c, uint32_t nc)
     pull_fail (p, -EPROTO, "%s: SEG_READ: unexpected reply", p->p.source);
     return -EPROTO;
   }
+  /* The source never held the segment (it was allocated and never
+   * written, or only trimmed there): its content is zeros.
+   */
+  if (hdr.status == PROTO_ENOENT) {
+    if (p->debug)
+      log_debug ("pull: segment %" PRIu64 ": not on %s: zeros", p->p.segment,
+                 p->p.source);
+    r = copy_write (p, c[i].off, c[i].len, NULL);
+    if (r < 0 && !cancelled (p))
+      pull_fail (p, r, "writing the copy: %s", strerror (-r));
+    return r;
+  }
   if (hdr.status != PROTO_OK) {
     pull_fail (
         p, -proto_status_to_errno (hdr.status), "%s: SEG_READ: %s: %.*s",

@@ -30,7 +30,10 @@
  *
  * Writes and trims are checked, every time they are resumed, against the
  * volume's fence (an older epoch: PROTO_ESTALE) and the segment's
- * generation (an older one: PROTO_ESTALEMAP); reads ignore both.
+ * generation (an older one: PROTO_ESTALEMAP).  Reads ignore the fence;
+ * a read with a generation (not 0, which repair copies send) older than
+ * the segment's is refused with PROTO_ESTALEMAP too, so that a reader
+ * whose map predates a change of the replica set re-reads it.
  */
 
 #include <config.h>
@@ -182,9 +185,12 @@ read_done (struct ss_loop *loop, struct ss_op *op, int res)
   io_finish (loop, r, r->buf, r->io.length, r->buf);
 }
 
-/* SEG_READ: a segment this server never wrote reads as zeros without
- * touching the disk; one it deleted is refused (PROTO_ESTALEMAP: the
- * reader's map is out of date).
+/* SEG_READ: a segment this server does not hold (never written here,
+ * not yet recorded, or lost) is refused with PROTO_ENOENT, never read as
+ * zeros: the reader tries the other replicas, and reads zeros only if
+ * none holds it.  One it deleted (a tombstone), or one whose generation
+ * is newer than the reader's, is refused with PROTO_ESTALEMAP: the
+ * reader's map is out of date.
  */
 void
 ss_req_read (struct ss_loop *loop, struct ss_req *r)
@@ -210,10 +216,20 @@ ss_req_read (struct ss_loop *loop, struct ss_req *r)
     return;
   }
   if (seg == NULL) {
-    ss_req_reply (loop, r, loop->zeros, r->io.length, NULL);
+    ss_req_error (loop, r, PROTO_ENOENT,
+                  "SEG_READ: segment %" PRIu64 ": not on this server",
+                  r->io.segment);
     return;
   }
   r->seg = seg;
+  if (r->io.gen != 0 && r->io.gen < seg->gen) {
+    io_end (loop, r);
+    ss_req_error (loop, r, PROTO_ESTALEMAP,
+                  "SEG_READ: segment %" PRIu64 ": generation %" PRIu64
+                  " is older than this server's (%" PRIu64 ")",
+                  r->io.segment, r->io.gen, seg->gen);
+    return;
+  }
   r->buf = malloc (r->io.length);
   if (r->buf == NULL) {
     io_fail (loop, r, "read", ENOMEM);
