@@ -109,8 +109,9 @@ struct ss_ctx {
   uint64_t incarnation; /* random, non-zero: this start of the process */
   uint32_t reg_flags;   /* PROTO_REG_*: UNCLEAN if no marker was found */
   int listen_fd;
-  int exit_status; /* set with __atomic: EXIT_FAILURE after a fatal
+  int exit_status;   /* set with __atomic: EXIT_FAILURE after a fatal
                          * error found by another thread */
+  bool store_failed; /* set with __atomic by ss_store_fail: no marker */
 
   struct ss_store *store;
   struct ss_index *index;
@@ -425,6 +426,15 @@ struct ss_loop {
   struct ss_gone_set gone;
   struct ss_track *tracks_head, *tracks_tail;
   const void *zeros; /* PROTO_MAX_DATA read-only zero bytes */
+  /* The store failed (ss_store_fail): every request after the
+   * handshake gets PROTO_EIO until the loop stops, SS_FAIL_GRACE_MS
+   * later (time for the replies to go out).  Never cleared.
+   */
+  bool failed;
+  char fail_why[128];
+  struct ss_op fail_timer_op;
+  struct __kernel_timespec fail_timer_ts;
+  bool fail_timer_armed;
   bool stopping;
   bool cancelled; /* the loop's own reads are being cancelled */
 };
@@ -438,6 +448,9 @@ extern void ss_loop_free (struct ss_loop *loop);
 extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
 extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
 extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
+extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
+extern bool ss_store_write_failed (int err);
+extern bool ss_store_punch_failed (int err);
 
 /* Mark a buffer the kernel filled as defined for valgrind. */
 #if defined(__has_include)
@@ -582,6 +595,7 @@ extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
                           uint32_t status, const char *fmt, ...)
     __attribute__ ((format (printf, 4, 5)));
 extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
+extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- segments.c ---- */
 
@@ -617,6 +631,7 @@ extern int ss_segs_init (struct ss_loop *loop);
 extern void ss_segs_free (struct ss_loop *loop);
 extern int ss_segs_load (struct ss_loop *loop, struct ss_index *idx);
 extern struct ss_seg *ss_seg_lookup (struct ss_loop *loop, uint64_t id);
+extern int ss_index_errno (struct ss_loop *loop, int err);
 extern int ss_seg_prepare_write (struct ss_loop *loop,
                                  const struct proto_seg_io *io, bool create,
                                  struct ss_waiter *w, struct ss_seg **segp);

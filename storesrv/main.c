@@ -577,6 +577,9 @@ stop_cleanly (struct ss_ctx *ctx)
   uint64_t seq;
   int r;
 
+  /* A failed store (ss_store_fail) never gets the marker. */
+  if (__atomic_load_n (&ctx->store_failed, __ATOMIC_SEQ_CST))
+    return 0;
   ss_loop_free (ctx->loop);
   ctx->loop = NULL;
   ss_mds_free (ctx->mds);

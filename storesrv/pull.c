@@ -101,6 +101,7 @@ struct ss_pull {
   /* Worker: its result, read by the ring thread after the job. */
   struct ss_work work;
   int err;
+  int sync_err; /* the data file's fdatasync failed: the store fails */
   char errmsg[PROTO_ERRMSG_MAX + 1];
   uint64_t read_bytes; /* asked of the source */
   struct timespec start;
@@ -177,6 +178,10 @@ copy_written (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0 || (res == 0 && !p->copy_zero)) {
+    if (p->copy_zero ? ss_store_punch_failed (res)
+                     : ss_store_write_failed (res < 0 ? res : -EIO))
+      ss_store_fail (loop, p->copy_zero ? "data: punch" : "data: write",
+                     res < 0 ? res : -EIO);
     copy_complete (loop, p, res < 0 ? res : -EIO);
     return;
   }
@@ -612,8 +617,10 @@ pull_run (struct ss_work *w)
       goto out;
   }
   source_close (p);
-  if (fdatasync (p->data_fd) == -1)
-    pull_fail (p, -errno, "fdatasync: %s", strerror (errno));
+  if (fdatasync (p->data_fd) == -1) {
+    p->sync_err = -errno;
+    pull_fail (p, p->sync_err, "fdatasync: %s", strerror (-p->sync_err));
+  }
 
 out:
   if (p->err < 0)
@@ -646,7 +653,9 @@ pull_end (struct ss_loop *loop, struct ss_pull *p, int err, const char *msg)
   clock_gettime (CLOCK_MONOTONIC, &now);
   secs =
       (now.tv_sec - p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9;
-  if (err == 0) {
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (err == 0) {
     log_info ("segment %" PRIu64 ": pulled from %s (%s): %" PRIu64
               " bytes copied in %.1f s",
               p->p.segment, p->p.source,
@@ -698,6 +707,8 @@ pull_done (struct ss_loop *loop, struct ss_msg *msg)
 {
   struct ss_pull *p = SS_CONTAINER_OF (msg, struct ss_pull, work.done);
 
+  if (p->sync_err < 0)
+    ss_store_fail (loop, "data: fdatasync", p->sync_err);
   if (p->err < 0)
     pull_end (loop, p, p->err, p->errmsg);
   else

@@ -124,11 +124,17 @@ io_end (struct ss_loop *loop, struct ss_req *r)
     ss_writes_end (loop, r);
 }
 
-/* End R's data I/O reference and answer with errno ERR (positive). */
+/* End R's data I/O reference and answer with errno ERR (positive):
+ * PROTO_EIO if the store failed (ss_store_fail).
+ */
 static void
 io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
 {
   io_end (loop, r);
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   log_error ("%s: segment %" PRIu64 ": %s", what, r->io.segment,
              strerror (err));
   ss_req_error (loop, r, proto_status_from_errno (err),
@@ -136,13 +142,18 @@ io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
                 strerror (err));
 }
 
-/* End R's data I/O reference and answer PROTO_OK with DATA. */
+/* End R's data I/O reference and answer PROTO_OK with DATA, or
+ * PROTO_EIO if the store failed meanwhile.
+ */
 static void
 io_finish (struct ss_loop *loop, struct ss_req *r, const void *data,
            uint32_t len, void *owned)
 {
   io_end (loop, r);
-  ss_req_reply (loop, r, data, len, owned);
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else
+    ss_req_reply (loop, r, data, len, owned);
 }
 
 /* Submit the rest of R's read (R->done bytes are done). */
@@ -305,6 +316,7 @@ write_done (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0) {
+    ss_store_fail (loop, "data: fdatasync", res);
     io_fail (loop, r, "write: fdatasync", -res);
     return;
   }
@@ -321,6 +333,9 @@ write_step (struct ss_loop *loop, struct ss_req *r)
   int e = write_turn (loop, r);
 
   if (e < 0) {
+    /* ENOSPC and EDQUOT lose nothing: the client is told. */
+    if (ss_store_write_failed (e))
+      ss_store_fail (loop, "data: pwrite", e);
     io_fail (loop, r, "write", -e);
     return;
   }
@@ -386,6 +401,10 @@ write_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   if (!fence_ok (loop, r))
     return;
   e = ss_seg_prepare_write (loop, &r->io, true, &r->wait, &seg);
@@ -459,6 +478,10 @@ trim_done (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0) {
+    if (r->stage == 1)
+      ss_store_fail (loop, "data: fdatasync", res);
+    else if (ss_store_punch_failed (res))
+      ss_store_fail (loop, "data: punch", res);
     io_fail (loop, r, r->stage == 0 ? "trim" : "trim: fdatasync", -res);
     return;
   }
@@ -477,6 +500,10 @@ trim_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   if (!fence_ok (loop, r))
     return;
   e = ss_seg_prepare_write (loop, &r->io, false, &r->wait, &seg);

@@ -125,7 +125,9 @@ flush_step (struct ss_loop *loop, struct ss_req *r, int err)
   assert (r->pending > 0);
   if (--r->pending > 0)
     return;
-  if (r->err < 0) {
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (r->err < 0) {
     log_error ("flush: %s", strerror (-r->err));
     ss_req_error (loop, r, proto_status_from_errno (-r->err), "SEG_FLUSH: %s",
                   strerror (-r->err));
@@ -154,6 +156,8 @@ flush_synced (struct ss_loop *loop, struct ss_op *op, int res)
     flush_submit_sync (loop, r);
     return;
   }
+  if (res < 0)
+    ss_store_fail (loop, "data: fdatasync", res);
   flush_step (loop, r, res < 0 ? res : 0);
 }
 

@@ -226,8 +226,8 @@ index_reserve (struct ss_loop *loop)
 /* The error ERR of an index update as the client should see it: -EIO
  * becomes -ENOSPC when the store's filesystem is (almost) full.
  */
-static int
-index_errno (struct ss_loop *loop, int err)
+int
+ss_index_errno (struct ss_loop *loop, int err)
 {
   struct statvfs sv;
 
@@ -363,7 +363,7 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
 
   if (iop->err < 0) {
-    seg_destroy (loop, seg, index_errno (loop, iop->err));
+    seg_destroy (loop, seg, ss_index_errno (loop, iop->err));
     return;
   }
   if (iop->gone)
@@ -386,6 +386,10 @@ new_punched (struct ss_loop *loop, struct ss_op *op, int res)
   }
   if (res < 0) {
     log_error ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+    if (ss_store_punch_failed (res)) {
+      ss_store_fail (loop, "data: punch", res);
+      res = -EIO;
+    }
     seg_destroy (loop, seg, res);
     return;
   }
@@ -405,7 +409,7 @@ raise_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     if (iop->gone)
       ss_gone_remove (loop, seg->id);
   }
-  seg_wake (loop, seg, index_errno (loop, iop->err));
+  seg_wake (loop, seg, ss_index_errno (loop, iop->err));
 }
 
 /* Create the entry of segment ID (absent) with EPOCH and GEN: allocate
@@ -577,6 +581,8 @@ deleted_punched (struct ss_loop *loop, struct ss_op *op, int res)
   /* The slot is punched again when it is handed out. */
   if (res < 0)
     log_warn ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+  if (ss_store_punch_failed (res))
+    ss_store_fail (loop, "data: punch", res);
   seg_destroy (loop, seg, 0);
 }
 
