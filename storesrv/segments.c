@@ -5,8 +5,11 @@
  * A request that needs a busy segment waits on its list and is resumed
  * when the segment is idle again, then re-checks from the start.  So:
  *  - a write to a new segment allocates a slot, punches it (stale data of
- *    an earlier occupant must read as zeros), records the segment in the
- *    index, and only then is its data issued;
+ *    an earlier occupant must read as zeros), syncs the punched range (so
+ *    the punch is durable before the record that makes the slot readable:
+ *    after a power loss, the old bytes, maybe another volume's, must not
+ *    come back under the new segment), records the segment in the index,
+ *    and only then is its data issued;
  *  - a write in an epoch newer than the recorded one records the epoch
  *    first; a write or trim with a generation older than the recorded
  *    one is refused (EREMCHG, PROTO_ESTALEMAP);
@@ -374,7 +377,41 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   seg_wake (loop, seg, 0);
 }
 
-/* A new segment's slot is punched: record the segment. */
+/* Sync SEG's whole slot (an fdatasync of its range, as a FUA write
+ * does); DONE gets the result.
+ */
+static void
+seg_sync (struct ss_loop *loop, struct ss_seg *seg,
+          void (*done) (struct ss_loop *, struct ss_op *, int))
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+  io_uring_prep_fsync (sqe, loop->store->data_fd, IORING_FSYNC_DATASYNC);
+  sqe->off = ss_store_slot_offset (loop->store, seg->slot);
+  sqe->len = loop->store->segment_size;
+  seg->op.done = done;
+  io_uring_sqe_set_data (sqe, &seg->op);
+}
+
+/* A new segment's punched slot is synced: record the segment. */
+static void
+new_synced (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (op, struct ss_seg, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    seg_sync (loop, seg, new_synced);
+    return;
+  }
+  if (res < 0) {
+    ss_store_fail (loop, "data: fdatasync", res);
+    seg_destroy (loop, seg, -EIO);
+    return;
+  }
+  seg_record (loop, seg, new_recorded);
+}
+
+/* A new segment's slot is punched: make that durable. */
 static void
 new_punched (struct ss_loop *loop, struct ss_op *op, int res)
 {
@@ -393,7 +430,7 @@ new_punched (struct ss_loop *loop, struct ss_op *op, int res)
     seg_destroy (loop, seg, res);
     return;
   }
-  seg_record (loop, seg, new_recorded);
+  seg_sync (loop, seg, new_synced);
 }
 
 /* A newer epoch or generation is recorded (or failed to be). */
