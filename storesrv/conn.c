@@ -773,7 +773,18 @@ ss_req_fatal (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   req_send_error (loop, r, status, msg, n);
 }
 
-/* Hand a complete request to its opcode's handler, then read on. */
+/* Answer R with PROTO_EIO: the store failed (ss_store_fail). */
+void
+ss_req_failed (struct ss_loop *loop, struct ss_req *r)
+{
+  assert (loop->failed);
+  ss_req_error (loop, r, PROTO_EIO, "%s: the store failed (%s): not serving",
+                proto_opcode_name (r->hdr.opcode), loop->fail_why);
+}
+
+/* Hand a complete request to its opcode's handler (PROTO_EIO for all
+ * but the handshake once the store failed), then read on.
+ */
 static void
 dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
 {
@@ -781,6 +792,11 @@ dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
     log_debug ("%s: %s tag %" PRIu64 " flags 0x%x length %" PRIu32, c->peer,
                proto_opcode_name (r->hdr.opcode), r->hdr.tag, r->hdr.flags,
                r->hdr.length);
+  if (loop->failed && r->hdr.opcode != PROTO_OP_HELLO &&
+      r->hdr.opcode != PROTO_OP_AUTH) {
+    ss_req_failed (loop, r);
+    goto next;
+  }
   switch (r->hdr.opcode) {
   case PROTO_OP_HELLO:
     ss_req_hello (loop, r);
@@ -822,6 +838,7 @@ dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
     ss_req_error (loop, r, PROTO_ENOTSUP, "%s: not served by a storage server",
                   proto_opcode_name (r->hdr.opcode));
   }
+next:
   if (c->closing || c->close_after_send)
     return;
   if (c->nreqs >= conn_max_reqs (c) || c->req_bytes >= SS_CONN_MAX_BYTES)

@@ -4,7 +4,14 @@
  * written before generations existed, read as generation 0).  The named
  * database "fences" maps volume id (u64 BE) to the volume's fence epoch
  * (u64 BE); the named database "gone" holds the ids (u64 BE, with a
- * one-byte value) of segments this server deleted (tombstones, gone.c).
+ * one-byte value) of segments this server deleted (tombstones, gone.c);
+ * the named database "meta" holds the index's identity, "store" (the
+ * store's uuid, 16 bytes) and "id" (the index id the superblock names,
+ * u64 BE), written once when the store is formatted (or upgraded from
+ * superblock version 1), and "seq" (u64 BE), the number of write
+ * transactions the worker has committed: every one of them raises it in
+ * the same transaction, so it only ever grows and costs no extra sync.
+ * An index without "meta" is not this store's (guard.c).
  * Every MDB_* name stays in this file.
  *
  * At start-up the ring thread reads the whole index (ss_index_load);
@@ -38,6 +45,10 @@
 #define OLD_REC_SIZE 21 /* without the generation */
 #define FENCES_DB "fences"
 #define GONE_DB "gone"
+#define META_DB "meta"
+#define META_SEQ "seq"
+#define META_STORE "store"
+#define META_ID "id"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {
@@ -45,6 +56,9 @@ struct ss_index {
   MDB_dbi dbi;  /* segments (the main database) */
   MDB_dbi fdbi; /* fences */
   MDB_dbi gdbi; /* tombstones */
+  MDB_dbi mdbi; /* meta, if HAS_META */
+  bool has_meta;
+  uint64_t seq; /* commits: written by the worker, read with __atomic */
   int *debug;   /* -D storesrv.index */
   int efd;
 
@@ -100,6 +114,42 @@ ss_index_wipe (const char *path)
   return 0;
 }
 
+/* Read the u64 NAME of the meta database in TXN into *OUT (0 if
+ * absent).  Returns an LMDB code (MDB_CORRUPTED: not 8 bytes).
+ */
+static int
+meta_get_u64 (struct ss_index *idx, MDB_txn *txn, const char *name,
+              uint64_t *out)
+{
+  MDB_val key = { .mv_size = strlen (name), .mv_data = (void *)name };
+  MDB_val val;
+  uint64_t v;
+  int rc;
+
+  *out = 0;
+  rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc != MDB_SUCCESS)
+    return rc;
+  if (val.mv_size != 8)
+    return MDB_CORRUPTED;
+  memcpy (&v, val.mv_data, 8);
+  *out = be64toh (v);
+  return MDB_SUCCESS;
+}
+
+/* Store the u64 V as NAME in the meta database in TXN. */
+static int
+meta_put_u64 (struct ss_index *idx, MDB_txn *txn, const char *name, uint64_t v)
+{
+  MDB_val key = { .mv_size = strlen (name), .mv_data = (void *)name };
+  MDB_val val = { .mv_size = 8, .mv_data = &v };
+
+  v = htobe64 (v);
+  return mdb_put (txn, idx->mdbi, &key, &val, 0);
+}
+
 /* Open (creating) the environment at PATH (an existing directory), sized
  * for NSLOTS segments.  DEBUG points at the index debug flag.  Must be
  * called after the daemon forked.  Returns 0 and *OUT, or -errno after
@@ -135,7 +185,7 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
   if (rc == MDB_SUCCESS)
     rc = mdb_env_set_mapsize (idx->env, mapsize);
   if (rc == MDB_SUCCESS)
-    rc = mdb_env_set_maxdbs (idx->env, 3);
+    rc = mdb_env_set_maxdbs (idx->env, 4);
   if (rc == MDB_SUCCESS)
     rc = mdb_env_open (idx->env, path, MDB_NOTLS, 0644);
   if (rc == MDB_SUCCESS)
@@ -146,6 +196,15 @@ ss_index_open (const char *path, uint32_t nslots, int *debug,
     rc = mdb_dbi_open (txn, FENCES_DB, MDB_CREATE, &idx->fdbi);
   if (rc == MDB_SUCCESS)
     rc = mdb_dbi_open (txn, GONE_DB, MDB_CREATE, &idx->gdbi);
+  /* Not created here: its absence tells a foreign or new index. */
+  if (rc == MDB_SUCCESS) {
+    rc = mdb_dbi_open (txn, META_DB, 0, &idx->mdbi);
+    idx->has_meta = rc == MDB_SUCCESS;
+    if (rc == MDB_NOTFOUND)
+      rc = MDB_SUCCESS;
+  }
+  if (rc == MDB_SUCCESS && idx->has_meta)
+    rc = meta_get_u64 (idx, txn, META_SEQ, &idx->seq);
   if (rc == MDB_SUCCESS) {
     rc = mdb_txn_commit (txn);
     txn = NULL;
@@ -189,7 +248,9 @@ is_named_db (const MDB_val *key)
   return (key->mv_size == strlen (FENCES_DB) &&
           memcmp (key->mv_data, FENCES_DB, key->mv_size) == 0) ||
          (key->mv_size == strlen (GONE_DB) &&
-          memcmp (key->mv_data, GONE_DB, key->mv_size) == 0);
+          memcmp (key->mv_data, GONE_DB, key->mv_size) == 0) ||
+         (key->mv_size == strlen (META_DB) &&
+          memcmp (key->mv_data, META_DB, key->mv_size) == 0);
 }
 
 /* Walk table DBI in key order at start-up (before ss_index_start),
@@ -391,7 +452,8 @@ fence_put (struct ss_index *idx, MDB_txn *txn, uint64_t volume, uint64_t epoch)
 }
 
 /* Apply the ops from HEAD up to (not including) END in one write
- * transaction.  Returns 0 or -errno; on error nothing was committed.
+ * transaction, which also raises the commit count.  Returns 0 or
+ * -errno; on error nothing was committed.
  */
 static int
 commit_ops (struct ss_index *idx, struct ss_index_op *head,
@@ -438,7 +500,14 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
       return mdb_to_errno (rc, "update");
     }
   }
+  rc = meta_put_u64 (idx, txn, META_SEQ, idx->seq + 1);
+  if (rc != MDB_SUCCESS) {
+    mdb_txn_abort (txn);
+    return mdb_to_errno (rc, "update");
+  }
   rc = mdb_txn_commit (txn);
+  if (rc == MDB_SUCCESS)
+    __atomic_store_n (&idx->seq, idx->seq + 1, __ATOMIC_RELAXED);
   return mdb_to_errno (rc, "commit");
 }
 
@@ -516,14 +585,97 @@ worker (void *arg)
 int
 ss_index_start (struct ss_index *idx)
 {
-  int r = pthread_create (&idx->thread, NULL, worker, idx);
+  int r;
 
+  assert (idx->has_meta); /* commits raise "seq" there */
+  r = pthread_create (&idx->thread, NULL, worker, idx);
   if (r != 0) {
     log_error ("index: pthread_create: %s", strerror (r));
     return -r;
   }
   idx->started = true;
   return 0;
+}
+
+/* Read the index's identity: the store uuid into UUID and the index id
+ * into *ID.  Start-up only, before ss_index_start.  Returns 0, -ENOENT
+ * if the index has none (no "meta", or no "store" or "id" in it),
+ * -EINVAL if they have the wrong size, or -errno.
+ */
+int
+ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16], uint64_t *id)
+{
+  MDB_val key = { .mv_size = strlen (META_STORE),
+                  .mv_data = (void *)META_STORE };
+  MDB_val val;
+  MDB_txn *txn = NULL;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  *id = 0;
+  if (!idx->has_meta)
+    return -ENOENT;
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_SUCCESS && val.mv_size != 16)
+    r = -EINVAL;
+  else if (rc == MDB_SUCCESS) {
+    memcpy (uuid, val.mv_data, 16);
+    rc = meta_get_u64 (idx, txn, META_ID, id);
+    if (rc == MDB_CORRUPTED)
+      r = -EINVAL;
+    else if (rc == MDB_SUCCESS && *id == 0)
+      r = -ENOENT;
+  }
+  if (txn)
+    mdb_txn_abort (txn);
+  if (r < 0)
+    return r;
+  return mdb_to_errno (rc, "identity");
+}
+
+/* Write the index's identity (store UUID, index id ID) durably,
+ * creating the "meta" database.  Start-up only, before ss_index_start.
+ * Returns 0 or -errno.
+ */
+int
+ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16], uint64_t id)
+{
+  MDB_val key = { .mv_size = strlen (META_STORE),
+                  .mv_data = (void *)META_STORE };
+  MDB_val val = { .mv_size = 16, .mv_data = (void *)uuid };
+  MDB_txn *txn = NULL;
+  int rc;
+
+  assert (!idx->started);
+  rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_open (txn, META_DB, MDB_CREATE, &idx->mdbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_put (txn, idx->mdbi, &key, &val, 0);
+  if (rc == MDB_SUCCESS)
+    rc = meta_put_u64 (idx, txn, META_ID, id);
+  if (rc == MDB_SUCCESS)
+    rc = meta_put_u64 (idx, txn, META_SEQ, idx->seq);
+  if (rc == MDB_SUCCESS) {
+    rc = mdb_txn_commit (txn);
+    txn = NULL;
+  }
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc == MDB_SUCCESS)
+    idx->has_meta = true;
+  return mdb_to_errno (rc, "identity");
+}
+
+/* The number of write transactions committed so far (the meta
+ * database's "seq"): only ever grows.  Any thread.
+ */
+uint64_t
+ss_index_seq (const struct ss_index *idx)
+{
+  return __atomic_load_n (&idx->seq, __ATOMIC_RELAXED);
 }
 
 /* The eventfd written whenever ops are handed back. */

@@ -106,9 +106,12 @@ struct ss_ctx {
   int debug_pull;     /* log every copy step of SEG_PULL */
 
   char advertise[PROTO_ADDR_MAX + 1]; /* what the MDS tells plugins */
+  uint64_t incarnation; /* random, non-zero: this start of the process */
+  uint32_t reg_flags;   /* PROTO_REG_*: UNCLEAN if no marker was found */
   int listen_fd;
-  int exit_status; /* set with __atomic: EXIT_FAILURE after a fatal
+  int exit_status;   /* set with __atomic: EXIT_FAILURE after a fatal
                          * error found by another thread */
+  bool store_failed; /* set with __atomic by ss_store_fail: no marker */
 
   struct ss_store *store;
   struct ss_index *index;
@@ -132,19 +135,33 @@ struct ss_store {
   uint8_t uuid[16];         /* this server */
   uint8_t cluster_uuid[16]; /* zero until formatted */
   uint32_t segment_size;    /* zero until formatted */
+  uint32_t sb_version;      /* the superblock's format version */
+  uint64_t index_id;        /* random, non-zero once formatted (version 2);
+                             * zero in a version-1 store until upgraded */
   uint64_t capacity;        /* bytes: whole slots once formatted */
   uint32_t nslots;
   uint32_t *free_slots; /* stack, lowest slot on top */
   uint32_t nfree;
   uint64_t used; /* bytes in allocated slots */
+  /* The clean-shutdown marker found at start (ss_store_clean_read). */
+  bool clean;
+  uint64_t clean_index_id;
+  uint64_t clean_seq;
 };
 
 extern int ss_store_open (const char *dir, uint64_t size,
                           struct ss_store **out);
 extern int ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
                             uint32_t segment_size);
+extern int ss_store_index_id_new (uint64_t *id);
+extern int ss_store_format_commit (struct ss_store *st);
+extern int ss_store_set_index_id (struct ss_store *st, uint64_t index_id);
 extern void ss_store_close (struct ss_store *st);
 extern char *ss_store_index_path (const struct ss_store *st);
+extern int ss_store_clean_read (struct ss_store *st);
+extern int ss_store_clean_remove (struct ss_store *st);
+extern int ss_store_clean_write (struct ss_store *st, uint64_t index_id,
+                                 uint64_t seq);
 extern int ss_store_slots_init (struct ss_store *st, const uint8_t *used_map);
 extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);
@@ -202,11 +219,22 @@ extern int ss_index_load_fences (struct ss_index *idx,
                                  int (*fn) (void *arg, uint64_t volume,
                                             uint64_t epoch),
                                  void *arg);
+extern int ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16],
+                               uint64_t *id);
+extern int ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16],
+                               uint64_t id);
+extern uint64_t ss_index_seq (const struct ss_index *idx);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
 extern void ss_index_submit (struct ss_index *idx, struct ss_index_op *op);
 extern struct ss_index_op *ss_index_take_done (struct ss_index *idx);
 extern void ss_index_close (struct ss_index *idx);
+
+/* ---- guard.c ---- */
+
+extern int ss_guard_open_index (struct ss_ctx *ctx);
+extern int ss_guard_format (struct ss_ctx *ctx,
+                            const struct proto_register_reply *reply);
 
 /* ---- mds-client.c ---- */
 
@@ -398,6 +426,15 @@ struct ss_loop {
   struct ss_gone_set gone;
   struct ss_track *tracks_head, *tracks_tail;
   const void *zeros; /* PROTO_MAX_DATA read-only zero bytes */
+  /* The store failed (ss_store_fail): every request after the
+   * handshake gets PROTO_EIO until the loop stops, SS_FAIL_GRACE_MS
+   * later (time for the replies to go out).  Never cleared.
+   */
+  bool failed;
+  char fail_why[128];
+  struct ss_op fail_timer_op;
+  struct __kernel_timespec fail_timer_ts;
+  bool fail_timer_armed;
   bool stopping;
   bool cancelled; /* the loop's own reads are being cancelled */
 };
@@ -411,6 +448,9 @@ extern void ss_loop_free (struct ss_loop *loop);
 extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
 extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
 extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
+extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
+extern bool ss_store_write_failed (int err);
+extern bool ss_store_punch_failed (int err);
 
 /* Mark a buffer the kernel filled as defined for valgrind. */
 #if defined(__has_include)
@@ -555,6 +595,7 @@ extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
                           uint32_t status, const char *fmt, ...)
     __attribute__ ((format (printf, 4, 5)));
 extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
+extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- segments.c ---- */
 
@@ -590,6 +631,7 @@ extern int ss_segs_init (struct ss_loop *loop);
 extern void ss_segs_free (struct ss_loop *loop);
 extern int ss_segs_load (struct ss_loop *loop, struct ss_index *idx);
 extern struct ss_seg *ss_seg_lookup (struct ss_loop *loop, uint64_t id);
+extern int ss_index_errno (struct ss_loop *loop, int err);
 extern int ss_seg_prepare_write (struct ss_loop *loop,
                                  const struct proto_seg_io *io, bool create,
                                  struct ss_waiter *w, struct ss_seg **segp);

@@ -8,6 +8,14 @@
  * stops accepting, closes every connection, cancels the pulls, waits
  * until no request, index update, delete or worker job is in flight,
  * cancels its own reads and returns.
+ *
+ * A disk error that may have lost acknowledged data fails the store
+ * (ss_store_fail, PostgreSQL's "fsyncgate" rule): since Linux 4.13 a
+ * writeback error is reported once per open file and the failed pages
+ * are then marked clean, so a retried sync would succeed over lost data.
+ * The failing request and every later one get PROTO_EIO, and the loop
+ * stops SS_FAIL_GRACE_MS later; main then exits 1 without writing the
+ * clean-shutdown marker, so the next start registers as unclean.
  */
 
 #include <config.h>
@@ -40,6 +48,7 @@
 #define CQ_ENTRIES 4096
 #define REAP_BATCH 256
 #define ACCEPT_RETRY_NS 100000000 /* 100 ms after EMFILE and the like */
+#define SS_FAIL_GRACE_MS 1000     /* after a store failure, then stop */
 
 /* Get an SQE, submitting what is queued when the SQ is full. */
 struct io_uring_sqe *
@@ -163,8 +172,75 @@ loop_stop (struct ss_loop *loop)
   loop->stopping = true;
   if (loop->accept_armed)
     cancel_op (loop, &loop->accept_op);
+  if (loop->fail_timer_armed) {
+    struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->fail_timer_op, 0);
+    io_uring_sqe_set_data (sqe, &loop->cancel_op);
+  }
   ss_conns_stop (loop);
   ss_pulls_cancel_all (loop);
+}
+
+/* True if ERR (-errno), from a write of the data file, fails the store:
+ * anything but ENOSPC and EDQUOT, which lose nothing (the write did not
+ * happen and the client is told).
+ */
+bool
+ss_store_write_failed (int err)
+{
+  return err < 0 && err != -ENOSPC && err != -EDQUOT;
+}
+
+/* True if ERR (-errno), from a punch (fallocate) of the data file, fails
+ * the store: anything but EOPNOTSUPP (the filesystem cannot punch).
+ */
+bool
+ss_store_punch_failed (int err)
+{
+  return err < 0 && err != -EOPNOTSUPP;
+}
+
+/* The store failed: the grace for the last replies is over, stop. */
+static void
+fail_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  loop->fail_timer_armed = false;
+  loop_stop (loop);
+}
+
+/* Fail the store after WHAT failed with ERR (-errno): a write, sync or
+ * punch of the data file, or an index commit, that may have lost data
+ * the server acknowledged or is about to.  Logs once; from now on every
+ * request gets PROTO_EIO, and the daemon stops SS_FAIL_GRACE_MS later
+ * with exit status 1 and no clean-shutdown marker.  Never undone.  Ring
+ * thread.
+ */
+void
+ss_store_fail (struct ss_loop *loop, const char *what, int err)
+{
+  struct io_uring_sqe *sqe;
+
+  SS_ASSERT_RING (loop);
+  if (loop->failed)
+    return;
+  loop->failed = true;
+  snprintf (loop->fail_why, sizeof loop->fail_why, "%s: %s", what,
+            strerror (-err));
+  __atomic_store_n (&loop->ctx->store_failed, true, __ATOMIC_SEQ_CST);
+  __atomic_store_n (&loop->ctx->exit_status, EXIT_FAILURE, __ATOMIC_SEQ_CST);
+  log_error ("store failed: %s: not serving any more; check the disk, "
+             "then restart the server (it will register as unclean, and "
+             "the MDS marks the replicas written since as stale)",
+             loop->fail_why);
+  if (loop->stopping)
+    return;
+  sqe = ss_get_sqe (loop);
+  loop->fail_timer_ts.tv_sec = SS_FAIL_GRACE_MS / 1000;
+  loop->fail_timer_ts.tv_nsec = (SS_FAIL_GRACE_MS % 1000) * 1000000;
+  io_uring_prep_timeout (sqe, &loop->fail_timer_ts, 0, 0);
+  io_uring_sqe_set_data (sqe, &loop->fail_timer_op);
+  loop->fail_timer_armed = true;
 }
 
 /* A connection arrived (or accept failed): serve it, accept again. */
@@ -240,6 +316,13 @@ index_done (struct ss_loop *loop, struct ss_op *op, int res)
     next = iop->next;
     assert (loop->index_pending > 0);
     loop->index_pending--;
+    /* A commit that failed for another reason than a full filesystem
+     * may leave the index behind the data: fail the store.
+     */
+    if (iop->err < 0 && ss_index_errno (loop, iop->err) != -ENOSPC) {
+      ss_store_fail (loop, "index: commit", iop->err);
+      iop->err = -EIO;
+    }
     iop->done (loop, iop);
   }
   if (res == -ECANCELED || loop->cancelled)
@@ -333,6 +416,7 @@ ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out)
   loop->mds_op.done = mds_done;
   loop->post_op.done = post_done;
   loop->cancel_op.done = cancel_done;
+  loop->fail_timer_op.done = fail_timer_done;
   pthread_mutex_init (&loop->post.lock, NULL);
   loop->post.efd = eventfd (0, EFD_CLOEXEC);
   if (loop->post.efd == -1) {
@@ -402,9 +486,9 @@ static bool
 loop_quiet (const struct ss_loop *loop)
 {
   return !loop->accept_armed && !loop->timer_armed && !loop->hs_timer_armed &&
-         !loop->frame_timer_armed && loop->nconns == 0 &&
-         loop->index_pending == 0 && loop->deletes_pending == 0 &&
-         loop->jobs == 0 && loop->pulls == NULL;
+         !loop->frame_timer_armed && !loop->fail_timer_armed &&
+         loop->nconns == 0 && loop->index_pending == 0 &&
+         loop->deletes_pending == 0 && loop->jobs == 0 && loop->pulls == NULL;
 }
 
 /* Process up to REAP_BATCH completions, then advance the CQ once. */

@@ -370,6 +370,25 @@ load_key (struct ss_ctx *ctx)
   return 0;
 }
 
+/* Draw this start's incarnation: a random non-zero u64 that HELLO
+ * replies and registrations carry, so that clients and the MDS can tell
+ * that the process restarted.  Returns 0 or -errno (logged).
+ */
+static int
+draw_incarnation (struct ss_ctx *ctx)
+{
+  int r;
+
+  do {
+    r = auth_random (&ctx->incarnation, sizeof ctx->incarnation);
+    if (r < 0) {
+      log_error ("getrandom: %s", strerror (-r));
+      return r;
+    }
+  } while (ctx->incarnation == 0);
+  return 0;
+}
+
 /* Raise the soft limit of open files towards the hard limit, so that
  * --max-connections and --max-unauthenticated connections fit beside
  * the store's files.  Not fatal: accept(2) waits out EMFILE.
@@ -500,21 +519,14 @@ start_listening (struct ss_ctx *ctx)
   return r;
 }
 
-/* Open the index of the formatted store, set up the ring and load the
- * index into it.  Must run after the fork (LMDB) on the ring thread.
+/* Set up the ring and load the store's open index into it.  Must run
+ * after the fork (LMDB) on the ring thread.
  */
 static int
 load_store (struct ss_ctx *ctx)
 {
-  struct ss_store *st = ctx->store;
-  CLEANUP_FREE char *path = ss_store_index_path (st);
   int r;
 
-  if (path == NULL)
-    return -ENOMEM;
-  r = ss_index_open (path, st->nslots, &ctx->debug_index, &ctx->index);
-  if (r < 0)
-    return r;
   r = ss_loop_new (ctx, &ctx->loop);
   if (r < 0)
     return r;
@@ -527,6 +539,63 @@ load_store (struct ss_ctx *ctx)
   return ss_fences_load (ctx->loop, ctx->index);
 }
 
+/* Read the clean-shutdown marker of a formatted store.  Without one the
+ * server registers as unclean: writes it acknowledged before it stopped
+ * may not be durable.  Returns 0 or -errno (logged).
+ */
+static int
+read_marker (struct ss_ctx *ctx)
+{
+  struct ss_store *st = ctx->store;
+  int r;
+
+  if (!st->formatted)
+    return 0; /* a first start: nothing was ever acknowledged */
+  r = ss_store_clean_read (st);
+  if (r < 0)
+    return r;
+  if (!st->clean) {
+    ctx->reg_flags |= PROTO_REG_UNCLEAN;
+    log_warn ("store: %s: no clean-shutdown marker: the last run did not "
+              "stop cleanly (crash, kill, power loss or disk error); "
+              "registering as unclean so that the MDS checks the segments "
+              "written since",
+              st->dir);
+  }
+  return 0;
+}
+
+/* Stop after the loop returned: stop the MDS client (it reads the
+ * index), sync the data file, close the index, and write the
+ * clean-shutdown marker if all of that succeeded.  Returns 0 or -errno
+ * (logged).
+ */
+static int
+stop_cleanly (struct ss_ctx *ctx)
+{
+  struct ss_store *st = ctx->store;
+  uint64_t seq;
+  int r;
+
+  /* A failed store (ss_store_fail) never gets the marker. */
+  if (__atomic_load_n (&ctx->store_failed, __ATOMIC_SEQ_CST))
+    return 0;
+  ss_loop_free (ctx->loop);
+  ctx->loop = NULL;
+  ss_mds_free (ctx->mds);
+  ctx->mds = NULL;
+  if (fdatasync (st->data_fd) == -1) {
+    r = -errno;
+    log_error ("data: %s: fdatasync: %s: not marking the store clean", st->dir,
+               strerror (-r));
+    return r;
+  }
+  seq = ss_index_seq (ctx->index);
+  ss_index_close (ctx->index);
+  ctx->index = NULL;
+  return ss_store_clean_write (st, st->index_id, seq);
+}
+
 /* Format a new store for the cluster named in REPLY and load it. */
 static int
 format_store (struct ss_ctx *ctx, const struct proto_register_reply *reply)
@@ -535,7 +604,7 @@ format_store (struct ss_ctx *ctx, const struct proto_register_reply *reply)
   char uuid[37];
   int r;
 
-  r = ss_store_format (st, reply->cluster_uuid, reply->segment_size);
+  r = ss_guard_format (ctx, reply);
   if (r < 0)
     return r;
   uuid_format (st->cluster_uuid, uuid);
@@ -599,7 +668,7 @@ main (int argc, char **argv)
   ctx.zone = strdup ("");
   ctx.key_file = strdup (AUTH_DEFAULT_KEY_FILE);
   parse_options (&ctx, argc, argv);
-  if (load_key (&ctx) < 0)
+  if (load_key (&ctx) < 0 || draw_incarnation (&ctx) < 0)
     goto out;
   raise_nofile (&ctx);
 
@@ -615,7 +684,7 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &sigs, NULL);
 
   if (ss_store_open (ctx.data_dir, ctx.size, &ctx.store) < 0 ||
-      start_listening (&ctx) < 0)
+      read_marker (&ctx) < 0 || start_listening (&ctx) < 0)
     goto out;
   if (!ctx.foreground && (ready_fd = daemonize ()) < 0) {
     log_error ("daemonize: %s", strerror (-ready_fd));
@@ -623,7 +692,9 @@ main (int argc, char **argv)
   }
   /* A formatted store registers with its real usage. */
   if (ss_mds_new (&ctx, &ctx.mds) < 0 ||
-      (ctx.store->formatted && load_store (&ctx) < 0) ||
+      (ctx.store->formatted &&
+       (ss_guard_open_index (&ctx) < 0 || load_store (&ctx) < 0 ||
+        ss_store_clean_remove (ctx.store) < 0)) ||
       ss_mds_start (ctx.mds) < 0)
     goto out;
   if (ctx.store->formatted && ctx.size_set &&
@@ -632,9 +703,18 @@ main (int argc, char **argv)
   log_info ("registering with the MDS at %s as %s", ctx.mds_addr,
             ctx.advertise);
   r = ss_mds_wait_registered (ctx.mds, &sigs, &reply);
-  if (r == -EINTR)
-    goto cleanup;
-  if (r < 0 || (!ctx.store->formatted && format_store (&ctx, &reply) < 0) ||
+  if (r < 0) {
+    /* Stopped (-EINTR) or rejected before serving: a store found clean
+     * is still clean; one found unclean stays so until the MDS hears
+     * it.
+     */
+    if (ctx.index && ctx.store->clean && stop_cleanly (&ctx) < 0)
+      goto out;
+    if (r == -EINTR)
+      goto cleanup;
+    goto out;
+  }
+  if ((!ctx.store->formatted && format_store (&ctx, &reply) < 0) ||
       ss_index_start (ctx.index) < 0)
     goto out;
   ss_mds_store_ready (ctx.mds);
@@ -646,12 +726,13 @@ main (int argc, char **argv)
     }
     pidfile_written = true;
   }
-  log_info ("serving %s on %s", ctx.data_dir, ctx.advertise);
+  log_info ("serving %s on %s (incarnation %016" PRIx64 ")", ctx.data_dir,
+            ctx.advertise, ctx.incarnation);
   if (ready_fd >= 0) {
     daemon_ready (ready_fd);
     ready_fd = -1;
   }
-  if (ss_loop_run (ctx.loop) < 0)
+  if (ss_loop_run (ctx.loop) < 0 || stop_cleanly (&ctx) < 0)
     goto out;
   goto cleanup;
 

@@ -1,6 +1,7 @@
 /* The MDS client thread: registers the store with the MDS (retrying every
- * RETRY_MS until it answers), then heartbeats every heartbeat_ms with the
- * capacity and bytes used.  A heartbeat reply lists segments to delete
+ * RETRY_MS until it answers) with this start's incarnation, then
+ * heartbeats every heartbeat_ms with the capacity, bytes used and the
+ * index's commit count.  A heartbeat reply lists segments to delete
  * and fences to apply: they go to the ring thread through locked queues
  * and an eventfd, and the ring thread hands back the segments it deleted,
  * which the next heartbeat reports.  A broken connection is re-made at
@@ -199,6 +200,16 @@ mds_fatal (struct ss_mds *m, int err)
   }
 }
 
+/* The index's commit count, or 0 while the store has no index yet (it
+ * is opened before the thread starts, or by format_store while the
+ * thread waits for STORE_READY after the first registration).
+ */
+static uint64_t
+index_seq (const struct ss_mds *m)
+{
+  return m->ctx->index ? ss_index_seq (m->ctx->index) : 0;
+}
+
 /* Register the store.  Returns 0, a transient -errno (retry), or 1 after
  * a fatal rejection (logged).
  */
@@ -221,6 +232,9 @@ mds_register (struct ss_mds *m)
   }
   reg.capacity = st->capacity;
   reg.used = ss_store_used (st);
+  reg.incarnation = m->ctx->incarnation;
+  reg.flags = m->ctx->reg_flags;
+  reg.index_seq = index_seq (m);
   snprintf (reg.address, sizeof reg.address, "%s", m->ctx->advertise);
   snprintf (reg.zone, sizeof reg.zone, "%s", m->ctx->zone);
   proto_encode_register (&reg, &wb);
@@ -313,6 +327,7 @@ mds_heartbeat (struct ss_mds *m)
   hb.segments = sent;
   hb.capacity = st->capacity;
   hb.used = ss_store_used (st);
+  hb.index_seq = index_seq (m);
   proto_encode_heartbeat (&hb, &wb);
   if (wb.err) {
     proto_wbuf_free (&wb);

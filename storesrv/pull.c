@@ -101,6 +101,7 @@ struct ss_pull {
   /* Worker: its result, read by the ring thread after the job. */
   struct ss_work work;
   int err;
+  int sync_err; /* the data file's fdatasync failed: the store fails */
   char errmsg[PROTO_ERRMSG_MAX + 1];
   uint64_t read_bytes; /* asked of the source */
   struct timespec start;
@@ -177,6 +178,10 @@ copy_written (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0 || (res == 0 && !p->copy_zero)) {
+    if (p->copy_zero ? ss_store_punch_failed (res)
+                     : ss_store_write_failed (res < 0 ? res : -EIO))
+      ss_store_fail (loop, p->copy_zero ? "data: punch" : "data: write",
+                     res < 0 ? res : -EIO);
     copy_complete (loop, p, res < 0 ? res : -EIO);
     return;
   }
@@ -546,6 +551,18 @@ recv_chunk (struct ss_pull *p, int fd, const struct chunk *c, uint32_t nc)
     pull_fail (p, -EPROTO, "%s: SEG_READ: unexpected reply", p->p.source);
     return -EPROTO;
   }
+  /* The source never held the segment (it was allocated and never
+   * written, or only trimmed there): its content is zeros.
+   */
+  if (hdr.status == PROTO_ENOENT) {
+    if (p->debug)
+      log_debug ("pull: segment %" PRIu64 ": not on %s: zeros", p->p.segment,
+                 p->p.source);
+    r = copy_write (p, c[i].off, c[i].len, NULL);
+    if (r < 0 && !cancelled (p))
+      pull_fail (p, r, "writing the copy: %s", strerror (-r));
+    return r;
+  }
   if (hdr.status != PROTO_OK) {
     pull_fail (
         p, -proto_status_to_errno (hdr.status), "%s: SEG_READ: %s: %.*s",
@@ -600,8 +617,10 @@ pull_run (struct ss_work *w)
       goto out;
   }
   source_close (p);
-  if (fdatasync (p->data_fd) == -1)
-    pull_fail (p, -errno, "fdatasync: %s", strerror (errno));
+  if (fdatasync (p->data_fd) == -1) {
+    p->sync_err = -errno;
+    pull_fail (p, p->sync_err, "fdatasync: %s", strerror (-p->sync_err));
+  }
 
 out:
   if (p->err < 0)
@@ -634,7 +653,9 @@ pull_end (struct ss_loop *loop, struct ss_pull *p, int err, const char *msg)
   clock_gettime (CLOCK_MONOTONIC, &now);
   secs =
       (now.tv_sec - p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9;
-  if (err == 0) {
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (err == 0) {
     log_info ("segment %" PRIu64 ": pulled from %s (%s): %" PRIu64
               " bytes copied in %.1f s",
               p->p.segment, p->p.source,
@@ -686,6 +707,8 @@ pull_done (struct ss_loop *loop, struct ss_msg *msg)
 {
   struct ss_pull *p = SS_CONTAINER_OF (msg, struct ss_pull, work.done);
 
+  if (p->sync_err < 0)
+    ss_store_fail (loop, "data: fdatasync", p->sync_err);
   if (p->err < 0)
     pull_end (loop, p, p->err, p->errmsg);
   else

@@ -30,7 +30,10 @@
  *
  * Writes and trims are checked, every time they are resumed, against the
  * volume's fence (an older epoch: PROTO_ESTALE) and the segment's
- * generation (an older one: PROTO_ESTALEMAP); reads ignore both.
+ * generation (an older one: PROTO_ESTALEMAP).  Reads ignore the fence;
+ * a read with a generation (not 0, which repair copies send) older than
+ * the segment's is refused with PROTO_ESTALEMAP too, so that a reader
+ * whose map predates a change of the replica set re-reads it.
  */
 
 #include <config.h>
@@ -121,11 +124,17 @@ io_end (struct ss_loop *loop, struct ss_req *r)
     ss_writes_end (loop, r);
 }
 
-/* End R's data I/O reference and answer with errno ERR (positive). */
+/* End R's data I/O reference and answer with errno ERR (positive):
+ * PROTO_EIO if the store failed (ss_store_fail).
+ */
 static void
 io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
 {
   io_end (loop, r);
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   log_error ("%s: segment %" PRIu64 ": %s", what, r->io.segment,
              strerror (err));
   ss_req_error (loop, r, proto_status_from_errno (err),
@@ -133,13 +142,18 @@ io_fail (struct ss_loop *loop, struct ss_req *r, const char *what, int err)
                 strerror (err));
 }
 
-/* End R's data I/O reference and answer PROTO_OK with DATA. */
+/* End R's data I/O reference and answer PROTO_OK with DATA, or
+ * PROTO_EIO if the store failed meanwhile.
+ */
 static void
 io_finish (struct ss_loop *loop, struct ss_req *r, const void *data,
            uint32_t len, void *owned)
 {
   io_end (loop, r);
-  ss_req_reply (loop, r, data, len, owned);
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else
+    ss_req_reply (loop, r, data, len, owned);
 }
 
 /* Submit the rest of R's read (R->done bytes are done). */
@@ -182,9 +196,12 @@ read_done (struct ss_loop *loop, struct ss_op *op, int res)
   io_finish (loop, r, r->buf, r->io.length, r->buf);
 }
 
-/* SEG_READ: a segment this server never wrote reads as zeros without
- * touching the disk; one it deleted is refused (PROTO_ESTALEMAP: the
- * reader's map is out of date).
+/* SEG_READ: a segment this server does not hold (never written here,
+ * not yet recorded, or lost) is refused with PROTO_ENOENT, never read as
+ * zeros: the reader tries the other replicas, and reads zeros only if
+ * none holds it.  One it deleted (a tombstone), or one whose generation
+ * is newer than the reader's, is refused with PROTO_ESTALEMAP: the
+ * reader's map is out of date.
  */
 void
 ss_req_read (struct ss_loop *loop, struct ss_req *r)
@@ -210,10 +227,20 @@ ss_req_read (struct ss_loop *loop, struct ss_req *r)
     return;
   }
   if (seg == NULL) {
-    ss_req_reply (loop, r, loop->zeros, r->io.length, NULL);
+    ss_req_error (loop, r, PROTO_ENOENT,
+                  "SEG_READ: segment %" PRIu64 ": not on this server",
+                  r->io.segment);
     return;
   }
   r->seg = seg;
+  if (r->io.gen != 0 && r->io.gen < seg->gen) {
+    io_end (loop, r);
+    ss_req_error (loop, r, PROTO_ESTALEMAP,
+                  "SEG_READ: segment %" PRIu64 ": generation %" PRIu64
+                  " is older than this server's (%" PRIu64 ")",
+                  r->io.segment, r->io.gen, seg->gen);
+    return;
+  }
   r->buf = malloc (r->io.length);
   if (r->buf == NULL) {
     io_fail (loop, r, "read", ENOMEM);
@@ -289,6 +316,7 @@ write_done (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0) {
+    ss_store_fail (loop, "data: fdatasync", res);
     io_fail (loop, r, "write: fdatasync", -res);
     return;
   }
@@ -305,6 +333,9 @@ write_step (struct ss_loop *loop, struct ss_req *r)
   int e = write_turn (loop, r);
 
   if (e < 0) {
+    /* ENOSPC and EDQUOT lose nothing: the client is told. */
+    if (ss_store_write_failed (e))
+      ss_store_fail (loop, "data: pwrite", e);
     io_fail (loop, r, "write", -e);
     return;
   }
@@ -370,6 +401,10 @@ write_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   if (!fence_ok (loop, r))
     return;
   e = ss_seg_prepare_write (loop, &r->io, true, &r->wait, &seg);
@@ -443,6 +478,10 @@ trim_done (struct ss_loop *loop, struct ss_op *op, int res)
     return;
   }
   if (res < 0) {
+    if (r->stage == 1)
+      ss_store_fail (loop, "data: fdatasync", res);
+    else if (ss_store_punch_failed (res))
+      ss_store_fail (loop, "data: punch", res);
     io_fail (loop, r, r->stage == 0 ? "trim" : "trim: fdatasync", -res);
     return;
   }
@@ -461,6 +500,10 @@ trim_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
+  if (loop->failed) {
+    ss_req_failed (loop, r);
+    return;
+  }
   if (!fence_ok (loop, r))
     return;
   e = ss_seg_prepare_write (loop, &r->io, false, &r->wait, &seg);

@@ -17,8 +17,8 @@
 #include "internal.h"
 
 /* HELLO: check the version, start the handshake with the client's nonce
- * and answer with our role, uuid, nonce and proof of the cluster key
- * (auth.h).  conn.c lets HELLO through only as a connection's first
+ * and answer with our role, uuid, incarnation, nonce and proof of the
+ * cluster key (auth.h).  conn.c lets HELLO through only as a connection's first
  * frame.
  */
 void
@@ -65,6 +65,7 @@ ss_req_hello (struct ss_loop *loop, struct ss_req *r)
     return;
   }
   memcpy (reply.uuid, loop->store->uuid, 16);
+  reply.incarnation = loop->ctx->incarnation;
   proto_encode_hello (&reply, &wb);
   if (wb.err) {
     proto_wbuf_free (&wb);
@@ -124,7 +125,9 @@ flush_step (struct ss_loop *loop, struct ss_req *r, int err)
   assert (r->pending > 0);
   if (--r->pending > 0)
     return;
-  if (r->err < 0) {
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (r->err < 0) {
     log_error ("flush: %s", strerror (-r->err));
     ss_req_error (loop, r, proto_status_from_errno (-r->err), "SEG_FLUSH: %s",
                   strerror (-r->err));
@@ -153,6 +156,8 @@ flush_synced (struct ss_loop *loop, struct ss_op *op, int res)
     flush_submit_sync (loop, r);
     return;
   }
+  if (res < 0)
+    ss_store_fail (loop, "data: fdatasync", res);
   flush_step (loop, r, res < 0 ? res : 0);
 }
 

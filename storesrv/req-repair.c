@@ -33,7 +33,10 @@ set_gen_drained (struct ss_loop *loop, struct ss_barrier *b)
 {
   struct ss_req *r = SS_CONTAINER_OF (b, struct ss_req, barrier);
 
-  ss_req_reply (loop, r, NULL, 0, NULL);
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else
+    ss_req_reply (loop, r, NULL, 0, NULL);
 }
 
 /* Raise the segment's generation (R->io.segment, .volume, .gen). */
@@ -196,7 +199,9 @@ hash_done (struct ss_loop *loop, struct ss_msg *msg)
   loop->jobs--;
   if (j->seg)
     ss_seg_io_end (loop, j->seg);
-  if (j->err < 0) {
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (j->err < 0) {
     log_error ("hash: segment %" PRIu64 ": %s", r->io.segment,
                strerror (-j->err));
     ss_req_error (loop, r, proto_status_from_errno (-j->err),

@@ -5,8 +5,11 @@
  * A request that needs a busy segment waits on its list and is resumed
  * when the segment is idle again, then re-checks from the start.  So:
  *  - a write to a new segment allocates a slot, punches it (stale data of
- *    an earlier occupant must read as zeros), records the segment in the
- *    index, and only then is its data issued;
+ *    an earlier occupant must read as zeros), syncs the punched range (so
+ *    the punch is durable before the record that makes the slot readable:
+ *    after a power loss, the old bytes, maybe another volume's, must not
+ *    come back under the new segment), records the segment in the index,
+ *    and only then is its data issued;
  *  - a write in an epoch newer than the recorded one records the epoch
  *    first; a write or trim with a generation older than the recorded
  *    one is refused (EREMCHG, PROTO_ESTALEMAP);
@@ -226,8 +229,8 @@ index_reserve (struct ss_loop *loop)
 /* The error ERR of an index update as the client should see it: -EIO
  * becomes -ENOSPC when the store's filesystem is (almost) full.
  */
-static int
-index_errno (struct ss_loop *loop, int err)
+int
+ss_index_errno (struct ss_loop *loop, int err)
 {
   struct statvfs sv;
 
@@ -363,7 +366,7 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   struct ss_seg *seg = SS_CONTAINER_OF (iop, struct ss_seg, iop);
 
   if (iop->err < 0) {
-    seg_destroy (loop, seg, index_errno (loop, iop->err));
+    seg_destroy (loop, seg, ss_index_errno (loop, iop->err));
     return;
   }
   if (iop->gone)
@@ -374,7 +377,41 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   seg_wake (loop, seg, 0);
 }
 
-/* A new segment's slot is punched: record the segment. */
+/* Sync SEG's whole slot (an fdatasync of its range, as a FUA write
+ * does); DONE gets the result.
+ */
+static void
+seg_sync (struct ss_loop *loop, struct ss_seg *seg,
+          void (*done) (struct ss_loop *, struct ss_op *, int))
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+  io_uring_prep_fsync (sqe, loop->store->data_fd, IORING_FSYNC_DATASYNC);
+  sqe->off = ss_store_slot_offset (loop->store, seg->slot);
+  sqe->len = loop->store->segment_size;
+  seg->op.done = done;
+  io_uring_sqe_set_data (sqe, &seg->op);
+}
+
+/* A new segment's punched slot is synced: record the segment. */
+static void
+new_synced (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_seg *seg = SS_CONTAINER_OF (op, struct ss_seg, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    seg_sync (loop, seg, new_synced);
+    return;
+  }
+  if (res < 0) {
+    ss_store_fail (loop, "data: fdatasync", res);
+    seg_destroy (loop, seg, -EIO);
+    return;
+  }
+  seg_record (loop, seg, new_recorded);
+}
+
+/* A new segment's slot is punched: make that durable. */
 static void
 new_punched (struct ss_loop *loop, struct ss_op *op, int res)
 {
@@ -386,10 +423,14 @@ new_punched (struct ss_loop *loop, struct ss_op *op, int res)
   }
   if (res < 0) {
     log_error ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+    if (ss_store_punch_failed (res)) {
+      ss_store_fail (loop, "data: punch", res);
+      res = -EIO;
+    }
     seg_destroy (loop, seg, res);
     return;
   }
-  seg_record (loop, seg, new_recorded);
+  seg_sync (loop, seg, new_synced);
 }
 
 /* A newer epoch or generation is recorded (or failed to be). */
@@ -405,7 +446,7 @@ raise_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     if (iop->gone)
       ss_gone_remove (loop, seg->id);
   }
-  seg_wake (loop, seg, index_errno (loop, iop->err));
+  seg_wake (loop, seg, ss_index_errno (loop, iop->err));
 }
 
 /* Create the entry of segment ID (absent) with EPOCH and GEN: allocate
@@ -577,6 +618,8 @@ deleted_punched (struct ss_loop *loop, struct ss_op *op, int res)
   /* The slot is punched again when it is handed out. */
   if (res < 0)
     log_warn ("punch: slot %" PRIu32 ": %s", seg->slot, strerror (-res));
+  if (ss_store_punch_failed (res))
+    ss_store_fail (loop, "data: punch", res);
   seg_destroy (loop, seg, 0);
 }
 

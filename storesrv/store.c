@@ -9,11 +9,28 @@
  *   48  segment size u32        (zero until formatted)
  *   52  reserved u32            (zero)
  *   56  capacity u64            (bytes; whole slots once formatted)
- *   64  reserved                (zero) up to SB_SIZE - 4
+ *   64  index id u64            (version 2; zero until formatted)
+ *   72  reserved                (zero) up to SB_SIZE - 4
  *   508 crc32c u32 of bytes 0..507
+ * The index id is a random non-zero number drawn when the store is
+ * formatted and also kept in the index (index.c, "meta"), so that an
+ * index that is missing, empty or another store's is refused
+ * (guard.c).  Version 1 had no index id (bytes 64..71 zero); such a
+ * store is upgraded to version 2 at its first start (guard.c).
  * It is always replaced atomically: temp file, fsync, rename, fsync of the
  * directory.  An unformatted superblock keeps the server uuid stable
  * between the first registration and formatting.
+ *
+ * DIR/clean, the clean-shutdown marker, is CLEAN_SIZE bytes, big-endian:
+ *   0   magic "TESSCLEN"        8
+ *   8   index id u64            (the superblock's; 0 before it had one)
+ *   16  index seq u64           (the index's commit count at the stop)
+ *   24  reserved u32            (zero)
+ *   28  crc32c u32 of bytes 0..27
+ * A clean stop writes it (atomically, synced) once the data file is
+ * synced and the index closed; a start reads it and removes it durably
+ * before serving, so it exists only while no server runs on the store
+ * and everything acknowledged before the last stop is durable.
  */
 
 #include <config.h>
@@ -28,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -44,8 +62,13 @@
 #define SB_TMP "superblock.tmp"
 #define SB_SIZE 512
 #define SB_MAGIC "TESSSTOR"
-#define SB_VERSION 1
+#define SB_VERSION 2
+#define SB_VERSION_NO_INDEX_ID 1
 #define SB_FORMATTED 0x1
+#define CLEAN_NAME "clean"
+#define CLEAN_TMP "clean.tmp"
+#define CLEAN_SIZE 32
+#define CLEAN_MAGIC "TESSCLEN"
 #define DATA_NAME "data"
 #define INDEX_NAME "index"
 
@@ -56,6 +79,27 @@ ss_segment_size_valid (uint32_t segment_size)
   return segment_size >= SS_MIN_SEGMENT_SIZE &&
          segment_size <= SS_MAX_SEGMENT_SIZE &&
          (segment_size & (segment_size - 1)) == 0;
+}
+
+/* Draw a new index id: random and non-zero.  Returns 0 or -errno. */
+int
+ss_store_index_id_new (uint64_t *id)
+{
+  uint8_t b[8];
+  size_t got;
+  ssize_t n;
+
+  do {
+    for (got = 0; got < sizeof b; got += n) {
+      n = getrandom (b + got, sizeof b - got, 0);
+      if (n == -1 && errno == EINTR)
+        n = 0;
+      else if (n == -1)
+        return -errno;
+    }
+    memcpy (id, b, sizeof b);
+  } while (*id == 0);
+  return 0;
 }
 
 /* Create DIR and its missing parents (mode 0755). */
@@ -89,7 +133,7 @@ sb_encode (const struct ss_store *st, uint8_t *buf)
 
   memset (buf, 0, SB_SIZE);
   memcpy (buf, SB_MAGIC, 8);
-  v32 = htobe32 (SB_VERSION);
+  v32 = htobe32 (st->sb_version);
   memcpy (buf + 8, &v32, 4);
   v32 = htobe32 (st->formatted ? SB_FORMATTED : 0);
   memcpy (buf + 12, &v32, 4);
@@ -99,6 +143,8 @@ sb_encode (const struct ss_store *st, uint8_t *buf)
   memcpy (buf + 48, &v32, 4);
   v64 = htobe64 (st->capacity);
   memcpy (buf + 56, &v64, 8);
+  v64 = htobe64 (st->index_id);
+  memcpy (buf + 64, &v64, 8);
   v32 = htobe32 (crc32c (0, buf, SB_SIZE - 4));
   memcpy (buf + SB_SIZE - 4, &v32, 4);
 }
@@ -121,7 +167,7 @@ sb_decode (struct ss_store *st, const uint8_t *buf)
   }
   memcpy (&v32, buf + 8, 4);
   version = be32toh (v32);
-  if (version != SB_VERSION) {
+  if (version != SB_VERSION && version != SB_VERSION_NO_INDEX_ID) {
     log_error ("superblock: %s/%s: format version %u is not supported "
                "(this program writes %u)",
                st->dir, SB_NAME, version, SB_VERSION);
@@ -135,15 +181,22 @@ sb_decode (struct ss_store *st, const uint8_t *buf)
   st->segment_size = be32toh (v32);
   memcpy (&v64, buf + 56, 8);
   st->capacity = be64toh (v64);
+  memcpy (&v64, buf + 64, 8);
+  st->index_id = be64toh (v64);
   st->formatted = flags & SB_FORMATTED;
+  st->sb_version = version;
 
   for (i = 52; i < 56; i++)
     if (buf[i])
       goto corrupt;
-  for (i = 64; i < SB_SIZE - 4; i++)
+  for (i = 72; i < SB_SIZE - 4; i++)
     if (buf[i])
       goto corrupt;
   if ((flags & ~SB_FORMATTED) || uuid_is_zero (st->uuid))
+    goto corrupt;
+  /* Version 1 has no index id; version 2 has one once formatted. */
+  if (version == SB_VERSION_NO_INDEX_ID ? st->index_id != 0
+                                        : st->formatted != (st->index_id != 0))
     goto corrupt;
   if (st->formatted) {
     if (!ss_segment_size_valid (st->segment_size) ||
@@ -160,34 +213,80 @@ corrupt:
   return -EINVAL;
 }
 
+/* Write BUF (LEN bytes) as DIR/NAME atomically: DIR/TMP, fsync, rename,
+ * fsync of the directory.  Returns 0 or -errno (not logged).
+ */
+static int
+replace_file (struct ss_store *st, const char *tmp, const char *name,
+              const void *buf, size_t len)
+{
+  CLEANUP_CLOSE int fd = -1;
+  int r;
+
+  fd = openat (st->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd == -1)
+    return -errno;
+  r = full_write (fd, buf, len);
+  if (r < 0)
+    return r;
+  if (fsync (fd) == -1 || renameat (st->dir_fd, tmp, st->dir_fd, name) == -1 ||
+      fsync (st->dir_fd) == -1)
+    return -errno;
+  return 0;
+}
+
+/* Encode a clean-shutdown marker into BUF (CLEAN_SIZE bytes). */
+static void
+clean_encode (uint64_t index_id, uint64_t seq, uint8_t *buf)
+{
+  uint64_t v64;
+  uint32_t v32;
+
+  memset (buf, 0, CLEAN_SIZE);
+  memcpy (buf, CLEAN_MAGIC, 8);
+  v64 = htobe64 (index_id);
+  memcpy (buf + 8, &v64, 8);
+  v64 = htobe64 (seq);
+  memcpy (buf + 16, &v64, 8);
+  v32 = htobe32 (crc32c (0, buf, CLEAN_SIZE - 4));
+  memcpy (buf + CLEAN_SIZE - 4, &v32, 4);
+}
+
+/* Decode the marker in BUF (LEN bytes) into *INDEX_ID and *SEQ.
+ * Returns 0, or -EINVAL if it is not a marker this program wrote.
+ */
+static int
+clean_decode (const uint8_t *buf, size_t len, uint64_t *index_id, uint64_t *seq)
+{
+  uint64_t v64;
+  uint32_t v32;
+
+  if (len != CLEAN_SIZE || memcmp (buf, CLEAN_MAGIC, 8) != 0)
+    return -EINVAL;
+  memcpy (&v32, buf + CLEAN_SIZE - 4, 4);
+  if (be32toh (v32) != crc32c (0, buf, CLEAN_SIZE - 4))
+    return -EINVAL;
+  memcpy (&v32, buf + 24, 4);
+  if (v32 != 0)
+    return -EINVAL;
+  memcpy (&v64, buf + 8, 8);
+  *index_id = be64toh (v64);
+  memcpy (&v64, buf + 16, 8);
+  *seq = be64toh (v64);
+  return 0;
+}
+
 /* Replace the superblock atomically with ST's fields. */
 static int
 sb_write (struct ss_store *st)
 {
   uint8_t buf[SB_SIZE];
-  CLEANUP_CLOSE int fd = -1;
   int r;
 
   sb_encode (st, buf);
-  fd = openat (st->dir_fd, SB_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-               0644);
-  if (fd == -1) {
-    r = -errno;
-    goto err;
-  }
-  r = full_write (fd, buf, sizeof buf);
+  r = replace_file (st, SB_TMP, SB_NAME, buf, sizeof buf);
   if (r < 0)
-    goto err;
-  if (fsync (fd) == -1 ||
-      renameat (st->dir_fd, SB_TMP, st->dir_fd, SB_NAME) == -1 ||
-      fsync (st->dir_fd) == -1) {
-    r = -errno;
-    goto err;
-  }
-  return 0;
-
-err:
-  log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
   return r;
 }
 
@@ -211,6 +310,7 @@ sb_read_or_create (struct ss_store *st, uint64_t size)
     }
     st->capacity = size;
     st->formatted = false;
+    st->sb_version = SB_VERSION;
     return sb_write (st);
   }
   if (fd == -1) {
@@ -310,17 +410,19 @@ err:
   return r;
 }
 
-/* Format an unformatted store for a cluster: wipe any index and data left
- * by an interrupted format, create the sparse data file of whole slots,
- * then commit by writing the formatted superblock.  Returns 0 or -errno
- * after logging why.
+/* Begin formatting an unformatted store for a cluster: wipe any index
+ * and data left by an interrupted format, create the sparse data file of
+ * whole slots, and draw the index id.  The caller then creates the index
+ * with that id (guard.c) and commits with ss_store_format_commit; until
+ * then the superblock still says unformatted, so an interrupted format
+ * starts over.  Returns 0 or -errno after logging why.
  */
 int
 ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
                  uint32_t segment_size)
 {
   CLEANUP_FREE char *index_path = NULL;
-  uint64_t nslots, capacity;
+  uint64_t nslots, capacity, index_id = 0;
   int fd, r;
 
   assert (!st->formatted);
@@ -340,6 +442,11 @@ ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
     return -ENOSPC;
   }
   capacity = nslots * segment_size;
+  r = ss_store_index_id_new (&index_id);
+  if (r < 0) {
+    log_error ("format: generating the index id: %s", strerror (-r));
+    return r;
+  }
 
   index_path = ss_store_index_path (st);
   if (index_path == NULL)
@@ -363,14 +470,42 @@ ss_store_format (struct ss_store *st, const uint8_t cluster_uuid[16],
   st->segment_size = segment_size;
   st->capacity = capacity;
   st->nslots = nslots;
-  st->formatted = true;
-  r = sb_write (st);
-  if (r < 0) {
-    close (fd);
-    return r;
-  }
+  st->index_id = index_id;
+  if (st->data_fd >= 0)
+    close (st->data_fd);
   st->data_fd = fd;
   return 0;
+}
+
+/* Finish formatting (after ss_store_format, once the index exists with
+ * ST's index id): write the formatted superblock.  Returns 0 or -errno
+ * after logging why.
+ */
+int
+ss_store_format_commit (struct ss_store *st)
+{
+  int r;
+
+  assert (!st->formatted && st->index_id != 0 && st->data_fd >= 0);
+  st->formatted = true;
+  st->sb_version = SB_VERSION;
+  r = sb_write (st);
+  if (r < 0)
+    st->formatted = false;
+  return r;
+}
+
+/* Give a version-1 store (formatted, no index id) the index id INDEX_ID,
+ * already written into its index: rewrite the superblock as version 2.
+ * Returns 0 or -errno after logging why.
+ */
+int
+ss_store_set_index_id (struct ss_store *st, uint64_t index_id)
+{
+  assert (st->formatted && index_id != 0);
+  st->index_id = index_id;
+  st->sb_version = SB_VERSION;
+  return sb_write (st);
 }
 
 /* Close the store (releasing its lock) and free it.  Accepts NULL. */
@@ -474,4 +609,83 @@ ss_store_used (const struct ss_store *st)
       used = st->capacity - room;
   }
   return used;
+}
+
+/* Read the clean-shutdown marker of a formatted store into ST->CLEAN,
+ * CLEAN_INDEX_ID and CLEAN_SEQ.  A missing marker leaves CLEAN false; a
+ * corrupt one too, with a warning.  Returns 0 or -errno (logged).
+ */
+int
+ss_store_clean_read (struct ss_store *st)
+{
+  uint8_t buf[CLEAN_SIZE + 1];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+
+  st->clean = false;
+  fd = openat (st->dir_fd, CLEAN_NAME, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && errno == ENOENT)
+    return 0;
+  if (fd == -1) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  do
+    n = pread (fd, buf, sizeof buf, 0);
+  while (n == -1 && errno == EINTR);
+  if (n == -1) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  if (clean_decode (buf, n, &st->clean_index_id, &st->clean_seq) < 0) {
+    log_warn ("store: %s/%s: not a clean-shutdown marker: ignored", st->dir,
+              CLEAN_NAME);
+    return 0;
+  }
+  st->clean = true;
+  return 0;
+}
+
+/* Remove the clean-shutdown marker durably (unlink, fsync of the
+ * directory), before the server serves: from now on the store may hold
+ * acknowledged writes that are not durable.  Returns 0 or -errno
+ * (logged).
+ */
+int
+ss_store_clean_remove (struct ss_store *st)
+{
+  if (unlinkat (st->dir_fd, CLEAN_NAME, 0) == -1 && errno != ENOENT) {
+    int r = -errno;
+
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+    return r;
+  }
+  if (fsync (st->dir_fd) == -1) {
+    int r = -errno;
+
+    log_error ("store: %s: fsync: %s", st->dir, strerror (-r));
+    return r;
+  }
+  return 0;
+}
+
+/* Write the clean-shutdown marker, naming the index INDEX_ID at commit
+ * count SEQ, atomically and synced.  Only after a clean stop: the data
+ * file synced and the index closed.  Returns 0 or -errno (logged).
+ */
+int
+ss_store_clean_write (struct ss_store *st, uint64_t index_id, uint64_t seq)
+{
+  uint8_t buf[CLEAN_SIZE];
+  int r;
+
+  clean_encode (index_id, seq, buf);
+  r = replace_file (st, CLEAN_TMP, CLEAN_NAME, buf, sizeof buf);
+  if (r < 0)
+    log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
+  return r;
 }

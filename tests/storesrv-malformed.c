@@ -7,10 +7,13 @@
  * wrong order, oversized frames refused from their header, no nonce, a
  * wrong proof) and after it; then check that a normal handshake +
  * SEG_WRITE + SEG_READ round trip still returns exact bytes, that
- * fences (ESTALE) and generations (ESTALEMAP) refuse old writers, and
- * that SEG_HASH and SEG_LIST answer as they should.  With a second
- * server ADDR2, also check SEG_PULL in FULL and DIFF mode from ADDR2 to
- * ADDR, with a client write during the copy.
+ * fences (ESTALE) and generations (ESTALEMAP) refuse old writers and
+ * readers (a read with generation 0 is not checked), that a read of a
+ * segment the server does not hold fails with ENOENT, and that SEG_HASH
+ * and SEG_LIST answer as they should.  With a second server ADDR2, also
+ * check SEG_PULL in FULL and DIFF mode from ADDR2 to ADDR, with a client
+ * write during the copy, and a pull of a segment the source does not
+ * hold (zeros).
  * Prints one line per case; exits 1 if any case failed.
  */
 
@@ -700,8 +703,9 @@ preauth_cases (void)
     rep.data = NULL;
     n = io_frame (buf, PROTO_OP_SEG_READ, PROTO_SEG_IO_SIZE, 3, random_id (), 0,
                   512);
+    /* Served: an absent segment's read fails ENOENT (not EACCES). */
     ok = ok && full_write (fd, buf, n) == 0 && recv_reply (fd, &rep) == 0 &&
-         rep.status == PROTO_OK && rep.length == 512;
+         rep.status == PROTO_ENOENT && rep.tag == 3;
     free (rep.data);
     report ("handshake by hand", ok, "AUTH answered OK, then SEG_READ");
   }
@@ -836,9 +840,9 @@ pipelined (void)
     r = recv_reply (fd, &rep);
     if (r < 0)
       break;
-    if (rep.status == PROTO_OK && rep.length == LEN && rep.tag >= 1000 &&
-        rep.tag < 1000 + N && !seen[rep.tag - 1000] &&
-        memcmp (rep.data, zeros4k, LEN) == 0) {
+    /* The segment is not on the server: every read fails ENOENT. */
+    if (rep.status == PROTO_ENOENT && rep.tag >= 1000 && rep.tag < 1000 + N &&
+        !seen[rep.tag - 1000]) {
       seen[rep.tag - 1000] = true;
       answered++;
     }
@@ -941,6 +945,24 @@ seg_read (int fd, uint64_t tag, uint64_t segment, uint32_t offset, uint32_t len)
     return NULL;
   }
   return rep.data;
+}
+
+/* SEG_READ of LEN bytes at offset 0 of SEGMENT with generation GEN.
+ * Returns the status (the data is dropped).
+ */
+static uint32_t
+read_status (int fd, uint64_t tag, uint64_t segment, uint64_t gen, uint32_t len)
+{
+  struct proto_seg_io io = { .segment = segment, .gen = gen, .length = len };
+  uint8_t head[PROTO_SEG_IO_SIZE];
+  struct reply rep;
+  uint32_t st;
+
+  proto_encode_seg_io (&io, head);
+  st = request (fd, PROTO_OP_SEG_READ, 0, tag, head, sizeof head, &rep);
+  if (st != UINT32_MAX)
+    free (rep.data);
+  return st;
 }
 
 /* SEG_FENCE (VOLUME, EPOCH).  Returns the status. */
@@ -1079,12 +1101,18 @@ fences_and_generations (void)
   expect_status ("write with gen 8",
                  seg_io (fd, 216, seg, vol, 5, 8, 8192, 4096, data), PROTO_OK);
   back = seg_read (fd, 217, seg, 0, 3 * 4096);
-  report ("read ignores epoch and gen",
+  report ("read with gen 0 ignores epoch and gen",
           back != NULL && memcmp (back, data, 4096) == 0 &&
               memcmp (back + 4096, data, 4096) == 0 &&
               memcmp (back + 8192, data, 4096) == 0,
           "exact bytes");
   free (back);
+  expect_status ("read with gen 6 after SEG_SET_GEN 7",
+                 read_status (fd, 218, seg, 6, 4096), PROTO_ESTALEMAP);
+  expect_status ("read with gen 7", read_status (fd, 219, seg, 7, 4096),
+                 PROTO_OK);
+  expect_status ("read with gen 8 (newer than the server's)",
+                 read_status (fd, 225, seg, 8, 4096), PROTO_OK);
 
   expect_status ("SEG_SET_GEN 3 of an absent segment",
                  set_gen (fd, 220, seg2 + 1, vol, 3), PROTO_OK);
@@ -1144,7 +1172,13 @@ tombstones (void)
   expect_status ("write after SEG_SET_GEN",
                  seg_io (fd, 607, seg, vol, 1, 2, 0, 4096, data), PROTO_OK);
 
+  expect_status ("read of a segment never written here",
+                 read_status (fd, 611, never, 0, 4096), PROTO_ENOENT);
+  expect_status ("read with a gen of a segment never written here",
+                 read_status (fd, 612, never, 3, 4096), PROTO_ENOENT);
   delete_segments (fd, 608, &never, 1);
+  expect_status ("read of a segment deleted before it was written",
+                 read_status (fd, 613, never, 0, 4096), PROTO_ESTALEMAP);
   expect_status ("write to a segment deleted before it was written",
                  seg_io (fd, 609, never, vol, 1, 1, 0, 4096, data),
                  PROTO_ESTALEMAP);
@@ -1392,6 +1426,19 @@ pulls (void)
           st == UINT32_MAX ? "no reply" : proto_status_name (st));
   delete_segments (fd, 520, &seg, 1);
   delete_segments (fd2, 521, &seg, 1);
+
+  /* The source does not hold the segment (allocated, never written):
+   * its SEG_READs fail ENOENT and the copy is zeros.
+   */
+  seg = random_id ();
+  expect_status ("SEG_PULL full of a segment the source does not hold",
+                 pull (532, seg, vol, 4, 3, PROTO_PULL_FULL, 0, NULL, addr2),
+                 PROTO_OK);
+  back = seg_read (fd, 533, seg, 0, 4096);
+  report ("the pulled segment is zeros",
+          back != NULL && memcmp (back, zeros4k, 4096) == 0, "zeros");
+  free (back);
+  delete_segments (fd, 534, &seg, 1);
   pulls_early_writes (fd, fd2, x, w);
 out:
   free (x);

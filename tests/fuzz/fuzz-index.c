@@ -1,7 +1,8 @@
 /* Fuzz the storage server's index loaders (storesrv/index.c): the
  * records ss_index_load, ss_index_load_fences and ss_index_load_gone read
- * back from LMDB at start-up, whatever a crash, a bug or an older version
- * left there.
+ * back from LMDB at start-up, and the identity ss_index_get_ident reads
+ * from the "meta" database, whatever a crash, a bug, an older version or
+ * another store left there.
  *
  * The record decoding is inline in those loaders, so this file includes
  * index.c (for rec_encode and the handle's database handles) and drives
@@ -12,13 +13,17 @@
  *
  * Input: a byte STOP (the callback asks to stop at its STOP-th call, 0:
  * never), then records, each: database u8 (0 segments, 1 fences, 2
- * tombstones; taken mod 3), key length u8, value length u8, key, value.
+ * tombstones, 3 meta; taken mod 4), key length u8, value length u8, key,
+ * value.
  * They are stored in one transaction (replacing the previous input's);
  * then each loader is run and compared with a model of what it must do:
  * walk the keys in LMDB order, skip the named databases' entries in the
  * main one, return -EIO at the first record of the wrong size, and hand
  * every other record over exactly (rec_encode of what ss_index_load
  * hands over is the stored value; a 21-byte record has generation 0).
+ * ss_index_get_ident must return 0 with the stored uuid and id only when
+ * "store" is 16 bytes and "id" 8 bytes and not zero, -EINVAL when either
+ * has another size, and -ENOENT otherwise.
  */
 
 #include "../../storesrv/index.c"
@@ -29,6 +34,7 @@
 #include "fuzz.h"
 
 #define MAX_RECS 256
+#define NDB 4
 
 struct rec {
   int db;
@@ -45,7 +51,7 @@ struct model {
 static struct ss_index *idx;
 static char dir[4096];
 static int debug;
-static struct model model[3]; /* what is stored now */
+static struct model model[NDB]; /* what is stored now */
 
 static void
 cleanup (void)
@@ -65,11 +71,21 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   snprintf (dir, sizeof dir, "%s/fuzz-index.XXXXXX", tmp ? tmp : "/tmp");
   if (mkdtemp (dir) == NULL)
     FUZZ_FAIL ("mkdtemp: %s: %m", dir);
+  static const uint8_t u[16] = { 1 };
+  MDB_txn *txn;
+
   r = ss_index_open (dir, 1024, &debug, &idx);
   if (r < 0)
     FUZZ_FAIL ("ss_index_open: %s", strerror (-r));
   /* Commits in memory only: this is about decoding, not durability. */
   mdb_env_set_flags (idx->env, MDB_NOSYNC | MDB_NOMETASYNC, 1);
+  /* Create "meta", then empty it: the inputs fill it. */
+  r = ss_index_set_ident (idx, u, 1);
+  if (r < 0)
+    FUZZ_FAIL ("ss_index_set_ident: %s", strerror (-r));
+  if (mdb_txn_begin (idx->env, NULL, 0, &txn) != 0 ||
+      mdb_drop (txn, idx->mdbi, 0) != 0 || mdb_txn_commit (txn) != 0)
+    FUZZ_FAIL ("emptying meta");
   atexit (cleanup);
   return 0;
 }
@@ -111,7 +127,10 @@ model_put (struct model *m, const struct rec *r)
 static MDB_dbi
 dbi_of (int db)
 {
-  return db == 0 ? idx->dbi : db == 1 ? idx->fdbi : idx->gdbi;
+  return db == 0   ? idx->dbi
+         : db == 1 ? idx->fdbi
+         : db == 2 ? idx->gdbi
+                   : idx->mdbi;
 }
 
 /* Replace the stored records with those of the input. */
@@ -126,7 +145,7 @@ store (const uint8_t *p, size_t n)
 
   rc = mdb_txn_begin (idx->env, NULL, 0, &txn);
   FUZZ_CHECK (rc == 0, "mdb_txn_begin: %s", mdb_strerror (rc));
-  for (db = 0; db < 3; db++) {
+  for (db = 0; db < NDB; db++) {
     for (i = 0; i < model[db].n; i++) {
       k.mv_size = model[db].recs[i].klen;
       k.mv_data = model[db].recs[i].key;
@@ -136,7 +155,7 @@ store (const uint8_t *p, size_t n)
     model[db].n = 0;
   }
   while (n >= 3 && n - 3 >= (size_t)p[1] + p[2]) {
-    r.db = p[0] % 3;
+    r.db = p[0] % NDB;
     r.klen = p[1];
     r.vlen = p[2];
     memcpy (r.key, p + 3, r.klen);
@@ -160,7 +179,7 @@ store (const uint8_t *p, size_t n)
   }
   rc = mdb_txn_commit (txn);
   FUZZ_CHECK (rc == 0, "mdb_txn_commit: %s", mdb_strerror (rc));
-  for (db = 0; db < 3; db++)
+  for (db = 0; db < NDB; db++)
     qsort (model[db].recs, model[db].n, sizeof model[db].recs[0],
            rec_qsort_cmp);
 }
@@ -255,6 +274,48 @@ on_gone (void *arg, uint64_t segment)
   return w->calls == w->stop;
 }
 
+/* The stored meta value of NAME, or NULL. */
+static const struct rec *
+meta_find (const char *name)
+{
+  size_t i, len = strlen (name);
+
+  for (i = 0; i < model[3].n; i++)
+    if (model[3].recs[i].klen == len &&
+        memcmp (model[3].recs[i].key, name, len) == 0)
+      return &model[3].recs[i];
+  return NULL;
+}
+
+/* Check ss_index_get_ident against the model of "meta". */
+static void
+check_ident (void)
+{
+  const struct rec *st = meta_find (META_STORE), *id = meta_find (META_ID);
+  uint8_t uuid[16];
+  uint64_t got, want_id = 0;
+  int want, r;
+
+  if (st && st->vlen != 16)
+    want = -EINVAL;
+  else if (st == NULL)
+    want = -ENOENT;
+  else if (id && id->vlen != 8)
+    want = -EINVAL;
+  else {
+    if (id)
+      memcpy (&want_id, id->val, 8);
+    want_id = be64toh (want_id);
+    want = want_id == 0 ? -ENOENT : 0;
+  }
+  r = ss_index_get_ident (idx, uuid, &got);
+  FUZZ_CHECK (r == want, "ss_index_get_ident returned %d, expected %d", r,
+              want);
+  if (r == 0)
+    FUZZ_CHECK (got == want_id && memcmp (uuid, st->val, 16) == 0,
+                "ss_index_get_ident handed over the identity wrongly");
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -284,6 +345,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
               "ss_index_load_gone returned %d after %zu, expected %d "
               "after %zu",
               r, w.calls, want, w.nexpect);
+  check_ident ();
   return 0;
 }
 
@@ -354,6 +416,21 @@ fuzz_make_seeds (const char *d)
   add (buf, &n, 0, "fencez", 6, v, REC_SIZE);
   add (buf, &n, 2, "gone", 4, "", 0);
   r |= fuzz_write_seed (d, "odd-keys", buf, n);
+
+  /* An identity, then one with a zero id, then a short uuid. */
+  n = 1;
+  add (buf, &n, 3, META_STORE, strlen (META_STORE), "0123456789abcdef", 16);
+  be = htobe64 (0x0123456789abcdefull);
+  add (buf, &n, 3, META_ID, strlen (META_ID), &be, 8);
+  be = htobe64 (42);
+  add (buf, &n, 3, META_SEQ, strlen (META_SEQ), &be, 8);
+  r |= fuzz_write_seed (d, "meta", buf, n);
+  be = 0;
+  add (buf, &n, 3, META_ID, strlen (META_ID), &be, 8);
+  r |= fuzz_write_seed (d, "meta-zero-id", buf, n);
+  n = 1;
+  add (buf, &n, 3, META_STORE, strlen (META_STORE), "0123456789", 10);
+  r |= fuzz_write_seed (d, "meta-short-uuid", buf, n);
   return r ? -1 : 0;
 }
 #endif /* FUZZ_SEEDS */

@@ -1,5 +1,6 @@
 /* Fuzz the storage server's superblock decoder (sb_decode in
- * storesrv/store.c), which checks DIR/superblock at start-up.
+ * storesrv/store.c), which checks DIR/superblock at start-up, and the
+ * clean-shutdown marker's (clean_decode), which reads DIR/clean.
  *
  * sb_decode is static, so this file includes store.c itself instead of
  * copying it.  Once store.c exports it (proposed: "int ss_sb_decode
@@ -12,9 +13,12 @@
  * to the field checks.  Promises checked (store.c):
  *  - sb_decode returns 0, -EINVAL or -EPROTONOSUPPORT;
  *  - what it accepts is canonical: sb_encode gives back the same 512
- *    bytes;
+ *    bytes (version included: 1 or 2);
  *  - an accepted formatted store has a valid segment size and a capacity
- *    of NSLOTS (>= 1, < UINT32_MAX) whole segments.
+ *    of NSLOTS (>= 1, < UINT32_MAX) whole segments;
+ *  - an index id only in a formatted version-2 store, and always there.
+ * The input as it is also goes to clean_decode, which must return 0 or
+ * -EINVAL, and accept only what clean_encode gives back byte for byte.
  */
 
 #include "../../storesrv/store.c"
@@ -46,6 +50,17 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     crc = htobe32 (crc32c (0, buf, SB_SIZE - 4));
     memcpy (buf + SB_SIZE - 4, &crc, 4);
   }
+  uint8_t cbuf[CLEAN_SIZE];
+  uint64_t cid, cseq;
+
+  r = clean_decode (data, size, &cid, &cseq);
+  FUZZ_CHECK (r == 0 || r == -EINVAL, "clean_decode returned %d", r);
+  if (r == 0) {
+    clean_encode (cid, cseq, cbuf);
+    FUZZ_CHECK (size == CLEAN_SIZE && memcmp (data, cbuf, CLEAN_SIZE) == 0,
+                "clean_decode accepted a marker that encodes differently");
+  }
+
   memset (&st, 0, sizeof st);
   st.dir = (char *)"fuzz";
   st.dir_fd = st.data_fd = -1;
@@ -58,6 +73,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   FUZZ_CHECK (memcmp (buf, again, SB_SIZE) == 0,
               "sb_decode accepted a superblock that encodes differently");
   FUZZ_CHECK (!uuid_is_zero (st.uuid), "accepted a zero server uuid");
+  FUZZ_CHECK (st.sb_version == SB_VERSION ||
+                  st.sb_version == SB_VERSION_NO_INDEX_ID,
+              "accepted version %u", st.sb_version);
+  FUZZ_CHECK ((st.index_id != 0) ==
+                  (st.formatted && st.sb_version == SB_VERSION),
+              "accepted index id %lu in a %s version %u superblock",
+              (unsigned long)st.index_id,
+              st.formatted ? "formatted" : "unformatted", st.sb_version);
   if (st.formatted) {
     FUZZ_CHECK (ss_segment_size_valid (st.segment_size),
                 "accepted segment size %u", st.segment_size);
@@ -82,6 +105,7 @@ fuzz_make_seeds (const char *dir)
   int r = 0;
 
   memset (&st, 0, sizeof st);
+  st.sb_version = SB_VERSION;
   memcpy (st.uuid, u1, 16);
   st.capacity = 10ull << 30;
   sb_encode (&st, buf);
@@ -93,9 +117,18 @@ fuzz_make_seeds (const char *dir)
   memcpy (st.cluster_uuid, u2, 16);
   st.segment_size = 4 << 20;
   st.capacity = 2560ull * (4 << 20);
+  st.index_id = 0x0123456789abcdefull;
   sb_encode (&st, buf);
   r |= fuzz_write_seed (dir, "formatted", buf, SB_SIZE);
-  r |= fuzz_write_seed (dir, "formatted-nocrc", buf, 64);
+  r |= fuzz_write_seed (dir, "formatted-nocrc", buf, 72);
+  /* Version 1: no index id. */
+  st.sb_version = SB_VERSION_NO_INDEX_ID;
+  st.index_id = 0;
+  sb_encode (&st, buf);
+  r |= fuzz_write_seed (dir, "formatted-v1", buf, SB_SIZE);
+  r |= fuzz_write_seed (dir, "formatted-v1-nocrc", buf, 72);
+  st.sb_version = SB_VERSION;
+  st.index_id = 1;
 
   st.segment_size = SS_MIN_SEGMENT_SIZE;
   st.capacity = SS_MIN_SEGMENT_SIZE;
@@ -104,7 +137,13 @@ fuzz_make_seeds (const char *dir)
   st.segment_size = SS_MAX_SEGMENT_SIZE;
   st.capacity = (uint64_t)SS_MAX_SEGMENT_SIZE * (UINT32_MAX - 1);
   sb_encode (&st, buf);
-  r |= fuzz_write_seed (dir, "formatted-max-nocrc", buf, 64);
+  r |= fuzz_write_seed (dir, "formatted-max-nocrc", buf, 72);
+
+  /* Clean-shutdown markers. */
+  clean_encode (0x0123456789abcdefull, 42, buf);
+  r |= fuzz_write_seed (dir, "clean", buf, CLEAN_SIZE);
+  clean_encode (0, 0, buf);
+  r |= fuzz_write_seed (dir, "clean-zero", buf, CLEAN_SIZE);
   return r ? -1 : 0;
 }
 #endif /* FUZZ_SEEDS */
