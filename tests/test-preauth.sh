@@ -277,9 +277,14 @@ assert ndropped == 200 and nopen == 100, (ndropped, nopen)
 s = tw.connect(addr)
 peer = tw.handshake(s, key, tw.ROLE_CLI)
 assert peer["role"] == tw.ROLE_STORESRV, peer
-# SEG_READ (40) of 512 bytes of a segment no one wrote: zeros.
+# SEG_READ (40) of 512 bytes of a segment no one wrote: served,
+# answered ENOENT (2: the server does not hold it).
 head = struct.pack(">QQQQII", 1 << 62 | 12345, 1, 1, 0, 0, 512)
-assert tw.call(s, 40, head, tag=7) == bytes(512)
+try:
+    tw.call(s, 40, head, tag=7)
+    raise AssertionError("SEG_READ of an absent segment succeeded")
+except tw.ProtoError as e:
+    assert e.status == 2, e
 s.close()
 r = subprocess.run([tessera, "volume", "verify", "pvol"], timeout=60,
                    capture_output=True, text=True)
