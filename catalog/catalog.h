@@ -93,7 +93,14 @@ struct catalog_volume {
   uint64_t epoch;       /* current writer epoch (0: never opened) */
   uint64_t clean_epoch; /* every epoch <= this one is clean on all replicas */
   uint64_t segments;    /* allocated segments (map entries) */
+  uint32_t min_copies;  /* a write needs this many ok replicas, 1..replicas */
 };
+
+/* The min_copies of a volume of REPLICAS replicas created without one
+ * (and of records written before the field existed): 1 for fewer than
+ * 3 replicas, else 2.
+ */
+#define CATALOG_MIN_COPIES_DEFAULT(replicas) ((replicas) < 3 ? 1u : 2u)
 
 struct catalog_replica {
   uint32_t server;
@@ -170,11 +177,19 @@ extern int catalog_server_remove (catalog *cat, uint32_t id);
 /* Create a volume.  NAME: 1..CATALOG_NAME_MAX bytes of [A-Za-z0-9._-],
  * not starting with '.' or '-' (-EINVAL); SIZE > 0 and a multiple of 512
  * (-EINVAL); REPLICAS 1..CATALOG_REPLICAS_MAX (-EINVAL).  -EEXIST if the
- * name is taken.  New volumes are clean with epoch 0.
+ * name is taken.  New volumes are clean with epoch 0, and min_copies
+ * CATALOG_MIN_COPIES_DEFAULT (REPLICAS).
  */
 extern int catalog_volume_create (catalog *cat, const char *name, uint64_t size,
                                   uint32_t replicas,
                                   struct catalog_volume *out);
+/* catalog_volume_create with MIN_COPIES: 0 for the default, else
+ * 1..REPLICAS (-EINVAL otherwise).
+ */
+extern int catalog_volume_create_min_copies (catalog *cat, const char *name,
+                                             uint64_t size, uint32_t replicas,
+                                             uint32_t min_copies,
+                                             struct catalog_volume *out);
 extern int catalog_volume_get (catalog *cat, uint64_t id,
                                struct catalog_volume *out);
 extern int catalog_volume_lookup (catalog *cat, const char *name,

@@ -14,8 +14,10 @@
  *   5 reserved[3]  8 uuid[16]  24 capacity u64  32 address  zone
  * volume (48 + name bytes):
  *   0 version  1 name length u8  2 reserved[2]  4 replicas u32
- *   8 flags u32  12 reserved[4]  16 size u64  24 epoch u64
+ *   8 flags u32  12 min_copies u32  16 size u64  24 epoch u64
  *   32 segments u64  40 clean_epoch u64  48 name
+ *   (min_copies was reserved, so zero, in records written before it
+ *   existed: 0 decodes as CATALOG_MIN_COPIES_DEFAULT (replicas))
  * segment (24 + 8 * nreplicas bytes):
  *   0 version  1 nreplicas u8  2 reserved[2]  4 refcount u32
  *   8 volume u64  16 gen u64
@@ -150,6 +152,7 @@ catalog_volume_encode (const struct catalog_volume *v, uint8_t *buf)
   buf[1] = nlen;
   put_be32 (buf + 4, v->replicas);
   put_be32 (buf + 8, v->flags);
+  put_be32 (buf + 12, v->min_copies);
   put_be64 (buf + 16, v->size);
   put_be64 (buf + 24, v->epoch);
   put_be64 (buf + 32, v->segments);
@@ -165,7 +168,7 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
 {
   const uint8_t *p = val->mv_data;
   size_t nlen;
-  uint32_t replicas;
+  uint32_t replicas, min_copies;
   uint64_t epoch, clean_epoch;
   int r;
 
@@ -174,6 +177,7 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
     return r;
   nlen = p[1];
   replicas = get_be32 (p + 4);
+  min_copies = get_be32 (p + 12);
   epoch = get_be64 (p + 24);
   clean_epoch = get_be64 (p + 40);
   /* A NUL in the name would decode as a shorter (even empty) name that
@@ -181,13 +185,16 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
    */
   if (nlen < 1 || nlen > CATALOG_NAME_MAX ||
       val->mv_size != VOLUME_REC_FIXED + nlen || replicas < 1 ||
-      replicas > CATALOG_REPLICAS_MAX || clean_epoch > epoch ||
+      replicas > CATALOG_REPLICAS_MAX || min_copies > replicas ||
+      clean_epoch > epoch ||
       memchr (p + VOLUME_REC_FIXED, '\0', nlen) != NULL) {
     log_debug ("catalog: volume %" PRIu64 " record: corrupt", id);
     return -EIO;
   }
   v->id = id;
   v->replicas = replicas;
+  v->min_copies =
+      min_copies ? min_copies : CATALOG_MIN_COPIES_DEFAULT (replicas);
   v->flags = get_be32 (p + 8);
   v->size = get_be64 (p + 16);
   v->epoch = epoch;

@@ -80,6 +80,15 @@ int
 catalog_volume_create (catalog *cat, const char *name, uint64_t size,
                        uint32_t replicas, struct catalog_volume *out)
 {
+  return catalog_volume_create_min_copies (cat, name, size, replicas, 0, out);
+}
+
+/* Create a volume with MIN_COPIES (see catalog.h for the rules). */
+int
+catalog_volume_create_min_copies (catalog *cat, const char *name, uint64_t size,
+                                  uint32_t replicas, uint32_t min_copies,
+                                  struct catalog_volume *out)
+{
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
   struct catalog_volume v = { 0 };
   MDB_val nkey, val;
@@ -88,7 +97,7 @@ catalog_volume_create (catalog *cat, const char *name, uint64_t size,
   int rc, r;
 
   if (!catalog_name_valid (name) || size == 0 || size % 512 != 0 ||
-      replicas < 1 || replicas > CATALOG_REPLICAS_MAX)
+      replicas < 1 || replicas > CATALOG_REPLICAS_MAX || min_copies > replicas)
     return -EINVAL;
 
   r = catalog_wtxn_begin (cat, &txn, "volume_create");
@@ -111,6 +120,8 @@ catalog_volume_create (catalog *cat, const char *name, uint64_t size,
   strcpy (v.name, name);
   v.size = size;
   v.replicas = replicas;
+  v.min_copies =
+      min_copies ? min_copies : CATALOG_MIN_COPIES_DEFAULT (replicas);
   v.flags = CATALOG_VOL_CLEAN;
   r = catalog_volume_put_txn (cat, txn, &v);
   if (r < 0)

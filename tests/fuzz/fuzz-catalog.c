@@ -113,18 +113,23 @@ fuzz_volume (const MDB_val *val)
               "volume: decoder accepted a %zu-byte name (record %zu bytes, "
               "name length byte %u) that catalog_volume_encode asserts on",
               nlen, val->mv_size, ((const uint8_t *)val->mv_data)[1]);
+  /* min_copies 0 (records from before the field) decodes as the
+   * default, so what the MDS sees is always 1..replicas.
+   */
   FUZZ_CHECK (a.replicas >= 1 && a.replicas <= CATALOG_REPLICAS_MAX &&
+                  a.min_copies >= 1 && a.min_copies <= a.replicas &&
                   a.clean_epoch <= a.epoch,
-              "volume: replicas %u clean %lu epoch %lu", a.replicas,
-              (unsigned long)a.clean_epoch, (unsigned long)a.epoch);
+              "volume: replicas %u min_copies %u clean %lu epoch %lu",
+              a.replicas, a.min_copies, (unsigned long)a.clean_epoch,
+              (unsigned long)a.epoch);
   v2.mv_size = catalog_volume_encode (&a, buf);
   memset (&b, 0, sizeof b);
   FUZZ_CHECK (catalog_volume_decode (ID, &v2, &b) == 0,
               "volume: re-encoded record refused");
   FUZZ_CHECK (a.id == b.id && a.size == b.size && a.replicas == b.replicas &&
-                  a.flags == b.flags && a.epoch == b.epoch &&
-                  a.clean_epoch == b.clean_epoch && a.segments == b.segments &&
-                  strcmp (a.name, b.name) == 0,
+                  a.min_copies == b.min_copies && a.flags == b.flags &&
+                  a.epoch == b.epoch && a.clean_epoch == b.clean_epoch &&
+                  a.segments == b.segments && strcmp (a.name, b.name) == 0,
               "volume: re-encoded record differs");
 }
 

@@ -463,6 +463,46 @@ START_TEST (test_volume_create)
 }
 END_TEST
 
+/* volume_create: min_copies, its default and its range. */
+START_TEST (test_volume_min_copies)
+{
+  struct catalog_volume v;
+
+  ck_assert_int_eq (catalog_volume_create (cat, "r1", 512, 1, &v), 0);
+  ck_assert_uint_eq (v.min_copies, 1);
+  ck_assert_int_eq (catalog_volume_create (cat, "r2", 512, 2, &v), 0);
+  ck_assert_uint_eq (v.min_copies, 1);
+  ck_assert_int_eq (catalog_volume_create (cat, "r3", 512, 3, &v), 0);
+  ck_assert_uint_eq (v.min_copies, 2);
+  ck_assert_int_eq (catalog_volume_create (cat, "r8", 512, 8, &v), 0);
+  ck_assert_uint_eq (v.min_copies, 2);
+
+  ck_assert_int_eq (catalog_volume_create_min_copies (cat, "m0", 512, 3, 0, &v),
+                    0);
+  ck_assert_uint_eq (v.min_copies, 2);
+  ck_assert_int_eq (catalog_volume_create_min_copies (cat, "m3", 512, 3, 3, &v),
+                    0);
+  ck_assert_uint_eq (v.min_copies, 3);
+  ck_assert_int_eq (catalog_volume_create_min_copies (cat, "m1", 512, 2, 1, &v),
+                    0);
+  ck_assert_uint_eq (v.min_copies, 1);
+  ck_assert_int_eq (catalog_volume_create_min_copies (cat, "m4", 512, 3, 4, &v),
+                    -EINVAL);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "m4", &v), -ENOENT);
+
+  /* Kept across updates and reopening. */
+  ck_assert_int_eq (catalog_volume_lookup (cat, "m3", &v), 0);
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, v.id, NULL), 0);
+  ck_assert_int_eq (catalog_volume_resize (cat, v.id, 1024, NULL), 0);
+  catalog_close (cat);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "m3", &v), 0);
+  ck_assert_uint_eq (v.min_copies, 3);
+  ck_assert_uint_eq (v.size, 1024);
+  ck_assert_uint_eq (v.epoch, 1);
+}
+END_TEST
+
 /* volume_get, volume_lookup and volume_list. */
 START_TEST (test_volume_get_lookup_list)
 {
@@ -1659,6 +1699,44 @@ corrupt (const char *db, const void *key, size_t klen, const void *val,
   mdb_env_close (env);
 }
 
+/* A volume record of 3 replicas written before min_copies existed (the
+ * field was reserved, so zero) decodes with the default, 2; one whose
+ * min_copies exceeds its replicas is corrupt.
+ */
+START_TEST (test_volume_record_min_copies)
+{
+  const uint8_t vkey[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+  uint8_t rec[48 + 3] = {
+    2, 3, 0, 0, 0, 0, 0, 3, /* version, name length, replicas 3 */
+    0, 0, 0, 1, 0, 0, 0, 0, /* flags CLEAN, reserved (min_copies) */
+    0, 0, 0, 0, 0, 0, 2, 0, /* size 512 */
+  };
+  struct catalog_volume v;
+
+  add_volume ("old", 512, 3);
+  memcpy (rec + 48, "old", 3);
+  catalog_close (cat);
+  cat = NULL;
+  corrupt ("volumes", vkey, 8, rec, sizeof rec);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "old", &v), 0);
+  ck_assert_uint_eq (v.replicas, 3);
+  ck_assert_uint_eq (v.min_copies, 2);
+  ck_assert_uint_eq (v.size, 512);
+  ck_assert_uint_eq (v.flags, CATALOG_VOL_CLEAN);
+  /* Written back with the value it decoded to. */
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, 1, &v), 0);
+  ck_assert_uint_eq (v.min_copies, 2);
+
+  catalog_close (cat);
+  cat = NULL;
+  rec[15] = 4;
+  corrupt ("volumes", vkey, 8, rec, sizeof rec);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_volume_get (cat, 1, &v), -EIO);
+}
+END_TEST
+
 /* Corrupt records give -EIO, never garbage. */
 START_TEST (test_corrupt_records)
 {
@@ -2287,6 +2365,8 @@ catalog_suite (void)
   add_tcase (s, "server_list_state", test_server_list_state, 0);
   add_tcase (s, "server_count_segments", test_server_count_segments, 0);
   add_tcase (s, "volume_create", test_volume_create, 0);
+  add_tcase (s, "volume_min_copies", test_volume_min_copies, 0);
+  add_tcase (s, "volume_record_min_copies", test_volume_record_min_copies, 0);
   add_tcase (s, "volume_get_lookup_list", test_volume_get_lookup_list, 0);
   add_tcase (s, "volume_resize", test_volume_resize, 0);
   add_tcase (s, "volume_epoch", test_volume_epoch, 0);
