@@ -422,7 +422,10 @@ mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
  * mark it stale (durably, gen + 1) before the writer acknowledges its
  * write, and let repair resync it.  The last good replica of a segment is
  * never marked stale: the write failed everywhere, and that replica stays
- * the best copy.
+ * the best copy.  Nor is an ok replica whose loss would leave fewer ok
+ * replicas than the volume's min-copies: the write then fails (EIO)
+ * rather than being acknowledged on too few copies, and the replica
+ * stays ok (it holds every acknowledged write).
  */
 int
 mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
@@ -430,6 +433,7 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
 {
   struct proto_replica_failed req;
   struct catalog_segment s;
+  struct catalog_volume v;
   uint32_t k, ok = 0;
   int found = -1;
   int r;
@@ -462,6 +466,23 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
                             "segment %" PRIu64 ": server %" PRIu32
                             " holds its last good replica",
                             req.segment, req.server);
+  if (s.replicas[found].state == CATALOG_REPLICA_OK) {
+    r = catalog_volume_get (mds->cat, s.volume, &v);
+    if (r < 0)
+      return mds_reply_catalog (rep, r, "volume %" PRIu64, s.volume);
+    if (ok < v.min_copies) {
+      log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
+                " reported failed by %s: kept ok, only %" PRIu32
+                " other ok replicas and volume %s needs min-copies %" PRIu32,
+                req.segment, req.server, conn->peer, ok, v.name, v.min_copies);
+      return mds_reply_error (
+          rep, PROTO_EIO,
+          "segment %" PRIu64 ": marking server %" PRIu32
+          " stale would leave %" PRIu32
+          " ok replicas, volume %s needs min-copies %" PRIu32,
+          req.segment, req.server, ok, v.name, v.min_copies);
+    }
+  }
   r = catalog_replica_set_state (mds->cat, req.segment, req.server,
                                  CATALOG_REPLICA_STALE, NULL);
   if (r < 0)

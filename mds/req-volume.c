@@ -148,6 +148,12 @@ mds_op_vol_create (struct mds *mds, struct mds_conn *conn, const void *payload,
                             "volume %s: %" PRIu32
                             " replicas: at most %d are supported",
                             req.name, replicas, CATALOG_REPLICAS_MAX);
+  if (req.min_copies > replicas)
+    return mds_reply_error (rep, PROTO_EINVAL,
+                            "volume %s: min-copies %" PRIu32
+                            " is more than its %" PRIu32
+                            " replicas (it must be 1 to %" PRIu32 ")",
+                            req.name, req.min_copies, replicas, replicas);
   r = catalog_volume_lookup (mds->cat, req.name, &v);
   if (r == 0)
     return mds_reply_error (rep, PROTO_EEXIST, "volume %s: already exists",
@@ -164,7 +170,8 @@ mds_op_vol_create (struct mds *mds, struct mds_conn *conn, const void *payload,
                             " servers are up",
                             req.name, replicas, up);
 
-  r = catalog_volume_create (mds->cat, req.name, req.size, replicas, &v);
+  r = catalog_volume_create_min_copies (mds->cat, req.name, req.size, replicas,
+                                        req.min_copies, &v);
   if (r == -EEXIST)
     return mds_reply_error (rep, PROTO_EEXIST, "volume %s: already exists",
                             req.name);
@@ -175,8 +182,8 @@ mds_op_vol_create (struct mds *mds, struct mds_conn *conn, const void *payload,
   if (r < 0)
     return mds_reply_catalog (rep, r, "volume %s", req.name);
   log_info ("volume %s: created: id %" PRIu64 ", size %" PRIu64 ", %" PRIu32
-            " replicas",
-            v.name, v.id, v.size, v.replicas);
+            " replicas, min-copies %" PRIu32,
+            v.name, v.id, v.size, v.replicas, v.min_copies);
   mds_volume_info (mds, &v, &info);
   proto_encode_volume_info (&info, &rep->wb);
   return 0;

@@ -294,6 +294,7 @@ mds_volume_info (struct mds *mds, const struct catalog_volume *v,
     out->flags |= PROTO_VOL_OPEN_RW;
   out->epoch = v->epoch;
   out->segments = v->segments;
+  out->min_copies = v->min_copies;
   snprintf (out->name, sizeof out->name, "%s", v->name);
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CLI names what was wrong and exits non-zero: unknown volume,
-# duplicate name, bad sizes, too many replicas, no MDS, bad usage.
+# duplicate name, bad sizes, too many replicas, a min-copies above the
+# replicas, no MDS, bad usage.
 source ./functions.sh
 set -e
 set -x
@@ -30,6 +31,12 @@ expect_fail "replicas|4.*3|3.*4" tessera volume create v2 --size 1G --replicas 4
 expect_fail "replicas" tessera volume create v2 --size 1G --replicas 0
 expect_fail "replicas" tessera volume create v2 --size 1G --replicas x
 expect_fail "name|invalid" tessera volume create 'bad/name' --size 1G
+expect_fail "min-copies 4 is more than its 3 replicas" \
+    tessera volume create v2 --size 1G --replicas 3 --min-copies 4
+expect_fail "min-copies 3 is more than its 2 replicas" \
+    tessera volume create v2 --size 1G --min-copies 3
+expect_fail "min-copies" tessera volume create v2 --size 1G --min-copies 0
+expect_fail "min-copies.*not allowed" tessera volume info vol --min-copies 1
 expect_fail "shrink" tessera volume resize vol 512M
 expect_fail "command|usage|unknown" tessera volume frobnicate
 expect_fail "command|usage|unknown" tessera frobnicate
@@ -41,6 +48,10 @@ test "$(tessera --json volume list | $PYTHON -c 'import json,sys; print(len(json
 # Successful commands still work, in both output modes.
 tessera volume resize vol 2G
 tessera --json volume info vol | $PYTHON -c 'import json,sys; v=json.load(sys.stdin); assert v["size"] == 2 << 30, v'
+# min-copies defaults to 1 for 2 replicas, 2 for 3 or more.
+test "$(tessera_json "j['min_copies']" volume info vol)" = 1
+test "$(tessera_json "j['min_copies']" volume info vol3)" = 2
+tessera volume info vol3 | grep -E '^ *min-copies: *2$'
 tessera volume list
 tessera server list
 tessera status

@@ -50,6 +50,8 @@ struct tool_ctx {
   uint64_t size;               /* --size in bytes */
   bool replicas_set;           /* --replicas was given */
   uint32_t replicas;           /* --replicas */
+  bool min_copies_set;         /* --min-copies was given */
+  uint32_t min_copies;         /* --min-copies */
   bool wait;                   /* --wait */
   bool max_wait_set;           /* --max-wait was given */
   uint32_t max_wait;           /* --max-wait in seconds */

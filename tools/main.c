@@ -28,10 +28,11 @@
 #include "sock.h"
 
 /* Command-specific options, as bits of tool_command.opts. */
-#define OPT_SIZE 0x01     /* --size (required where allowed) */
-#define OPT_REPLICAS 0x02 /* --replicas */
-#define OPT_WAIT 0x04     /* --wait, --max-wait */
-#define OPT_REPAIR 0x08   /* --repair */
+#define OPT_SIZE 0x01       /* --size (required where allowed) */
+#define OPT_REPLICAS 0x02   /* --replicas */
+#define OPT_WAIT 0x04       /* --wait, --max-wait */
+#define OPT_REPAIR 0x08     /* --repair */
+#define OPT_MIN_COPIES 0x10 /* --min-copies */
 
 /* One command: its words, the usage of its arguments, how many
  * arguments it takes, and which command-specific options it accepts.
@@ -62,8 +63,9 @@ static const struct tool_command commands[] = {
     tool_cmd_server_drain,  "move all replicas off a server" },
   { "server", "remove", "ID",   1, 1, { "ID" },          0,
     tool_cmd_server_remove, "forget an empty server" },
-  { "volume", "create", "NAME --size SIZE [--replicas N]",
-                                1, 1, { "NAME" }, OPT_SIZE | OPT_REPLICAS,
+  { "volume", "create", "NAME --size SIZE [--replicas N] [--min-copies N]",
+                                1, 1, { "NAME" },
+                                OPT_SIZE | OPT_REPLICAS | OPT_MIN_COPIES,
     tool_cmd_volume_create, "create a volume" },
   { "volume", "list",   "",     0, 0, { NULL },          0,
     tool_cmd_volume_list,   "list the volumes" },
@@ -131,6 +133,8 @@ usage (FILE *fp, int exitcode)
       "                        cluster runs with --tls)\n"
       "    --size SIZE         volume create: size (4G, 512M, 1T)\n"
       "    --replicas N        volume create: replicas (default %d)\n"
+      "    --min-copies N      volume create: ok replicas a write needs\n"
+      "                        (default 1 for 1-2 replicas, else 2)\n"
       "    --wait              repair: wait until nothing is degraded\n"
       "    --max-wait SECONDS  repair --wait: give up after SECONDS\n"
       "                        (default %d)\n"
@@ -276,6 +280,7 @@ enum {
   TLS_OPTION,
   MAX_WAIT_OPTION,
   MDS_OPTION,
+  MIN_COPIES_OPTION,
   REPAIR_OPTION,
   REPLICAS_OPTION,
   SIZE_OPTION,
@@ -290,6 +295,7 @@ static const struct option long_options[] = {
   { "long-options", no_argument, NULL, LONG_OPTIONS },
   { "max-wait", required_argument, NULL, MAX_WAIT_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
+  { "min-copies", required_argument, NULL, MIN_COPIES_OPTION },
   { "repair", no_argument, NULL, REPAIR_OPTION },
   { "replicas", required_argument, NULL, REPLICAS_OPTION },
   { "short-options", no_argument, NULL, SHORT_OPTIONS },
@@ -382,6 +388,13 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
       ctx->mds = optarg;
       break;
 
+    case MIN_COPIES_OPTION:
+      if (parse_uint32 (optarg, 1, PROTO_REPLICAS_MAX, &ctx->min_copies) < 0)
+        usage_error ("--min-copies: %s: must be a number from 1 to %d", optarg,
+                     PROTO_REPLICAS_MAX);
+      ctx->min_copies_set = true;
+      break;
+
     case REPAIR_OPTION:
       ctx->repair = true;
       break;
@@ -457,6 +470,8 @@ main (int argc, char *argv[])
     command_usage_error (cmd, "--size is not allowed here", NULL);
   if (ctx.replicas_set && !(cmd->opts & OPT_REPLICAS))
     command_usage_error (cmd, "--replicas is not allowed here", NULL);
+  if (ctx.min_copies_set && !(cmd->opts & OPT_MIN_COPIES))
+    command_usage_error (cmd, "--min-copies is not allowed here", NULL);
   if (ctx.wait && !(cmd->opts & OPT_WAIT))
     command_usage_error (cmd, "--wait is not allowed here", NULL);
   if (ctx.max_wait_set && !ctx.wait)

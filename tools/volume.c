@@ -34,6 +34,7 @@ json_volume (struct tool_json *j, const struct proto_volume_info *v)
   tool_json_kv_string (j, "name", v->name);
   tool_json_kv_uint (j, "size", v->size);
   tool_json_kv_uint (j, "replicas", v->replicas);
+  tool_json_kv_uint (j, "min_copies", v->min_copies);
   tool_json_kv_uint (j, "segments", v->segments);
   tool_json_kv_uint (j, "epoch", v->epoch);
   tool_json_kv_bool (j, "clean", (v->flags & PROTO_VOL_CLEAN) != 0);
@@ -64,6 +65,7 @@ print_volume (struct tool_ctx *ctx, const struct proto_volume_info *v)
   tool_print_field (ctx->out, "id", "%" PRIu64, v->id);
   tool_print_field (ctx->out, "size", "%s (%" PRIu64 " bytes)", size, v->size);
   tool_print_field (ctx->out, "replicas", "%" PRIu32, v->replicas);
+  tool_print_field (ctx->out, "min-copies", "%" PRIu32, v->min_copies);
   tool_print_field (ctx->out, "segments", "%" PRIu64, v->segments);
   tool_print_field (ctx->out, "epoch", "%" PRIu64, v->epoch);
   tool_print_field (ctx->out, "state", "%s", volume_state (v));
@@ -93,7 +95,10 @@ volume_request (struct tool_ctx *ctx, const char *what, uint8_t opcode,
   return 0;
 }
 
-/* tessera volume create NAME --size SIZE [--replicas N] */
+/* tessera volume create NAME --size SIZE [--replicas N] [--min-copies N].
+ * The MDS checks min-copies against the replica count (one rule, one
+ * message).
+ */
 int
 tool_cmd_volume_create (struct tool_ctx *ctx, char **args)
 {
@@ -109,6 +114,7 @@ tool_cmd_volume_create (struct tool_ctx *ctx, char **args)
 
   req.size = ctx->size;
   req.replicas = ctx->replicas_set ? ctx->replicas : TOOL_DEFAULT_REPLICAS;
+  req.min_copies = ctx->min_copies_set ? ctx->min_copies : 0;
   strcpy (req.name, args[0]);
   r = volume_request (ctx, what, PROTO_OP_VOL_CREATE, &req, &v);
   if (r < 0)
@@ -140,24 +146,26 @@ static int
 list_table (struct tool_ctx *ctx, const struct proto_volume_list *list)
 {
   static const char *const headers[] = {
-    "ID", "NAME", "SIZE", "REPLICAS", "SEGMENTS", "EPOCH", "STATE",
+    "ID",         "NAME",     "SIZE",  "REPLICAS",
+    "MIN-COPIES", "SEGMENTS", "EPOCH", "STATE",
   };
   struct tool_table t;
   uint32_t i;
   int r = 0;
 
-  tool_table_init (&t, 7, headers, "rlrrrrl");
+  tool_table_init (&t, 8, headers, "rlrrrrrl");
   for (i = 0; i < list->n && r == 0; ++i) {
     const struct proto_volume_info *v = &list->volumes[i];
-    char id[32], size[32], replicas[16], segments[32], epoch[32];
+    char id[32], size[32], replicas[16], min[16], segments[32], epoch[32];
 
     snprintf (id, sizeof id, "%" PRIu64, v->id);
     format_size (v->size, size, sizeof size);
     snprintf (replicas, sizeof replicas, "%" PRIu32, v->replicas);
+    snprintf (min, sizeof min, "%" PRIu32, v->min_copies);
     snprintf (segments, sizeof segments, "%" PRIu64, v->segments);
     snprintf (epoch, sizeof epoch, "%" PRIu64, v->epoch);
-    r = tool_table_add_row (&t, id, v->name, size, replicas, segments, epoch,
-                            volume_state (v));
+    r = tool_table_add_row (&t, id, v->name, size, replicas, min, segments,
+                            epoch, volume_state (v));
   }
   if (r == 0)
     tool_table_print (&t, ctx->out);
