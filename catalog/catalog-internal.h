@@ -255,7 +255,7 @@ catalog_cleanup_cursor (MDB_cursor **cur)
  * the wrong length, version or contents.
  */
 #define CLUSTER_REC_LEN 28
-#define SERVER_REC_MAX (32 + CATALOG_ADDR_MAX + CATALOG_ZONE_MAX)
+#define SERVER_REC_MAX (32 + CATALOG_ADDR_MAX + CATALOG_ZONE_MAX + 8)
 #define VOLUME_REC_FIXED 48
 #define VOLUME_REC_MAX (VOLUME_REC_FIXED + CATALOG_NAME_MAX)
 #define SEGMENT_REC_FIXED 24

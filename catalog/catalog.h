@@ -80,6 +80,7 @@ struct catalog_server {
   uint8_t uuid[16];
   uint32_t state; /* CATALOG_SERVER_* */
   uint64_t capacity;
+  uint64_t index_seq; /* highest index_seq the MDS saved for it (0: none) */
   char address[CATALOG_ADDR_MAX + 1];
   char zone[CATALOG_ZONE_MAX + 1];
 };
@@ -157,6 +158,12 @@ extern int catalog_server_list (catalog *cat, struct catalog_server **out,
                                 size_t *n);
 /* -EINVAL for an unknown state. */
 extern int catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state);
+/* Save INDEX_SEQ as server ID's index_seq (the count of its index
+ * commits the MDS saw last; the MDS may lower it after a rollback).
+ * -ENOENT for an unknown server.
+ */
+extern int catalog_server_set_index_seq (catalog *cat, uint32_t id,
+                                         uint64_t index_seq);
 /* Number of replicas placed on server ID (kept in server_counts: one
  * read, whatever the number).
  */

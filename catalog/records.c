@@ -9,9 +9,11 @@
  * cluster (28 bytes):
  *   0 version  1 reserved[3]  4 format_version u32  8 segment_size u32
  *   12 uuid[16]
- * server (32 + address + zone bytes):
+ * server (32 + address + zone bytes, + 8 if index_seq is not 0):
  *   0 version  1 state u8  2 address length u16  4 zone length u8
  *   5 reserved[3]  8 uuid[16]  24 capacity u64  32 address  zone
+ *   [index_seq u64] (records without it, such as those written before
+ *   it existed, decode as index_seq 0)
  * volume (48 + name bytes):
  *   0 version  1 name length u8  2 reserved[2]  4 replicas u32
  *   8 flags u32  12 min_copies u32  16 size u64  24 epoch u64
@@ -101,7 +103,10 @@ catalog_server_encode (const struct catalog_server *s, uint8_t *buf)
   put_be64 (buf + 24, s->capacity);
   memcpy (buf + 32, s->address, alen);
   memcpy (buf + 32 + alen, s->zone, zlen);
-  return 32 + alen + zlen;
+  if (s->index_seq == 0)
+    return 32 + alen + zlen;
+  put_be64 (buf + 32 + alen + zlen, s->index_seq);
+  return 32 + alen + zlen + 8;
 }
 
 /* Decode the record VAL of server ID into *S. */
@@ -110,7 +115,8 @@ catalog_server_decode (uint32_t id, const MDB_val *val,
                        struct catalog_server *s)
 {
   const uint8_t *p = val->mv_data;
-  size_t alen, zlen;
+  size_t alen, zlen, fixed;
+  uint64_t index_seq = 0;
   int r;
 
   r = check_record ("server", val, 32, SERVER_REC_MAX);
@@ -118,12 +124,16 @@ catalog_server_decode (uint32_t id, const MDB_val *val,
     return r;
   alen = get_be16 (p + 2);
   zlen = p[4];
+  fixed = 32 + alen + zlen;
+  if (val->mv_size == fixed + 8)
+    index_seq = get_be64 (p + fixed);
   /* A NUL inside the address or zone would truncate it when the record
-   * is written back.
+   * is written back.  A trailing index_seq of 0 is never written.
    */
   if (alen > CATALOG_ADDR_MAX || zlen > CATALOG_ZONE_MAX ||
-      val->mv_size != 32 + alen + zlen || p[1] > CATALOG_SERVER_OUT ||
-      memchr (p + 32, '\0', alen + zlen) != NULL) {
+      (val->mv_size != fixed &&
+       (val->mv_size != fixed + 8 || index_seq == 0)) ||
+      p[1] > CATALOG_SERVER_OUT || memchr (p + 32, '\0', alen + zlen) != NULL) {
     log_debug ("catalog: server %" PRIu32 " record: corrupt", id);
     return -EIO;
   }
@@ -131,6 +141,7 @@ catalog_server_decode (uint32_t id, const MDB_val *val,
   s->state = p[1];
   memcpy (s->uuid, p + 8, 16);
   s->capacity = get_be64 (p + 24);
+  s->index_seq = index_seq;
   memcpy (s->address, p + 32, alen);
   s->address[alen] = '\0';
   memcpy (s->zone, p + 32 + alen, zlen);

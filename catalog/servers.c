@@ -393,6 +393,29 @@ catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state)
   return catalog_wtxn_commit (cat, &txn, "server_set_state");
 }
 
+/* Save server ID's index_seq. */
+int
+catalog_server_set_index_seq (catalog *cat, uint32_t id, uint64_t index_seq)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_server s;
+  int r;
+
+  r = catalog_wtxn_begin (cat, &txn, "server_set_index_seq");
+  if (r < 0)
+    return r;
+  r = get_server_txn (cat, txn, id, &s);
+  if (r < 0)
+    return r;
+  if (s.index_seq == index_seq)
+    return 0;
+  s.index_seq = index_seq;
+  r = put_server_txn (cat, txn, &s);
+  if (r < 0)
+    return r;
+  return catalog_wtxn_commit (cat, &txn, "server_set_index_seq");
+}
+
 /* The replicas on server ID: its count in server_counts. */
 int
 catalog_server_count_segments (catalog *cat, uint32_t id, uint64_t *count)

@@ -78,11 +78,11 @@ fuzz_server (const MDB_val *val)
   memset (&b, 0, sizeof b);
   FUZZ_CHECK (catalog_server_decode (ID, &v2, &b) == 0,
               "server: re-encoded record refused");
-  FUZZ_CHECK (a.id == b.id && a.state == b.state && a.capacity == b.capacity &&
-                  memcmp (a.uuid, b.uuid, 16) == 0 &&
-                  strcmp (a.address, b.address) == 0 &&
-                  strcmp (a.zone, b.zone) == 0,
-              "server: re-encoded record differs");
+  FUZZ_CHECK (
+      a.id == b.id && a.state == b.state && a.capacity == b.capacity &&
+          a.index_seq == b.index_seq && memcmp (a.uuid, b.uuid, 16) == 0 &&
+          strcmp (a.address, b.address) == 0 && strcmp (a.zone, b.zone) == 0,
+      "server: re-encoded record differs");
 }
 
 static void

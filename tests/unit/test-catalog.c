@@ -1737,6 +1737,55 @@ START_TEST (test_volume_record_min_copies)
 }
 END_TEST
 
+/* server_set_index_seq: saved, kept by registrations and reopening,
+ * lowered when asked; a record without it reads 0; a trailing 0 is
+ * corrupt.
+ */
+START_TEST (test_server_index_seq)
+{
+  const uint8_t skey[4] = { 0, 0, 0, 1 };
+  uint8_t rec[32 + 14 + 2 + 8] = { 2, 0, 0, 14, 2 };
+  struct catalog_server s;
+  uint8_t uuid[16];
+
+  ck_assert_uint_eq (add_server (1), 1);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.index_seq, 0);
+  ck_assert_int_eq (catalog_server_set_index_seq (cat, 1, 77), 0);
+  ck_assert_int_eq (catalog_server_set_index_seq (cat, 2, 77), -ENOENT);
+  ck_assert_uint_eq (add_server (1), 1);
+  reopen ();
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.index_seq, 77);
+  ck_assert_str_eq (s.address, "127.0.0.1:7421");
+  ck_assert_str_eq (s.zone, "z1");
+  ck_assert_int_eq (catalog_server_set_index_seq (cat, 1, 5), 0);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.index_seq, 5);
+  ck_assert_int_eq (catalog_server_set_index_seq (cat, 1, 0), 0);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.index_seq, 0);
+
+  /* A record as written before index_seq: no trailer. */
+  make_uuid (uuid, 1);
+  memcpy (rec + 8, uuid, 16);
+  memcpy (rec + 32, "127.0.0.1:7421z1", 16);
+  catalog_close (cat);
+  cat = NULL;
+  corrupt ("servers", skey, 4, rec, 32 + 16);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), 0);
+  ck_assert_uint_eq (s.index_seq, 0);
+  ck_assert_str_eq (s.zone, "z1");
+  /* A trailing index_seq of 0 is never written: corrupt. */
+  catalog_close (cat);
+  cat = NULL;
+  corrupt ("servers", skey, 4, rec, sizeof rec);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_server_get (cat, 1, &s), -EIO);
+}
+END_TEST
+
 /* Corrupt records give -EIO, never garbage. */
 START_TEST (test_corrupt_records)
 {
@@ -2364,6 +2413,7 @@ catalog_suite (void)
   add_tcase (s, "server_register", test_server_register, 0);
   add_tcase (s, "server_list_state", test_server_list_state, 0);
   add_tcase (s, "server_count_segments", test_server_count_segments, 0);
+  add_tcase (s, "server_index_seq", test_server_index_seq, 0);
   add_tcase (s, "volume_create", test_volume_create, 0);
   add_tcase (s, "volume_min_copies", test_volume_min_copies, 0);
   add_tcase (s, "volume_record_min_copies", test_volume_record_min_copies, 0);
