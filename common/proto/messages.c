@@ -117,6 +117,7 @@ proto_encode_status_info (const struct proto_status_info *m,
   proto_put_u64 (wb, m->degraded);
   proto_put_u64 (wb, m->syncing);
   proto_put_u32 (wb, m->resyncing);
+  proto_put_u64 (wb, m->unproven);
 }
 
 int
@@ -137,6 +138,7 @@ proto_decode_status_info (const void *p, size_t len,
   m->degraded = proto_get_u64 (&rb);
   m->syncing = proto_get_u64 (&rb);
   m->resyncing = proto_get_u32 (&rb);
+  m->unproven = proto_get_u64 (&rb);
   return proto_rbuf_finish (&rb);
 }
 

@@ -190,7 +190,8 @@ struct proto_hello {
 
 /* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16],
  * segment_size u32, servers u32, servers_up u32, volumes u32, segments
- * u64, capacity u64, used u64, degraded u64, syncing u64, resyncing u32.
+ * u64, capacity u64, used u64, degraded u64, syncing u64, resyncing u32,
+ * unproven u64.
  */
 struct proto_status_info {
   uint8_t cluster_uuid[16];
@@ -204,6 +205,8 @@ struct proto_status_info {
   uint64_t degraded;  /* segments with fewer ok replicas than wanted */
   uint64_t syncing;   /* replicas being copied now */
   uint32_t resyncing; /* volumes being resynced after a writer crash */
+  uint64_t unproven;  /* segments whose last ok replica may have lost
+                         writes (an unclean restart or a rollback) */
 };
 
 /* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],

@@ -432,7 +432,8 @@ START_TEST (test_small_fixed)
                                  .servers = 3,
                                  .used = 99,
                                  .degraded = 5,
-                                 .resyncing = 2 },
+                                 .resyncing = 2,
+                                 .unproven = 7 },
                            s2;
   struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 }, r2;
   struct proto_wbuf wb = { 0 };
@@ -456,6 +457,9 @@ START_TEST (test_small_fixed)
   ck_assert_uint_eq (s2.used, 99);
   ck_assert_uint_eq (s2.degraded, 5);
   ck_assert_uint_eq (s2.resyncing, 2);
+  ck_assert_uint_eq (s2.unproven, 7);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len - 8, &s2),
+                    -EBADMSG);
   proto_wbuf_free (&wb);
   proto_encode_register_reply (&r, &wb);
   ck_assert_int_eq (proto_decode_register_reply (wb.data, wb.len, &r2), 0);
