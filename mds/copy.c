@@ -142,7 +142,9 @@ collect_peers (struct mds *mds, struct mds_copy *c,
 
 /* Choose C's source: C->source if set (it must hold an ok replica of S
  * on a server that is up), else one such replica at random other than
- * the target.  Returns 0, or -EAGAIN with ERRMSG set.
+ * the target.  A server that may have lost writes and is not checked yet
+ * (mds_server_suspect) is no source.  Returns 0, or -EAGAIN with ERRMSG
+ * set.
  */
 static int
 choose_source (struct mds *mds, struct mds_copy *c,
@@ -155,14 +157,17 @@ choose_source (struct mds *mds, struct mds_copy *c,
   for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
     if (s->replicas[k].server != c->target &&
         s->replicas[k].state == CATALOG_REPLICA_OK &&
-        mds_server_is_up (mds, s->replicas[k].server))
+        mds_server_is_up (mds, s->replicas[k].server) &&
+        !mds_server_suspect (mds, s->replicas[k].server))
       cands[n++] = s->replicas[k].server;
   if (c->source) {
     for (i = 0; i < n; ++i)
       if (cands[i] == c->source)
         return 0;
     snprintf (errmsg, errlen,
-              "server %" PRIu32 " holds no ok replica or is not up", c->source);
+              "server %" PRIu32 " holds no ok replica, is not up or may "
+              "have lost writes",
+              c->source);
     return -EAGAIN;
   }
   if (n == 0) {

@@ -43,6 +43,33 @@ struct mds_server_state {
   bool needs_fences;      /* send every volume's fence in heartbeat replies */
   bool above_mark;        /* reported use reached the high-water mark */
   uint64_t fence_cursor;  /* with NEEDS_FENCES: volumes up to this id sent */
+  uint64_t incarnation;   /* of its last registration (0: none seen) */
+  /* The highest index_seq seen (registrations, heartbeats, the catalog
+   * record), and the value saved in the catalog record, when.
+   */
+  uint64_t index_seq;
+  uint64_t index_seq_saved;
+  uint64_t index_seq_saved_ns; /* CLOCK_MONOTONIC */
+  /* unclean.c: checks of its replicas after an unclean registration or
+   * a rollback, pending or running; UNCHECKED: the last one could not be
+   * finished.  Either way its replicas are no source for copies and
+   * resyncs (mds_server_suspect).  CHECKED_INCARNATION: the incarnation
+   * whose unclean start was checked (or is being checked).
+   */
+  uint32_t checks;
+  bool unchecked;
+  uint64_t checked_incarnation;
+};
+
+/* A storage server registered uncleanly while VOLUME was not clean, at
+ * the volume's epoch EPOCH (unclean.c): until the volume's clean epoch
+ * reaches EPOCH, the server's replicas of it are the last choice as a
+ * resync source.
+ */
+struct mds_suspect {
+  uint32_t server;
+  uint64_t volume;
+  uint64_t epoch;
 };
 
 /* Bytes placed on a server by MAP_ALLOCs whose allocation is being
@@ -183,6 +210,15 @@ struct mds {
   size_t nretries;
   uint64_t *resyncs; /* volumes being resynced, unordered */
   size_t nresyncs;
+  /* unclean.c: check threads running (counted in WORKERS too), unclean
+   * registrations, and the segments whose last ok replica may have lost
+   * writes (memory only; unordered).
+   */
+  size_t nchecks;
+  struct mds_suspect *suspects;
+  size_t nsuspects;
+  uint64_t *unproven;
+  size_t nunproven;
 };
 
 /* A reply being built by a request handler, sent by loop.c after the
@@ -251,6 +287,15 @@ extern int mds_resync_start (struct mds *mds, const struct catalog_volume *v,
                              struct mds_reply *rep);
 extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
                               uint32_t, struct mds_reply *);
+
+/* unclean.c */
+extern int mds_check_server (struct mds *mds, uint32_t server, const char *addr,
+                             bool rollback);
+extern bool mds_server_suspect (struct mds *mds, uint32_t id);
+extern bool mds_unclean_since (struct mds *mds, uint32_t server,
+                               uint64_t volume, uint64_t clean_epoch);
+extern uint64_t mds_unproven_count (struct mds *mds);
+extern bool mds_unproven (struct mds *mds, uint64_t segment);
 
 /* loop.c */
 extern int mds_serve_start (struct mds *mds);

@@ -19,6 +19,11 @@
 
 #include "internal.h"
 
+/* A server's index_seq raised by heartbeats is saved in the catalog at
+ * most this often.
+ */
+#define INDEX_SEQ_SAVE_MS 60000
+
 /* A + B, saturating instead of wrapping. */
 static uint64_t
 add_sat (uint64_t a, uint64_t b)
@@ -215,6 +220,7 @@ reply_status (struct mds *mds, struct mds_reply *rep)
   if (r < 0)
     return mds_reply_catalog (rep, r, "segment list");
   info.resyncing = mds->nresyncs;
+  info.unproven = mds_unproven_count (mds);
   proto_encode_status_info (&info, &rep->wb);
   return 0;
 }
@@ -243,9 +249,84 @@ mds_op_repair (struct mds *mds, struct mds_conn *conn, const void *payload,
   return reply_status (mds, rep);
 }
 
+/* Save ST->index_seq in server ST->id's catalog record if it differs
+ * from what was saved (mds->lock held).  A failure is logged: the value
+ * stays in memory, and is saved at the next chance.
+ */
+static void
+save_index_seq (struct mds *mds, struct mds_server_state *st)
+{
+  int r;
+
+  if (st->index_seq == st->index_seq_saved)
+    return;
+  r = catalog_server_set_index_seq (mds->cat, st->id, st->index_seq);
+  if (r < 0) {
+    log_warn ("catalog: server %" PRIu32 ": saving index_seq: %s", st->id,
+              catalog_strerror (r));
+    return;
+  }
+  st->index_seq_saved = st->index_seq;
+  st->index_seq_saved_ns = mds_now_ns ();
+}
+
+/* What a registration of server S (REQ) says about its store
+ * (mds->lock held): record its incarnation and index_seq, and start a
+ * check of its replicas if the store went back in time (its index_seq
+ * is below the highest seen) or it did not stop cleanly.
+ */
+static void
+registered (struct mds *mds, const struct catalog_server *s,
+            const struct proto_register *req)
+{
+  struct mds_server_state *st = mds_server_find (mds, s->id);
+  bool unclean = (req->flags & PROTO_REG_UNCLEAN) != 0, rollback;
+  uint64_t seen;
+
+  if (st == NULL)
+    return;
+  if (st->index_seq_saved < s->index_seq)
+    st->index_seq_saved = s->index_seq;
+  seen = st->index_seq > s->index_seq ? st->index_seq : s->index_seq;
+  rollback = req->index_seq < seen;
+  if (rollback) {
+    log_error ("server %" PRIu32 " (%s): store went back in time: index_seq "
+               "%" PRIu64 ", %" PRIu64 " seen before: every replica on it "
+               "may lack writes",
+               s->id, s->address, req->index_seq, seen);
+    /* Its replicas are doubted once; from now on this is the baseline. */
+    st->index_seq = req->index_seq;
+  }
+  else
+    st->index_seq = seen > req->index_seq ? seen : req->index_seq;
+  save_index_seq (mds, st);
+
+  /* The same start registering again (after an MDS restart or a lost
+   * connection) was checked already.
+   */
+  if (unclean && st->checked_incarnation == req->incarnation &&
+      req->incarnation != 0 && st->incarnation == req->incarnation)
+    unclean = false;
+  st->incarnation = req->incarnation;
+  if (unclean)
+    log_warn ("server %" PRIu32 " (%s): registered after an unclean stop "
+              "(incarnation %016" PRIx64 "): writes it acknowledged but had "
+              "not made durable may be gone",
+              s->id, s->address, req->incarnation);
+  if (!unclean && !rollback) {
+    if (st->checks == 0)
+      st->unchecked = false;
+    return;
+  }
+  st->checked_incarnation = req->incarnation;
+  mds_check_server (mds, s->id, s->address, rollback);
+}
+
 /* SERVER_REGISTER: a storage server announces itself.  A store formatted
  * for another cluster or segment size is refused; otherwise the catalog
- * gives it an id (the same one again for a known uuid).
+ * gives it an id (the same one again for a known uuid).  An unclean
+ * start or a rollback starts a check of its replicas (unclean.c), which
+ * the reply does not wait for.
  */
 int
 mds_op_server_register (struct mds *mds, struct mds_conn *conn,
@@ -303,10 +384,12 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
     st->needs_fences = true;
     st->fence_cursor = 0;
   }
-  mds_repair_kick (mds, true);
   log_info ("server %" PRIu32 " (%s) registered: address %s, zone \"%s\", "
-            "capacity %" PRIu64,
-            s.id, uuid, req.address, req.zone, req.capacity);
+            "capacity %" PRIu64 ", index_seq %" PRIu64 "%s",
+            s.id, uuid, req.address, req.zone, req.capacity, req.index_seq,
+            req.flags & PROTO_REG_UNCLEAN ? ", unclean start" : "");
+  registered (mds, &s, &req);
+  mds_repair_kick (mds, true);
 
   memset (&reply, 0, sizeof reply);
   reply.server_id = s.id;
@@ -356,6 +439,29 @@ next_fences (struct mds *mds, struct mds_server_state *st,
   return 0;
 }
 
+/* A heartbeat of server S (state ST) reports INDEX_SEQ (mds->lock
+ * held): keep the highest seen, saving it in the catalog at most every
+ * INDEX_SEQ_SAVE_MS (a commit per heartbeat would cost too much; a
+ * registration saves it at once).  A lower one than seen is not a
+ * rollback: only a restart can roll a store back, and a restart
+ * registers.
+ */
+static void
+index_seq_heard (struct mds *mds, const struct catalog_server *s,
+                 struct mds_server_state *st, uint64_t index_seq)
+{
+  if (st->index_seq_saved < s->index_seq)
+    st->index_seq_saved = s->index_seq;
+  if (st->index_seq < s->index_seq)
+    st->index_seq = s->index_seq;
+  if (index_seq <= st->index_seq)
+    return;
+  st->index_seq = index_seq;
+  if (mds_now_ns () - st->index_seq_saved_ns >=
+      (uint64_t)INDEX_SEQ_SAVE_MS * 1000000u)
+    save_index_seq (mds, st);
+}
+
 /* The body of SERVER_HEARTBEAT once decoded: record the server's load,
  * forget the garbage it has deleted, hand it the next batch and the
  * fences it needs.
@@ -367,6 +473,7 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
   CLEANUP_FREE uint64_t *garbage = NULL;
   CLEANUP_FREE struct proto_fence *fences = NULL;
   struct proto_heartbeat_reply reply;
+  struct mds_server_state *st;
   struct catalog_server s;
   size_t n;
   int r;
@@ -384,7 +491,9 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
   r = mds_server_heard (mds, s.id, hb->capacity, hb->used);
   if (r < 0)
     return mds_reply_errno (rep, r, "server %" PRIu32 ": out of memory", s.id);
-  check_high_water (mds, &s, mds_server_find (mds, s.id));
+  st = mds_server_find (mds, s.id);
+  check_high_water (mds, &s, st);
+  index_seq_heard (mds, &s, st, hb->index_seq);
   if (hb->n > 0) {
     r = catalog_garbage_done (mds->cat, s.id, hb->segments, hb->n);
     if (r < 0)

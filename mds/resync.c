@@ -154,8 +154,10 @@ fence_servers (struct mds *mds, struct resync *rs)
   return err;
 }
 
-/* Step 2: wait until no copy of the volume's segments runs.  Repair
- * starts none meanwhile.  Returns 0, or -ECANCELED at shutdown.
+/* Step 2: wait until no copy of the volume's segments runs (repair
+ * starts none meanwhile), and no check of a storage server that
+ * restarted uncleanly (unclean.c): it may mark replicas stale, which
+ * must happen before the plans.  Returns 0, or -ECANCELED at shutdown.
  */
 static int
 wait_for_copies (struct mds *mds, struct resync *rs)
@@ -167,7 +169,7 @@ wait_for_copies (struct mds *mds, struct resync *rs)
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
       if (mds->stopping)
         return -ECANCELED;
-      if (!mds_copy_busy_volume (mds, rs->volume))
+      if (!mds_copy_busy_volume (mds, rs->volume) && mds->nchecks == 0)
         return 0;
     }
     nanosleep (&poll, NULL);

@@ -380,4 +380,10 @@ mds_state_free (struct mds *mds)
   free (mds->resyncs);
   mds->resyncs = NULL;
   mds->nresyncs = 0;
+  free (mds->suspects);
+  mds->suspects = NULL;
+  mds->nsuspects = 0;
+  free (mds->unproven);
+  mds->unproven = NULL;
+  mds->nunproven = 0;
 }

@@ -30,6 +30,7 @@ tool_print_status_json (struct tool_ctx *ctx,
   tool_json_kv_uint (&j, "degraded", st->degraded);
   tool_json_kv_uint (&j, "syncing", st->syncing);
   tool_json_kv_uint (&j, "resyncing", st->resyncing);
+  tool_json_kv_uint (&j, "unproven", st->unproven);
   tool_json_end_object (&j);
   tool_json_finish (&j);
 }
@@ -57,6 +58,7 @@ print_human (struct tool_ctx *ctx, const struct proto_status_info *st)
   tool_print_field (fp, "degraded", "%" PRIu64 " segments", st->degraded);
   tool_print_field (fp, "syncing", "%" PRIu64 " replicas", st->syncing);
   tool_print_field (fp, "resyncing", "%" PRIu32 " volumes", st->resyncing);
+  tool_print_field (fp, "unproven", "%" PRIu64 " segments", st->unproven);
 }
 
 /* tessera status */
