@@ -1,7 +1,8 @@
 /* One copy of a segment to one replica, in three steps: prepare (lock
  * held: the target becomes syncing, its generation raised, and the copy
  * is registered as running), run (no lock: SEG_SET_GEN to the target
- * and every ok replica, then SEG_PULL to the target, which copies from
+ * and every ok replica, the source chosen among the ok replicas from
+ * evidence (source.c), then SEG_PULL to the target, which copies from
  * the source server itself) and finish (lock held: the target becomes
  * ok, or stale / removed on failure), then announce (no lock: SEG_SET_GEN
  * again).  Used by repair's worker threads (repair.c) and by SEG_RESYNC
@@ -140,41 +141,43 @@ collect_peers (struct mds *mds, struct mds_copy *c,
   return 0;
 }
 
-/* Choose C's source: C->source if set (it must hold an ok replica of S
- * on a server that is up), else one such replica at random other than
- * the target.  A server that may have lost writes and is not checked yet
- * (mds_server_suspect) is no source.  Returns 0, or -EAGAIN with ERRMSG
- * set.
+/* Find C's possible sources (mds->lock held): C->source if set (it must
+ * hold an ok replica of S on a server that is up), else every such
+ * replica other than the target, into C->sources, to choose from in
+ * mds_copy_run (source.c); C->source is the first for now.  A server that
+ * may have lost writes and is not checked yet (mds_server_suspect) is no
+ * source.  Returns 0, or -EAGAIN with ERRMSG set, or a catalog error.
  */
 static int
 choose_source (struct mds *mds, struct mds_copy *c,
                const struct catalog_segment *s, char *errmsg, size_t errlen)
 {
-  uint32_t cands[CATALOG_REPLICAS_MAX];
-  size_t n = 0, i;
-  uint32_t k;
+  size_t i;
+  int r;
 
-  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
-    if (s->replicas[k].server != c->target &&
-        s->replicas[k].state == CATALOG_REPLICA_OK &&
-        mds_server_is_up (mds, s->replicas[k].server) &&
-        !mds_server_suspect (mds, s->replicas[k].server))
-      cands[n++] = s->replicas[k].server;
+  r = mds_sources_collect (mds, s, c->target, true, &c->sources);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "%s", catalog_strerror (r));
+    return r;
+  }
   if (c->source) {
-    for (i = 0; i < n; ++i)
-      if (cands[i] == c->source)
+    for (i = 0; i < c->sources.n; ++i)
+      if (c->sources.c[i].id == c->source) {
+        c->sources.c[0] = c->sources.c[i];
+        c->sources.n = 1;
         return 0;
+      }
     snprintf (errmsg, errlen,
               "server %" PRIu32 " holds no ok replica, is not up or may "
               "have lost writes",
               c->source);
     return -EAGAIN;
   }
-  if (n == 0) {
+  if (c->sources.n == 0) {
     snprintf (errmsg, errlen, "no ok replica on a server that is up");
     return -EAGAIN;
   }
-  c->source = cands[placement_random (&mds->rng) % n];
+  c->source = c->sources.c[0].id;
   return 0;
 }
 
@@ -271,15 +274,16 @@ mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
 }
 
 /* Run copy C (no lock held): tell the target and every ok replica the
- * new generation, then have the target pull.  Returns 0 once the copy
- * is durable on the target, or -errno with the reason in ERRMSG.
+ * new generation, choose the source among C->sources from evidence
+ * (source.c), then have the target pull.  Returns 0 once the copy is
+ * durable on the target, or -errno with the reason in ERRMSG.
  */
 int
 mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
 {
   char msg[PROTO_ERRMSG_MAX + 64];
   struct proto_pull pull;
-  size_t i;
+  size_t i, chosen;
   int r;
 
   for (i = 0; i < c->npeers; ++i) {
@@ -291,6 +295,19 @@ mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
       return r;
     }
   }
+  /* After SEG_SET_GEN: a writer that still wrote to the target with an
+   * older map is refused now, so the epochs compared are final for this
+   * generation.
+   */
+  r = mds_sources_choose (mds, &c->sources, true, &chosen, msg, sizeof msg);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "no source: %s", msg);
+    return r;
+  }
+  c->source = c->sources.c[chosen].id;
+  snprintf (c->source_addr, sizeof c->source_addr, "%s",
+            c->sources.c[chosen].addr);
+
   memset (&pull, 0, sizeof pull);
   pull.segment = c->segment;
   pull.volume = c->volume;

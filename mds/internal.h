@@ -98,6 +98,22 @@ struct mds_lease {
   uint8_t open_token[PROTO_OPEN_TOKEN_SIZE];
 };
 
+/* The candidate sources of a copy or resync of one segment (source.c):
+ * its ok replicas on servers that are up, but the target.
+ */
+struct mds_source {
+  uint32_t id;
+  char addr[PROTO_ADDR_MAX + 1];
+  bool doubtful;  /* its server registered uncleanly while the volume was
+                     not clean, or its check is not over (unclean.c) */
+  uint64_t epoch; /* the segment's last epoch there (mds_sources_choose) */
+};
+struct mds_sources {
+  uint64_t segment;
+  size_t n;
+  struct mds_source c[CATALOG_REPLICAS_MAX];
+};
+
 /* A copy to one replica of a segment (copy.c), running on a worker
  * thread or in a SEG_RESYNC request.  Registered in mds->copies from
  * mds_copy_prepare to mds_copy_finish, so nothing else touches the
@@ -111,7 +127,8 @@ struct mds_copy {
   uint32_t mode;  /* PROTO_PULL_* */
   uint32_t target;
   uint32_t source;
-  uint32_t lost;      /* replica removed once the target is ok, or 0 */
+  uint32_t lost;              /* replica removed once the target is ok, or 0 */
+  struct mds_sources sources; /* SOURCE 0 at prepare: to choose from */
   bool added;         /* TARGET is added for this copy (else resynced) */
   bool was_ok;        /* a resynced TARGET was ok before the copy */
   bool pulled;        /* SEG_PULL was sent: the target may have changed */
@@ -263,6 +280,18 @@ extern int mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
                          uint64_t min_epoch, uint64_t start_after,
                          struct proto_segment_list *out, char *errmsg,
                          size_t errlen);
+extern int mds_srv_seg_epoch (struct mds *mds, const char *addr,
+                              uint64_t segment, uint64_t *epoch, char *errmsg,
+                              size_t errlen);
+
+/* source.c */
+extern int mds_sources_collect (struct mds *mds,
+                                const struct catalog_segment *s,
+                                uint32_t except, bool skip_suspect,
+                                struct mds_sources *out);
+extern int mds_sources_choose (struct mds *mds, struct mds_sources *ss,
+                               bool random, size_t *chosen, char *errmsg,
+                               size_t errlen);
 
 /* copy.c */
 extern bool mds_copy_busy (struct mds *mds, uint64_t segment);

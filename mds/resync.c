@@ -14,8 +14,11 @@
  *   4. asks every server that is up for the volume's segments written
  *      after the clean epoch (SEG_LIST);
  *   5. for each such segment makes every other ok replica equal to one
- *      ok replica (SEG_PULL in DIFF mode; no writer can write, so unlike
- *      repair's copies the replica set does not change);
+ *      ok replica, chosen from evidence (source.c: the newest last epoch
+ *      on its server; never by list order) (SEG_PULL in DIFF mode; no
+ *      writer can write, so unlike repair's copies the replica set does
+ *      not change); a segment with no ok replica that answers is left
+ *      as it is, with a warning;
  *   6. marks the volume clean in epoch E.
  * If a step fails the volume stays unclean, and the next open starts
  * again.
@@ -388,18 +391,24 @@ resync_copy (struct mds *mds, uint64_t segment, uint32_t source,
   return r;
 }
 
-/* How to make the ok replicas of one segment equal. */
+/* How to make the ok replicas of one segment equal.  With SOURCE 0
+ * (plan_segment), CANDS holds the ok replicas on servers that are up,
+ * to choose the source from (plan_choose).
+ */
 struct plan {
   uint32_t source;
   char source_addr[PROTO_ADDR_MAX + 1];
   size_t n; /* targets */
   uint32_t targets[CATALOG_REPLICAS_MAX];
   char addrs[CATALOG_REPLICAS_MAX][PROTO_ADDR_MAX + 1];
+  struct mds_sources cands;
 };
 
-/* Plan P for SEGMENT of VOLUME (mds->lock held): the source is SOURCE
- * if it is non-zero, else the first ok replica on a server that is up;
- * the targets are the other ok replicas on servers that are up.  Ok
+/* Plan P for SEGMENT of VOLUME (mds->lock held): if SOURCE is non-zero
+ * it is the source and the targets are the other ok replicas on servers
+ * that are up; else P->cands lists every ok replica on a server that is
+ * up, for plan_choose to choose the source from evidence (never the
+ * first in list order: the order says nothing about their data).  Ok
  * replicas on servers that are not up are marked stale: they cannot be
  * made equal now.  Returns 0, -ENOENT if VOLUME has no such segment,
  * -EAGAIN if SOURCE is not an ok replica on a server that is up (or none
@@ -425,7 +434,21 @@ plan_segment (struct mds *mds, uint64_t volume, uint64_t segment,
     return r;
   }
   p->source = source;
-  for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+  if (source == 0) {
+    /* A server registered uncleanly during the resync, whose check is
+     * still running, is a source only if no other replica can be.
+     */
+    r = mds_sources_collect (mds, &s, 0, true, &p->cands);
+    if (r == 0 && p->cands.n == 0)
+      r = mds_sources_collect (mds, &s, 0, false, &p->cands);
+    if (r < 0) {
+      snprintf (errmsg, errlen, "segment %" PRIu64 ": %s", segment,
+                catalog_strerror (r));
+      return r;
+    }
+    found = p->cands.n > 0;
+  }
+  for (k = 0; source != 0 && k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s.replicas[k].server;
 
     if (s.replicas[k].state != CATALOG_REPLICA_OK ||
@@ -437,8 +460,6 @@ plan_segment (struct mds *mds, uint64_t volume, uint64_t segment,
                 catalog_strerror (r));
       return r;
     }
-    if (p->source == 0)
-      p->source = id;
     if (id == p->source) {
       found = true;
       snprintf (p->source_addr, sizeof p->source_addr, "%s", srv.address);
@@ -472,6 +493,34 @@ plan_segment (struct mds *mds, uint64_t volume, uint64_t segment,
                 " (not up) marked stale",
                 segment, id);
   }
+  return 0;
+}
+
+/* Choose P's source among P->cands from evidence (no lock held; see
+ * source.c) when plan_segment was not given one: the targets are the
+ * other candidates.  Returns 0, or -EAGAIN if no candidate answered
+ * (ERRMSG says why).
+ */
+static int
+plan_choose (struct mds *mds, struct plan *p, char *errmsg, size_t errlen)
+{
+  size_t i, chosen;
+  int r;
+
+  if (p->source != 0)
+    return 0;
+  r = mds_sources_choose (mds, &p->cands, false, &chosen, errmsg, errlen);
+  if (r < 0)
+    return r;
+  p->source = p->cands.c[chosen].id;
+  snprintf (p->source_addr, sizeof p->source_addr, "%s",
+            p->cands.c[chosen].addr);
+  p->n = 0;
+  for (i = 0; i < p->cands.n; ++i)
+    if (i != chosen) {
+      p->targets[p->n] = p->cands.c[i].id;
+      snprintf (p->addrs[p->n++], PROTO_ADDR_MAX + 1, "%s", p->cands.c[i].addr);
+    }
   return 0;
 }
 
@@ -650,10 +699,18 @@ pull_segment (struct mds *mds, struct resync *rs, uint64_t segment,
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
       r = plan_segment (mds, rs->volume, segment, 0, p, errmsg, errlen);
     }
-    if (r == -EAGAIN)
+    if (r == -EAGAIN) {
+      log_warn ("volume %s: resync: %s: left as it is", rs->name, errmsg);
       return 0;
+    }
     if (r < 0)
       return r;
+    r = plan_choose (mds, p, errmsg, errlen);
+    if (r < 0) {
+      log_warn ("volume %s: resync: segment %" PRIu64 ": %s: left as it is",
+                rs->name, segment, errmsg);
+      return 0;
+    }
     r = pull_targets (mds, rs, segment, p, errmsg, errlen);
     if (r <= 0)
       return r;

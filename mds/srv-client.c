@@ -1,5 +1,5 @@
 /* The MDS as a client of storage servers: SEG_FENCE, SEG_SET_GEN,
- * SEG_PULL, SEG_LIST.  Each call opens its own connection (HELLO as
+ * SEG_PULL, SEG_LIST, and SEG_HASH for a segment's last epoch.  Each call opens its own connection (HELLO as
  * PROTO_ROLE_MDS with the cluster uuid, and AUTH with the cluster key),
  * makes one request and closes it, so callers on different threads never
  * share a socket.  Never called with mds->lock held: every call may block
@@ -247,5 +247,45 @@ mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
     }
     prev = out->segments[i];
   }
+  return 0;
+}
+
+/* The last epoch of SEGMENT on the server at ADDR into *EPOCH: 0 if the
+ * server does not hold it.  Asks SEG_HASH for the CRC of the first 4 KiB
+ * only, since the reply carries the epoch whatever the range.  Returns 0
+ * or -errno (reason in ERRMSG).
+ */
+int
+mds_srv_seg_epoch (struct mds *mds, const char *addr, uint64_t segment,
+                   uint64_t *epoch, char *errmsg, size_t errlen)
+{
+  struct proto_hash_request req = {
+    .segment = segment,
+    .offset = 0,
+    .length = 4096,
+    .block = 4096,
+  };
+  struct proto_wbuf wb = { 0 };
+  struct proto_hash h;
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t len;
+  int r;
+
+  *epoch = 0;
+  proto_encode_hash_request (&req, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_HASH, &wb,
+                    &reply, &len, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  if (r == -ENOENT) /* a server that answers it does not hold it */
+    return 0;
+  if (r < 0)
+    return r;
+  r = proto_decode_hash (reply, len, &h);
+  if (r < 0) {
+    snprintf (errmsg, errlen, "malformed SEG_HASH reply");
+    return r;
+  }
+  *epoch = h.epoch;
+  proto_hash_free (&h);
   return 0;
 }

@@ -143,3 +143,47 @@ repair_wait 60
 check_map_healthy vol 2
 check_all R w3
 stop_nbdkit w3
+
+# The resync's own evidence, when nothing told the MDS: server 2's
+# store goes back to a copy taken after a clean stop, while the MDS is
+# down (it had saved the index_seq of server 2's last registration, not
+# the higher ones its heartbeats reported since), so server 2 registers
+# cleanly with an index_seq the MDS finds fine, and its replicas stay ok
+# with 'E' of an older epoch next to 'F' on server 1.  The resync after
+# the writer's crash asks both for each segment's last epoch and copies
+# from server 1, whatever the order of the replica lists.
+open_writer w4
+nbdsh -u "$(nbd_uri w4)" -c 'h.pwrite(b"E" * (1 << 20), 0); h.flush()'
+stop_nbdkit w4
+stop_storesrv 2
+cp -a "$CLUSTER/ss2" "$CLUSTER/ss2.clean"
+start_storesrv 2
+wait_servers_up 2
+open_writer w5
+nbdsh -u "$(nbd_uri w5)" -c 'h.pwrite(b"F" * (1 << 20), 0); h.flush()'
+sleep 2
+kill_mds
+kill_storesrv 2
+rm -rf "$CLUSTER/ss2"
+mv "$CLUSTER/ss2.clean" "$CLUSTER/ss2"
+lines="$(wc -l < "$CLUSTER/mds.log")"
+start_mds
+start_storesrv 2
+wait_servers_up 2
+tail -n +$(( lines + 1 )) "$CLUSTER/mds.log" > "$CLUSTER/mds-after.log"
+grep -E "server $ss2 .*registered" "$CLUSTER/mds-after.log"
+if grep -E "went back in time|unclean stop" "$CLUSTER/mds-after.log"; then
+    false
+fi
+stop_nbdkit w5 KILL
+t0="$(now)"
+open_writer w6
+echo "resync-evidence: reopened (with its resync) in $(elapsed "$t0") s"
+grep "resync done" "$CLUSTER/mds.log" | tail -n 1
+chosen="$(grep -cE "segment [0-9]+: source server $(server_id 1) \(last epoch [0-9]+\), not server $ss2 \(last epoch [0-9]+\)" "$CLUSTER/mds.log" || :)"
+echo "resync-evidence: $chosen segments resynced from the replica with the newer epoch"
+test "$chosen" -ge 16
+repair_wait 60
+check_map_healthy vol 2
+check_all F w6
+stop_nbdkit w6
