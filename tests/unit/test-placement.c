@@ -115,9 +115,13 @@ START_TEST (test_distinct)
   size_t i;
   int iter;
 
+  /* At least 2 Ki segments each: the loop below charges a server up to
+   * 1,600 and must never reach the high-water mark (a smaller server
+   * did with some seeds, and placement rightly answered ENOSPC).
+   */
   for (i = 0; i < 8; ++i)
     server_init (&servers[i], i, NULL,
-                 (1 + placement_random (&rng) % 16) * SEG * 1024);
+                 (2 + placement_random (&rng) % 16) * SEG * 1024);
   for (r = 1; r <= 8; ++r)
     for (iter = 0; iter < 200; ++iter) {
       ck_assert_int_eq (placement_choose (servers, 8, r, NULL, 0, &rng, out),
