@@ -9,13 +9,14 @@
  * Lock order (outer first):
  *   volume.flush_lock
  *   rangelock.lock (never held across other calls)
+ *   volume.lost_lock (held across MDS requests, flush.c)
  *   volume.map_lock (never held across an MDS request)
  *   volume.epoch_rw
  *   volume.servers_lock
  *   volume.mds_lock
  *   volume.epoch_lock (never held across other calls)
- *   ss_server.lock
- *   ss_conn.send_lock, then ss_conn.lock, then ss_batch.lock
+ *   ss_conn.send_lock, then ss_server.lock (never held across other
+ *   calls), ss_conn.lock, then ss_batch.lock
  * Readers of the map cache and of the server table take no lock: both
  * publish immutable objects through atomic pointers, and replaced
  * objects are kept on a retired list until the volume is freed.
@@ -24,6 +25,7 @@
 #ifndef TESSERA_NBDPLUGIN_INTERNAL_H
 #define TESSERA_NBDPLUGIN_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -155,6 +157,7 @@ struct ss_request {
   struct ss_conn *conn;
   uint64_t tag;
   uint64_t gen;            /* the connection's generation when sent */
+  uint64_t incarnation;    /* out: of the server process that took it */
   int state;               /* REQ_* in ssconn.c, under conn->lock */
   bool done;               /* completed, under batch->lock */
   struct ss_request *next; /* in conn->inflight, or a send list */
@@ -167,13 +170,35 @@ struct ss_server {
   uint32_t id;
   uint8_t uuid[16]; /* from SERVER_LIST; checked against its HELLO */
 
-  pthread_mutex_t lock; /* protects addr and the dirty set */
+  pthread_mutex_t lock; /* protects addr, incarnation and the sets */
   char addr[PROTO_ADDR_MAX + 1];
+  /* The incarnation (HELLO) of the server process that took the writes
+   * of the dirty set; 0 until the first handshake, and always 0 with
+   * servers that send none.
+   */
+  uint64_t incarnation;
   /* Segment indexes written or trimmed on this server since the last
    * flush took them (see flush.c).
    */
   uint64_t *dirty;
   size_t ndirty, dirty_cap;
+  /* Segment indexes whose writes an earlier incarnation took and never
+   * made durable: their replicas here must be reported failed before
+   * anything else is read from or acknowledged for this server
+   * (flush_settle_lost).  NPENDING counts them until they are settled,
+   * including those a settler has taken out of LOST.
+   */
+  uint64_t *lost;
+  size_t nlost, lost_cap, npending;
+  /* Segments a flush in progress took from the dirty set (flush.c),
+   * and whether a restart since has lost them.
+   */
+  size_t ntaken;
+  bool taken_lost;
+  /* The volume's count of lost segments not yet settled, over every
+   * server (its cheap check).
+   */
+  atomic_uint *lost_pending;
 
   atomic_uint rr; /* round-robin over conns */
   /* CLOCK_MONOTONIC ns until which requests fail at once (ssconn.c). */
@@ -185,11 +210,18 @@ struct ss_server {
 
 extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
                           unsigned nconns, int timeout_ms,
-                          struct ss_server **out);
+                          atomic_uint *lost_pending, struct ss_server **out);
 extern void ss_server_free (struct ss_server *s);
 extern void ss_server_set_address (struct ss_server *s, const char *addr);
 /* Close every connection of S and join its helper threads. */
 extern void ss_server_disconnect (struct ss_server *s);
+
+/* A connection attempt found that the server restarted and lost writes
+ * that are not reported yet: the request was not sent.  Not a fault of
+ * the replica; settle the lost sets (flush_settle_lost) and try again.
+ * No storage server sends it (it is no PROTO_E* status).
+ */
+#define SS_ERESTARTED ERESTART
 
 extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
 extern void ss_batch_destroy (struct ss_batch *b);
@@ -272,8 +304,13 @@ struct volume {
 
   struct rangelock rl;
   pthread_mutex_t flush_lock; /* one flush at a time */
-  atomic_uint read_rr;        /* spreads reads over replicas */
-  atomic_bool lease_lost;     /* fenced or lease expired: writes fail */
+  /* Lost segments of restarted servers (flush.c): LOST_PENDING counts
+   * those not settled yet; lost_lock serializes settling them.
+   */
+  atomic_uint lost_pending;
+  pthread_mutex_t lost_lock;
+  atomic_uint read_rr;    /* spreads reads over replicas */
+  atomic_bool lease_lost; /* fenced or lease expired: writes fail */
 
   /* Epochs (epoch.c).  EPOCH is the epoch that writes starting now
    * carry, and the lease's.  It changes only with epoch_rw held for
@@ -384,7 +421,10 @@ extern bool io_is_replica_fault (int err);
 
 /* ---- flush.c ---- */
 
-extern int flush_mark_dirty (struct ss_server *s, uint64_t index);
+extern int flush_mark_dirty (struct ss_server *s, uint64_t index,
+                             uint64_t incarnation);
+extern int flush_check_incarnation (struct ss_server *s, uint64_t incarnation);
+extern int flush_settle_lost (struct volume *v);
 extern int flush_volume (struct volume *v, bool rotate);
 struct nbdkit_extents;
 extern int io_extents (struct volume *v, uint32_t count, uint64_t offset,

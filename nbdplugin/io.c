@@ -64,6 +64,7 @@ struct piece {
   size_t req0, nreq;     /* its requests in the window's array */
   uint16_t tried;        /* reads: replicas tried, by position */
   uint16_t faulty;       /* reads: replicas that failed, by position */
+  bool restarted;        /* reads: a replica's server was found restarted */
   bool todo;             /* writes: still to send */
   unsigned remaps;       /* writes: times sent again after ESTALEMAP */
   int pos;               /* reads: replica being read, or -1: done */
@@ -163,7 +164,8 @@ scratch_reqs (struct scratch *x, size_t n)
 bool
 io_is_replica_fault (int err)
 {
-  return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG;
+  return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG &&
+         err != -SS_ERESTARTED;
 }
 
 /* Split [OFFSET, OFFSET+COUNT) into at most MAX pieces at P, whose
@@ -298,7 +300,7 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     struct ss_request *q = &reqs[k];
 
     if (q->err == 0) {
-      if (!fua && flush_mark_dirty (q->server, p->index) < 0) {
+      if (!fua && flush_mark_dirty (q->server, p->index, q->incarnation) < 0) {
         nbdkit_error ("volume %s: %s: out of memory", v->name, what);
         set_err (&err, -ENOMEM);
       }
@@ -312,21 +314,26 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   return err;
 }
 
-/* Whether any replica of piece P refused the request because the
- * replica set changed (ESTALEMAP), and none because this writer was
- * fenced.
+/* Whether piece P must be sent again, and none of its replicas refused
+ * it because this writer was fenced: a replica refused it because the
+ * replica set changed (ESTALEMAP), or it was not sent to a server found
+ * restarted (SS_ERESTARTED, then *RESTARTED is set).
  */
 static bool
-remap_needed (const struct piece *p, const struct ss_request *reqs)
+remap_needed (const struct piece *p, const struct ss_request *reqs,
+              bool *restarted)
 {
   bool remap = false;
   size_t k;
 
+  *restarted = false;
   for (k = p->req0; k < p->req0 + p->nreq; k++) {
     if (reqs[k].err == -ESTALE)
       return false;
     if (reqs[k].err == -EREMCHG)
       remap = true;
+    if (reqs[k].err == -SS_ERESTARTED)
+      remap = *restarted = true;
   }
   return remap;
 }
@@ -422,12 +429,14 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
   return 0;
 }
 
-/* Piece P was refused by a replica whose replica set changed: re-read
- * its map entry and mark it to be sent again, or fail after MAX_REMAP
- * tries.  Returns 0 or -errno (reported).
+/* Piece P was refused by a replica whose replica set changed, or not
+ * sent to a server found RESTARTED (whose lost writes must be reported
+ * first): re-read its map entry and mark it to be sent again, or fail
+ * after MAX_REMAP tries.  Returns 0 or -errno (reported).
  */
 static int
-remap_piece (struct volume *v, const char *what, struct piece *p)
+remap_piece (struct volume *v, const char *what, struct piece *p,
+             bool restarted)
 {
   uint64_t gen = p->seg->gen;
   int r;
@@ -438,6 +447,8 @@ remap_piece (struct volume *v, const char *what, struct piece *p)
                   v->name, what, p->seg->id, gen);
     return -EIO;
   }
+  if (restarted && flush_settle_lost (v) < 0)
+    return -EIO;
   r = map_reload (v, p->index, &p->seg);
   if (r < 0)
     return -EIO;
@@ -455,7 +466,7 @@ remap_piece (struct volume *v, const char *what, struct piece *p)
    * of it, so the entry is normally newer already; if not, give it a
    * moment.
    */
-  if (p->seg->gen <= gen)
+  if (p->seg->gen <= gen && !restarted)
     nbdkit_nanosleep (0, 50000000 * p->remaps);
   p->todo = true;
   return 0;
@@ -522,7 +533,7 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
   struct ss_request *reqs;
   struct ss_batch b;
   size_t i, nreq;
-  bool again;
+  bool again, restarted;
   int r, err = 0;
 
   r = prepare_window (v, opcode, p, n);
@@ -566,8 +577,8 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
       if (!p[i].todo)
         continue;
       p[i].todo = false;
-      if (remap_needed (&p[i], reqs)) {
-        r = remap_piece (v, what, &p[i]);
+      if (remap_needed (&p[i], reqs, &restarted)) {
+        r = remap_piece (v, what, &p[i], restarted);
         if (r < 0)
           set_err (&err, r);
         else
@@ -636,6 +647,9 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
     err = modify_window (v, epoch, opcode, buf, x, n, fua, &sent);
     done += consumed;
   }
+  /* A server found restarted meanwhile may have lost this write. */
+  if (err == 0)
+    err = flush_settle_lost (v);
   if (err && sent)
     atomic_store (&v->unclean, true);
   epoch_end (v, epoch);
@@ -771,7 +785,21 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
                     q->errmsg[0] ? ": " : "", q->errmsg);
       if (io_is_replica_fault (q->err))
         p[i].faulty |= 1u << failed;
+      if (q->err == -SS_ERESTARTED)
+        p[i].restarted = true;
       p[i].pos = pick_replica (&p[i], failed + 1);
+      if (p[i].pos < 0 && p[i].restarted && p[i].remaps++ < MAX_REMAP) {
+        /* Report what the restarted server lost, then try it again. */
+        const struct seg *seg;
+
+        p[i].restarted = false;
+        if (flush_settle_lost (v) == 0 &&
+            map_lookup (v, p[i].index, &seg) == 0 && seg) {
+          p[i].seg = seg;
+          p[i].faulty = p[i].tried = 0;
+          p[i].pos = pick_replica (&p[i], failed);
+        }
+      }
       if (p[i].pos < 0) {
         nbdkit_error ("volume %s: read: segment %" PRIu64
                       " failed on every replica: %s%s%s",

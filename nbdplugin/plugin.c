@@ -422,7 +422,9 @@ tessera_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 
   assert (flags == 0);
   request_start (cfg.timeout_ms);
-  r = io_pread (handle, buf, count, offset);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_pread (handle, buf, count, offset);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -436,7 +438,9 @@ tessera_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
   request_start (cfg.timeout_ms);
-  r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -462,7 +466,9 @@ tessera_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
   request_start (cfg.timeout_ms);
-  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -478,7 +484,9 @@ tessera_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   assert (!(flags &
             ~(NBDKIT_FLAG_MAY_TRIM | NBDKIT_FLAG_FUA | NBDKIT_FLAG_FAST_ZERO)));
   request_start (cfg.timeout_ms);
-  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -492,7 +500,10 @@ tessera_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
 
   assert (!(flags & ~NBDKIT_FLAG_REQ_ONE));
   request_start (cfg.timeout_ms);
-  r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE, extents);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE,
+                    extents);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }

@@ -110,8 +110,9 @@ struct ss_conn {
   pthread_cond_t idle_cond;   /* broadcast when the reader role is free */
   int fd;
   int state;
-  uint64_t gen;      /* incremented by every connect */
-  uint64_t next_tag; /* tags below it have been used */
+  uint64_t gen;         /* incremented by every connect */
+  uint64_t incarnation; /* the server process its handshake found */
+  uint64_t next_tag;    /* tags below it have been used */
   struct ss_request *inflight;
   bool reading;           /* someone holds the reader role */
   struct ss_batch *owner; /* held by this batch's waiter; NULL: helper */
@@ -180,7 +181,8 @@ step_ms (const struct ss_server *s)
  */
 int
 ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
-               unsigned nconns, int timeout_ms, struct ss_server **out)
+               unsigned nconns, int timeout_ms, atomic_uint *lost_pending,
+               struct ss_server **out)
 {
   struct ss_server *s;
   unsigned i;
@@ -203,6 +205,7 @@ ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
   atomic_init (&s->suspect_until, 0);
   s->nconns = nconns;
   s->timeout_ms = timeout_ms;
+  s->lost_pending = lost_pending;
   for (i = 0; i < nconns; i++) {
     struct ss_conn *c = &s->conns[i];
 
@@ -246,6 +249,7 @@ ss_server_free (struct ss_server *s)
   pthread_mutex_destroy (&s->lock);
   free (s->conns);
   free (s->dirty);
+  free (s->lost);
   free (s);
 }
 
@@ -635,11 +639,13 @@ helper (void *arg)
 }
 
 /* Run the handshake (HELLO and AUTH, frame.h) on the new socket FD of
- * server S and check that the peer is that storage server.  Returns 0 or
- * -errno, with a message for the user in ERRMSG.
+ * server S and check that the peer is that storage server.  Returns 0
+ * and the server's *INCARNATION, or -errno, with a message for the user
+ * in ERRMSG.
  */
 static int
-hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
+hello (struct ss_server *s, int fd, uint64_t *incarnation, char *errmsg,
+       size_t errlen)
 {
   struct proto_hello peer;
   int e;
@@ -656,6 +662,7 @@ hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
     snprintf (errmsg, errlen, "hello: server uuid does not match");
     return -ESTALE;
   }
+  *incarnation = peer.incarnation;
   return 0;
 }
 
@@ -701,6 +708,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
 {
   struct ss_server *s = c->server;
   char addr[PROTO_ADDR_MAX + 1];
+  uint64_t incarnation = 0;
   int fd, e;
 
   if (c->rbuf == NULL) {
@@ -720,7 +728,16 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   /* The handshake reads with a timeout; the data path polls. */
   e = set_timeouts (fd, step_ms (s), step_ms (s));
   if (e == 0)
-    e = hello (s, fd, errmsg, errlen);
+    e = hello (s, fd, &incarnation, errmsg, errlen);
+  if (e == 0) {
+    /* A server that restarted with writes not yet durable is used again
+     * only once they are reported (flush.c).
+     */
+    e = flush_check_incarnation (s, incarnation);
+    if (e == -SS_ERESTARTED)
+      snprintf (errmsg, errlen,
+                "restarted: its lost writes are not reported yet");
+  }
   if (e == 0)
     e = set_timeouts (fd, s->timeout_ms, 0);
   if (e < 0) {
@@ -734,6 +751,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   c->fd = fd;
   c->state = CONN_UP;
   c->gen++;
+  c->incarnation = incarnation;
   /* The handshake's answer has just arrived. */
   atomic_store (&c->last_recv_ns, monotonic_ns ());
   pthread_mutex_unlock (&c->lock);
@@ -858,6 +876,7 @@ send_lot (struct ss_conn *c, struct ss_request **queue)
     *queue = r->next;
     r->tag = c->next_tag++;
     r->gen = c->gen;
+    r->incarnation = c->incarnation;
     r->conn = c;
     r->state = REQ_INFLIGHT;
     r->next = c->inflight;
@@ -964,7 +983,9 @@ submit_server (struct ss_server *s, struct ss_request *queue)
       conn_reset (c);
       e = conn_open (c, errmsg, sizeof errmsg);
       if (e < 0) {
-        mark_suspect (s);
+        /* A restart found is not a failure of the server. */
+        if (e != -SS_ERESTARTED)
+          mark_suspect (s);
         complete_list (queue, e, errmsg);
         return;
       }

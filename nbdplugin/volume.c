@@ -325,7 +325,7 @@ servers_fetch (struct volume *v)
       continue;
     }
     r = ss_server_new (si->id, si->uuid, si->address, v->cfg->connections,
-                       v->cfg->timeout_ms, &s);
+                       v->cfg->timeout_ms, &v->lost_pending, &s);
     if (r < 0) {
       nbdkit_error ("server %" PRIu32 ": %s", si->id, strerror (-r));
       /* Servers created here and not published are freed. */
@@ -591,6 +591,8 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   map_init (v);
   pthread_mutex_init (&v->servers_lock, NULL);
   pthread_mutex_init (&v->flush_lock, NULL);
+  pthread_mutex_init (&v->lost_lock, NULL);
+  atomic_init (&v->lost_pending, 0);
   pthread_mutex_init (&v->stop_lock, NULL);
   pthread_condattr_init (&attr);
   pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
@@ -765,6 +767,7 @@ volume_free (struct volume *v)
   pthread_cond_destroy (&v->stop_cond);
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);
+  pthread_mutex_destroy (&v->lost_lock);
   pthread_mutex_destroy (&v->servers_lock);
   pthread_mutex_destroy (&v->mds_lock);
   free (v);
