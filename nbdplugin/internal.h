@@ -150,6 +150,7 @@ struct ss_request {
   void *data;                  /* in: SEG_WRITE source, SEG_READ destination */
   struct ss_server *server;    /* in */
   int err;                     /* out: 0 or -errno */
+  bool answered;               /* out: ERR is the server's answer */
   char errmsg[SS_ERRMSG_SIZE]; /* out: the server's message, or "" */
 
   /* Private to ssconn.c. */

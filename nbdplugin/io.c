@@ -13,9 +13,13 @@
  * map entry.  A fenced write (ESTALE) means another writer holds the
  * volume: the lease is lost and every later write fails.  Reads go to
  * one ok replica per piece, spread round-robin, failing over to the
- * next ok replica on error.  Holes read as zeros without network
- * traffic, and writes to holes allocate them first (MAP_ALLOC, with
- * read-ahead).
+ * next ok replica on error.  They carry the entry's generation too: a
+ * server that knows a newer one refuses (ESTALEMAP), and the entry is
+ * re-read and the piece read again.  A replica that does not hold the
+ * segment (ENOENT) is no fault: the others are tried, and if none
+ * holds it the entry is re-read once; unchanged, it reads as zeros.
+ * Holes read as zeros without network traffic, and writes to holes
+ * allocate them first (MAP_ALLOC, with read-ahead).
  *
  * Every non-FUA write or trim records its segment in the dirty set of
  * each server that acknowledged it, for the next flush (flush.c).
@@ -64,9 +68,11 @@ struct piece {
   size_t req0, nreq;     /* its requests in the window's array */
   uint16_t tried;        /* reads: replicas tried, by position */
   uint16_t faulty;       /* reads: replicas that failed, by position */
+  uint16_t enoent;       /* reads: replicas that do not hold it (ENOENT) */
   bool restarted;        /* reads: a replica's server was found restarted */
+  bool reloaded;         /* reads: entry re-read after ENOENT everywhere */
   bool todo;             /* writes: still to send */
-  unsigned remaps;       /* writes: times sent again after ESTALEMAP */
+  unsigned remaps;       /* times sent again after ESTALEMAP, a restart */
   int pos;               /* reads: replica being read, or -1: done */
 };
 
@@ -695,9 +701,119 @@ pick_replica (const struct piece *p, unsigned start)
   return -1;
 }
 
+/* Read piece P again from the start: every ok replica of its entry
+ * (now P->seg) may be tried, once more.  Fails (-EIO, reported) after
+ * MAX_REMAP such rounds.
+ */
+static int
+read_again (struct volume *v, struct piece *p, unsigned start)
+{
+  if (++p->remaps > MAX_REMAP) {
+    nbdkit_error ("volume %s: read: segment %" PRIu64
+                  ": its replica set kept changing (generation %" PRIu64 ")",
+                  v->name, p->seg->id, p->seg->gen);
+    return -EIO;
+  }
+  p->tried = p->faulty = p->enoent = 0;
+  p->restarted = false;
+  p->pos = pick_replica (p, start);
+  if (p->pos < 0) {
+    nbdkit_error ("volume %s: read: segment %" PRIu64
+                  " has no readable replica",
+                  v->name, p->seg->id);
+    return -EIO;
+  }
+  return 0;
+}
+
+/* The read of piece P from its replica at P->pos failed as Q says.
+ * Decide what comes next, in P->pos: another ok replica, a new round
+ * (the entry re-read from the MDS, or the lost writes of a restarted
+ * server reported first), or the end (-1; a segment that no replica
+ * holds reads as zeros, into BUF).  Returns 0 or -EIO (reported).
+ */
+static int
+read_failed (struct volume *v, char *buf, struct piece *p,
+             const struct ss_request *q)
+{
+  unsigned failed = p->pos;
+  const struct seg *old = p->seg;
+  int r;
+
+  nbdkit_debug ("volume %s: read: segment %" PRIu64 " on server %" PRIu32
+                ": %s%s%s",
+                v->name, p->seg->id, q->server->id, strerror (-q->err),
+                q->errmsg[0] ? ": " : "", q->errmsg);
+  if (q->err == -EREMCHG) {
+    /* The server knows a newer replica set than the cached entry: this
+     * replica may have been marked stale.  Re-read the entry.
+     */
+    if (map_reload (v, p->index, &p->seg) < 0)
+      return -EIO;
+    if (p->seg == NULL) {
+      memset (buf + p->boff, 0, p->length);
+      p->pos = -1;
+      return 0;
+    }
+    if (p->seg != old)
+      return read_again (v, p, failed);
+    /* The MDS raises a generation before any server hears of it, so
+     * this is rare: try the other replicas, then give it a moment.
+     */
+  }
+  else if (q->err == -ENOENT && q->answered)
+    p->enoent |= 1u << failed; /* not a fault: try the others */
+  else if (q->err == -SS_ERESTARTED)
+    p->restarted = true;
+  else if (io_is_replica_fault (q->err))
+    p->faulty |= 1u << failed;
+
+  p->pos = pick_replica (p, failed + 1);
+  if (p->pos >= 0)
+    return 0;
+
+  if (p->restarted) {
+    /* Report what the restarted server lost, then try it again. */
+    if (flush_settle_lost (v) < 0 || map_lookup (v, p->index, &p->seg) < 0)
+      return -EIO;
+    if (p->seg == NULL)
+      p->seg = old;
+    return read_again (v, p, failed);
+  }
+  if (q->err == -EREMCHG) {
+    nbdkit_nanosleep (0, 50000000 * (p->remaps + 1));
+    return read_again (v, p, failed);
+  }
+  if (p->enoent != 0 && p->enoent == p->tried) {
+    /* No replica holds the segment.  If the entry has not changed it
+     * was never written (or trimmed whole): zeros.
+     */
+    if (!p->reloaded) {
+      p->reloaded = true;
+      r = map_reload (v, p->index, &p->seg);
+      if (r < 0)
+        return -EIO;
+      if (p->seg != NULL && p->seg != old)
+        return read_again (v, p, failed);
+    }
+    if (tessera_debug_io)
+      nbdkit_debug ("volume %s: read: segment %" PRIu64
+                    ": no replica holds it: zeros",
+                    v->name, old->id);
+    memset (buf + p->boff, 0, p->length);
+    p->pos = -1;
+    return 0;
+  }
+  nbdkit_error ("volume %s: read: segment %" PRIu64
+                " failed on every replica: %s%s%s",
+                v->name, p->seg->id, strerror (-q->err),
+                q->errmsg[0] ? ": " : "", q->errmsg);
+  return -EIO;
+}
+
 /* Read the N pieces of X into BUF: holes as zeros, the others from one
- * ok replica each, failing over to the next ok replica on error.
- * Returns 0 or -errno (reported).
+ * ok replica each, failing over to the next ok replica on error (see
+ * read_failed).  Returns 0 or -errno (reported).
  */
 static int
 read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
@@ -750,6 +866,8 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       q->io.segment = p[i].seg->id;
       q->io.volume = v->id;
       q->io.epoch = epoch;
+      /* A server that knows a newer replica set refuses (ESTALEMAP). */
+      q->io.gen = p[i].seg->gen;
       q->io.offset = p[i].offset;
       q->io.length = p[i].length;
       q->data = buf + p[i].boff;
@@ -769,43 +887,15 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
 
     for (i = 0; i < n; i++) {
       struct ss_request *q;
-      unsigned failed;
 
       if (p[i].pos < 0)
         continue;
       q = &reqs[p[i].req0];
-      if (q->err == 0) {
+      if (q->err == 0)
         p[i].pos = -1;
-        continue;
-      }
-      failed = p[i].pos;
-      nbdkit_debug ("volume %s: read: segment %" PRIu64 " on server %" PRIu32
-                    ": %s%s%s",
-                    v->name, p[i].seg->id, q->server->id, strerror (-q->err),
-                    q->errmsg[0] ? ": " : "", q->errmsg);
-      if (io_is_replica_fault (q->err))
-        p[i].faulty |= 1u << failed;
-      if (q->err == -SS_ERESTARTED)
-        p[i].restarted = true;
-      p[i].pos = pick_replica (&p[i], failed + 1);
-      if (p[i].pos < 0 && p[i].restarted && p[i].remaps++ < MAX_REMAP) {
-        /* Report what the restarted server lost, then try it again. */
-        const struct seg *seg;
-
-        p[i].restarted = false;
-        if (flush_settle_lost (v) == 0 &&
-            map_lookup (v, p[i].index, &seg) == 0 && seg) {
-          p[i].seg = seg;
-          p[i].faulty = p[i].tried = 0;
-          p[i].pos = pick_replica (&p[i], failed);
-        }
-      }
-      if (p[i].pos < 0) {
-        nbdkit_error ("volume %s: read: segment %" PRIu64
-                      " failed on every replica: %s%s%s",
-                      v->name, p[i].seg->id, strerror (-q->err),
-                      q->errmsg[0] ? ": " : "", q->errmsg);
-        set_err (&err, -EIO);
+      else if ((r = read_failed (v, buf, &p[i], q)) < 0) {
+        p[i].pos = -1;
+        set_err (&err, r);
       }
     }
   }

@@ -532,6 +532,7 @@ dispatch (struct ss_conn *c, int fd, const struct proto_header *hdr,
       return e;
     }
     msg[hdr->length] = '\0';
+    r->answered = true;
     complete (r, -proto_status_to_errno (hdr->status), msg);
     return used;
   }
@@ -1020,6 +1021,7 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
     reqs[i].batch = b;
     reqs[i].conn = NULL;
     reqs[i].err = 0;
+    reqs[i].answered = false;
     reqs[i].errmsg[0] = '\0';
     reqs[i].state = REQ_NEW;
     reqs[i].done = false;
