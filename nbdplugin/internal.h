@@ -398,6 +398,7 @@ extern int map_lookup (struct volume *v, uint64_t index,
                        const struct seg **out);
 extern int map_reload (struct volume *v, uint64_t index,
                        const struct seg **out);
+extern int map_recheck (struct volume *v, uint64_t start, uint64_t count);
 extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
                       uint64_t want);
 extern int map_replica_failed (struct volume *v, const struct seg *seg,

@@ -219,6 +219,35 @@ lookup_pieces (struct volume *v, struct piece *p, size_t n)
   return 0;
 }
 
+/* A read-only open never trusts a cached hole: a writer may have
+ * allocated and written it since the chunk was fetched.  Ask the MDS
+ * again about the holes among the N pieces at P (one MAP_GET covering
+ * them) and look them up again.  A writer is the only allocator, so its
+ * own holes are authoritative and it never calls this.  Returns 0 or
+ * -errno (reported).
+ */
+static int
+recheck_holes (struct volume *v, struct piece *p, size_t n)
+{
+  uint64_t first = UINT64_MAX, last = 0;
+  size_t i;
+  int r;
+
+  for (i = 0; i < n; i++) {
+    if (p[i].seg == NULL) {
+      first = MIN (first, p[i].index);
+      last = MAX (last, p[i].index);
+    }
+  }
+  if (first == UINT64_MAX)
+    return 0;
+  r = map_recheck (v, first, last - first + 1);
+  for (i = 0; r == 0 && i < n; i++)
+    if (p[i].seg == NULL)
+      r = map_lookup (v, p[i].index, &p[i].seg);
+  return r;
+}
+
 /* The first error of a request, kept for its return value. */
 static void
 set_err (int *err, int e)
@@ -827,6 +856,8 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
   int r, err = 0;
 
   r = lookup_pieces (v, p, n);
+  if (r == 0 && !v->rw)
+    r = recheck_holes (v, p, n);
   if (r < 0)
     return r;
   reqs = scratch_reqs (x, n);
@@ -941,24 +972,35 @@ io_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 }
 
 /* Describe [OFFSET, OFFSET+COUNT) to nbdkit: unallocated segments as
- * holes that read as zeros, allocated ones as data.  With REQ_ONE, stop
- * after the first extent.  Returns 0 or -errno (reported).
+ * holes that read as zeros, allocated ones as data.  A read-only open
+ * asks the MDS again about cached holes first (see recheck_holes), one
+ * MAP_GET per PROTO_MAP_MAX segments.  With REQ_ONE, stop after the
+ * first extent.  Returns 0 or -errno (reported).
  */
 int
 io_extents (struct volume *v, uint32_t count, uint64_t offset, bool req_one,
             struct nbdkit_extents *extents)
 {
   uint64_t end = offset + count, o = offset, idx, segend;
+  uint64_t last = (end - 1) >> v->seg_shift, checked = 0;
   const struct seg *seg;
   uint32_t type;
   int prev = -1, r;
 
+  if (count == 0)
+    return 0;
   while (o < end) {
     idx = o >> v->seg_shift;
     segend = (idx + 1) << v->seg_shift;
     if (segend > end)
       segend = end;
     r = map_lookup (v, idx, &seg);
+    if (r == 0 && seg == NULL && !v->rw && idx >= checked) {
+      checked = MIN (last + 1, idx + PROTO_MAP_MAX);
+      r = map_recheck (v, idx, checked - idx);
+      if (r == 0)
+        r = map_lookup (v, idx, &seg);
+    }
     if (r < 0)
       return r;
     type = seg ? 0 : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
