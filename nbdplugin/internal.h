@@ -280,6 +280,10 @@ struct volume {
   uint64_t nsegments;
   uint64_t nchunks;
   uint32_t lease_ms;
+  /* A write, trim or zero must reach this many ok replicas of every
+   * segment, or it fails (1 from an MDS that does not say).
+   */
+  uint32_t min_copies;
 
   /* MDS connection, re-established after a transport error. */
   pthread_mutex_t mds_lock; /* protects mds */

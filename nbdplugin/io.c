@@ -272,13 +272,15 @@ ok_on (const struct seg *s, uint32_t server)
  * replicas that failed while another succeeded.  A replica that is full
  * (ENOSPC) is reported too, since it now differs from the others, but
  * an ok one fails the request with ENOSPC: the client must learn that
- * storage is full.  Returns 0 or -errno (reported).
+ * storage is full.  Fewer than the volume's min-copies ok replicas
+ * having taken it fails the request with EIO.  Returns 0 or -errno
+ * (reported).
  */
 static int
 finish_modify (struct volume *v, const char *what, struct piece *p,
                struct ss_request *reqs, bool fua)
 {
-  unsigned nok = 0, nnospc = 0, nstale = 0;
+  unsigned nok = 0, ncopies = 0, nnospc = 0, nstale = 0;
   const char *msg = "", *nospc_msg = "";
   uint32_t nospc_server = 0;
   int err = 0, first = 0, r;
@@ -287,8 +289,11 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   for (k = p->req0; k < p->req0 + p->nreq; k++) {
     struct ss_request *q = &reqs[k];
 
-    if (q->err == 0)
+    if (q->err == 0) {
       nok++;
+      if (ok_on (p->seg, q->server->id))
+        ncopies++;
+    }
     else {
       nbdkit_debug ("volume %s: %s: segment %" PRIu64 " on server %" PRIu32
                     ": %s%s%s",
@@ -328,6 +333,14 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     nbdkit_error (
         "volume %s: %s: segment %" PRIu64 " failed on every replica: %s%s%s",
         v->name, what, p->seg->id, strerror (-first), msg[0] ? ": " : "", msg);
+    set_err (&err, -EIO);
+  }
+  else if (ncopies < v->min_copies) {
+    nbdkit_error ("volume %s: %s: segment %" PRIu64 ": %u ok replicas took "
+                  "it, fewer than min-copies %" PRIu32 "%s%s%s%s",
+                  v->name, what, p->seg->id, ncopies, v->min_copies,
+                  first ? ": " : "", first ? strerror (-first) : "",
+                  msg[0] ? ": " : "", msg);
     set_err (&err, -EIO);
   }
 

@@ -547,6 +547,8 @@ send_open (struct volume *v)
   v->epoch = rep.volume.epoch;
   v->segment_size = rep.segment_size;
   v->lease_ms = rep.lease_ms;
+  /* An MDS older than min-copies sends 0: one copy, as it did. */
+  v->min_copies = rep.volume.min_copies ? rep.volume.min_copies : 1;
   if (rep.segment_size < 4096 || rep.segment_size > (1u << 30) ||
       (rep.segment_size & (rep.segment_size - 1)) != 0) {
     nbdkit_error ("volume %s: open: bad segment size %" PRIu32, v->name,
@@ -559,9 +561,9 @@ send_open (struct volume *v)
   v->nchunks = (v->nsegments + PROTO_MAP_MAX - 1) / PROTO_MAP_MAX;
   nbdkit_debug ("volume %s: id %" PRIu64 ", size %" PRIu64
                 ", segment size %" PRIu32 ", epoch %" PRIu64 ", lease %" PRIu32
-                " ms, %s",
+                " ms, min-copies %" PRIu32 ", %s",
                 v->name, v->id, v->size, v->segment_size, v->epoch, v->lease_ms,
-                v->rw ? "read-write" : "read-only");
+                v->min_copies, v->rw ? "read-write" : "read-only");
   return 0;
 }
 
