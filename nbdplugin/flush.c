@@ -515,6 +515,7 @@ flush_dirty (struct volume *v)
 
   for (i = 0; i < f.n; i++) {
     reqs[i].opcode = PROTO_OP_SEG_FLUSH;
+    reqs[i].hurry = true;
     reqs[i].server = f.items[i].server;
   }
   if (!request_can_start (v->cfg->timeout_ms)) {

@@ -144,11 +144,15 @@ struct ss_batch {
  * "in", the completion fills "out".
  */
 struct ss_request {
-  uint8_t opcode;              /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
-  uint16_t flags;              /* in: PROTO_FLAG_FUA */
-  struct proto_seg_io io;      /* in: unused for SEG_FLUSH */
-  void *data;                  /* in: SEG_WRITE source, SEG_READ destination */
-  struct ss_server *server;    /* in */
+  uint8_t opcode;           /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
+  uint16_t flags;           /* in: PROTO_FLAG_FUA */
+  struct proto_seg_io io;   /* in: unused for SEG_FLUSH */
+  void *data;               /* in: SEG_WRITE source, SEG_READ destination */
+  struct ss_server *server; /* in */
+  /* in: if SERVER is suspect (ss_server_suspect), wait for it a quarter
+   * of the timeout only, so that reporting it leaves time to spare.
+   */
+  bool hurry;
   int err;                     /* out: 0 or -errno */
   bool answered;               /* out: ERR is the server's answer */
   char errmsg[SS_ERRMSG_SIZE]; /* out: the server's message, or "" */
@@ -160,6 +164,7 @@ struct ss_request {
   uint64_t gen;            /* the connection's generation when sent */
   uint64_t incarnation;    /* out: of the server process that took it */
   int state;               /* REQ_* in ssconn.c, under conn->lock */
+  bool hurried;            /* waited for a quarter of the timeout */
   bool done;               /* completed, under batch->lock */
   struct ss_request *next; /* in conn->inflight, or a send list */
 };
@@ -202,7 +207,9 @@ struct ss_server {
   atomic_uint *lost_pending;
 
   atomic_uint rr; /* round-robin over conns */
-  /* CLOCK_MONOTONIC ns until which requests fail at once (ssconn.c). */
+  /* CLOCK_MONOTONIC ns until which the server is suspect: readers try
+   * it last (ssconn.c).
+   */
   _Atomic uint64_t suspect_until;
   unsigned nconns;
   struct ss_conn *conns;
@@ -214,6 +221,7 @@ extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
                           atomic_uint *lost_pending, struct ss_server **out);
 extern void ss_server_free (struct ss_server *s);
 extern void ss_server_set_address (struct ss_server *s, const char *addr);
+extern bool ss_server_suspect (struct ss_server *s);
 /* Close every connection of S and join its helper threads. */
 extern void ss_server_disconnect (struct ss_server *s);
 
@@ -380,6 +388,7 @@ extern void volume_lease_lost (struct volume *v, const char *why);
 
 extern int volume_server (struct volume *v, uint32_t id,
                           struct ss_server **out);
+extern struct ss_server *volume_server_cached (struct volume *v, uint32_t id);
 extern void volume_for_each_server (struct volume *v,
                                     void (*f) (struct ss_server *, void *),
                                     void *opaque);

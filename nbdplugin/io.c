@@ -462,6 +462,7 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
       if (r < 0)
         return -EIO;
       q->opcode = opcode;
+      q->hurry = true;
       q->flags = fua ? PROTO_FLAG_FUA : 0;
       q->io.segment = s->id;
       q->io.volume = v->id;
@@ -727,20 +728,30 @@ io_trim (struct volume *v, uint32_t count, uint64_t offset, bool fua)
 }
 
 /* Choose the next ok replica of piece P to read from, starting at
- * position START and skipping those tried.  Returns its position, or -1.
+ * position START and skipping those tried: the first whose server is
+ * not suspect (failed recently, see ss_server_suspect), else the first
+ * suspect one, so that suspicion only orders replicas and the last ok
+ * replica is always tried.  Returns its position, or -1.
  */
 static int
-pick_replica (const struct piece *p, unsigned start)
+pick_replica (struct volume *v, const struct piece *p, unsigned start)
 {
   const struct seg *s = p->seg;
+  struct ss_server *srv;
   unsigned j, pos;
+  int suspect = -1;
 
   for (j = 0; j < s->nreplicas; j++) {
     pos = (start + j) % s->nreplicas;
-    if (s->replicas[pos].state == PROTO_REPLICA_OK && !(p->tried & (1u << pos)))
+    if (s->replicas[pos].state != PROTO_REPLICA_OK || (p->tried & (1u << pos)))
+      continue;
+    srv = volume_server_cached (v, s->replicas[pos].server);
+    if (srv == NULL || !ss_server_suspect (srv))
       return pos;
+    if (suspect < 0)
+      suspect = pos;
   }
-  return -1;
+  return suspect;
 }
 
 /* Read piece P again from the start: every ok replica of its entry
@@ -758,7 +769,7 @@ read_again (struct volume *v, struct piece *p, unsigned start)
   }
   p->tried = p->faulty = p->enoent = 0;
   p->restarted = false;
-  p->pos = pick_replica (p, start);
+  p->pos = pick_replica (v, p, start);
   if (p->pos < 0) {
     nbdkit_error ("volume %s: read: segment %" PRIu64
                   " has no readable replica",
@@ -810,7 +821,7 @@ read_failed (struct volume *v, char *buf, struct piece *p,
   else if (io_is_replica_fault (q->err))
     p->faulty |= 1u << failed;
 
-  p->pos = pick_replica (p, failed + 1);
+  p->pos = pick_replica (v, p, failed + 1);
   if (p->pos >= 0)
     return 0;
 
@@ -882,7 +893,7 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       p[i].pos = -1;
     }
     else {
-      p[i].pos = pick_replica (&p[i], rr + i);
+      p[i].pos = pick_replica (v, &p[i], rr + i);
       if (p[i].pos < 0) {
         nbdkit_error ("volume %s: read: segment %" PRIu64
                       " has no readable replica",

@@ -378,6 +378,15 @@ volume_server (struct volume *v, uint32_t id, struct ss_server **out)
   return -ENOENT;
 }
 
+/* Find storage server ID among those known, without asking the MDS.
+ * Returns it (valid until volume_free), or NULL.
+ */
+struct ss_server *
+volume_server_cached (struct volume *v, uint32_t id)
+{
+  return table_find (atomic_load (&v->servers), id);
+}
+
 /* Call F (SERVER, OPAQUE) for every storage server known. */
 void
 volume_for_each_server (struct volume *v,
