@@ -428,6 +428,8 @@ extern int io_pwrite (struct volume *v, const void *buf, uint32_t count,
                       uint64_t offset, bool fua);
 extern int io_trim (struct volume *v, uint32_t count, uint64_t offset,
                     bool fua);
+extern int io_write_zeroes (struct volume *v, uint32_t count, uint64_t offset,
+                            bool fua);
 
 /* Whether an error from a storage server means that replica is bad
  * (report it to the MDS) rather than a condition of the request.

@@ -727,6 +727,35 @@ io_trim (struct volume *v, uint32_t count, uint64_t offset, bool fua)
   return modify (v, PROTO_OP_SEG_TRIM, NULL, count, offset, fua);
 }
 
+/* Zeros written by io_write_zeroes, a chunk at a time.  Never written
+ * to; in .bss, so it costs no file space.
+ */
+#define ZERO_CHUNK (1024 * 1024)
+static char zero_chunk[ZERO_CHUNK];
+
+/* Write zeros over COUNT bytes at OFFSET, allocating holes, in chunks
+ * of at most ZERO_CHUNK (each under the range lock as a write), all
+ * within the running request's deadline.  For zeroing that must not
+ * leave holes or punched ranges behind.  Returns 0 or -errno
+ * (reported).
+ */
+int
+io_write_zeroes (struct volume *v, uint32_t count, uint64_t offset, bool fua)
+{
+  uint32_t n;
+  int r;
+
+  while (count > 0) {
+    n = MIN (count, (uint32_t)ZERO_CHUNK);
+    r = modify (v, PROTO_OP_SEG_WRITE, zero_chunk, n, offset, fua);
+    if (r < 0)
+      return r;
+    count -= n;
+    offset += n;
+  }
+  return 0;
+}
+
 /* Choose the next ok replica of piece P to read from, starting at
  * position START and skipping those tried: the first whose server is
  * not suspect (failed recently, see ss_server_suspect), else the first
