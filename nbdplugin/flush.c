@@ -8,6 +8,21 @@
  * replica was flushed, else the flush fails and the segments stay dirty.
  * At most every epoch-interval seconds a flush also rotates the
  * writer's epoch (see epoch.c).
+ *
+ * Storage servers send a random incarnation, new at every start, in
+ * their HELLO.  A server that restarted may have died with writes it
+ * had acknowledged but not made durable, and its new process has
+ * nothing to flush.  So each dirty set belongs to the incarnation that
+ * took its writes: a handshake that finds another one moves the whole
+ * set to the server's lost set, and so does a write acknowledged by an
+ * older incarnation, or a SEG_FLUSH answered by a newer one.  Lost
+ * segments are settled (flush_settle_lost) before any request proceeds
+ * and before a write or flush is acknowledged: each replica there is
+ * reported failed (REPLICA_FAILED, stale at the MDS) unless it is
+ * already stale.  Until then no connection to that server is used, so
+ * that it serves no read that may miss those writes.  If the MDS
+ * refuses (the last ok replica, min-copies) or cannot be reached,
+ * requests fail with EIO and the segments stay pending.
  */
 
 #include <config.h>
@@ -30,6 +45,9 @@
 /* Dirty sets are compacted (sorted, duplicates dropped) past this. */
 #define DIRTY_COMPACT 1024
 
+/* Times a flush is sent again after finding a server restarted. */
+#define MAX_RESTARTS 3
+
 /* qsort comparison of two uint64_t. */
 static int
 compare_u64 (const void *a, const void *b)
@@ -39,45 +57,297 @@ compare_u64 (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-/* Record that segment INDEX on server S has data that may not be
- * durable yet: the next flush sends SEG_FLUSH to S.  Returns 0 or
- * -ENOMEM.
+/* Add INDEX to the segment set *SET (*N entries, room for *CAP),
+ * dropping duplicates when it is full.  Caller holds the set's server's
+ * lock.  Returns 0 or -ENOMEM.
  */
-int
-flush_mark_dirty (struct ss_server *s, uint64_t index)
+static int
+set_add (uint64_t **set, size_t *n, size_t *cap, uint64_t index)
 {
   size_t i, j;
   uint64_t *p;
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (s->ndirty > 0 && s->dirty[s->ndirty - 1] == index)
+  if (*n > 0 && (*set)[*n - 1] == index)
     return 0;
-  if (s->ndirty == s->dirty_cap) {
+  if (*n == *cap) {
     /* Full: drop duplicates first, grow only if that frees too little. */
-    if (s->ndirty >= DIRTY_COMPACT) {
-      qsort (s->dirty, s->ndirty, sizeof s->dirty[0], compare_u64);
-      for (i = 1, j = 1; i < s->ndirty; i++)
-        if (s->dirty[i] != s->dirty[j - 1])
-          s->dirty[j++] = s->dirty[i];
-      s->ndirty = j;
+    if (*n >= DIRTY_COMPACT) {
+      qsort (*set, *n, sizeof (*set)[0], compare_u64);
+      for (i = 1, j = 1; i < *n; i++)
+        if ((*set)[i] != (*set)[j - 1])
+          (*set)[j++] = (*set)[i];
+      *n = j;
     }
-    if (s->dirty_cap == 0 || s->ndirty * 2 > s->dirty_cap) {
-      size_t cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
+    if (*cap == 0 || *n * 2 > *cap) {
+      size_t c = *cap ? *cap * 2 : 64;
 
-      p = realloc (s->dirty, cap * sizeof *p);
+      p = realloc (*set, c * sizeof *p);
       if (p == NULL)
         return -ENOMEM;
-      s->dirty = p;
-      s->dirty_cap = cap;
+      *set = p;
+      *cap = c;
     }
   }
-  s->dirty[s->ndirty++] = index;
+  (*set)[(*n)++] = index;
   return 0;
+}
+
+/* Whether S has lost segments not yet settled (or a flush in progress
+ * holds segments that a restart lost).  Caller holds S->lock.
+ */
+static bool
+lost_pending_locked (const struct ss_server *s)
+{
+  return s->nlost > 0 || s->npending > 0 || s->taken_lost;
+}
+
+/* S's lost segments were pending (WAS) before a change of its lost set:
+ * keep the volume's count of servers with pending lost segments right.
+ * Caller holds S->lock.
+ */
+static void
+lost_account_locked (struct ss_server *s, bool was)
+{
+  bool now = lost_pending_locked (s);
+
+  if (now && !was)
+    atomic_fetch_add (s->lost_pending, 1);
+  else if (!now && was)
+    atomic_fetch_sub (s->lost_pending, 1);
+}
+
+/* Record that segment INDEX on server S has data that may not be
+ * durable yet, written by the server process INCARNATION (the one whose
+ * handshake the connection carrying the write saw): the next flush
+ * sends SEG_FLUSH to S.  If S has restarted since, the write may be
+ * lost already: the segment goes to S's lost set instead, to be
+ * reported failed (flush_settle_lost).  Returns 0 or -ENOMEM.
+ */
+int
+flush_mark_dirty (struct ss_server *s, uint64_t index, uint64_t incarnation)
+{
+  bool was;
+  int r;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
+  if (incarnation == s->incarnation)
+    return set_add (&s->dirty, &s->ndirty, &s->dirty_cap, index);
+  was = lost_pending_locked (s);
+  r = set_add (&s->lost, &s->nlost, &s->lost_cap, index);
+  lost_account_locked (s, was);
+  if (tessera_debug_io)
+    nbdkit_debug ("server %" PRIu32 ": segment index %" PRIu64
+                  " written by incarnation %#" PRIx64 ", now %#" PRIx64
+                  ": lost",
+                  s->id, index, incarnation, s->incarnation);
+  return r;
+}
+
+/* Sort and deduplicate the N entries of SET.  Returns the new count. */
+static size_t
+set_unique (uint64_t *set, size_t n)
+{
+  size_t i, j;
+
+  if (n == 0)
+    return 0;
+  qsort (set, n, sizeof set[0], compare_u64);
+  for (i = 1, j = 1; i < n; i++)
+    if (set[i] != set[j - 1])
+      set[j++] = set[i];
+  return j;
+}
+
+/* A handshake with server S (ssconn.c) found the server process
+ * INCARNATION.  If S had another one before, that process may have
+ * died with the writes of the dirty set not durable: the whole set
+ * becomes lost.  Returns 0 if the connection may be used, -SS_ERESTARTED
+ * if lost segments of S are not settled yet (a read from S could miss
+ * those writes; the caller fails this attempt, not counting it against
+ * the server), or -ENOMEM (nothing changed).
+ */
+int
+flush_check_incarnation (struct ss_server *s, uint64_t incarnation)
+{
+  uint64_t *p;
+  size_t k;
+  bool was;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
+  if (incarnation != s->incarnation && s->incarnation != 0) {
+    was = lost_pending_locked (s);
+    k = s->ndirty = set_unique (s->dirty, s->ndirty);
+    if (s->nlost > 0 && k > 0 && s->nlost + k > s->lost_cap) {
+      p = realloc (s->lost, (s->nlost + k) * sizeof *p);
+      if (p == NULL)
+        return -ENOMEM;
+      s->lost = p;
+      s->lost_cap = s->nlost + k;
+    }
+    /* A flush in progress took segments of the old incarnation: they
+     * are lost too, and it puts them in the lost set when its SEG_FLUSH
+     * fails here; until then this server serves nothing.
+     */
+    if (s->ntaken > 0)
+      s->taken_lost = true;
+    if (s->nlost == 0) {
+      free (s->lost);
+      s->lost = s->dirty;
+      s->nlost = k;
+      s->lost_cap = s->dirty_cap;
+      s->dirty = NULL;
+      s->dirty_cap = 0;
+    }
+    else if (k > 0) {
+      memcpy (s->lost + s->nlost, s->dirty, k * sizeof *p);
+      s->nlost += k;
+      free (s->dirty);
+      s->dirty = NULL;
+      s->dirty_cap = 0;
+    }
+    s->ndirty = 0;
+    lost_account_locked (s, was);
+    k += s->ntaken;
+    if (k > 0)
+      nbdkit_error ("storage server %" PRIu32
+                    " restarted (incarnation %#" PRIx64 " -> %#" PRIx64
+                    "): %zu segments written since the last "
+                    "flush are reported failed",
+                    s->id, s->incarnation, incarnation, k);
+    else
+      nbdkit_debug ("storage server %" PRIu32
+                    " restarted (incarnation %#" PRIx64 " -> %#" PRIx64
+                    "): nothing to flush was lost",
+                    s->id, s->incarnation, incarnation);
+  }
+  s->incarnation = incarnation;
+  return lost_pending_locked (s) ? -SS_ERESTARTED : 0;
+}
+
+/* Report the lost segments of server S as failed, holding v->lost_lock.
+ * Returns 0, or -EIO (reported) with the segments not settled put back.
+ */
+static int
+settle_server (struct volume *v, struct ss_server *s)
+{
+  const struct seg *seg;
+  uint64_t *set;
+  size_t n, i, k;
+  bool was;
+  int r = 0;
+  unsigned j;
+
+  pthread_mutex_lock (&s->lock);
+  set = s->lost;
+  n = s->nlost;
+  s->lost = NULL;
+  s->nlost = s->lost_cap = 0;
+  s->npending = n;
+  pthread_mutex_unlock (&s->lock);
+  if (n == 0) {
+    free (set);
+    return 0;
+  }
+
+  n = set_unique (set, n);
+  for (i = 0; i < n; i++) {
+    r = map_lookup (v, set[i], &seg);
+    if (r < 0)
+      break;
+    if (seg == NULL)
+      continue;
+    for (j = 0; j < seg->nreplicas; j++)
+      if (seg->replicas[j].server == s->id)
+        break;
+    if (j == seg->nreplicas || seg->replicas[j].state == PROTO_REPLICA_STALE)
+      continue; /* reported already, or replaced */
+    r = map_replica_failed (v, seg, s->id);
+    if (r < 0)
+      break;
+  }
+
+  /* Put back what is not settled: the set itself, if S has no new lost
+   * segments (so that this cannot fail), else one by one.
+   */
+  pthread_mutex_lock (&s->lock);
+  was = true;
+  s->npending = 0;
+  if (r < 0 && s->nlost == 0) {
+    memmove (set, set + i, (n - i) * sizeof set[0]);
+    free (s->lost);
+    s->lost = set;
+    s->nlost = n - i;
+    s->lost_cap = n;
+    set = NULL;
+  }
+  for (k = i; r < 0 && set && k < n; k++)
+    if (set_add (&s->lost, &s->nlost, &s->lost_cap, set[k]) < 0)
+      break; /* out of memory: nothing to do but forget it */
+  lost_account_locked (s, was);
+  pthread_mutex_unlock (&s->lock);
+  free (set);
+  if (r < 0) {
+    nbdkit_error ("volume %s: storage server %" PRIu32 " restarted and lost "
+                  "writes, which could not be reported: failing the request",
+                  v->name, s->id);
+    return -EIO;
+  }
+  return 0;
+}
+
+struct settle_ctx {
+  struct volume *v;
+  int err;
+};
+
+/* Settle server S's lost segments (volume_for_each_server callback). */
+static void
+settle_one (struct ss_server *s, void *opaque)
+{
+  struct settle_ctx *c = opaque;
+  bool pending;
+
+  if (c->err)
+    return;
+  pthread_mutex_lock (&s->lock);
+  pending = s->nlost > 0;
+  pthread_mutex_unlock (&s->lock);
+  if (pending)
+    c->err = settle_server (c->v, s);
+}
+
+/* Settle the lost segments of every restarted server: report each
+ * replica that may have lost acknowledged writes as failed, durably at
+ * the MDS (REPLICA_FAILED: stale), unless it is stale already.  Called
+ * before every request proceeds and before a write or flush is
+ * acknowledged; costs one atomic load when nothing is pending.  Returns
+ * 0, or -EIO (reported) if the MDS could not record one (the last ok
+ * replica, min-copies, the MDS down): the request must fail, and the
+ * segments stay pending.  Caller holds no lock but perhaps
+ * v->flush_lock and a range of the range lock.
+ */
+int
+flush_settle_lost (struct volume *v)
+{
+  struct settle_ctx c = { .v = v };
+
+  if (atomic_load (&v->lost_pending) == 0)
+    return 0;
+  if (request_lock (&v->lost_lock) < 0) {
+    nbdkit_error ("volume %s: out of time waiting to report the lost writes "
+                  "of a restarted storage server (timeout=%d s)",
+                  v->name, v->cfg->timeout_ms / 1000);
+    return -ETIMEDOUT;
+  }
+  volume_for_each_server (v, settle_one, &c);
+  pthread_mutex_unlock (&v->lost_lock);
+  return c.err;
 }
 
 /* One server's dirty set, taken by a flush. */
 struct flush_item {
   struct ss_server *server;
+  uint64_t incarnation; /* the server's when the set was taken */
   uint64_t *dirty;
   size_t n;
 };
@@ -110,10 +380,13 @@ take_dirty (struct ss_server *s, void *opaque)
     f->items = p;
     f->cap = cap;
   }
+  s->ndirty = set_unique (s->dirty, s->ndirty);
   f->items[f->n].server = s;
+  f->items[f->n].incarnation = s->incarnation;
   f->items[f->n].dirty = s->dirty;
   f->items[f->n].n = s->ndirty;
   f->n++;
+  s->ntaken = s->ndirty;
   s->dirty = NULL;
   s->ndirty = s->dirty_cap = 0;
 }
@@ -181,9 +454,38 @@ flush_failed (struct volume *v, const struct flush_item *it,
   return 0;
 }
 
+/* The flush is done with the set it took from server S: whatever of it
+ * is not durable is back in S's sets.
+ */
+static void
+untake (struct ss_server *s)
+{
+  bool was;
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
+  was = lost_pending_locked (s);
+  s->ntaken = 0;
+  s->taken_lost = false;
+  lost_account_locked (s, was);
+}
+
+/* Put the set IT took back into its server's sets, as written by the
+ * incarnation it was taken from (flush_mark_dirty).
+ */
+static void
+put_back (const struct flush_item *it)
+{
+  size_t k;
+
+  for (k = 0; k < it->n; k++)
+    flush_mark_dirty (it->server, it->dirty[k], it->incarnation);
+}
+
 /* Make every write and trim acknowledged so far durable: SEG_FLUSH to
  * every server written since the last flush, in parallel.  Caller holds
- * v->flush_lock.  Returns 0 or -errno (reported).
+ * v->flush_lock.  Returns 0, -SS_ERESTARTED if a server turned out to
+ * have restarted (settle the lost sets and call again), or -errno
+ * (reported).
  */
 static int
 flush_dirty (struct volume *v)
@@ -191,7 +493,8 @@ flush_dirty (struct volume *v)
   struct flush_set f = { 0 };
   CLEANUP_FREE struct ss_request *reqs = NULL;
   struct ss_batch b;
-  size_t i, k;
+  bool restarted = false;
+  size_t i;
   int err = 0;
 
   volume_for_each_server (v, take_dirty, &f);
@@ -212,6 +515,7 @@ flush_dirty (struct volume *v)
 
   for (i = 0; i < f.n; i++) {
     reqs[i].opcode = PROTO_OP_SEG_FLUSH;
+    reqs[i].hurry = true;
     reqs[i].server = f.items[i].server;
   }
   if (!request_can_start (v->cfg->timeout_ms)) {
@@ -229,8 +533,25 @@ flush_dirty (struct volume *v)
   ss_batch_destroy (&b);
 
   for (i = 0; i < f.n; i++) {
-    if (reqs[i].err == 0)
+    if (reqs[i].err == 0 && reqs[i].incarnation == f.items[i].incarnation)
       continue;
+    if (reqs[i].err == 0 || reqs[i].err == -SS_ERESTARTED) {
+      /* The server restarted after taking these writes: the new process
+       * has nothing of them to flush.  Back in the sets they become
+       * lost, to be reported (or, if the flush was never sent for lost
+       * segments of an earlier restart, dirty, to be flushed again).
+       */
+      f.items[i].n = set_unique (f.items[i].dirty, f.items[i].n);
+      if (reqs[i].err == 0)
+        nbdkit_error ("storage server %" PRIu32 " restarted (incarnation "
+                      "%#" PRIx64 " -> %#" PRIx64 "): %zu segments written "
+                      "since the last flush are reported failed",
+                      f.items[i].server->id, f.items[i].incarnation,
+                      reqs[i].incarnation, f.items[i].n);
+      put_back (&f.items[i]);
+      restarted = true;
+      continue;
+    }
     nbdkit_debug ("volume %s: flush: server %" PRIu32 ": %s%s%s", v->name,
                   f.items[i].server->id, strerror (-reqs[i].err),
                   reqs[i].errmsg[0] ? ": " : "", reqs[i].errmsg);
@@ -242,17 +563,18 @@ flush_dirty (struct volume *v)
         err = -EIO;
       }
       /* Keep the segments dirty so that the next flush retries. */
-      for (k = 0; k < f.items[i].n; k++)
-        flush_mark_dirty (f.items[i].server, f.items[i].dirty[k]);
+      put_back (&f.items[i]);
     }
   }
+  if (err == 0 && restarted)
+    err = -SS_ERESTARTED;
 
 out:
   /* A set taken but not flushed goes back. */
   for (i = 0; i < f.n; i++) {
     if (reqs == NULL)
-      for (k = 0; k < f.items[i].n; k++)
-        flush_mark_dirty (f.items[i].server, f.items[i].dirty[k]);
+      put_back (&f.items[i]);
+    untake (f.items[i].server);
     free (f.items[i].dirty);
   }
   free (f.items);
@@ -275,6 +597,7 @@ int
 flush_volume (struct volume *v, bool rotate)
 {
   uint64_t old = 0, interval;
+  unsigned tries;
   int r, err;
 
   if (request_lock (&v->flush_lock) < 0) {
@@ -309,7 +632,24 @@ flush_volume (struct volume *v, bool rotate)
       epoch_drain (v, old);
   }
 
-  err = flush_dirty (v);
+  /* A restarted server's writes must be reported failed before a
+   * flush succeeds (and a flush may find out about a restart).
+   */
+  for (tries = 0;; tries++) {
+    err = flush_settle_lost (v);
+    if (err == 0)
+      err = flush_dirty (v);
+    if (err != -SS_ERESTARTED)
+      break;
+    if (tries == MAX_RESTARTS) {
+      nbdkit_error ("volume %s: flush: storage servers keep restarting",
+                    v->name);
+      err = -EIO;
+      break;
+    }
+  }
+  if (err == 0)
+    err = flush_settle_lost (v);
 
   if (old) {
     if (err == 0 && !atomic_load (&v->unclean) &&

@@ -9,13 +9,14 @@
  * Lock order (outer first):
  *   volume.flush_lock
  *   rangelock.lock (never held across other calls)
+ *   volume.lost_lock (held across MDS requests, flush.c)
  *   volume.map_lock (never held across an MDS request)
  *   volume.epoch_rw
  *   volume.servers_lock
  *   volume.mds_lock
  *   volume.epoch_lock (never held across other calls)
- *   ss_server.lock
- *   ss_conn.send_lock, then ss_conn.lock, then ss_batch.lock
+ *   ss_conn.send_lock, then ss_server.lock (never held across other
+ *   calls), ss_conn.lock, then ss_batch.lock
  * Readers of the map cache and of the server table take no lock: both
  * publish immutable objects through atomic pointers, and replaced
  * objects are kept on a retired list until the volume is freed.
@@ -24,6 +25,7 @@
 #ifndef TESSERA_NBDPLUGIN_INTERNAL_H
 #define TESSERA_NBDPLUGIN_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -142,12 +144,17 @@ struct ss_batch {
  * "in", the completion fills "out".
  */
 struct ss_request {
-  uint8_t opcode;              /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
-  uint16_t flags;              /* in: PROTO_FLAG_FUA */
-  struct proto_seg_io io;      /* in: unused for SEG_FLUSH */
-  void *data;                  /* in: SEG_WRITE source, SEG_READ destination */
-  struct ss_server *server;    /* in */
+  uint8_t opcode;           /* in: PROTO_OP_SEG_{READ,WRITE,TRIM,FLUSH} */
+  uint16_t flags;           /* in: PROTO_FLAG_FUA */
+  struct proto_seg_io io;   /* in: unused for SEG_FLUSH */
+  void *data;               /* in: SEG_WRITE source, SEG_READ destination */
+  struct ss_server *server; /* in */
+  /* in: if SERVER is suspect (ss_server_suspect), wait for it a quarter
+   * of the timeout only, so that reporting it leaves time to spare.
+   */
+  bool hurry;
   int err;                     /* out: 0 or -errno */
+  bool answered;               /* out: ERR is the server's answer */
   char errmsg[SS_ERRMSG_SIZE]; /* out: the server's message, or "" */
 
   /* Private to ssconn.c. */
@@ -155,7 +162,9 @@ struct ss_request {
   struct ss_conn *conn;
   uint64_t tag;
   uint64_t gen;            /* the connection's generation when sent */
+  uint64_t incarnation;    /* out: of the server process that took it */
   int state;               /* REQ_* in ssconn.c, under conn->lock */
+  bool hurried;            /* waited for a quarter of the timeout */
   bool done;               /* completed, under batch->lock */
   struct ss_request *next; /* in conn->inflight, or a send list */
 };
@@ -167,16 +176,40 @@ struct ss_server {
   uint32_t id;
   uint8_t uuid[16]; /* from SERVER_LIST; checked against its HELLO */
 
-  pthread_mutex_t lock; /* protects addr and the dirty set */
+  pthread_mutex_t lock; /* protects addr, incarnation and the sets */
   char addr[PROTO_ADDR_MAX + 1];
+  /* The incarnation (HELLO) of the server process that took the writes
+   * of the dirty set; 0 until the first handshake, and always 0 with
+   * servers that send none.
+   */
+  uint64_t incarnation;
   /* Segment indexes written or trimmed on this server since the last
    * flush took them (see flush.c).
    */
   uint64_t *dirty;
   size_t ndirty, dirty_cap;
+  /* Segment indexes whose writes an earlier incarnation took and never
+   * made durable: their replicas here must be reported failed before
+   * anything else is read from or acknowledged for this server
+   * (flush_settle_lost).  NPENDING counts them until they are settled,
+   * including those a settler has taken out of LOST.
+   */
+  uint64_t *lost;
+  size_t nlost, lost_cap, npending;
+  /* Segments a flush in progress took from the dirty set (flush.c),
+   * and whether a restart since has lost them.
+   */
+  size_t ntaken;
+  bool taken_lost;
+  /* The volume's count of lost segments not yet settled, over every
+   * server (its cheap check).
+   */
+  atomic_uint *lost_pending;
 
   atomic_uint rr; /* round-robin over conns */
-  /* CLOCK_MONOTONIC ns until which requests fail at once (ssconn.c). */
+  /* CLOCK_MONOTONIC ns until which the server is suspect: readers try
+   * it last (ssconn.c).
+   */
   _Atomic uint64_t suspect_until;
   unsigned nconns;
   struct ss_conn *conns;
@@ -185,11 +218,19 @@ struct ss_server {
 
 extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
                           unsigned nconns, int timeout_ms,
-                          struct ss_server **out);
+                          atomic_uint *lost_pending, struct ss_server **out);
 extern void ss_server_free (struct ss_server *s);
 extern void ss_server_set_address (struct ss_server *s, const char *addr);
+extern bool ss_server_suspect (struct ss_server *s);
 /* Close every connection of S and join its helper threads. */
 extern void ss_server_disconnect (struct ss_server *s);
+
+/* A connection attempt found that the server restarted and lost writes
+ * that are not reported yet: the request was not sent.  Not a fault of
+ * the replica; settle the lost sets (flush_settle_lost) and try again.
+ * No storage server sends it (it is no PROTO_E* status).
+ */
+#define SS_ERESTARTED ERESTART
 
 extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
 extern void ss_batch_destroy (struct ss_batch *b);
@@ -247,6 +288,10 @@ struct volume {
   uint64_t nsegments;
   uint64_t nchunks;
   uint32_t lease_ms;
+  /* A write, trim or zero must reach this many ok replicas of every
+   * segment, or it fails (1 from an MDS that does not say).
+   */
+  uint32_t min_copies;
 
   /* MDS connection, re-established after a transport error. */
   pthread_mutex_t mds_lock; /* protects mds */
@@ -272,8 +317,13 @@ struct volume {
 
   struct rangelock rl;
   pthread_mutex_t flush_lock; /* one flush at a time */
-  atomic_uint read_rr;        /* spreads reads over replicas */
-  atomic_bool lease_lost;     /* fenced or lease expired: writes fail */
+  /* Lost segments of restarted servers (flush.c): LOST_PENDING counts
+   * those not settled yet; lost_lock serializes settling them.
+   */
+  atomic_uint lost_pending;
+  pthread_mutex_t lost_lock;
+  atomic_uint read_rr;    /* spreads reads over replicas */
+  atomic_bool lease_lost; /* fenced or lease expired: writes fail */
 
   /* Epochs (epoch.c).  EPOCH is the epoch that writes starting now
    * carry, and the lease's.  It changes only with epoch_rw held for
@@ -338,6 +388,7 @@ extern void volume_lease_lost (struct volume *v, const char *why);
 
 extern int volume_server (struct volume *v, uint32_t id,
                           struct ss_server **out);
+extern struct ss_server *volume_server_cached (struct volume *v, uint32_t id);
 extern void volume_for_each_server (struct volume *v,
                                     void (*f) (struct ss_server *, void *),
                                     void *opaque);
@@ -360,6 +411,7 @@ extern int map_lookup (struct volume *v, uint64_t index,
                        const struct seg **out);
 extern int map_reload (struct volume *v, uint64_t index,
                        const struct seg **out);
+extern int map_recheck (struct volume *v, uint64_t start, uint64_t count);
 extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
                       uint64_t want);
 extern int map_replica_failed (struct volume *v, const struct seg *seg,
@@ -376,6 +428,8 @@ extern int io_pwrite (struct volume *v, const void *buf, uint32_t count,
                       uint64_t offset, bool fua);
 extern int io_trim (struct volume *v, uint32_t count, uint64_t offset,
                     bool fua);
+extern int io_write_zeroes (struct volume *v, uint32_t count, uint64_t offset,
+                            bool fua);
 
 /* Whether an error from a storage server means that replica is bad
  * (report it to the MDS) rather than a condition of the request.
@@ -384,7 +438,10 @@ extern bool io_is_replica_fault (int err);
 
 /* ---- flush.c ---- */
 
-extern int flush_mark_dirty (struct ss_server *s, uint64_t index);
+extern int flush_mark_dirty (struct ss_server *s, uint64_t index,
+                             uint64_t incarnation);
+extern int flush_check_incarnation (struct ss_server *s, uint64_t incarnation);
+extern int flush_settle_lost (struct volume *v);
 extern int flush_volume (struct volume *v, bool rotate);
 struct nbdkit_extents;
 extern int io_extents (struct volume *v, uint32_t count, uint64_t offset,

@@ -13,9 +13,13 @@
  * map entry.  A fenced write (ESTALE) means another writer holds the
  * volume: the lease is lost and every later write fails.  Reads go to
  * one ok replica per piece, spread round-robin, failing over to the
- * next ok replica on error.  Holes read as zeros without network
- * traffic, and writes to holes allocate them first (MAP_ALLOC, with
- * read-ahead).
+ * next ok replica on error.  They carry the entry's generation too: a
+ * server that knows a newer one refuses (ESTALEMAP), and the entry is
+ * re-read and the piece read again.  A replica that does not hold the
+ * segment (ENOENT) is no fault: the others are tried, and if none
+ * holds it the entry is re-read once; unchanged, it reads as zeros.
+ * Holes read as zeros without network traffic, and writes to holes
+ * allocate them first (MAP_ALLOC, with read-ahead).
  *
  * Every non-FUA write or trim records its segment in the dirty set of
  * each server that acknowledged it, for the next flush (flush.c).
@@ -64,8 +68,11 @@ struct piece {
   size_t req0, nreq;     /* its requests in the window's array */
   uint16_t tried;        /* reads: replicas tried, by position */
   uint16_t faulty;       /* reads: replicas that failed, by position */
+  uint16_t enoent;       /* reads: replicas that do not hold it (ENOENT) */
+  bool restarted;        /* reads: a replica's server was found restarted */
+  bool reloaded;         /* reads: entry re-read after ENOENT everywhere */
   bool todo;             /* writes: still to send */
-  unsigned remaps;       /* writes: times sent again after ESTALEMAP */
+  unsigned remaps;       /* times sent again after ESTALEMAP, a restart */
   int pos;               /* reads: replica being read, or -1: done */
 };
 
@@ -163,7 +170,8 @@ scratch_reqs (struct scratch *x, size_t n)
 bool
 io_is_replica_fault (int err)
 {
-  return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG;
+  return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG &&
+         err != -SS_ERESTARTED;
 }
 
 /* Split [OFFSET, OFFSET+COUNT) into at most MAX pieces at P, whose
@@ -211,6 +219,35 @@ lookup_pieces (struct volume *v, struct piece *p, size_t n)
   return 0;
 }
 
+/* A read-only open never trusts a cached hole: a writer may have
+ * allocated and written it since the chunk was fetched.  Ask the MDS
+ * again about the holes among the N pieces at P (one MAP_GET covering
+ * them) and look them up again.  A writer is the only allocator, so its
+ * own holes are authoritative and it never calls this.  Returns 0 or
+ * -errno (reported).
+ */
+static int
+recheck_holes (struct volume *v, struct piece *p, size_t n)
+{
+  uint64_t first = UINT64_MAX, last = 0;
+  size_t i;
+  int r;
+
+  for (i = 0; i < n; i++) {
+    if (p[i].seg == NULL) {
+      first = MIN (first, p[i].index);
+      last = MAX (last, p[i].index);
+    }
+  }
+  if (first == UINT64_MAX)
+    return 0;
+  r = map_recheck (v, first, last - first + 1);
+  for (i = 0; r == 0 && i < n; i++)
+    if (p[i].seg == NULL)
+      r = map_lookup (v, p[i].index, &p[i].seg);
+  return r;
+}
+
 /* The first error of a request, kept for its return value. */
 static void
 set_err (int *err, int e)
@@ -235,13 +272,15 @@ ok_on (const struct seg *s, uint32_t server)
  * replicas that failed while another succeeded.  A replica that is full
  * (ENOSPC) is reported too, since it now differs from the others, but
  * an ok one fails the request with ENOSPC: the client must learn that
- * storage is full.  Returns 0 or -errno (reported).
+ * storage is full.  Fewer than the volume's min-copies ok replicas
+ * having taken it fails the request with EIO.  Returns 0 or -errno
+ * (reported).
  */
 static int
 finish_modify (struct volume *v, const char *what, struct piece *p,
                struct ss_request *reqs, bool fua)
 {
-  unsigned nok = 0, nnospc = 0, nstale = 0;
+  unsigned nok = 0, ncopies = 0, nnospc = 0, nstale = 0;
   const char *msg = "", *nospc_msg = "";
   uint32_t nospc_server = 0;
   int err = 0, first = 0, r;
@@ -250,8 +289,11 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   for (k = p->req0; k < p->req0 + p->nreq; k++) {
     struct ss_request *q = &reqs[k];
 
-    if (q->err == 0)
+    if (q->err == 0) {
       nok++;
+      if (ok_on (p->seg, q->server->id))
+        ncopies++;
+    }
     else {
       nbdkit_debug ("volume %s: %s: segment %" PRIu64 " on server %" PRIu32
                     ": %s%s%s",
@@ -293,12 +335,20 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
         v->name, what, p->seg->id, strerror (-first), msg[0] ? ": " : "", msg);
     set_err (&err, -EIO);
   }
+  else if (ncopies < v->min_copies) {
+    nbdkit_error ("volume %s: %s: segment %" PRIu64 ": %u ok replicas took "
+                  "it, fewer than min-copies %" PRIu32 "%s%s%s%s",
+                  v->name, what, p->seg->id, ncopies, v->min_copies,
+                  first ? ": " : "", first ? strerror (-first) : "",
+                  msg[0] ? ": " : "", msg);
+    set_err (&err, -EIO);
+  }
 
   for (k = p->req0; k < p->req0 + p->nreq; k++) {
     struct ss_request *q = &reqs[k];
 
     if (q->err == 0) {
-      if (!fua && flush_mark_dirty (q->server, p->index) < 0) {
+      if (!fua && flush_mark_dirty (q->server, p->index, q->incarnation) < 0) {
         nbdkit_error ("volume %s: %s: out of memory", v->name, what);
         set_err (&err, -ENOMEM);
       }
@@ -312,21 +362,26 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   return err;
 }
 
-/* Whether any replica of piece P refused the request because the
- * replica set changed (ESTALEMAP), and none because this writer was
- * fenced.
+/* Whether piece P must be sent again, and none of its replicas refused
+ * it because this writer was fenced: a replica refused it because the
+ * replica set changed (ESTALEMAP), or it was not sent to a server found
+ * restarted (SS_ERESTARTED, then *RESTARTED is set).
  */
 static bool
-remap_needed (const struct piece *p, const struct ss_request *reqs)
+remap_needed (const struct piece *p, const struct ss_request *reqs,
+              bool *restarted)
 {
   bool remap = false;
   size_t k;
 
+  *restarted = false;
   for (k = p->req0; k < p->req0 + p->nreq; k++) {
     if (reqs[k].err == -ESTALE)
       return false;
     if (reqs[k].err == -EREMCHG)
       remap = true;
+    if (reqs[k].err == -SS_ERESTARTED)
+      remap = *restarted = true;
   }
   return remap;
 }
@@ -407,6 +462,7 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
       if (r < 0)
         return -EIO;
       q->opcode = opcode;
+      q->hurry = true;
       q->flags = fua ? PROTO_FLAG_FUA : 0;
       q->io.segment = s->id;
       q->io.volume = v->id;
@@ -422,12 +478,14 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
   return 0;
 }
 
-/* Piece P was refused by a replica whose replica set changed: re-read
- * its map entry and mark it to be sent again, or fail after MAX_REMAP
- * tries.  Returns 0 or -errno (reported).
+/* Piece P was refused by a replica whose replica set changed, or not
+ * sent to a server found RESTARTED (whose lost writes must be reported
+ * first): re-read its map entry and mark it to be sent again, or fail
+ * after MAX_REMAP tries.  Returns 0 or -errno (reported).
  */
 static int
-remap_piece (struct volume *v, const char *what, struct piece *p)
+remap_piece (struct volume *v, const char *what, struct piece *p,
+             bool restarted)
 {
   uint64_t gen = p->seg->gen;
   int r;
@@ -438,6 +496,8 @@ remap_piece (struct volume *v, const char *what, struct piece *p)
                   v->name, what, p->seg->id, gen);
     return -EIO;
   }
+  if (restarted && flush_settle_lost (v) < 0)
+    return -EIO;
   r = map_reload (v, p->index, &p->seg);
   if (r < 0)
     return -EIO;
@@ -455,7 +515,7 @@ remap_piece (struct volume *v, const char *what, struct piece *p)
    * of it, so the entry is normally newer already; if not, give it a
    * moment.
    */
-  if (p->seg->gen <= gen)
+  if (p->seg->gen <= gen && !restarted)
     nbdkit_nanosleep (0, 50000000 * p->remaps);
   p->todo = true;
   return 0;
@@ -522,7 +582,7 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
   struct ss_request *reqs;
   struct ss_batch b;
   size_t i, nreq;
-  bool again;
+  bool again, restarted;
   int r, err = 0;
 
   r = prepare_window (v, opcode, p, n);
@@ -566,8 +626,8 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
       if (!p[i].todo)
         continue;
       p[i].todo = false;
-      if (remap_needed (&p[i], reqs)) {
-        r = remap_piece (v, what, &p[i]);
+      if (remap_needed (&p[i], reqs, &restarted)) {
+        r = remap_piece (v, what, &p[i], restarted);
         if (r < 0)
           set_err (&err, r);
         else
@@ -636,6 +696,9 @@ modify (struct volume *v, uint8_t opcode, const void *buf, uint32_t count,
     err = modify_window (v, epoch, opcode, buf, x, n, fua, &sent);
     done += consumed;
   }
+  /* A server found restarted meanwhile may have lost this write. */
+  if (err == 0)
+    err = flush_settle_lost (v);
   if (err && sent)
     atomic_store (&v->unclean, true);
   epoch_end (v, epoch);
@@ -664,26 +727,175 @@ io_trim (struct volume *v, uint32_t count, uint64_t offset, bool fua)
   return modify (v, PROTO_OP_SEG_TRIM, NULL, count, offset, fua);
 }
 
+/* Zeros written by io_write_zeroes, a chunk at a time.  Never written
+ * to; in .bss, so it costs no file space.
+ */
+#define ZERO_CHUNK (1024 * 1024)
+static char zero_chunk[ZERO_CHUNK];
+
+/* Write zeros over COUNT bytes at OFFSET, allocating holes, in chunks
+ * of at most ZERO_CHUNK (each under the range lock as a write), all
+ * within the running request's deadline.  For zeroing that must not
+ * leave holes or punched ranges behind.  Returns 0 or -errno
+ * (reported).
+ */
+int
+io_write_zeroes (struct volume *v, uint32_t count, uint64_t offset, bool fua)
+{
+  uint32_t n;
+  int r;
+
+  while (count > 0) {
+    n = MIN (count, (uint32_t)ZERO_CHUNK);
+    r = modify (v, PROTO_OP_SEG_WRITE, zero_chunk, n, offset, fua);
+    if (r < 0)
+      return r;
+    count -= n;
+    offset += n;
+  }
+  return 0;
+}
+
 /* Choose the next ok replica of piece P to read from, starting at
- * position START and skipping those tried.  Returns its position, or -1.
+ * position START and skipping those tried: the first whose server is
+ * not suspect (failed recently, see ss_server_suspect), else the first
+ * suspect one, so that suspicion only orders replicas and the last ok
+ * replica is always tried.  Returns its position, or -1.
  */
 static int
-pick_replica (const struct piece *p, unsigned start)
+pick_replica (struct volume *v, const struct piece *p, unsigned start)
 {
   const struct seg *s = p->seg;
+  struct ss_server *srv;
   unsigned j, pos;
+  int suspect = -1;
 
   for (j = 0; j < s->nreplicas; j++) {
     pos = (start + j) % s->nreplicas;
-    if (s->replicas[pos].state == PROTO_REPLICA_OK && !(p->tried & (1u << pos)))
+    if (s->replicas[pos].state != PROTO_REPLICA_OK || (p->tried & (1u << pos)))
+      continue;
+    srv = volume_server_cached (v, s->replicas[pos].server);
+    if (srv == NULL || !ss_server_suspect (srv))
       return pos;
+    if (suspect < 0)
+      suspect = pos;
   }
-  return -1;
+  return suspect;
+}
+
+/* Read piece P again from the start: every ok replica of its entry
+ * (now P->seg) may be tried, once more.  Fails (-EIO, reported) after
+ * MAX_REMAP such rounds.
+ */
+static int
+read_again (struct volume *v, struct piece *p, unsigned start)
+{
+  if (++p->remaps > MAX_REMAP) {
+    nbdkit_error ("volume %s: read: segment %" PRIu64
+                  ": its replica set kept changing (generation %" PRIu64 ")",
+                  v->name, p->seg->id, p->seg->gen);
+    return -EIO;
+  }
+  p->tried = p->faulty = p->enoent = 0;
+  p->restarted = false;
+  p->pos = pick_replica (v, p, start);
+  if (p->pos < 0) {
+    nbdkit_error ("volume %s: read: segment %" PRIu64
+                  " has no readable replica",
+                  v->name, p->seg->id);
+    return -EIO;
+  }
+  return 0;
+}
+
+/* The read of piece P from its replica at P->pos failed as Q says.
+ * Decide what comes next, in P->pos: another ok replica, a new round
+ * (the entry re-read from the MDS, or the lost writes of a restarted
+ * server reported first), or the end (-1; a segment that no replica
+ * holds reads as zeros, into BUF).  Returns 0 or -EIO (reported).
+ */
+static int
+read_failed (struct volume *v, char *buf, struct piece *p,
+             const struct ss_request *q)
+{
+  unsigned failed = p->pos;
+  const struct seg *old = p->seg;
+  int r;
+
+  nbdkit_debug ("volume %s: read: segment %" PRIu64 " on server %" PRIu32
+                ": %s%s%s",
+                v->name, p->seg->id, q->server->id, strerror (-q->err),
+                q->errmsg[0] ? ": " : "", q->errmsg);
+  if (q->err == -EREMCHG) {
+    /* The server knows a newer replica set than the cached entry: this
+     * replica may have been marked stale.  Re-read the entry.
+     */
+    if (map_reload (v, p->index, &p->seg) < 0)
+      return -EIO;
+    if (p->seg == NULL) {
+      memset (buf + p->boff, 0, p->length);
+      p->pos = -1;
+      return 0;
+    }
+    if (p->seg != old)
+      return read_again (v, p, failed);
+    /* The MDS raises a generation before any server hears of it, so
+     * this is rare: try the other replicas, then give it a moment.
+     */
+  }
+  else if (q->err == -ENOENT && q->answered)
+    p->enoent |= 1u << failed; /* not a fault: try the others */
+  else if (q->err == -SS_ERESTARTED)
+    p->restarted = true;
+  else if (io_is_replica_fault (q->err))
+    p->faulty |= 1u << failed;
+
+  p->pos = pick_replica (v, p, failed + 1);
+  if (p->pos >= 0)
+    return 0;
+
+  if (p->restarted) {
+    /* Report what the restarted server lost, then try it again. */
+    if (flush_settle_lost (v) < 0 || map_lookup (v, p->index, &p->seg) < 0)
+      return -EIO;
+    if (p->seg == NULL)
+      p->seg = old;
+    return read_again (v, p, failed);
+  }
+  if (q->err == -EREMCHG) {
+    nbdkit_nanosleep (0, 50000000 * (p->remaps + 1));
+    return read_again (v, p, failed);
+  }
+  if (p->enoent != 0 && p->enoent == p->tried) {
+    /* No replica holds the segment.  If the entry has not changed it
+     * was never written (or trimmed whole): zeros.
+     */
+    if (!p->reloaded) {
+      p->reloaded = true;
+      r = map_reload (v, p->index, &p->seg);
+      if (r < 0)
+        return -EIO;
+      if (p->seg != NULL && p->seg != old)
+        return read_again (v, p, failed);
+    }
+    if (tessera_debug_io)
+      nbdkit_debug ("volume %s: read: segment %" PRIu64
+                    ": no replica holds it: zeros",
+                    v->name, old->id);
+    memset (buf + p->boff, 0, p->length);
+    p->pos = -1;
+    return 0;
+  }
+  nbdkit_error ("volume %s: read: segment %" PRIu64
+                " failed on every replica: %s%s%s",
+                v->name, p->seg->id, strerror (-q->err),
+                q->errmsg[0] ? ": " : "", q->errmsg);
+  return -EIO;
 }
 
 /* Read the N pieces of X into BUF: holes as zeros, the others from one
- * ok replica each, failing over to the next ok replica on error.
- * Returns 0 or -errno (reported).
+ * ok replica each, failing over to the next ok replica on error (see
+ * read_failed).  Returns 0 or -errno (reported).
  */
 static int
 read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
@@ -697,6 +909,8 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
   int r, err = 0;
 
   r = lookup_pieces (v, p, n);
+  if (r == 0 && !v->rw)
+    r = recheck_holes (v, p, n);
   if (r < 0)
     return r;
   reqs = scratch_reqs (x, n);
@@ -708,7 +922,7 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       p[i].pos = -1;
     }
     else {
-      p[i].pos = pick_replica (&p[i], rr + i);
+      p[i].pos = pick_replica (v, &p[i], rr + i);
       if (p[i].pos < 0) {
         nbdkit_error ("volume %s: read: segment %" PRIu64
                       " has no readable replica",
@@ -736,6 +950,8 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       q->io.segment = p[i].seg->id;
       q->io.volume = v->id;
       q->io.epoch = epoch;
+      /* A server that knows a newer replica set refuses (ESTALEMAP). */
+      q->io.gen = p[i].seg->gen;
       q->io.offset = p[i].offset;
       q->io.length = p[i].length;
       q->data = buf + p[i].boff;
@@ -755,29 +971,15 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
 
     for (i = 0; i < n; i++) {
       struct ss_request *q;
-      unsigned failed;
 
       if (p[i].pos < 0)
         continue;
       q = &reqs[p[i].req0];
-      if (q->err == 0) {
+      if (q->err == 0)
         p[i].pos = -1;
-        continue;
-      }
-      failed = p[i].pos;
-      nbdkit_debug ("volume %s: read: segment %" PRIu64 " on server %" PRIu32
-                    ": %s%s%s",
-                    v->name, p[i].seg->id, q->server->id, strerror (-q->err),
-                    q->errmsg[0] ? ": " : "", q->errmsg);
-      if (io_is_replica_fault (q->err))
-        p[i].faulty |= 1u << failed;
-      p[i].pos = pick_replica (&p[i], failed + 1);
-      if (p[i].pos < 0) {
-        nbdkit_error ("volume %s: read: segment %" PRIu64
-                      " failed on every replica: %s%s%s",
-                      v->name, p[i].seg->id, strerror (-q->err),
-                      q->errmsg[0] ? ": " : "", q->errmsg);
-        set_err (&err, -EIO);
+      else if ((r = read_failed (v, buf, &p[i], q)) < 0) {
+        p[i].pos = -1;
+        set_err (&err, r);
       }
     }
   }
@@ -823,24 +1025,35 @@ io_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 }
 
 /* Describe [OFFSET, OFFSET+COUNT) to nbdkit: unallocated segments as
- * holes that read as zeros, allocated ones as data.  With REQ_ONE, stop
- * after the first extent.  Returns 0 or -errno (reported).
+ * holes that read as zeros, allocated ones as data.  A read-only open
+ * asks the MDS again about cached holes first (see recheck_holes), one
+ * MAP_GET per PROTO_MAP_MAX segments.  With REQ_ONE, stop after the
+ * first extent.  Returns 0 or -errno (reported).
  */
 int
 io_extents (struct volume *v, uint32_t count, uint64_t offset, bool req_one,
             struct nbdkit_extents *extents)
 {
   uint64_t end = offset + count, o = offset, idx, segend;
+  uint64_t last = (end - 1) >> v->seg_shift, checked = 0;
   const struct seg *seg;
   uint32_t type;
   int prev = -1, r;
 
+  if (count == 0)
+    return 0;
   while (o < end) {
     idx = o >> v->seg_shift;
     segend = (idx + 1) << v->seg_shift;
     if (segend > end)
       segend = end;
     r = map_lookup (v, idx, &seg);
+    if (r == 0 && seg == NULL && !v->rw && idx >= checked) {
+      checked = MIN (last + 1, idx + PROTO_MAP_MAX);
+      r = map_recheck (v, idx, checked - idx);
+      if (r == 0)
+        r = map_lookup (v, idx, &seg);
+    }
     if (r < 0)
       return r;
     type = seg ? 0 : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;

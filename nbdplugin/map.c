@@ -505,16 +505,17 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
   return r;
 }
 
-/* Re-read map entry INDEX from the MDS and publish it.  Caller does not
- * hold v->map_lock.  Returns 0, or -errno (reported if REPORT).
+/* Re-read map entries [START, START+COUNT) from the MDS and publish
+ * those of loaded chunks.  Caller does not hold v->map_lock.  Returns 0,
+ * or -errno (reported if REPORT).
  */
 static int
-reload (struct volume *v, uint64_t index, bool report)
+reload (struct volume *v, uint64_t start, uint32_t count, bool report)
 {
   struct proto_map map;
   int r;
 
-  r = map_fetch (v, PROTO_OP_MAP_GET, index, 1, report, &map);
+  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, report, &map);
   if (r < 0)
     return r;
   pthread_mutex_lock (&v->map_lock);
@@ -522,6 +523,19 @@ reload (struct volume *v, uint64_t index, bool report)
   pthread_mutex_unlock (&v->map_lock);
   proto_map_free (&map);
   return r;
+}
+
+/* Ask the MDS again about segments [START, START+COUNT) (COUNT at most
+ * PROTO_MAP_MAX), whose chunks are loaded: a read-only open's check of
+ * the holes it has cached, which a writer may have allocated since.
+ * Returns 0 or -errno (reported).
+ */
+int
+map_recheck (struct volume *v, uint64_t start, uint64_t count)
+{
+  assert (count > 0 && count <= PROTO_MAP_MAX && start < v->nsegments &&
+          count <= v->nsegments - start);
+  return reload (v, start, count, true);
 }
 
 /* Re-read map entry INDEX (< nsegments) from the MDS, after a storage
@@ -538,7 +552,7 @@ map_reload (struct volume *v, uint64_t index, const struct seg **out)
   /* Load the chunk first, or apply_map would drop the entry. */
   r = chunk_load (v, index / PROTO_MAP_MAX, &ch, map_deadline (v));
   if (r == 0)
-    r = reload (v, index, true);
+    r = reload (v, index, 1, true);
   if (r < 0)
     return r;
   return map_lookup (v, index, out);
@@ -658,7 +672,7 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
      * replaced, or another request reported it): then it is accounted
      * for.
      */
-    if (reload (v, seg->index, false) == 0) {
+    if (reload (v, seg->index, 1, false) == 0) {
       pthread_mutex_lock (&v->map_lock);
       if (accounted_for (ch, seg, server))
         r = 0;
@@ -670,7 +684,7 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
                     v->name, seg->id, server,
                     errmsg[0] ? errmsg : strerror (-r));
   }
-  else if (r == 0 && reload (v, seg->index, false) < 0) {
+  else if (r == 0 && reload (v, seg->index, 1, false) < 0) {
     /* The entry has a new generation, and the MDS may have added a
      * replacement replica; until it can be read again, at least stop
      * writing there.

@@ -422,7 +422,9 @@ tessera_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 
   assert (flags == 0);
   request_start (cfg.timeout_ms);
-  r = io_pread (handle, buf, count, offset);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_pread (handle, buf, count, offset);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -436,7 +438,9 @@ tessera_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
   request_start (cfg.timeout_ms);
-  r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_pwrite (handle, buf, count, offset, flags & NBDKIT_FLAG_FUA);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -462,23 +466,37 @@ tessera_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 
   assert (!(flags & ~NBDKIT_FLAG_FUA));
   request_start (cfg.timeout_ms);
-  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
 
-/* Zero: a punched range reads back as zeros and holes already do, so
- * this is a trim, and always fast.
+/* Zero.  With MAY_TRIM, a punched range reads back as zeros and holes
+ * already do, so this is a trim, and fast.  Without it the client asked
+ * for the range to stay allocated (NBD's NO_HOLE): write zeros, which
+ * is not fast (FAST_ZERO then fails with ENOTSUP at once, as nbdkit
+ * asks).
  */
 static int
 tessera_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
+  bool fua = flags & NBDKIT_FLAG_FUA;
   int r;
 
   assert (!(flags &
             ~(NBDKIT_FLAG_MAY_TRIM | NBDKIT_FLAG_FUA | NBDKIT_FLAG_FAST_ZERO)));
+  if (!(flags & NBDKIT_FLAG_MAY_TRIM) && (flags & NBDKIT_FLAG_FAST_ZERO)) {
+    errno = ENOTSUP;
+    return -1;
+  }
   request_start (cfg.timeout_ms);
-  r = io_trim (handle, count, offset, flags & NBDKIT_FLAG_FUA);
+  r = flush_settle_lost (handle);
+  if (r == 0 && (flags & NBDKIT_FLAG_MAY_TRIM))
+    r = io_trim (handle, count, offset, fua);
+  else if (r == 0)
+    r = io_write_zeroes (handle, count, offset, fua);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }
@@ -492,7 +510,10 @@ tessera_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
 
   assert (!(flags & ~NBDKIT_FLAG_REQ_ONE));
   request_start (cfg.timeout_ms);
-  r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE, extents);
+  r = flush_settle_lost (handle);
+  if (r == 0)
+    r = io_extents (handle, count, offset, flags & NBDKIT_FLAG_REQ_ONE,
+                    extents);
   request_end ();
   return r < 0 ? fail (r) : 0;
 }

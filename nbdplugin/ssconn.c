@@ -62,7 +62,7 @@
 
 #include "internal.h"
 
-/* How long a server that failed at the transport level is skipped. */
+/* How long a server that failed at the transport level is suspect. */
 #define SUSPECT_MIN_MS 1000
 #define SUSPECT_MAX_MS 10000
 
@@ -110,8 +110,9 @@ struct ss_conn {
   pthread_cond_t idle_cond;   /* broadcast when the reader role is free */
   int fd;
   int state;
-  uint64_t gen;      /* incremented by every connect */
-  uint64_t next_tag; /* tags below it have been used */
+  uint64_t gen;         /* incremented by every connect */
+  uint64_t incarnation; /* the server process its handshake found */
+  uint64_t next_tag;    /* tags below it have been used */
   struct ss_request *inflight;
   bool reading;           /* someone holds the reader role */
   struct ss_batch *owner; /* held by this batch's waiter; NULL: helper */
@@ -145,9 +146,11 @@ set_timeouts (int fd, int send_ms, int recv_ms)
 }
 
 /* Server S just failed at the transport level (connect, send, timeout):
- * for a while, fail its requests at once instead of making every caller
- * wait for the timeout again.  The replicas it fails are reported, so
- * later requests avoid it anyway.
+ * for a while it is suspect, and readers try its replicas last
+ * (ss_server_suspect).  Suspicion never fails a request by itself: a
+ * suspect server is still tried when it holds the last ok replica of a
+ * read, and by every write, within the request deadline.  The replicas
+ * it fails are reported, so later writes avoid it anyway.
  */
 static void
 mark_suspect (struct ss_server *s)
@@ -159,6 +162,13 @@ mark_suspect (struct ss_server *s)
   if (ms > SUSPECT_MAX_MS)
     ms = SUSPECT_MAX_MS;
   atomic_store (&s->suspect_until, monotonic_ns () + ms * 1000000);
+}
+
+/* Whether S failed at the transport level recently (mark_suspect). */
+bool
+ss_server_suspect (struct ss_server *s)
+{
+  return monotonic_ns () < atomic_load (&s->suspect_until);
 }
 
 /* The time S's step started now (a connect, a send waiting for room,
@@ -175,12 +185,29 @@ step_ms (const struct ss_server *s)
   return ms < s->timeout_ms / 4 ? s->timeout_ms / 4 : ms;
 }
 
+/* The time a connect (and its handshake) to S, or the wait for another
+ * sender to S, may take: step_ms, but a quarter of the timeout for a
+ * suspect server, the shortest silence that counts a server failed.  A
+ * healthy server answers in far less; a hung one must not take a
+ * request's whole time before the other replicas are even sent to.
+ */
+static int
+connect_ms (struct ss_server *s)
+{
+  int ms = step_ms (s);
+
+  if (ss_server_suspect (s) && ms > s->timeout_ms / 4)
+    ms = s->timeout_ms / 4;
+  return ms;
+}
+
 /* Create the connection table of a storage server.  ADDR is copied.
  * Returns 0 and *OUT (free with ss_server_free), or -ENOMEM.
  */
 int
 ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
-               unsigned nconns, int timeout_ms, struct ss_server **out)
+               unsigned nconns, int timeout_ms, atomic_uint *lost_pending,
+               struct ss_server **out)
 {
   struct ss_server *s;
   unsigned i;
@@ -203,6 +230,7 @@ ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
   atomic_init (&s->suspect_until, 0);
   s->nconns = nconns;
   s->timeout_ms = timeout_ms;
+  s->lost_pending = lost_pending;
   for (i = 0; i < nconns; i++) {
     struct ss_conn *c = &s->conns[i];
 
@@ -246,6 +274,7 @@ ss_server_free (struct ss_server *s)
   pthread_mutex_destroy (&s->lock);
   free (s->conns);
   free (s->dirty);
+  free (s->lost);
   free (s);
 }
 
@@ -528,6 +557,7 @@ dispatch (struct ss_conn *c, int fd, const struct proto_header *hdr,
       return e;
     }
     msg[hdr->length] = '\0';
+    r->answered = true;
     complete (r, -proto_status_to_errno (hdr->status), msg);
     return used;
   }
@@ -635,11 +665,13 @@ helper (void *arg)
 }
 
 /* Run the handshake (HELLO and AUTH, frame.h) on the new socket FD of
- * server S and check that the peer is that storage server.  Returns 0 or
- * -errno, with a message for the user in ERRMSG.
+ * server S and check that the peer is that storage server.  Returns 0
+ * and the server's *INCARNATION, or -errno, with a message for the user
+ * in ERRMSG.
  */
 static int
-hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
+hello (struct ss_server *s, int fd, uint64_t *incarnation, char *errmsg,
+       size_t errlen)
 {
   struct proto_hello peer;
   int e;
@@ -656,6 +688,7 @@ hello (struct ss_server *s, int fd, char *errmsg, size_t errlen)
     snprintf (errmsg, errlen, "hello: server uuid does not match");
     return -ESTALE;
   }
+  *incarnation = peer.incarnation;
   return 0;
 }
 
@@ -701,6 +734,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
 {
   struct ss_server *s = c->server;
   char addr[PROTO_ADDR_MAX + 1];
+  uint64_t incarnation = 0;
   int fd, e;
 
   if (c->rbuf == NULL) {
@@ -714,13 +748,22 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   memcpy (addr, s->addr, sizeof addr);
   pthread_mutex_unlock (&s->lock);
 
-  fd = proto_connect (addr, step_ms (s), errmsg, errlen);
+  fd = proto_connect (addr, connect_ms (s), errmsg, errlen);
   if (fd < 0)
     return fd;
   /* The handshake reads with a timeout; the data path polls. */
-  e = set_timeouts (fd, step_ms (s), step_ms (s));
+  e = set_timeouts (fd, connect_ms (s), connect_ms (s));
   if (e == 0)
-    e = hello (s, fd, errmsg, errlen);
+    e = hello (s, fd, &incarnation, errmsg, errlen);
+  if (e == 0) {
+    /* A server that restarted with writes not yet durable is used again
+     * only once they are reported (flush.c).
+     */
+    e = flush_check_incarnation (s, incarnation);
+    if (e == -SS_ERESTARTED)
+      snprintf (errmsg, errlen,
+                "restarted: its lost writes are not reported yet");
+  }
   if (e == 0)
     e = set_timeouts (fd, s->timeout_ms, 0);
   if (e < 0) {
@@ -734,6 +777,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
   c->fd = fd;
   c->state = CONN_UP;
   c->gen++;
+  c->incarnation = incarnation;
   /* The handshake's answer has just arrived. */
   atomic_store (&c->last_recv_ns, monotonic_ns ());
   pthread_mutex_unlock (&c->lock);
@@ -858,6 +902,7 @@ send_lot (struct ss_conn *c, struct ss_request **queue)
     *queue = r->next;
     r->tag = c->next_tag++;
     r->gen = c->gen;
+    r->incarnation = c->incarnation;
     r->conn = c;
     r->state = REQ_INFLIGHT;
     r->next = c->inflight;
@@ -938,16 +983,12 @@ submit_server (struct ss_server *s, struct ss_request *queue)
   bool fresh;
   int attempt, state, e;
 
-  if (monotonic_ns () < atomic_load (&s->suspect_until)) {
-    complete_list (queue, -EIO, "unreachable (failed recently)");
-    return;
-  }
   c = &s->conns[atomic_fetch_add (&s->rr, 1) % s->nconns];
 
   /* Another sender may be stuck connecting or sending to S: wait no
    * longer than a step may take.
    */
-  ts = timespec_from_ns (monotonic_ns () + (uint64_t)step_ms (s) * 1000000);
+  ts = timespec_from_ns (monotonic_ns () + (uint64_t)connect_ms (s) * 1000000);
   if (pthread_mutex_clocklock (&c->send_lock, CLOCK_MONOTONIC, &ts) != 0) {
     complete_list (queue, -ETIMEDOUT, "timed out waiting to send");
     return;
@@ -964,7 +1005,9 @@ submit_server (struct ss_server *s, struct ss_request *queue)
       conn_reset (c);
       e = conn_open (c, errmsg, sizeof errmsg);
       if (e < 0) {
-        mark_suspect (s);
+        /* A restart found is not a failure of the server. */
+        if (e != -SS_ERESTARTED)
+          mark_suspect (s);
         complete_list (queue, e, errmsg);
         return;
       }
@@ -999,6 +1042,8 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
     reqs[i].batch = b;
     reqs[i].conn = NULL;
     reqs[i].err = 0;
+    reqs[i].answered = false;
+    reqs[i].hurried = false;
     reqs[i].errmsg[0] = '\0';
     reqs[i].state = REQ_NEW;
     reqs[i].done = false;
@@ -1213,7 +1258,9 @@ sleep_batch (struct ss_batch *b, const struct timespec *ts)
 
 /* Wait until every request of B (the N requests at REQS) has completed,
  * or B's deadline has passed; then fail the requests still outstanding
- * with ETIMEDOUT.  Meanwhile read the replies on every socket carrying
+ * with ETIMEDOUT.  Requests marked hurry whose server is suspect get a
+ * quarter of the timeout only, then fail with ETIMEDOUT while the others
+ * are still waited for.  Meanwhile read the replies on every socket carrying
  * one of them that has no other reader.  On return every request's err
  * is final.
  */
@@ -1222,7 +1269,7 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
 {
   struct ss_conn *owned = NULL, *c;
   struct timespec ts;
-  uint64_t deadline, now;
+  uint64_t deadline, now, quarter, hurry = 0, until;
   unsigned pending;
   bool timed_out = false;
   size_t i;
@@ -1231,10 +1278,20 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
    * to the running request's but not below a quarter of the timeout.
    */
   now = monotonic_ns ();
+  quarter = now + (uint64_t)b->timeout_ms * 250000;
   deadline = request_clamp (now + (uint64_t)b->timeout_ms * 1000000);
-  if (deadline < now + (uint64_t)b->timeout_ms * 250000)
-    deadline = now + (uint64_t)b->timeout_ms * 250000;
-  ts = timespec_from_ns (deadline);
+  if (deadline < quarter)
+    deadline = quarter;
+  /* A suspect server gets a quarter of the timeout where the caller
+   * allows it: the shortest silence that counts a server failed.
+   */
+  for (i = 0; i < n; i++) {
+    if (reqs[i].hurry && quarter < deadline &&
+        ss_server_suspect (reqs[i].server) && !is_done (b, &reqs[i])) {
+      reqs[i].hurried = true;
+      hurry = quarter;
+    }
+  }
 
   for (;;) {
     pthread_mutex_lock (&b->lock);
@@ -1247,14 +1304,24 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
     pthread_mutex_unlock (&b->lock);
     if (pending == 0)
       break;
+    if (hurry && monotonic_ns () >= hurry) {
+      /* Awake, so no socket can be handed over meanwhile. */
+      for (i = 0; i < n; i++)
+        if (reqs[i].hurried && reqs[i].conn != NULL && !is_done (b, &reqs[i]))
+          cancel (b, &reqs[i]);
+      hurry = 0;
+      continue;
+    }
+    until = hurry ? hurry : deadline;
     update_roles (b, reqs, n, &owned);
     if (owned == NULL) {
-      if (!sleep_batch (b, &ts)) {
+      ts = timespec_from_ns (until);
+      if (!sleep_batch (b, &ts) && until == deadline) {
         timed_out = true;
         break;
       }
     }
-    else if (read_owned (owned, deadline) == -ETIMEDOUT) {
+    else if (read_owned (owned, until) == -ETIMEDOUT && until == deadline) {
       timed_out = true;
       break;
     }

@@ -325,7 +325,7 @@ servers_fetch (struct volume *v)
       continue;
     }
     r = ss_server_new (si->id, si->uuid, si->address, v->cfg->connections,
-                       v->cfg->timeout_ms, &s);
+                       v->cfg->timeout_ms, &v->lost_pending, &s);
     if (r < 0) {
       nbdkit_error ("server %" PRIu32 ": %s", si->id, strerror (-r));
       /* Servers created here and not published are freed. */
@@ -376,6 +376,15 @@ volume_server (struct volume *v, uint32_t id, struct ss_server **out)
     return 0;
   nbdkit_error ("server %" PRIu32 ": not in the MDS's server list", id);
   return -ENOENT;
+}
+
+/* Find storage server ID among those known, without asking the MDS.
+ * Returns it (valid until volume_free), or NULL.
+ */
+struct ss_server *
+volume_server_cached (struct volume *v, uint32_t id)
+{
+  return table_find (atomic_load (&v->servers), id);
 }
 
 /* Call F (SERVER, OPAQUE) for every storage server known. */
@@ -547,6 +556,8 @@ send_open (struct volume *v)
   v->epoch = rep.volume.epoch;
   v->segment_size = rep.segment_size;
   v->lease_ms = rep.lease_ms;
+  /* An MDS older than min-copies sends 0: one copy, as it did. */
+  v->min_copies = rep.volume.min_copies ? rep.volume.min_copies : 1;
   if (rep.segment_size < 4096 || rep.segment_size > (1u << 30) ||
       (rep.segment_size & (rep.segment_size - 1)) != 0) {
     nbdkit_error ("volume %s: open: bad segment size %" PRIu32, v->name,
@@ -559,9 +570,9 @@ send_open (struct volume *v)
   v->nchunks = (v->nsegments + PROTO_MAP_MAX - 1) / PROTO_MAP_MAX;
   nbdkit_debug ("volume %s: id %" PRIu64 ", size %" PRIu64
                 ", segment size %" PRIu32 ", epoch %" PRIu64 ", lease %" PRIu32
-                " ms, %s",
+                " ms, min-copies %" PRIu32 ", %s",
                 v->name, v->id, v->size, v->segment_size, v->epoch, v->lease_ms,
-                v->rw ? "read-write" : "read-only");
+                v->min_copies, v->rw ? "read-write" : "read-only");
   return 0;
 }
 
@@ -591,6 +602,8 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   map_init (v);
   pthread_mutex_init (&v->servers_lock, NULL);
   pthread_mutex_init (&v->flush_lock, NULL);
+  pthread_mutex_init (&v->lost_lock, NULL);
+  atomic_init (&v->lost_pending, 0);
   pthread_mutex_init (&v->stop_lock, NULL);
   pthread_condattr_init (&attr);
   pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
@@ -765,6 +778,7 @@ volume_free (struct volume *v)
   pthread_cond_destroy (&v->stop_cond);
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);
+  pthread_mutex_destroy (&v->lost_lock);
   pthread_mutex_destroy (&v->servers_lock);
   pthread_mutex_destroy (&v->mds_lock);
   free (v);

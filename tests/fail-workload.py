@@ -4,7 +4,7 @@
 #   fail-workload.py rw URI [--duration S] [--stop-file F] [--started F]
 #                    [--write-pct P] [--depth D] [--block B] [--fill]
 #                    [--max-errors N] [--unknown] [--grow S]
-#                    [--stats F] [--save F]
+#                    [--flush-every S] [--stats F] [--save F]
 #   fail-workload.py check URI --load F
 #
 # rw keeps DEPTH requests in flight (libnbd aio), each a write or a read
@@ -18,6 +18,10 @@
 # the longest stall: the longest time without any request completing
 # while requests were in flight.  It exits 1 if any read returned wrong
 # data or there were more than MAX-ERRORS (default 0) I/O errors.
+#
+# --flush-every S also sends a FLUSH every S seconds (one at a time); a
+# failed flush counts as an I/O error.  The stats list the time (seconds
+# from the start) of each of the first 100 errors in error_times.
 #
 # --save F writes the final content digests, which "check" compares with
 # a later read of the whole volume (after a repair, say).
@@ -74,6 +78,8 @@ class Workload:
         else:
             self.possible = [{zero} for _ in range(self.nblocks)]
         self.seq = 0
+        self.flushing = False
+        self.last_flush = time.monotonic()
         self.busy = set()
         self.inflight = {}
         self.stats = dict(writes=0, reads=0, errors=0, mismatches=0,
@@ -89,6 +95,9 @@ class Workload:
         kinds = self.stats["error_kinds"]
         kinds[kind] = kinds.get(kind, 0) + 1
         self.stats["last_error"] = round(time.monotonic() - self.start, 3)
+        times = self.stats.setdefault("error_times", [])
+        if len(times) < 100:
+            times.append(self.stats["last_error"])
         self.stats["ops_after_last_error"] = 0
         if self.stats["errors"] <= 10:
             print("fail-workload: %.3f s: %s: %s" %
@@ -159,13 +168,20 @@ class Workload:
             # The slowest request, to find it in the daemons' logs.
             self.stats["max_latency"] = now - t0
             self.stats["slowest"] = dict(
-                op=kind, offset=blocks[0] * self.bs, length=len(buf),
+                op=kind, offset=blocks[0] * self.bs if blocks else 0,
+                length=len(buf),
                 started=round(t0 - self.start, 3),
                 wall=time.strftime("%H:%M:%S", time.localtime(
                     time.time() - (now - t0))),
                 error=None if ex is None else str(ex))
         self.busy.difference_update(blocks)
-        if kind == "write":
+        if kind == "flush":
+            self.flushing = False
+            if ex is not None:
+                self.error("flush", ex)
+                return
+            self.stats["flushes"] = self.stats.get("flushes", 0) + 1
+        elif kind == "write":
             for b, d in zip(blocks, digests):
                 if ex is None:
                     self.possible[b] = {d}
@@ -199,6 +215,12 @@ class Workload:
         while True:
             now = time.monotonic()
             stop = stop or self.stopping(now)
+            if (not stop and a.flush_every and not self.flushing and
+                    now - self.last_flush >= a.flush_every):
+                cookie = self.h.aio_flush()
+                self.inflight[cookie] = ("flush", range(0), None, b"", now)
+                self.flushing = True
+                self.last_flush = now
             while not stop and len(self.inflight) < a.depth:
                 if not self.submit():
                     break
@@ -322,6 +344,8 @@ def main():
                     "this many seconds (allocations go on meanwhile)")
     rw.add_argument("--unknown", action="store_true",
                     help="blocks not written by this run hold anything")
+    rw.add_argument("--flush-every", type=float,
+                    help="send a FLUSH every this many seconds")
     rw.add_argument("--max-errors", type=int, default=0)
     rw.add_argument("--hang", type=int, default=60)
     rw.add_argument("--stats")
