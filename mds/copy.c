@@ -287,8 +287,8 @@ mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
   int r;
 
   for (i = 0; i < c->npeers; ++i) {
-    r = mds_srv_set_gen (mds, c->peer_addrs[i], c->segment, c->volume, c->gen,
-                         msg, sizeof msg);
+    r = mds_srv_set_gen (mds, c->peer_addrs[i], MDS_SERVER_TIMEOUT_MS,
+                         c->segment, c->volume, c->gen, msg, sizeof msg);
     if (r < 0) {
       snprintf (errmsg, errlen, "server %" PRIu32 ": SEG_SET_GEN: %s",
                 c->peer_ids[i], msg);
@@ -408,8 +408,8 @@ mds_copy_announce (struct mds *mds, struct mds_copy *c)
   size_t i;
 
   for (i = 0; i < c->npeers; ++i)
-    if (mds_srv_set_gen (mds, c->peer_addrs[i], c->segment, c->volume, c->gen,
-                         msg, sizeof msg) < 0)
+    if (mds_srv_set_gen (mds, c->peer_addrs[i], MDS_SERVER_TIMEOUT_MS,
+                         c->segment, c->volume, c->gen, msg, sizeof msg) < 0)
       log_debug ("segment %" PRIu64 ": server %" PRIu32 ": SEG_SET_GEN: %s",
                  c->segment, c->peer_ids[i], msg);
 }

@@ -270,9 +270,9 @@ extern int mds_srv_call (struct mds *mds, const char *addr, int timeout_ms,
 extern bool mds_srv_alive (struct mds *mds, const char *addr);
 extern int mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
                           uint64_t epoch, char *errmsg, size_t errlen);
-extern int mds_srv_set_gen (struct mds *mds, const char *addr, uint64_t segment,
-                            uint64_t volume, uint64_t gen, char *errmsg,
-                            size_t errlen);
+extern int mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
+                            uint64_t segment, uint64_t volume, uint64_t gen,
+                            char *errmsg, size_t errlen);
 extern int mds_srv_pull (struct mds *mds, const char *addr,
                          const struct proto_pull *pull, char *errmsg,
                          size_t errlen);

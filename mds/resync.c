@@ -598,11 +598,11 @@ raise_gen (struct mds *mds, struct resync *rs, uint64_t segment,
   if (p->n == 0)
     return 0;
   *gen = s.gen;
-  r = mds_srv_set_gen (mds, p->source_addr, segment, rs->volume, s.gen, msg,
-                       sizeof msg);
+  r = mds_srv_set_gen (mds, p->source_addr, MDS_SERVER_TIMEOUT_MS, segment,
+                       rs->volume, s.gen, msg, sizeof msg);
   for (i = 0; r == 0 && i < p->n; ++i)
-    r = mds_srv_set_gen (mds, p->addrs[i], segment, rs->volume, s.gen, msg,
-                         sizeof msg);
+    r = mds_srv_set_gen (mds, p->addrs[i], MDS_SERVER_TIMEOUT_MS, segment,
+                         rs->volume, s.gen, msg, sizeof msg);
   if (r < 0) {
     snprintf (errmsg, errlen, "segment %" PRIu64 ": SEG_SET_GEN: %s", segment,
               msg);

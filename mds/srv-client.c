@@ -155,19 +155,21 @@ mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
 }
 
 /* SEG_SET_GEN: SEGMENT (of VOLUME) on the server at ADDR is at
- * generation GEN.  Returns 0 or -errno (reason in ERRMSG).
+ * generation GEN, within TIMEOUT_MS for the connection and again for the
+ * reply.  Returns 0 or -errno (reason in ERRMSG).
  */
 int
-mds_srv_set_gen (struct mds *mds, const char *addr, uint64_t segment,
-                 uint64_t volume, uint64_t gen, char *errmsg, size_t errlen)
+mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
+                 uint64_t segment, uint64_t volume, uint64_t gen, char *errmsg,
+                 size_t errlen)
 {
   struct proto_set_gen g = { .segment = segment, .volume = volume, .gen = gen };
   struct proto_wbuf wb = { 0 };
   int r;
 
   proto_encode_set_gen (&g, &wb);
-  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_SET_GEN, &wb,
-                    NULL, NULL, errmsg, errlen);
+  r = mds_srv_call (mds, addr, timeout_ms, PROTO_OP_SEG_SET_GEN, &wb, NULL,
+                    NULL, errmsg, errlen);
   proto_wbuf_free (&wb);
   return r;
 }

@@ -265,8 +265,8 @@ announce (struct mds *mds, struct check *c, uint64_t segment,
   size_t i;
 
   for (i = 0; i < p->n; ++i)
-    if (mds_srv_set_gen (mds, p->addrs[i], segment, p->volume, p->gen, msg,
-                         sizeof msg) < 0)
+    if (mds_srv_set_gen (mds, p->addrs[i], MDS_SERVER_TIMEOUT_MS, segment,
+                         p->volume, p->gen, msg, sizeof msg) < 0)
       log_msg (p->ids[i] == c->server ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
                "segment %" PRIu64 ": server %" PRIu32 ": SEG_SET_GEN %" PRIu64
                ": %s",
