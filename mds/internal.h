@@ -149,6 +149,35 @@ struct mds_retry {
   uint64_t not_before_ns; /* CLOCK_MONOTONIC */
 };
 
+/* A segment's generation to tell storage servers (announce.c). */
+#define MDS_ANNOUNCE_TARGETS CATALOG_REPLICAS_MAX
+struct mds_announce {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t gen;           /* as queued; raised to the catalog's when sent */
+  uint64_t marked_ns;     /* CLOCK_MONOTONIC of the change (for logs) */
+  uint64_t give_up_ns;    /* a server that has not answered by then is not
+                             called again */
+  uint64_t not_before_ns; /* next try */
+  unsigned tries;
+  size_t n;
+  uint32_t ids[MDS_ANNOUNCE_TARGETS]; /* the servers to tell */
+  uint8_t flags[MDS_ANNOUNCE_TARGETS];
+};
+
+/* A registered server whose stale and syncing replicas are told their
+ * generations (announce.c), a catalog page at a time.
+ */
+struct mds_announce_scan {
+  uint32_t server;
+  uint64_t after;    /* segments up to this id are done */
+  uint64_t start_ns; /* CLOCK_MONOTONIC of the registration */
+  uint64_t give_up_ns;
+  uint64_t not_before_ns;
+  unsigned tries;
+  size_t told;
+};
+
 /* One authenticated client connection, served by its own thread
  * (loop.c holds connections that have not authenticated yet).
  */
@@ -236,6 +265,18 @@ struct mds {
   size_t nsuspects;
   uint64_t *unproven;
   size_t nunproven;
+  /* announce.c: the generations to tell, oldest first, and the servers
+   * whose stale replicas to tell theirs (unordered).
+   */
+  pthread_cond_t announce_wake; /* signalled when work is queued */
+  pthread_t announce_thread;
+  bool announce_started;
+  struct mds_announce *announces;
+  size_t nannounces;
+  struct mds_announce_scan *scans;
+  size_t nscans;
+  uint64_t announce_dropped;     /* entries dropped, the queue being full */
+  uint64_t announce_drop_log_ns; /* no warning about it before this */
 };
 
 /* A reply being built by a request handler, sent by loop.c after the
@@ -303,6 +344,14 @@ extern int mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg,
                          size_t errlen);
 extern void mds_copy_finish (struct mds *mds, struct mds_copy *c, int result);
 extern void mds_copy_announce (struct mds *mds, struct mds_copy *c);
+
+/* announce.c */
+extern void mds_announce_stale (struct mds *mds,
+                                const struct catalog_segment *s,
+                                uint32_t stale);
+extern void mds_announce_server (struct mds *mds, uint32_t server);
+extern int mds_announce_start (struct mds *mds);
+extern void mds_announce_stop (struct mds *mds);
 
 /* repair.c */
 extern int mds_repair_start (struct mds *mds);

@@ -418,27 +418,40 @@ repair_thread (void *arg)
   return NULL;
 }
 
-/* Start the repair thread.  Returns 0 or -errno. */
+/* Start the repair thread and the generation announcer's (announce.c).
+ * Returns 0 or -errno (then neither runs).
+ */
 int
 mds_repair_start (struct mds *mds)
 {
-  int r = pthread_create (&mds->repair_thread, NULL, repair_thread, mds);
+  int r = mds_announce_start (mds);
 
-  if (r != 0)
+  if (r < 0)
+    return r;
+  r = pthread_create (&mds->repair_thread, NULL, repair_thread, mds);
+  if (r != 0) {
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+      mds->stopping = true;
+    }
+    mds_announce_stop (mds);
     return -r;
+  }
   mds->repair_started = true;
   return 0;
 }
 
-/* Stop the repair thread (mds->stopping must be set already) and wait
- * up to TIMEOUT_MS for the copy and resync threads.  Returns 0, or
- * -ETIMEDOUT if some still run (the catalog must then stay open).
+/* Stop the repair and announcer threads (mds->stopping must be set
+ * already) and wait up to TIMEOUT_MS for the copy and resync threads.
+ * Returns 0, or -ETIMEDOUT if some still run (the catalog must then stay
+ * open).
  */
 int
 mds_repair_stop (struct mds *mds, int timeout_ms)
 {
   struct timespec deadline;
 
+  mds_announce_stop (mds);
   if (mds->repair_started) {
     {
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);

@@ -420,7 +420,8 @@ mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
 
 /* REPLICA_FAILED: a writer could not write SERVER's replica of SEGMENT;
  * mark it stale (durably, gen + 1) before the writer acknowledges its
- * write, and let repair resync it.  The last good replica of a segment is
+ * write, queue the new generation for the replicas' servers (announce.c)
+ * and let repair resync it.  The last good replica of a segment is
  * never marked stale: the write failed everywhere, and that replica stays
  * the best copy.  Nor is an ok replica whose loss would leave fewer ok
  * replicas than the volume's min-copies: the write then fails (EIO)
@@ -484,12 +485,18 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
     }
   }
   r = catalog_replica_set_state (mds->cat, req.segment, req.server,
-                                 CATALOG_REPLICA_STALE, NULL);
+                                 CATALOG_REPLICA_STALE, &s);
   if (r < 0)
     return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
   log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
-            " marked stale (reported by %s, volume %" PRIu64 ")",
-            req.segment, req.server, conn->peer, req.volume);
+            " marked stale (reported by %s, volume %" PRIu64
+            ", generation %" PRIu64 ")",
+            req.segment, req.server, conn->peer, req.volume, s.gen);
+  /* Readers with an older map must be refused there: the server may be
+   * alive (a cut connection, a slow disk), and still serve old data.
+   * Told later, on the announcer's thread: this reply must not wait.
+   */
+  mds_announce_stale (mds, &s, req.server);
   mds_repair_kick (mds, false);
   return 0;
 }

@@ -325,8 +325,9 @@ registered (struct mds *mds, const struct catalog_server *s,
 /* SERVER_REGISTER: a storage server announces itself.  A store formatted
  * for another cluster or segment size is refused; otherwise the catalog
  * gives it an id (the same one again for a known uuid).  An unclean
- * start or a rollback starts a check of its replicas (unclean.c), which
- * the reply does not wait for.
+ * start or a rollback starts a check of its replicas (unclean.c), and
+ * every registration the announcement of its stale replicas'
+ * generations (announce.c): the reply waits for neither.
  */
 int
 mds_op_server_register (struct mds *mds, struct mds_conn *conn,
@@ -389,6 +390,8 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
             s.id, uuid, req.address, req.zone, req.capacity, req.index_seq,
             req.flags & PROTO_REG_UNCLEAN ? ", unclean start" : "");
   registered (mds, &s, &req);
+  /* It may have missed the new generations of its stale replicas. */
+  mds_announce_server (mds, s.id);
   mds_repair_kick (mds, true);
 
   memset (&reply, 0, sizeof reply);

@@ -386,4 +386,10 @@ mds_state_free (struct mds *mds)
   free (mds->unproven);
   mds->unproven = NULL;
   mds->nunproven = 0;
+  free (mds->announces);
+  mds->announces = NULL;
+  mds->nannounces = 0;
+  free (mds->scans);
+  mds->scans = NULL;
+  mds->nscans = 0;
 }
