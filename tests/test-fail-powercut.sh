@@ -55,6 +55,10 @@ stale="$(count_stale vol)"
 marks="$(stale_marks "$mds_lines" "$ss2_id")"
 echo "powercut: FLUSH after the power cut: $flush_ok; stale replicas:" \
      "$stale in the map, $marks marked stale since the power cut"
+# Both guards saw the restart: the writer (a new incarnation, its
+# unflushed segments reported) and the MDS (an unclean registration).
+grep 'storage server [0-9]* restarted (incarnation' "$CLUSTER/nbdkit-w.log"
+grep 'registered after an unclean stop' "$CLUSTER/mds.log"
 
 # No read may return O (or anything but N): 8 reads of every segment in
 # a row, so that the round robin reads both replicas.
