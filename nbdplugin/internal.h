@@ -249,6 +249,12 @@ struct seg {
   uint64_t gen; /* replica-set generation, sent with writes and trims */
   uint8_t nreplicas;
   struct proto_replica replicas[PROTO_REPLICAS_MAX];
+  /* The map ticket (volume.map_seq) of the MAP request this entry came
+   * from or, if MARKED, of the answered failure report that marked a
+   * replica stale here ahead of the MDS's own entry.
+   */
+  uint64_t ticket;
+  bool marked;
   struct seg *retired_next;
 };
 
@@ -309,6 +315,12 @@ struct volume {
   struct map_op *map_ops;               /* in flight, under map_lock */
   _Atomic (struct map_chunk *) *chunks; /* nchunks pointers */
   struct seg *retired;                  /* under map_lock */
+  /* Orders MAP requests and answered failure reports: each takes the
+   * next ticket, a MAP request before it is sent, a report once it is
+   * answered.  An entry asked for before a report was answered may
+   * predate it.
+   */
+  _Atomic uint64_t map_seq;
 
   /* Storage servers by id. */
   pthread_mutex_t servers_lock; /* serializes refreshes */

@@ -53,22 +53,34 @@ seg_equal (const struct seg *s, const struct proto_map_entry *e)
   return true;
 }
 
-/* Publish map entry E in chunk CH, retiring the entry it replaces.  An
- * entry of an older generation than the cached one is ignored (a reply
- * that crossed a newer one).  Caller holds v->map_lock, or owns CH (not
- * published yet).  Returns 0 or -ENOMEM.
+/* Publish map entry E, from the MAP request of map ticket TICKET, in
+ * chunk CH, retiring the entry it replaces.  An entry of an older
+ * generation than the cached one is ignored (a reply that crossed a
+ * newer one), and so is one asked for before the failure report that
+ * marked a replica stale in the cached entry was answered: whatever
+ * its generation, it may predate the report and list that replica ok,
+ * and writes acknowledged since went past it.  MARKED: E is such a
+ * mark (mark_stale_locked), published as it is.  Caller holds
+ * v->map_lock, or owns CH (not published yet).  Returns 0 or -ENOMEM.
  */
 static int
 store_entry (struct volume *v, struct map_chunk *ch,
-             const struct proto_map_entry *e)
+             const struct proto_map_entry *e, uint64_t ticket, bool marked)
 {
   _Atomic (struct seg *) *slot = &ch->e[e->index % PROTO_MAP_MAX];
   struct seg *old = atomic_load_explicit (slot, memory_order_relaxed);
   struct seg *s;
 
-  if (old &&
-      (seg_equal (old, e) || (old->id == e->segment && e->gen < old->gen)))
-    return 0;
+  if (!marked && old && old->id == e->segment) {
+    if (e->gen < old->gen || (old->marked && ticket < old->ticket))
+      return 0;
+    if (!old->marked && seg_equal (old, e)) {
+      /* Only map_lock holders read the ticket. */
+      if (ticket > old->ticket)
+        old->ticket = ticket;
+      return 0;
+    }
+  }
   s = calloc (1, sizeof *s);
   if (s == NULL)
     return -ENOMEM;
@@ -77,6 +89,8 @@ store_entry (struct volume *v, struct map_chunk *ch,
   s->gen = e->gen;
   s->nreplicas = e->nreplicas;
   memcpy (s->replicas, e->replicas, sizeof s->replicas);
+  s->ticket = ticket;
+  s->marked = marked;
   atomic_store_explicit (slot, s, memory_order_release);
   if (old) {
     if (tessera_debug_map)
@@ -100,13 +114,14 @@ encode_map_request (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
 }
 
 /* Send MAP_GET or MAP_ALLOC (OPCODE) for [START, START+COUNT) and decode
- * the reply into MAP (free with proto_map_free).  Checks that every
- * entry lies in the range.  Returns 0 or -errno; if REPORT, failures
- * are reported with nbdkit_error.
+ * the reply into MAP (free with proto_map_free), and set *TICKET to the
+ * map ticket taken before sending it.  Checks that every entry lies in
+ * the range.  Returns 0 or -errno; if REPORT, failures are reported
+ * with nbdkit_error.
  */
 static int
 map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
-           bool report, struct proto_map *map)
+           bool report, struct proto_map *map, uint64_t *ticket)
 {
   struct proto_map_request mr = {
     .volume = v->id,
@@ -120,6 +135,7 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
   int r;
 
   memset (map, 0, sizeof *map);
+  *ticket = atomic_fetch_add (&v->map_seq, 1) + 1;
   if (opcode == PROTO_OP_MAP_ALLOC)
     /* Needs the writer's epoch. */
     r = volume_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
@@ -306,7 +322,7 @@ chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
   struct map_chunk *ch = NULL;
   struct map_op *op;
   struct proto_map map;
-  uint64_t start = ci * PROTO_MAP_MAX;
+  uint64_t start = ci * PROTO_MAP_MAX, ticket;
   uint32_t count, i;
   int r;
 
@@ -335,14 +351,14 @@ chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
 
   count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
                                                : PROTO_MAP_MAX;
-  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, true, &map);
+  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, true, &map, &ticket);
   if (r == 0) {
     ch = calloc (1, sizeof *ch);
     if (ch == NULL)
       r = -ENOMEM;
     /* A fresh chunk: store_entry retires nothing. */
     for (i = 0; r == 0 && i < map.n; i++)
-      r = store_entry (v, ch, &map.entries[i]);
+      r = store_entry (v, ch, &map.entries[i], ticket, false);
     if (r < 0) {
       nbdkit_error ("calloc: %s", strerror (-r));
       chunk_free (ch);
@@ -364,14 +380,15 @@ chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
   return r;
 }
 
-/* Publish every entry of MAP that falls in a loaded chunk.  Caller holds
+/* Publish every entry of MAP, from the MAP request of map ticket
+ * TICKET, that falls in a loaded chunk.  Caller holds
  * v->map_lock.  Entries are only added or replaced, never removed: a
  * segment once mapped stays mapped.  Entries of chunks not loaded are
  * dropped: loading the chunk fetches them afresh.  Returns 0 or -ENOMEM
  * (reported).
  */
 static int
-apply_map (struct volume *v, const struct proto_map *map)
+apply_map (struct volume *v, const struct proto_map *map, uint64_t ticket)
 {
   struct map_chunk *ch;
   uint32_t i;
@@ -381,7 +398,7 @@ apply_map (struct volume *v, const struct proto_map *map)
     ch = atomic_load (&v->chunks[map->entries[i].index / PROTO_MAP_MAX]);
     if (ch == NULL)
       continue;
-    r = store_entry (v, ch, &map->entries[i]);
+    r = store_entry (v, ch, &map->entries[i], ticket, false);
     if (r < 0) {
       nbdkit_error ("calloc: %s", strerror (-r));
       return r;
@@ -445,7 +462,7 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
   struct map_chunk *ch;
   struct map_op *op;
   struct proto_map map;
-  uint64_t ci;
+  uint64_t ci, ticket;
   int r;
 
   assert (needed > 0 && needed <= PROTO_MAP_MAX && start < v->nsegments);
@@ -488,10 +505,10 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
   if (op == NULL)
     return -ENOMEM;
 
-  r = map_fetch (v, PROTO_OP_MAP_ALLOC, start, want, true, &map);
+  r = map_fetch (v, PROTO_OP_MAP_ALLOC, start, want, true, &map, &ticket);
   pthread_mutex_lock (&v->map_lock);
   if (r == 0) {
-    r = apply_map (v, &map);
+    r = apply_map (v, &map, ticket);
     proto_map_free (&map);
   }
   if (r == 0 && any_hole (v, start, needed)) {
@@ -513,13 +530,14 @@ static int
 reload (struct volume *v, uint64_t start, uint32_t count, bool report)
 {
   struct proto_map map;
+  uint64_t ticket;
   int r;
 
-  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, report, &map);
+  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, report, &map, &ticket);
   if (r < 0)
     return r;
   pthread_mutex_lock (&v->map_lock);
-  r = apply_map (v, &map);
+  r = apply_map (v, &map, ticket);
   pthread_mutex_unlock (&v->map_lock);
   proto_map_free (&map);
   return r;
@@ -594,13 +612,17 @@ accounted_for (struct map_chunk *ch, const struct seg *seg, uint32_t server)
 }
 
 /* Mark the replica of SEG on SERVER stale in the cached entry (chunk CH)
- * until the entry can be read again.  Its old generation makes the next
- * write refused (ESTALEMAP) if the replica set moved on, which re-reads
- * it.  Caller holds v->map_lock.
+ * until the entry can be read again: the MDS answered its failure report
+ * (map ticket TICKET).  Its old generation makes the next write refused
+ * (ESTALEMAP) if the replica set moved on, which re-reads it.  An entry
+ * asked for after that answer is the MDS's word, newer than the report
+ * (the replica may even be ok again after a resync), and is left alone:
+ * marking it would stop writes to an ok replica behind the MDS's back.
+ * Caller holds v->map_lock.
  */
 static void
 mark_stale_locked (struct volume *v, struct map_chunk *ch,
-                   const struct seg *seg, uint32_t server)
+                   const struct seg *seg, uint32_t server, uint64_t ticket)
 {
   const struct seg *cur = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
   struct proto_map_entry e;
@@ -608,6 +630,10 @@ mark_stale_locked (struct volume *v, struct map_chunk *ch,
 
   if (cur == NULL || cur->id != seg->id)
     return;
+  if (!cur->marked && cur->ticket > ticket)
+    return;
+  if (cur->marked && cur->ticket > ticket)
+    ticket = cur->ticket;
   memset (&e, 0, sizeof e);
   e.index = cur->index;
   e.segment = cur->id;
@@ -617,7 +643,7 @@ mark_stale_locked (struct volume *v, struct map_chunk *ch,
   for (i = 0; i < e.nreplicas; i++)
     if (e.replicas[i].server == server)
       e.replicas[i].state = PROTO_REPLICA_STALE;
-  store_entry (v, ch, &e);
+  store_entry (v, ch, &e, ticket, true);
 }
 
 /* Report to the MDS that the replica of SEG on SERVER failed, and update
@@ -635,9 +661,10 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
     .segment = seg->id,
     .server = server,
   };
-  uint64_t deadline = map_deadline (v);
+  uint64_t deadline = map_deadline (v), ticket;
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
+  const struct seg *again = NULL;
   struct map_chunk *ch;
   struct map_op *op;
   uint32_t len;
@@ -684,20 +711,34 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
                     v->name, seg->id, server,
                     errmsg[0] ? errmsg : strerror (-r));
   }
-  else if (r == 0 && reload (v, seg->index, 1, false) < 0) {
-    /* The entry has a new generation, and the MDS may have added a
-     * replacement replica; until it can be read again, at least stop
-     * writing there.
-     */
-    pthread_mutex_lock (&v->map_lock);
-    mark_stale_locked (v, ch, seg, server);
-    pthread_mutex_unlock (&v->map_lock);
+  else if (r == 0) {
+    ticket = atomic_fetch_add (&v->map_seq, 1) + 1;
+    if (reload (v, seg->index, 1, false) < 0) {
+      /* The entry has a new generation, and the MDS may have added a
+       * replacement replica; until it can be read again, at least stop
+       * writing there.  But a newer entry than SEG, asked for before
+       * the answer, may come from before the report or from after it
+       * (the replica resynced and ok again): only the MDS can tell, so
+       * report again from that entry rather than mark it.
+       */
+      pthread_mutex_lock (&v->map_lock);
+      again = atomic_load (&ch->e[seg->index % PROTO_MAP_MAX]);
+      if (again == NULL || again->id != seg->id || again->gen <= seg->gen ||
+          again->marked || again->ticket > ticket ||
+          !writable_on (again, server)) {
+        again = NULL;
+        mark_stale_locked (v, ch, seg, server, ticket);
+      }
+      pthread_mutex_unlock (&v->map_lock);
+    }
   }
   /* r == -ESTALE: reported as the lease lost. */
 
   pthread_mutex_lock (&v->map_lock);
   op_finish (v, op, r);
   pthread_mutex_unlock (&v->map_lock);
+  if (again)
+    return map_replica_failed (v, again, server);
   return r;
 }
 
@@ -708,7 +749,7 @@ void
 map_refresh (struct volume *v)
 {
   struct proto_map map;
-  uint64_t ci, start;
+  uint64_t ci, start, ticket;
   uint32_t count;
 
   for (ci = 0; ci < v->nchunks; ci++) {
@@ -717,10 +758,10 @@ map_refresh (struct volume *v)
     start = ci * PROTO_MAP_MAX;
     count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
                                                  : PROTO_MAP_MAX;
-    if (map_fetch (v, PROTO_OP_MAP_GET, start, count, false, &map) < 0)
+    if (map_fetch (v, PROTO_OP_MAP_GET, start, count, false, &map, &ticket) < 0)
       return;
     pthread_mutex_lock (&v->map_lock);
-    apply_map (v, &map);
+    apply_map (v, &map, ticket);
     pthread_mutex_unlock (&v->map_lock);
     proto_map_free (&map);
   }

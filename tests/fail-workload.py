@@ -78,6 +78,10 @@ class Workload:
         else:
             self.possible = [{zero} for _ in range(self.nblocks)]
         self.seq = 0
+        # history[b]: (seq, submitted, completed, error) of the last
+        # writes of block B, printed with a mismatch.
+        self.history = {}
+        self.phase = "run"
         self.flushing = False
         self.last_flush = time.monotonic()
         self.busy = set()
@@ -103,18 +107,34 @@ class Workload:
             print("fail-workload: %.3f s: %s: %s" %
                   (time.monotonic() - self.start, what, ex), flush=True)
 
-    def mismatch(self, block, data):
+    def mismatch(self, block, data, when=None):
         self.stats["mismatches"] += 1
         if self.stats["mismatches"] <= 10:
             print("fail-workload: MISMATCH at block %d (offset %d): "
                   "read %s, expected one of %d contents" %
                   (block, block * self.bs, describe(data),
                    len(self.possible[block])), flush=True)
+            # When the read ran and what was written to the block
+            # before, to find both in the daemons' logs.
+            if when:
+                print("fail-workload:   %s read, %s" % (self.phase, when),
+                      flush=True)
+            for seq, t0, t1, err in self.history.get(block, []):
+                print("fail-workload:   write %d: %s .. %s: %s" %
+                      (seq, self.wall(t0), self.wall(t1), err or "ok"),
+                      flush=True)
 
-    def check_block(self, block, data):
+    def wall(self, t):
+        """Monotonic time T as wall-clock time, as the daemons log it."""
+        w = time.time() - (time.monotonic() - t)
+        return "%s.%03d (%.3f s)" % (time.strftime(
+            "%H:%M:%S", time.localtime(w)), int(w * 1000) % 1000,
+            t - self.start)
+
+    def check_block(self, block, data, when=None):
         p = self.possible[block]
         if p is not None and digest(data) not in p:
-            self.mismatch(block, data)
+            self.mismatch(block, data, when)
 
     def fill(self):
         """Write every block once, synchronously, in big requests."""
@@ -182,7 +202,11 @@ class Workload:
                 return
             self.stats["flushes"] = self.stats.get("flushes", 0) + 1
         elif kind == "write":
-            for b, d in zip(blocks, digests):
+            seq0 = self.seq_of(buf)
+            for i, (b, d) in enumerate(zip(blocks, digests)):
+                h = self.history.setdefault(b, [])
+                h.append((seq0 + i, t0, now, None if ex is None else str(ex)))
+                del h[:-8]
                 if ex is None:
                     self.possible[b] = {d}
                 elif self.possible[b] is not None:
@@ -197,11 +221,20 @@ class Workload:
                 self.error("read at %d" % (blocks[0] * self.bs), ex)
                 return
             data = buf.to_bytearray()
+            when = "%s .. %s, %d blocks at %d" % (
+                self.wall(t0), self.wall(now), len(blocks),
+                blocks[0] * self.bs)
             for i, b in enumerate(blocks):
-                self.check_block(b, data[i * self.bs:(i + 1) * self.bs])
+                self.check_block(b, data[i * self.bs:(i + 1) * self.bs],
+                                 when)
             self.stats["reads"] += 1
             self.stats["bytes_read"] += len(data)
         self.stats["ops_after_last_error"] += 1
+
+    @staticmethod
+    def seq_of(buf):
+        """The sequence number in the first block of a write BUF."""
+        return struct.unpack(">8sQQQ", bytes(buf[:32]))[2]
 
     def stopping(self, now):
         a = self.args
@@ -248,8 +281,10 @@ class Workload:
 
     def final_check(self):
         """Read back the whole volume; later reads must see the same."""
+        self.phase = "final"
         for first in range(0, self.nblocks, CHUNK_BLOCKS):
             n = min(CHUNK_BLOCKS, self.nblocks - first)
+            t0 = time.monotonic()
             try:
                 data = self.h.pread(n * self.bs, first * self.bs)
             except nbd.Error as ex:
@@ -258,7 +293,8 @@ class Workload:
             for i in range(n):
                 b = first + i
                 block = data[i * self.bs:(i + 1) * self.bs]
-                self.check_block(b, block)
+                self.check_block(b, block, "%s, %d blocks at %d" % (
+                    self.wall(t0), n, first * self.bs))
                 self.possible[b] = {digest(block)}
                 self.stats["final_blocks"] += 1
 
