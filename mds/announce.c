@@ -323,22 +323,6 @@ heard (struct announcer *an, uint32_t id, bool ok, uint64_t now)
   an->down[i].until_ns = now + (uint64_t)ANNOUNCE_TIMEOUT_MS * 1000000u;
 }
 
-/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
- * Returns 0 or a catalog error.
- */
-static int
-address_of (struct mds *mds, uint32_t id, char *addr)
-{
-  struct catalog_server srv;
-  int r;
-
-  r = catalog_server_get (mds->cat, id, &srv);
-  if (r < 0)
-    return r;
-  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
-  return 0;
-}
-
 /* True if S has a replica on SERVER. */
 static bool
 holds (const struct catalog_segment *s, uint32_t server)
@@ -378,7 +362,8 @@ announce_prepare (struct mds *mds, struct announcer *an, struct mds_announce *a,
     call[i] = false;
     if (a->flags[i] & TARGET_TOLD)
       continue;
-    if (!holds (&s, a->ids[i]) || address_of (mds, a->ids[i], addrs[i]) < 0) {
+    if (!holds (&s, a->ids[i]) ||
+        mds_server_address (mds, a->ids[i], addrs[i]) < 0) {
       a->flags[i] |= TARGET_TOLD;
       continue;
     }
@@ -482,7 +467,7 @@ scan_page (struct mds *mds, const struct mds_announce_scan *sc,
   int r;
 
   *nitems = 0;
-  r = address_of (mds, sc->server, addr);
+  r = mds_server_address (mds, sc->server, addr);
   if (r == 0)
     r = catalog_server_segments (mds->cat, sc->server, sc->after,
                                  MDS_REPAIR_PAGE, &segs, &n);

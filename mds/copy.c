@@ -102,8 +102,8 @@ replica_index (const struct catalog_segment *s, uint32_t server)
 /* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
  * Returns 0 or a catalog error.
  */
-static int
-server_address (struct mds *mds, uint32_t id, char *addr)
+int
+mds_server_address (struct mds *mds, uint32_t id, char *addr)
 {
   struct catalog_server srv;
   int r;
@@ -133,7 +133,7 @@ collect_peers (struct mds *mds, struct mds_copy *c,
     if (id == c->target || s->replicas[k].state != CATALOG_REPLICA_OK ||
         !mds_server_is_up (mds, id))
       continue;
-    r = server_address (mds, id, c->peer_addrs[c->npeers]);
+    r = mds_server_address (mds, id, c->peer_addrs[c->npeers]);
     if (r < 0)
       return r;
     c->peer_ids[c->npeers++] = id;
@@ -224,9 +224,9 @@ mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
   r = choose_source (mds, c, &s, errmsg, errlen);
   if (r < 0)
     return r;
-  r = server_address (mds, c->target, c->peer_addrs[0]);
+  r = mds_server_address (mds, c->target, c->peer_addrs[0]);
   if (r == 0)
-    r = server_address (mds, c->source, c->source_addr);
+    r = mds_server_address (mds, c->source, c->source_addr);
   if (r < 0) {
     snprintf (errmsg, errlen, "%s", catalog_strerror (r));
     return r;

@@ -335,6 +335,7 @@ extern int mds_sources_choose (struct mds *mds, struct mds_sources *ss,
                                size_t errlen);
 
 /* copy.c */
+extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
 extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
 extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
 extern size_t mds_copies_to (struct mds *mds, uint32_t target);
