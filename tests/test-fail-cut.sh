@@ -188,13 +188,13 @@ ctl "{\"cmd\": \"plan\", \"faults\": [$stalls]}"
 # REPLICA_FAILED is sent only when a replica really fails a write, and
 # the cuts above make too few of those to cut it at every header offset
 # within the phase (writes no longer fail at once on a suspect server,
-# which made most reports before).  Replies to writes held past the
-# timeout make more: each one is reported.
+# which made most reports before).  Writes cut before their head has
+# fully arrived make more: each one is reported.
 rf=
 for (( k = 0; k < 48; ++k )); do
-    rf+="${rf:+,}{\"queue\": \"stall-rf\", \"route\": \"ss*\",
-         \"dir\": \"s2c\", \"op\": \"SEG_WRITE\", \"client\": [$ss_clients],
-         \"action\": \"stall\", \"at\": 10, \"hold\": 2.5, \"skip\": 20}"
+    rf+="${rf:+,}{\"queue\": \"rf\", \"route\": \"ss*\",
+         \"dir\": \"c2s\", \"op\": \"SEG_WRITE\", \"client\": [$ss_clients],
+         \"action\": \"cut\", \"at\": 30, \"skip\": 20}"
 done
 ctl "{\"cmd\": \"plan\", \"faults\": [$rf]}"
 
@@ -311,7 +311,7 @@ print("%d faults carried out; %d were left when the phase ended: %s" %
 for q in sorted(set(done) | set(st["queued"])):
     missing = sorted(set(range(24)) - done[q])
     if not q.endswith("/modify") and q not in ("open", "stall",
-                                               "stall-rf") and missing:
+                                               "rf") and missing:
         bad.append("%s: header offsets %s never cut" % (q, missing))
 
 # A receiver of a malformed frame must close the connection (a daemon
