@@ -191,10 +191,10 @@ ctl "{\"cmd\": \"plan\", \"faults\": [$stalls]}"
 # which made most reports before).  Writes cut before their head has
 # fully arrived make more: each one is reported.
 rf=
-for (( k = 0; k < 48; ++k )); do
+for (( k = 0; k < 120; ++k )); do
     rf+="${rf:+,}{\"queue\": \"rf\", \"route\": \"ss*\",
          \"dir\": \"c2s\", \"op\": \"SEG_WRITE\", \"client\": [$ss_clients],
-         \"action\": \"cut\", \"at\": 30, \"skip\": 20}"
+         \"action\": \"cut\", \"at\": 30, \"skip\": 5}"
 done
 ctl "{\"cmd\": \"plan\", \"faults\": [$rf]}"
 
@@ -310,9 +310,15 @@ print("%d faults carried out; %d were left when the phase ended: %s" %
       (len(res), st["nqueued"], st["queued"]))
 for q in sorted(set(done) | set(st["queued"])):
     missing = sorted(set(range(24)) - done[q])
-    if not q.endswith("/modify") and q not in ("open", "stall",
-                                               "rf") and missing:
-        bad.append("%s: header offsets %s never cut" % (q, missing))
+    if q.endswith("/modify") or q in ("open", "stall", "rf") or not missing:
+        continue
+    # REPLICA_FAILED goes out only when a replica really fails a write:
+    # on a loaded machine the phase can end before one came for every
+    # offset.  Say so; the other messages must all be cut.
+    if q.endswith("/REPLICA_FAILED") and len(missing) < 24:
+        print("warning: %s: header offsets %s never cut" % (q, missing))
+        continue
+    bad.append("%s: header offsets %s never cut" % (q, missing))
 
 # A receiver of a malformed frame must close the connection (a daemon
 # after an error reply).  The plugin may keep its MDS connection after
