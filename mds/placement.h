@@ -53,6 +53,10 @@ struct placement_server {
    * has reached it gets no new segment.  0 (or 100 and above): all.
    */
   uint32_t high_water;
+  /* Copies (repair) already headed to this server: choose_extra and
+   * respread prefer servers with fewer.  0 for new segments.
+   */
+  uint32_t load;
 };
 
 /* Choose REPLICAS distinct servers among SERVERS[0..N) for one new
@@ -108,6 +112,143 @@ extern size_t placement_eligible (const struct placement_server *servers,
  */
 extern void placement_explain (const struct placement_server *servers, size_t n,
                                uint32_t replicas, char *buf, size_t len);
+
+/* ---- The placement index (issue 13: placement at scale) ----
+ *
+ * The MDS keeps one index over its servers instead of a snapshot per
+ * allocation: built once (linear in servers), updated one server at a
+ * time as usage and states change, and charged as segments are placed,
+ * so that one placement costs far less than a sweep of every server.
+ * Not thread-safe: the caller serialises every call on one index.
+ *
+ * Failure domains.  A server's zone is its failure domain; a server
+ * without a zone (NULL or "") is a domain of its own.  A segment of R
+ * replicas must span D = min (R, domains with an up server) distinct
+ * domains, where "up" is the UP flag below (heard from, not draining,
+ * not out).  placement_index_choose never breaks that rule: if fewer
+ * than D domains have room, it fails with -ENOSPC and
+ * placement_index_explain names the zones and their room.  With fewer
+ * domains than replicas, the replicas are spread over them as evenly as
+ * possible (no domain holds more than ceil (R / D)).
+ *
+ * Weights.  A new segment may use the room below a server's high-water
+ * mark only; servers are weighted by that room (not by capacity - used,
+ * which counts the space kept for repair), and between two candidates
+ * drawn the one with the lower fill (used / mark) is kept, so servers
+ * and zones of unequal size fill evenly.
+ */
+struct placement_index;
+
+/* Per failure domain, for warnings and status: ZONE is the zone name
+ * (borrowed from the index; "" for a server without one), SERVERS the
+ * up servers in it, ROOM the bytes below their high-water marks,
+ * USABLE the bytes their high-water marks allow in all.
+ */
+struct placement_zone_room {
+  const char *zone;
+  uint32_t servers;
+  uint64_t room;
+  uint64_t usable;
+};
+
+/* A new index over SERVERS[0..N), segments of SEGMENT_SIZE bytes.  The
+ * servers are copied; their ZONE strings are copied too.  Returns NULL
+ * if out of memory.
+ */
+extern struct placement_index *
+placement_index_new (const struct placement_server *servers, size_t n,
+                     uint64_t segment_size);
+extern void placement_index_free (struct placement_index *idx);
+
+/* Set what the index knows of server S->id (add it if new): zone,
+ * capacity, used, up, high water, load.  Returns 0 or -ENOMEM.
+ */
+extern int placement_index_update (struct placement_index *idx,
+                                   const struct placement_server *s);
+
+/* Forget server ID (removed from the cluster).  No-op if unknown. */
+extern void placement_index_remove (struct placement_index *idx, uint32_t id);
+
+/* The index's copy of server ID, or NULL. */
+extern const struct placement_server *
+placement_index_server (const struct placement_index *idx, uint32_t id);
+
+/* Add BYTES (may be negative) to server ID's used space; no-op if
+ * unknown.
+ */
+extern void placement_index_charge (struct placement_index *idx, uint32_t id,
+                                    int64_t bytes);
+
+/* Choose REPLICAS servers for a new segment: distinct servers, the
+ * domain rule above, below their high-water marks, avoiding the ids in
+ * AVOID[0..NAVOID) (listed more often: avoided more) when the other
+ * rules allow it.  On success OUT[0..REPLICAS) gets the ids, each chosen
+ * server is charged one segment, and 0 is returned.  Errors: -EINVAL
+ * (REPLICAS 0 or above PLACEMENT_REPLICAS_MAX), -ENOSPC (not enough
+ * servers, or not enough domains with room: see
+ * placement_index_explain).
+ */
+extern int placement_index_choose (struct placement_index *idx,
+                                   uint32_t replicas, const uint32_t *avoid,
+                                   size_t navoid, uint64_t *rng,
+                                   uint32_t *out);
+
+/* Choose COUNT more servers for a segment held on HOLDERS[0..NHOLDERS)
+ * (repair): never a holder, in the domains holding the fewest replicas
+ * of the segment, up to capacity (high-water marks do not apply), and
+ * among candidates the one with the lower LOAD (copies already headed
+ * there) first, then the emptier, so that re-replication spreads over
+ * many targets.  Each chosen server is charged one segment and its load
+ * raised by one.  Errors as placement_choose_extra.
+ */
+extern int placement_index_choose_extra (struct placement_index *idx,
+                                         const uint32_t *holders,
+                                         size_t nholders, uint32_t count,
+                                         uint64_t *rng, uint32_t *out);
+
+/* Distinct failure domains a segment of REPLICAS replicas must span:
+ * min (REPLICAS, domains with an up server).
+ */
+extern uint32_t placement_index_domains_needed (const struct placement_index *,
+                                                uint32_t replicas);
+
+/* Whether a segment of REPLICAS replicas held on HOLDERS[0..N) spans
+ * fewer domains than it must (misplaced).  Unknown ids count as domains
+ * of their own.
+ */
+extern bool placement_index_misplaced (const struct placement_index *idx,
+                                       const uint32_t *holders, size_t n,
+                                       uint32_t replicas);
+
+/* For a misplaced segment held on HOLDERS[0..N) (REPLICAS wanted):
+ * *TARGET, an up server with room below its high-water mark in a domain
+ * holding none of its replicas (the lower load, then the emptier), and
+ * *VICTIM, a holder in the domain holding the most replicas, whose
+ * replica is removed once the target's is complete.  The target is
+ * charged one segment and its load raised.  Returns 0, or -ENOSPC if no
+ * such target exists now.
+ */
+extern int placement_index_respread (struct placement_index *idx,
+                                     const uint32_t *holders, size_t n,
+                                     uint32_t replicas, uint64_t *rng,
+                                     uint32_t *target, uint32_t *victim);
+
+/* Why placement_index_choose may fail for REPLICAS replicas, into BUF
+ * (LEN bytes, NUL-terminated): as placement_explain, and when domains
+ * are short, which zones have room for how many segments, as in "only 1
+ * of 3 zones has room for a new segment, 3 needed (zone a: 0 segments,
+ * zone b: 0, zone c: 4811)".
+ */
+extern void placement_index_explain (const struct placement_index *idx,
+                                     uint32_t replicas, char *buf, size_t len);
+
+/* The failure domains with a zone name, into OUT[0..MAX) (sorted by
+ * zone name); returns how many there are (may exceed MAX).  Servers
+ * without a zone are summed into one entry with ZONE "".
+ */
+extern size_t placement_index_zones (const struct placement_index *idx,
+                                     struct placement_zone_room *out,
+                                     size_t max);
 
 /* Next value of the splitmix64 generator with state *RNG. */
 extern uint64_t placement_random (uint64_t *rng);
