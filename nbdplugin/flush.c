@@ -555,6 +555,20 @@ flush_dirty (struct volume *v)
     nbdkit_debug ("volume %s: flush: server %" PRIu32 ": %s%s%s", v->name,
                   f.items[i].server->id, strerror (-reqs[i].err),
                   reqs[i].errmsg[0] ? ": " : "", reqs[i].errmsg);
+    if (reqs[i].err == -SS_EOUTOFTIME) {
+      /* Not the server's fault: the flush fails, the segments stay
+       * dirty for the next one.
+       */
+      if (err == 0) {
+        nbdkit_error ("volume %s: flush: out of time waiting for server "
+                      "%" PRIu32 " (timeout=%d s)",
+                      v->name, f.items[i].server->id,
+                      v->cfg->timeout_ms / 1000);
+        err = -ETIMEDOUT;
+      }
+      put_back (&f.items[i]);
+      continue;
+    }
     if (flush_failed (v, &f.items[i], f.items, reqs, f.n) < 0) {
       if (err == 0) {
         nbdkit_error ("volume %s: flush: server %" PRIu32 ": %s%s%s", v->name,

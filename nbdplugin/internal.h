@@ -132,7 +132,12 @@ struct ss_batch {
                          * a socket is handed over */
   unsigned pending;     /* submitted, not completed */
   int timeout_ms;       /* per request, from ss_batch_wait */
-  bool sleeping;        /* its waiter sleeps on cond */
+  /* Within a request: the end of this round of it (sending, connecting,
+   * waiting), the request's deadline but at least a quarter of the
+   * timeout from ss_batch_init; 0 outside requests.
+   */
+  uint64_t round_deadline;
+  bool sleeping; /* its waiter sleeps on cond */
   /* Sockets whose reader role was handed to the sleeping waiter. */
   struct ss_conn *handed;
 };
@@ -231,6 +236,14 @@ extern void ss_server_disconnect (struct ss_server *s);
  * No storage server sends it (it is no PROTO_E* status).
  */
 #define SS_ERESTARTED ERESTART
+
+/* The running request ran out of time before the server could answer
+ * within a quarter of the timeout: its fate is unknown, but the server
+ * is not to blame (a quarter of the timeout is the shortest silence
+ * that counts a server failed).  Not a fault of the replica: the
+ * request fails, nothing is reported.  No storage server sends it.
+ */
+#define SS_EOUTOFTIME ETIME
 
 extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
 extern void ss_batch_destroy (struct ss_batch *b);

@@ -171,7 +171,7 @@ bool
 io_is_replica_fault (int err)
 {
   return err != 0 && err != -ENOSPC && err != -ESTALE && err != -EREMCHG &&
-         err != -SS_ERESTARTED;
+         err != -SS_ERESTARTED && err != -SS_EOUTOFTIME;
 }
 
 /* Split [OFFSET, OFFSET+COUNT) into at most MAX pieces at P, whose
@@ -280,7 +280,7 @@ static int
 finish_modify (struct volume *v, const char *what, struct piece *p,
                struct ss_request *reqs, bool fua)
 {
-  unsigned nok = 0, ncopies = 0, nnospc = 0, nstale = 0;
+  unsigned nok = 0, ncopies = 0, nnospc = 0, nstale = 0, nlate = 0;
   const char *msg = "", *nospc_msg = "";
   uint32_t nospc_server = 0;
   int err = 0, first = 0, r;
@@ -311,6 +311,8 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
       }
       else if (q->err == -ESTALE)
         nstale++;
+      else if (q->err == -SS_EOUTOFTIME)
+        nlate++;
     }
   }
 
@@ -341,6 +343,16 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
                   v->name, what, p->seg->id, ncopies, v->min_copies,
                   first ? ": " : "", first ? strerror (-first) : "",
                   msg[0] ? ": " : "", msg);
+    set_err (&err, -EIO);
+  }
+  else if (nlate) {
+    /* A replica whose answer did not come in time may or may not have
+     * taken it, and nobody is to blame: the write cannot be
+     * acknowledged, nor the replica reported.
+     */
+    nbdkit_error ("volume %s: %s: segment %" PRIu64 ": out of time waiting "
+                  "for %u of its replicas (timeout=%d s)",
+                  v->name, what, p->seg->id, nlate, v->cfg->timeout_ms / 1000);
     set_err (&err, -EIO);
   }
 

@@ -28,6 +28,13 @@
  * the path is stuck, perhaps mid-frame), the socket is shut down too, so
  * that the reader gives it back promptly and later requests do not wait
  * on it for a timeout each.
+ *
+ * Within an NBD request, the steps of one batch (the wait for another
+ * sender, the connect, the send, the wait for the replies) share the
+ * batch's end, the request's deadline (see request.c), so that their
+ * sum stays within it.  A step cut below a quarter of the timeout that
+ * times out blames nobody: its requests fail with SS_EOUTOFTIME and the
+ * server is not suspected.
  */
 
 #include <config.h>
@@ -171,18 +178,43 @@ ss_server_suspect (struct ss_server *s)
   return monotonic_ns () < atomic_load (&s->suspect_until);
 }
 
+/* The end of the round (struct ss_batch) whose requests this thread is
+ * sending (ss_submit), or 0.
+ */
+static __thread uint64_t round_deadline;
+
 /* The time S's step started now (a connect, a send waiting for room,
- * a batch) may wait: its timeout, cut to what is left of the running
- * request but not below a quarter of the timeout, so that no server is
- * counted failed after a shorter silence (request_can_start keeps
- * requests that are out of time from starting such steps at all).
+ * the wait for another sender) may wait: its timeout, cut to what is
+ * left of the round being sent (every step of a round shares its end,
+ * so that the round, and the request, end in time), or outside rounds
+ * to what is left of the running request but not below a quarter of
+ * the timeout.
  */
 static int
 step_ms (const struct ss_server *s)
 {
-  int ms = request_step_ms (s->timeout_ms);
+  uint64_t now, left;
+  int ms;
 
-  return ms < s->timeout_ms / 4 ? s->timeout_ms / 4 : ms;
+  if (round_deadline == 0) {
+    ms = request_step_ms (s->timeout_ms);
+    return ms < s->timeout_ms / 4 ? s->timeout_ms / 4 : ms;
+  }
+  now = monotonic_ns ();
+  if (round_deadline <= now + 1000000)
+    return 1;
+  left = (round_deadline - now) / 1000000;
+  return left < (uint64_t)s->timeout_ms ? (int)left : s->timeout_ms;
+}
+
+/* Whether a step of S that may wait MS is cut short by the round: less
+ * than a quarter of the timeout.  Its timing out then says nothing of
+ * the server (SS_EOUTOFTIME).
+ */
+static bool
+step_cut_short (const struct ss_server *s, int ms)
+{
+  return round_deadline != 0 && ms < s->timeout_ms / 4;
 }
 
 /* The time a connect (and its handshake) to S, or the wait for another
@@ -806,7 +838,7 @@ static int
 send_all (struct ss_conn *c, int fd, struct iovec *iov, int iovcnt)
 {
   ssize_t r;
-  int e;
+  int e, ms;
 
   for (;;) {
     while (iovcnt > 0 && iov->iov_len == 0) {
@@ -825,7 +857,10 @@ send_all (struct ss_conn *c, int fd, struct iovec *iov, int iovcnt)
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         return -errno;
       ensure_reader (c);
-      e = wait_fd (fd, POLLOUT, step_ms (c->server));
+      ms = step_ms (c->server);
+      e = wait_fd (fd, POLLOUT, ms);
+      if (e == -ETIMEDOUT && step_cut_short (c->server, ms))
+        e = -SS_EOUTOFTIME;
       if (e < 0)
         return e;
       continue;
@@ -863,6 +898,12 @@ ss_batch_init (struct ss_batch *b, int timeout_ms)
   b->timeout_ms = timeout_ms;
   b->sleeping = false;
   b->handed = NULL;
+  b->round_deadline = 0;
+  if (request_deadline != 0) {
+    uint64_t quarter = monotonic_ns () + (uint64_t)timeout_ms * 250000;
+
+    b->round_deadline = request_deadline > quarter ? request_deadline : quarter;
+  }
 }
 
 /* Destroy BATCH after ss_batch_wait has returned. */
@@ -980,17 +1021,21 @@ submit_server (struct ss_server *s, struct ss_request *queue)
   struct ss_conn *c;
   char errmsg[SS_ERRMSG_SIZE] = "";
   struct timespec ts;
-  bool fresh;
-  int attempt, state, e;
+  bool fresh, cut_short;
+  int attempt, state, e, ms;
 
   c = &s->conns[atomic_fetch_add (&s->rr, 1) % s->nconns];
 
   /* Another sender may be stuck connecting or sending to S: wait no
    * longer than a step may take.
    */
-  ts = timespec_from_ns (monotonic_ns () + (uint64_t)connect_ms (s) * 1000000);
+  ms = connect_ms (s);
+  ts = timespec_from_ns (monotonic_ns () + (uint64_t)ms * 1000000);
   if (pthread_mutex_clocklock (&c->send_lock, CLOCK_MONOTONIC, &ts) != 0) {
-    complete_list (queue, -ETIMEDOUT, "timed out waiting to send");
+    if (step_cut_short (s, ms))
+      complete_list (queue, -SS_EOUTOFTIME, "out of time waiting to send");
+    else
+      complete_list (queue, -ETIMEDOUT, "timed out waiting to send");
     return;
   }
   CLEANUP_UNLOCK pthread_mutex_t *locked __attribute__ ((unused)) =
@@ -1003,10 +1048,17 @@ submit_server (struct ss_server *s, struct ss_request *queue)
     fresh = state != CONN_UP;
     if (fresh) {
       conn_reset (c);
+      cut_short = step_cut_short (s, connect_ms (s));
       e = conn_open (c, errmsg, sizeof errmsg);
+      if (cut_short && (e == -ETIMEDOUT || e == -EAGAIN)) {
+        snprintf (errmsg, sizeof errmsg, "out of time connecting");
+        e = -SS_EOUTOFTIME;
+      }
       if (e < 0) {
-        /* A restart found is not a failure of the server. */
-        if (e != -SS_ERESTARTED)
+        /* A restart found, or the request's own deadline, is not a
+         * failure of the server.
+         */
+        if (e != -SS_ERESTARTED && e != -SS_EOUTOFTIME)
           mark_suspect (s);
         complete_list (queue, e, errmsg);
         return;
@@ -1017,6 +1069,10 @@ submit_server (struct ss_server *s, struct ss_request *queue)
       ;
     if (queue == NULL)
       return;
+    if (e == -SS_EOUTOFTIME) {
+      complete_list (queue, e, "out of time sending");
+      return;
+    }
     if (!fresh && attempt == 0)
       continue;
     mark_suspect (s);
@@ -1067,7 +1123,9 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
         tail = &reqs[j].next;
       }
     }
+    round_deadline = b->round_deadline;
     submit_server (reqs[i].server, queue);
+    round_deadline = 0;
   }
 }
 
@@ -1078,10 +1136,12 @@ ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n)
  * last half of the timeout that R waited (perhaps mid-frame: a server
  * sends whole frames), is shut down as well: its other requests then
  * fail with EIO now rather than one timeout each, and the next request
- * reconnects.
+ * reconnects.  Unless BLAME (R waited less than a quarter of the
+ * timeout: its request ran out of time), R fails with SS_EOUTOFTIME
+ * instead and its server is not suspected.
  */
 static void
-cancel (struct ss_batch *b, struct ss_request *r)
+cancel (struct ss_batch *b, struct ss_request *r, bool blame)
 {
   struct ss_conn *c = r->conn;
   struct ss_request *failed = NULL;
@@ -1111,12 +1171,17 @@ cancel (struct ss_batch *b, struct ss_request *r)
   }
   pthread_mutex_unlock (&c->lock);
   complete_list (failed, -EIO, "connection lost");
-  mark_suspect (c->server);
+  if (blame || failed != NULL)
+    mark_suspect (c->server);
   if (mine) {
     if (tessera_debug_conn)
-      nbdkit_debug ("server %" PRIu32 " conn %u: tag %" PRIu64 " timed out",
-                    c->server->id, c->index, r->tag);
-    complete (r, -ETIMEDOUT, "timed out");
+      nbdkit_debug ("server %" PRIu32 " conn %u: tag %" PRIu64 " timed out%s",
+                    c->server->id, c->index, r->tag,
+                    blame ? "" : " (out of time)");
+    if (blame)
+      complete (r, -ETIMEDOUT, "timed out");
+    else
+      complete (r, -SS_EOUTOFTIME, "out of time");
   }
 }
 
@@ -1271,17 +1336,25 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
   struct timespec ts;
   uint64_t deadline, now, quarter, hurry = 0, until;
   unsigned pending;
-  bool timed_out = false;
+  bool timed_out = false, blame;
   size_t i;
 
   /* The deadline counts from here (sending may have taken a while), cut
-   * to the running request's but not below a quarter of the timeout.
+   * to the end of the round (within a request) or else not below a
+   * quarter of the timeout.  A wait cut below a quarter blames nobody:
+   * its requests run out of time (SS_EOUTOFTIME).
    */
   now = monotonic_ns ();
   quarter = now + (uint64_t)b->timeout_ms * 250000;
-  deadline = request_clamp (now + (uint64_t)b->timeout_ms * 1000000);
-  if (deadline < quarter)
-    deadline = quarter;
+  deadline = now + (uint64_t)b->timeout_ms * 1000000;
+  if (b->round_deadline != 0 && b->round_deadline < deadline)
+    deadline = b->round_deadline;
+  else if (b->round_deadline == 0) {
+    deadline = request_clamp (deadline);
+    if (deadline < quarter)
+      deadline = quarter;
+  }
+  blame = deadline >= quarter;
   /* A suspect server gets a quarter of the timeout where the caller
    * allows it: the shortest silence that counts a server failed.
    */
@@ -1308,7 +1381,7 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
       /* Awake, so no socket can be handed over meanwhile. */
       for (i = 0; i < n; i++)
         if (reqs[i].hurried && reqs[i].conn != NULL && !is_done (b, &reqs[i]))
-          cancel (b, &reqs[i]);
+          cancel (b, &reqs[i], true);
       hurry = 0;
       continue;
     }
@@ -1338,7 +1411,7 @@ ss_batch_wait (struct ss_batch *b, struct ss_request *reqs, size_t n)
     pthread_mutex_unlock (&b->lock);
     for (i = 0; i < n; i++)
       if (reqs[i].conn != NULL && !is_done (b, &reqs[i]))
-        cancel (b, &reqs[i]);
+        cancel (b, &reqs[i], blame);
   }
   while ((c = owned) != NULL) {
     owned = c->owned_next;
