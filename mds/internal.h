@@ -297,12 +297,8 @@ typedef int (*mds_handler) (struct mds *mds, struct mds_conn *conn,
                             const void *payload, uint32_t len,
                             struct mds_reply *rep);
 
-/* daemon.c */
-extern int mds_daemonize (int *ready_fd);
-extern void mds_daemon_ready (int ready_fd);
-extern int mds_write_pidfile (const char *path);
+/* daemon.c (forking, pidfile and paths: common/utils/daemon.h) */
 extern int mds_lock_db (const char *dir);
-extern char *mds_absolute_path (const char *path);
 
 /* srv-client.c */
 extern int mds_srv_call (struct mds *mds, const char *addr, int timeout_ms,

@@ -22,6 +22,7 @@
 #include "tls.h"
 #include "catalog.h"
 #include "cleanup.h"
+#include "daemon.h"
 #include "log.h"
 #include "parse.h"
 #include "sock.h"
@@ -560,7 +561,7 @@ start_listening (struct mds *mds, char **abs_path)
 
   *abs_path = NULL;
   if (strncmp (mds->listen_addr, "unix:", 5) == 0) {
-    *abs_path = mds_absolute_path (mds->listen_addr + 5);
+    *abs_path = daemon_absolute_path (mds->listen_addr + 5);
     if (*abs_path == NULL) {
       fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
       return -1;
@@ -600,27 +601,6 @@ init_state (struct mds *mds)
   mds->start_ns = mds_now_ns ();
   if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
     mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
-}
-
-/* Raise the soft limit of open files to what the connection limits
- * need, as far as the hard limit allows; warn if that falls short.
- */
-static void
-raise_fd_limit (const struct mds *mds)
-{
-  rlim_t want = (rlim_t)mds->max_conns + mds->max_unauth + FD_MARGIN;
-  struct rlimit rl;
-
-  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
-    return;
-  rl.rlim_cur =
-      rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
-  if (setrlimit (RLIMIT_NOFILE, &rl) == -1)
-    getrlimit (RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < want)
-    log_warn ("open files: limit %llu, below the %llu that "
-              "--max-connections and --max-unauthenticated need",
-              (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
 /* Wait for SIGTERM or SIGINT (blocked in every thread). */
@@ -665,13 +645,13 @@ main (int argc, char *argv[])
   log_init (MDS_PROGRAM);
   log_register_debug_flags (debug_flags);
   parse_options (argc, argv, &mds, &opts);
-  if (opts.pidfile && (pidfile = mds_absolute_path (opts.pidfile)) == NULL) {
+  if (opts.pidfile && (pidfile = daemon_absolute_path (opts.pidfile)) == NULL) {
     fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
     exit (EXIT_FAILURE);
   }
 
-  if (!opts.foreground && (r = mds_daemonize (&ready_fd)) < 0) {
-    fprintf (stderr, "%s: fork: %s\n", MDS_PROGRAM, strerror (-r));
+  if (!opts.foreground && (ready_fd = daemon_fork ()) < 0) {
+    fprintf (stderr, "%s: fork: %s\n", MDS_PROGRAM, strerror (-ready_fd));
     exit (EXIT_FAILURE);
   }
   if (opts.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
@@ -687,7 +667,9 @@ main (int argc, char *argv[])
 
   if (open_catalog (&mds, &opts) < 0)
     goto out;
-  raise_fd_limit (&mds);
+  daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
+                           FD_MARGIN,
+                       "--max-connections and --max-unauthenticated");
   init_state (&mds);
   r = mds_leases_recover (&mds);
   if (r < 0) {
@@ -708,14 +690,15 @@ main (int argc, char *argv[])
              strerror (-r));
     goto out_socket;
   }
-  if (pidfile && (r = mds_write_pidfile (pidfile)) < 0) {
+  if (pidfile && (r = daemon_write_pidfile (pidfile)) < 0) {
     fprintf (stderr, "%s: --pidfile: %s: %s\n", MDS_PROGRAM, pidfile,
              strerror (-r));
     busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
     busy |= mds_repair_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
     goto out_socket;
   }
-  mds_daemon_ready (ready_fd);
+  daemon_ready (ready_fd);
+  ready_fd = -1;
 
   wait_for_signal (&set);
   status = EXIT_SUCCESS;

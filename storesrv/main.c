@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "tls.h"
 #include "cleanup.h"
+#include "daemon.h"
 #include "log.h"
 #include "parse.h"
 #include "sock.h"
@@ -165,21 +166,6 @@ bad_option (const char *opt, const char *fmt, ...)
   exit (EXIT_FAILURE);
 }
 
-/* PATH made absolute against the current directory (malloc'd). */
-static char *
-absolute (const char *path)
-{
-  CLEANUP_FREE char *cwd = NULL;
-  char *p;
-
-  if (path[0] == '/')
-    return strdup (path);
-  cwd = getcwd (NULL, 0);
-  if (cwd == NULL || asprintf (&p, "%s/%s", cwd, path) == -1)
-    return NULL;
-  return p;
-}
-
 /* Check an address option; unix: paths become absolute (the daemon
  * changes to / and advertises the path).
  */
@@ -193,7 +179,7 @@ address_option (const char *opt, const char *addr)
   if (strncmp (addr, "unix:", 5) != 0 || addr[5] == '/')
     p = strdup (addr);
   else {
-    abs = absolute (addr + 5);
+    abs = daemon_absolute_path (addr + 5);
     if (abs == NULL || asprintf (&p, "unix:%s", abs) == -1)
       p = NULL;
     free (abs);
@@ -219,7 +205,7 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
     switch (c) {
     case DATA_OPTION:
       free (ctx->data_dir);
-      ctx->data_dir = absolute (optarg);
+      ctx->data_dir = daemon_absolute_path (optarg);
       if (ctx->data_dir == NULL || optarg[0] == '\0')
         bad_option ("--data", "invalid directory: %s", optarg);
       break;
@@ -295,7 +281,7 @@ parse_options (struct ss_ctx *ctx, int argc, char **argv)
       break;
     case 'P':
       free (ctx->pidfile);
-      ctx->pidfile = absolute (optarg);
+      ctx->pidfile = daemon_absolute_path (optarg);
       if (ctx->pidfile == NULL || optarg[0] == '\0')
         bad_option ("--pidfile", "invalid file name: %s", optarg);
       break;
@@ -386,113 +372,6 @@ draw_incarnation (struct ss_ctx *ctx)
       return r;
     }
   } while (ctx->incarnation == 0);
-  return 0;
-}
-
-/* Raise the soft limit of open files towards the hard limit, so that
- * --max-connections and --max-unauthenticated connections fit beside
- * the store's files.  Not fatal: accept(2) waits out EMFILE.
- */
-static void
-raise_nofile (const struct ss_ctx *ctx)
-{
-  rlim_t want = (rlim_t)ctx->max_conns + ctx->max_unauth + 64;
-  struct rlimit rl;
-
-  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
-    return;
-  rl.rlim_cur =
-      rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-  if (setrlimit (RLIMIT_NOFILE, &rl) == -1)
-    log_warn ("setrlimit: RLIMIT_NOFILE: %s", strerror (errno));
-  else if (rl.rlim_cur < want)
-    log_warn ("open files are limited to %llu: fewer connections than "
-              "--max-connections and --max-unauthenticated may be served",
-              (unsigned long long)rl.rlim_cur);
-}
-
-/* Fork into the background.  The parent waits until the child reports
- * that it serves (exit 0) or the child gives up (exit 1), so that start-up
- * errors reach the terminal and the exit status.  The child leaves the
- * session and keeps stderr until daemon_ready.  Returns the pipe's write
- * end in the child, or -errno.
- */
-static int
-daemonize (void)
-{
-  int pfd[2], fd;
-  pid_t pid;
-
-  if (pipe2 (pfd, O_CLOEXEC) == -1)
-    return -errno;
-  pid = fork ();
-  if (pid == -1)
-    return -errno;
-  if (pid > 0) {
-    sigset_t sigs;
-    ssize_t n;
-    char c;
-
-    /* Ctrl-C stops the waiting parent, not the daemon. */
-    sigemptyset (&sigs);
-    sigaddset (&sigs, SIGTERM);
-    sigaddset (&sigs, SIGINT);
-    pthread_sigmask (SIG_UNBLOCK, &sigs, NULL);
-    close (pfd[1]);
-    do
-      n = read (pfd[0], &c, 1);
-    while (n == -1 && errno == EINTR);
-    _exit (n == 1 ? EXIT_SUCCESS : EXIT_FAILURE);
-  }
-  close (pfd[0]);
-  setsid ();
-  if (chdir ("/") == -1)
-    return -errno;
-  fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    dup2 (fd, STDIN_FILENO);
-    close (fd);
-  }
-  return pfd[1];
-}
-
-/* The daemon serves: release the waiting parent and log to syslog. */
-static void
-daemon_ready (int ready_fd)
-{
-  int fd;
-
-  log_use_syslog ();
-  fd = open ("/dev/null", O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    dup2 (fd, STDOUT_FILENO);
-    dup2 (fd, STDERR_FILENO);
-    close (fd);
-  }
-  if (write (ready_fd, "", 1) != 1)
-    log_warn ("daemonize: %s", strerror (errno));
-  close (ready_fd);
-}
-
-/* Write our pid to the pidfile atomically (temp file + rename). */
-static int
-write_pidfile (const char *path)
-{
-  CLEANUP_FREE char *tmp = NULL;
-  FILE *fp;
-
-  if (asprintf (&tmp, "%s.tmp", path) == -1)
-    return -ENOMEM;
-  fp = fopen (tmp, "we");
-  if (fp == NULL)
-    return -errno;
-  fprintf (fp, "%d\n", (int)getpid ());
-  if (fclose (fp) != 0 || rename (tmp, path) == -1) {
-    int r = -errno;
-
-    unlink (tmp);
-    return r;
-  }
   return 0;
 }
 
@@ -670,7 +549,8 @@ main (int argc, char **argv)
   parse_options (&ctx, argc, argv);
   if (load_key (&ctx) < 0 || draw_incarnation (&ctx) < 0)
     goto out;
-  raise_nofile (&ctx);
+  daemon_raise_nofile ((unsigned long long)ctx.max_conns + ctx.max_unauth + 64,
+                       "--max-connections and --max-unauthenticated");
 
   if (ctx.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
     log_error ("prctl: PR_SET_PDEATHSIG: %s", strerror (errno));
@@ -686,7 +566,7 @@ main (int argc, char **argv)
   if (ss_store_open (ctx.data_dir, ctx.size, &ctx.store) < 0 ||
       read_marker (&ctx) < 0 || start_listening (&ctx) < 0)
     goto out;
-  if (!ctx.foreground && (ready_fd = daemonize ()) < 0) {
+  if (!ctx.foreground && (ready_fd = daemon_fork ()) < 0) {
     log_error ("daemonize: %s", strerror (-ready_fd));
     goto out;
   }
@@ -719,7 +599,7 @@ main (int argc, char **argv)
     goto out;
   ss_mds_store_ready (ctx.mds);
   if (ctx.pidfile) {
-    r = write_pidfile (ctx.pidfile);
+    r = daemon_write_pidfile (ctx.pidfile);
     if (r < 0) {
       log_error ("pidfile: %s: %s", ctx.pidfile, strerror (-r));
       goto out;
@@ -728,10 +608,8 @@ main (int argc, char **argv)
   }
   log_info ("serving %s on %s (incarnation %016" PRIx64 ")", ctx.data_dir,
             ctx.advertise, ctx.incarnation);
-  if (ready_fd >= 0) {
-    daemon_ready (ready_fd);
-    ready_fd = -1;
-  }
+  daemon_ready (ready_fd);
+  ready_fd = -1;
   if (ss_loop_run (ctx.loop) < 0 || stop_cleanly (&ctx) < 0)
     goto out;
   goto cleanup;
