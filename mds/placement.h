@@ -190,8 +190,7 @@ extern void placement_index_charge (struct placement_index *idx, uint32_t id,
  */
 extern int placement_index_choose (struct placement_index *idx,
                                    uint32_t replicas, const uint32_t *avoid,
-                                   size_t navoid, uint64_t *rng,
-                                   uint32_t *out);
+                                   size_t navoid, uint64_t *rng, uint32_t *out);
 
 /* Choose COUNT more servers for a segment held on HOLDERS[0..NHOLDERS)
  * (repair): never a holder, in the domains holding the fewest replicas
