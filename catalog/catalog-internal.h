@@ -17,6 +17,7 @@
 
 #include <lmdb.h>
 
+#include "byteorder.h"
 #include "catalog.h"
 #include "cleanup.h"
 
@@ -112,55 +113,6 @@ struct catalog {
 #define CATALOG_META_NEXT_SERVER "next_server_id"
 #define CATALOG_META_NEXT_VOLUME "next_volume_id"
 #define CATALOG_META_NEXT_SEGMENT "next_segment_id"
-
-/* Big-endian stores and loads at any alignment. */
-static inline void
-put_be16 (uint8_t *p, uint16_t v)
-{
-  v = htobe16 (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline void
-put_be32 (uint8_t *p, uint32_t v)
-{
-  v = htobe32 (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline void
-put_be64 (uint8_t *p, uint64_t v)
-{
-  v = htobe64 (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline uint16_t
-get_be16 (const uint8_t *p)
-{
-  uint16_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be16toh (v);
-}
-
-static inline uint32_t
-get_be32 (const uint8_t *p)
-{
-  uint32_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be32toh (v);
-}
-
-static inline uint64_t
-get_be64 (const uint8_t *p)
-{
-  uint64_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be64toh (v);
-}
 
 /* Keys.  Each builder fills BUF and returns an MDB_val pointing at it,
  * so BUF must outlive the value.

@@ -2,11 +2,11 @@
 
 #include <config.h>
 
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "buf.h"
 #include "protocol.h"
 
@@ -67,9 +67,8 @@ proto_put_u16 (struct proto_wbuf *wb, uint16_t v)
 {
   uint8_t *p = wbuf_reserve (wb, 2);
 
-  v = htobe16 (v);
   if (p)
-    memcpy (p, &v, 2);
+    put_be16 (p, v);
 }
 
 void
@@ -77,9 +76,8 @@ proto_put_u32 (struct proto_wbuf *wb, uint32_t v)
 {
   uint8_t *p = wbuf_reserve (wb, 4);
 
-  v = htobe32 (v);
   if (p)
-    memcpy (p, &v, 4);
+    put_be32 (p, v);
 }
 
 void
@@ -87,9 +85,8 @@ proto_put_u64 (struct proto_wbuf *wb, uint64_t v)
 {
   uint8_t *p = wbuf_reserve (wb, 8);
 
-  v = htobe64 (v);
   if (p)
-    memcpy (p, &v, 8);
+    put_be64 (p, v);
 }
 
 void
@@ -158,36 +155,24 @@ uint16_t
 proto_get_u16 (struct proto_rbuf *rb)
 {
   const uint8_t *p = rbuf_take (rb, 2);
-  uint16_t v;
 
-  if (!p)
-    return 0;
-  memcpy (&v, p, 2);
-  return be16toh (v);
+  return p ? get_be16 (p) : 0;
 }
 
 uint32_t
 proto_get_u32 (struct proto_rbuf *rb)
 {
   const uint8_t *p = rbuf_take (rb, 4);
-  uint32_t v;
 
-  if (!p)
-    return 0;
-  memcpy (&v, p, 4);
-  return be32toh (v);
+  return p ? get_be32 (p) : 0;
 }
 
 uint64_t
 proto_get_u64 (struct proto_rbuf *rb)
 {
   const uint8_t *p = rbuf_take (rb, 8);
-  uint64_t v;
 
-  if (!p)
-    return 0;
-  memcpy (&v, p, 8);
-  return be64toh (v);
+  return p ? get_be64 (p) : 0;
 }
 
 void

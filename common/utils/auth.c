@@ -17,6 +17,7 @@
 #include <nettle/memops.h>
 
 #include "auth.h"
+#include "byteorder.h"
 #include "cleanup.h"
 #include "full-rw.h"
 
@@ -189,16 +190,6 @@ const struct auth_key *
 auth_key_current (void)
 {
   return atomic_load (&have_key) ? &current_key : NULL;
-}
-
-/* Put V into P as big-endian. */
-static void
-put_be32 (uint8_t *p, uint32_t v)
-{
-  p[0] = v >> 24;
-  p[1] = v >> 16;
-  p[2] = v >> 8;
-  p[3] = v;
 }
 
 /* The proof of SIDE ("server" or "client") over both nonces and roles. */
