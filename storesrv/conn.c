@@ -1,5 +1,5 @@
-/* Client connections: the handshake, receiving frames, dispatching
- * requests, queueing replies.
+/* Client connections: the handshake, receiving frames and handing them
+ * to req.c as requests, sending the replies req.c queues.
  *
  * Before authentication a connection reads one 24-byte header, then its
  * payload, into a new request, dispatches it and reads the next header.
@@ -445,42 +445,12 @@ conn_max_reqs (const struct ss_conn *c)
   return c->state == SS_CONN_READY ? c->loop->ctx->max_inflight : 1;
 }
 
-/* A new request on C for the header just received. */
-static struct ss_req *
-req_new (struct ss_conn *c)
-{
-  struct ss_req *r = calloc (1, sizeof *r);
-
-  if (r == NULL)
-    return NULL;
-  r->conn = c;
-  c->nreqs++;
-  c->refs++;
-  return r;
-}
-
-/* Count BYTES more of R's buffers against its connection's bound. */
-void
-ss_req_add_bytes (struct ss_req *r, uint64_t bytes)
-{
-  r->bytes += bytes;
-  r->conn->req_bytes += bytes;
-}
-
-/* Free R (its last ring operation has completed); a paused connection
- * below its bounds reads again.
+/* A request of C was freed (ss_req_free): a paused C below its bounds
+ * reads again; the request's reference to C is dropped.
  */
-static void
-req_free (struct ss_loop *loop, struct ss_req *r)
+void
+ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c)
 {
-  struct ss_conn *c = r->conn;
-
-  assert (r->seg == NULL);
-  free (r->payload);
-  free (r->rdata_owned);
-  c->nreqs--;
-  c->req_bytes -= r->bytes;
-  free (r);
   if (c->paused && !c->closing && !c->close_after_send &&
       c->nreqs < conn_max_reqs (c) && c->req_bytes < SS_CONN_MAX_BYTES) {
     c->paused = false;
@@ -521,10 +491,10 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
     c->sendq_head = c->sendq_tail = NULL;
   for (; r; r = next) {
     next = r->next;
-    req_free (loop, r);
+    ss_req_free (loop, r);
   }
   if (c->rreq && !c->recv_inflight) {
-    req_free (loop, c->rreq);
+    ss_req_free (loop, c->rreq);
     c->rreq = NULL;
   }
   conn_put (loop, c);
@@ -619,7 +589,7 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     c->sendq_head = c->sendq_tail = NULL;
     for (; r; r = next) {
       next = r->next;
-      req_free (loop, r);
+      ss_req_free (loop, r);
     }
     goto out;
   }
@@ -651,7 +621,7 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     c->sendq_head = r->next;
     if (c->sendq_head == NULL)
       c->sendq_tail = NULL;
-    req_free (loop, r);
+    ss_req_free (loop, r);
   }
   if (c->closing)
     goto out;
@@ -663,41 +633,14 @@ out:
   conn_put (loop, c);
 }
 
-/* Queue R's reply with STATUS and payload DATA (LEN bytes).  OWNED, if
- * not NULL, is freed with R (it may be DATA itself).
+/* Queue R, its reply encoded (req.c), to be sent on its connection
+ * once this loop turn's completions are processed.
  */
-static void
-req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-          const void *data, uint32_t len, void *owned)
+void
+ss_conn_queue (struct ss_loop *loop, struct ss_req *r)
 {
   struct ss_conn *c = r->conn;
-  struct proto_header h = {
-    .magic = PROTO_MAGIC,
-    .version = PROTO_VERSION,
-    .opcode = r->hdr.opcode,
-    .flags = PROTO_FLAG_REPLY,
-    .status = status,
-    .length = len,
-    .tag = r->hdr.tag,
-  };
 
-  assert (r->seg == NULL);
-  if (owned != r->rdata_owned) {
-    free (r->rdata_owned);
-    r->rdata_owned = owned;
-  }
-  if (c->closing) {
-    req_free (loop, r);
-    return;
-  }
-  proto_header_encode (&h, r->rhdr);
-  r->iov[0].iov_base = r->rhdr;
-  r->iov[0].iov_len = PROTO_HEADER_SIZE;
-  r->iov[1].iov_base = (void *)data;
-  r->iov[1].iov_len = len;
-  memset (&r->msg, 0, sizeof r->msg);
-  r->msg.msg_iov = r->iov;
-  r->msg.msg_iovlen = len > 0 ? 2 : 1;
   r->next = NULL;
   if (c->sendq_tail)
     c->sendq_tail->next = r;
@@ -707,138 +650,13 @@ req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   conn_flush_later (loop, c);
 }
 
-/* Reply PROTO_OK with DATA (see req_send for OWNED). */
-void
-ss_req_reply (struct ss_loop *loop, struct ss_req *r, const void *data,
-              uint32_t len, void *owned)
-{
-  req_send (loop, r, PROTO_OK, data, len, owned);
-}
-
-/* Reply STATUS with the message MSG (N bytes, malloc'd: R owns it). */
-static void
-req_send_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-                char *msg, int n)
-{
-  if (n < 0 || msg == NULL)
-    n = 0;
-  if (n > PROTO_ERRMSG_MAX)
-    n = PROTO_ERRMSG_MAX;
-  if (r->conn->loop->ctx->debug_requests)
-    log_debug ("%s: %s tag %" PRIu64 ": %s: %.*s", r->conn->peer,
-               proto_opcode_name (r->hdr.opcode), r->hdr.tag,
-               proto_status_name (status), n, msg ? msg : "");
-  req_send (loop, r, status, msg, n, msg);
-}
-
-/* Reply STATUS (not PROTO_OK) with a message; the connection goes on. */
-void
-ss_req_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-              const char *fmt, ...)
-{
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
-  va_list ap;
-  int n = 0;
-
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
-  req_send_error (loop, r, status, msg, n);
-}
-
-/* Reply STATUS with a message, then close the connection: for malformed
- * frames and protocol violations, after which the stream cannot be
- * trusted.  Logged once per connection.
- */
-void
-ss_req_fatal (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-              const char *fmt, ...)
-{
-  struct ss_conn *c = r->conn;
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
-  va_list ap;
-  int n = 0;
-
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
-  if (!c->close_after_send && !c->closing)
-    log_warn ("%s: %s: %s, closing the connection", c->peer,
-              proto_status_name (status), msg ? msg : strerror (ENOMEM));
-  c->close_after_send = true;
-  req_send_error (loop, r, status, msg, n);
-}
-
-/* Answer R with PROTO_EIO: the store failed (ss_store_fail). */
-void
-ss_req_failed (struct ss_loop *loop, struct ss_req *r)
-{
-  assert (loop->failed);
-  ss_req_error (loop, r, PROTO_EIO, "%s: the store failed (%s): not serving",
-                proto_opcode_name (r->hdr.opcode), loop->fail_why);
-}
-
-/* Hand a complete request to its opcode's handler (PROTO_EIO for all
- * but the handshake once the store failed), then read on.
+/* Hand a complete request to its handler (req.c), then read on, unless
+ * C is closing or at its bounds.
  */
 static void
-dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
+conn_dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
 {
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: %s tag %" PRIu64 " flags 0x%x length %" PRIu32, c->peer,
-               proto_opcode_name (r->hdr.opcode), r->hdr.tag, r->hdr.flags,
-               r->hdr.length);
-  if (loop->failed && r->hdr.opcode != PROTO_OP_HELLO &&
-      r->hdr.opcode != PROTO_OP_AUTH) {
-    ss_req_failed (loop, r);
-    goto next;
-  }
-  switch (r->hdr.opcode) {
-  case PROTO_OP_HELLO:
-    ss_req_hello (loop, r);
-    break;
-  case PROTO_OP_AUTH:
-    ss_req_auth (loop, r);
-    break;
-  case PROTO_OP_SEG_READ:
-    ss_req_read (loop, r);
-    break;
-  case PROTO_OP_SEG_WRITE:
-    ss_req_write (loop, r);
-    break;
-  case PROTO_OP_SEG_TRIM:
-    ss_req_trim (loop, r);
-    break;
-  case PROTO_OP_SEG_FLUSH:
-    ss_req_flush (loop, r);
-    break;
-  case PROTO_OP_SEG_DELETE:
-    ss_req_delete (loop, r);
-    break;
-  case PROTO_OP_SEG_FENCE:
-    ss_req_fence (loop, r);
-    break;
-  case PROTO_OP_SEG_SET_GEN:
-    ss_req_set_gen (loop, r);
-    break;
-  case PROTO_OP_SEG_PULL:
-    ss_req_pull (loop, r);
-    break;
-  case PROTO_OP_SEG_HASH:
-    ss_req_hash (loop, r);
-    break;
-  case PROTO_OP_SEG_LIST:
-    ss_req_seg_list (loop, r);
-    break;
-  default:
-    ss_req_error (loop, r, PROTO_ENOTSUP, "%s: not served by a storage server",
-                  proto_opcode_name (r->hdr.opcode));
-  }
-next:
+  ss_req_dispatch (loop, r);
   if (c->closing || c->close_after_send)
     return;
   if (c->nreqs >= conn_max_reqs (c) || c->req_bytes >= SS_CONN_MAX_BYTES)
@@ -921,7 +739,7 @@ handshake_order (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
 static void
 header_received (struct ss_loop *loop, struct ss_conn *c)
 {
-  struct ss_req *r = req_new (c);
+  struct ss_req *r = ss_req_new (c);
   uint32_t max;
   int e;
 
@@ -958,7 +776,7 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
     return;
   }
   if (r->hdr.length == 0) {
-    dispatch (loop, c, r);
+    conn_dispatch (loop, c, r);
     return;
   }
   r->payload = malloc (r->hdr.length);
@@ -1001,7 +819,7 @@ conn_parse (struct ss_loop *loop, struct ss_conn *c)
       break;
     c->rreq = NULL;
     c->got = 0;
-    dispatch (loop, c, r);
+    conn_dispatch (loop, c, r);
   }
   if (c->roff == c->rlen)
     c->roff = c->rlen = 0;
@@ -1023,7 +841,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
   c->recv_inflight = false;
   if (c->closing) {
     if (c->rreq) {
-      req_free (loop, c->rreq);
+      ss_req_free (loop, c->rreq);
       c->rreq = NULL;
     }
     goto out;
@@ -1054,7 +872,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
     else {
       c->rreq = NULL;
       c->got = 0;
-      dispatch (loop, c, r);
+      conn_dispatch (loop, c, r);
     }
   }
   else {

@@ -463,7 +463,7 @@ extern bool ss_store_punch_failed (int err);
 #define SS_MARK_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
 
-/* ---- conn.c ---- */
+/* ---- req.c ---- */
 
 /* Something waiting for a busy segment: RESUME runs once the segment is
  * idle again (ERR 0) or its pending update failed (ERR < 0).
@@ -472,7 +472,6 @@ struct ss_waiter {
   struct ss_waiter *next;
   void (*resume) (struct ss_loop *loop, struct ss_waiter *w, int err);
 };
-
 
 /* A request: one received frame and its reply.  Owned by its connection
  * from the header's arrival until the reply is sent (or the connection
@@ -514,6 +513,23 @@ struct ss_req {
   struct msghdr msg;
   struct ss_req *next; /* send queue */
 };
+
+extern struct ss_req *ss_req_new (struct ss_conn *c);
+extern void ss_req_free (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
+                          const void *data, uint32_t len, void *owned);
+extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
+                          uint32_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
+                          uint32_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
+extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
+
+
+/* ---- conn.c ---- */
 
 /* Handshake states of a connection (auth.h): HELLO expected, AUTH
  * expected, authenticated.
@@ -586,16 +602,8 @@ extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
-extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
-                          const void *data, uint32_t len, void *owned);
-extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
-                          uint32_t status, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
-                          uint32_t status, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
-extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
+extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
+extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
 
 /* ---- segments.c ---- */
 
