@@ -17,7 +17,7 @@
  * requests still working when it closes finish and are dropped.
  *
  * Every connection starts with HELLO and AUTH, the mutual proof of the
- * cluster key (auth.h, req-misc.c).  Until AUTH succeeds a connection is
+ * cluster key (auth.h, handshake.c).  Until AUTH succeeds a connection is
  * held at constant cost: one request at a time, headers of any other
  * opcode or with a payload over PROTO_MAX_PREAUTH_PAYLOAD refused as
  * they arrive (nothing is read or allocated by their length), closed
@@ -422,7 +422,7 @@ ss_conn_new (struct ss_loop *loop, int fd)
   return 0;
 }
 
-/* C's peer proved the cluster key (req-misc.c): count it against
+/* C's peer proved the cluster key (handshake.c): count it against
  * --max-connections and let it send requests.  Returns 0, or -EAGAIN if
  * the server has as many authenticated connections as it accepts.
  */
@@ -694,44 +694,6 @@ header_error (const struct proto_header *hdr, uint32_t max, int e, char *buf,
               proto_opcode_name (hdr->opcode), hdr->status);
 }
 
-/* Check that R's opcode is the one C's handshake state allows: HELLO,
- * then AUTH, then anything but those.  Returns true to go on, false once
- * R has been refused (and the connection is closing).
- */
-static bool
-handshake_order (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
-{
-  uint8_t op = r->hdr.opcode;
-
-  switch (c->state) {
-  case SS_CONN_HELLO:
-    if (op == PROTO_OP_HELLO)
-      return true;
-    if (op == PROTO_OP_AUTH)
-      ss_req_fatal (loop, r, PROTO_EPROTO, "AUTH before HELLO");
-    else
-      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
-                    proto_opcode_name (op));
-    return false;
-  case SS_CONN_AUTH:
-    if (op == PROTO_OP_AUTH)
-      return true;
-    if (op == PROTO_OP_HELLO)
-      ss_req_fatal (loop, r, PROTO_EPROTO, "HELLO sent twice");
-    else
-      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
-                    proto_opcode_name (op));
-    return false;
-  case SS_CONN_READY:
-    if (op != PROTO_OP_HELLO && op != PROTO_OP_AUTH)
-      return true;
-    ss_req_fatal (loop, r, PROTO_EPROTO, "%s sent twice",
-                  proto_opcode_name (op));
-    return false;
-  }
-  abort ();
-}
-
 /* A whole header is in C->hdrbuf: check it, then read the payload or
  * dispatch.  Before authentication only HELLO or AUTH with at most
  * PROTO_MAX_PREAUTH_PAYLOAD bytes get past here.
@@ -766,7 +728,7 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
                   proto_opcode_name (r->hdr.opcode));
     return;
   }
-  if (!handshake_order (loop, c, r))
+  if (!ss_handshake_order (loop, c, r))
     return;
   if (e < 0) {
     char why[128];

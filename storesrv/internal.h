@@ -605,6 +605,13 @@ extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
 extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
 
+/* ---- handshake.c ---- */
+
+extern bool ss_handshake_order (struct ss_loop *loop, struct ss_conn *c,
+                                struct ss_req *r);
+extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
+
 /* ---- segments.c ---- */
 
 enum {
@@ -661,8 +668,6 @@ extern void ss_req_trim (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- req-misc.c ---- */
 
-extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_deletes_start (struct ss_loop *loop);

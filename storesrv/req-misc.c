@@ -1,5 +1,5 @@
-/* HELLO and AUTH (the handshake), SEG_FLUSH, SEG_DELETE, and the deletes
- * the MDS asks for in its heartbeat replies.
+/* SEG_FLUSH, SEG_DELETE, and the deletes the MDS asks for in its
+ * heartbeat replies.
  */
 
 #include <config.h>
@@ -10,111 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
 #include "buf.h"
 #include "log.h"
 
 #include "internal.h"
-
-/* HELLO: check the version, start the handshake with the client's nonce
- * and answer with our role, uuid, incarnation, nonce and proof of the
- * cluster key (auth.h).  conn.c lets HELLO through only as a connection's first
- * frame.
- */
-void
-ss_req_hello (struct ss_loop *loop, struct ss_req *r)
-{
-  struct ss_conn *c = r->conn;
-  const struct auth_key *key = auth_key_current ();
-  struct proto_hello h;
-  struct proto_hello reply = {
-    .version = PROTO_VERSION,
-    .role = PROTO_ROLE_STORESRV,
-    .auth_len = AUTH_SERVER_HELLO_LEN,
-  };
-  struct proto_wbuf wb = { 0 };
-  int e;
-
-  assert (c->state == SS_CONN_HELLO);
-  if (proto_decode_hello (r->payload, r->hdr.length, &h) < 0) {
-    ss_req_fatal (loop, r, PROTO_EBADMSG, "HELLO: malformed payload");
-    return;
-  }
-  if (h.version != PROTO_VERSION) {
-    ss_req_fatal (loop, r, PROTO_EPROTO,
-                  "HELLO: protocol version %" PRIu32 " (this server speaks %d)",
-                  h.version, PROTO_VERSION);
-    return;
-  }
-  if (r->hdr.flags & PROTO_FLAG_FUA) {
-    ss_req_fatal (loop, r, PROTO_EINVAL, "HELLO: FUA flag not allowed");
-    return;
-  }
-  assert (key != NULL);
-  e = auth_server_start (key, &c->auth, h.role, h.auth, h.auth_len,
-                         PROTO_ROLE_STORESRV, reply.auth);
-  if (e == -EACCES) {
-    ss_req_fatal (loop, r, PROTO_EACCES,
-                  "HELLO from a %s: authentication required",
-                  proto_role_name (h.role));
-    return;
-  }
-  if (e < 0) {
-    ss_req_fatal (loop, r, proto_status_from_errno (-e), "HELLO: %s",
-                  strerror (-e));
-    return;
-  }
-  memcpy (reply.uuid, loop->store->uuid, 16);
-  reply.incarnation = loop->ctx->incarnation;
-  proto_encode_hello (&reply, &wb);
-  if (wb.err) {
-    proto_wbuf_free (&wb);
-    ss_req_fatal (loop, r, PROTO_ENOMEM, "HELLO: %s", strerror (-wb.err));
-    return;
-  }
-  c->state = SS_CONN_AUTH;
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: HELLO from a %s", c->peer, proto_role_name (h.role));
-  ss_req_reply (loop, r, wb.data, wb.len, wb.data);
-}
-
-/* AUTH: check the client's proof of the cluster key; on success the
- * connection may send requests (ss_conn_authenticated), else it is
- * closed.
- */
-void
-ss_req_auth (struct ss_loop *loop, struct ss_req *r)
-{
-  struct ss_conn *c = r->conn;
-  const char *role = proto_role_name (c->auth.crole);
-  int e;
-
-  assert (c->state == SS_CONN_AUTH);
-  if (r->hdr.flags & PROTO_FLAG_FUA) {
-    ss_req_fatal (loop, r, PROTO_EINVAL, "AUTH: FUA flag not allowed");
-    return;
-  }
-  e = auth_server_check (auth_key_current (), &c->auth, r->payload,
-                         r->hdr.length);
-  if (e < 0) {
-    ss_req_fatal (loop, r, PROTO_EACCES,
-                  "AUTH from a %s: authentication failed "
-                  "(not the cluster key)",
-                  role);
-    return;
-  }
-  e = ss_conn_authenticated (loop, c);
-  if (e < 0) {
-    ss_req_fatal (loop, r, PROTO_EAGAIN,
-                  "AUTH from a %s: too many connections "
-                  "(--max-connections %" PRIu32 ")",
-                  role, loop->ctx->max_conns);
-    return;
-  }
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: authenticated a %s", c->peer, role);
-  ss_req_reply (loop, r, NULL, 0, NULL);
-}
 
 /* One step of a flush is done; the last one answers. */
 static void
