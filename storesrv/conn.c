@@ -1,5 +1,5 @@
-/* Client connections: the handshake, receiving frames and handing them
- * to req.c as requests, sending the replies req.c queues.
+/* Client connections: the socket engine.  Receiving frames and handing
+ * them to req.c as requests, sending the replies req.c queues.
  *
  * Before authentication a connection reads one 24-byte header, then its
  * payload, into a new request, dispatches it and reads the next header.
@@ -7,33 +7,23 @@
  * takes every whole frame one recv brought (a payload that does not fit
  * is received into its request directly), so that a client with many
  * requests in flight costs one recv for several, not two for each.  It
- * stops taking frames while it holds --max-inflight requests or
- * SS_CONN_MAX_BYTES of buffers, until replies have gone out.  Replies
- * are queued in completion order (tags let the client match them); the
- * replies a connection has ready when a loop turn's completions have
- * been processed go out in one sendmsg, their data gathered by iovecs
- * (never copied).
+ * stops taking frames while it is at the bounds of admit.c
+ * (--max-inflight requests or SS_CONN_MAX_BYTES of buffers), until
+ * replies have gone out.  Replies are queued in completion order (tags
+ * let the client match them); the replies a connection has ready when a
+ * loop turn's completions have been processed go out in one sendmsg,
+ * their data gathered by iovecs (never copied).
  * Malformed input gets an error reply, then the connection is closed;
  * requests still working when it closes finish and are dropped.
  *
  * Every connection starts with HELLO and AUTH, the mutual proof of the
- * cluster key (auth.h, handshake.c).  Until AUTH succeeds a connection is
- * held at constant cost: one request at a time, headers of any other
- * opcode or with a payload over PROTO_MAX_PREAUTH_PAYLOAD refused as
- * they arrive (nothing is read or allocated by their length), closed
- * after --handshake-timeout seconds, and at most --max-unauthenticated
- * of them: a new one pushes out the oldest, so that a flood of idle
- * sockets can delay a real client but never lock it out.  Authenticated
- * connections are limited to --max-connections.
- *
- * An authenticated connection may stay idle between frames as long as
- * it likes, but once a frame has begun to arrive, each --frame-timeout
- * seconds must bring more of it: a peer that sends a header announcing
- * a large payload and then stalls would otherwise hold the payload's
- * buffer for ever.  Connections in the middle of a frame are kept in
- * order of their last progress, so that one timer, armed for the oldest
- * and not disarmed when the list empties, serves all of them: receiving
- * costs a few pointer moves, never a timer operation.
+ * cluster key (auth.h, handshake.c).  Until AUTH succeeds a connection
+ * holds one request at a time, and headers of any other opcode
+ * (ss_handshake_order) or with a payload over PROTO_MAX_PREAUTH_PAYLOAD
+ * are refused as they arrive: nothing is read or allocated by their
+ * length.  How many connections are admitted, and how long they may
+ * take over the handshake or a frame, is admit.c's: conn.c tells it of
+ * every connection accepted, authenticated, making progress or closed.
  */
 
 #include <config.h>
@@ -43,12 +33,10 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -59,107 +47,7 @@
 
 static void recv_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void send_done (struct ss_loop *loop, struct ss_op *op, int res);
-static void hs_timer_arm (struct ss_loop *loop);
-static void frame_timer_arm (struct ss_loop *loop);
 static void conn_parse (struct ss_loop *loop, struct ss_conn *c);
-
-/* CLOCK_MONOTONIC in milliseconds. */
-static uint64_t
-now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Take C off the loop's list of unauthenticated connections (if on it).
- * When the list empties the handshake timer has nothing left to do:
- * cancel it, so that it never holds up a shutdown.
- */
-static void
-unauth_remove (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (!c->in_unauth)
-    return;
-  if (c->uprev)
-    c->uprev->unext = c->unext;
-  else
-    loop->unauth_head = c->unext;
-  if (c->unext)
-    c->unext->uprev = c->uprev;
-  else
-    loop->unauth_tail = c->uprev;
-  c->uprev = c->unext = NULL;
-  c->in_unauth = false;
-  loop->nunauth--;
-  if (loop->nunauth > 0)
-    return;
-  if (loop->evicted > 0) {
-    log_warn ("dropped %" PRIu64 " unauthenticated connections at the "
-              "limit of --max-unauthenticated %" PRIu32,
-              loop->evicted, loop->ctx->max_unauth);
-    loop->evicted = 0;
-  }
-  if (loop->hs_timer_armed) {
-    struct io_uring_sqe *sqe = ss_get_sqe (loop);
-
-    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->hs_timer_op, 0);
-    io_uring_sqe_set_data (sqe, &loop->cancel_op);
-  }
-}
-
-/* Take C off the loop's list of connections in the middle of a frame
- * (if on it).  The frame timer stays armed: it finds nothing to do when
- * it expires, which costs less than cancelling it for every frame.
- */
-static void
-frame_untrack (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (!c->in_frames)
-    return;
-  if (c->fprev)
-    c->fprev->fnext = c->fnext;
-  else
-    loop->frames_head = c->fnext;
-  if (c->fnext)
-    c->fnext->fprev = c->fprev;
-  else
-    loop->frames_tail = c->fprev;
-  c->fprev = c->fnext = NULL;
-  c->in_frames = false;
-}
-
-/* Bytes arrived on C, or C reads again after a pause: if C is
- * authenticated, reading and holds part of a frame, note the progress
- * (moving C to the tail of the loop's list, which stays in order of
- * progress); otherwise take it off the list.  A paused connection is
- * not waiting for its peer, but for its own replies to go out.
- */
-static void
-frame_progress (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (c->state != SS_CONN_READY || c->closing || c->paused ||
-      (c->got == 0 && c->rreq == NULL && c->rlen == c->roff)) {
-    frame_untrack (loop, c);
-    return;
-  }
-  c->progress_ms = loop->now_ms;
-  if (c->in_frames) {
-    if (loop->frames_tail == c)
-      return;
-    frame_untrack (loop, c);
-  }
-  c->fprev = loop->frames_tail;
-  c->fnext = NULL;
-  if (loop->frames_tail)
-    loop->frames_tail->fnext = c;
-  else
-    loop->frames_head = c;
-  loop->frames_tail = c;
-  c->in_frames = true;
-  frame_timer_arm (loop);
-}
 
 /* Drop a reference; the last one frees the connection. */
 static void
@@ -234,105 +122,6 @@ conn_recv (struct ss_loop *loop, struct ss_conn *c)
   c->refs++;
 }
 
-/* The handshake timer expired (or was removed): close every
- * unauthenticated connection past its deadline, then wait for the next.
- */
-static void
-hs_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
-{
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
-
-  loop->hs_timer_armed = false;
-  while ((c = loop->unauth_head) != NULL && c->deadline_ms <= now) {
-    log_debug ("%s: no authentication within %" PRIu32 " s, closing", c->peer,
-               loop->ctx->handshake_timeout);
-    ss_conn_close (loop, c);
-  }
-  hs_timer_arm (loop);
-}
-
-/* Arm the handshake timer for the oldest unauthenticated connection's
- * deadline, unless it is armed or there is none.
- */
-static void
-hs_timer_arm (struct ss_loop *loop)
-{
-  struct io_uring_sqe *sqe;
-  uint64_t now, wait;
-
-  if (loop->hs_timer_armed || loop->unauth_head == NULL || loop->stopping)
-    return;
-  now = now_ms ();
-  /* A millisecond late rather than early. */
-  wait = loop->unauth_head->deadline_ms > now
-             ? loop->unauth_head->deadline_ms - now + 1
-             : 1;
-  loop->hs_timer_ts.tv_sec = wait / 1000;
-  loop->hs_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->hs_timer_op.done = hs_timer_done;
-  sqe = ss_get_sqe (loop);
-  io_uring_prep_timeout (sqe, &loop->hs_timer_ts, 0, 0);
-  io_uring_sqe_set_data (sqe, &loop->hs_timer_op);
-  loop->hs_timer_armed = true;
-}
-
-/* The frame timer expired (or was removed): close every connection
- * whose frame made no progress for --frame-timeout seconds, then wait
- * for the next deadline, if any connection is in the middle of a frame.
- */
-static void
-frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
-{
-  uint64_t timeout_ms = (uint64_t)loop->ctx->frame_timeout * 1000;
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
-
-  loop->frame_timer_armed = false;
-  while ((c = loop->frames_head) != NULL &&
-         c->progress_ms + timeout_ms <= now) {
-    if (c->rreq)
-      log_warn ("%s: %s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %" PRIu32 " payload bytes), closing the connection",
-                c->peer, proto_opcode_name (c->rreq->hdr.opcode),
-                loop->ctx->frame_timeout, c->got, c->rreq->hdr.length);
-    else
-      log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %d header bytes), closing the connection",
-                c->peer, loop->ctx->frame_timeout, c->got + (c->rlen - c->roff),
-                PROTO_HEADER_SIZE);
-    ss_conn_close (loop, c);
-  }
-  frame_timer_arm (loop);
-}
-
-/* Arm the frame timer for the deadline of the connection whose frame
- * made progress least recently, unless it is armed (for that deadline
- * or an earlier one: deadlines only grow along the list) or there is
- * none.
- */
-static void
-frame_timer_arm (struct ss_loop *loop)
-{
-  struct io_uring_sqe *sqe;
-  uint64_t now, deadline, wait;
-
-  if (loop->frame_timer_armed || loop->frames_head == NULL || loop->stopping)
-    return;
-  now = now_ms ();
-  deadline = loop->frames_head->progress_ms +
-             (uint64_t)loop->ctx->frame_timeout * 1000;
-  /* A millisecond late rather than early. */
-  wait = deadline > now ? deadline - now + 1 : 1;
-  loop->frame_timer_ts.tv_sec = wait / 1000;
-  loop->frame_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->frame_timer_op.done = frame_timer_done;
-  sqe = ss_get_sqe (loop);
-  io_uring_prep_timeout (sqe, &loop->frame_timer_ts, 0, 0);
-  io_uring_sqe_set_data (sqe, &loop->frame_timer_op);
-  loop->frame_timer_armed = true;
-}
-
 /* Shut down (loop.c): close every connection and remove the frame
  * timer, so that it does not hold up the end of the loop.
  */
@@ -346,12 +135,7 @@ ss_conns_stop (struct ss_loop *loop)
     next = c->next;
     ss_conn_close (loop, c);
   }
-  if (loop->frame_timer_armed) {
-    struct io_uring_sqe *sqe = ss_get_sqe (loop);
-
-    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->frame_timer_op, 0);
-    io_uring_sqe_set_data (sqe, &loop->cancel_op);
-  }
+  ss_admit_stop (loop);
 }
 
 /* Take ownership of the accepted socket FD and start the handshake.  At
@@ -364,15 +148,7 @@ ss_conn_new (struct ss_loop *loop, int fd)
   struct ss_conn *c;
   int one = 1;
 
-  while (loop->nunauth >= loop->ctx->max_unauth && loop->unauth_head) {
-    if (loop->evicted++ == 0)
-      log_warn ("%u unauthenticated connections (--max-unauthenticated): "
-                "dropping the oldest to admit new ones",
-                loop->nunauth);
-    log_debug ("%s: dropped: too many unauthenticated connections",
-               loop->unauth_head->peer);
-    ss_conn_close (loop, loop->unauth_head);
-  }
+  ss_admit_make_room (loop);
   c = calloc (1, sizeof *c);
   if (c == NULL) {
     log_warn ("accept: %s", strerror (ENOMEM));
@@ -405,44 +181,12 @@ ss_conn_new (struct ss_loop *loop, int fd)
   loop->conns = c;
   loop->nconns++;
 
-  c->deadline_ms = now_ms () + (uint64_t)loop->ctx->handshake_timeout * 1000;
-  c->uprev = loop->unauth_tail;
-  if (loop->unauth_tail)
-    loop->unauth_tail->unext = c;
-  else
-    loop->unauth_head = c;
-  loop->unauth_tail = c;
-  c->in_unauth = true;
-  loop->nunauth++;
-  hs_timer_arm (loop);
+  ss_admit_unauth_add (loop, c);
 
   if (loop->ctx->debug_requests)
     log_debug ("%s: connection accepted", c->peer);
   conn_recv (loop, c);
   return 0;
-}
-
-/* C's peer proved the cluster key (handshake.c): count it against
- * --max-connections and let it send requests.  Returns 0, or -EAGAIN if
- * the server has as many authenticated connections as it accepts.
- */
-int
-ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c)
-{
-  assert (c->state == SS_CONN_AUTH);
-  if (loop->nauth >= loop->ctx->max_conns)
-    return -EAGAIN;
-  unauth_remove (loop, c);
-  c->state = SS_CONN_READY;
-  loop->nauth++;
-  return 0;
-}
-
-/* The most requests C may hold before it stops reading. */
-static unsigned
-conn_max_reqs (const struct ss_conn *c)
-{
-  return c->state == SS_CONN_READY ? c->loop->ctx->max_inflight : 1;
 }
 
 /* A request of C was freed (ss_req_free): a paused C below its bounds
@@ -452,10 +196,10 @@ void
 ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c)
 {
   if (c->paused && !c->closing && !c->close_after_send &&
-      c->nreqs < conn_max_reqs (c) && c->req_bytes < SS_CONN_MAX_BYTES) {
+      !ss_admit_at_bounds (c)) {
     c->paused = false;
     conn_recv (loop, c);
-    frame_progress (loop, c);
+    ss_admit_frame_progress (loop, c);
   }
   conn_put (loop, c);
 }
@@ -472,8 +216,8 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
   if (c->closing)
     return;
   c->closing = true;
-  unauth_remove (loop, c);
-  frame_untrack (loop, c);
+  ss_admit_unauth_remove (loop, c);
+  ss_admit_frame_untrack (loop, c);
   shutdown (c->fd, SHUT_RDWR);
   /* The first SEND_NREQS replies may be in the kernel's hands. */
   r = c->sendq_head;
@@ -659,7 +403,7 @@ conn_dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
   ss_req_dispatch (loop, r);
   if (c->closing || c->close_after_send)
     return;
-  if (c->nreqs >= conn_max_reqs (c) || c->req_bytes >= SS_CONN_MAX_BYTES)
+  if (ss_admit_at_bounds (c))
     c->paused = true;
   else
     conn_recv (loop, c);
@@ -788,7 +532,7 @@ conn_parse (struct ss_loop *loop, struct ss_conn *c)
   c->parsing = false;
   if (!c->closing && !c->close_after_send && !c->paused && !c->recv_inflight)
     conn_recv (loop, c);
-  frame_progress (loop, c);
+  ss_admit_frame_progress (loop, c);
 }
 
 /* A recv completed: go on with the header or payload, or handle the
@@ -847,7 +591,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
       header_received (loop, c);
     }
   }
-  frame_progress (loop, c);
+  ss_admit_frame_progress (loop, c);
 out:
   conn_put (loop, c);
 }

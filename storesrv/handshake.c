@@ -7,8 +7,8 @@
  * payload is read; ss_req_hello and ss_req_auth are the handlers of the
  * two opcodes (req.c's table), and they alone move the state on.  AUTH
  * makes the connection count against --max-connections
- * (ss_conn_authenticated); what an unauthenticated connection may cost
- * meanwhile is conn.c's business.
+ * (ss_admit_authenticated); what an unauthenticated connection may cost
+ * meanwhile is admit.c's business.
  */
 
 #include <config.h>
@@ -128,7 +128,7 @@ ss_req_hello (struct ss_loop *loop, struct ss_req *r)
 }
 
 /* AUTH: check the client's proof of the cluster key; on success the
- * connection may send requests (ss_conn_authenticated), else it is
+ * connection may send requests (ss_admit_authenticated), else it is
  * closed.
  */
 void
@@ -152,7 +152,7 @@ ss_req_auth (struct ss_loop *loop, struct ss_req *r)
                   role);
     return;
   }
-  e = ss_conn_authenticated (loop, c);
+  e = ss_admit_authenticated (loop, c);
   if (e < 0) {
     ss_req_fatal (loop, r, PROTO_EAGAIN,
                   "AUTH from a %s: too many connections "

@@ -52,7 +52,7 @@
 #define SS_RECV_BUF (16u * 1024)
 
 /* Defaults of --handshake-timeout, --frame-timeout, --max-connections
- * and --max-unauthenticated (conn.c).
+ * and --max-unauthenticated (admit.c).
  */
 #define SS_DEFAULT_HANDSHAKE_TIMEOUT 10 /* seconds */
 #define SS_DEFAULT_FRAME_TIMEOUT 30     /* seconds */
@@ -398,7 +398,7 @@ struct ss_loop {
 
   struct ss_conn *conns; /* doubly linked */
   unsigned nconns;
-  /* Connections not yet authenticated, oldest first (conn.c), and the
+  /* Connections not yet authenticated, oldest first (admit.c), and the
    * timeout that closes them after --handshake-timeout.
    */
   struct ss_conn *unauth_head, *unauth_tail;
@@ -409,7 +409,7 @@ struct ss_loop {
   bool hs_timer_armed;
   uint64_t evicted; /* unauthenticated connections dropped when full */
   /* Authenticated connections in the middle of a frame, least recent
-   * progress first (conn.c), and the timeout that closes those idle for
+   * progress first (admit.c), and the timeout that closes those idle for
    * --frame-timeout.  NOW_MS is CLOCK_MONOTONIC in milliseconds, read
    * once per loop turn.
    */
@@ -598,12 +598,22 @@ struct ss_conn {
 };
 
 extern int ss_conn_new (struct ss_loop *loop, int fd);
-extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
 extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
+
+/* ---- admit.c ---- */
+
+extern void ss_admit_make_room (struct ss_loop *loop);
+extern void ss_admit_unauth_add (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_unauth_remove (struct ss_loop *loop, struct ss_conn *c);
+extern int ss_admit_authenticated (struct ss_loop *loop, struct ss_conn *c);
+extern bool ss_admit_at_bounds (const struct ss_conn *c);
+extern void ss_admit_frame_progress (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_frame_untrack (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_stop (struct ss_loop *loop);
 
 /* ---- handshake.c ---- */
 
