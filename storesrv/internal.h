@@ -293,8 +293,8 @@ struct ss_barrier {
 
 struct ss_conn;
 
-/* A segment entry (segments.c), a wait list entry and a delete batch
- * (req-misc.c) are declared below.
+/* A segment entry (segments.c) and a wait list entry (req.c) are
+ * declared below.
  */
 struct ss_seg;
 
@@ -491,7 +491,7 @@ struct ss_req {
   uint8_t *buf;  /* data: in PAYLOAD (write) or owned (read) */
   uint64_t pos;  /* offset in the data file */
   uint32_t done; /* bytes transferred so far */
-  int stage;     /* req-io.c / req-misc.c step */
+  int stage;     /* req-io.c step */
 
   /* In the loop's list of writes in flight (fences.c). */
   bool in_writes;
@@ -499,7 +499,7 @@ struct ss_req {
   struct ss_req *wprev, *wnext;
   struct ss_barrier barrier; /* SEG_FENCE, SEG_SET_GEN */
 
-  /* Flush (req-misc.c). */
+  /* Flush (req-io.c). */
   struct ss_index_op iop;
   unsigned pending;
   int err;
@@ -675,12 +675,7 @@ extern int ss_seg_delete (struct ss_loop *loop, uint64_t id,
 extern void ss_req_read (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_write (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_trim (struct ss_loop *loop, struct ss_req *r);
-
-/* ---- req-misc.c ---- */
-
 extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
-extern void ss_mds_deletes_start (struct ss_loop *loop);
 
 /* ---- req-repair.c ---- */
 
@@ -722,6 +717,8 @@ extern void ss_gone_free (struct ss_loop *loop);
 extern bool ss_gone_has (const struct ss_loop *loop, uint64_t id);
 extern void ss_gone_add (struct ss_loop *loop, uint64_t id);
 extern void ss_gone_remove (struct ss_loop *loop, uint64_t id);
+extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
+extern void ss_mds_deletes_start (struct ss_loop *loop);
 
 /* ---- work.c ---- */
 
