@@ -59,7 +59,12 @@
 #define SS_DEFAULT_MAX_CONNS 1024
 #define SS_DEFAULT_MAX_UNAUTH 256
 
-/* Segment sizes a cluster may use (DESIGN.md "Data model"). */
+/* Segment sizes a cluster may use: a power of two between these
+ * (ss_segment_size_valid).  A cluster's is fixed when its MDS catalog is
+ * created (tessera-mds --init --segment-size); a storage server learns
+ * it at registration, keeps it in its superblock and stores one segment
+ * per slot of that size.
+ */
 #define SS_MIN_SEGMENT_SIZE (64u * 1024)
 #define SS_MAX_SEGMENT_SIZE (64u * 1024 * 1024)
 
@@ -167,7 +172,21 @@ extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_slot_offset (const struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_used (const struct ss_store *st);
+
+/* ---- superblock.c ---- */
+
+#define SS_SB_NAME "superblock" /* in the data directory */
+#define SS_SB_SIZE 512
+#define SS_SB_VERSION 2             /* written */
+#define SS_SB_VERSION_NO_INDEX_ID 1 /* still read: no index id */
+#define SS_CLEAN_SIZE 32
+
 extern int ss_segment_size_valid (uint32_t segment_size);
+extern void ss_sb_encode (const struct ss_store *st, uint8_t *buf);
+extern int ss_sb_decode (struct ss_store *st, const uint8_t *buf);
+extern void ss_clean_encode (uint64_t index_id, uint64_t seq, uint8_t *buf);
+extern int ss_clean_decode (const uint8_t *buf, size_t len, uint64_t *index_id,
+                            uint64_t *seq);
 
 /* ---- index.c ---- */
 
@@ -182,6 +201,14 @@ struct ss_index_rec {
 };
 
 #define SS_SEG_STATE_OK 0
+
+/* The record's encoding (record.c). */
+#define SS_INDEX_REC_SIZE 29
+#define SS_INDEX_OLD_REC_SIZE 21 /* without the generation */
+
+extern void ss_index_rec_encode (const struct ss_index_rec *rec, uint8_t *buf);
+extern int ss_index_rec_decode (const void *key, size_t keylen, const void *val,
+                                size_t vallen, struct ss_index_rec *rec);
 
 enum ss_index_op_type {
   SS_INDEX_PUT,    /* insert or replace REC */
