@@ -162,20 +162,30 @@ req_send_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   req_send (loop, r, status, msg, n, msg);
 }
 
+/* Format an error message into *MSG (malloc'd, NULL without memory).
+ * Returns what vsnprintf returns, 0 without memory.
+ */
+static int __attribute__ ((format (printf, 2, 0)))
+format_msg (char **msg, const char *fmt, va_list ap)
+{
+  *msg = malloc (PROTO_ERRMSG_MAX + 1);
+  if (*msg == NULL)
+    return 0;
+  return vsnprintf (*msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
+}
+
 /* Reply STATUS (not PROTO_OK) with a message; the connection goes on. */
 void
 ss_req_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
               const char *fmt, ...)
 {
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
+  char *msg;
   va_list ap;
-  int n = 0;
+  int n;
 
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
+  va_start (ap, fmt);
+  n = format_msg (&msg, fmt, ap);
+  va_end (ap);
   req_send_error (loop, r, status, msg, n);
 }
 
@@ -188,15 +198,13 @@ ss_req_fatal (struct ss_loop *loop, struct ss_req *r, uint32_t status,
               const char *fmt, ...)
 {
   struct ss_conn *c = r->conn;
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
+  char *msg;
   va_list ap;
-  int n = 0;
+  int n;
 
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
+  va_start (ap, fmt);
+  n = format_msg (&msg, fmt, ap);
+  va_end (ap);
   if (!c->close_after_send && !c->closing)
     log_warn ("%s: %s: %s, closing the connection", c->peer,
               proto_status_name (status), msg ? msg : strerror (ENOMEM));
