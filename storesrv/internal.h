@@ -8,6 +8,17 @@
  * SEG_PULL copies.  They exchange work only through the locked queues of
  * index.c, mds-client.c and loop.c (ss_loop_post), each paired with an
  * eventfd that the ring reads.
+ *
+ * A request's path on the ring thread: loop.c reaps the recv, conn.c
+ * (the socket engine) cuts the frames and makes requests, req.c looks
+ * the opcode up in its table and calls the handler (handshake.c,
+ * req-io.c, req-repair.c, fences.c, gone.c, pull.c), the handler answers
+ * through req.c's reply API, and conn.c sends the reply.  admit.c bounds
+ * what connections may cost and for how long.  Handlers work on the
+ * segments (segments.c), the data file and the index (through
+ * ss_index_submit_op); nothing calls a handler but req.c.
+ * superblock.c, record.c and track.c call nothing else of the daemon:
+ * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
 
 #ifndef TESSERA_STORESRV_INTERNAL_H
