@@ -1,5 +1,5 @@
-/* Client connections: the handshake, receiving frames, dispatching
- * requests, queueing replies.
+/* Client connections: the socket engine.  Receiving frames and handing
+ * them to req.c as requests, sending the replies req.c queues.
  *
  * Before authentication a connection reads one 24-byte header, then its
  * payload, into a new request, dispatches it and reads the next header.
@@ -7,33 +7,23 @@
  * takes every whole frame one recv brought (a payload that does not fit
  * is received into its request directly), so that a client with many
  * requests in flight costs one recv for several, not two for each.  It
- * stops taking frames while it holds --max-inflight requests or
- * SS_CONN_MAX_BYTES of buffers, until replies have gone out.  Replies
- * are queued in completion order (tags let the client match them); the
- * replies a connection has ready when a loop turn's completions have
- * been processed go out in one sendmsg, their data gathered by iovecs
- * (never copied).
+ * stops taking frames while it is at the bounds of admit.c
+ * (--max-inflight requests or SS_CONN_MAX_BYTES of buffers), until
+ * replies have gone out.  Replies are queued in completion order (tags
+ * let the client match them); the replies a connection has ready when a
+ * loop turn's completions have been processed go out in one sendmsg,
+ * their data gathered by iovecs (never copied).
  * Malformed input gets an error reply, then the connection is closed;
  * requests still working when it closes finish and are dropped.
  *
  * Every connection starts with HELLO and AUTH, the mutual proof of the
- * cluster key (auth.h, req-misc.c).  Until AUTH succeeds a connection is
- * held at constant cost: one request at a time, headers of any other
- * opcode or with a payload over PROTO_MAX_PREAUTH_PAYLOAD refused as
- * they arrive (nothing is read or allocated by their length), closed
- * after --handshake-timeout seconds, and at most --max-unauthenticated
- * of them: a new one pushes out the oldest, so that a flood of idle
- * sockets can delay a real client but never lock it out.  Authenticated
- * connections are limited to --max-connections.
- *
- * An authenticated connection may stay idle between frames as long as
- * it likes, but once a frame has begun to arrive, each --frame-timeout
- * seconds must bring more of it: a peer that sends a header announcing
- * a large payload and then stalls would otherwise hold the payload's
- * buffer for ever.  Connections in the middle of a frame are kept in
- * order of their last progress, so that one timer, armed for the oldest
- * and not disarmed when the list empties, serves all of them: receiving
- * costs a few pointer moves, never a timer operation.
+ * cluster key (auth.h, handshake.c).  Until AUTH succeeds a connection
+ * holds one request at a time, and headers of any other opcode
+ * (ss_handshake_order) or with a payload over PROTO_MAX_PREAUTH_PAYLOAD
+ * are refused as they arrive: nothing is read or allocated by their
+ * length.  How many connections are admitted, and how long they may
+ * take over the handshake or a frame, is admit.c's: conn.c tells it of
+ * every connection accepted, authenticated, making progress or closed.
  */
 
 #include <config.h>
@@ -43,12 +33,10 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -59,107 +47,7 @@
 
 static void recv_done (struct ss_loop *loop, struct ss_op *op, int res);
 static void send_done (struct ss_loop *loop, struct ss_op *op, int res);
-static void hs_timer_arm (struct ss_loop *loop);
-static void frame_timer_arm (struct ss_loop *loop);
 static void conn_parse (struct ss_loop *loop, struct ss_conn *c);
-
-/* CLOCK_MONOTONIC in milliseconds. */
-static uint64_t
-now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Take C off the loop's list of unauthenticated connections (if on it).
- * When the list empties the handshake timer has nothing left to do:
- * cancel it, so that it never holds up a shutdown.
- */
-static void
-unauth_remove (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (!c->in_unauth)
-    return;
-  if (c->uprev)
-    c->uprev->unext = c->unext;
-  else
-    loop->unauth_head = c->unext;
-  if (c->unext)
-    c->unext->uprev = c->uprev;
-  else
-    loop->unauth_tail = c->uprev;
-  c->uprev = c->unext = NULL;
-  c->in_unauth = false;
-  loop->nunauth--;
-  if (loop->nunauth > 0)
-    return;
-  if (loop->evicted > 0) {
-    log_warn ("dropped %" PRIu64 " unauthenticated connections at the "
-              "limit of --max-unauthenticated %" PRIu32,
-              loop->evicted, loop->ctx->max_unauth);
-    loop->evicted = 0;
-  }
-  if (loop->hs_timer_armed) {
-    struct io_uring_sqe *sqe = ss_get_sqe (loop);
-
-    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->hs_timer_op, 0);
-    io_uring_sqe_set_data (sqe, &loop->cancel_op);
-  }
-}
-
-/* Take C off the loop's list of connections in the middle of a frame
- * (if on it).  The frame timer stays armed: it finds nothing to do when
- * it expires, which costs less than cancelling it for every frame.
- */
-static void
-frame_untrack (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (!c->in_frames)
-    return;
-  if (c->fprev)
-    c->fprev->fnext = c->fnext;
-  else
-    loop->frames_head = c->fnext;
-  if (c->fnext)
-    c->fnext->fprev = c->fprev;
-  else
-    loop->frames_tail = c->fprev;
-  c->fprev = c->fnext = NULL;
-  c->in_frames = false;
-}
-
-/* Bytes arrived on C, or C reads again after a pause: if C is
- * authenticated, reading and holds part of a frame, note the progress
- * (moving C to the tail of the loop's list, which stays in order of
- * progress); otherwise take it off the list.  A paused connection is
- * not waiting for its peer, but for its own replies to go out.
- */
-static void
-frame_progress (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (c->state != SS_CONN_READY || c->closing || c->paused ||
-      (c->got == 0 && c->rreq == NULL && c->rlen == c->roff)) {
-    frame_untrack (loop, c);
-    return;
-  }
-  c->progress_ms = loop->now_ms;
-  if (c->in_frames) {
-    if (loop->frames_tail == c)
-      return;
-    frame_untrack (loop, c);
-  }
-  c->fprev = loop->frames_tail;
-  c->fnext = NULL;
-  if (loop->frames_tail)
-    loop->frames_tail->fnext = c;
-  else
-    loop->frames_head = c;
-  loop->frames_tail = c;
-  c->in_frames = true;
-  frame_timer_arm (loop);
-}
 
 /* Drop a reference; the last one frees the connection. */
 static void
@@ -234,105 +122,6 @@ conn_recv (struct ss_loop *loop, struct ss_conn *c)
   c->refs++;
 }
 
-/* The handshake timer expired (or was removed): close every
- * unauthenticated connection past its deadline, then wait for the next.
- */
-static void
-hs_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
-{
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
-
-  loop->hs_timer_armed = false;
-  while ((c = loop->unauth_head) != NULL && c->deadline_ms <= now) {
-    log_debug ("%s: no authentication within %" PRIu32 " s, closing", c->peer,
-               loop->ctx->handshake_timeout);
-    ss_conn_close (loop, c);
-  }
-  hs_timer_arm (loop);
-}
-
-/* Arm the handshake timer for the oldest unauthenticated connection's
- * deadline, unless it is armed or there is none.
- */
-static void
-hs_timer_arm (struct ss_loop *loop)
-{
-  struct io_uring_sqe *sqe;
-  uint64_t now, wait;
-
-  if (loop->hs_timer_armed || loop->unauth_head == NULL || loop->stopping)
-    return;
-  now = now_ms ();
-  /* A millisecond late rather than early. */
-  wait = loop->unauth_head->deadline_ms > now
-             ? loop->unauth_head->deadline_ms - now + 1
-             : 1;
-  loop->hs_timer_ts.tv_sec = wait / 1000;
-  loop->hs_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->hs_timer_op.done = hs_timer_done;
-  sqe = ss_get_sqe (loop);
-  io_uring_prep_timeout (sqe, &loop->hs_timer_ts, 0, 0);
-  io_uring_sqe_set_data (sqe, &loop->hs_timer_op);
-  loop->hs_timer_armed = true;
-}
-
-/* The frame timer expired (or was removed): close every connection
- * whose frame made no progress for --frame-timeout seconds, then wait
- * for the next deadline, if any connection is in the middle of a frame.
- */
-static void
-frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
-{
-  uint64_t timeout_ms = (uint64_t)loop->ctx->frame_timeout * 1000;
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
-
-  loop->frame_timer_armed = false;
-  while ((c = loop->frames_head) != NULL &&
-         c->progress_ms + timeout_ms <= now) {
-    if (c->rreq)
-      log_warn ("%s: %s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %" PRIu32 " payload bytes), closing the connection",
-                c->peer, proto_opcode_name (c->rreq->hdr.opcode),
-                loop->ctx->frame_timeout, c->got, c->rreq->hdr.length);
-    else
-      log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %d header bytes), closing the connection",
-                c->peer, loop->ctx->frame_timeout, c->got + (c->rlen - c->roff),
-                PROTO_HEADER_SIZE);
-    ss_conn_close (loop, c);
-  }
-  frame_timer_arm (loop);
-}
-
-/* Arm the frame timer for the deadline of the connection whose frame
- * made progress least recently, unless it is armed (for that deadline
- * or an earlier one: deadlines only grow along the list) or there is
- * none.
- */
-static void
-frame_timer_arm (struct ss_loop *loop)
-{
-  struct io_uring_sqe *sqe;
-  uint64_t now, deadline, wait;
-
-  if (loop->frame_timer_armed || loop->frames_head == NULL || loop->stopping)
-    return;
-  now = now_ms ();
-  deadline = loop->frames_head->progress_ms +
-             (uint64_t)loop->ctx->frame_timeout * 1000;
-  /* A millisecond late rather than early. */
-  wait = deadline > now ? deadline - now + 1 : 1;
-  loop->frame_timer_ts.tv_sec = wait / 1000;
-  loop->frame_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->frame_timer_op.done = frame_timer_done;
-  sqe = ss_get_sqe (loop);
-  io_uring_prep_timeout (sqe, &loop->frame_timer_ts, 0, 0);
-  io_uring_sqe_set_data (sqe, &loop->frame_timer_op);
-  loop->frame_timer_armed = true;
-}
-
 /* Shut down (loop.c): close every connection and remove the frame
  * timer, so that it does not hold up the end of the loop.
  */
@@ -346,12 +135,7 @@ ss_conns_stop (struct ss_loop *loop)
     next = c->next;
     ss_conn_close (loop, c);
   }
-  if (loop->frame_timer_armed) {
-    struct io_uring_sqe *sqe = ss_get_sqe (loop);
-
-    io_uring_prep_timeout_remove (sqe, (uintptr_t)&loop->frame_timer_op, 0);
-    io_uring_sqe_set_data (sqe, &loop->cancel_op);
-  }
+  ss_admit_stop (loop);
 }
 
 /* Take ownership of the accepted socket FD and start the handshake.  At
@@ -364,15 +148,7 @@ ss_conn_new (struct ss_loop *loop, int fd)
   struct ss_conn *c;
   int one = 1;
 
-  while (loop->nunauth >= loop->ctx->max_unauth && loop->unauth_head) {
-    if (loop->evicted++ == 0)
-      log_warn ("%u unauthenticated connections (--max-unauthenticated): "
-                "dropping the oldest to admit new ones",
-                loop->nunauth);
-    log_debug ("%s: dropped: too many unauthenticated connections",
-               loop->unauth_head->peer);
-    ss_conn_close (loop, loop->unauth_head);
-  }
+  ss_admit_make_room (loop);
   c = calloc (1, sizeof *c);
   if (c == NULL) {
     log_warn ("accept: %s", strerror (ENOMEM));
@@ -405,16 +181,7 @@ ss_conn_new (struct ss_loop *loop, int fd)
   loop->conns = c;
   loop->nconns++;
 
-  c->deadline_ms = now_ms () + (uint64_t)loop->ctx->handshake_timeout * 1000;
-  c->uprev = loop->unauth_tail;
-  if (loop->unauth_tail)
-    loop->unauth_tail->unext = c;
-  else
-    loop->unauth_head = c;
-  loop->unauth_tail = c;
-  c->in_unauth = true;
-  loop->nunauth++;
-  hs_timer_arm (loop);
+  ss_admit_unauth_add (loop, c);
 
   if (loop->ctx->debug_requests)
     log_debug ("%s: connection accepted", c->peer);
@@ -422,70 +189,17 @@ ss_conn_new (struct ss_loop *loop, int fd)
   return 0;
 }
 
-/* C's peer proved the cluster key (req-misc.c): count it against
- * --max-connections and let it send requests.  Returns 0, or -EAGAIN if
- * the server has as many authenticated connections as it accepts.
+/* A request of C was freed (ss_req_free): a paused C below its bounds
+ * reads again; the request's reference to C is dropped.
  */
-int
-ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c)
-{
-  assert (c->state == SS_CONN_AUTH);
-  if (loop->nauth >= loop->ctx->max_conns)
-    return -EAGAIN;
-  unauth_remove (loop, c);
-  c->state = SS_CONN_READY;
-  loop->nauth++;
-  return 0;
-}
-
-/* The most requests C may hold before it stops reading. */
-static unsigned
-conn_max_reqs (const struct ss_conn *c)
-{
-  return c->state == SS_CONN_READY ? c->loop->ctx->max_inflight : 1;
-}
-
-/* A new request on C for the header just received. */
-static struct ss_req *
-req_new (struct ss_conn *c)
-{
-  struct ss_req *r = calloc (1, sizeof *r);
-
-  if (r == NULL)
-    return NULL;
-  r->conn = c;
-  c->nreqs++;
-  c->refs++;
-  return r;
-}
-
-/* Count BYTES more of R's buffers against its connection's bound. */
 void
-ss_req_add_bytes (struct ss_req *r, uint64_t bytes)
+ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c)
 {
-  r->bytes += bytes;
-  r->conn->req_bytes += bytes;
-}
-
-/* Free R (its last ring operation has completed); a paused connection
- * below its bounds reads again.
- */
-static void
-req_free (struct ss_loop *loop, struct ss_req *r)
-{
-  struct ss_conn *c = r->conn;
-
-  assert (r->seg == NULL);
-  free (r->payload);
-  free (r->rdata_owned);
-  c->nreqs--;
-  c->req_bytes -= r->bytes;
-  free (r);
   if (c->paused && !c->closing && !c->close_after_send &&
-      c->nreqs < conn_max_reqs (c) && c->req_bytes < SS_CONN_MAX_BYTES) {
+      !ss_admit_at_bounds (c)) {
     c->paused = false;
     conn_recv (loop, c);
-    frame_progress (loop, c);
+    ss_admit_frame_progress (loop, c);
   }
   conn_put (loop, c);
 }
@@ -502,8 +216,8 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
   if (c->closing)
     return;
   c->closing = true;
-  unauth_remove (loop, c);
-  frame_untrack (loop, c);
+  ss_admit_unauth_remove (loop, c);
+  ss_admit_frame_untrack (loop, c);
   shutdown (c->fd, SHUT_RDWR);
   /* The first SEND_NREQS replies may be in the kernel's hands. */
   r = c->sendq_head;
@@ -521,10 +235,10 @@ ss_conn_close (struct ss_loop *loop, struct ss_conn *c)
     c->sendq_head = c->sendq_tail = NULL;
   for (; r; r = next) {
     next = r->next;
-    req_free (loop, r);
+    ss_req_free (loop, r);
   }
   if (c->rreq && !c->recv_inflight) {
-    req_free (loop, c->rreq);
+    ss_req_free (loop, c->rreq);
     c->rreq = NULL;
   }
   conn_put (loop, c);
@@ -619,7 +333,7 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     c->sendq_head = c->sendq_tail = NULL;
     for (; r; r = next) {
       next = r->next;
-      req_free (loop, r);
+      ss_req_free (loop, r);
     }
     goto out;
   }
@@ -651,7 +365,7 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     c->sendq_head = r->next;
     if (c->sendq_head == NULL)
       c->sendq_tail = NULL;
-    req_free (loop, r);
+    ss_req_free (loop, r);
   }
   if (c->closing)
     goto out;
@@ -663,41 +377,14 @@ out:
   conn_put (loop, c);
 }
 
-/* Queue R's reply with STATUS and payload DATA (LEN bytes).  OWNED, if
- * not NULL, is freed with R (it may be DATA itself).
+/* Queue R, its reply encoded (req.c), to be sent on its connection
+ * once this loop turn's completions are processed.
  */
-static void
-req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-          const void *data, uint32_t len, void *owned)
+void
+ss_conn_queue (struct ss_loop *loop, struct ss_req *r)
 {
   struct ss_conn *c = r->conn;
-  struct proto_header h = {
-    .magic = PROTO_MAGIC,
-    .version = PROTO_VERSION,
-    .opcode = r->hdr.opcode,
-    .flags = PROTO_FLAG_REPLY,
-    .status = status,
-    .length = len,
-    .tag = r->hdr.tag,
-  };
 
-  assert (r->seg == NULL);
-  if (owned != r->rdata_owned) {
-    free (r->rdata_owned);
-    r->rdata_owned = owned;
-  }
-  if (c->closing) {
-    req_free (loop, r);
-    return;
-  }
-  proto_header_encode (&h, r->rhdr);
-  r->iov[0].iov_base = r->rhdr;
-  r->iov[0].iov_len = PROTO_HEADER_SIZE;
-  r->iov[1].iov_base = (void *)data;
-  r->iov[1].iov_len = len;
-  memset (&r->msg, 0, sizeof r->msg);
-  r->msg.msg_iov = r->iov;
-  r->msg.msg_iovlen = len > 0 ? 2 : 1;
   r->next = NULL;
   if (c->sendq_tail)
     c->sendq_tail->next = r;
@@ -707,141 +394,16 @@ req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   conn_flush_later (loop, c);
 }
 
-/* Reply PROTO_OK with DATA (see req_send for OWNED). */
-void
-ss_req_reply (struct ss_loop *loop, struct ss_req *r, const void *data,
-              uint32_t len, void *owned)
-{
-  req_send (loop, r, PROTO_OK, data, len, owned);
-}
-
-/* Reply STATUS with the message MSG (N bytes, malloc'd: R owns it). */
-static void
-req_send_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-                char *msg, int n)
-{
-  if (n < 0 || msg == NULL)
-    n = 0;
-  if (n > PROTO_ERRMSG_MAX)
-    n = PROTO_ERRMSG_MAX;
-  if (r->conn->loop->ctx->debug_requests)
-    log_debug ("%s: %s tag %" PRIu64 ": %s: %.*s", r->conn->peer,
-               proto_opcode_name (r->hdr.opcode), r->hdr.tag,
-               proto_status_name (status), n, msg ? msg : "");
-  req_send (loop, r, status, msg, n, msg);
-}
-
-/* Reply STATUS (not PROTO_OK) with a message; the connection goes on. */
-void
-ss_req_error (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-              const char *fmt, ...)
-{
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
-  va_list ap;
-  int n = 0;
-
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
-  req_send_error (loop, r, status, msg, n);
-}
-
-/* Reply STATUS with a message, then close the connection: for malformed
- * frames and protocol violations, after which the stream cannot be
- * trusted.  Logged once per connection.
- */
-void
-ss_req_fatal (struct ss_loop *loop, struct ss_req *r, uint32_t status,
-              const char *fmt, ...)
-{
-  struct ss_conn *c = r->conn;
-  char *msg = malloc (PROTO_ERRMSG_MAX + 1);
-  va_list ap;
-  int n = 0;
-
-  if (msg) {
-    va_start (ap, fmt);
-    n = vsnprintf (msg, PROTO_ERRMSG_MAX + 1, fmt, ap);
-    va_end (ap);
-  }
-  if (!c->close_after_send && !c->closing)
-    log_warn ("%s: %s: %s, closing the connection", c->peer,
-              proto_status_name (status), msg ? msg : strerror (ENOMEM));
-  c->close_after_send = true;
-  req_send_error (loop, r, status, msg, n);
-}
-
-/* Answer R with PROTO_EIO: the store failed (ss_store_fail). */
-void
-ss_req_failed (struct ss_loop *loop, struct ss_req *r)
-{
-  assert (loop->failed);
-  ss_req_error (loop, r, PROTO_EIO, "%s: the store failed (%s): not serving",
-                proto_opcode_name (r->hdr.opcode), loop->fail_why);
-}
-
-/* Hand a complete request to its opcode's handler (PROTO_EIO for all
- * but the handshake once the store failed), then read on.
+/* Hand a complete request to its handler (req.c), then read on, unless
+ * C is closing or at its bounds.
  */
 static void
-dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
+conn_dispatch (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
 {
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: %s tag %" PRIu64 " flags 0x%x length %" PRIu32, c->peer,
-               proto_opcode_name (r->hdr.opcode), r->hdr.tag, r->hdr.flags,
-               r->hdr.length);
-  if (loop->failed && r->hdr.opcode != PROTO_OP_HELLO &&
-      r->hdr.opcode != PROTO_OP_AUTH) {
-    ss_req_failed (loop, r);
-    goto next;
-  }
-  switch (r->hdr.opcode) {
-  case PROTO_OP_HELLO:
-    ss_req_hello (loop, r);
-    break;
-  case PROTO_OP_AUTH:
-    ss_req_auth (loop, r);
-    break;
-  case PROTO_OP_SEG_READ:
-    ss_req_read (loop, r);
-    break;
-  case PROTO_OP_SEG_WRITE:
-    ss_req_write (loop, r);
-    break;
-  case PROTO_OP_SEG_TRIM:
-    ss_req_trim (loop, r);
-    break;
-  case PROTO_OP_SEG_FLUSH:
-    ss_req_flush (loop, r);
-    break;
-  case PROTO_OP_SEG_DELETE:
-    ss_req_delete (loop, r);
-    break;
-  case PROTO_OP_SEG_FENCE:
-    ss_req_fence (loop, r);
-    break;
-  case PROTO_OP_SEG_SET_GEN:
-    ss_req_set_gen (loop, r);
-    break;
-  case PROTO_OP_SEG_PULL:
-    ss_req_pull (loop, r);
-    break;
-  case PROTO_OP_SEG_HASH:
-    ss_req_hash (loop, r);
-    break;
-  case PROTO_OP_SEG_LIST:
-    ss_req_seg_list (loop, r);
-    break;
-  default:
-    ss_req_error (loop, r, PROTO_ENOTSUP, "%s: not served by a storage server",
-                  proto_opcode_name (r->hdr.opcode));
-  }
-next:
+  ss_req_dispatch (loop, r);
   if (c->closing || c->close_after_send)
     return;
-  if (c->nreqs >= conn_max_reqs (c) || c->req_bytes >= SS_CONN_MAX_BYTES)
+  if (ss_admit_at_bounds (c))
     c->paused = true;
   else
     conn_recv (loop, c);
@@ -876,44 +438,6 @@ header_error (const struct proto_header *hdr, uint32_t max, int e, char *buf,
               proto_opcode_name (hdr->opcode), hdr->status);
 }
 
-/* Check that R's opcode is the one C's handshake state allows: HELLO,
- * then AUTH, then anything but those.  Returns true to go on, false once
- * R has been refused (and the connection is closing).
- */
-static bool
-handshake_order (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
-{
-  uint8_t op = r->hdr.opcode;
-
-  switch (c->state) {
-  case SS_CONN_HELLO:
-    if (op == PROTO_OP_HELLO)
-      return true;
-    if (op == PROTO_OP_AUTH)
-      ss_req_fatal (loop, r, PROTO_EPROTO, "AUTH before HELLO");
-    else
-      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
-                    proto_opcode_name (op));
-    return false;
-  case SS_CONN_AUTH:
-    if (op == PROTO_OP_AUTH)
-      return true;
-    if (op == PROTO_OP_HELLO)
-      ss_req_fatal (loop, r, PROTO_EPROTO, "HELLO sent twice");
-    else
-      ss_req_fatal (loop, r, PROTO_EPROTO, "%s: HELLO and AUTH expected first",
-                    proto_opcode_name (op));
-    return false;
-  case SS_CONN_READY:
-    if (op != PROTO_OP_HELLO && op != PROTO_OP_AUTH)
-      return true;
-    ss_req_fatal (loop, r, PROTO_EPROTO, "%s sent twice",
-                  proto_opcode_name (op));
-    return false;
-  }
-  abort ();
-}
-
 /* A whole header is in C->hdrbuf: check it, then read the payload or
  * dispatch.  Before authentication only HELLO or AUTH with at most
  * PROTO_MAX_PREAUTH_PAYLOAD bytes get past here.
@@ -921,7 +445,7 @@ handshake_order (struct ss_loop *loop, struct ss_conn *c, struct ss_req *r)
 static void
 header_received (struct ss_loop *loop, struct ss_conn *c)
 {
-  struct ss_req *r = req_new (c);
+  struct ss_req *r = ss_req_new (c);
   uint32_t max;
   int e;
 
@@ -948,7 +472,7 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
                   proto_opcode_name (r->hdr.opcode));
     return;
   }
-  if (!handshake_order (loop, c, r))
+  if (!ss_handshake_order (loop, c, r))
     return;
   if (e < 0) {
     char why[128];
@@ -958,7 +482,7 @@ header_received (struct ss_loop *loop, struct ss_conn *c)
     return;
   }
   if (r->hdr.length == 0) {
-    dispatch (loop, c, r);
+    conn_dispatch (loop, c, r);
     return;
   }
   r->payload = malloc (r->hdr.length);
@@ -1001,14 +525,14 @@ conn_parse (struct ss_loop *loop, struct ss_conn *c)
       break;
     c->rreq = NULL;
     c->got = 0;
-    dispatch (loop, c, r);
+    conn_dispatch (loop, c, r);
   }
   if (c->roff == c->rlen)
     c->roff = c->rlen = 0;
   c->parsing = false;
   if (!c->closing && !c->close_after_send && !c->paused && !c->recv_inflight)
     conn_recv (loop, c);
-  frame_progress (loop, c);
+  ss_admit_frame_progress (loop, c);
 }
 
 /* A recv completed: go on with the header or payload, or handle the
@@ -1023,7 +547,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
   c->recv_inflight = false;
   if (c->closing) {
     if (c->rreq) {
-      req_free (loop, c->rreq);
+      ss_req_free (loop, c->rreq);
       c->rreq = NULL;
     }
     goto out;
@@ -1054,7 +578,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
     else {
       c->rreq = NULL;
       c->got = 0;
-      dispatch (loop, c, r);
+      conn_dispatch (loop, c, r);
     }
   }
   else {
@@ -1067,7 +591,7 @@ recv_done (struct ss_loop *loop, struct ss_op *op, int res)
       header_received (loop, c);
     }
   }
-  frame_progress (loop, c);
+  ss_admit_frame_progress (loop, c);
 out:
   conn_put (loop, c);
 }

@@ -1,6 +1,6 @@
 /* The segment index: an LMDB environment in DIR/index.  Its main
- * database maps segment id (u64 BE) to slot u32, volume u64, last epoch
- * u64, state u8, generation u64 (all BE, 29 bytes; records of 21 bytes,
+ * database maps segment id (u64 BE) to a record (record.c: slot,
+ * volume, last epoch, state, generation; 29 bytes, or 21 for records
  * written before generations existed, read as generation 0).  The named
  * database "fences" maps volume id (u64 BE) to the volume's fence epoch
  * (u64 BE); the named database "gone" holds the ids (u64 BE, with a
@@ -41,8 +41,6 @@
 
 #include "internal.h"
 
-#define REC_SIZE 29
-#define OLD_REC_SIZE 21 /* without the generation */
 #define FENCES_DB "fences"
 #define GONE_DB "gone"
 #define META_DB "meta"
@@ -224,23 +222,6 @@ err:
   return r;
 }
 
-/* Encode REC's value into BUF (REC_SIZE bytes). */
-static void
-rec_encode (const struct ss_index_rec *rec, uint8_t *buf)
-{
-  uint32_t v32 = htobe32 (rec->slot);
-  uint64_t v64;
-
-  memcpy (buf, &v32, 4);
-  v64 = htobe64 (rec->volume);
-  memcpy (buf + 4, &v64, 8);
-  v64 = htobe64 (rec->epoch);
-  memcpy (buf + 12, &v64, 8);
-  buf[20] = rec->state;
-  v64 = htobe64 (rec->gen);
-  memcpy (buf + 21, &v64, 8);
-}
-
 /* True if KEY is the main database's entry for a named database. */
 static bool
 is_named_db (const MDB_val *key)
@@ -311,31 +292,14 @@ load_rec (void *ctx, const MDB_val *key, const MDB_val *val)
 {
   struct load_ctx *c = ctx;
   struct ss_index_rec rec;
-  const uint8_t *v = val->mv_data;
-  uint64_t v64;
-  uint32_t v32;
 
   if (is_named_db (key))
     return 0;
-  if (key->mv_size != 8 ||
-      (val->mv_size != REC_SIZE && val->mv_size != OLD_REC_SIZE)) {
+  if (ss_index_rec_decode (key->mv_data, key->mv_size, val->mv_data,
+                           val->mv_size, &rec) < 0) {
     log_error ("index: a record has a %zu-byte key and a %zu-byte value",
                key->mv_size, val->mv_size);
     return -EIO;
-  }
-  memcpy (&v64, key->mv_data, 8);
-  rec.segment = be64toh (v64);
-  memcpy (&v32, v, 4);
-  rec.slot = be32toh (v32);
-  memcpy (&v64, v + 4, 8);
-  rec.volume = be64toh (v64);
-  memcpy (&v64, v + 12, 8);
-  rec.epoch = be64toh (v64);
-  rec.state = v[20];
-  rec.gen = 0;
-  if (val->mv_size == REC_SIZE) {
-    memcpy (&v64, v + 21, 8);
-    rec.gen = be64toh (v64);
   }
   return c->fn.rec (c->arg, &rec);
 }
@@ -468,13 +432,13 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
     return mdb_to_errno (rc, "begin");
   for (op = head; op != end; op = op->next) {
     uint64_t k = htobe64 (op->rec.segment);
-    uint8_t v[REC_SIZE];
+    uint8_t v[SS_INDEX_REC_SIZE];
     MDB_val key = { .mv_size = 8, .mv_data = &k };
-    MDB_val val = { .mv_size = REC_SIZE, .mv_data = v };
+    MDB_val val = { .mv_size = SS_INDEX_REC_SIZE, .mv_data = v };
 
     switch (op->type) {
     case SS_INDEX_PUT:
-      rec_encode (&op->rec, v);
+      ss_index_rec_encode (&op->rec, v);
       rc = mdb_put (txn, idx->dbi, &key, &val, 0);
       if (rc == MDB_SUCCESS && op->gone)
         rc = gone_put (idx, txn, &key, false);

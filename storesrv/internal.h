@@ -8,6 +8,17 @@
  * SEG_PULL copies.  They exchange work only through the locked queues of
  * index.c, mds-client.c and loop.c (ss_loop_post), each paired with an
  * eventfd that the ring reads.
+ *
+ * A request's path on the ring thread: loop.c reaps the recv, conn.c
+ * (the socket engine) cuts the frames and makes requests, req.c looks
+ * the opcode up in its table and calls the handler (handshake.c,
+ * req-io.c, req-repair.c, fences.c, gone.c, pull.c), the handler answers
+ * through req.c's reply API, and conn.c sends the reply.  admit.c bounds
+ * what connections may cost and for how long.  Handlers work on the
+ * segments (segments.c), the data file and the index (through
+ * ss_index_submit_op); nothing calls a handler but req.c.
+ * superblock.c, record.c and track.c call nothing else of the daemon:
+ * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
 
 #ifndef TESSERA_STORESRV_INTERNAL_H
@@ -52,14 +63,19 @@
 #define SS_RECV_BUF (16u * 1024)
 
 /* Defaults of --handshake-timeout, --frame-timeout, --max-connections
- * and --max-unauthenticated (conn.c).
+ * and --max-unauthenticated (admit.c).
  */
 #define SS_DEFAULT_HANDSHAKE_TIMEOUT 10 /* seconds */
 #define SS_DEFAULT_FRAME_TIMEOUT 30     /* seconds */
 #define SS_DEFAULT_MAX_CONNS 1024
 #define SS_DEFAULT_MAX_UNAUTH 256
 
-/* Segment sizes a cluster may use (DESIGN.md "Data model"). */
+/* Segment sizes a cluster may use: a power of two between these
+ * (ss_segment_size_valid).  A cluster's is fixed when its MDS catalog is
+ * created (tessera-mds --init --segment-size); a storage server learns
+ * it at registration, keeps it in its superblock and stores one segment
+ * per slot of that size.
+ */
 #define SS_MIN_SEGMENT_SIZE (64u * 1024)
 #define SS_MAX_SEGMENT_SIZE (64u * 1024 * 1024)
 
@@ -167,7 +183,21 @@ extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_slot_offset (const struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_used (const struct ss_store *st);
+
+/* ---- superblock.c ---- */
+
+#define SS_SB_NAME "superblock" /* in the data directory */
+#define SS_SB_SIZE 512
+#define SS_SB_VERSION 2             /* written */
+#define SS_SB_VERSION_NO_INDEX_ID 1 /* still read: no index id */
+#define SS_CLEAN_SIZE 32
+
 extern int ss_segment_size_valid (uint32_t segment_size);
+extern void ss_sb_encode (const struct ss_store *st, uint8_t *buf);
+extern int ss_sb_decode (struct ss_store *st, const uint8_t *buf);
+extern void ss_clean_encode (uint64_t index_id, uint64_t seq, uint8_t *buf);
+extern int ss_clean_decode (const uint8_t *buf, size_t len, uint64_t *index_id,
+                            uint64_t *seq);
 
 /* ---- index.c ---- */
 
@@ -182,6 +212,14 @@ struct ss_index_rec {
 };
 
 #define SS_SEG_STATE_OK 0
+
+/* The record's encoding (record.c). */
+#define SS_INDEX_REC_SIZE 29
+#define SS_INDEX_OLD_REC_SIZE 21 /* without the generation */
+
+extern void ss_index_rec_encode (const struct ss_index_rec *rec, uint8_t *buf);
+extern int ss_index_rec_decode (const void *key, size_t keylen, const void *val,
+                                size_t vallen, struct ss_index_rec *rec);
 
 enum ss_index_op_type {
   SS_INDEX_PUT,    /* insert or replace REC */
@@ -293,8 +331,8 @@ struct ss_barrier {
 
 struct ss_conn;
 
-/* A segment entry (segments.c), a wait list entry and a delete batch
- * (req-misc.c) are declared below.
+/* A segment entry (segments.c) and a wait list entry (req.c) are
+ * declared below.
  */
 struct ss_seg;
 
@@ -398,7 +436,7 @@ struct ss_loop {
 
   struct ss_conn *conns; /* doubly linked */
   unsigned nconns;
-  /* Connections not yet authenticated, oldest first (conn.c), and the
+  /* Connections not yet authenticated, oldest first (admit.c), and the
    * timeout that closes them after --handshake-timeout.
    */
   struct ss_conn *unauth_head, *unauth_tail;
@@ -409,7 +447,7 @@ struct ss_loop {
   bool hs_timer_armed;
   uint64_t evicted; /* unauthenticated connections dropped when full */
   /* Authenticated connections in the middle of a frame, least recent
-   * progress first (conn.c), and the timeout that closes those idle for
+   * progress first (admit.c), and the timeout that closes those idle for
    * --frame-timeout.  NOW_MS is CLOCK_MONOTONIC in milliseconds, read
    * once per loop turn.
    */
@@ -463,7 +501,7 @@ extern bool ss_store_punch_failed (int err);
 #define SS_MARK_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
 
-/* ---- conn.c ---- */
+/* ---- req.c ---- */
 
 /* Something waiting for a busy segment: RESUME runs once the segment is
  * idle again (ERR 0) or its pending update failed (ERR < 0).
@@ -472,7 +510,6 @@ struct ss_waiter {
   struct ss_waiter *next;
   void (*resume) (struct ss_loop *loop, struct ss_waiter *w, int err);
 };
-
 
 /* A request: one received frame and its reply.  Owned by its connection
  * from the header's arrival until the reply is sent (or the connection
@@ -492,7 +529,7 @@ struct ss_req {
   uint8_t *buf;  /* data: in PAYLOAD (write) or owned (read) */
   uint64_t pos;  /* offset in the data file */
   uint32_t done; /* bytes transferred so far */
-  int stage;     /* req-io.c / req-misc.c step */
+  int stage;     /* req-io.c step */
 
   /* In the loop's list of writes in flight (fences.c). */
   bool in_writes;
@@ -500,7 +537,7 @@ struct ss_req {
   struct ss_req *wprev, *wnext;
   struct ss_barrier barrier; /* SEG_FENCE, SEG_SET_GEN */
 
-  /* Flush (req-misc.c). */
+  /* Flush (req-io.c). */
   struct ss_index_op iop;
   unsigned pending;
   int err;
@@ -514,6 +551,23 @@ struct ss_req {
   struct msghdr msg;
   struct ss_req *next; /* send queue */
 };
+
+extern struct ss_req *ss_req_new (struct ss_conn *c);
+extern void ss_req_free (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
+                          const void *data, uint32_t len, void *owned);
+extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
+                          uint32_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
+                          uint32_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
+extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
+
+
+/* ---- conn.c ---- */
 
 /* Handshake states of a connection (auth.h): HELLO expected, AUTH
  * expected, authenticated.
@@ -582,20 +636,29 @@ struct ss_conn {
 };
 
 extern int ss_conn_new (struct ss_loop *loop, int fd);
-extern int ss_conn_authenticated (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
-extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
-                          const void *data, uint32_t len, void *owned);
-extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
-                          uint32_t status, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
-                          uint32_t status, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
-extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
-extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
+extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
+extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
+
+/* ---- admit.c ---- */
+
+extern void ss_admit_make_room (struct ss_loop *loop);
+extern void ss_admit_unauth_add (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_unauth_remove (struct ss_loop *loop, struct ss_conn *c);
+extern int ss_admit_authenticated (struct ss_loop *loop, struct ss_conn *c);
+extern bool ss_admit_at_bounds (const struct ss_conn *c);
+extern void ss_admit_frame_progress (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_frame_untrack (struct ss_loop *loop, struct ss_conn *c);
+extern void ss_admit_stop (struct ss_loop *loop);
+
+/* ---- handshake.c ---- */
+
+extern bool ss_handshake_order (struct ss_loop *loop, struct ss_conn *c,
+                                struct ss_req *r);
+extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- segments.c ---- */
 
@@ -650,14 +713,7 @@ extern int ss_seg_delete (struct ss_loop *loop, uint64_t id,
 extern void ss_req_read (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_write (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_trim (struct ss_loop *loop, struct ss_req *r);
-
-/* ---- req-misc.c ---- */
-
-extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
-extern void ss_mds_deletes_start (struct ss_loop *loop);
 
 /* ---- req-repair.c ---- */
 
@@ -699,6 +755,8 @@ extern void ss_gone_free (struct ss_loop *loop);
 extern bool ss_gone_has (const struct ss_loop *loop, uint64_t id);
 extern void ss_gone_add (struct ss_loop *loop, uint64_t id);
 extern void ss_gone_remove (struct ss_loop *loop, uint64_t id);
+extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
+extern void ss_mds_deletes_start (struct ss_loop *loop);
 
 /* ---- work.c ---- */
 

@@ -1,4 +1,5 @@
-/* SEG_READ, SEG_WRITE and SEG_TRIM: data I/O on a segment's slot.
+/* SEG_READ, SEG_WRITE, SEG_TRIM and SEG_FLUSH: data I/O on a segment's
+ * slot, and making it durable.
  *
  * Writes go into the page cache with pwrite on the ring thread, not as
  * io_uring writes: io_uring cannot complete a buffered ext4 write without
@@ -15,7 +16,9 @@
  * its range with an io_uring fsync (IORING_FSYNC_DATASYNC on the range:
  * what RWF_DSYNC does after a write) before it is answered; SEG_FLUSH's
  * fdatasync covers every write answered before it, as the data is in the
- * page cache by then.
+ * page cache by then.  SEG_FLUSH runs that fdatasync and, beside it, an
+ * index SYNC that completes once every index update queued before it
+ * has committed; it answers when both are done.
  *
  * Reads stay io_uring reads: those of cached pages complete inline, in
  * the io_uring_enter that submits them (with the other reads of the
@@ -552,4 +555,85 @@ ss_req_trim (struct ss_loop *loop, struct ss_req *r)
   }
   r->wait.resume = trim_resume;
   trim_go (loop, r);
+}
+
+/* ---- SEG_FLUSH ---- */
+
+/* One step of a flush is done; the last one answers. */
+static void
+flush_step (struct ss_loop *loop, struct ss_req *r, int err)
+{
+  if (err < 0 && r->err == 0)
+    r->err = err;
+  assert (r->pending > 0);
+  if (--r->pending > 0)
+    return;
+  if (loop->failed)
+    ss_req_failed (loop, r);
+  else if (r->err < 0) {
+    log_error ("flush: %s", strerror (-r->err));
+    ss_req_error (loop, r, proto_status_from_errno (-r->err), "SEG_FLUSH: %s",
+                  strerror (-r->err));
+  }
+  else
+    ss_req_reply (loop, r, NULL, 0, NULL);
+}
+
+/* Submit the flush's fdatasync of the data file. */
+static void
+flush_submit_sync (struct ss_loop *loop, struct ss_req *r)
+{
+  struct io_uring_sqe *sqe = ss_get_sqe (loop);
+
+  io_uring_prep_fsync (sqe, loop->store->data_fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data (sqe, &r->op);
+}
+
+/* The flush's fdatasync completed. */
+static void
+flush_synced (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_req *r = SS_CONTAINER_OF (op, struct ss_req, op);
+
+  if (res == -EAGAIN || res == -EINTR) {
+    flush_submit_sync (loop, r);
+    return;
+  }
+  if (res < 0)
+    ss_store_fail (loop, "data: fdatasync", res);
+  flush_step (loop, r, res < 0 ? res : 0);
+}
+
+/* Every index update queued before the flush has committed. */
+static void
+flush_indexed (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_req *r = SS_CONTAINER_OF (iop, struct ss_req, iop);
+
+  flush_step (loop, r, iop->err);
+}
+
+/* SEG_FLUSH: fdatasync the data file, and wait for every index update
+ * queued before it, in parallel.
+ */
+void
+ss_req_flush (struct ss_loop *loop, struct ss_req *r)
+{
+  if (r->hdr.length != 0) {
+    ss_req_fatal (loop, r, PROTO_EBADMSG,
+                  "SEG_FLUSH: payload of %" PRIu32 " bytes, expected 0",
+                  r->hdr.length);
+    return;
+  }
+  if (r->hdr.flags & PROTO_FLAG_FUA) {
+    ss_req_error (loop, r, PROTO_EINVAL, "SEG_FLUSH: FUA flag not allowed");
+    return;
+  }
+  r->pending = 2;
+  r->err = 0;
+  r->op.done = flush_synced;
+  flush_submit_sync (loop, r);
+  r->iop.type = SS_INDEX_SYNC;
+  r->iop.done = flush_indexed;
+  ss_index_submit_op (loop, &r->iop);
 }

@@ -1,42 +1,20 @@
 /* The on-disk store: DIR/superblock, DIR/data and the free-slot list.
  *
- * The superblock is SB_SIZE bytes, big-endian:
- *   0   magic "TESSSTOR"        8
- *   8   format version u32      (SB_VERSION)
- *   12  flags u32               (SB_FORMATTED)
- *   16  server uuid             16
- *   32  cluster uuid            16 (zero until formatted)
- *   48  segment size u32        (zero until formatted)
- *   52  reserved u32            (zero)
- *   56  capacity u64            (bytes; whole slots once formatted)
- *   64  index id u64            (version 2; zero until formatted)
- *   72  reserved                (zero) up to SB_SIZE - 4
- *   508 crc32c u32 of bytes 0..507
- * The index id is a random non-zero number drawn when the store is
- * formatted and also kept in the index (index.c, "meta"), so that an
- * index that is missing, empty or another store's is refused
- * (guard.c).  Version 1 had no index id (bytes 64..71 zero); such a
- * store is upgraded to version 2 at its first start (guard.c).
- * It is always replaced atomically: temp file, fsync, rename, fsync of the
- * directory.  An unformatted superblock keeps the server uuid stable
- * between the first registration and formatting.
- *
- * DIR/clean, the clean-shutdown marker, is CLEAN_SIZE bytes, big-endian:
- *   0   magic "TESSCLEN"        8
- *   8   index id u64            (the superblock's; 0 before it had one)
- *   16  index seq u64           (the index's commit count at the stop)
- *   24  reserved u32            (zero)
- *   28  crc32c u32 of bytes 0..27
- * A clean stop writes it (atomically, synced) once the data file is
- * synced and the index closed; a start reads it and removes it durably
- * before serving, so it exists only while no server runs on the store
- * and everything acknowledged before the last stop is durable.
+ * The superblock and the clean-shutdown marker DIR/clean are encoded
+ * and checked by superblock.c, which describes their layout.  Here they
+ * are read and written: the superblock is always replaced atomically
+ * (temp file, fsync, rename, fsync of the directory); an unformatted
+ * superblock keeps the server uuid stable between the first
+ * registration and formatting.  A clean stop writes the marker
+ * (atomically, synced) once the data file is synced and the index
+ * closed; a start reads it and removes it durably before serving, so it
+ * exists only while no server runs on the store and everything
+ * acknowledged before the last stop is durable.
  */
 
 #include <config.h>
 
 #include <assert.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -51,35 +29,17 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "crc32c.h"
 #include "full-rw.h"
 #include "log.h"
 #include "parse.h"
 
 #include "internal.h"
 
-#define SB_NAME "superblock"
 #define SB_TMP "superblock.tmp"
-#define SB_SIZE 512
-#define SB_MAGIC "TESSSTOR"
-#define SB_VERSION 2
-#define SB_VERSION_NO_INDEX_ID 1
-#define SB_FORMATTED 0x1
 #define CLEAN_NAME "clean"
 #define CLEAN_TMP "clean.tmp"
-#define CLEAN_SIZE 32
-#define CLEAN_MAGIC "TESSCLEN"
 #define DATA_NAME "data"
 #define INDEX_NAME "index"
-
-/* True if SEGMENT_SIZE is a power of two in the allowed range. */
-int
-ss_segment_size_valid (uint32_t segment_size)
-{
-  return segment_size >= SS_MIN_SEGMENT_SIZE &&
-         segment_size <= SS_MAX_SEGMENT_SIZE &&
-         (segment_size & (segment_size - 1)) == 0;
-}
 
 /* Draw a new index id: random and non-zero.  Returns 0 or -errno. */
 int
@@ -124,95 +84,6 @@ mkdir_p (const char *dir)
   return 0;
 }
 
-/* Encode ST's superblock into BUF (SB_SIZE bytes). */
-static void
-sb_encode (const struct ss_store *st, uint8_t *buf)
-{
-  uint32_t v32;
-  uint64_t v64;
-
-  memset (buf, 0, SB_SIZE);
-  memcpy (buf, SB_MAGIC, 8);
-  v32 = htobe32 (st->sb_version);
-  memcpy (buf + 8, &v32, 4);
-  v32 = htobe32 (st->formatted ? SB_FORMATTED : 0);
-  memcpy (buf + 12, &v32, 4);
-  memcpy (buf + 16, st->uuid, 16);
-  memcpy (buf + 32, st->cluster_uuid, 16);
-  v32 = htobe32 (st->segment_size);
-  memcpy (buf + 48, &v32, 4);
-  v64 = htobe64 (st->capacity);
-  memcpy (buf + 56, &v64, 8);
-  v64 = htobe64 (st->index_id);
-  memcpy (buf + 64, &v64, 8);
-  v32 = htobe32 (crc32c (0, buf, SB_SIZE - 4));
-  memcpy (buf + SB_SIZE - 4, &v32, 4);
-}
-
-/* Decode and check the superblock in BUF into ST.  Returns 0 or
- * -EINVAL (corrupt) or -EPROTONOSUPPORT (newer format), logging why.
- */
-static int
-sb_decode (struct ss_store *st, const uint8_t *buf)
-{
-  uint32_t v32, flags, version;
-  uint64_t v64;
-  size_t i;
-
-  memcpy (&v32, buf + SB_SIZE - 4, 4);
-  if (memcmp (buf, SB_MAGIC, 8) != 0 ||
-      be32toh (v32) != crc32c (0, buf, SB_SIZE - 4)) {
-    log_error ("superblock: %s/%s: bad magic or checksum", st->dir, SB_NAME);
-    return -EINVAL;
-  }
-  memcpy (&v32, buf + 8, 4);
-  version = be32toh (v32);
-  if (version != SB_VERSION && version != SB_VERSION_NO_INDEX_ID) {
-    log_error ("superblock: %s/%s: format version %u is not supported "
-               "(this program writes %u)",
-               st->dir, SB_NAME, version, SB_VERSION);
-    return -EPROTONOSUPPORT;
-  }
-  memcpy (&v32, buf + 12, 4);
-  flags = be32toh (v32);
-  memcpy (st->uuid, buf + 16, 16);
-  memcpy (st->cluster_uuid, buf + 32, 16);
-  memcpy (&v32, buf + 48, 4);
-  st->segment_size = be32toh (v32);
-  memcpy (&v64, buf + 56, 8);
-  st->capacity = be64toh (v64);
-  memcpy (&v64, buf + 64, 8);
-  st->index_id = be64toh (v64);
-  st->formatted = flags & SB_FORMATTED;
-  st->sb_version = version;
-
-  for (i = 52; i < 56; i++)
-    if (buf[i])
-      goto corrupt;
-  for (i = 72; i < SB_SIZE - 4; i++)
-    if (buf[i])
-      goto corrupt;
-  if ((flags & ~SB_FORMATTED) || uuid_is_zero (st->uuid))
-    goto corrupt;
-  /* Version 1 has no index id; version 2 has one once formatted. */
-  if (version == SB_VERSION_NO_INDEX_ID ? st->index_id != 0
-                                        : st->formatted != (st->index_id != 0))
-    goto corrupt;
-  if (st->formatted) {
-    if (!ss_segment_size_valid (st->segment_size) ||
-        uuid_is_zero (st->cluster_uuid) || st->capacity < st->segment_size ||
-        st->capacity % st->segment_size != 0 ||
-        st->capacity / st->segment_size >= UINT32_MAX)
-      goto corrupt;
-    st->nslots = st->capacity / st->segment_size;
-  }
-  return 0;
-
-corrupt:
-  log_error ("superblock: %s/%s: inconsistent fields", st->dir, SB_NAME);
-  return -EINVAL;
-}
-
 /* Write BUF (LEN bytes) as DIR/NAME atomically: DIR/TMP, fsync, rename,
  * fsync of the directory.  Returns 0 or -errno (not logged).
  */
@@ -235,58 +106,17 @@ replace_file (struct ss_store *st, const char *tmp, const char *name,
   return 0;
 }
 
-/* Encode a clean-shutdown marker into BUF (CLEAN_SIZE bytes). */
-static void
-clean_encode (uint64_t index_id, uint64_t seq, uint8_t *buf)
-{
-  uint64_t v64;
-  uint32_t v32;
-
-  memset (buf, 0, CLEAN_SIZE);
-  memcpy (buf, CLEAN_MAGIC, 8);
-  v64 = htobe64 (index_id);
-  memcpy (buf + 8, &v64, 8);
-  v64 = htobe64 (seq);
-  memcpy (buf + 16, &v64, 8);
-  v32 = htobe32 (crc32c (0, buf, CLEAN_SIZE - 4));
-  memcpy (buf + CLEAN_SIZE - 4, &v32, 4);
-}
-
-/* Decode the marker in BUF (LEN bytes) into *INDEX_ID and *SEQ.
- * Returns 0, or -EINVAL if it is not a marker this program wrote.
- */
-static int
-clean_decode (const uint8_t *buf, size_t len, uint64_t *index_id, uint64_t *seq)
-{
-  uint64_t v64;
-  uint32_t v32;
-
-  if (len != CLEAN_SIZE || memcmp (buf, CLEAN_MAGIC, 8) != 0)
-    return -EINVAL;
-  memcpy (&v32, buf + CLEAN_SIZE - 4, 4);
-  if (be32toh (v32) != crc32c (0, buf, CLEAN_SIZE - 4))
-    return -EINVAL;
-  memcpy (&v32, buf + 24, 4);
-  if (v32 != 0)
-    return -EINVAL;
-  memcpy (&v64, buf + 8, 8);
-  *index_id = be64toh (v64);
-  memcpy (&v64, buf + 16, 8);
-  *seq = be64toh (v64);
-  return 0;
-}
-
 /* Replace the superblock atomically with ST's fields. */
 static int
 sb_write (struct ss_store *st)
 {
-  uint8_t buf[SB_SIZE];
+  uint8_t buf[SS_SB_SIZE];
   int r;
 
-  sb_encode (st, buf);
-  r = replace_file (st, SB_TMP, SB_NAME, buf, sizeof buf);
+  ss_sb_encode (st, buf);
+  r = replace_file (st, SB_TMP, SS_SB_NAME, buf, sizeof buf);
   if (r < 0)
-    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+    log_error ("superblock: %s/%s: %s", st->dir, SS_SB_NAME, strerror (-r));
   return r;
 }
 
@@ -296,12 +126,12 @@ sb_write (struct ss_store *st)
 static int
 sb_read_or_create (struct ss_store *st, uint64_t size)
 {
-  uint8_t buf[SB_SIZE];
+  uint8_t buf[SS_SB_SIZE];
   CLEANUP_CLOSE int fd = -1;
   ssize_t n;
   int r;
 
-  fd = openat (st->dir_fd, SB_NAME, O_RDONLY | O_CLOEXEC);
+  fd = openat (st->dir_fd, SS_SB_NAME, O_RDONLY | O_CLOEXEC);
   if (fd == -1 && errno == ENOENT) {
     r = uuid_generate_random (st->uuid);
     if (r < 0) {
@@ -310,21 +140,21 @@ sb_read_or_create (struct ss_store *st, uint64_t size)
     }
     st->capacity = size;
     st->formatted = false;
-    st->sb_version = SB_VERSION;
+    st->sb_version = SS_SB_VERSION;
     return sb_write (st);
   }
   if (fd == -1) {
     r = -errno;
-    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME, strerror (-r));
+    log_error ("superblock: %s/%s: %s", st->dir, SS_SB_NAME, strerror (-r));
     return r;
   }
   n = pread (fd, buf, sizeof buf, 0);
-  if (n != SB_SIZE) {
-    log_error ("superblock: %s/%s: %s", st->dir, SB_NAME,
+  if (n != SS_SB_SIZE) {
+    log_error ("superblock: %s/%s: %s", st->dir, SS_SB_NAME,
                n == -1 ? strerror (errno) : "short file");
     return n == -1 ? -errno : -EINVAL;
   }
-  return sb_decode (st, buf);
+  return ss_sb_decode (st, buf);
 }
 
 /* Open the data file of a formatted store and check its size. */
@@ -488,7 +318,7 @@ ss_store_format_commit (struct ss_store *st)
 
   assert (!st->formatted && st->index_id != 0 && st->data_fd >= 0);
   st->formatted = true;
-  st->sb_version = SB_VERSION;
+  st->sb_version = SS_SB_VERSION;
   r = sb_write (st);
   if (r < 0)
     st->formatted = false;
@@ -504,7 +334,7 @@ ss_store_set_index_id (struct ss_store *st, uint64_t index_id)
 {
   assert (st->formatted && index_id != 0);
   st->index_id = index_id;
-  st->sb_version = SB_VERSION;
+  st->sb_version = SS_SB_VERSION;
   return sb_write (st);
 }
 
@@ -618,7 +448,7 @@ ss_store_used (const struct ss_store *st)
 int
 ss_store_clean_read (struct ss_store *st)
 {
-  uint8_t buf[CLEAN_SIZE + 1];
+  uint8_t buf[SS_CLEAN_SIZE + 1];
   CLEANUP_CLOSE int fd = -1;
   ssize_t n;
 
@@ -641,7 +471,7 @@ ss_store_clean_read (struct ss_store *st)
     log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
     return r;
   }
-  if (clean_decode (buf, n, &st->clean_index_id, &st->clean_seq) < 0) {
+  if (ss_clean_decode (buf, n, &st->clean_index_id, &st->clean_seq) < 0) {
     log_warn ("store: %s/%s: not a clean-shutdown marker: ignored", st->dir,
               CLEAN_NAME);
     return 0;
@@ -680,10 +510,10 @@ ss_store_clean_remove (struct ss_store *st)
 int
 ss_store_clean_write (struct ss_store *st, uint64_t index_id, uint64_t seq)
 {
-  uint8_t buf[CLEAN_SIZE];
+  uint8_t buf[SS_CLEAN_SIZE];
   int r;
 
-  clean_encode (index_id, seq, buf);
+  ss_clean_encode (index_id, seq, buf);
   r = replace_file (st, CLEAN_TMP, CLEAN_NAME, buf, sizeof buf);
   if (r < 0)
     log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));

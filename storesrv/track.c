@@ -15,6 +15,10 @@
  * replica, before it went stale, say), and later writes may have missed
  * it.  Trackers live in a list in the order of their deadlines and
  * expire lazily.
+ *
+ * This file touches only the loop's and the segments' fields and calls
+ * nothing else of the daemon: it is part of libstoresrv.la, so that its
+ * unit test (tests/unit/test-track.c) links it alone.
  */
 
 #include <config.h>

@@ -53,7 +53,8 @@ export LSAN_OPTIONS="suppressions=$abs_top_srcdir/tests/sanitizers.supp:print_su
 status=0
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
     TESTS="unit/test-proto unit/test-parse unit/test-auth unit/test-tls
-           unit/test-catalog unit/test-placement test-data-bytes.sh" \
+           unit/test-catalog unit/test-placement unit/test-superblock
+           unit/test-record unit/test-track test-data-bytes.sh" \
     >check.log 2>&1 || status=$?
 grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL):' check.log || tail -30 check.log
 echo "sanitizer build and tests: $(elapsed "$start") s"

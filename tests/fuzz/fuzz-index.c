@@ -4,12 +4,11 @@
  * from the "meta" database, whatever a crash, a bug, an older version or
  * another store left there.
  *
- * The record decoding is inline in those loaders, so this file includes
- * index.c (for rec_encode and the handle's database handles) and drives
- * them on a real LMDB environment in a temporary directory.  A pure
- * "int ss_index_rec_decode (const void *key, size_t keylen, const void
- * *val, size_t vallen, struct ss_index_rec *rec)" split out of
- * ss_index_load would let a harness call it directly.
+ * The loaders walk LMDB through the handle's database handles, so this
+ * file includes index.c (for those handles) and drives them on a real
+ * LMDB environment in a temporary directory; the record codec they use
+ * (ss_index_rec_decode, ss_index_rec_encode) comes from libstoresrv.la
+ * (storesrv/record.c), which tests/unit/test-record.c tests alone.
  *
  * Input: a byte STOP (the callback asks to stop at its STOP-th call, 0:
  * never), then records, each: database u8 (0 segments, 1 fences, 2
@@ -19,7 +18,7 @@
  * then each loader is run and compared with a model of what it must do:
  * walk the keys in LMDB order, skip the named databases' entries in the
  * main one, return -EIO at the first record of the wrong size, and hand
- * every other record over exactly (rec_encode of what ss_index_load
+ * every other record over exactly (ss_index_rec_encode of what ss_index_load
  * hands over is the stored value; a 21-byte record has generation 0).
  * ss_index_get_ident must return 0 with the stored uuid and id only when
  * "store" is 16 bytes and "id" 8 bytes and not zero, -EINVAL when either
@@ -203,7 +202,8 @@ expect (int db, struct walk *w)
 
     switch (db) {
     case 0:
-      ok = r->klen == 8 && (r->vlen == REC_SIZE || r->vlen == OLD_REC_SIZE);
+      ok = r->klen == 8 &&
+           (r->vlen == SS_INDEX_REC_SIZE || r->vlen == SS_INDEX_OLD_REC_SIZE);
       break;
     case 1:
       ok = r->klen == 8 && r->vlen == 8;
@@ -234,14 +234,14 @@ on_rec (void *arg, const struct ss_index_rec *rec)
 {
   struct walk *w = arg;
   const struct rec *r = next (w, "ss_index_load");
-  uint8_t buf[REC_SIZE];
+  uint8_t buf[SS_INDEX_REC_SIZE];
   uint64_t kv;
 
   memcpy (&kv, r->key, 8);
-  rec_encode (rec, buf);
+  ss_index_rec_encode (rec, buf);
   FUZZ_CHECK (rec->segment == be64toh (kv) &&
                   memcmp (buf, r->val, r->vlen) == 0 &&
-                  (r->vlen == REC_SIZE || rec->gen == 0),
+                  (r->vlen == SS_INDEX_REC_SIZE || rec->gen == 0),
               "ss_index_load: record %zu handed over wrongly", w->calls);
   return w->calls == w->stop;
 }
@@ -367,7 +367,7 @@ add (uint8_t *buf, size_t *n, int db, const void *key, size_t klen,
 int
 fuzz_make_seeds (const char *d)
 {
-  uint8_t buf[1024], k[8], v[REC_SIZE];
+  uint8_t buf[1024], k[8], v[SS_INDEX_REC_SIZE];
   struct ss_index_rec rec = { 0, 3, 1, 7, SS_SEG_STATE_OK, 2 };
   size_t n;
   uint64_t be;
@@ -383,8 +383,9 @@ fuzz_make_seeds (const char *d)
     rec.slot = i;
     be = htobe64 (rec.segment);
     memcpy (k, &be, 8);
-    rec_encode (&rec, v);
-    add (buf, &n, 0, k, 8, v, i == 2 ? OLD_REC_SIZE : REC_SIZE);
+    ss_index_rec_encode (&rec, v);
+    add (buf, &n, 0, k, 8, v,
+         i == 2 ? SS_INDEX_OLD_REC_SIZE : SS_INDEX_REC_SIZE);
   }
   be = htobe64 (1);
   memcpy (k, &be, 8);
@@ -404,16 +405,16 @@ fuzz_make_seeds (const char *d)
 
   /* A segment record of a bad size after a good one: -EIO. */
   n = 1;
-  add (buf, &n, 0, k, 8, v, REC_SIZE - 1);
+  add (buf, &n, 0, k, 8, v, SS_INDEX_REC_SIZE - 1);
   be = htobe64 (1);
   memcpy (k, &be, 8);
-  add (buf, &n, 0, k, 8, v, REC_SIZE);
+  add (buf, &n, 0, k, 8, v, SS_INDEX_REC_SIZE);
   r |= fuzz_write_seed (d, "bad-size", buf, n);
 
   /* A fence with a short key, and a key named like a database. */
   n = 1;
   add (buf, &n, 1, "vol", 3, k, 8);
-  add (buf, &n, 0, "fencez", 6, v, REC_SIZE);
+  add (buf, &n, 0, "fencez", 6, v, SS_INDEX_REC_SIZE);
   add (buf, &n, 2, "gone", 4, "", 0);
   r |= fuzz_write_seed (d, "odd-keys", buf, n);
 

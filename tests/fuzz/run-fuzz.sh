@@ -71,6 +71,7 @@ cppflags=(
     -I"$top_srcdir/common/proto"
     -I"$top_srcdir/common/utils"
     -I"$top_srcdir/catalog"
+    -I"$top_srcdir/storesrv"
     -I"$fuzzdir"
 )
 common_srcs=("$top_srcdir"/common/proto/*.c "$top_srcdir"/common/utils/*.c)
@@ -80,6 +81,8 @@ extra_srcs ()
 {
     case "$1" in
         catalog) echo "$top_srcdir"/catalog/*.c ;;
+        superblock) echo "$top_srcdir"/storesrv/{superblock,record,track}.c ;;
+        index) echo "$top_srcdir"/storesrv/record.c ;;
     esac
 }
 extra_libs ()

@@ -1,4 +1,4 @@
-/* storesrv-malformed ADDR SEGMENT_SIZE [ADDR2]
+/* test-ss-malformed ADDR SEGMENT_SIZE [ADDR2]
  *
  * Send malformed frames to a running storage server, each on a fresh
  * connection, and check that each gets the right error status (then a
@@ -84,7 +84,7 @@ connect_to_or_die (const char *a)
   int fd = sock_connect (a, TIMEOUT_MS);
 
   if (fd < 0 || sock_set_timeout (fd, TIMEOUT_MS) < 0) {
-    fprintf (stderr, "storesrv-malformed: connect: %s: %s\n", a,
+    fprintf (stderr, "test-ss-malformed: connect: %s: %s\n", a,
              strerror (fd < 0 ? -fd : errno));
     exit (EXIT_FAILURE);
   }
@@ -1457,7 +1457,7 @@ main (int argc, char **argv)
 
   if ((argc != 3 && argc != 4) || parse_size (argv[2], &size) < 0 ||
       size < 65536 || size > UINT32_MAX) {
-    fprintf (stderr, "usage: storesrv-malformed ADDR SEGMENT_SIZE [ADDR2]\n");
+    fprintf (stderr, "usage: test-ss-malformed ADDR SEGMENT_SIZE [ADDR2]\n");
     exit (EXIT_FAILURE);
   }
   addr = argv[1];
@@ -1467,7 +1467,7 @@ main (int argc, char **argv)
   key_file = getenv ("TESSERA_KEY_FILE");
   if (key_file == NULL ||
       auth_key_load (key_file, &key, errmsg, sizeof errmsg) < 0) {
-    fprintf (stderr, "storesrv-malformed: %s\n",
+    fprintf (stderr, "test-ss-malformed: %s\n",
              key_file ? errmsg : "TESSERA_KEY_FILE is not set");
     exit (EXIT_FAILURE);
   }

@@ -10,6 +10,6 @@ requires_built
 make_cluster_dir
 start_cluster 2
 
-./storesrv-malformed "unix:$CLUSTER/ss1.sock" 65536 "unix:$CLUSTER/ss2.sock"
+./test-ss-malformed "unix:$CLUSTER/ss1.sock" 65536 "unix:$CLUSTER/ss2.sock"
 kill -0 "$(cat "$CLUSTER/ss1.pid")"
 tessera server list
