@@ -223,8 +223,8 @@ resolve_locked (struct volume *v)
     return -ESTALE;
 
   proto_encode_lease (&l, &wb);
-  r = volume_mds_request (v, PROTO_OP_LEASE_RENEW, &wb, false, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_LEASE_RENEW, &wb, false, &outcome,
+                           &reply, &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r == 0) {
     nbdkit_debug ("volume %s: the unanswered EPOCH_NEXT had moved the "
@@ -300,8 +300,8 @@ epoch_rotate (struct volume *v, uint64_t *old)
   /* Sent once: retrying on a new connection after a lost answer would
    * be refused as stale if the first one was applied.
    */
-  r = volume_mds_request (v, PROTO_OP_EPOCH_NEXT, &wb, true, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_EPOCH_NEXT, &wb, true, &outcome, &reply,
+                           &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r == 0) {
     r = proto_decode_lease (reply, len, &rep);
@@ -362,8 +362,8 @@ epoch_clean (struct volume *v, uint64_t epoch)
   if (r < 0)
     return r;
   proto_encode_lease (&l, &wb);
-  r = volume_mds_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
+                           &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r < 0)
     nbdkit_debug ("volume %s: mark epoch %" PRIu64 " clean: %s", v->name, epoch,

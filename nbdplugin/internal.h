@@ -83,6 +83,7 @@ extern int request_step_ms (int timeout_ms);
 extern bool request_can_start (int timeout_ms);
 extern int request_lock (pthread_mutex_t *m);
 extern int request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m);
+extern void request_sleep_ms (unsigned ms);
 
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
  * so that nbdkit can find and set them.
@@ -312,7 +313,7 @@ struct volume {
    */
   uint32_t min_copies;
 
-  /* MDS connection, re-established after a transport error. */
+  /* MDS session (mds-session.c), reconnected after a transport error. */
   pthread_mutex_t mds_lock; /* protects mds */
   struct proto_client *mds;
 
@@ -390,20 +391,6 @@ extern int volume_start (struct volume *v);
 extern void volume_close (struct volume *v);
 extern void volume_free (struct volume *v);
 
-extern int volume_mds_call (struct volume *v, uint8_t opcode,
-                            const struct proto_wbuf *req, void **reply,
-                            uint32_t *reply_len, char *errmsg, size_t errlen);
-
-/* How a request to the MDS ended (volume_mds_request). */
-enum {
-  MDS_ANSWERED, /* the MDS answered: the result is its status */
-  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
-  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
-};
-extern int volume_mds_request (struct volume *v, uint8_t opcode,
-                               const struct proto_wbuf *req, bool once,
-                               int *outcome, void **reply, uint32_t *reply_len,
-                               char *errmsg, size_t errlen);
 extern int volume_writer_call (struct volume *v, uint8_t opcode,
                                void (*encode) (uint64_t epoch, void *opaque,
                                                struct proto_wbuf *wb),
@@ -417,6 +404,26 @@ extern struct ss_server *volume_server_cached (struct volume *v, uint32_t id);
 extern void volume_for_each_server (struct volume *v,
                                     void (*f) (struct ss_server *, void *),
                                     void *opaque);
+
+/* ---- mds-session.c ---- */
+
+extern void mds_session_init (struct volume *v);
+extern int mds_session_connect (struct volume *v);
+extern void mds_session_destroy (struct volume *v);
+
+/* How a request to the MDS ended (mds_session_request). */
+enum {
+  MDS_ANSWERED, /* the MDS answered: the result is its status */
+  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
+  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
+};
+extern int mds_session_request (struct volume *v, uint8_t opcode,
+                                const struct proto_wbuf *req, bool once,
+                                int *outcome, void **reply, uint32_t *reply_len,
+                                char *errmsg, size_t errlen);
+extern int mds_session_call (struct volume *v, uint8_t opcode,
+                             const struct proto_wbuf *req, void **reply,
+                             uint32_t *reply_len, char *errmsg, size_t errlen);
 
 /* ---- epoch.c ---- */
 

@@ -142,7 +142,7 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
                             errmsg, sizeof errmsg);
   else {
     proto_encode_map_request (&mr, &wb);
-    r = volume_mds_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
+    r = mds_session_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
     proto_wbuf_free (&wb);
   }
   if (r < 0) {

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "deadline.h"
 
@@ -109,4 +110,20 @@ request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m)
   ts = timespec_from_ns (request_deadline);
   e = pthread_cond_timedwait (cond, m, &ts);
   return e == 0 ? 0 : -e;
+}
+
+/* Sleep for MS milliseconds, inside a request or not (the MDS session's
+ * back-off, VOL_OPEN's retries).  Not nbdkit_nanosleep: these sleeps
+ * are short or happen in .get_ready, where nbdkit 1.32's
+ * nbdkit_nanosleep aborts (it polls a quit pipe that does not exist
+ * yet).
+ */
+void
+request_sleep_ms (unsigned ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000,
+                         .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
 }

@@ -1,9 +1,8 @@
 /* nbdkit-tessera-plugin: the open volume.
  *
  * One struct volume per nbdkit process, shared by every NBD connection:
- * the MDS connection (reconnected after transport errors), the writer
- * lease and its renewal thread, and the storage-server table.  The map
- * cache is in map.c.
+ * the writer lease and its renewal thread, and the storage-server
+ * table.  The MDS session is in mds-session.c, the map cache in map.c.
  */
 
 #include <config.h>
@@ -36,165 +35,6 @@
  */
 #define MAP_REFRESH_SECONDS 30
 
-/* Sleep for MS milliseconds.  Not nbdkit_nanosleep: these sleeps are
- * short or happen in .get_ready, where nbdkit 1.32's nbdkit_nanosleep
- * aborts (it polls a quit pipe that does not exist yet).
- */
-static void
-sleep_ms (unsigned ms)
-{
-  struct timespec ts = { .tv_sec = ms / 1000,
-                         .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
-    ;
-}
-
-/* Connect (or reconnect) to the MDS.  Caller holds v->mds_lock.
- * Returns 0 or -errno.  ON_ERROR: report every failure as an error (the
- * first connection), else only authentication failures (reconnects).
- */
-static int
-mds_connect (struct volume *v, bool on_error)
-{
-  struct proto_client *c;
-  struct proto_hello peer;
-  char errmsg[256];
-  int r;
-
-  proto_client_close (v->mds);
-  v->mds = NULL;
-  /* Within a request, connecting ends with the request too; the calls
-   * on the connection then get the full timeout (volume_mds_request
-   * cuts it per attempt).
-   */
-  r = proto_client_connect (v->cfg->mds, PROTO_ROLE_PLUGIN, NULL,
-                            request_step_ms (v->cfg->timeout_ms), &c, &peer,
-                            errmsg, sizeof errmsg);
-  if (r == 0 && request_deadline != 0 &&
-      (r = proto_client_set_timeout (c, v->cfg->timeout_ms)) < 0) {
-    snprintf (errmsg, sizeof errmsg, "set timeout: %s", strerror (-r));
-    proto_client_close (c);
-  }
-  if (r < 0) {
-    if (on_error || r == -EACCES || r == -ENOKEY)
-      nbdkit_error ("mds %s: %s", v->cfg->mds, errmsg);
-    else
-      nbdkit_debug ("mds %s: %s", v->cfg->mds, errmsg);
-    return r;
-  }
-  if (peer.role != PROTO_ROLE_MDS) {
-    nbdkit_debug ("mds %s: peer is a %s, not an MDS", v->cfg->mds,
-                  proto_role_name (peer.role));
-    proto_client_close (c);
-    return -EPROTO;
-  }
-  v->mds = c;
-  return 0;
-}
-
-/* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
- * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
- * the return value.  Unless ONCE, a transport error is retried on a new
- * connection until the timeout has passed, so such a request must be
- * idempotent.  Waiting for the connection (other requests use it) counts
- * against the timeout too, and no attempt starts in its last quarter
- * (one attempt may take the timeout against a stalled MDS), so that the
- * whole takes at most about twice the timeout.  A request sent ONCE is
- * one the caller can do without (an epoch rotation, EPOCH_CLEAN): it
- * waits for a busy connection a quarter of the timeout at most.
- * *OUTCOME (may be NULL)
- * tells whether the result is the MDS's answer, or the request was never
- * sent, or its fate is unknown.
- */
-int
-volume_mds_request (struct volume *v, uint8_t opcode,
-                    const struct proto_wbuf *req, bool once, int *outcome,
-                    void **reply, uint32_t *reply_len, char *errmsg,
-                    size_t errlen)
-{
-  uint64_t timeout_ns = (uint64_t)v->cfg->timeout_ms * 1000000;
-  uint64_t start = monotonic_ns ();
-  uint64_t deadline = request_clamp (start + timeout_ns);
-  uint64_t last_start = MIN (start + timeout_ns - timeout_ns / 4, deadline);
-  uint64_t lock_deadline =
-      once ? MIN (start + timeout_ns / 4, deadline) : deadline;
-  uint64_t now;
-  int how = MDS_NOT_SENT, r = -ETIMEDOUT, ms;
-  unsigned attempt;
-
-  *reply = NULL;
-  *reply_len = 0;
-  if (outcome)
-    *outcome = MDS_NOT_SENT;
-  if (errmsg && errlen)
-    errmsg[0] = '\0';
-  if (req && req->err)
-    return req->err;
-  for (attempt = 0;; attempt++) {
-    struct timespec ts = timespec_from_ns (lock_deadline);
-
-    if (pthread_mutex_clocklock (&v->mds_lock, CLOCK_MONOTONIC, &ts) != 0)
-      goto timed_out;
-    if (monotonic_ns () > last_start) {
-      pthread_mutex_unlock (&v->mds_lock);
-      goto timed_out;
-    }
-    r = 0;
-    if (v->mds == NULL || proto_client_broken (v->mds)) {
-      r = mds_connect (v, false);
-      if (tessera_debug_lease)
-        nbdkit_debug ("mds %s: reconnect: %s", v->cfg->mds,
-                      r < 0 ? strerror (-r) : "ok");
-    }
-    /* Within a request, the attempt ends with the request. */
-    ms = request_step_ms (v->cfg->timeout_ms);
-    if (r == 0 && ms < v->cfg->timeout_ms)
-      r = proto_client_set_timeout (v->mds, ms);
-    if (r == 0) {
-      r = proto_client_call (v->mds, opcode, 0, req ? req->data : NULL,
-                             req ? req->len : 0, reply, reply_len, errmsg,
-                             errlen);
-      if (ms < v->cfg->timeout_ms && !proto_client_broken (v->mds))
-        proto_client_set_timeout (v->mds, v->cfg->timeout_ms);
-      if (r >= 0 || !proto_client_broken (v->mds)) {
-        pthread_mutex_unlock (&v->mds_lock);
-        if (outcome)
-          *outcome = MDS_ANSWERED;
-        return r;
-      }
-      how = MDS_UNKNOWN;
-      if (outcome)
-        *outcome = how;
-    }
-    pthread_mutex_unlock (&v->mds_lock);
-
-    now = monotonic_ns ();
-    if (once || now >= deadline)
-      return r;
-    /* A fresh connection usually works at once; then back off. */
-    if (attempt > 0)
-      sleep_ms (
-          MIN (attempt == 1 ? 50 : 250, (int)((deadline - now) / 1000000) + 1));
-  }
-
-timed_out:
-  if (r == -ETIMEDOUT && errmsg && errlen && errmsg[0] == '\0')
-    snprintf (errmsg, errlen, "timed out waiting for the MDS connection");
-  return r;
-}
-
-/* volume_mds_request, retried after transport errors (idempotent
- * requests only).
- */
-int
-volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
-                 void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
-{
-  return volume_mds_request (v, opcode, req, false, NULL, reply, reply_len,
-                             errmsg, errlen);
-}
-
 /* The writer lease is gone (fenced by a newer writer, or expired and
  * taken): from now on writes, trims, zeroes and flushes fail with EIO.
  * WHY is logged, once.
@@ -209,7 +49,7 @@ volume_lease_lost (struct volume *v, const char *why)
 
 /* Send an idempotent request OPCODE that names the writer's epoch: ENCODE
  * (EPOCH, OPAQUE, WB) builds its payload with the current epoch, which
- * cannot change until the answer is in.  Otherwise as volume_mds_call.
+ * cannot change until the answer is in.  Otherwise as mds_session_call.
  * If the MDS says the epoch does not hold the lease, an unanswered
  * EPOCH_NEXT may explain it (epoch_resolve) and the request is sent once
  * more; else the lease is lost (reported) and -ESTALE returned.
@@ -241,7 +81,7 @@ volume_writer_call (struct volume *v, uint8_t opcode,
     }
     epoch = v->epoch;
     encode (epoch, opaque, &wb);
-    r = volume_mds_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
+    r = mds_session_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
     pthread_rwlock_unlock (&v->epoch_rw);
     proto_wbuf_free (&wb);
     if (r != -ESTALE)
@@ -292,8 +132,8 @@ servers_fetch (struct volume *v)
   size_t n, oldn = old ? old->n : 0;
   int r;
 
-  r = volume_mds_call (v, PROTO_OP_SERVER_LIST, NULL, &reply, &len, errmsg,
-                       sizeof errmsg);
+  r = mds_session_call (v, PROTO_OP_SERVER_LIST, NULL, &reply, &len, errmsg,
+                        sizeof errmsg);
   if (r < 0) {
     nbdkit_error ("mds %s: server list: %s", v->cfg->mds,
                   errmsg[0] ? errmsg : strerror (-r));
@@ -523,8 +363,8 @@ send_open (struct volume *v)
     make_open_token (req.token);
   proto_encode_vol_request (&req, &wb);
   for (tries = 0;; tries++) {
-    r = volume_mds_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
-                            &len, errmsg, sizeof errmsg);
+    r = mds_session_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
+                             &len, errmsg, sizeof errmsg);
     if (r != -EAGAIN || outcome != MDS_ANSWERED)
       break;
     waited = (monotonic_ns () - start) / 1000000000;
@@ -535,7 +375,7 @@ send_open (struct volume *v)
                     " more seconds",
                     v->name, errmsg[0] ? errmsg : strerror (-r),
                     v->cfg->open_timeout - waited);
-    sleep_ms (1000);
+    request_sleep_ms (1000);
     free (reply);
     reply = NULL;
   }
@@ -598,7 +438,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   v->cfg = cfg;
   snprintf (v->name, sizeof v->name, "%s", cfg->volume);
   v->rw = !cfg->readonly;
-  pthread_mutex_init (&v->mds_lock, NULL);
+  mds_session_init (v);
   map_init (v);
   pthread_mutex_init (&v->servers_lock, NULL);
   pthread_mutex_init (&v->flush_lock, NULL);
@@ -616,9 +456,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   atomic_init (&v->read_rr, 0);
   atomic_init (&v->lease_lost, false);
 
-  pthread_mutex_lock (&v->mds_lock);
-  r = mds_connect (v, true);
-  pthread_mutex_unlock (&v->mds_lock);
+  r = mds_session_connect (v);
   if (r < 0)
     goto err;
   r = send_open (v);
@@ -685,8 +523,8 @@ send_close (struct volume *v)
 
     l.epoch = epoch_current (v);
     proto_encode_lease (&l, &wb);
-    r = volume_mds_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
-                         sizeof errmsg);
+    r = mds_session_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
+                          sizeof errmsg);
     proto_wbuf_free (&wb);
     if (r == -ESTALE && attempt == 0 && epoch_resolve (v, l.epoch) == 0)
       continue;
@@ -772,7 +610,7 @@ volume_free (struct volume *v)
     next_t = t->retired_next;
     free (t);
   }
-  proto_client_close (v->mds);
+  mds_session_destroy (v);
   rangelock_destroy (&v->rl);
   epoch_destroy (v);
   pthread_cond_destroy (&v->stop_cond);
@@ -780,6 +618,5 @@ volume_free (struct volume *v)
   pthread_mutex_destroy (&v->flush_lock);
   pthread_mutex_destroy (&v->lost_lock);
   pthread_mutex_destroy (&v->servers_lock);
-  pthread_mutex_destroy (&v->mds_lock);
   free (v);
 }
