@@ -271,12 +271,13 @@ epoch_resolve (struct volume *v, uint64_t stale)
 /* Rotate the writer's epoch (EPOCH_NEXT): writes starting from now carry
  * the new one.  Caller holds v->flush_lock.  Returns 0 and *OLD, the
  * epoch replaced (wait for its writes with epoch_drain, flush, then
- * epoch_clean it); -ESTALE if the lease is lost (reported); or another
- * -errno if the MDS cannot rotate now (logged for debugging only: the
- * writer simply stays in its epoch).
+ * epoch_clean it); -ESTALE if the lease is lost, with the reason in
+ * WHY (WHYLEN bytes; not reported: the caller passes it to
+ * lease_mark_lost); or another -errno if the MDS cannot rotate now
+ * (logged for debugging only: the writer simply stays in its epoch).
  */
 int
-epoch_rotate (struct volume *v, uint64_t *old)
+epoch_rotate (struct volume *v, uint64_t *old, char *why, size_t whylen)
 {
   struct proto_lease l = { .volume = v->id }, rep;
   struct proto_wbuf wb = { 0 };
@@ -334,7 +335,7 @@ epoch_rotate (struct volume *v, uint64_t *old)
                     l.epoch, epoch_current (v));
   }
   else if (r == -ESTALE)
-    volume_lease_lost (v, errmsg[0] ? errmsg : "epoch rotation refused");
+    snprintf (why, whylen, "%s", errmsg[0] ? errmsg : "epoch rotation refused");
   else
     nbdkit_debug ("volume %s: rotate epoch %" PRIu64 ": %s", v->name, l.epoch,
                   errmsg[0] ? errmsg : strerror (-r));

@@ -611,6 +611,7 @@ int
 flush_volume (struct volume *v, bool rotate)
 {
   uint64_t old = 0, interval;
+  char why[PROTO_ERRMSG_MAX + 1];
   unsigned tries;
   int r, err;
 
@@ -634,9 +635,11 @@ flush_volume (struct volume *v, bool rotate)
       monotonic_ns () - v->last_rotation_ns >= interval) {
     v->last_rotation_ns = monotonic_ns ();
     atomic_store (&v->epoch_written, false);
-    r = epoch_rotate (v, &old);
-    if (r == -ESTALE)
+    r = epoch_rotate (v, &old, why, sizeof why);
+    if (r == -ESTALE) {
+      lease_mark_lost (v, why);
       return -EIO;
+    }
     if (r < 0) {
       old = 0;
       atomic_store (&v->epoch_written, true);

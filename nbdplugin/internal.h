@@ -349,13 +349,13 @@ struct volume {
   atomic_uint lost_pending;
   pthread_mutex_t lost_lock;
   atomic_uint read_rr;    /* spreads reads over replicas */
-  atomic_bool lease_lost; /* fenced or lease expired: writes fail */
+  atomic_bool lease_lost; /* lease.c: fenced or expired, writes fail */
 
   /* Epochs (epoch.c).  EPOCH is the epoch that writes starting now
    * carry, and the lease's.  It changes only with epoch_rw held for
    * writing and epoch_lock held, so either lock is enough to read it.
    * epoch_rw is held for reading around every MDS request that names
-   * the epoch (volume_writer_call), so that the MDS never sees an epoch
+   * the epoch (lease_writer_call), so that the MDS never sees an epoch
    * that a rotation has just replaced.
    */
   pthread_rwlock_t epoch_rw;
@@ -391,12 +391,6 @@ extern int volume_start (struct volume *v);
 extern void volume_close (struct volume *v);
 extern void volume_free (struct volume *v);
 
-extern int volume_writer_call (struct volume *v, uint8_t opcode,
-                               void (*encode) (uint64_t epoch, void *opaque,
-                                               struct proto_wbuf *wb),
-                               void *opaque, void **reply, uint32_t *reply_len,
-                               char *errmsg, size_t errlen);
-extern void volume_lease_lost (struct volume *v, const char *why);
 
 extern int volume_server (struct volume *v, uint32_t id,
                           struct ss_server **out);
@@ -432,10 +426,21 @@ extern void epoch_destroy (struct volume *v);
 extern uint64_t epoch_current (struct volume *v);
 extern int epoch_begin (struct volume *v, uint64_t *epoch);
 extern void epoch_end (struct volume *v, uint64_t epoch);
-extern int epoch_rotate (struct volume *v, uint64_t *old);
+extern int epoch_rotate (struct volume *v, uint64_t *old, char *why,
+                         size_t whylen);
 extern void epoch_drain (struct volume *v, uint64_t epoch);
 extern int epoch_clean (struct volume *v, uint64_t epoch);
 extern int epoch_resolve (struct volume *v, uint64_t stale);
+
+/* ---- lease.c ---- */
+
+extern void lease_mark_lost (struct volume *v, const char *why);
+extern int lease_writer_call (struct volume *v, uint8_t opcode,
+                              void (*encode) (uint64_t epoch, void *opaque,
+                                              struct proto_wbuf *wb),
+                              void *opaque, void **reply, uint32_t *reply_len,
+                              char *errmsg, size_t errlen);
+extern void lease_renew (struct volume *v);
 
 /* ---- map.c ---- */
 

@@ -317,8 +317,8 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   }
 
   if (nstale) {
-    volume_lease_lost (v, "fenced by a storage server: another writer "
-                          "holds the volume");
+    lease_mark_lost (v, "fenced by a storage server: another writer "
+                        "holds the volume");
     if (tessera_debug_io)
       nbdkit_debug ("volume %s: %s: segment %" PRIu64 ": fenced", v->name, what,
                     p->seg->id);

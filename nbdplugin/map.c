@@ -103,7 +103,7 @@ store_entry (struct volume *v, struct map_chunk *ch,
   return 0;
 }
 
-/* Encode the map request OPAQUE with EPOCH (volume_writer_call). */
+/* Encode the map request OPAQUE with EPOCH (lease_writer_call). */
 static void
 encode_map_request (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
 {
@@ -138,8 +138,8 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
   *ticket = atomic_fetch_add (&v->map_seq, 1) + 1;
   if (opcode == PROTO_OP_MAP_ALLOC)
     /* Needs the writer's epoch. */
-    r = volume_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
-                            errmsg, sizeof errmsg);
+    r = lease_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
+                           errmsg, sizeof errmsg);
   else {
     proto_encode_map_request (&mr, &wb);
     r = mds_session_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
@@ -577,7 +577,7 @@ map_reload (struct volume *v, uint64_t index, const struct seg **out)
 }
 
 /* Encode the REPLICA_FAILED request OPAQUE with EPOCH
- * (volume_writer_call).
+ * (lease_writer_call).
  */
 static void
 encode_replica_failed (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
@@ -692,8 +692,8 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
   nbdkit_debug ("volume %s: segment %" PRIu64 ": replica on server %" PRIu32
                 " failed, reporting it",
                 v->name, seg->id, server);
-  r = volume_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed,
-                          &rf, &reply, &len, errmsg, sizeof errmsg);
+  r = lease_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed, &rf,
+                         &reply, &len, errmsg, sizeof errmsg);
   if (r < 0 && r != -ESTALE) {
     /* The replica set may have changed meanwhile (the replica was
      * replaced, or another request reported it): then it is accounted

@@ -1,8 +1,9 @@
 /* nbdkit-tessera-plugin: the open volume.
  *
  * One struct volume per nbdkit process, shared by every NBD connection:
- * the writer lease and its renewal thread, and the storage-server
- * table.  The MDS session is in mds-session.c, the map cache in map.c.
+ * the storage-server table, and the lease thread that renews the writer
+ * lease (lease.c) and re-reads the map cache (map.c).  The MDS session
+ * is in mds-session.c.
  */
 
 #include <config.h>
@@ -24,8 +25,6 @@
 #include "buf.h"
 #include "cleanup.h"
 #include "deadline.h"
-#include "frame.h"
-#include "minmax.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -34,71 +33,6 @@
  * map_refresh).
  */
 #define MAP_REFRESH_SECONDS 30
-
-/* The writer lease is gone (fenced by a newer writer, or expired and
- * taken): from now on writes, trims, zeroes and flushes fail with EIO.
- * WHY is logged, once.
- */
-void
-volume_lease_lost (struct volume *v, const char *why)
-{
-  if (!atomic_exchange (&v->lease_lost, true))
-    nbdkit_error ("volume %s: writer lease lost, writes will fail: %s", v->name,
-                  why);
-}
-
-/* Send an idempotent request OPCODE that names the writer's epoch: ENCODE
- * (EPOCH, OPAQUE, WB) builds its payload with the current epoch, which
- * cannot change until the answer is in.  Otherwise as mds_session_call.
- * If the MDS says the epoch does not hold the lease, an unanswered
- * EPOCH_NEXT may explain it (epoch_resolve) and the request is sent once
- * more; else the lease is lost (reported) and -ESTALE returned.
- */
-int
-volume_writer_call (struct volume *v, uint8_t opcode,
-                    void (*encode) (uint64_t epoch, void *opaque,
-                                    struct proto_wbuf *wb),
-                    void *opaque, void **reply, uint32_t *reply_len,
-                    char *errmsg, size_t errlen)
-{
-  uint64_t deadline =
-      request_clamp (monotonic_ns () + (uint64_t)v->cfg->timeout_ms * 1000000);
-  struct proto_wbuf wb;
-  struct timespec ts;
-  uint64_t epoch;
-  int attempt, r;
-
-  for (attempt = 0;; attempt++) {
-    memset (&wb, 0, sizeof wb);
-    /* A rotation in progress holds it for up to the timeout. */
-    ts = timespec_from_ns (deadline);
-    if (pthread_rwlock_clockrdlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
-      *reply = NULL;
-      *reply_len = 0;
-      if (errmsg && errlen)
-        snprintf (errmsg, errlen, "timed out waiting for an epoch rotation");
-      return -ETIMEDOUT;
-    }
-    epoch = v->epoch;
-    encode (epoch, opaque, &wb);
-    r = mds_session_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
-    pthread_rwlock_unlock (&v->epoch_rw);
-    proto_wbuf_free (&wb);
-    if (r != -ESTALE)
-      return r;
-    free (*reply);
-    *reply = NULL;
-    if (attempt == 0) {
-      r = epoch_resolve (v, epoch);
-      if (r == 0)
-        continue;
-      if (r != -ESTALE)
-        return r;
-    }
-    volume_lease_lost (v, errmsg && errmsg[0] ? errmsg : strerror (ESTALE));
-    return -ESTALE;
-  }
-}
 
 /* ---- Storage servers ---- */
 
@@ -241,40 +175,7 @@ volume_for_each_server (struct volume *v,
     f (t->s[i], opaque);
 }
 
-/* ---- Lease ---- */
-
-/* Encode a proto_lease of volume OPAQUE in EPOCH (volume_writer_call). */
-static void
-encode_lease (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
-{
-  struct volume *v = opaque;
-  struct proto_lease l = { .volume = v->id, .epoch = epoch };
-
-  proto_encode_lease (&l, wb);
-}
-
-/* Renew the writer lease once.  Losing it (ESTALE) is final: writes fail
- * from then on.
- */
-static void
-lease_renew (struct volume *v)
-{
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len;
-  int r;
-
-  r = volume_writer_call (v, PROTO_OP_LEASE_RENEW, encode_lease, v, &reply,
-                          &len, errmsg, sizeof errmsg);
-  if (r == -EPERM)
-    volume_lease_lost (v, errmsg[0] ? errmsg : strerror (-r));
-  else if (r < 0 && r != -ESTALE)
-    nbdkit_debug ("volume %s: lease renewal: %s", v->name,
-                  errmsg[0] ? errmsg : strerror (-r));
-  else if (r == 0 && tessera_debug_lease)
-    nbdkit_debug ("volume %s: lease renewed, epoch %" PRIu64, v->name,
-                  epoch_current (v));
-}
+/* ---- Lease thread ---- */
 
 /* The lease thread: renew the writer lease every lease_ms/3, re-read the
  * cached map every MAP_REFRESH_SECONDS, until volume_close.
