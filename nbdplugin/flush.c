@@ -300,7 +300,7 @@ struct settle_ctx {
   int err;
 };
 
-/* Settle server S's lost segments (volume_for_each_server callback). */
+/* Settle server S's lost segments (servers_for_each callback). */
 static void
 settle_one (struct ss_server *s, void *opaque)
 {
@@ -339,7 +339,7 @@ flush_settle_lost (struct volume *v)
                   v->name, v->cfg->timeout_ms / 1000);
     return -ETIMEDOUT;
   }
-  volume_for_each_server (v, settle_one, &c);
+  servers_for_each (v, settle_one, &c);
   pthread_mutex_unlock (&v->lost_lock);
   return c.err;
 }
@@ -359,7 +359,7 @@ struct flush_set {
 };
 
 /* Take server S's dirty set into the flush set OPAQUE
- * (volume_for_each_server callback).
+ * (servers_for_each callback).
  */
 static void
 take_dirty (struct ss_server *s, void *opaque)
@@ -497,7 +497,7 @@ flush_dirty (struct volume *v)
   size_t i;
   int err = 0;
 
-  volume_for_each_server (v, take_dirty, &f);
+  servers_for_each (v, take_dirty, &f);
   if (tessera_debug_io)
     nbdkit_debug ("flush: %zu servers", f.n);
   if (f.err == 0 && f.n > 0) {

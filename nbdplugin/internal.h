@@ -123,6 +123,7 @@ extern void rangelock_release (struct rangelock *rl, struct range *r);
 
 struct ss_server;
 struct ss_conn;
+struct volume;
 
 /* A set of requests that one caller sends together and waits for
  * together.  Lives on the caller's stack.
@@ -175,8 +176,39 @@ struct ss_request {
   struct ss_request *next; /* in conn->inflight, or a send list */
 };
 
-/* Connections to one storage server.  Owned by the volume's server table
- * (volume.c); never freed while the volume is open.
+/* Create and free the sockets of a server (servers.c creates it). */
+extern int ss_conns_new (struct ss_server *s, unsigned nconns);
+extern void ss_conns_free (struct ss_server *s);
+extern bool ss_server_suspect (struct ss_server *s);
+/* Close every connection of S and join its helper threads. */
+extern void ss_server_disconnect (struct ss_server *s);
+
+/* A connection attempt found that the server restarted and lost writes
+ * that are not reported yet: the request was not sent.  Not a fault of
+ * the replica; settle the lost sets (flush_settle_lost) and try again.
+ * No storage server sends it (it is no PROTO_E* status).
+ */
+#define SS_ERESTARTED ERESTART
+
+/* The running request ran out of time before the server could answer
+ * within a quarter of the timeout: its fate is unknown, but the server
+ * is not to blame (a quarter of the timeout is the shortest silence
+ * that counts a server failed).  Not a fault of the replica: the
+ * request fails, nothing is reported.  No storage server sends it.
+ */
+#define SS_EOUTOFTIME ETIME
+
+extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
+extern void ss_batch_destroy (struct ss_batch *b);
+extern void ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n);
+extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
+                           size_t n);
+
+/* ---- servers.c ---- */
+
+/* One storage server: its sockets (ssconn.c) and its dirty and lost
+ * sets (flush.c).  Created and owned by the volume's server table;
+ * never freed while the volume is open.
  */
 struct ss_server {
   uint32_t id;
@@ -222,35 +254,42 @@ struct ss_server {
   int timeout_ms;
 };
 
-extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
-                          unsigned nconns, int timeout_ms,
-                          atomic_uint *lost_pending, struct ss_server **out);
-extern void ss_server_free (struct ss_server *s);
-extern void ss_server_set_address (struct ss_server *s, const char *addr);
-extern bool ss_server_suspect (struct ss_server *s);
-/* Close every connection of S and join its helper threads. */
-extern void ss_server_disconnect (struct ss_server *s);
+/* The server table, replaced whole when SERVER_LIST is fetched again. */
+struct server_table {
+  struct server_table *retired_next;
+  size_t n;
+  struct ss_server *s[];
+};
 
-/* A connection attempt found that the server restarted and lost writes
- * that are not reported yet: the request was not sent.  Not a fault of
- * the replica; settle the lost sets (flush_settle_lost) and try again.
- * No storage server sends it (it is no PROTO_E* status).
- */
-#define SS_ERESTARTED ERESTART
+extern void servers_init (struct volume *v);
+extern int servers_load (struct volume *v);
+extern void servers_disconnect (struct volume *v);
+extern void servers_free (struct volume *v);
+extern int servers_get (struct volume *v, uint32_t id, struct ss_server **out);
+extern struct ss_server *servers_cached (struct volume *v, uint32_t id);
+extern void servers_for_each (struct volume *v,
+                              void (*f) (struct ss_server *, void *),
+                              void *opaque);
 
-/* The running request ran out of time before the server could answer
- * within a quarter of the timeout: its fate is unknown, but the server
- * is not to blame (a quarter of the timeout is the shortest silence
- * that counts a server failed).  Not a fault of the replica: the
- * request fails, nothing is reported.  No storage server sends it.
- */
-#define SS_EOUTOFTIME ETIME
+/* ---- mds-session.c ---- */
 
-extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
-extern void ss_batch_destroy (struct ss_batch *b);
-extern void ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n);
-extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
-                           size_t n);
+extern void mds_session_init (struct volume *v);
+extern int mds_session_connect (struct volume *v);
+extern void mds_session_destroy (struct volume *v);
+
+/* How a request to the MDS ended (mds_session_request). */
+enum {
+  MDS_ANSWERED, /* the MDS answered: the result is its status */
+  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
+  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
+};
+extern int mds_session_request (struct volume *v, uint8_t opcode,
+                                const struct proto_wbuf *req, bool once,
+                                int *outcome, void **reply, uint32_t *reply_len,
+                                char *errmsg, size_t errlen);
+extern int mds_session_call (struct volume *v, uint8_t opcode,
+                             const struct proto_wbuf *req, void **reply,
+                             uint32_t *reply_len, char *errmsg, size_t errlen);
 
 /* ---- volume.c ---- */
 
@@ -279,15 +318,8 @@ struct map_chunk {
   _Atomic (struct seg *) e[PROTO_MAP_MAX];
 };
 
-/* The server table, replaced whole when SERVER_LIST is fetched again. */
 /* An MDS request about the map in flight (map.c). */
 struct map_op;
-
-struct server_table {
-  struct server_table *retired_next;
-  size_t n;
-  struct ss_server *s[];
-};
 
 /* Writes in flight in one epoch (epoch.c). */
 struct epoch_slot {
@@ -336,7 +368,7 @@ struct volume {
    */
   _Atomic uint64_t map_seq;
 
-  /* Storage servers by id. */
+  /* Storage servers by id (servers.c). */
   pthread_mutex_t servers_lock; /* serializes refreshes */
   _Atomic (struct server_table *) servers;
   struct server_table *retired_tables; /* under servers_lock */
@@ -391,33 +423,6 @@ extern int volume_start (struct volume *v);
 extern void volume_close (struct volume *v);
 extern void volume_free (struct volume *v);
 
-
-extern int volume_server (struct volume *v, uint32_t id,
-                          struct ss_server **out);
-extern struct ss_server *volume_server_cached (struct volume *v, uint32_t id);
-extern void volume_for_each_server (struct volume *v,
-                                    void (*f) (struct ss_server *, void *),
-                                    void *opaque);
-
-/* ---- mds-session.c ---- */
-
-extern void mds_session_init (struct volume *v);
-extern int mds_session_connect (struct volume *v);
-extern void mds_session_destroy (struct volume *v);
-
-/* How a request to the MDS ended (mds_session_request). */
-enum {
-  MDS_ANSWERED, /* the MDS answered: the result is its status */
-  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
-  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
-};
-extern int mds_session_request (struct volume *v, uint8_t opcode,
-                                const struct proto_wbuf *req, bool once,
-                                int *outcome, void **reply, uint32_t *reply_len,
-                                char *errmsg, size_t errlen);
-extern int mds_session_call (struct volume *v, uint8_t opcode,
-                             const struct proto_wbuf *req, void **reply,
-                             uint32_t *reply_len, char *errmsg, size_t errlen);
 
 /* ---- epoch.c ---- */
 

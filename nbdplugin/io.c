@@ -470,7 +470,7 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
         continue;
       q = &reqs[k++];
       memset (q, 0, sizeof *q);
-      r = volume_server (v, s->replicas[j].server, &q->server);
+      r = servers_get (v, s->replicas[j].server, &q->server);
       if (r < 0)
         return -EIO;
       q->opcode = opcode;
@@ -786,7 +786,7 @@ pick_replica (struct volume *v, const struct piece *p, unsigned start)
     pos = (start + j) % s->nreplicas;
     if (s->replicas[pos].state != PROTO_REPLICA_OK || (p->tried & (1u << pos)))
       continue;
-    srv = volume_server_cached (v, s->replicas[pos].server);
+    srv = servers_cached (v, s->replicas[pos].server);
     if (srv == NULL || !ss_server_suspect (srv))
       return pos;
     if (suspect < 0)
@@ -955,7 +955,7 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       memset (q, 0, sizeof *q);
       p[i].req0 = nreq - 1;
       p[i].tried |= 1u << p[i].pos;
-      r = volume_server (v, p[i].seg->replicas[p[i].pos].server, &q->server);
+      r = servers_get (v, p[i].seg->replicas[p[i].pos].server, &q->server);
       if (r < 0)
         return -EIO;
       q->opcode = PROTO_OP_SEG_READ;

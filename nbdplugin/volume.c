@@ -1,9 +1,15 @@
 /* nbdkit-tessera-plugin: the open volume.
  *
- * One struct volume per nbdkit process, shared by every NBD connection:
- * the storage-server table, and the lease thread that renews the writer
- * lease (lease.c) and re-reads the map cache (map.c).  The MDS session
- * is in mds-session.c.
+ * One struct volume per nbdkit process, shared by every NBD connection.
+ * This file composes its rooms: volume_open connects the MDS session
+ * (mds-session.c), opens the volume (VOL_OPEN, taking the writer lease
+ * unless read-only) and loads the storage-server table (servers.c);
+ * volume_start starts the lease thread, which renews the writer lease
+ * (lease.c) and re-reads the map cache (map.c); volume_close stops it,
+ * flushes (flush.c) and sends VOL_CLOSE; volume_free frees the rooms.
+ *
+ * stop_lock and stop_cond stop the lease thread; nothing else here is
+ * shared but through the rooms, each with its own locks.
  */
 
 #include <config.h>
@@ -33,147 +39,6 @@
  * map_refresh).
  */
 #define MAP_REFRESH_SECONDS 30
-
-/* ---- Storage servers ---- */
-
-/* Find server ID in table T, or NULL. */
-static struct ss_server *
-table_find (const struct server_table *t, uint32_t id)
-{
-  size_t i;
-
-  if (t == NULL)
-    return NULL;
-  for (i = 0; i < t->n; i++)
-    if (t->s[i]->id == id)
-      return t->s[i];
-  return NULL;
-}
-
-/* Fetch SERVER_LIST and publish a new server table: every server seen so
- * far (so that pointers stay valid) plus the new ones, with addresses
- * updated.  Caller holds v->servers_lock.  Returns 0 or -errno, with an
- * nbdkit_error.
- */
-static int
-servers_fetch (struct volume *v)
-{
-  struct server_table *old = atomic_load (&v->servers), *t;
-  struct proto_server_list list = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len, i;
-  size_t n, oldn = old ? old->n : 0;
-  int r;
-
-  r = mds_session_call (v, PROTO_OP_SERVER_LIST, NULL, &reply, &len, errmsg,
-                        sizeof errmsg);
-  if (r < 0) {
-    nbdkit_error ("mds %s: server list: %s", v->cfg->mds,
-                  errmsg[0] ? errmsg : strerror (-r));
-    return r;
-  }
-  r = proto_decode_server_list (reply, len, &list);
-  if (r < 0) {
-    nbdkit_error ("mds %s: server list: malformed reply", v->cfg->mds);
-    return r;
-  }
-
-  t = calloc (1, sizeof *t + (oldn + list.n) * sizeof t->s[0]);
-  if (t == NULL) {
-    nbdkit_error ("calloc: %m");
-    proto_server_list_free (&list);
-    return -ENOMEM;
-  }
-  if (oldn)
-    memcpy (t->s, old->s, oldn * sizeof t->s[0]);
-  n = oldn;
-  for (i = 0; i < list.n; i++) {
-    const struct proto_server_info *si = &list.servers[i];
-    struct ss_server *s;
-
-    t->n = n;
-    s = table_find (t, si->id);
-    if (s) {
-      ss_server_set_address (s, si->address);
-      continue;
-    }
-    r = ss_server_new (si->id, si->uuid, si->address, v->cfg->connections,
-                       v->cfg->timeout_ms, &v->lost_pending, &s);
-    if (r < 0) {
-      nbdkit_error ("server %" PRIu32 ": %s", si->id, strerror (-r));
-      /* Servers created here and not published are freed. */
-      while (n > oldn)
-        ss_server_free (t->s[--n]);
-      free (t);
-      proto_server_list_free (&list);
-      return r;
-    }
-    if (tessera_debug_conn)
-      nbdkit_debug ("server %" PRIu32 ": %s (%s)", si->id, si->address,
-                    proto_server_state_name (si->state));
-    t->s[n++] = s;
-  }
-  t->n = n;
-  proto_server_list_free (&list);
-
-  atomic_store (&v->servers, t);
-  if (old) {
-    old->retired_next = v->retired_tables;
-    v->retired_tables = old;
-  }
-  return 0;
-}
-
-/* Find storage server ID, fetching SERVER_LIST again if it is not known
- * yet.  Returns 0 and *OUT (valid until volume_free), or -errno with an
- * nbdkit_error.
- */
-int
-volume_server (struct volume *v, uint32_t id, struct ss_server **out)
-{
-  int r;
-
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->servers_lock);
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-  r = servers_fetch (v);
-  if (r < 0)
-    return r;
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-  nbdkit_error ("server %" PRIu32 ": not in the MDS's server list", id);
-  return -ENOENT;
-}
-
-/* Find storage server ID among those known, without asking the MDS.
- * Returns it (valid until volume_free), or NULL.
- */
-struct ss_server *
-volume_server_cached (struct volume *v, uint32_t id)
-{
-  return table_find (atomic_load (&v->servers), id);
-}
-
-/* Call F (SERVER, OPAQUE) for every storage server known. */
-void
-volume_for_each_server (struct volume *v,
-                        void (*f) (struct ss_server *, void *), void *opaque)
-{
-  struct server_table *t = atomic_load (&v->servers);
-  size_t i;
-
-  if (t == NULL)
-    return;
-  for (i = 0; i < t->n; i++)
-    f (t->s[i], opaque);
-}
 
 /* ---- Lease thread ---- */
 
@@ -341,7 +206,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   v->rw = !cfg->readonly;
   mds_session_init (v);
   map_init (v);
-  pthread_mutex_init (&v->servers_lock, NULL);
+  servers_init (v);
   pthread_mutex_init (&v->flush_lock, NULL);
   pthread_mutex_init (&v->lost_lock, NULL);
   atomic_init (&v->lost_pending, 0);
@@ -353,7 +218,6 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   rangelock_init (&v->rl);
   epoch_init (v);
   v->last_rotation_ns = monotonic_ns ();
-  atomic_init (&v->servers, NULL);
   atomic_init (&v->read_rr, 0);
   atomic_init (&v->lease_lost, false);
 
@@ -369,9 +233,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
     r = -ENOMEM;
     goto err;
   }
-  pthread_mutex_lock (&v->servers_lock);
-  r = servers_fetch (v);
-  pthread_mutex_unlock (&v->servers_lock);
+  r = servers_load (v);
   if (r < 0)
     goto err;
   *out = v;
@@ -397,13 +259,6 @@ volume_start (struct volume *v)
   }
   v->lease_thread_started = true;
   return 0;
-}
-
-/* Disconnect one storage server (volume_for_each_server callback). */
-static void
-disconnect_server (struct ss_server *s, void *opaque)
-{
-  ss_server_disconnect (s);
 }
 
 /* Send VOL_CLOSE in the current epoch, so that the MDS marks the
@@ -484,7 +339,7 @@ volume_close (struct volume *v)
                     " stays dirty",
                     v->name, why, epoch_current (v));
   }
-  volume_for_each_server (v, disconnect_server, NULL);
+  servers_disconnect (v);
 }
 
 /* Free V and everything it owns (accepts NULL).  Call volume_close
@@ -493,24 +348,11 @@ volume_close (struct volume *v)
 void
 volume_free (struct volume *v)
 {
-  struct server_table *t, *next_t;
-  size_t i;
-
   if (v == NULL)
     return;
   assert (v->closed && !v->lease_thread_started);
   map_free (v);
-  /* The current table holds every server ever seen. */
-  t = atomic_load (&v->servers);
-  if (t) {
-    for (i = 0; i < t->n; i++)
-      ss_server_free (t->s[i]);
-    free (t);
-  }
-  for (t = v->retired_tables; t != NULL; t = next_t) {
-    next_t = t->retired_next;
-    free (t);
-  }
+  servers_free (v);
   mds_session_destroy (v);
   rangelock_destroy (&v->rl);
   epoch_destroy (v);
@@ -518,6 +360,5 @@ volume_free (struct volume *v)
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);
   pthread_mutex_destroy (&v->lost_lock);
-  pthread_mutex_destroy (&v->servers_lock);
   free (v);
 }
