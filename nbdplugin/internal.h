@@ -207,8 +207,8 @@ extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
 /* ---- servers.c ---- */
 
 /* One storage server: its sockets (ssconn.c) and its dirty and lost
- * sets (flush.c).  Created and owned by the volume's server table;
- * never freed while the volume is open.
+ * sets (dirty.c, flush.c).  Created and owned by the volume's server
+ * table (servers.c); never freed while the volume is open.
  */
 struct ss_server {
   uint32_t id;
@@ -270,6 +270,18 @@ extern struct ss_server *servers_cached (struct volume *v, uint32_t id);
 extern void servers_for_each (struct volume *v,
                               void (*f) (struct ss_server *, void *),
                               void *opaque);
+
+/* ---- dirty.c ---- */
+
+extern void dirty_set_sort (uint64_t *set, size_t n);
+extern size_t dirty_set_unique (uint64_t *set, size_t n);
+extern int dirty_set_add (uint64_t **set, size_t *n, size_t *cap,
+                          uint64_t index);
+extern bool dirty_lost_pending_locked (const struct ss_server *s);
+extern void dirty_lost_account_locked (struct ss_server *s, bool was);
+extern int dirty_mark (struct ss_server *s, uint64_t index,
+                       uint64_t incarnation);
+extern int dirty_check_incarnation (struct ss_server *s, uint64_t incarnation);
 
 /* ---- mds-session.c ---- */
 
@@ -480,9 +492,6 @@ extern bool io_is_replica_fault (int err);
 
 /* ---- flush.c ---- */
 
-extern int flush_mark_dirty (struct ss_server *s, uint64_t index,
-                             uint64_t incarnation);
-extern int flush_check_incarnation (struct ss_server *s, uint64_t incarnation);
 extern int flush_settle_lost (struct volume *v);
 extern int flush_volume (struct volume *v, bool rotate);
 struct nbdkit_extents;

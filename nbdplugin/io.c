@@ -360,7 +360,7 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     struct ss_request *q = &reqs[k];
 
     if (q->err == 0) {
-      if (!fua && flush_mark_dirty (q->server, p->index, q->incarnation) < 0) {
+      if (!fua && dirty_mark (q->server, p->index, q->incarnation) < 0) {
         nbdkit_error ("volume %s: %s: out of memory", v->name, what);
         set_err (&err, -ENOMEM);
       }

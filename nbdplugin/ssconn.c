@@ -754,7 +754,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
     /* A server that restarted with writes not yet durable is used again
      * only once they are reported (flush.c).
      */
-    e = flush_check_incarnation (s, incarnation);
+    e = dirty_check_incarnation (s, incarnation);
     if (e == -SS_ERESTARTED)
       snprintf (errmsg, errlen,
                 "restarted: its lost writes are not reported yet");
