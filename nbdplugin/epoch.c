@@ -8,8 +8,9 @@
  * EPOCH_CLEAN(E) lets the MDS record that a resync after a crash need
  * only look at later epochs (see flush_volume and docs/failure-handling.md).
  *
- * Writes in flight are counted per epoch in a few slots: at most the
- * current epoch and the one a flush is draining have writes in flight.
+ * Writes in flight are counted per epoch in a few slots (epoch-slots.c):
+ * at most the current epoch and the one a flush is draining have writes
+ * in flight.
  *
  * Rotating and marking clean are bookkeeping that a flush can do
  * without, so neither holds a flush up for long: a rotation that cannot
@@ -98,24 +99,10 @@ epoch_current (struct volume *v)
 int
 epoch_begin (struct volume *v, uint64_t *epoch)
 {
-  unsigned i, free_slot;
-
   atomic_store (&v->epoch_written, true);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
   for (;;) {
-    free_slot = EPOCH_SLOTS;
-    for (i = 0; i < EPOCH_SLOTS; i++) {
-      if (v->slots[i].inflight > 0 && v->slots[i].epoch == v->epoch) {
-        v->slots[i].inflight++;
-        *epoch = v->epoch;
-        return 0;
-      }
-      if (v->slots[i].inflight == 0 && free_slot == EPOCH_SLOTS)
-        free_slot = i;
-    }
-    if (free_slot < EPOCH_SLOTS) {
-      v->slots[free_slot].epoch = v->epoch;
-      v->slots[free_slot].inflight = 1;
+    if (epoch_slots_add (v->slots, v->epoch) == 0) {
       *epoch = v->epoch;
       return 0;
     }
@@ -131,17 +118,13 @@ epoch_begin (struct volume *v, uint64_t *epoch)
 void
 epoch_end (struct volume *v, uint64_t epoch)
 {
-  unsigned i;
+  int r;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
-  for (i = 0; i < EPOCH_SLOTS; i++) {
-    if (v->slots[i].inflight > 0 && v->slots[i].epoch == epoch) {
-      if (--v->slots[i].inflight == 0)
-        pthread_cond_broadcast (&v->epoch_cond);
-      return;
-    }
-  }
-  assert (!"epoch_end: no write of that epoch in flight");
+  r = epoch_slots_remove (v->slots, epoch);
+  assert (r >= 0 && "epoch_end: no write of that epoch in flight");
+  if (r == 1)
+    pthread_cond_broadcast (&v->epoch_cond);
 }
 
 /* Wait until no write of EPOCH or an older epoch is in flight, for half
@@ -154,17 +137,11 @@ epoch_drain (struct volume *v, uint64_t epoch)
 {
   struct timespec ts =
       deadline_after_ms (request_step_ms (v->cfg->timeout_ms / 2));
-  bool busy;
-  unsigned i;
   int e = 0;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
   for (;;) {
-    busy = false;
-    for (i = 0; i < EPOCH_SLOTS; i++)
-      if (v->slots[i].inflight > 0 && v->slots[i].epoch <= epoch)
-        busy = true;
-    if (!busy) {
+    if (!epoch_slots_busy (v->slots, epoch)) {
       if (epoch > v->drained)
         v->drained = epoch;
       return;

@@ -4,7 +4,14 @@
  * single struct volume opened in .get_ready (plugin.c): one writer lease,
  * one map cache, one range lock and one set of storage-server
  * connections, so that multi-conn is coherent.  Sections follow the .c
- * file that defines them.
+ * file that defines them; the modules of libtesseraplugin.la, which need
+ * neither nbdkit nor a volume, have a header each instead.
+ *
+ * A file calls only files below it in this list, never one above:
+ *   plugin.c, volume.c (opens and closes the rooms below), io.c,
+ *   flush.c, map.c, lease.c, epoch.c, servers.c, ssconn.c, dirty.c,
+ *   mds-session.c, then libtesseraplugin.la: rangelock.c,
+ *   epoch-slots.c, map-entry.c, request.c.
  *
  * Lock order (outer first):
  *   volume.flush_lock
@@ -36,6 +43,12 @@
 #include "buf.h"
 #include "protocol.h"
 
+/* The modules of libtesseraplugin.la, each with its own header: */
+#include "epoch-slots.h" /* epoch-slots.c */
+#include "map-entry.h"   /* map-entry.c: struct seg */
+#include "rangelock.h"   /* rangelock.c */
+#include "request.h"     /* request.c: request deadlines */
+
 /* ---- plugin.c ---- */
 
 #define TESSERA_DEFAULT_MDS "127.0.0.1:7420"
@@ -59,32 +72,6 @@ struct tessera_config {
   unsigned open_timeout;   /* open-timeout=SECONDS */
 };
 
-/* Request deadlines.  Every NBD request (read, write, trim, zero, flush,
- * extents) must be over within one and a half times timeout= of its
- * start: a full timeout for a step that a failing server or MDS stalls,
- * half of one to report the failure and fail over.  Each step waits at
- * most its own timeout cut to what is left of the request; a step that
- * may condemn a server (a storage-server batch, a connect) is not
- * started with less than a quarter of the timeout left, so that a
- * server is only counted failed after that long a silence.  A request
- * out of time fails with ETIMEDOUT (EIO to the client), unacknowledged.
- * The deadline is per thread: nbdkit runs each request on one thread.
- */
-#define REQUEST_BUDGET_NUM 3 /* the budget: timeout * 3 / 2 */
-#define REQUEST_BUDGET_DEN 2
-
-/* The running request's deadline (monotonic ns), 0 outside requests. */
-extern __thread uint64_t request_deadline;
-
-extern void request_start (int timeout_ms);
-extern void request_end (void);
-extern uint64_t request_clamp (uint64_t deadline);
-extern int request_step_ms (int timeout_ms);
-extern bool request_can_start (int timeout_ms);
-extern int request_lock (pthread_mutex_t *m);
-extern int request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m);
-extern void request_sleep_ms (unsigned ms);
-
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
  * so that nbdkit can find and set them.
  */
@@ -92,32 +79,6 @@ extern int tessera_debug_map;   /* map cache: fetch, alloc, refresh */
 extern int tessera_debug_io;    /* every request and its pieces */
 extern int tessera_debug_conn;  /* storage-server connections */
 extern int tessera_debug_lease; /* lease renewals, MDS reconnects */
-
-/* ---- rangelock.c ---- */
-
-/* A lock on byte ranges: acquiring [offset, offset+count) waits while any
- * held range overlaps it.  Overlapping writes are thus applied in the
- * same order on every replica.
- */
-struct range {
-  uint64_t start, end; /* [start, end) */
-  struct range *next;
-};
-
-struct rangelock {
-  pthread_mutex_t lock; /* protects held */
-  pthread_cond_t cond;  /* broadcast on every release */
-  struct range *held;   /* ranges held now, unordered */
-};
-
-extern void rangelock_init (struct rangelock *rl);
-extern void rangelock_destroy (struct rangelock *rl);
-/* R is the caller's storage for the range (usually on its stack); it
- * stays linked until rangelock_release.
- */
-extern int rangelock_acquire (struct rangelock *rl, struct range *r,
-                              uint64_t offset, uint64_t count);
-extern void rangelock_release (struct rangelock *rl, struct range *r);
 
 /* ---- ssconn.c ---- */
 
@@ -305,24 +266,6 @@ extern int mds_session_call (struct volume *v, uint8_t opcode,
 
 /* ---- volume.c ---- */
 
-/* One segment's map entry.  Immutable once published in the map cache;
- * a change publishes a new struct and retires the old one.
- */
-struct seg {
-  uint64_t index;
-  uint64_t id;
-  uint64_t gen; /* replica-set generation, sent with writes and trims */
-  uint8_t nreplicas;
-  struct proto_replica replicas[PROTO_REPLICAS_MAX];
-  /* The map ticket (volume.map_seq) of the MAP request this entry came
-   * from or, if MARKED, of the answered failure report that marked a
-   * replica stale here ahead of the MDS's own entry.
-   */
-  uint64_t ticket;
-  bool marked;
-  struct seg *retired_next;
-};
-
 /* Map entries are cached in chunks of PROTO_MAP_MAX segments, each
  * fetched with one MAP_GET.  A NULL entry in a loaded chunk is a hole.
  */
@@ -333,12 +276,6 @@ struct map_chunk {
 /* An MDS request about the map in flight (map.c). */
 struct map_op;
 
-/* Writes in flight in one epoch (epoch.c). */
-struct epoch_slot {
-  uint64_t epoch;
-  uint64_t inflight; /* 0: the slot is free */
-};
-#define EPOCH_SLOTS 4
 
 struct volume {
   /* Fixed once volume_open has returned. */

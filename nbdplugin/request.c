@@ -1,4 +1,4 @@
-/* nbdkit-tessera-plugin: request deadlines (see internal.h).
+/* nbdkit-tessera-plugin: request deadlines (see request.h).
  *
  * nbdkit calls a plugin's data callbacks for one request on one thread,
  * so the running request's deadline is a thread-local variable that the
@@ -19,7 +19,7 @@
 
 #include "deadline.h"
 
-#include "internal.h"
+#include "request.h"
 
 __thread uint64_t request_deadline;
 
