@@ -8,8 +8,9 @@
  * EPOCH_CLEAN(E) lets the MDS record that a resync after a crash need
  * only look at later epochs (see flush_volume and docs/failure-handling.md).
  *
- * Writes in flight are counted per epoch in a few slots: at most the
- * current epoch and the one a flush is draining have writes in flight.
+ * Writes in flight are counted per epoch in a few slots (epoch-slots.c):
+ * at most the current epoch and the one a flush is draining have writes
+ * in flight.
  *
  * Rotating and marking clean are bookkeeping that a flush can do
  * without, so neither holds a flush up for long: a rotation that cannot
@@ -98,24 +99,10 @@ epoch_current (struct volume *v)
 int
 epoch_begin (struct volume *v, uint64_t *epoch)
 {
-  unsigned i, free_slot;
-
   atomic_store (&v->epoch_written, true);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
   for (;;) {
-    free_slot = EPOCH_SLOTS;
-    for (i = 0; i < EPOCH_SLOTS; i++) {
-      if (v->slots[i].inflight > 0 && v->slots[i].epoch == v->epoch) {
-        v->slots[i].inflight++;
-        *epoch = v->epoch;
-        return 0;
-      }
-      if (v->slots[i].inflight == 0 && free_slot == EPOCH_SLOTS)
-        free_slot = i;
-    }
-    if (free_slot < EPOCH_SLOTS) {
-      v->slots[free_slot].epoch = v->epoch;
-      v->slots[free_slot].inflight = 1;
+    if (epoch_slots_add (v->slots, v->epoch) == 0) {
       *epoch = v->epoch;
       return 0;
     }
@@ -131,17 +118,13 @@ epoch_begin (struct volume *v, uint64_t *epoch)
 void
 epoch_end (struct volume *v, uint64_t epoch)
 {
-  unsigned i;
+  int r;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
-  for (i = 0; i < EPOCH_SLOTS; i++) {
-    if (v->slots[i].inflight > 0 && v->slots[i].epoch == epoch) {
-      if (--v->slots[i].inflight == 0)
-        pthread_cond_broadcast (&v->epoch_cond);
-      return;
-    }
-  }
-  assert (!"epoch_end: no write of that epoch in flight");
+  r = epoch_slots_remove (v->slots, epoch);
+  assert (r >= 0 && "epoch_end: no write of that epoch in flight");
+  if (r == 1)
+    pthread_cond_broadcast (&v->epoch_cond);
 }
 
 /* Wait until no write of EPOCH or an older epoch is in flight, for half
@@ -154,17 +137,11 @@ epoch_drain (struct volume *v, uint64_t epoch)
 {
   struct timespec ts =
       deadline_after_ms (request_step_ms (v->cfg->timeout_ms / 2));
-  bool busy;
-  unsigned i;
   int e = 0;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->epoch_lock);
   for (;;) {
-    busy = false;
-    for (i = 0; i < EPOCH_SLOTS; i++)
-      if (v->slots[i].inflight > 0 && v->slots[i].epoch <= epoch)
-        busy = true;
-    if (!busy) {
+    if (!epoch_slots_busy (v->slots, epoch)) {
       if (epoch > v->drained)
         v->drained = epoch;
       return;
@@ -223,8 +200,8 @@ resolve_locked (struct volume *v)
     return -ESTALE;
 
   proto_encode_lease (&l, &wb);
-  r = volume_mds_request (v, PROTO_OP_LEASE_RENEW, &wb, false, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_LEASE_RENEW, &wb, false, &outcome,
+                           &reply, &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r == 0) {
     nbdkit_debug ("volume %s: the unanswered EPOCH_NEXT had moved the "
@@ -271,12 +248,13 @@ epoch_resolve (struct volume *v, uint64_t stale)
 /* Rotate the writer's epoch (EPOCH_NEXT): writes starting from now carry
  * the new one.  Caller holds v->flush_lock.  Returns 0 and *OLD, the
  * epoch replaced (wait for its writes with epoch_drain, flush, then
- * epoch_clean it); -ESTALE if the lease is lost (reported); or another
- * -errno if the MDS cannot rotate now (logged for debugging only: the
- * writer simply stays in its epoch).
+ * epoch_clean it); -ESTALE if the lease is lost, with the reason in
+ * WHY (WHYLEN bytes; not reported: the caller passes it to
+ * lease_mark_lost); or another -errno if the MDS cannot rotate now
+ * (logged for debugging only: the writer simply stays in its epoch).
  */
 int
-epoch_rotate (struct volume *v, uint64_t *old)
+epoch_rotate (struct volume *v, uint64_t *old, char *why, size_t whylen)
 {
   struct proto_lease l = { .volume = v->id }, rep;
   struct proto_wbuf wb = { 0 };
@@ -300,8 +278,8 @@ epoch_rotate (struct volume *v, uint64_t *old)
   /* Sent once: retrying on a new connection after a lost answer would
    * be refused as stale if the first one was applied.
    */
-  r = volume_mds_request (v, PROTO_OP_EPOCH_NEXT, &wb, true, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_EPOCH_NEXT, &wb, true, &outcome, &reply,
+                           &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r == 0) {
     r = proto_decode_lease (reply, len, &rep);
@@ -334,7 +312,7 @@ epoch_rotate (struct volume *v, uint64_t *old)
                     l.epoch, epoch_current (v));
   }
   else if (r == -ESTALE)
-    volume_lease_lost (v, errmsg[0] ? errmsg : "epoch rotation refused");
+    snprintf (why, whylen, "%s", errmsg[0] ? errmsg : "epoch rotation refused");
   else
     nbdkit_debug ("volume %s: rotate epoch %" PRIu64 ": %s", v->name, l.epoch,
                   errmsg[0] ? errmsg : strerror (-r));
@@ -362,8 +340,8 @@ epoch_clean (struct volume *v, uint64_t epoch)
   if (r < 0)
     return r;
   proto_encode_lease (&l, &wb);
-  r = volume_mds_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
-                          &len, errmsg, sizeof errmsg);
+  r = mds_session_request (v, PROTO_OP_EPOCH_CLEAN, &wb, true, &outcome, &reply,
+                           &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r < 0)
     nbdkit_debug ("volume %s: mark epoch %" PRIu64 " clean: %s", v->name, epoch,

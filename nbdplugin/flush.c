@@ -1,7 +1,7 @@
 /* nbdkit-tessera-plugin: flush.
  *
  * Every non-FUA write or trim records its segment in the dirty set of
- * each server that acknowledged it (flush_mark_dirty); a flush takes
+ * each server that acknowledged it (dirty_mark, dirty.c); a flush takes
  * those sets and sends SEG_FLUSH to each server named, waiting for all.
  * A server whose flush fails may have lost writes: its replicas of the
  * dirty segments are reported to the MDS as failed where another ok
@@ -42,187 +42,8 @@
 
 #include "internal.h"
 
-/* Dirty sets are compacted (sorted, duplicates dropped) past this. */
-#define DIRTY_COMPACT 1024
-
 /* Times a flush is sent again after finding a server restarted. */
 #define MAX_RESTARTS 3
-
-/* qsort comparison of two uint64_t. */
-static int
-compare_u64 (const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-  return x < y ? -1 : x > y;
-}
-
-/* Add INDEX to the segment set *SET (*N entries, room for *CAP),
- * dropping duplicates when it is full.  Caller holds the set's server's
- * lock.  Returns 0 or -ENOMEM.
- */
-static int
-set_add (uint64_t **set, size_t *n, size_t *cap, uint64_t index)
-{
-  size_t i, j;
-  uint64_t *p;
-
-  if (*n > 0 && (*set)[*n - 1] == index)
-    return 0;
-  if (*n == *cap) {
-    /* Full: drop duplicates first, grow only if that frees too little. */
-    if (*n >= DIRTY_COMPACT) {
-      qsort (*set, *n, sizeof (*set)[0], compare_u64);
-      for (i = 1, j = 1; i < *n; i++)
-        if ((*set)[i] != (*set)[j - 1])
-          (*set)[j++] = (*set)[i];
-      *n = j;
-    }
-    if (*cap == 0 || *n * 2 > *cap) {
-      size_t c = *cap ? *cap * 2 : 64;
-
-      p = realloc (*set, c * sizeof *p);
-      if (p == NULL)
-        return -ENOMEM;
-      *set = p;
-      *cap = c;
-    }
-  }
-  (*set)[(*n)++] = index;
-  return 0;
-}
-
-/* Whether S has lost segments not yet settled (or a flush in progress
- * holds segments that a restart lost).  Caller holds S->lock.
- */
-static bool
-lost_pending_locked (const struct ss_server *s)
-{
-  return s->nlost > 0 || s->npending > 0 || s->taken_lost;
-}
-
-/* S's lost segments were pending (WAS) before a change of its lost set:
- * keep the volume's count of servers with pending lost segments right.
- * Caller holds S->lock.
- */
-static void
-lost_account_locked (struct ss_server *s, bool was)
-{
-  bool now = lost_pending_locked (s);
-
-  if (now && !was)
-    atomic_fetch_add (s->lost_pending, 1);
-  else if (!now && was)
-    atomic_fetch_sub (s->lost_pending, 1);
-}
-
-/* Record that segment INDEX on server S has data that may not be
- * durable yet, written by the server process INCARNATION (the one whose
- * handshake the connection carrying the write saw): the next flush
- * sends SEG_FLUSH to S.  If S has restarted since, the write may be
- * lost already: the segment goes to S's lost set instead, to be
- * reported failed (flush_settle_lost).  Returns 0 or -ENOMEM.
- */
-int
-flush_mark_dirty (struct ss_server *s, uint64_t index, uint64_t incarnation)
-{
-  bool was;
-  int r;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (incarnation == s->incarnation)
-    return set_add (&s->dirty, &s->ndirty, &s->dirty_cap, index);
-  was = lost_pending_locked (s);
-  r = set_add (&s->lost, &s->nlost, &s->lost_cap, index);
-  lost_account_locked (s, was);
-  if (tessera_debug_io)
-    nbdkit_debug ("server %" PRIu32 ": segment index %" PRIu64
-                  " written by incarnation %#" PRIx64 ", now %#" PRIx64
-                  ": lost",
-                  s->id, index, incarnation, s->incarnation);
-  return r;
-}
-
-/* Sort and deduplicate the N entries of SET.  Returns the new count. */
-static size_t
-set_unique (uint64_t *set, size_t n)
-{
-  size_t i, j;
-
-  if (n == 0)
-    return 0;
-  qsort (set, n, sizeof set[0], compare_u64);
-  for (i = 1, j = 1; i < n; i++)
-    if (set[i] != set[j - 1])
-      set[j++] = set[i];
-  return j;
-}
-
-/* A handshake with server S (ssconn.c) found the server process
- * INCARNATION.  If S had another one before, that process may have
- * died with the writes of the dirty set not durable: the whole set
- * becomes lost.  Returns 0 if the connection may be used, -SS_ERESTARTED
- * if lost segments of S are not settled yet (a read from S could miss
- * those writes; the caller fails this attempt, not counting it against
- * the server), or -ENOMEM (nothing changed).
- */
-int
-flush_check_incarnation (struct ss_server *s, uint64_t incarnation)
-{
-  uint64_t *p;
-  size_t k;
-  bool was;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (incarnation != s->incarnation && s->incarnation != 0) {
-    was = lost_pending_locked (s);
-    k = s->ndirty = set_unique (s->dirty, s->ndirty);
-    if (s->nlost > 0 && k > 0 && s->nlost + k > s->lost_cap) {
-      p = realloc (s->lost, (s->nlost + k) * sizeof *p);
-      if (p == NULL)
-        return -ENOMEM;
-      s->lost = p;
-      s->lost_cap = s->nlost + k;
-    }
-    /* A flush in progress took segments of the old incarnation: they
-     * are lost too, and it puts them in the lost set when its SEG_FLUSH
-     * fails here; until then this server serves nothing.
-     */
-    if (s->ntaken > 0)
-      s->taken_lost = true;
-    if (s->nlost == 0) {
-      free (s->lost);
-      s->lost = s->dirty;
-      s->nlost = k;
-      s->lost_cap = s->dirty_cap;
-      s->dirty = NULL;
-      s->dirty_cap = 0;
-    }
-    else if (k > 0) {
-      memcpy (s->lost + s->nlost, s->dirty, k * sizeof *p);
-      s->nlost += k;
-      free (s->dirty);
-      s->dirty = NULL;
-      s->dirty_cap = 0;
-    }
-    s->ndirty = 0;
-    lost_account_locked (s, was);
-    k += s->ntaken;
-    if (k > 0)
-      nbdkit_error ("storage server %" PRIu32
-                    " restarted (incarnation %#" PRIx64 " -> %#" PRIx64
-                    "): %zu segments written since the last "
-                    "flush are reported failed",
-                    s->id, s->incarnation, incarnation, k);
-    else
-      nbdkit_debug ("storage server %" PRIu32
-                    " restarted (incarnation %#" PRIx64 " -> %#" PRIx64
-                    "): nothing to flush was lost",
-                    s->id, s->incarnation, incarnation);
-  }
-  s->incarnation = incarnation;
-  return lost_pending_locked (s) ? -SS_ERESTARTED : 0;
-}
 
 /* Report the lost segments of server S as failed, holding v->lost_lock.
  * Returns 0, or -EIO (reported) with the segments not settled put back.
@@ -249,7 +70,7 @@ settle_server (struct volume *v, struct ss_server *s)
     return 0;
   }
 
-  n = set_unique (set, n);
+  n = dirty_set_unique (set, n);
   for (i = 0; i < n; i++) {
     r = map_lookup (v, set[i], &seg);
     if (r < 0)
@@ -281,9 +102,9 @@ settle_server (struct volume *v, struct ss_server *s)
     set = NULL;
   }
   for (k = i; r < 0 && set && k < n; k++)
-    if (set_add (&s->lost, &s->nlost, &s->lost_cap, set[k]) < 0)
+    if (dirty_set_add (&s->lost, &s->nlost, &s->lost_cap, set[k]) < 0)
       break; /* out of memory: nothing to do but forget it */
-  lost_account_locked (s, was);
+  dirty_lost_account_locked (s, was);
   pthread_mutex_unlock (&s->lock);
   free (set);
   if (r < 0) {
@@ -300,7 +121,7 @@ struct settle_ctx {
   int err;
 };
 
-/* Settle server S's lost segments (volume_for_each_server callback). */
+/* Settle server S's lost segments (servers_for_each callback). */
 static void
 settle_one (struct ss_server *s, void *opaque)
 {
@@ -339,7 +160,7 @@ flush_settle_lost (struct volume *v)
                   v->name, v->cfg->timeout_ms / 1000);
     return -ETIMEDOUT;
   }
-  volume_for_each_server (v, settle_one, &c);
+  servers_for_each (v, settle_one, &c);
   pthread_mutex_unlock (&v->lost_lock);
   return c.err;
 }
@@ -359,7 +180,7 @@ struct flush_set {
 };
 
 /* Take server S's dirty set into the flush set OPAQUE
- * (volume_for_each_server callback).
+ * (servers_for_each callback).
  */
 static void
 take_dirty (struct ss_server *s, void *opaque)
@@ -380,7 +201,7 @@ take_dirty (struct ss_server *s, void *opaque)
     f->items = p;
     f->cap = cap;
   }
-  s->ndirty = set_unique (s->dirty, s->ndirty);
+  s->ndirty = dirty_set_unique (s->dirty, s->ndirty);
   f->items[f->n].server = s;
   f->items[f->n].incarnation = s->incarnation;
   f->items[f->n].dirty = s->dirty;
@@ -423,7 +244,7 @@ flush_failed (struct volume *v, const struct flush_item *it,
 
   if (atomic_load (&v->lease_lost))
     return -EIO;
-  qsort (it->dirty, it->n, sizeof it->dirty[0], compare_u64);
+  dirty_set_sort (it->dirty, it->n);
   for (i = 0; i < it->n; i++) {
     if (i > 0 && it->dirty[i] == it->dirty[i - 1])
       continue;
@@ -463,14 +284,14 @@ untake (struct ss_server *s)
   bool was;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  was = lost_pending_locked (s);
+  was = dirty_lost_pending_locked (s);
   s->ntaken = 0;
   s->taken_lost = false;
-  lost_account_locked (s, was);
+  dirty_lost_account_locked (s, was);
 }
 
 /* Put the set IT took back into its server's sets, as written by the
- * incarnation it was taken from (flush_mark_dirty).
+ * incarnation it was taken from (dirty_mark).
  */
 static void
 put_back (const struct flush_item *it)
@@ -478,7 +299,7 @@ put_back (const struct flush_item *it)
   size_t k;
 
   for (k = 0; k < it->n; k++)
-    flush_mark_dirty (it->server, it->dirty[k], it->incarnation);
+    dirty_mark (it->server, it->dirty[k], it->incarnation);
 }
 
 /* Make every write and trim acknowledged so far durable: SEG_FLUSH to
@@ -497,7 +318,7 @@ flush_dirty (struct volume *v)
   size_t i;
   int err = 0;
 
-  volume_for_each_server (v, take_dirty, &f);
+  servers_for_each (v, take_dirty, &f);
   if (tessera_debug_io)
     nbdkit_debug ("flush: %zu servers", f.n);
   if (f.err == 0 && f.n > 0) {
@@ -541,7 +362,7 @@ flush_dirty (struct volume *v)
        * lost, to be reported (or, if the flush was never sent for lost
        * segments of an earlier restart, dirty, to be flushed again).
        */
-      f.items[i].n = set_unique (f.items[i].dirty, f.items[i].n);
+      f.items[i].n = dirty_set_unique (f.items[i].dirty, f.items[i].n);
       if (reqs[i].err == 0)
         nbdkit_error ("storage server %" PRIu32 " restarted (incarnation "
                       "%#" PRIx64 " -> %#" PRIx64 "): %zu segments written "
@@ -611,6 +432,7 @@ int
 flush_volume (struct volume *v, bool rotate)
 {
   uint64_t old = 0, interval;
+  char why[PROTO_ERRMSG_MAX + 1];
   unsigned tries;
   int r, err;
 
@@ -634,9 +456,11 @@ flush_volume (struct volume *v, bool rotate)
       monotonic_ns () - v->last_rotation_ns >= interval) {
     v->last_rotation_ns = monotonic_ns ();
     atomic_store (&v->epoch_written, false);
-    r = epoch_rotate (v, &old);
-    if (r == -ESTALE)
+    r = epoch_rotate (v, &old, why, sizeof why);
+    if (r == -ESTALE) {
+      lease_mark_lost (v, why);
       return -EIO;
+    }
     if (r < 0) {
       old = 0;
       atomic_store (&v->epoch_written, true);

@@ -4,7 +4,14 @@
  * single struct volume opened in .get_ready (plugin.c): one writer lease,
  * one map cache, one range lock and one set of storage-server
  * connections, so that multi-conn is coherent.  Sections follow the .c
- * file that defines them.
+ * file that defines them; the modules of libtesseraplugin.la, which need
+ * neither nbdkit nor a volume, have a header each instead.
+ *
+ * A file calls only files below it in this list, never one above:
+ *   plugin.c, volume.c (opens and closes the rooms below), io.c,
+ *   flush.c, map.c, lease.c, epoch.c, servers.c, ssconn.c, dirty.c,
+ *   mds-session.c, then libtesseraplugin.la: rangelock.c,
+ *   epoch-slots.c, map-entry.c, request.c.
  *
  * Lock order (outer first):
  *   volume.flush_lock
@@ -36,6 +43,12 @@
 #include "buf.h"
 #include "protocol.h"
 
+/* The modules of libtesseraplugin.la, each with its own header: */
+#include "epoch-slots.h" /* epoch-slots.c */
+#include "map-entry.h"   /* map-entry.c: struct seg */
+#include "rangelock.h"   /* rangelock.c */
+#include "request.h"     /* request.c: request deadlines */
+
 /* ---- plugin.c ---- */
 
 #define TESSERA_DEFAULT_MDS "127.0.0.1:7420"
@@ -59,31 +72,6 @@ struct tessera_config {
   unsigned open_timeout;   /* open-timeout=SECONDS */
 };
 
-/* Request deadlines.  Every NBD request (read, write, trim, zero, flush,
- * extents) must be over within one and a half times timeout= of its
- * start: a full timeout for a step that a failing server or MDS stalls,
- * half of one to report the failure and fail over.  Each step waits at
- * most its own timeout cut to what is left of the request; a step that
- * may condemn a server (a storage-server batch, a connect) is not
- * started with less than a quarter of the timeout left, so that a
- * server is only counted failed after that long a silence.  A request
- * out of time fails with ETIMEDOUT (EIO to the client), unacknowledged.
- * The deadline is per thread: nbdkit runs each request on one thread.
- */
-#define REQUEST_BUDGET_NUM 3 /* the budget: timeout * 3 / 2 */
-#define REQUEST_BUDGET_DEN 2
-
-/* The running request's deadline (monotonic ns), 0 outside requests. */
-extern __thread uint64_t request_deadline;
-
-extern void request_start (int timeout_ms);
-extern void request_end (void);
-extern uint64_t request_clamp (uint64_t deadline);
-extern int request_step_ms (int timeout_ms);
-extern bool request_can_start (int timeout_ms);
-extern int request_lock (pthread_mutex_t *m);
-extern int request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m);
-
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
  * so that nbdkit can find and set them.
  */
@@ -92,36 +80,11 @@ extern int tessera_debug_io;    /* every request and its pieces */
 extern int tessera_debug_conn;  /* storage-server connections */
 extern int tessera_debug_lease; /* lease renewals, MDS reconnects */
 
-/* ---- rangelock.c ---- */
-
-/* A lock on byte ranges: acquiring [offset, offset+count) waits while any
- * held range overlaps it.  Overlapping writes are thus applied in the
- * same order on every replica.
- */
-struct range {
-  uint64_t start, end; /* [start, end) */
-  struct range *next;
-};
-
-struct rangelock {
-  pthread_mutex_t lock; /* protects held */
-  pthread_cond_t cond;  /* broadcast on every release */
-  struct range *held;   /* ranges held now, unordered */
-};
-
-extern void rangelock_init (struct rangelock *rl);
-extern void rangelock_destroy (struct rangelock *rl);
-/* R is the caller's storage for the range (usually on its stack); it
- * stays linked until rangelock_release.
- */
-extern int rangelock_acquire (struct rangelock *rl, struct range *r,
-                              uint64_t offset, uint64_t count);
-extern void rangelock_release (struct rangelock *rl, struct range *r);
-
 /* ---- ssconn.c ---- */
 
 struct ss_server;
 struct ss_conn;
+struct volume;
 
 /* A set of requests that one caller sends together and waits for
  * together.  Lives on the caller's stack.
@@ -174,8 +137,39 @@ struct ss_request {
   struct ss_request *next; /* in conn->inflight, or a send list */
 };
 
-/* Connections to one storage server.  Owned by the volume's server table
- * (volume.c); never freed while the volume is open.
+/* Create and free the sockets of a server (servers.c creates it). */
+extern int ss_conns_new (struct ss_server *s, unsigned nconns);
+extern void ss_conns_free (struct ss_server *s);
+extern bool ss_server_suspect (struct ss_server *s);
+/* Close every connection of S and join its helper threads. */
+extern void ss_server_disconnect (struct ss_server *s);
+
+/* A connection attempt found that the server restarted and lost writes
+ * that are not reported yet: the request was not sent.  Not a fault of
+ * the replica; settle the lost sets (flush_settle_lost) and try again.
+ * No storage server sends it (it is no PROTO_E* status).
+ */
+#define SS_ERESTARTED ERESTART
+
+/* The running request ran out of time before the server could answer
+ * within a quarter of the timeout: its fate is unknown, but the server
+ * is not to blame (a quarter of the timeout is the shortest silence
+ * that counts a server failed).  Not a fault of the replica: the
+ * request fails, nothing is reported.  No storage server sends it.
+ */
+#define SS_EOUTOFTIME ETIME
+
+extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
+extern void ss_batch_destroy (struct ss_batch *b);
+extern void ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n);
+extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
+                           size_t n);
+
+/* ---- servers.c ---- */
+
+/* One storage server: its sockets (ssconn.c) and its dirty and lost
+ * sets (dirty.c, flush.c).  Created and owned by the volume's server
+ * table (servers.c); never freed while the volume is open.
  */
 struct ss_server {
   uint32_t id;
@@ -221,55 +215,56 @@ struct ss_server {
   int timeout_ms;
 };
 
-extern int ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
-                          unsigned nconns, int timeout_ms,
-                          atomic_uint *lost_pending, struct ss_server **out);
-extern void ss_server_free (struct ss_server *s);
-extern void ss_server_set_address (struct ss_server *s, const char *addr);
-extern bool ss_server_suspect (struct ss_server *s);
-/* Close every connection of S and join its helper threads. */
-extern void ss_server_disconnect (struct ss_server *s);
+/* The server table, replaced whole when SERVER_LIST is fetched again. */
+struct server_table {
+  struct server_table *retired_next;
+  size_t n;
+  struct ss_server *s[];
+};
 
-/* A connection attempt found that the server restarted and lost writes
- * that are not reported yet: the request was not sent.  Not a fault of
- * the replica; settle the lost sets (flush_settle_lost) and try again.
- * No storage server sends it (it is no PROTO_E* status).
- */
-#define SS_ERESTARTED ERESTART
+extern void servers_init (struct volume *v);
+extern int servers_load (struct volume *v);
+extern void servers_disconnect (struct volume *v);
+extern void servers_free (struct volume *v);
+extern int servers_get (struct volume *v, uint32_t id, struct ss_server **out);
+extern struct ss_server *servers_cached (struct volume *v, uint32_t id);
+extern void servers_for_each (struct volume *v,
+                              void (*f) (struct ss_server *, void *),
+                              void *opaque);
 
-/* The running request ran out of time before the server could answer
- * within a quarter of the timeout: its fate is unknown, but the server
- * is not to blame (a quarter of the timeout is the shortest silence
- * that counts a server failed).  Not a fault of the replica: the
- * request fails, nothing is reported.  No storage server sends it.
- */
-#define SS_EOUTOFTIME ETIME
+/* ---- dirty.c ---- */
 
-extern void ss_batch_init (struct ss_batch *b, int timeout_ms);
-extern void ss_batch_destroy (struct ss_batch *b);
-extern void ss_submit (struct ss_batch *b, struct ss_request *reqs, size_t n);
-extern void ss_batch_wait (struct ss_batch *b, struct ss_request *reqs,
-                           size_t n);
+extern void dirty_set_sort (uint64_t *set, size_t n);
+extern size_t dirty_set_unique (uint64_t *set, size_t n);
+extern int dirty_set_add (uint64_t **set, size_t *n, size_t *cap,
+                          uint64_t index);
+extern bool dirty_lost_pending_locked (const struct ss_server *s);
+extern void dirty_lost_account_locked (struct ss_server *s, bool was);
+extern int dirty_mark (struct ss_server *s, uint64_t index,
+                       uint64_t incarnation);
+extern int dirty_check_incarnation (struct ss_server *s, uint64_t incarnation);
+
+/* ---- mds-session.c ---- */
+
+extern void mds_session_init (struct volume *v);
+extern int mds_session_connect (struct volume *v);
+extern void mds_session_destroy (struct volume *v);
+
+/* How a request to the MDS ended (mds_session_request). */
+enum {
+  MDS_ANSWERED, /* the MDS answered: the result is its status */
+  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
+  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
+};
+extern int mds_session_request (struct volume *v, uint8_t opcode,
+                                const struct proto_wbuf *req, bool once,
+                                int *outcome, void **reply, uint32_t *reply_len,
+                                char *errmsg, size_t errlen);
+extern int mds_session_call (struct volume *v, uint8_t opcode,
+                             const struct proto_wbuf *req, void **reply,
+                             uint32_t *reply_len, char *errmsg, size_t errlen);
 
 /* ---- volume.c ---- */
-
-/* One segment's map entry.  Immutable once published in the map cache;
- * a change publishes a new struct and retires the old one.
- */
-struct seg {
-  uint64_t index;
-  uint64_t id;
-  uint64_t gen; /* replica-set generation, sent with writes and trims */
-  uint8_t nreplicas;
-  struct proto_replica replicas[PROTO_REPLICAS_MAX];
-  /* The map ticket (volume.map_seq) of the MAP request this entry came
-   * from or, if MARKED, of the answered failure report that marked a
-   * replica stale here ahead of the MDS's own entry.
-   */
-  uint64_t ticket;
-  bool marked;
-  struct seg *retired_next;
-};
 
 /* Map entries are cached in chunks of PROTO_MAP_MAX segments, each
  * fetched with one MAP_GET.  A NULL entry in a loaded chunk is a hole.
@@ -278,22 +273,9 @@ struct map_chunk {
   _Atomic (struct seg *) e[PROTO_MAP_MAX];
 };
 
-/* The server table, replaced whole when SERVER_LIST is fetched again. */
 /* An MDS request about the map in flight (map.c). */
 struct map_op;
 
-struct server_table {
-  struct server_table *retired_next;
-  size_t n;
-  struct ss_server *s[];
-};
-
-/* Writes in flight in one epoch (epoch.c). */
-struct epoch_slot {
-  uint64_t epoch;
-  uint64_t inflight; /* 0: the slot is free */
-};
-#define EPOCH_SLOTS 4
 
 struct volume {
   /* Fixed once volume_open has returned. */
@@ -312,7 +294,7 @@ struct volume {
    */
   uint32_t min_copies;
 
-  /* MDS connection, re-established after a transport error. */
+  /* MDS session (mds-session.c), reconnected after a transport error. */
   pthread_mutex_t mds_lock; /* protects mds */
   struct proto_client *mds;
 
@@ -335,7 +317,7 @@ struct volume {
    */
   _Atomic uint64_t map_seq;
 
-  /* Storage servers by id. */
+  /* Storage servers by id (servers.c). */
   pthread_mutex_t servers_lock; /* serializes refreshes */
   _Atomic (struct server_table *) servers;
   struct server_table *retired_tables; /* under servers_lock */
@@ -348,13 +330,13 @@ struct volume {
   atomic_uint lost_pending;
   pthread_mutex_t lost_lock;
   atomic_uint read_rr;    /* spreads reads over replicas */
-  atomic_bool lease_lost; /* fenced or lease expired: writes fail */
+  atomic_bool lease_lost; /* lease.c: fenced or expired, writes fail */
 
   /* Epochs (epoch.c).  EPOCH is the epoch that writes starting now
    * carry, and the lease's.  It changes only with epoch_rw held for
    * writing and epoch_lock held, so either lock is enough to read it.
    * epoch_rw is held for reading around every MDS request that names
-   * the epoch (volume_writer_call), so that the MDS never sees an epoch
+   * the epoch (lease_writer_call), so that the MDS never sees an epoch
    * that a rotation has just replaced.
    */
   pthread_rwlock_t epoch_rw;
@@ -390,33 +372,6 @@ extern int volume_start (struct volume *v);
 extern void volume_close (struct volume *v);
 extern void volume_free (struct volume *v);
 
-extern int volume_mds_call (struct volume *v, uint8_t opcode,
-                            const struct proto_wbuf *req, void **reply,
-                            uint32_t *reply_len, char *errmsg, size_t errlen);
-
-/* How a request to the MDS ended (volume_mds_request). */
-enum {
-  MDS_ANSWERED, /* the MDS answered: the result is its status */
-  MDS_NOT_SENT, /* no connection: the MDS never saw the request */
-  MDS_UNKNOWN,  /* sent, but the connection failed before the answer */
-};
-extern int volume_mds_request (struct volume *v, uint8_t opcode,
-                               const struct proto_wbuf *req, bool once,
-                               int *outcome, void **reply, uint32_t *reply_len,
-                               char *errmsg, size_t errlen);
-extern int volume_writer_call (struct volume *v, uint8_t opcode,
-                               void (*encode) (uint64_t epoch, void *opaque,
-                                               struct proto_wbuf *wb),
-                               void *opaque, void **reply, uint32_t *reply_len,
-                               char *errmsg, size_t errlen);
-extern void volume_lease_lost (struct volume *v, const char *why);
-
-extern int volume_server (struct volume *v, uint32_t id,
-                          struct ss_server **out);
-extern struct ss_server *volume_server_cached (struct volume *v, uint32_t id);
-extern void volume_for_each_server (struct volume *v,
-                                    void (*f) (struct ss_server *, void *),
-                                    void *opaque);
 
 /* ---- epoch.c ---- */
 
@@ -425,10 +380,21 @@ extern void epoch_destroy (struct volume *v);
 extern uint64_t epoch_current (struct volume *v);
 extern int epoch_begin (struct volume *v, uint64_t *epoch);
 extern void epoch_end (struct volume *v, uint64_t epoch);
-extern int epoch_rotate (struct volume *v, uint64_t *old);
+extern int epoch_rotate (struct volume *v, uint64_t *old, char *why,
+                         size_t whylen);
 extern void epoch_drain (struct volume *v, uint64_t epoch);
 extern int epoch_clean (struct volume *v, uint64_t epoch);
 extern int epoch_resolve (struct volume *v, uint64_t stale);
+
+/* ---- lease.c ---- */
+
+extern void lease_mark_lost (struct volume *v, const char *why);
+extern int lease_writer_call (struct volume *v, uint8_t opcode,
+                              void (*encode) (uint64_t epoch, void *opaque,
+                                              struct proto_wbuf *wb),
+                              void *opaque, void **reply, uint32_t *reply_len,
+                              char *errmsg, size_t errlen);
+extern void lease_renew (struct volume *v);
 
 /* ---- map.c ---- */
 
@@ -463,9 +429,6 @@ extern bool io_is_replica_fault (int err);
 
 /* ---- flush.c ---- */
 
-extern int flush_mark_dirty (struct ss_server *s, uint64_t index,
-                             uint64_t incarnation);
-extern int flush_check_incarnation (struct ss_server *s, uint64_t incarnation);
 extern int flush_settle_lost (struct volume *v);
 extern int flush_volume (struct volume *v, bool rotate);
 struct nbdkit_extents;

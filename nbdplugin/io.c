@@ -317,8 +317,8 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
   }
 
   if (nstale) {
-    volume_lease_lost (v, "fenced by a storage server: another writer "
-                          "holds the volume");
+    lease_mark_lost (v, "fenced by a storage server: another writer "
+                        "holds the volume");
     if (tessera_debug_io)
       nbdkit_debug ("volume %s: %s: segment %" PRIu64 ": fenced", v->name, what,
                     p->seg->id);
@@ -360,7 +360,7 @@ finish_modify (struct volume *v, const char *what, struct piece *p,
     struct ss_request *q = &reqs[k];
 
     if (q->err == 0) {
-      if (!fua && flush_mark_dirty (q->server, p->index, q->incarnation) < 0) {
+      if (!fua && dirty_mark (q->server, p->index, q->incarnation) < 0) {
         nbdkit_error ("volume %s: %s: out of memory", v->name, what);
         set_err (&err, -ENOMEM);
       }
@@ -470,7 +470,7 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
         continue;
       q = &reqs[k++];
       memset (q, 0, sizeof *q);
-      r = volume_server (v, s->replicas[j].server, &q->server);
+      r = servers_get (v, s->replicas[j].server, &q->server);
       if (r < 0)
         return -EIO;
       q->opcode = opcode;
@@ -786,7 +786,7 @@ pick_replica (struct volume *v, const struct piece *p, unsigned start)
     pos = (start + j) % s->nreplicas;
     if (s->replicas[pos].state != PROTO_REPLICA_OK || (p->tried & (1u << pos)))
       continue;
-    srv = volume_server_cached (v, s->replicas[pos].server);
+    srv = servers_cached (v, s->replicas[pos].server);
     if (srv == NULL || !ss_server_suspect (srv))
       return pos;
     if (suspect < 0)
@@ -955,7 +955,7 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       memset (q, 0, sizeof *q);
       p[i].req0 = nreq - 1;
       p[i].tried |= 1u << p[i].pos;
-      r = volume_server (v, p[i].seg->replicas[p[i].pos].server, &q->server);
+      r = servers_get (v, p[i].seg->replicas[p[i].pos].server, &q->server);
       if (r < 0)
         return -EIO;
       q->opcode = PROTO_OP_SEG_READ;

@@ -38,30 +38,16 @@
 
 #include "internal.h"
 
-/* Whether cached entry S says the same as map entry E. */
-static bool
-seg_equal (const struct seg *s, const struct proto_map_entry *e)
-{
-  unsigned i;
-
-  if (s->id != e->segment || s->gen != e->gen || s->nreplicas != e->nreplicas)
-    return false;
-  for (i = 0; i < e->nreplicas; i++)
-    if (s->replicas[i].server != e->replicas[i].server ||
-        s->replicas[i].state != e->replicas[i].state)
-      return false;
-  return true;
-}
-
 /* Publish map entry E, from the MAP request of map ticket TICKET, in
  * chunk CH, retiring the entry it replaces.  An entry of an older
  * generation than the cached one is ignored (a reply that crossed a
  * newer one), and so is one asked for before the failure report that
  * marked a replica stale in the cached entry was answered: whatever
  * its generation, it may predate the report and list that replica ok,
- * and writes acknowledged since went past it.  MARKED: E is such a
- * mark (mark_stale_locked), published as it is.  Caller holds
- * v->map_lock, or owns CH (not published yet).  Returns 0 or -ENOMEM.
+ * and writes acknowledged since went past it (map_entry_store_action).
+ * MARKED: E is such a mark (mark_stale_locked), published as it is.
+ * Caller holds v->map_lock, or owns CH (not published yet).  Returns 0
+ * or -ENOMEM.
  */
 static int
 store_entry (struct volume *v, struct map_chunk *ch,
@@ -71,26 +57,20 @@ store_entry (struct volume *v, struct map_chunk *ch,
   struct seg *old = atomic_load_explicit (slot, memory_order_relaxed);
   struct seg *s;
 
-  if (!marked && old && old->id == e->segment) {
-    if (e->gen < old->gen || (old->marked && ticket < old->ticket))
-      return 0;
-    if (!old->marked && seg_equal (old, e)) {
-      /* Only map_lock holders read the ticket. */
-      if (ticket > old->ticket)
-        old->ticket = ticket;
-      return 0;
-    }
+  switch (map_entry_store_action (old, e, ticket, marked)) {
+  case MAP_STORE_IGNORE:
+    return 0;
+  case MAP_STORE_TICKET:
+    /* Only map_lock holders read the ticket. */
+    old->ticket = ticket;
+    return 0;
+  case MAP_STORE_REPLACE:
+    break;
   }
   s = calloc (1, sizeof *s);
   if (s == NULL)
     return -ENOMEM;
-  s->index = e->index;
-  s->id = e->segment;
-  s->gen = e->gen;
-  s->nreplicas = e->nreplicas;
-  memcpy (s->replicas, e->replicas, sizeof s->replicas);
-  s->ticket = ticket;
-  s->marked = marked;
+  map_entry_fill (s, e, ticket, marked);
   atomic_store_explicit (slot, s, memory_order_release);
   if (old) {
     if (tessera_debug_map)
@@ -103,7 +83,7 @@ store_entry (struct volume *v, struct map_chunk *ch,
   return 0;
 }
 
-/* Encode the map request OPAQUE with EPOCH (volume_writer_call). */
+/* Encode the map request OPAQUE with EPOCH (lease_writer_call). */
 static void
 encode_map_request (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
 {
@@ -131,18 +111,18 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
   struct proto_wbuf wb = { 0 };
   CLEANUP_FREE void *reply = NULL;
   char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len, i;
+  uint32_t len;
   int r;
 
   memset (map, 0, sizeof *map);
   *ticket = atomic_fetch_add (&v->map_seq, 1) + 1;
   if (opcode == PROTO_OP_MAP_ALLOC)
     /* Needs the writer's epoch. */
-    r = volume_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
-                            errmsg, sizeof errmsg);
+    r = lease_writer_call (v, opcode, encode_map_request, &mr, &reply, &len,
+                           errmsg, sizeof errmsg);
   else {
     proto_encode_map_request (&mr, &wb);
-    r = volume_mds_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
+    r = mds_session_call (v, opcode, &wb, &reply, &len, errmsg, sizeof errmsg);
     proto_wbuf_free (&wb);
   }
   if (r < 0) {
@@ -152,17 +132,11 @@ map_fetch (struct volume *v, uint8_t opcode, uint64_t start, uint32_t count,
                     errmsg[0] ? errmsg : strerror (-r));
     return r;
   }
-  r = proto_decode_map (reply, len, map);
-  for (i = 0; r == 0 && i < map->n; i++)
-    if (map->entries[i].index < start ||
-        map->entries[i].index - start >= count ||
-        map->entries[i].index >= v->nsegments)
-      r = -EBADMSG;
+  r = map_entry_decode (reply, len, start, count, v->nsegments, map);
   if (r < 0) {
     if (report)
       nbdkit_error ("volume %s: %s %" PRIu64 "+%" PRIu32 ": malformed reply",
                     v->name, proto_opcode_name (opcode), start, count);
-    proto_map_free (map);
     return -EIO;
   }
   if (tessera_debug_map)
@@ -577,7 +551,7 @@ map_reload (struct volume *v, uint64_t index, const struct seg **out)
 }
 
 /* Encode the REPLICA_FAILED request OPAQUE with EPOCH
- * (volume_writer_call).
+ * (lease_writer_call).
  */
 static void
 encode_replica_failed (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
@@ -692,8 +666,8 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
   nbdkit_debug ("volume %s: segment %" PRIu64 ": replica on server %" PRIu32
                 " failed, reporting it",
                 v->name, seg->id, server);
-  r = volume_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed,
-                          &rf, &reply, &len, errmsg, sizeof errmsg);
+  r = lease_writer_call (v, PROTO_OP_REPLICA_FAILED, encode_replica_failed, &rf,
+                         &reply, &len, errmsg, sizeof errmsg);
   if (r < 0 && r != -ESTALE) {
     /* The replica set may have changed meanwhile (the replica was
      * replaced, or another request reported it): then it is accounted

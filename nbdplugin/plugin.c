@@ -281,9 +281,16 @@ read_only_arg (const char *p, bool *skip)
  * but the volume must be opened read-only in .get_ready so that it does
  * not take the writer lease.  Look for it in our command line, skipping
  * the arguments of nbdkit's options that take one.
+ *
+ * nbdkit 1.32 (Debian 12) offers nothing better: no call tells a plugin
+ * about -r, and the first callbacks that get the flag (.preconnect,
+ * .open, .can_write) run per connection, after .get_ready.  Opening the
+ * volume or taking the lease only then would turn the refusal of a
+ * writer at start-up (nbdkit exits with the MDS's message) into failed
+ * connections or writes.  With readonly=true no parsing is needed.
  */
 static bool
-nbdkit_read_only_option (void)
+cmdline_readonly (void)
 {
   FILE *fp;
   char *arg = NULL;
@@ -313,7 +320,7 @@ tessera_get_ready (void)
 {
   int r;
 
-  if (!cfg.readonly && nbdkit_read_only_option ()) {
+  if (!cfg.readonly && cmdline_readonly ()) {
     nbdkit_debug ("nbdkit -r: opening the volume read-only");
     cfg.readonly = true;
   }

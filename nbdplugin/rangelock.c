@@ -11,11 +11,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cleanup.h"
 
-#include "internal.h"
+#include "rangelock.h"
+#include "request.h"
 
 /* Initialize RL, which must not be in use. */
 void

@@ -1,4 +1,4 @@
-/* nbdkit-tessera-plugin: request deadlines (see internal.h).
+/* nbdkit-tessera-plugin: request deadlines (see request.h).
  *
  * nbdkit calls a plugin's data callbacks for one request on one thread,
  * so the running request's deadline is a thread-local variable that the
@@ -15,10 +15,11 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "deadline.h"
 
-#include "internal.h"
+#include "request.h"
 
 __thread uint64_t request_deadline;
 
@@ -109,4 +110,20 @@ request_cond_wait (pthread_cond_t *cond, pthread_mutex_t *m)
   ts = timespec_from_ns (request_deadline);
   e = pthread_cond_timedwait (cond, m, &ts);
   return e == 0 ? 0 : -e;
+}
+
+/* Sleep for MS milliseconds, inside a request or not (the MDS session's
+ * back-off, VOL_OPEN's retries).  Not nbdkit_nanosleep: these sleeps
+ * are short or happen in .get_ready, where nbdkit 1.32's
+ * nbdkit_nanosleep aborts (it polls a quit pipe that does not exist
+ * yet).
+ */
+void
+request_sleep_ms (unsigned ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000,
+                         .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
 }

@@ -233,36 +233,19 @@ connect_ms (struct ss_server *s)
   return ms;
 }
 
-/* Create the connection table of a storage server.  ADDR is copied.
- * Returns 0 and *OUT (free with ss_server_free), or -ENOMEM.
+/* Give server S (being created, servers.c) NCONNS sockets, all
+ * closed: each opens on first use.  Returns 0 or -ENOMEM.
  */
 int
-ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
-               unsigned nconns, int timeout_ms, atomic_uint *lost_pending,
-               struct ss_server **out)
+ss_conns_new (struct ss_server *s, unsigned nconns)
 {
-  struct ss_server *s;
   unsigned i;
 
   assert (nconns > 0);
-  *out = NULL;
-  s = calloc (1, sizeof *s);
-  if (s == NULL)
-    return -ENOMEM;
   s->conns = calloc (nconns, sizeof *s->conns);
-  if (s->conns == NULL) {
-    free (s);
+  if (s->conns == NULL)
     return -ENOMEM;
-  }
-  s->id = id;
-  memcpy (s->uuid, uuid, 16);
-  snprintf (s->addr, sizeof s->addr, "%s", addr);
-  pthread_mutex_init (&s->lock, NULL);
-  atomic_init (&s->rr, 0);
-  atomic_init (&s->suspect_until, 0);
   s->nconns = nconns;
-  s->timeout_ms = timeout_ms;
-  s->lost_pending = lost_pending;
   for (i = 0; i < nconns; i++) {
     struct ss_conn *c = &s->conns[i];
 
@@ -276,20 +259,17 @@ ss_server_new (uint32_t id, const uint8_t uuid[16], const char *addr,
     c->state = CONN_CLOSED;
     c->next_tag = 1;
   }
-  *out = s;
   return 0;
 }
 
-/* Free S (accepts NULL).  Its connections must be closed already
- * (ss_server_disconnect).
+/* Free the sockets of server S (being freed, servers.c).  They must be
+ * closed already (ss_server_disconnect).
  */
 void
-ss_server_free (struct ss_server *s)
+ss_conns_free (struct ss_server *s)
 {
   unsigned i;
 
-  if (s == NULL)
-    return;
   for (i = 0; i < s->nconns; i++) {
     struct ss_conn *c = &s->conns[i];
 
@@ -303,26 +283,9 @@ ss_server_free (struct ss_server *s)
     pthread_cond_destroy (&c->idle_cond);
     free (c->rbuf);
   }
-  pthread_mutex_destroy (&s->lock);
   free (s->conns);
-  free (s->dirty);
-  free (s->lost);
-  free (s);
-}
-
-/* Change where S is reached (a newer SERVER_LIST).  Open sockets stay;
- * the next reconnect uses the new address.
- */
-void
-ss_server_set_address (struct ss_server *s, const char *addr)
-{
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&s->lock);
-  if (strcmp (s->addr, addr) != 0) {
-    if (tessera_debug_conn)
-      nbdkit_debug ("server %" PRIu32 ": address %s -> %s", s->id, s->addr,
-                    addr);
-    snprintf (s->addr, sizeof s->addr, "%s", addr);
-  }
+  s->conns = NULL;
+  s->nconns = 0;
 }
 
 /* Complete request R with ERR (0 or -errno) and message MSG (NULL: none;
@@ -791,7 +754,7 @@ conn_open (struct ss_conn *c, char *errmsg, size_t errlen)
     /* A server that restarted with writes not yet durable is used again
      * only once they are reported (flush.c).
      */
-    e = flush_check_incarnation (s, incarnation);
+    e = dirty_check_incarnation (s, incarnation);
     if (e == -SS_ERESTARTED)
       snprintf (errmsg, errlen,
                 "restarted: its lost writes are not reported yet");

@@ -1,9 +1,15 @@
 /* nbdkit-tessera-plugin: the open volume.
  *
- * One struct volume per nbdkit process, shared by every NBD connection:
- * the MDS connection (reconnected after transport errors), the writer
- * lease and its renewal thread, and the storage-server table.  The map
- * cache is in map.c.
+ * One struct volume per nbdkit process, shared by every NBD connection.
+ * This file composes its rooms: volume_open connects the MDS session
+ * (mds-session.c), opens the volume (VOL_OPEN, taking the writer lease
+ * unless read-only) and loads the storage-server table (servers.c);
+ * volume_start starts the lease thread, which renews the writer lease
+ * (lease.c) and re-reads the map cache (map.c); volume_close stops it,
+ * flushes (flush.c) and sends VOL_CLOSE; volume_free frees the rooms.
+ *
+ * stop_lock and stop_cond stop the lease thread; nothing else here is
+ * shared but through the rooms, each with its own locks.
  */
 
 #include <config.h>
@@ -25,8 +31,6 @@
 #include "buf.h"
 #include "cleanup.h"
 #include "deadline.h"
-#include "frame.h"
-#include "minmax.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -36,405 +40,7 @@
  */
 #define MAP_REFRESH_SECONDS 30
 
-/* Sleep for MS milliseconds.  Not nbdkit_nanosleep: these sleeps are
- * short or happen in .get_ready, where nbdkit 1.32's nbdkit_nanosleep
- * aborts (it polls a quit pipe that does not exist yet).
- */
-static void
-sleep_ms (unsigned ms)
-{
-  struct timespec ts = { .tv_sec = ms / 1000,
-                         .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
-    ;
-}
-
-/* Connect (or reconnect) to the MDS.  Caller holds v->mds_lock.
- * Returns 0 or -errno.  ON_ERROR: report every failure as an error (the
- * first connection), else only authentication failures (reconnects).
- */
-static int
-mds_connect (struct volume *v, bool on_error)
-{
-  struct proto_client *c;
-  struct proto_hello peer;
-  char errmsg[256];
-  int r;
-
-  proto_client_close (v->mds);
-  v->mds = NULL;
-  /* Within a request, connecting ends with the request too; the calls
-   * on the connection then get the full timeout (volume_mds_request
-   * cuts it per attempt).
-   */
-  r = proto_client_connect (v->cfg->mds, PROTO_ROLE_PLUGIN, NULL,
-                            request_step_ms (v->cfg->timeout_ms), &c, &peer,
-                            errmsg, sizeof errmsg);
-  if (r == 0 && request_deadline != 0 &&
-      (r = proto_client_set_timeout (c, v->cfg->timeout_ms)) < 0) {
-    snprintf (errmsg, sizeof errmsg, "set timeout: %s", strerror (-r));
-    proto_client_close (c);
-  }
-  if (r < 0) {
-    if (on_error || r == -EACCES || r == -ENOKEY)
-      nbdkit_error ("mds %s: %s", v->cfg->mds, errmsg);
-    else
-      nbdkit_debug ("mds %s: %s", v->cfg->mds, errmsg);
-    return r;
-  }
-  if (peer.role != PROTO_ROLE_MDS) {
-    nbdkit_debug ("mds %s: peer is a %s, not an MDS", v->cfg->mds,
-                  proto_role_name (peer.role));
-    proto_client_close (c);
-    return -EPROTO;
-  }
-  v->mds = c;
-  return 0;
-}
-
-/* Send request OPCODE with payload REQ (NULL: empty) to the MDS and wait
- * for the reply; see proto_client_call for REPLY, REPLY_LEN, ERRMSG and
- * the return value.  Unless ONCE, a transport error is retried on a new
- * connection until the timeout has passed, so such a request must be
- * idempotent.  Waiting for the connection (other requests use it) counts
- * against the timeout too, and no attempt starts in its last quarter
- * (one attempt may take the timeout against a stalled MDS), so that the
- * whole takes at most about twice the timeout.  A request sent ONCE is
- * one the caller can do without (an epoch rotation, EPOCH_CLEAN): it
- * waits for a busy connection a quarter of the timeout at most.
- * *OUTCOME (may be NULL)
- * tells whether the result is the MDS's answer, or the request was never
- * sent, or its fate is unknown.
- */
-int
-volume_mds_request (struct volume *v, uint8_t opcode,
-                    const struct proto_wbuf *req, bool once, int *outcome,
-                    void **reply, uint32_t *reply_len, char *errmsg,
-                    size_t errlen)
-{
-  uint64_t timeout_ns = (uint64_t)v->cfg->timeout_ms * 1000000;
-  uint64_t start = monotonic_ns ();
-  uint64_t deadline = request_clamp (start + timeout_ns);
-  uint64_t last_start = MIN (start + timeout_ns - timeout_ns / 4, deadline);
-  uint64_t lock_deadline =
-      once ? MIN (start + timeout_ns / 4, deadline) : deadline;
-  uint64_t now;
-  int how = MDS_NOT_SENT, r = -ETIMEDOUT, ms;
-  unsigned attempt;
-
-  *reply = NULL;
-  *reply_len = 0;
-  if (outcome)
-    *outcome = MDS_NOT_SENT;
-  if (errmsg && errlen)
-    errmsg[0] = '\0';
-  if (req && req->err)
-    return req->err;
-  for (attempt = 0;; attempt++) {
-    struct timespec ts = timespec_from_ns (lock_deadline);
-
-    if (pthread_mutex_clocklock (&v->mds_lock, CLOCK_MONOTONIC, &ts) != 0)
-      goto timed_out;
-    if (monotonic_ns () > last_start) {
-      pthread_mutex_unlock (&v->mds_lock);
-      goto timed_out;
-    }
-    r = 0;
-    if (v->mds == NULL || proto_client_broken (v->mds)) {
-      r = mds_connect (v, false);
-      if (tessera_debug_lease)
-        nbdkit_debug ("mds %s: reconnect: %s", v->cfg->mds,
-                      r < 0 ? strerror (-r) : "ok");
-    }
-    /* Within a request, the attempt ends with the request. */
-    ms = request_step_ms (v->cfg->timeout_ms);
-    if (r == 0 && ms < v->cfg->timeout_ms)
-      r = proto_client_set_timeout (v->mds, ms);
-    if (r == 0) {
-      r = proto_client_call (v->mds, opcode, 0, req ? req->data : NULL,
-                             req ? req->len : 0, reply, reply_len, errmsg,
-                             errlen);
-      if (ms < v->cfg->timeout_ms && !proto_client_broken (v->mds))
-        proto_client_set_timeout (v->mds, v->cfg->timeout_ms);
-      if (r >= 0 || !proto_client_broken (v->mds)) {
-        pthread_mutex_unlock (&v->mds_lock);
-        if (outcome)
-          *outcome = MDS_ANSWERED;
-        return r;
-      }
-      how = MDS_UNKNOWN;
-      if (outcome)
-        *outcome = how;
-    }
-    pthread_mutex_unlock (&v->mds_lock);
-
-    now = monotonic_ns ();
-    if (once || now >= deadline)
-      return r;
-    /* A fresh connection usually works at once; then back off. */
-    if (attempt > 0)
-      sleep_ms (
-          MIN (attempt == 1 ? 50 : 250, (int)((deadline - now) / 1000000) + 1));
-  }
-
-timed_out:
-  if (r == -ETIMEDOUT && errmsg && errlen && errmsg[0] == '\0')
-    snprintf (errmsg, errlen, "timed out waiting for the MDS connection");
-  return r;
-}
-
-/* volume_mds_request, retried after transport errors (idempotent
- * requests only).
- */
-int
-volume_mds_call (struct volume *v, uint8_t opcode, const struct proto_wbuf *req,
-                 void **reply, uint32_t *reply_len, char *errmsg, size_t errlen)
-{
-  return volume_mds_request (v, opcode, req, false, NULL, reply, reply_len,
-                             errmsg, errlen);
-}
-
-/* The writer lease is gone (fenced by a newer writer, or expired and
- * taken): from now on writes, trims, zeroes and flushes fail with EIO.
- * WHY is logged, once.
- */
-void
-volume_lease_lost (struct volume *v, const char *why)
-{
-  if (!atomic_exchange (&v->lease_lost, true))
-    nbdkit_error ("volume %s: writer lease lost, writes will fail: %s", v->name,
-                  why);
-}
-
-/* Send an idempotent request OPCODE that names the writer's epoch: ENCODE
- * (EPOCH, OPAQUE, WB) builds its payload with the current epoch, which
- * cannot change until the answer is in.  Otherwise as volume_mds_call.
- * If the MDS says the epoch does not hold the lease, an unanswered
- * EPOCH_NEXT may explain it (epoch_resolve) and the request is sent once
- * more; else the lease is lost (reported) and -ESTALE returned.
- */
-int
-volume_writer_call (struct volume *v, uint8_t opcode,
-                    void (*encode) (uint64_t epoch, void *opaque,
-                                    struct proto_wbuf *wb),
-                    void *opaque, void **reply, uint32_t *reply_len,
-                    char *errmsg, size_t errlen)
-{
-  uint64_t deadline =
-      request_clamp (monotonic_ns () + (uint64_t)v->cfg->timeout_ms * 1000000);
-  struct proto_wbuf wb;
-  struct timespec ts;
-  uint64_t epoch;
-  int attempt, r;
-
-  for (attempt = 0;; attempt++) {
-    memset (&wb, 0, sizeof wb);
-    /* A rotation in progress holds it for up to the timeout. */
-    ts = timespec_from_ns (deadline);
-    if (pthread_rwlock_clockrdlock (&v->epoch_rw, CLOCK_MONOTONIC, &ts) != 0) {
-      *reply = NULL;
-      *reply_len = 0;
-      if (errmsg && errlen)
-        snprintf (errmsg, errlen, "timed out waiting for an epoch rotation");
-      return -ETIMEDOUT;
-    }
-    epoch = v->epoch;
-    encode (epoch, opaque, &wb);
-    r = volume_mds_call (v, opcode, &wb, reply, reply_len, errmsg, errlen);
-    pthread_rwlock_unlock (&v->epoch_rw);
-    proto_wbuf_free (&wb);
-    if (r != -ESTALE)
-      return r;
-    free (*reply);
-    *reply = NULL;
-    if (attempt == 0) {
-      r = epoch_resolve (v, epoch);
-      if (r == 0)
-        continue;
-      if (r != -ESTALE)
-        return r;
-    }
-    volume_lease_lost (v, errmsg && errmsg[0] ? errmsg : strerror (ESTALE));
-    return -ESTALE;
-  }
-}
-
-/* ---- Storage servers ---- */
-
-/* Find server ID in table T, or NULL. */
-static struct ss_server *
-table_find (const struct server_table *t, uint32_t id)
-{
-  size_t i;
-
-  if (t == NULL)
-    return NULL;
-  for (i = 0; i < t->n; i++)
-    if (t->s[i]->id == id)
-      return t->s[i];
-  return NULL;
-}
-
-/* Fetch SERVER_LIST and publish a new server table: every server seen so
- * far (so that pointers stay valid) plus the new ones, with addresses
- * updated.  Caller holds v->servers_lock.  Returns 0 or -errno, with an
- * nbdkit_error.
- */
-static int
-servers_fetch (struct volume *v)
-{
-  struct server_table *old = atomic_load (&v->servers), *t;
-  struct proto_server_list list = { 0 };
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len, i;
-  size_t n, oldn = old ? old->n : 0;
-  int r;
-
-  r = volume_mds_call (v, PROTO_OP_SERVER_LIST, NULL, &reply, &len, errmsg,
-                       sizeof errmsg);
-  if (r < 0) {
-    nbdkit_error ("mds %s: server list: %s", v->cfg->mds,
-                  errmsg[0] ? errmsg : strerror (-r));
-    return r;
-  }
-  r = proto_decode_server_list (reply, len, &list);
-  if (r < 0) {
-    nbdkit_error ("mds %s: server list: malformed reply", v->cfg->mds);
-    return r;
-  }
-
-  t = calloc (1, sizeof *t + (oldn + list.n) * sizeof t->s[0]);
-  if (t == NULL) {
-    nbdkit_error ("calloc: %m");
-    proto_server_list_free (&list);
-    return -ENOMEM;
-  }
-  if (oldn)
-    memcpy (t->s, old->s, oldn * sizeof t->s[0]);
-  n = oldn;
-  for (i = 0; i < list.n; i++) {
-    const struct proto_server_info *si = &list.servers[i];
-    struct ss_server *s;
-
-    t->n = n;
-    s = table_find (t, si->id);
-    if (s) {
-      ss_server_set_address (s, si->address);
-      continue;
-    }
-    r = ss_server_new (si->id, si->uuid, si->address, v->cfg->connections,
-                       v->cfg->timeout_ms, &v->lost_pending, &s);
-    if (r < 0) {
-      nbdkit_error ("server %" PRIu32 ": %s", si->id, strerror (-r));
-      /* Servers created here and not published are freed. */
-      while (n > oldn)
-        ss_server_free (t->s[--n]);
-      free (t);
-      proto_server_list_free (&list);
-      return r;
-    }
-    if (tessera_debug_conn)
-      nbdkit_debug ("server %" PRIu32 ": %s (%s)", si->id, si->address,
-                    proto_server_state_name (si->state));
-    t->s[n++] = s;
-  }
-  t->n = n;
-  proto_server_list_free (&list);
-
-  atomic_store (&v->servers, t);
-  if (old) {
-    old->retired_next = v->retired_tables;
-    v->retired_tables = old;
-  }
-  return 0;
-}
-
-/* Find storage server ID, fetching SERVER_LIST again if it is not known
- * yet.  Returns 0 and *OUT (valid until volume_free), or -errno with an
- * nbdkit_error.
- */
-int
-volume_server (struct volume *v, uint32_t id, struct ss_server **out)
-{
-  int r;
-
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&v->servers_lock);
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-  r = servers_fetch (v);
-  if (r < 0)
-    return r;
-  *out = table_find (atomic_load (&v->servers), id);
-  if (*out)
-    return 0;
-  nbdkit_error ("server %" PRIu32 ": not in the MDS's server list", id);
-  return -ENOENT;
-}
-
-/* Find storage server ID among those known, without asking the MDS.
- * Returns it (valid until volume_free), or NULL.
- */
-struct ss_server *
-volume_server_cached (struct volume *v, uint32_t id)
-{
-  return table_find (atomic_load (&v->servers), id);
-}
-
-/* Call F (SERVER, OPAQUE) for every storage server known. */
-void
-volume_for_each_server (struct volume *v,
-                        void (*f) (struct ss_server *, void *), void *opaque)
-{
-  struct server_table *t = atomic_load (&v->servers);
-  size_t i;
-
-  if (t == NULL)
-    return;
-  for (i = 0; i < t->n; i++)
-    f (t->s[i], opaque);
-}
-
-/* ---- Lease ---- */
-
-/* Encode a proto_lease of volume OPAQUE in EPOCH (volume_writer_call). */
-static void
-encode_lease (uint64_t epoch, void *opaque, struct proto_wbuf *wb)
-{
-  struct volume *v = opaque;
-  struct proto_lease l = { .volume = v->id, .epoch = epoch };
-
-  proto_encode_lease (&l, wb);
-}
-
-/* Renew the writer lease once.  Losing it (ESTALE) is final: writes fail
- * from then on.
- */
-static void
-lease_renew (struct volume *v)
-{
-  CLEANUP_FREE void *reply = NULL;
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint32_t len;
-  int r;
-
-  r = volume_writer_call (v, PROTO_OP_LEASE_RENEW, encode_lease, v, &reply,
-                          &len, errmsg, sizeof errmsg);
-  if (r == -EPERM)
-    volume_lease_lost (v, errmsg[0] ? errmsg : strerror (-r));
-  else if (r < 0 && r != -ESTALE)
-    nbdkit_debug ("volume %s: lease renewal: %s", v->name,
-                  errmsg[0] ? errmsg : strerror (-r));
-  else if (r == 0 && tessera_debug_lease)
-    nbdkit_debug ("volume %s: lease renewed, epoch %" PRIu64, v->name,
-                  epoch_current (v));
-}
+/* ---- Lease thread ---- */
 
 /* The lease thread: renew the writer lease every lease_ms/3, re-read the
  * cached map every MAP_REFRESH_SECONDS, until volume_close.
@@ -523,8 +129,8 @@ send_open (struct volume *v)
     make_open_token (req.token);
   proto_encode_vol_request (&req, &wb);
   for (tries = 0;; tries++) {
-    r = volume_mds_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
-                            &len, errmsg, sizeof errmsg);
+    r = mds_session_request (v, PROTO_OP_VOL_OPEN, &wb, false, &outcome, &reply,
+                             &len, errmsg, sizeof errmsg);
     if (r != -EAGAIN || outcome != MDS_ANSWERED)
       break;
     waited = (monotonic_ns () - start) / 1000000000;
@@ -535,7 +141,7 @@ send_open (struct volume *v)
                     " more seconds",
                     v->name, errmsg[0] ? errmsg : strerror (-r),
                     v->cfg->open_timeout - waited);
-    sleep_ms (1000);
+    request_sleep_ms (1000);
     free (reply);
     reply = NULL;
   }
@@ -598,9 +204,9 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   v->cfg = cfg;
   snprintf (v->name, sizeof v->name, "%s", cfg->volume);
   v->rw = !cfg->readonly;
-  pthread_mutex_init (&v->mds_lock, NULL);
+  mds_session_init (v);
   map_init (v);
-  pthread_mutex_init (&v->servers_lock, NULL);
+  servers_init (v);
   pthread_mutex_init (&v->flush_lock, NULL);
   pthread_mutex_init (&v->lost_lock, NULL);
   atomic_init (&v->lost_pending, 0);
@@ -612,13 +218,10 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   rangelock_init (&v->rl);
   epoch_init (v);
   v->last_rotation_ns = monotonic_ns ();
-  atomic_init (&v->servers, NULL);
   atomic_init (&v->read_rr, 0);
   atomic_init (&v->lease_lost, false);
 
-  pthread_mutex_lock (&v->mds_lock);
-  r = mds_connect (v, true);
-  pthread_mutex_unlock (&v->mds_lock);
+  r = mds_session_connect (v);
   if (r < 0)
     goto err;
   r = send_open (v);
@@ -630,9 +233,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
     r = -ENOMEM;
     goto err;
   }
-  pthread_mutex_lock (&v->servers_lock);
-  r = servers_fetch (v);
-  pthread_mutex_unlock (&v->servers_lock);
+  r = servers_load (v);
   if (r < 0)
     goto err;
   *out = v;
@@ -660,13 +261,6 @@ volume_start (struct volume *v)
   return 0;
 }
 
-/* Disconnect one storage server (volume_for_each_server callback). */
-static void
-disconnect_server (struct ss_server *s, void *opaque)
-{
-  ss_server_disconnect (s);
-}
-
 /* Send VOL_CLOSE in the current epoch, so that the MDS marks the
  * volume clean and releases the lease.  Returns 0 or -errno (logged for
  * debugging only).
@@ -685,8 +279,8 @@ send_close (struct volume *v)
 
     l.epoch = epoch_current (v);
     proto_encode_lease (&l, &wb);
-    r = volume_mds_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
-                         sizeof errmsg);
+    r = mds_session_call (v, PROTO_OP_VOL_CLOSE, &wb, &reply, &len, errmsg,
+                          sizeof errmsg);
     proto_wbuf_free (&wb);
     if (r == -ESTALE && attempt == 0 && epoch_resolve (v, l.epoch) == 0)
       continue;
@@ -745,7 +339,7 @@ volume_close (struct volume *v)
                     " stays dirty",
                     v->name, why, epoch_current (v));
   }
-  volume_for_each_server (v, disconnect_server, NULL);
+  servers_disconnect (v);
 }
 
 /* Free V and everything it owns (accepts NULL).  Call volume_close
@@ -754,32 +348,17 @@ volume_close (struct volume *v)
 void
 volume_free (struct volume *v)
 {
-  struct server_table *t, *next_t;
-  size_t i;
-
   if (v == NULL)
     return;
   assert (v->closed && !v->lease_thread_started);
   map_free (v);
-  /* The current table holds every server ever seen. */
-  t = atomic_load (&v->servers);
-  if (t) {
-    for (i = 0; i < t->n; i++)
-      ss_server_free (t->s[i]);
-    free (t);
-  }
-  for (t = v->retired_tables; t != NULL; t = next_t) {
-    next_t = t->retired_next;
-    free (t);
-  }
-  proto_client_close (v->mds);
+  servers_free (v);
+  mds_session_destroy (v);
   rangelock_destroy (&v->rl);
   epoch_destroy (v);
   pthread_cond_destroy (&v->stop_cond);
   pthread_mutex_destroy (&v->stop_lock);
   pthread_mutex_destroy (&v->flush_lock);
   pthread_mutex_destroy (&v->lost_lock);
-  pthread_mutex_destroy (&v->servers_lock);
-  pthread_mutex_destroy (&v->mds_lock);
   free (v);
 }

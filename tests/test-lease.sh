@@ -34,6 +34,12 @@ grep -Eqi "already open|busy" "$CLUSTER/second.err"
 nbdkit -U - "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol readonly=true \
        --run 'nbdsh -u "$uri" -c "assert h.pread(5, 0) == b\"first\"; assert h.is_read_only()"'
 
+# So does nbdkit -r without readonly=true (after an option that takes an
+# argument): the plugin finds -r on nbdkit's command line and takes no
+# writer lease, else the MDS would refuse it as a second writer.
+nbdkit -U - -t 2 -r "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol \
+       --run 'nbdsh -u "$uri" -c "assert h.pread(5, 0) == b\"first\"; assert h.is_read_only()"'
+
 # Deleting a volume that is open for writing is refused too.
 expect_fail "busy|open" tessera volume delete vol
 
