@@ -235,7 +235,7 @@ struct mds {
   bool stopping;
   struct mds_conn *conns;
   size_t nconns;
-  struct mds_server_state *servers; /* unordered */
+  struct mds_server_state *servers; /* id order (binary search) */
   size_t nservers;
   struct mds_lease *leases; /* unordered */
   size_t nleases;
