@@ -240,6 +240,11 @@ struct mds {
   struct mds_lease *leases; /* unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
+  /* place.c: placement's view of every server, kept up to date as
+   * servers register, heartbeat, drain and go (see place.c for how its
+   * used space is kept right); MAP_ALLOC and repair choose from it.
+   */
+  struct placement_index *index;
   /* req-map.c: placed by MAP_ALLOCs being committed; unordered. */
   struct mds_inflight *inflight;
   size_t ninflight;
@@ -459,11 +464,16 @@ extern int mds_op_epoch_next (struct mds *, struct mds_conn *, const void *,
 extern int mds_op_epoch_clean (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
 
+/* place.c */
+struct placement_index;
+extern int mds_index_build (struct mds *mds);
+extern void mds_index_server (struct mds *mds, const struct catalog_server *s);
+extern void mds_index_pass (struct mds *mds,
+                            const struct catalog_server *servers, size_t n);
+extern void mds_index_uncharge (struct mds *mds, const uint32_t *ids, size_t n);
+extern void mds_index_free (struct mds *mds);
+
 /* req-map.c */
-struct placement_server;
-extern int mds_placement_snapshot (struct mds *mds,
-                                   struct catalog_server **servers,
-                                   struct placement_server **out, size_t *n);
 extern int mds_op_map_get (struct mds *, struct mds_conn *, const void *,
                            uint32_t, struct mds_reply *);
 extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,

@@ -10,8 +10,10 @@
  *   - a stale replica (or one left syncing by an interrupted copy) on a
  *     server that is up is resynced in place: DIFF copy;
  *   - if fewer replicas than wanted remain besides the lost ones,
- *     placement picks a new server, the replica is added and copied in
- *     FULL, and a lost one is removed once it is ok.
+ *     placement picks a new server (the placement index, place.c,
+ *     preferring servers with fewer copies headed to them), the replica
+ *     is added and copied in FULL, and a lost one is removed once it is
+ *     ok.
  * Each copy (copy.c) runs on its own worker thread, at most
  * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
  * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
@@ -187,7 +189,6 @@ copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
 /* What a pass knows of the cluster, read at its start. */
 struct pass {
   struct catalog_server *servers; /* id order */
-  struct placement_server *ps;    /* same order */
   size_t nservers;
   struct catalog_volume *vols; /* id order */
   size_t nvols;
@@ -198,7 +199,6 @@ static void
 pass_free (struct pass *p)
 {
   free (p->servers);
-  free (p->ps);
   free (p->vols);
   memset (p, 0, sizeof *p);
 }
@@ -228,23 +228,19 @@ pass_volume (const struct pass *p, uint64_t id)
 static uint32_t
 pass_server_state (struct mds *mds, const struct pass *p, uint32_t id)
 {
-  size_t i;
+  size_t lo = 0, hi = p->nservers;
 
-  for (i = 0; i < p->nservers; ++i)
-    if (p->servers[i].id == id)
-      return mds_server_state (mds, &p->servers[i]);
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (p->servers[mid].id == id)
+      return mds_server_state (mds, &p->servers[mid]);
+    if (p->servers[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   return PROTO_SERVER_OUT;
-}
-
-/* Charge one segment to server ID in P's placement view. */
-static void
-pass_charge (struct mds *mds, struct pass *p, uint32_t id)
-{
-  size_t i;
-
-  for (i = 0; i < p->nservers; ++i)
-    if (p->ps[i].id == id)
-      p->ps[i].used += mds->cluster.segment_size;
 }
 
 /* Drop S's replicas on lost servers LOST[0..NLOST) (mds->lock held). */
@@ -292,7 +288,7 @@ repair_segment (struct mds *mds, struct pass *p,
   for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s->replicas[k].server;
     uint32_t state = pass_server_state (mds, p, id);
-    bool up = mds_server_is_up (mds, id);
+    bool up = mds_server_is_up (mds, id); /* draining: still a source */
 
     if (s->replicas[k].state == CATALOG_REPLICA_OK && up)
       source = true;
@@ -325,8 +321,8 @@ repair_segment (struct mds *mds, struct pass *p,
       copy_start (mds, s->id, resync, false, PROTO_PULL_DIFF, 0);
     return;
   }
-  r = placement_choose_extra (p->ps, p->nservers, keep, nkeep, 1, &mds->rng,
-                              &target);
+  r = placement_index_choose_extra (mds->index, keep, nkeep, 1, &mds->rng,
+                                    &target);
   if (r < 0) {
     if (mds->debug_repair)
       log_msg (LOG_LEVEL_DEBUG,
@@ -334,11 +330,10 @@ repair_segment (struct mds *mds, struct pass *p,
     mds_repair_retry_later (mds, s->id);
     return;
   }
-  if (mds_copies_to (mds, target) >= mds->repair_concurrency)
-    return;
-  if (copy_start (mds, s->id, target, true, PROTO_PULL_FULL,
-                  nlost ? lost[0] : 0) == 0)
-    pass_charge (mds, p, target);
+  if (mds_copies_to (mds, target) >= mds->repair_concurrency ||
+      copy_start (mds, s->id, target, true, PROTO_PULL_FULL,
+                  nlost ? lost[0] : 0) < 0)
+    mds_index_uncharge (mds, &target, 1);
 }
 
 /* Read what a pass needs (mds->lock held).  Returns 0 or an error. */
@@ -348,14 +343,17 @@ pass_init (struct mds *mds, struct pass *p)
   int r;
 
   memset (p, 0, sizeof *p);
-  r = mds_placement_snapshot (mds, &p->servers, &p->ps, &p->nservers);
+  r = catalog_server_list (mds->cat, &p->servers, &p->nservers);
   if (r == 0)
     r = catalog_volume_list (mds->cat, &p->vols, &p->nvols);
   if (r < 0) {
     log_error ("repair: reading the catalog: %s", catalog_strerror (r));
     pass_free (p);
+    return r;
   }
-  return r;
+  /* Servers that fell silent, and the copies running to each now. */
+  mds_index_pass (mds, p->servers, p->nservers);
+  return 0;
 }
 
 /* One pass over every segment.  Takes mds->lock for each page. */
