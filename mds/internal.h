@@ -245,6 +245,11 @@ struct mds {
    * used space is kept right); MAP_ALLOC and repair choose from it.
    */
   struct placement_index *index;
+  /* repair.c: segments whose replicas span fewer failure domains than
+   * they must, as the last complete repair pass counted them.
+   */
+  uint64_t misplaced;
+  bool misplaced_known; /* a pass has completed */
   /* req-map.c: placed by MAP_ALLOCs being committed; unordered. */
   struct mds_inflight *inflight;
   size_t ninflight;

@@ -13,7 +13,13 @@
  *     placement picks a new server (the placement index, place.c,
  *     preferring servers with fewer copies headed to them), the replica
  *     is added and copied in FULL, and a lost one is removed once it is
- *     ok.
+ *     ok;
+ *   - if nothing else is to be done but its replicas span fewer
+ *     failure domains than they must (misplaced), it is re-spread: a
+ *     replica is copied to a domain it lacks and one in its most
+ *     crowded domain removed once that copy is ok.
+ * Each pass counts the misplaced segments (STATUS shows the last
+ * complete pass's count).
  * Each copy (copy.c) runs on its own worker thread, at most
  * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
  * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
@@ -186,12 +192,15 @@ copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
 
 /* ---- The repair pass ---- */
 
-/* What a pass knows of the cluster, read at its start. */
+/* What a pass knows of the cluster, read at its start, and what it
+ * counts.
+ */
 struct pass {
   struct catalog_server *servers; /* id order */
   size_t nservers;
   struct catalog_volume *vols; /* id order */
   size_t nvols;
+  uint64_t misplaced; /* segments seen misplaced so far */
 };
 
 /* Release P's contents. */
@@ -264,8 +273,43 @@ drop_lost (struct mds *mds, const struct catalog_segment *s,
   }
 }
 
+/* Segment S, all of whose replicas on servers not lost (KEEP[0..NKEEP),
+ * REPLICAS wanted) are ok, spans fewer failure domains than it must:
+ * copy it to a server in a domain it lacks, and remove the replica
+ * placement names as the victim once the copy is ok (mds_copy_finish
+ * does that as for a replica on a lost server: the victim's server gets
+ * it as garbage, the segment a new generation).  Respects the copy
+ * limits (mds->lock held).
+ */
+static void
+respread (struct mds *mds, const struct catalog_segment *s,
+          const uint32_t *keep, size_t nkeep, uint32_t replicas)
+{
+  uint32_t target, victim;
+  int r;
+
+  r = placement_index_respread (mds->index, keep, nkeep, replicas, &mds->rng,
+                                &target, &victim);
+  if (r < 0) {
+    if (mds->debug_repair)
+      log_msg (LOG_LEVEL_DEBUG,
+               "segment %" PRIu64 ": misplaced, no server to re-spread it to",
+               s->id);
+    mds_repair_retry_later (mds, s->id);
+    return;
+  }
+  if (mds_copies_to (mds, target) >= mds->repair_concurrency ||
+      copy_start (mds, s->id, target, true, PROTO_PULL_FULL, victim) < 0) {
+    mds_index_uncharge (mds, &target, 1);
+    return;
+  }
+  log_info ("segment %" PRIu64 ": misplaced: copying it to server %" PRIu32
+            " to replace its replica on server %" PRIu32,
+            s->id, target, victim);
+}
+
 /* Decide what segment S needs and start at most one copy for it
- * (mds->lock held).
+ * (mds->lock held); count it in P if it is misplaced.
  */
 static void
 repair_segment (struct mds *mds, struct pass *p,
@@ -275,12 +319,10 @@ repair_segment (struct mds *mds, struct pass *p,
   uint32_t keep[CATALOG_REPLICAS_MAX], lost[CATALOG_REPLICAS_MAX];
   uint32_t resync = 0, target;
   size_t nkeep = 0, nlost = 0, ok = 0;
-  bool source = false;
+  bool source = false, misplaced;
   uint32_t k;
   int r;
 
-  if (mds_copy_busy (mds, s->id) || mds_resyncing (mds, s->volume))
-    return;
   v = pass_volume (p, s->volume);
   if (v == NULL)
     return; /* a volume created or deleted since the pass started */
@@ -302,12 +344,19 @@ repair_segment (struct mds *mds, struct pass *p,
     else if (up && resync == 0)
       resync = id;
   }
+  misplaced = placement_index_misplaced (mds->index, keep, nkeep, v->replicas);
+  if (misplaced)
+    p->misplaced++;
 
+  if (mds->ncopies >= MDS_COPIES_MAX || mds_copy_busy (mds, s->id) ||
+      mds_resyncing (mds, s->volume))
+    return;
   if (nlost > 0 && ok >= v->replicas) {
     drop_lost (mds, s, lost, nlost);
     return;
   }
-  if ((resync == 0 && nkeep >= v->replicas) || !retry_due (mds, s->id))
+  if ((resync == 0 && nkeep >= v->replicas && !misplaced) ||
+      !retry_due (mds, s->id))
     return;
   if (!source) {
     if (mds->debug_repair)
@@ -319,6 +368,11 @@ repair_segment (struct mds *mds, struct pass *p,
   if (resync) {
     if (mds_copies_to (mds, resync) < mds->repair_concurrency)
       copy_start (mds, s->id, resync, false, PROTO_PULL_DIFF, 0);
+    return;
+  }
+  if (nkeep >= v->replicas) {
+    if (ok == nkeep)
+      respread (mds, s, keep, nkeep, v->replicas);
     return;
   }
   r = placement_index_choose_extra (mds->index, keep, nkeep, 1, &mds->rng,
@@ -356,6 +410,25 @@ pass_init (struct mds *mds, struct pass *p)
   return 0;
 }
 
+/* After a complete pass P (mds->lock held): keep its misplaced count for
+ * STATUS, saying when it changes from or to none.
+ */
+static void
+pass_done (struct mds *mds, const struct pass *p)
+{
+  if (p->misplaced > 0 && (mds->misplaced == 0 || !mds->misplaced_known))
+    log_warn ("repair: %" PRIu64 " segments misplaced: their replicas span "
+              "fewer failure domains (zones) than they must",
+              p->misplaced);
+  else if (p->misplaced == 0 && mds->misplaced > 0)
+    log_info ("repair: no segment misplaced any more");
+  else if (p->misplaced != mds->misplaced && mds->debug_repair)
+    log_msg (LOG_LEVEL_DEBUG, "repair: %" PRIu64 " segments misplaced",
+             p->misplaced);
+  mds->misplaced = p->misplaced;
+  mds->misplaced_known = true;
+}
+
 /* One pass over every segment.  Takes mds->lock for each page. */
 static void
 repair_pass (struct mds *mds)
@@ -374,17 +447,22 @@ repair_pass (struct mds *mds)
     int r;
 
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    if (mds->stopping || mds->ncopies >= MDS_COPIES_MAX)
+    if (mds->stopping)
       break;
     r = catalog_segment_list (mds->cat, after, MDS_REPAIR_PAGE, &segs, &n);
     if (r < 0) {
       log_error ("repair: reading the segments: %s", catalog_strerror (r));
       break;
     }
-    for (i = 0; i < n && mds->ncopies < MDS_COPIES_MAX; ++i)
+    /* Past MDS_COPIES_MAX no copy starts, but segments are still
+     * counted (misplaced).
+     */
+    for (i = 0; i < n; ++i)
       repair_segment (mds, &p, &segs[i]);
-    if (n < MDS_REPAIR_PAGE)
+    if (n < MDS_REPAIR_PAGE) {
+      pass_done (mds, &p);
       break;
+    }
     after = segs[n - 1].id;
   }
   pass_free (&p);
