@@ -81,6 +81,12 @@ struct mds_inflight {
   uint64_t bytes;
 };
 
+/* A zone whose low room was warned about (place.c). */
+struct mds_zone_warn {
+  char zone[PROTO_ZONE_MAX + 1];
+  bool low;
+};
+
 /* A writer's lease on a volume: memory only.  A lease record stays after
  * it expires, so the same writer may renew it until another writer wants
  * the volume: that starts a resync (resync.c), which drops the record and
@@ -250,6 +256,14 @@ struct mds {
    */
   uint64_t misplaced;
   bool misplaced_known; /* a pass has completed */
+  /* place.c: the zone warnings given (so that each is logged once per
+   * change), and what the last pass found.
+   */
+  struct mds_zone_warn *zone_warns;
+  size_t nzone_warns;
+  uint32_t domains_needed; /* of the volume with the most replicas */
+  uint32_t domains_room;   /* failure domains with room for a segment */
+  bool domains_warned;
   /* req-map.c: placed by MAP_ALLOCs being committed; unordered. */
   struct mds_inflight *inflight;
   size_t ninflight;
@@ -476,6 +490,10 @@ extern void mds_index_server (struct mds *mds, const struct catalog_server *s);
 extern void mds_index_pass (struct mds *mds,
                             const struct catalog_server *servers, size_t n);
 extern void mds_index_uncharge (struct mds *mds, const uint32_t *ids, size_t n);
+extern void mds_index_zones_check (struct mds *mds,
+                                   const struct catalog_server *servers,
+                                   size_t n, uint32_t replicas_max);
+extern void mds_index_status (struct mds *mds, struct proto_status_info *info);
 extern void mds_index_free (struct mds *mds);
 
 /* req-map.c */

@@ -42,6 +42,9 @@
 #include "internal.h"
 #include "placement.h"
 
+/* A zone is low on room below this percentage of its usable space. */
+#define ZONE_LOW_PERCENT 10
+
 /* The catalog's used bytes of server ID plus the in-flight ones: what
  * the index must hold for it.  Returns 0 or a catalog error.
  */
@@ -187,10 +190,159 @@ mds_index_uncharge (struct mds *mds, const uint32_t *ids, size_t n)
                             -(int64_t)mds->cluster.segment_size);
 }
 
-/* Release the index (at exit). */
+/* True if zone room Z is low: below ZONE_LOW_PERCENT of its usable
+ * space.
+ */
+static bool
+zone_low (const struct placement_zone_room *z)
+{
+  return z->usable > 0 && z->room < z->usable / 100 * ZONE_LOW_PERCENT;
+}
+
+/* The warning state of zone NAME, added (not low) if new; NULL if out
+ * of memory.
+ */
+static struct mds_zone_warn *
+zone_warn (struct mds *mds, const char *name)
+{
+  struct mds_zone_warn *p;
+  size_t i;
+
+  for (i = 0; i < mds->nzone_warns; ++i)
+    if (strcmp (mds->zone_warns[i].zone, name) == 0)
+      return &mds->zone_warns[i];
+  p = realloc (mds->zone_warns, (mds->nzone_warns + 1) * sizeof *p);
+  if (p == NULL)
+    return NULL;
+  mds->zone_warns = p;
+  p = &p[mds->nzone_warns++];
+  memset (p, 0, sizeof *p);
+  snprintf (p->zone, sizeof p->zone, "%s", name);
+  return p;
+}
+
+/* Whether server P, up, has room below its high-water mark for a new
+ * segment.
+ */
+static bool
+server_has_room (const struct placement_server *p, uint64_t seg)
+{
+  uint64_t cap = p->capacity, pct = p->high_water;
+  uint64_t mark =
+      pct == 0 || pct >= 100 ? cap : cap / 100 * pct + cap % 100 * pct / 100;
+
+  return p->up && p->used < mark && mark - p->used >= seg;
+}
+
+/* Warn, once per change, about zones low on room and about too few
+ * failure domains with room for the volume with the most replicas,
+ * REPLICAS_MAX (0: no volume); SERVERS[0..N) are the catalog's servers.
+ * Records what it found for STATUS.  Called after each repair pass.
+ */
+void
+mds_index_zones_check (struct mds *mds, const struct catalog_server *servers,
+                       size_t n, uint32_t replicas_max)
+{
+  uint64_t seg = mds->cluster.segment_size;
+  CLEANUP_FREE struct placement_zone_room *zones = NULL;
+  size_t nz, i;
+  uint32_t room = 0, needed;
+  bool short_now;
+
+  zones = calloc (n + 1, sizeof *zones);
+  if (zones == NULL)
+    return;
+  nz = placement_index_zones (mds->index, zones, n + 1);
+  if (nz > n + 1)
+    nz = n + 1;
+  for (i = 0; i < nz; ++i) {
+    const struct placement_zone_room *z = &zones[i];
+    struct mds_zone_warn *w;
+    bool low = zone_low (z);
+
+    if (z->zone[0] != '\0' && z->room >= seg)
+      room++;
+    w = zone_warn (mds, z->zone[0] ? z->zone : "");
+    if (w == NULL || w->low == low)
+      continue;
+    w->low = low;
+    if (low)
+      log_warn ("zone %s has room for %" PRIu64 " segments, below %d %% of "
+                "its usable space (%" PRIu64 " segments on %" PRIu32
+                " servers up)",
+                z->zone[0] ? z->zone : "(none)", z->room / seg,
+                ZONE_LOW_PERCENT, z->usable / seg, z->servers);
+    else
+      log_info ("zone %s has room for %" PRIu64 " segments again",
+                z->zone[0] ? z->zone : "(none)", z->room / seg);
+  }
+  /* A server without a zone is a failure domain of its own. */
+  for (i = 0; i < n; ++i) {
+    const struct placement_server *p;
+
+    if (servers[i].zone[0] != '\0')
+      continue;
+    p = placement_index_server (mds->index, servers[i].id);
+    if (p && server_has_room (p, seg))
+      room++;
+  }
+  needed = replicas_max
+               ? placement_index_domains_needed (mds->index, replicas_max)
+               : 0;
+  mds->domains_needed = needed;
+  mds->domains_room = room;
+  short_now = room < needed;
+  if (short_now != mds->domains_warned) {
+    mds->domains_warned = short_now;
+    if (short_now) {
+      char why[PROTO_ERRMSG_MAX];
+
+      placement_index_explain (mds->index, replicas_max, why, sizeof why);
+      log_warn ("placement: only %" PRIu32 " failure domains have room for "
+                "a new segment, volumes of %" PRIu32 " replicas need %" PRIu32
+                ": %s",
+                room, replicas_max, needed, why);
+    }
+    else
+      log_info ("placement: %" PRIu32 " failure domains have room for a new "
+                "segment again (%" PRIu32 " needed)",
+                room, needed);
+  }
+}
+
+/* Fill INFO's placement fields for STATUS: the misplaced count of the
+ * last complete repair pass, the domains, and the room of every zone.
+ */
+void
+mds_index_status (struct mds *mds, struct proto_status_info *info)
+{
+  struct placement_zone_room zones[PROTO_STATUS_ZONES_MAX];
+  size_t nz, i;
+
+  info->misplaced = mds->misplaced;
+  info->domains_needed = mds->domains_needed;
+  info->domains_room = mds->domains_room;
+  nz = placement_index_zones (mds->index, zones, PROTO_STATUS_ZONES_MAX);
+  info->zones_total = nz > UINT32_MAX ? UINT32_MAX : nz;
+  info->nzones = nz < PROTO_STATUS_ZONES_MAX ? nz : PROTO_STATUS_ZONES_MAX;
+  for (i = 0; i < info->nzones; ++i) {
+    struct proto_zone_room *z = &info->zones[i];
+
+    snprintf (z->zone, sizeof z->zone, "%s", zones[i].zone);
+    z->servers = zones[i].servers;
+    z->flags = zone_low (&zones[i]) ? PROTO_ZONE_LOW : 0;
+    z->room = zones[i].room;
+    z->usable = zones[i].usable;
+  }
+}
+
+/* Release the index and the zone warnings (at exit). */
 void
 mds_index_free (struct mds *mds)
 {
   placement_index_free (mds->index);
   mds->index = NULL;
+  free (mds->zone_warns);
+  mds->zone_warns = NULL;
+  mds->nzone_warns = 0;
 }

@@ -19,7 +19,7 @@
  *     replica is copied to a domain it lacks and one in its most
  *     crowded domain removed once that copy is ok.
  * Each pass counts the misplaced segments (STATUS shows the last
- * complete pass's count).
+ * complete pass's count) and ends with a check of the zones' room.
  * Each copy (copy.c) runs on its own worker thread, at most
  * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
  * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
@@ -200,7 +200,8 @@ struct pass {
   size_t nservers;
   struct catalog_volume *vols; /* id order */
   size_t nvols;
-  uint64_t misplaced; /* segments seen misplaced so far */
+  uint32_t replicas_max; /* of the volume with the most */
+  uint64_t misplaced;    /* segments seen misplaced so far */
 };
 
 /* Release P's contents. */
@@ -394,6 +395,7 @@ repair_segment (struct mds *mds, struct pass *p,
 static int
 pass_init (struct mds *mds, struct pass *p)
 {
+  size_t i;
   int r;
 
   memset (p, 0, sizeof *p);
@@ -405,13 +407,17 @@ pass_init (struct mds *mds, struct pass *p)
     pass_free (p);
     return r;
   }
+  for (i = 0; i < p->nvols; ++i)
+    if (p->vols[i].replicas > p->replicas_max)
+      p->replicas_max = p->vols[i].replicas;
   /* Servers that fell silent, and the copies running to each now. */
   mds_index_pass (mds, p->servers, p->nservers);
   return 0;
 }
 
 /* After a complete pass P (mds->lock held): keep its misplaced count for
- * STATUS, saying when it changes from or to none.
+ * STATUS, saying when it changes from or to none, and check the room of
+ * the zones.
  */
 static void
 pass_done (struct mds *mds, const struct pass *p)
@@ -427,6 +433,7 @@ pass_done (struct mds *mds, const struct pass *p)
              p->misplaced);
   mds->misplaced = p->misplaced;
   mds->misplaced_known = true;
+  mds_index_zones_check (mds, p->servers, p->nservers, p->replicas_max);
 }
 
 /* One pass over every segment.  Takes mds->lock for each page. */

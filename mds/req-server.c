@@ -222,7 +222,7 @@ reply_status (struct mds *mds, struct mds_reply *rep)
     return mds_reply_catalog (rep, r, "segment list");
   info.resyncing = mds->nresyncs;
   info.unproven = mds_unproven_count (mds);
-  info.misplaced = mds->misplaced;
+  mds_index_status (mds, &info);
   proto_encode_status_info (&info, &rep->wb);
   return 0;
 }
