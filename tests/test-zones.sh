@@ -12,9 +12,9 @@ requires "$PYTHON" -c 'import nbd'
 
 export SEGMENT_SIZE=64K DOWN_TIMEOUT=3 OUT_TIMEOUT=60
 make_cluster_dir
-# Copies slow enough (0.25 s a segment) for STATUS to show them
-# misplaced for a while.
-start_mds --repair-bandwidth 256K
+# Copies slow enough (0.5 s a segment, 2 at a time) for STATUS and the
+# map to show segments misplaced for a few seconds.
+start_mds --repair-bandwidth 128K
 start_storesrv 1 --zone a
 start_storesrv 2 --zone a
 start_storesrv 3 --zone b
@@ -77,6 +77,7 @@ wait_server_empty "$ss3" 30
 check_map_healthy vol 2
 zone_spans vol 1 1
 wait_misplaced "== 0" 10
+test "$(tessera_json "sum(s['misplaced'] for s in j['segments'])" volume map vol)" = 0
 
 # Zone c arrives: every segment should span two zones again, so all are
 # misplaced until repair has moved one replica of each to zone c.  Its
@@ -85,11 +86,14 @@ STORE_SIZE=2M start_storesrv 4 --zone c
 wait_servers_up 4 # the drained server is up still
 wait_misplaced "> 0" 20
 tessera status
+tessera volume map vol
+test "$(tessera_json "sum(s['misplaced'] for s in j['segments'])" volume map vol)" -gt 0
 grep -E "repair: [0-9]+ segments misplaced" "$CLUSTER/mds.log"
 wait_misplaced "== 0" 40
 repair_wait 30
 check_map_healthy vol 2
 zone_spans vol 2 2
+test "$(tessera_json "sum(s['misplaced'] for s in j['segments'])" volume map vol)" = 0
 grep -E "segment [0-9]+: misplaced: copying it to server" "$CLUSTER/mds.log"
 pattern_check "$(nbd_uri w)" A 2 65536
 stop_nbdkit w
