@@ -1432,11 +1432,12 @@ placement_index_explain (const struct placement_index *idx, uint32_t replicas,
   uint64_t fit = 0;
   size_t used = 0, n, j;
   uint32_t *v;
+  bool zoned = false;
 
   if (len == 0)
     return;
   buf[0] = '\0';
-  if (idx->srv_elig[NEW] < replicas || need == 0) {
+  if (need == 0) {
     explain_servers (idx, replicas, buf, len, &used);
     return;
   }
@@ -1449,8 +1450,10 @@ placement_index_explain (const struct placement_index *idx, uint32_t replicas,
     uint32_t e = idx->doms[v[j]].nelig[NEW];
 
     fit += e < cap ? e : cap;
+    zoned |= idx->doms[v[j]].zone != NULL;
   }
-  if (idx->dom_elig[NEW] < need) {
+  /* Without zones, domains are servers: the server text says it all. */
+  if (idx->dom_elig[NEW] < need && zoned) {
     append (buf, len, &used,
             "only %" PRIu32 " of %zu zones %s room for a new segment, %" PRIu32
             " needed (",
@@ -1468,7 +1471,13 @@ placement_index_explain (const struct placement_index *idx, uint32_t replicas,
                                   : " MiB");
     }
     append (buf, len, &used, ")");
+    if (idx->srv_elig[NEW] < replicas) {
+      append (buf, len, &used, "; ");
+      explain_servers (idx, replicas, buf, len, &used);
+    }
   }
+  else if (idx->srv_elig[NEW] < replicas)
+    explain_servers (idx, replicas, buf, len, &used);
   else if (fit < replicas) {
     append (buf, len, &used,
             "only %" PRIu64 " of %" PRIu32 " replicas fit with at most %" PRIu32
