@@ -15,7 +15,7 @@
  * by masking: the weight is held at 0 in the trees for the call and put
  * back at the end, so draws never need rejection.  Weights are in 4 KiB
  * units (at least 1 for a server with any room), which keeps the sums of
- * thousands of petabyte servers far below 2^64.
+ * a million servers of up to 4 PiB of room each below 2^64.
  *
  * A new segment's replica is drawn in two steps, each "best of
  * several": DRAWS_DOMAIN domains drawn by room, keeping the one with the

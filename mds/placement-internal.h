@@ -39,7 +39,7 @@ placement_can_take (const struct placement_server *s, bool new_segment)
 /* ---- The index (placement-index.c has the design) ---- */
 
 #define UNIT_SHIFT 12                   /* weights in 4 KiB units */
-#define WEIGHT_MAX (UINT64_C (1) << 44) /* per server, in units */
+#define WEIGHT_MAX (UINT64_C (1) << 40) /* per server: 4 PiB of room */
 #define NONE UINT32_MAX
 
 enum { NEW = 0, REPAIR = 1, KINDS = 2 };
