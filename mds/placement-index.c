@@ -15,7 +15,7 @@
  * by masking: the weight is held at 0 in the trees for the call and put
  * back at the end, so draws never need rejection.  Weights are in 4 KiB
  * units (at least 1 for a server with any room), which keeps the sums of
- * thousands of petabyte servers far below 2^64.
+ * a million servers of up to 4 PiB of room each below 2^64.
  *
  * A new segment's replica is drawn in two steps, each "best of
  * several": DRAWS_DOMAIN domains drawn by room, keeping the one with the
@@ -43,64 +43,6 @@
 #include "placement.h"
 #include "placement-internal.h"
 
-#define UNIT_SHIFT 12                         /* weights in 4 KiB units */
-#define WEIGHT_MAX (UINT64_C (1) << 44)       /* per server, in units */
-#define DRAWS_DOMAIN 3                        /* domains compared per pick */
-#define DRAWS_SERVER 2                        /* servers compared per pick */
-#define DRAWS_REPAIR 8                        /* repair targets compared */
-#define MASK_MAX (4 * PLACEMENT_REPLICAS_MAX) /* avoid ids honoured */
-#define NONE UINT32_MAX
-
-enum { NEW = 0, REPAIR = 1, KINDS = 2 };
-
-struct slot {
-  struct placement_server s; /* s.zone: the domain's name, or NULL */
-  uint32_t dom;              /* domain index */
-  uint32_t pos;              /* index in the domain's members */
-  uint64_t w[KINDS];         /* weight in the trees now (0 if masked) */
-  uint64_t room_u, mark_u;   /* added to the domain's sums */
-  bool elig[KINDS];          /* counted in the eligible counts */
-  bool counted_up;           /* counted in the domain's NUP */
-  bool masked;               /* held at weight 0 for this call */
-  bool live;                 /* in use (else on the free list) */
-};
-
-struct domain {
-  char *zone;            /* owned; NULL for a server without a zone */
-  uint32_t *mem;         /* slots, [0..n) */
-  uint64_t *fw[KINDS];   /* Fenwick trees over the members' weights */
-  uint32_t n, cap;       /* members; CAP a power of 2 (or 0) */
-  uint64_t total[KINDS]; /* sum of the members' weights */
-  uint64_t room_u;       /* NEW room of up servers, unmasked, units */
-  uint64_t mark_u;       /* marks of up servers, units */
-  uint32_t nup;          /* up servers */
-  uint32_t nelig[KINDS];
-  bool masked; /* held at weight 0 in the domain trees */
-};
-
-struct placement_index {
-  uint64_t segment_size;
-  struct slot *slots;
-  uint32_t nslots, slots_cap;
-  uint32_t *free_slots; /* stack of unused slots, [0..nfree_slots) */
-  uint32_t nfree_slots;
-  uint32_t *idmap; /* open addressing: slot + 1, 0 = empty */
-  uint32_t idmap_cap;
-  struct domain *doms;
-  uint32_t ndoms, doms_cap;
-  uint32_t *free_doms; /* empty zoneless domains, for reuse */
-  uint32_t nfree_doms;
-  uint32_t *zonemap; /* open addressing: domain + 1 */
-  uint32_t zonemap_cap;
-  uint64_t *dfw[KINDS]; /* Fenwick trees over the domains' totals */
-  uint32_t dfw_cap;
-  uint64_t dtotal[KINDS]; /* sum of unmasked domain totals */
-  uint32_t nservers;
-  uint32_t dom_up;          /* domains with an up server */
-  uint32_t dom_elig[KINDS]; /* domains with an eligible server */
-  uint32_t srv_elig[KINDS]; /* eligible servers */
-};
-
 /* ---- Fenwick trees (1-based inside, 0-based positions outside) ---- */
 
 static void
@@ -110,20 +52,6 @@ fw_add (uint64_t *t, uint32_t cap, uint32_t pos, uint64_t delta)
 
   for (i = pos + 1; i <= cap; i += i & -i)
     t[i - 1] += delta; /* unsigned wrap-around makes negative deltas work */
-}
-
-/* The position whose prefix range holds R (R < the tree's total). */
-static uint32_t
-fw_find (const uint64_t *t, uint32_t cap, uint64_t r)
-{
-  uint32_t pos = 0, step;
-
-  for (step = cap; step > 0; step >>= 1)
-    if (pos + step <= cap && t[pos + step - 1] <= r) {
-      pos += step;
-      r -= t[pos - 1];
-    }
-  return pos;
 }
 
 /* Turn T[0..CAP), holding plain values, into a Fenwick tree. */
@@ -160,8 +88,8 @@ hash_str (const char *s)
 }
 
 /* The slot of server ID, or NONE. */
-static uint32_t
-slot_of (const struct placement_index *idx, uint32_t id)
+uint32_t
+placement_slot_of (const struct placement_index *idx, uint32_t id)
 {
   uint32_t mask = idx->idmap_cap - 1, i;
 
@@ -321,8 +249,8 @@ dom_add (struct placement_index *idx, uint32_t dom, uint32_t pos, int k,
 }
 
 /* Mask or unmask domain DOM in the domain trees. */
-static void
-dom_set_masked (struct placement_index *idx, uint32_t dom, bool masked)
+void
+placement_dom_mask (struct placement_index *idx, uint32_t dom, bool masked)
 {
   struct domain *d = &idx->doms[dom];
   int k;
@@ -339,8 +267,8 @@ dom_set_masked (struct placement_index *idx, uint32_t dom, bool masked)
 }
 
 /* Bring slot I's weights, counts and sums in line with its server. */
-static void
-slot_refresh (struct placement_index *idx, uint32_t i)
+void
+placement_slot_refresh (struct placement_index *idx, uint32_t i)
 {
   struct slot *sl = &idx->slots[i];
   struct domain *d = &idx->doms[sl->dom];
@@ -536,7 +464,7 @@ dom_attach (struct placement_index *idx, uint32_t i, uint32_t dom)
   sl->pos = d->n;
   d->mem[d->n++] = i;
   sl->s.zone = d->zone;
-  slot_refresh (idx, i);
+  placement_slot_refresh (idx, i);
 }
 
 /* Take slot I out of its domain: its weights and counts go first. */
@@ -550,7 +478,7 @@ dom_detach (struct placement_index *idx, uint32_t i)
   int k;
 
   sl->live = false;
-  slot_refresh (idx, i);
+  placement_slot_refresh (idx, i);
   sl->live = live;
   last = d->mem[d->n - 1];
   if (last != i) {
@@ -652,7 +580,7 @@ int
 placement_index_update (struct placement_index *idx,
                         const struct placement_server *s)
 {
-  uint32_t i = slot_of (idx, s->id), dom;
+  uint32_t i = placement_slot_of (idx, s->id), dom;
   struct slot *sl;
   int r;
 
@@ -662,7 +590,7 @@ placement_index_update (struct placement_index *idx,
         (!has_zone (s->zone) || strcmp (s->zone, sl->s.zone) == 0)) {
       sl->s = *s;
       sl->s.zone = idx->doms[sl->dom].zone;
-      slot_refresh (idx, i);
+      placement_slot_refresh (idx, i);
       return 0;
     }
     /* A new zone: move the server to its domain. */
@@ -708,7 +636,7 @@ placement_index_update (struct placement_index *idx,
 void
 placement_index_remove (struct placement_index *idx, uint32_t id)
 {
-  uint32_t i = slot_of (idx, id);
+  uint32_t i = placement_slot_of (idx, id);
 
   if (i == NONE)
     return;
@@ -722,14 +650,14 @@ placement_index_remove (struct placement_index *idx, uint32_t id)
 const struct placement_server *
 placement_index_server (const struct placement_index *idx, uint32_t id)
 {
-  uint32_t i = slot_of (idx, id);
+  uint32_t i = placement_slot_of (idx, id);
 
   return i == NONE ? NULL : &idx->slots[i].s;
 }
 
 /* Add BYTES (two's complement) to slot I's used space, not below 0. */
-static void
-slot_charge (struct placement_index *idx, uint32_t i, int64_t bytes)
+void
+placement_slot_charge (struct placement_index *idx, uint32_t i, int64_t bytes)
 {
   struct placement_server *s = &idx->slots[i].s;
 
@@ -737,16 +665,16 @@ slot_charge (struct placement_index *idx, uint32_t i, int64_t bytes)
     s->used = 0;
   else
     s->used += (uint64_t)bytes;
-  slot_refresh (idx, i);
+  placement_slot_refresh (idx, i);
 }
 
 void
 placement_index_charge (struct placement_index *idx, uint32_t id, int64_t bytes)
 {
-  uint32_t i = slot_of (idx, id);
+  uint32_t i = placement_slot_of (idx, id);
 
   if (i != NONE)
-    slot_charge (idx, i, bytes);
+    placement_slot_charge (idx, i, bytes);
 }
 
 uint32_t
@@ -754,794 +682,4 @@ placement_index_domains_needed (const struct placement_index *idx,
                                 uint32_t replicas)
 {
   return replicas < idx->dom_up ? replicas : idx->dom_up;
-}
-
-/* ---- One call's state: masks and the domains used so far ---- */
-
-struct pick {
-  uint32_t masked[MASK_MAX + PLACEMENT_REPLICAS_MAX]; /* slots */
-  size_t nmasked;
-  /* Domains holding replicas of the segment (chosen or held), with how
-   * many, and how many of those servers are eligible for the kind.
-   */
-  struct {
-    uint32_t dom;
-    uint32_t cnt;
-    uint32_t held_elig;
-  } dt[2 * PLACEMENT_REPLICAS_MAX];
-  size_t ndt;
-};
-
-/* Hold slot I at weight 0 until pick_end; false if the pick cannot
- * hold more.
- */
-static bool
-pick_mask (struct placement_index *idx, struct pick *p, uint32_t i)
-{
-  if (idx->slots[i].masked)
-    return true;
-  if (p->nmasked == sizeof p->masked / sizeof p->masked[0])
-    return false;
-  idx->slots[i].masked = true;
-  slot_refresh (idx, i);
-  p->masked[p->nmasked++] = i;
-  return true;
-}
-
-/* Count one replica of the segment on slot I in its domain, counting it
- * among the domain's eligible servers held if ELIG; the domain is
- * masked in the domain trees.
- */
-static void
-pick_hold (struct placement_index *idx, struct pick *p, uint32_t i, bool elig)
-{
-  uint32_t dom = idx->slots[i].dom;
-  size_t j;
-
-  for (j = 0; j < p->ndt; ++j)
-    if (p->dt[j].dom == dom)
-      break;
-  if (j == p->ndt) {
-    p->dt[j].dom = dom;
-    p->dt[j].cnt = 0;
-    p->dt[j].held_elig = 0;
-    p->ndt++;
-    dom_set_masked (idx, dom, true);
-  }
-  p->dt[j].cnt++;
-  if (elig)
-    p->dt[j].held_elig++;
-}
-
-/* Undo every mask of the pick. */
-static void
-pick_end (struct placement_index *idx, struct pick *p)
-{
-  size_t j;
-
-  for (j = 0; j < p->ndt; ++j)
-    dom_set_masked (idx, p->dt[j].dom, false);
-  for (j = 0; j < p->nmasked; ++j) {
-    idx->slots[p->masked[j]].masked = false;
-    slot_refresh (idx, p->masked[j]);
-  }
-}
-
-/* The domains a replica of kind K may go to next (the rule "the domains
- * holding the fewest replicas"): *ALL when it is every domain with a
- * candidate outside the pick's domains (those are masked in the domain
- * trees), else LIST[0..*N) of the pick's domains.  False if no
- * candidate is left.
- */
-static bool
-pick_domains (const struct placement_index *idx, const struct pick *p, int k,
-              bool *all, uint32_t *list, size_t *n)
-{
-  uint32_t m = UINT32_MAX, cand;
-  size_t j, eligdoms = 0;
-
-  for (j = 0; j < p->ndt; ++j)
-    if (idx->doms[p->dt[j].dom].nelig[k] > 0)
-      eligdoms++;
-  *n = 0;
-  *all = idx->dom_elig[k] > eligdoms;
-  if (*all)
-    return true;
-  for (j = 0; j < p->ndt; ++j) {
-    cand = idx->doms[p->dt[j].dom].nelig[k] - p->dt[j].held_elig;
-    if (cand > 0 && p->dt[j].cnt < m)
-      m = p->dt[j].cnt;
-  }
-  for (j = 0; j < p->ndt; ++j) {
-    cand = idx->doms[p->dt[j].dom].nelig[k] - p->dt[j].held_elig;
-    if (cand > 0 && p->dt[j].cnt == m)
-      list[(*n)++] = p->dt[j].dom;
-  }
-  return *n > 0;
-}
-
-/* ---- Draws ---- */
-
-/* A domain drawn by weight of kind K: from the domain trees (LIST
- * NULL) or from LIST[0..N); NONE if the weights are all 0.
- */
-static uint32_t
-draw_domain (const struct placement_index *idx, int k, const uint32_t *list,
-             size_t n, uint64_t *rng)
-{
-  uint64_t total = 0, r;
-  size_t j;
-
-  if (list == NULL) {
-    if (idx->dtotal[k] == 0)
-      return NONE;
-    r = placement_random (rng) % idx->dtotal[k];
-    return fw_find (idx->dfw[k], idx->dfw_cap, r);
-  }
-  for (j = 0; j < n; ++j)
-    total += idx->doms[list[j]].total[k];
-  if (total == 0)
-    return NONE;
-  r = placement_random (rng) % total;
-  for (j = 0; j < n; ++j) {
-    if (r < idx->doms[list[j]].total[k])
-      return list[j];
-    r -= idx->doms[list[j]].total[k];
-  }
-  return NONE; /* not reached */
-}
-
-/* A member of domain DOM drawn by weight of kind K (its total > 0). */
-static uint32_t
-draw_member (const struct placement_index *idx, uint32_t dom, int k,
-             uint64_t *rng)
-{
-  const struct domain *d = &idx->doms[dom];
-  uint64_t r = placement_random (rng) % d->total[k];
-
-  return d->mem[fw_find (d->fw[k], d->cap, r)];
-}
-
-/* True if A/B < C/D (fractions of 64-bit numbers, B and D not both 0). */
-static bool
-frac_lt (uint64_t a, uint64_t b, uint64_t c, uint64_t d)
-{
-  return (unsigned __int128)a * d < (unsigned __int128)c * b;
-}
-
-/* True if new segments have filled slot A less than slot B. */
-static bool
-emptier_new (const struct placement_index *idx, uint32_t a, uint32_t b)
-{
-  const struct placement_server *x = &idx->slots[a].s, *y = &idx->slots[b].s;
-
-  return frac_lt (x->used, placement_mark (x), y->used, placement_mark (y));
-}
-
-/* True if slot A is emptier than slot B (used / capacity). */
-static bool
-emptier_repair (const struct placement_index *idx, uint32_t a, uint32_t b)
-{
-  const struct placement_server *x = &idx->slots[a].s, *y = &idx->slots[b].s;
-
-  return frac_lt (x->used, x->capacity, y->used, y->capacity);
-}
-
-/* The next replica of a new segment among the unmasked servers of the
- * allowed domains (ALL, or LIST[0..N)); NONE if their weights are all 0
- * (every candidate is on the avoid list).
- */
-static uint32_t
-draw_new (const struct placement_index *idx, bool all, const uint32_t *list,
-          size_t n, uint64_t *rng)
-{
-  uint32_t dom = NONE, c, best = NONE;
-  int t;
-
-  for (t = 0; t < DRAWS_DOMAIN; ++t) {
-    c = draw_domain (idx, NEW, all ? NULL : list, n, rng);
-    if (c == NONE)
-      return NONE;
-    /* Keep the domain with the larger free fraction of its marks. */
-    if (dom == NONE || frac_lt (idx->doms[dom].room_u, idx->doms[dom].mark_u,
-                                idx->doms[c].room_u, idx->doms[c].mark_u))
-      dom = c;
-  }
-  for (t = 0; t < DRAWS_SERVER; ++t) {
-    c = draw_member (idx, dom, NEW, rng);
-    if (best == NONE || emptier_new (idx, c, best))
-      best = c;
-  }
-  return best;
-}
-
-/* True if domain DOM is allowed (ALL: not one of the pick's, else in
- * LIST[0..N)).
- */
-static bool
-dom_allowed (const struct pick *p, bool all, const uint32_t *list, size_t n,
-             uint32_t dom)
-{
-  size_t j;
-
-  if (all) {
-    for (j = 0; j < p->ndt; ++j)
-      if (p->dt[j].dom == dom)
-        return false;
-    return true;
-  }
-  for (j = 0; j < n; ++j)
-    if (list[j] == dom)
-      return true;
-  return false;
-}
-
-/* How many times ID is listed in AVOID[0..NAVOID). */
-static size_t
-avoid_count (const uint32_t *avoid, size_t navoid, uint32_t id)
-{
-  size_t j, count = 0;
-
-  for (j = 0; j < navoid; ++j)
-    if (avoid[j] == id)
-      count++;
-  return count;
-}
-
-/* When every candidate of the allowed domains is on the avoid list: the
- * ones listed the fewest times, one drawn by room.  CHOSEN[0..NCHOSEN)
- * are the slots chosen already.
- */
-static uint32_t
-draw_avoided (const struct placement_index *idx, const struct pick *p, bool all,
-              const uint32_t *list, size_t n, const uint32_t *avoid,
-              size_t navoid, const uint32_t *chosen, size_t nchosen,
-              uint64_t *rng)
-{
-  size_t j, c, min = SIZE_MAX;
-  uint64_t total = 0, r = 0;
-  int pass;
-
-  for (pass = 0; pass < 3; ++pass) {
-    if (pass == 2) {
-      if (total == 0)
-        return NONE;
-      r = placement_random (rng) % total;
-    }
-    for (j = 0; j < navoid; ++j) {
-      uint32_t i = slot_of (idx, avoid[j]);
-      size_t x;
-      bool dup = false;
-
-      if (i == NONE || !idx->slots[i].elig[NEW] ||
-          !dom_allowed (p, all, list, n, idx->slots[i].dom))
-        continue;
-      for (x = 0; x < nchosen; ++x)
-        dup |= chosen[x] == i;
-      for (x = 0; x < j; ++x)
-        dup |= avoid[x] == avoid[j];
-      if (dup)
-        continue;
-      c = avoid_count (avoid, navoid, avoid[j]);
-      if (pass == 0 && c < min)
-        min = c;
-      else if (pass == 1 && c == min)
-        total += idx->slots[i].room_u;
-      else if (pass == 2 && c == min) {
-        if (r < idx->slots[i].room_u)
-          return i;
-        r -= idx->slots[i].room_u;
-      }
-    }
-  }
-  return NONE;
-}
-
-/* ---- Choosing ---- */
-
-int
-placement_index_choose (struct placement_index *idx, uint32_t replicas,
-                        const uint32_t *avoid, size_t navoid, uint64_t *rng,
-                        uint32_t *out)
-{
-  struct pick p = { .nmasked = 0, .ndt = 0 };
-  uint32_t chosen[PLACEMENT_REPLICAS_MAX], list[2 * PLACEMENT_REPLICAS_MAX];
-  uint32_t need, cap, k, i;
-  size_t j, n;
-  bool all;
-  int r = 0;
-
-  if (replicas == 0 || replicas > PLACEMENT_REPLICAS_MAX)
-    return -EINVAL;
-  need = placement_index_domains_needed (idx, replicas);
-  if (idx->srv_elig[NEW] < replicas || idx->dom_elig[NEW] < need)
-    return -ENOSPC;
-  cap = (replicas + need - 1) / need;
-
-  /* Rule: avoided servers are masked; when only they remain,
-   * draw_avoided chooses among them.
-   */
-  for (j = 0; j < navoid && p.nmasked < MASK_MAX; ++j) {
-    i = slot_of (idx, avoid[j]);
-    if (i != NONE)
-      pick_mask (idx, &p, i);
-  }
-  for (k = 0; k < replicas; ++k) {
-    if (!pick_domains (idx, &p, NEW, &all, list, &n)) {
-      r = -ENOSPC;
-      break;
-    }
-    i = draw_new (idx, all, list, n, rng);
-    if (i == NONE)
-      i = draw_avoided (idx, &p, all, list, n, avoid, navoid, chosen, k, rng);
-    if (i == NONE) {
-      r = -ENOSPC;
-      break;
-    }
-    chosen[k] = i;
-    /* Always room: the avoid masks stop at MASK_MAX. */
-    pick_mask (idx, &p, i);
-    pick_hold (idx, &p, i, true);
-  }
-  /* With fewer domains than replicas, no domain above its share. */
-  for (j = 0; r == 0 && j < p.ndt; ++j)
-    if (p.dt[j].cnt > cap)
-      r = -ENOSPC;
-  pick_end (idx, &p);
-  if (r < 0)
-    return r;
-  for (k = 0; k < replicas; ++k) {
-    out[k] = idx->slots[chosen[k]].s.id;
-    slot_charge (idx, chosen[k], (int64_t)idx->segment_size);
-  }
-  return 0;
-}
-
-/* Of a draw of DRAWS_REPAIR servers of kind K from the allowed domains,
- * the one with the fewest copies headed to it, then the emptiest;
- * NONE if there is no candidate.
- */
-static uint32_t
-draw_least_loaded (const struct placement_index *idx, int k, bool all,
-                   const uint32_t *list, size_t n, uint64_t *rng)
-{
-  uint32_t best = NONE, dom, c;
-  int t;
-
-  for (t = 0; t < DRAWS_REPAIR; ++t) {
-    dom = draw_domain (idx, k, all ? NULL : list, n, rng);
-    if (dom == NONE)
-      return NONE;
-    c = draw_member (idx, dom, k, rng);
-    if (best == NONE || idx->slots[c].s.load < idx->slots[best].s.load ||
-        (idx->slots[c].s.load == idx->slots[best].s.load &&
-         (k == NEW ? emptier_new (idx, c, best)
-                   : emptier_repair (idx, c, best))))
-      best = c;
-  }
-  return best;
-}
-
-/* Charge slot I one segment and one more copy headed to it. */
-static void
-charge_copy (struct placement_index *idx, uint32_t i)
-{
-  idx->slots[i].s.load++;
-  slot_charge (idx, i, (int64_t)idx->segment_size);
-}
-
-int
-placement_index_choose_extra (struct placement_index *idx,
-                              const uint32_t *holders, size_t nholders,
-                              uint32_t count, uint64_t *rng, uint32_t *out)
-{
-  struct pick p = { .nmasked = 0, .ndt = 0 };
-  uint32_t chosen[PLACEMENT_REPLICAS_MAX], list[2 * PLACEMENT_REPLICAS_MAX];
-  uint32_t c, i, held = 0;
-  size_t j, n;
-  bool all;
-  int r = 0;
-
-  if (count == 0 || nholders > PLACEMENT_REPLICAS_MAX ||
-      count > PLACEMENT_REPLICAS_MAX - nholders)
-    return -EINVAL;
-  for (j = 0; j < nholders; ++j) {
-    i = slot_of (idx, holders[j]);
-    if (i == NONE || idx->slots[i].masked)
-      continue; /* unknown, or listed twice */
-    pick_mask (idx, &p, i);
-    pick_hold (idx, &p, i, idx->slots[i].elig[REPAIR]);
-    held += idx->slots[i].elig[REPAIR];
-  }
-  if (idx->srv_elig[REPAIR] - held < count)
-    r = -ENOSPC;
-  for (c = 0; r == 0 && c < count; ++c) {
-    i = NONE;
-    if (pick_domains (idx, &p, REPAIR, &all, list, &n))
-      i = draw_least_loaded (idx, REPAIR, all, list, n, rng);
-    if (i == NONE) {
-      r = -ENOSPC;
-      break;
-    }
-    chosen[c] = i;
-    pick_mask (idx, &p, i);
-    pick_hold (idx, &p, i, true);
-  }
-  pick_end (idx, &p);
-  if (r < 0)
-    return r;
-  for (c = 0; c < count; ++c) {
-    out[c] = idx->slots[chosen[c]].s.id;
-    charge_copy (idx, chosen[c]);
-  }
-  return 0;
-}
-
-/* The distinct domains of HOLDERS[0..N) into DOMS (NONE for an unknown
- * id, which is a domain of its own) and their counts into CNT; returns
- * how many.  DOMS and CNT hold N entries.
- */
-static size_t
-holder_domains (const struct placement_index *idx, const uint32_t *holders,
-                size_t n, uint32_t *doms, uint32_t *cnt)
-{
-  size_t j, x, nd = 0;
-
-  for (j = 0; j < n; ++j) {
-    uint32_t i = slot_of (idx, holders[j]);
-    uint32_t dom = i == NONE ? NONE : idx->slots[i].dom;
-
-    for (x = 0; dom != NONE && x < nd; ++x)
-      if (doms[x] == dom)
-        break;
-    if (dom != NONE && x < nd)
-      cnt[x]++;
-    else {
-      doms[nd] = dom;
-      cnt[nd++] = 1;
-    }
-  }
-  return nd;
-}
-
-bool
-placement_index_misplaced (const struct placement_index *idx,
-                           const uint32_t *holders, size_t n, uint32_t replicas)
-{
-  uint32_t doms[PLACEMENT_REPLICAS_MAX], cnt[PLACEMENT_REPLICAS_MAX];
-  uint32_t need = placement_index_domains_needed (idx, replicas);
-
-  if (n > PLACEMENT_REPLICAS_MAX)
-    n = PLACEMENT_REPLICAS_MAX;
-  if (need > n)
-    need = n; /* missing replicas are repair's business */
-  return holder_domains (idx, holders, n, doms, cnt) < need;
-}
-
-int
-placement_index_respread (struct placement_index *idx, const uint32_t *holders,
-                          size_t n, uint32_t replicas, uint64_t *rng,
-                          uint32_t *target, uint32_t *victim)
-{
-  struct pick p = { .nmasked = 0, .ndt = 0 };
-  uint32_t doms[PLACEMENT_REPLICAS_MAX], cnt[PLACEMENT_REPLICAS_MAX];
-  uint32_t i, t, v = NONE, most = 0;
-  size_t j, x, nd;
-
-  if (n == 0)
-    return -EINVAL;
-  if (n > PLACEMENT_REPLICAS_MAX)
-    n = PLACEMENT_REPLICAS_MAX;
-  nd = holder_domains (idx, holders, n, doms, cnt);
-  for (x = 0; x < nd; ++x)
-    if (cnt[x] > most && doms[x] != NONE)
-      most = cnt[x];
-  /* The victim: the fullest holder of the most crowded domain. */
-  for (j = 0; j < n; ++j) {
-    i = slot_of (idx, holders[j]);
-    if (i == NONE)
-      continue;
-    for (x = 0; doms[x] != idx->slots[i].dom; ++x)
-      ;
-    if (cnt[x] == most &&
-        (v == NONE || emptier_repair (idx, slot_of (idx, v), i)))
-      v = holders[j];
-  }
-  if (v == NONE)
-    v = holders[0]; /* only unknown holders */
-  for (j = 0; j < n; ++j) {
-    i = slot_of (idx, holders[j]);
-    if (i != NONE && !idx->slots[i].masked) {
-      pick_mask (idx, &p, i);
-      pick_hold (idx, &p, i, idx->slots[i].elig[NEW]);
-    }
-  }
-  /* The target: in a domain holding none of the replicas. */
-  t = draw_least_loaded (idx, NEW, true, NULL, 0, rng);
-  pick_end (idx, &p);
-  if (t == NONE)
-    return -ENOSPC;
-  (void)replicas;
-  *target = idx->slots[t].s.id;
-  *victim = v;
-  charge_copy (idx, t);
-  return 0;
-}
-
-/* ---- Reports ---- */
-
-/* Append the printf-style FMT to the message in BUF (LEN bytes, LEN >
- * 0), whose first *USED bytes are taken; a part that does not fit is
- * cut, and BUF stays terminated.
- */
-static void __attribute__ ((format (printf, 4, 5)))
-append (char *buf, size_t len, size_t *used, const char *fmt, ...)
-{
-  va_list ap;
-  int k;
-
-  if (*used >= len - 1)
-    return;
-  va_start (ap, fmt);
-  k = vsnprintf (buf + *used, len - *used, fmt, ap);
-  va_end (ap);
-  if (k < 0)
-    buf[*used] = '\0';
-  else
-    *used = (size_t)k < len - *used ? *used + k : len - 1;
-}
-
-/* A domain for sorting by zone name (servers without one last, by
- * id).
- */
-struct dom_key {
-  const char *zone; /* NULL: none */
-  uint32_t id;      /* its first server */
-  uint32_t dom;
-};
-
-static int
-cmp_dom (const void *a, const void *b)
-{
-  const struct dom_key *x = a, *y = b;
-
-  if (x->zone && y->zone)
-    return strcmp (x->zone, y->zone);
-  if (x->zone || y->zone)
-    return x->zone ? -1 : 1;
-  return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Room of the up servers of domain DOM below their marks, in segments
- * (a server below its mark can take at least one more), or in MiB if
- * the index has no segment size; servers with room into *NROOM.
- */
-static uint64_t
-dom_room (const struct placement_index *idx, uint32_t dom, uint32_t *nroom)
-{
-  const struct domain *d = &idx->doms[dom];
-  uint64_t sum = 0, seg = idx->segment_size ? idx->segment_size : 1 << 20;
-  uint32_t j;
-
-  *nroom = 0;
-  for (j = 0; j < d->n; ++j) {
-    const struct slot *sl = &idx->slots[d->mem[j]];
-    uint64_t room;
-
-    if (!sl->elig[NEW])
-      continue;
-    room = placement_mark (&sl->s) - sl->s.used;
-    sum += idx->segment_size ? (room - 1) / seg + 1 : room / seg;
-    (*nroom)++;
-  }
-  return sum;
-}
-
-/* The domains with an up server, sorted, into a new array (*N of
- * them); NULL if out of memory.
- */
-static uint32_t *
-up_domains (const struct placement_index *idx, size_t *n)
-{
-  struct dom_key *keys = malloc ((idx->ndoms + 1) * sizeof *keys);
-  uint32_t *v = malloc ((idx->ndoms + 1) * sizeof *v), d;
-  size_t j;
-
-  *n = 0;
-  if (v == NULL || keys == NULL) {
-    free (keys);
-    free (v);
-    return NULL;
-  }
-  for (d = 0; d < idx->ndoms; ++d)
-    if (idx->doms[d].nup > 0) {
-      keys[*n].zone = idx->doms[d].zone;
-      keys[*n].id = idx->slots[idx->doms[d].mem[0]].s.id;
-      keys[(*n)++].dom = d;
-    }
-  qsort (keys, *n, sizeof *keys, cmp_dom);
-  for (j = 0; j < *n; ++j)
-    v[j] = keys[j].dom;
-  free (keys);
-  return v;
-}
-
-/* "zone a" or "server 7" (a server without a zone). */
-static void
-append_dom (const struct placement_index *idx, char *buf, size_t len,
-            size_t *used, uint32_t dom)
-{
-  const struct domain *d = &idx->doms[dom];
-
-  if (d->zone)
-    append (buf, len, used, "zone %s", d->zone);
-  else
-    append (buf, len, used, "server %" PRIu32, idx->slots[d->mem[0]].s.id);
-}
-
-/* The old text: how many servers can take a new segment, and why the
- * others cannot.
- */
-static void
-explain_servers (const struct placement_index *idx, uint32_t replicas,
-                 char *buf, size_t len, size_t *used)
-{
-  size_t down = 0, full = 0, marked = 0;
-  uint32_t i, pct = 0;
-  const char *sep = " (";
-
-  for (i = 0; i < idx->nslots; ++i) {
-    const struct placement_server *s = &idx->slots[i].s;
-
-    if (!idx->slots[i].live)
-      continue;
-    if (!s->up)
-      down++;
-    else if (s->capacity <= s->used)
-      full++;
-    else if (placement_mark (s) <= s->used) {
-      marked++;
-      pct = s->high_water;
-    }
-  }
-  append (buf, len, used,
-          "%" PRIu32 " of %" PRIu32 " servers can take a new segment, %" PRIu32
-          " needed",
-          idx->srv_elig[NEW], idx->nservers, replicas);
-  if (down) {
-    append (buf, len, used, "%s%zu not up", sep, down);
-    sep = ", ";
-  }
-  if (full) {
-    append (buf, len, used, "%s%zu full", sep, full);
-    sep = ", ";
-  }
-  if (marked)
-    append (buf, len, used, "%s%zu at %s %" PRIu32 "%% high-water mark", sep,
-            marked, marked == 1 ? "its" : "their", pct);
-  if (down + full + marked > 0)
-    append (buf, len, used, ")");
-}
-
-void
-placement_index_explain (const struct placement_index *idx, uint32_t replicas,
-                         char *buf, size_t len)
-{
-  uint32_t need = placement_index_domains_needed (idx, replicas ? replicas : 1);
-  uint32_t cap = need ? (replicas + need - 1) / need : 1, nroom;
-  uint64_t fit = 0;
-  size_t used = 0, n, j;
-  uint32_t *v;
-
-  if (len == 0)
-    return;
-  buf[0] = '\0';
-  if (idx->srv_elig[NEW] < replicas || need == 0) {
-    explain_servers (idx, replicas, buf, len, &used);
-    return;
-  }
-  v = up_domains (idx, &n);
-  if (v == NULL) {
-    explain_servers (idx, replicas, buf, len, &used);
-    return;
-  }
-  for (j = 0; j < n; ++j) {
-    uint32_t e = idx->doms[v[j]].nelig[NEW];
-
-    fit += e < cap ? e : cap;
-  }
-  if (idx->dom_elig[NEW] < need) {
-    append (buf, len, &used,
-            "only %" PRIu32 " of %zu zones %s room for a new segment, %" PRIu32
-            " needed (",
-            idx->dom_elig[NEW], n, idx->dom_elig[NEW] == 1 ? "has" : "have",
-            need);
-    for (j = 0; j < n; ++j) {
-      uint64_t room = dom_room (idx, v[j], &nroom);
-
-      if (j > 0)
-        append (buf, len, &used, ", ");
-      append_dom (idx, buf, len, &used, v[j]);
-      append (buf, len, &used, ": %" PRIu64 "%s", room,
-              j > 0               ? ""
-              : idx->segment_size ? " segments"
-                                  : " MiB");
-    }
-    append (buf, len, &used, ")");
-  }
-  else if (fit < replicas) {
-    append (buf, len, &used,
-            "only %" PRIu64 " of %" PRIu32 " replicas fit with at most %" PRIu32
-            " per zone (",
-            fit, replicas, cap);
-    for (j = 0; j < n; ++j) {
-      dom_room (idx, v[j], &nroom);
-      if (j > 0)
-        append (buf, len, &used, ", ");
-      append_dom (idx, buf, len, &used, v[j]);
-      append (buf, len, &used, ": %" PRIu32 "%s", nroom,
-              j > 0 ? "" : " servers with room");
-    }
-    append (buf, len, &used, ")");
-  }
-  else
-    explain_servers (idx, replicas, buf, len, &used);
-  free (v);
-}
-
-static int
-cmp_zone_room (const void *a, const void *b)
-{
-  const struct placement_zone_room *x = a, *y = b;
-
-  return strcmp (x->zone, y->zone);
-}
-
-size_t
-placement_index_zones (const struct placement_index *idx,
-                       struct placement_zone_room *out, size_t max)
-{
-  struct placement_zone_room *v, none = { "", 0, 0, 0 };
-  size_t n = 0, total, j;
-  uint32_t d, m;
-  bool any_none = false;
-
-  v = malloc ((idx->ndoms + 1) * sizeof *v);
-  for (d = 0; d < idx->ndoms; ++d) {
-    const struct domain *dm = &idx->doms[d];
-    struct placement_zone_room z = { dm->zone ? dm->zone : "", 0, 0, 0 };
-
-    if (dm->n == 0)
-      continue;
-    for (m = 0; m < dm->n; ++m) {
-      const struct slot *sl = &idx->slots[dm->mem[m]];
-      uint64_t mark = placement_mark (&sl->s);
-
-      if (!sl->s.up)
-        continue;
-      z.servers++;
-      z.usable += mark;
-      z.room += mark > sl->s.used ? mark - sl->s.used : 0;
-    }
-    if (dm->zone == NULL) {
-      any_none = true;
-      none.servers += z.servers;
-      none.usable += z.usable;
-      none.room += z.room;
-    }
-    else if (v)
-      v[n++] = z;
-    else
-      n++;
-  }
-  total = n + any_none;
-  if (v == NULL)
-    return total; /* out of memory: the count only */
-  if (any_none)
-    v[n++] = none;
-  qsort (v, n, sizeof *v, cmp_zone_room);
-  for (j = 0; j < n && j < max; ++j)
-    out[j] = v[j];
-  free (v);
-  return total;
 }
