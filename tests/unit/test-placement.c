@@ -802,7 +802,7 @@ START_TEST (test_index_respread)
   static const char *zones[6] = { "a", "a", "b", "b", "c", "c" };
   struct placement_server servers[8];
   struct placement_index *idx;
-  uint32_t holders[3] = { 1, 3, 5 }, out[1], target, victim;
+  uint32_t holders[3] = { 1, 3, 5 }, out[3], target, victim;
   uint64_t rng = test_rng (24);
   size_t i;
   int iter;
