@@ -514,7 +514,7 @@ q4_row (const char *name, uint64_t cap, uint64_t nseg)
   const uint32_t lost = 501;
   struct cluster c;
   struct driver d;
-  uint32_t *got, holders[2], out[1], i, k, nh, max = 0, none = 0;
+  uint32_t *got, holders[3], out[1], i, k, nh, max = 0, none = 0;
   uint64_t seg, moved = 0, inzone = 0, samezone = 0;
   double t0, secs = 0;
 
