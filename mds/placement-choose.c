@@ -539,12 +539,13 @@ placement_index_respread (struct placement_index *idx, const uint32_t *holders,
       pick_hold (idx, &p, i, idx->slots[i].elig[NEW]);
     }
   }
-  /* The target: in a domain holding none of the replicas. */
+  /* The target: in a domain holding none of the replicas (whatever
+   * REPLICAS is, such a domain adds one to the domains spanned).
+   */
   t = draw_least_loaded (idx, NEW, true, NULL, 0, rng);
   pick_end (idx, &p);
   if (t == NONE)
     return -ENOSPC;
-  (void)replicas;
   *target = idx->slots[t].s.id;
   *victim = v;
   charge_copy (idx, t);

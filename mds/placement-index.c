@@ -67,6 +67,37 @@ fw_build (uint64_t *t, uint32_t cap)
   }
 }
 
+/* Add DELTA to position POS of tree T (CAP entries): a Fenwick tree,
+ * or while the index is being built, plain values that
+ * build_trees turns into one.
+ */
+static void
+tree_add (const struct placement_index *idx, uint64_t *t, uint32_t cap,
+          uint32_t pos, uint64_t delta)
+{
+  if (idx->bulk)
+    t[pos] += delta;
+  else
+    fw_add (t, cap, pos, delta);
+}
+
+/* At the end of a bulk build: every tree from its plain values, in
+ * time linear in its size.
+ */
+static void
+build_trees (struct placement_index *idx)
+{
+  uint32_t d;
+  int k;
+
+  for (k = 0; k < KINDS; ++k) {
+    for (d = 0; d < idx->ndoms; ++d)
+      fw_build (idx->doms[d].fw[k], idx->doms[d].cap);
+    fw_build (idx->dfw[k], idx->dfw_cap);
+  }
+  idx->bulk = false;
+}
+
 /* ---- Hashing ---- */
 
 static uint32_t
@@ -240,10 +271,10 @@ dom_add (struct placement_index *idx, uint32_t dom, uint32_t pos, int k,
 {
   struct domain *d = &idx->doms[dom];
 
-  fw_add (d->fw[k], d->cap, pos, delta);
+  tree_add (idx, d->fw[k], d->cap, pos, delta);
   d->total[k] += delta;
   if (!d->masked) {
-    fw_add (idx->dfw[k], idx->dfw_cap, dom, delta);
+    tree_add (idx, idx->dfw[k], idx->dfw_cap, dom, delta);
     idx->dtotal[k] += delta;
   }
 }
@@ -260,7 +291,7 @@ placement_dom_mask (struct placement_index *idx, uint32_t dom, bool masked)
   for (k = 0; k < KINDS; ++k) {
     uint64_t delta = masked ? -d->total[k] : d->total[k];
 
-    fw_add (idx->dfw[k], idx->dfw_cap, dom, delta);
+    tree_add (idx, idx->dfw[k], idx->dfw_cap, dom, delta);
     idx->dtotal[k] += delta;
   }
   d->masked = masked;
@@ -347,7 +378,8 @@ dfw_reserve (struct placement_index *idx, uint32_t n)
   for (k = 0; k < KINDS; ++k) {
     for (d = 0; d < idx->ndoms; ++d)
       t[k][d] = dom_weight (&idx->doms[d], k);
-    fw_build (t[k], cap);
+    if (!idx->bulk)
+      fw_build (t[k], cap);
     free (idx->dfw[k]);
     idx->dfw[k] = t[k];
   }
@@ -443,7 +475,8 @@ dom_reserve (struct placement_index *idx, uint32_t dom)
   for (k = 0; k < KINDS; ++k) {
     for (j = 0; j < d->n; ++j)
       t[k][j] = idx->slots[d->mem[j]].w[k];
-    fw_build (t[k], cap);
+    if (!idx->bulk)
+      fw_build (t[k], cap);
     free (d->fw[k]);
     d->fw[k] = t[k];
   }
@@ -485,8 +518,8 @@ dom_detach (struct placement_index *idx, uint32_t i)
     struct slot *ls = &idx->slots[last];
 
     for (k = 0; k < KINDS; ++k) {
-      fw_add (d->fw[k], d->cap, ls->pos, -ls->w[k]);
-      fw_add (d->fw[k], d->cap, sl->pos, ls->w[k]);
+      tree_add (idx, d->fw[k], d->cap, ls->pos, -ls->w[k]);
+      tree_add (idx, d->fw[k], d->cap, sl->pos, ls->w[k]);
     }
     d->mem[sl->pos] = last;
     ls->pos = sl->pos;
@@ -508,11 +541,14 @@ placement_index_new (const struct placement_server *servers, size_t n,
   if (idx == NULL)
     return NULL;
   idx->segment_size = segment_size;
+  /* Plain values first, trees at the end: linear in servers. */
+  idx->bulk = true;
   for (i = 0; i < n; ++i)
     if (placement_index_update (idx, &servers[i]) < 0) {
       placement_index_free (idx);
       return NULL;
     }
+  build_trees (idx);
   return idx;
 }
 

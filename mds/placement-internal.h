@@ -87,6 +87,7 @@ struct placement_index {
   uint32_t dfw_cap;
   uint64_t dtotal[KINDS]; /* sum of unmasked domain totals */
   uint32_t nservers;
+  bool bulk;                /* being built: the trees hold plain values */
   uint32_t dom_up;          /* domains with an up server */
   uint32_t dom_elig[KINDS]; /* domains with an eligible server */
   uint32_t srv_elig[KINDS]; /* eligible servers */

@@ -802,7 +802,7 @@ START_TEST (test_index_respread)
   static const char *zones[6] = { "a", "a", "b", "b", "c", "c" };
   struct placement_server servers[8];
   struct placement_index *idx;
-  uint32_t holders[3] = { 1, 3, 5 }, out[1], target, victim;
+  uint32_t holders[3] = { 1, 3, 5 }, out[3], target, victim;
   uint64_t rng = test_rng (24);
   size_t i;
   int iter;
@@ -981,6 +981,44 @@ START_TEST (test_index_update)
 }
 END_TEST
 
+/* Building from a table that lists a server twice (the second time in
+ * another zone and down): the index keeps the second, and its trees
+ * are right (placements follow the rules).
+ */
+START_TEST (test_index_build)
+{
+  struct placement_server servers[7];
+  struct placement_index *idx;
+  uint32_t out[3];
+  uint64_t rng = test_rng (28);
+  size_t i;
+  int iter;
+
+  for (i = 0; i < 6; ++i)
+    server_init (&servers[i], i, i < 3 ? "a" : "b", 1000 * SEG);
+  servers[6] = servers[0];
+  servers[6].zone = "c";
+  servers[6].up = false;
+  idx = index_new (servers, 7);
+  ck_assert_str_eq (zone_of (idx, 1), "c");
+  ck_assert (!placement_index_server (idx, 1)->up);
+  ck_assert_uint_eq (placement_index_domains_needed (idx, 3), 2);
+  for (iter = 0; iter < 200; ++iter) {
+    ck_assert_int_eq (placement_index_choose (idx, 3, NULL, 0, &rng, out), 0);
+    check_zones (idx, out, 3, 2);
+    ck_assert (out[0] != 1 && out[1] != 1 && out[2] != 1);
+  }
+  /* 600 replicas on 5 equal servers: about 120 each, though zone a
+   * has 2 servers and zone b 3.
+   */
+  for (i = 1; i < 6; ++i) {
+    ck_assert_uint_ge (used_of (idx, i + 1), 115 * SEG);
+    ck_assert_uint_le (used_of (idx, i + 1), 125 * SEG);
+  }
+  placement_index_free (idx);
+}
+END_TEST
+
 /* Many servers added and removed at random: the index stays consistent
  * with a plain table (every placement valid, counts right).
  */
@@ -1080,6 +1118,7 @@ placement_suite (void)
     { "index_respread", test_index_respread },
     { "index_extra_spread", test_index_extra_spread },
     { "index_update", test_index_update },
+    { "index_build", test_index_build },
     { "index_churn", test_index_churn },
   };
   size_t i;
