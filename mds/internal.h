@@ -489,6 +489,8 @@ extern int mds_index_build (struct mds *mds);
 extern void mds_index_server (struct mds *mds, const struct catalog_server *s);
 extern void mds_index_pass (struct mds *mds,
                             const struct catalog_server *servers, size_t n);
+extern size_t mds_index_check_up (struct mds *mds, const uint32_t *ids,
+                                  size_t n);
 extern void mds_index_uncharge (struct mds *mds, const uint32_t *ids, size_t n);
 extern void mds_index_zones_check (struct mds *mds,
                                    const struct catalog_server *servers,

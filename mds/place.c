@@ -177,6 +177,33 @@ mds_index_pass (struct mds *mds, const struct catalog_server *servers, size_t n)
   }
 }
 
+/* Check that the servers IDS[0..N) the index chose are up: a server
+ * that fell silent is marked so in the index only at the next repair
+ * pass, and an allocation must not wait for that.  Each one found down
+ * is marked down now.  Returns how many were down (the caller then
+ * uncharges the choice and chooses again).
+ */
+size_t
+mds_index_check_up (struct mds *mds, const uint32_t *ids, size_t n)
+{
+  size_t i, down = 0;
+
+  for (i = 0; i < n; ++i) {
+    const struct placement_server *old =
+        placement_index_server (mds->index, ids[i]);
+    struct placement_server ps;
+
+    if (old == NULL || mds_server_is_up (mds, ids[i]))
+      continue;
+    down++;
+    ps = *old;
+    ps.up = false;
+    if (placement_index_update (mds->index, &ps) < 0)
+      log_warn ("placement: server %" PRIu32 ": out of memory", ids[i]);
+  }
+  return down;
+}
+
 /* Give back one segment to each of the servers IDS[0..N), chosen by the
  * index but not used after all.
  */

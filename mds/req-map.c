@@ -215,8 +215,17 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
       add_avoid (prev, avoid, &navoid);
     if (j < nexisting && existing[j].index == idx + 1)
       add_avoid (&existing[j].segment, avoid, &navoid);
-    r = placement_index_choose (mds->index, v->replicas, avoid, navoid,
-                                &mds->rng, out);
+    /* Until a choice has only servers that are up: each retry finds
+     * one more down, so this ends.
+     */
+    do {
+      r = placement_index_choose (mds->index, v->replicas, avoid, navoid,
+                                  &mds->rng, out);
+      if (r == 0 && mds_index_check_up (mds, out, v->replicas) > 0) {
+        mds_index_uncharge (mds, out, v->replicas);
+        r = -EAGAIN;
+      }
+    } while (r == -EAGAIN);
     if (r < 0) {
       char why[PROTO_ERRMSG_MAX];
 
