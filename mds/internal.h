@@ -81,6 +81,12 @@ struct mds_inflight {
   uint64_t bytes;
 };
 
+/* A zone whose low room was warned about (place.c). */
+struct mds_zone_warn {
+  char zone[PROTO_ZONE_MAX + 1];
+  bool low;
+};
+
 /* A writer's lease on a volume: memory only.  A lease record stays after
  * it expires, so the same writer may renew it until another writer wants
  * the volume: that starts a resync (resync.c), which drops the record and
@@ -235,11 +241,29 @@ struct mds {
   bool stopping;
   struct mds_conn *conns;
   size_t nconns;
-  struct mds_server_state *servers; /* unordered */
+  struct mds_server_state *servers; /* id order (binary search) */
   size_t nservers;
   struct mds_lease *leases; /* unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
+  /* place.c: placement's view of every server, kept up to date as
+   * servers register, heartbeat, drain and go (see place.c for how its
+   * used space is kept right); MAP_ALLOC and repair choose from it.
+   */
+  struct placement_index *index;
+  /* repair.c: segments whose replicas span fewer failure domains than
+   * they must, as the last complete repair pass counted them.
+   */
+  uint64_t misplaced;
+  bool misplaced_known; /* a pass has completed */
+  /* place.c: the zone warnings given (so that each is logged once per
+   * change), and what the last pass found.
+   */
+  struct mds_zone_warn *zone_warns;
+  size_t nzone_warns;
+  uint32_t domains_needed; /* of the volume with the most replicas */
+  uint32_t domains_room;   /* failure domains with room for a segment */
+  bool domains_warned;
   /* req-map.c: placed by MAP_ALLOCs being committed; unordered. */
   struct mds_inflight *inflight;
   size_t ninflight;
@@ -455,11 +479,22 @@ extern int mds_op_epoch_next (struct mds *, struct mds_conn *, const void *,
 extern int mds_op_epoch_clean (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
 
+/* place.c */
+struct placement_index;
+extern int mds_index_build (struct mds *mds);
+extern void mds_index_server (struct mds *mds, const struct catalog_server *s);
+extern void mds_index_pass (struct mds *mds,
+                            const struct catalog_server *servers, size_t n);
+extern size_t mds_index_check_up (struct mds *mds, const uint32_t *ids,
+                                  size_t n);
+extern void mds_index_uncharge (struct mds *mds, const uint32_t *ids, size_t n);
+extern void mds_index_zones_check (struct mds *mds,
+                                   const struct catalog_server *servers,
+                                   size_t n, uint32_t replicas_max);
+extern void mds_index_status (struct mds *mds, struct proto_status_info *info);
+extern void mds_index_free (struct mds *mds);
+
 /* req-map.c */
-struct placement_server;
-extern int mds_placement_snapshot (struct mds *mds,
-                                   struct catalog_server **servers,
-                                   struct placement_server **out, size_t *n);
 extern int mds_op_map_get (struct mds *, struct mds_conn *, const void *,
                            uint32_t, struct mds_reply *);
 extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,

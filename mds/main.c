@@ -677,6 +677,12 @@ main (int argc, char *argv[])
              catalog_strerror (r));
     goto out;
   }
+  r = mds_index_build (&mds);
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: reading servers: %s\n", MDS_PROGRAM, mds.db_dir,
+             catalog_strerror (r));
+    goto out;
+  }
   if (start_listening (&mds, &socket_path) < 0)
     goto out;
   r = mds_serve_start (&mds);
@@ -714,6 +720,7 @@ out_socket:
 out:
   if (!busy) {
     catalog_close (mds.cat);
+    mds_index_free (&mds);
     mds_state_free (&mds);
   }
   return status;

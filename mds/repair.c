@@ -10,8 +10,16 @@
  *   - a stale replica (or one left syncing by an interrupted copy) on a
  *     server that is up is resynced in place: DIFF copy;
  *   - if fewer replicas than wanted remain besides the lost ones,
- *     placement picks a new server, the replica is added and copied in
- *     FULL, and a lost one is removed once it is ok.
+ *     placement picks a new server (the placement index, place.c,
+ *     preferring servers with fewer copies headed to them), the replica
+ *     is added and copied in FULL, and a lost one is removed once it is
+ *     ok;
+ *   - if nothing else is to be done but its replicas span fewer
+ *     failure domains than they must (misplaced), it is re-spread: a
+ *     replica is copied to a domain it lacks and one in its most
+ *     crowded domain removed once that copy is ok.
+ * Each pass counts the misplaced segments (STATUS shows the last
+ * complete pass's count) and ends with a check of the zones' room.
  * Each copy (copy.c) runs on its own worker thread, at most
  * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
  * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
@@ -184,13 +192,16 @@ copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
 
 /* ---- The repair pass ---- */
 
-/* What a pass knows of the cluster, read at its start. */
+/* What a pass knows of the cluster, read at its start, and what it
+ * counts.
+ */
 struct pass {
   struct catalog_server *servers; /* id order */
-  struct placement_server *ps;    /* same order */
   size_t nservers;
   struct catalog_volume *vols; /* id order */
   size_t nvols;
+  uint32_t replicas_max; /* of the volume with the most */
+  uint64_t misplaced;    /* segments seen misplaced so far */
 };
 
 /* Release P's contents. */
@@ -198,7 +209,6 @@ static void
 pass_free (struct pass *p)
 {
   free (p->servers);
-  free (p->ps);
   free (p->vols);
   memset (p, 0, sizeof *p);
 }
@@ -228,23 +238,19 @@ pass_volume (const struct pass *p, uint64_t id)
 static uint32_t
 pass_server_state (struct mds *mds, const struct pass *p, uint32_t id)
 {
-  size_t i;
+  size_t lo = 0, hi = p->nservers;
 
-  for (i = 0; i < p->nservers; ++i)
-    if (p->servers[i].id == id)
-      return mds_server_state (mds, &p->servers[i]);
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (p->servers[mid].id == id)
+      return mds_server_state (mds, &p->servers[mid]);
+    if (p->servers[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
   return PROTO_SERVER_OUT;
-}
-
-/* Charge one segment to server ID in P's placement view. */
-static void
-pass_charge (struct mds *mds, struct pass *p, uint32_t id)
-{
-  size_t i;
-
-  for (i = 0; i < p->nservers; ++i)
-    if (p->ps[i].id == id)
-      p->ps[i].used += mds->cluster.segment_size;
 }
 
 /* Drop S's replicas on lost servers LOST[0..NLOST) (mds->lock held). */
@@ -268,8 +274,43 @@ drop_lost (struct mds *mds, const struct catalog_segment *s,
   }
 }
 
+/* Segment S, all of whose replicas on servers not lost (KEEP[0..NKEEP),
+ * REPLICAS wanted) are ok, spans fewer failure domains than it must:
+ * copy it to a server in a domain it lacks, and remove the replica
+ * placement names as the victim once the copy is ok (mds_copy_finish
+ * does that as for a replica on a lost server: the victim's server gets
+ * it as garbage, the segment a new generation).  Respects the copy
+ * limits (mds->lock held).
+ */
+static void
+respread (struct mds *mds, const struct catalog_segment *s,
+          const uint32_t *keep, size_t nkeep, uint32_t replicas)
+{
+  uint32_t target, victim;
+  int r;
+
+  r = placement_index_respread (mds->index, keep, nkeep, replicas, &mds->rng,
+                                &target, &victim);
+  if (r < 0) {
+    if (mds->debug_repair)
+      log_msg (LOG_LEVEL_DEBUG,
+               "segment %" PRIu64 ": misplaced, no server to re-spread it to",
+               s->id);
+    mds_repair_retry_later (mds, s->id);
+    return;
+  }
+  if (mds_copies_to (mds, target) >= mds->repair_concurrency ||
+      copy_start (mds, s->id, target, true, PROTO_PULL_FULL, victim) < 0) {
+    mds_index_uncharge (mds, &target, 1);
+    return;
+  }
+  log_info ("segment %" PRIu64 ": misplaced: copying it to server %" PRIu32
+            " to replace its replica on server %" PRIu32,
+            s->id, target, victim);
+}
+
 /* Decide what segment S needs and start at most one copy for it
- * (mds->lock held).
+ * (mds->lock held); count it in P if it is misplaced.
  */
 static void
 repair_segment (struct mds *mds, struct pass *p,
@@ -279,12 +320,10 @@ repair_segment (struct mds *mds, struct pass *p,
   uint32_t keep[CATALOG_REPLICAS_MAX], lost[CATALOG_REPLICAS_MAX];
   uint32_t resync = 0, target;
   size_t nkeep = 0, nlost = 0, ok = 0;
-  bool source = false;
+  bool source = false, misplaced;
   uint32_t k;
   int r;
 
-  if (mds_copy_busy (mds, s->id) || mds_resyncing (mds, s->volume))
-    return;
   v = pass_volume (p, s->volume);
   if (v == NULL)
     return; /* a volume created or deleted since the pass started */
@@ -292,7 +331,7 @@ repair_segment (struct mds *mds, struct pass *p,
   for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s->replicas[k].server;
     uint32_t state = pass_server_state (mds, p, id);
-    bool up = mds_server_is_up (mds, id);
+    bool up = mds_server_is_up (mds, id); /* draining: still a source */
 
     if (s->replicas[k].state == CATALOG_REPLICA_OK && up)
       source = true;
@@ -306,12 +345,19 @@ repair_segment (struct mds *mds, struct pass *p,
     else if (up && resync == 0)
       resync = id;
   }
+  misplaced = placement_index_misplaced (mds->index, keep, nkeep, v->replicas);
+  if (misplaced)
+    p->misplaced++;
 
+  if (mds->ncopies >= MDS_COPIES_MAX || mds_copy_busy (mds, s->id) ||
+      mds_resyncing (mds, s->volume))
+    return;
   if (nlost > 0 && ok >= v->replicas) {
     drop_lost (mds, s, lost, nlost);
     return;
   }
-  if ((resync == 0 && nkeep >= v->replicas) || !retry_due (mds, s->id))
+  if ((resync == 0 && nkeep >= v->replicas && !misplaced) ||
+      !retry_due (mds, s->id))
     return;
   if (!source) {
     if (mds->debug_repair)
@@ -325,8 +371,13 @@ repair_segment (struct mds *mds, struct pass *p,
       copy_start (mds, s->id, resync, false, PROTO_PULL_DIFF, 0);
     return;
   }
-  r = placement_choose_extra (p->ps, p->nservers, keep, nkeep, 1, &mds->rng,
-                              &target);
+  if (nkeep >= v->replicas) {
+    if (ok == nkeep)
+      respread (mds, s, keep, nkeep, v->replicas);
+    return;
+  }
+  r = placement_index_choose_extra (mds->index, keep, nkeep, 1, &mds->rng,
+                                    &target);
   if (r < 0) {
     if (mds->debug_repair)
       log_msg (LOG_LEVEL_DEBUG,
@@ -334,28 +385,55 @@ repair_segment (struct mds *mds, struct pass *p,
     mds_repair_retry_later (mds, s->id);
     return;
   }
-  if (mds_copies_to (mds, target) >= mds->repair_concurrency)
-    return;
-  if (copy_start (mds, s->id, target, true, PROTO_PULL_FULL,
-                  nlost ? lost[0] : 0) == 0)
-    pass_charge (mds, p, target);
+  if (mds_copies_to (mds, target) >= mds->repair_concurrency ||
+      copy_start (mds, s->id, target, true, PROTO_PULL_FULL,
+                  nlost ? lost[0] : 0) < 0)
+    mds_index_uncharge (mds, &target, 1);
 }
 
 /* Read what a pass needs (mds->lock held).  Returns 0 or an error. */
 static int
 pass_init (struct mds *mds, struct pass *p)
 {
+  size_t i;
   int r;
 
   memset (p, 0, sizeof *p);
-  r = mds_placement_snapshot (mds, &p->servers, &p->ps, &p->nservers);
+  r = catalog_server_list (mds->cat, &p->servers, &p->nservers);
   if (r == 0)
     r = catalog_volume_list (mds->cat, &p->vols, &p->nvols);
   if (r < 0) {
     log_error ("repair: reading the catalog: %s", catalog_strerror (r));
     pass_free (p);
+    return r;
   }
-  return r;
+  for (i = 0; i < p->nvols; ++i)
+    if (p->vols[i].replicas > p->replicas_max)
+      p->replicas_max = p->vols[i].replicas;
+  /* Servers that fell silent, and the copies running to each now. */
+  mds_index_pass (mds, p->servers, p->nservers);
+  return 0;
+}
+
+/* After a complete pass P (mds->lock held): keep its misplaced count for
+ * STATUS, saying when it changes from or to none, and check the room of
+ * the zones.
+ */
+static void
+pass_done (struct mds *mds, const struct pass *p)
+{
+  if (p->misplaced > 0 && (mds->misplaced == 0 || !mds->misplaced_known))
+    log_warn ("repair: %" PRIu64 " segments misplaced: their replicas span "
+              "fewer failure domains (zones) than they must",
+              p->misplaced);
+  else if (p->misplaced == 0 && mds->misplaced > 0)
+    log_info ("repair: no segment misplaced any more");
+  else if (p->misplaced != mds->misplaced && mds->debug_repair)
+    log_msg (LOG_LEVEL_DEBUG, "repair: %" PRIu64 " segments misplaced",
+             p->misplaced);
+  mds->misplaced = p->misplaced;
+  mds->misplaced_known = true;
+  mds_index_zones_check (mds, p->servers, p->nservers, p->replicas_max);
 }
 
 /* One pass over every segment.  Takes mds->lock for each page. */
@@ -376,17 +454,22 @@ repair_pass (struct mds *mds)
     int r;
 
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    if (mds->stopping || mds->ncopies >= MDS_COPIES_MAX)
+    if (mds->stopping)
       break;
     r = catalog_segment_list (mds->cat, after, MDS_REPAIR_PAGE, &segs, &n);
     if (r < 0) {
       log_error ("repair: reading the segments: %s", catalog_strerror (r));
       break;
     }
-    for (i = 0; i < n && mds->ncopies < MDS_COPIES_MAX; ++i)
+    /* Past MDS_COPIES_MAX no copy starts, but segments are still
+     * counted (misplaced).
+     */
+    for (i = 0; i < n; ++i)
       repair_segment (mds, &p, &segs[i]);
-    if (n < MDS_REPAIR_PAGE)
+    if (n < MDS_REPAIR_PAGE) {
+      pass_done (mds, &p);
       break;
+    }
     after = segs[n - 1].id;
   }
   pass_free (&p);

@@ -142,52 +142,6 @@ mds_op_map_get (struct mds *mds, struct mds_conn *conn, const void *payload,
   return 0;
 }
 
-/* Placement's view of every server (for allocation and repair):
- * capacity rounded down to whole segments, used as mds_server_used
- * counts it plus what MAP_ALLOCs being committed placed on it, up =
- * heard from within the down-timeout and neither draining nor out, the
- * MDS's high-water mark.  *OUT and *SERVERS
- * (which owns the zone strings) are malloc'd, in the catalog's id
- * order.  Returns 0 or a negative errno.
- */
-int
-mds_placement_snapshot (struct mds *mds, struct catalog_server **servers,
-                        struct placement_server **out, size_t *n)
-{
-  uint64_t seg = mds->cluster.segment_size;
-  struct placement_server *ps;
-  size_t i;
-  int r;
-
-  *out = NULL;
-  r = catalog_server_list (mds->cat, servers, n);
-  if (r < 0)
-    return r;
-  ps = calloc (*n ? *n : 1, sizeof *ps);
-  if (ps == NULL)
-    return -ENOMEM;
-  for (i = 0; i < *n; ++i) {
-    const struct catalog_server *s = &(*servers)[i];
-
-    uint64_t inflight = mds_inflight_bytes (mds, s->id);
-
-    r = mds_server_used (mds, s->id, &ps[i].used, NULL);
-    if (r < 0) {
-      free (ps);
-      return r;
-    }
-    ps[i].used =
-        ps[i].used + inflight < inflight ? UINT64_MAX : ps[i].used + inflight;
-    ps[i].id = s->id;
-    ps[i].zone = s->zone;
-    ps[i].capacity = mds_server_capacity (mds, s) / seg * seg;
-    ps[i].up = mds_server_state (mds, s) == PROTO_SERVER_UP;
-    ps[i].high_water = mds->high_water;
-  }
-  *out = ps;
-  return 0;
-}
-
 /* Add the replica servers of catalog segment S to AVOID[0..*NAVOID),
  * which has room for 2 * PLACEMENT_REPLICAS_MAX ids.
  */
@@ -200,12 +154,34 @@ add_avoid (const struct catalog_segment *s, uint32_t *avoid, size_t *navoid)
     avoid[(*navoid)++] = s->replicas[k].server;
 }
 
+/* Give back to the placement index the segments HOLES[0..NHOLES)
+ * charged to their servers: they are not allocated after all.
+ */
+static void
+uncharge_holes (struct mds *mds, const struct catalog_map_entry *holes,
+                size_t nholes)
+{
+  uint32_t ids[CATALOG_REPLICAS_MAX];
+  size_t i;
+  uint32_t k;
+
+  for (i = 0; i < nholes; ++i) {
+    const struct catalog_segment *s = &holes[i].segment;
+
+    for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
+      ids[k] = s->replicas[k].server;
+    mds_index_uncharge (mds, ids, k);
+  }
+}
+
 /* Choose replicas for every hole of [START, END) of volume V, given the
  * mapped entries EXISTING[0..NEXISTING) of [START - 1, END + 1).  A new
  * segment avoids the servers of both its neighbours, so that
  * consecutive segments land on different servers whatever order they
- * are allocated in.  Fills HOLES (room for END - START) and *NHOLES.
- * Returns 0, or fills REP and returns a negative errno.
+ * are allocated in.  The placement index (place.c) charges each server
+ * chosen; on failure the charges are given back.  Fills HOLES (room for
+ * END - START) and *NHOLES.  Returns 0, or fills REP and returns a
+ * negative errno.
  */
 static int
 place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
@@ -213,21 +189,14 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
              size_t nexisting, struct catalog_map_entry *holes, size_t *nholes,
              struct mds_reply *rep)
 {
-  CLEANUP_FREE struct catalog_server *servers = NULL;
-  CLEANUP_FREE struct placement_server *ps = NULL;
   const struct catalog_segment *prev = NULL;
   uint32_t avoid[2 * PLACEMENT_REPLICAS_MAX], out[PLACEMENT_REPLICAS_MAX];
-  size_t navoid, n, j = 0, i;
+  size_t navoid, j = 0;
   uint64_t idx;
   uint32_t k;
   int r;
 
   *nholes = 0;
-  r = mds_placement_snapshot (mds, &servers, &ps, &n);
-  if (r < 0) {
-    mds_reply_catalog (rep, r, "server list");
-    return r;
-  }
   for (idx = start > 0 ? start - 1 : start; idx < end; ++idx) {
     struct catalog_segment *new;
 
@@ -246,12 +215,29 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
       add_avoid (prev, avoid, &navoid);
     if (j < nexisting && existing[j].index == idx + 1)
       add_avoid (&existing[j].segment, avoid, &navoid);
-    r = placement_choose (ps, n, v->replicas, avoid, navoid, &mds->rng, out);
+    /* Until a choice has only servers that are up: each retry finds
+     * one more down, so this ends.
+     */
+    do {
+      r = placement_index_choose (mds->index, v->replicas, avoid, navoid,
+                                  &mds->rng, out);
+      if (r == 0 && mds_index_check_up (mds, out, v->replicas) > 0) {
+        mds_index_uncharge (mds, out, v->replicas);
+        r = -EAGAIN;
+      }
+    } while (r == -EAGAIN);
     if (r < 0) {
-      char why[256];
+      char why[PROTO_ERRMSG_MAX];
 
-      placement_explain (ps, n, v->replicas, why, sizeof why);
-      mds_reply_error (rep, PROTO_ENOSPC,
+      placement_index_explain (mds->index, v->replicas, why, sizeof why);
+      uncharge_holes (mds, holes, *nholes);
+      *nholes = 0;
+      /* The client logs it; a cluster out of room would flood this log
+       * (place.c warns once when too few domains have room).
+       */
+      log_debug ("volume %s: cannot place %" PRIu32 " replicas: %s", v->name,
+                 v->replicas, why);
+      mds_reply_error (rep, r == -ENOSPC ? PROTO_ENOSPC : PROTO_EINVAL,
                        "volume %s: cannot place %" PRIu32 " replicas: %s",
                        v->name, v->replicas, why);
       return r;
@@ -263,9 +249,6 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
     for (k = 0; k < v->replicas; ++k) {
       new->replicas[k].server = out[k];
       new->replicas[k].state = CATALOG_REPLICA_OK;
-      for (i = 0; i < n; ++i)
-        if (ps[i].id == out[k])
-          ps[i].used += mds->cluster.segment_size;
     }
     prev = new;
   }
@@ -331,6 +314,19 @@ inflight_apply (struct mds *mds, const struct mds_inflight *list, size_t n,
   return 0;
 }
 
+/* Give back to the placement index the bytes LIST[0..N) charged to
+ * each server by an allocation that failed.
+ */
+static void
+uncharge_placed (struct mds *mds, const struct mds_inflight *list, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; ++i)
+    placement_index_charge (mds->index, list[i].server,
+                            -(int64_t)list[i].bytes);
+}
+
 /* Allocate HOLES[0..NHOLES) of volume V, then fill REP with the map of
  * [START, END), both without mds->lock (see unlocked_begin): concurrent
  * MAP_ALLOCs share the catalog's synced commits.  The reply is built only
@@ -340,7 +336,10 @@ inflight_apply (struct mds *mds, const struct mds_inflight *list, size_t n,
  * again inside its transaction, and an index allocated meanwhile is kept
  * as it is (the reply shows it).  Until the commit is over, placement
  * counts the holes' bytes as used on their servers, as if they were in
- * the catalog already (struct mds_inflight).
+ * the catalog already (struct mds_inflight); the placement index was
+ * charged them by place_holes, and is given them back if the commit
+ * fails.  (An index another MAP_ALLOC allocated meanwhile stays charged
+ * twice until its servers' next heartbeats refresh their entries.)
  */
 static void
 alloc_unlocked (struct mds *mds, const struct catalog_volume *v,
@@ -356,19 +355,22 @@ alloc_unlocked (struct mds *mds, const struct catalog_volume *v,
    */
   if (inflight_sum (mds, holes, nholes, &placed, &nplaced) < 0 ||
       inflight_apply (mds, placed, nplaced, true) < 0) {
+    uncharge_holes (mds, holes, nholes);
     mds_reply_error (rep, PROTO_ENOMEM, "volume %s: out of memory", v->name);
     return;
   }
   unlocked_begin (mds);
   r = catalog_map_alloc (mds->cat, v->id, holes, nholes);
-  if (r < 0)
+  if (r < 0) {
     mds_reply_catalog (rep, r, "volume %s allocation", v->name);
-  else {
-    log_debug ("volume %s: allocated %zu segments in [%" PRIu64 ", %" PRIu64
-               ")",
-               v->name, nholes, start, end);
-    reply_range (mds, v->id, start, end, rep);
+    unlocked_end (mds);
+    inflight_apply (mds, placed, nplaced, false);
+    uncharge_placed (mds, placed, nplaced);
+    return;
   }
+  log_debug ("volume %s: allocated %zu segments in [%" PRIu64 ", %" PRIu64 ")",
+             v->name, nholes, start, end);
+  reply_range (mds, v->id, start, end, rep);
   unlocked_end (mds);
   inflight_apply (mds, placed, nplaced, false);
 }

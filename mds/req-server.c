@@ -18,6 +18,7 @@
 #include "sock.h"
 
 #include "internal.h"
+#include "placement.h"
 
 /* A server's index_seq raised by heartbeats is saved in the catalog at
  * most this often.
@@ -221,6 +222,7 @@ reply_status (struct mds *mds, struct mds_reply *rep)
     return mds_reply_catalog (rep, r, "segment list");
   info.resyncing = mds->nresyncs;
   info.unproven = mds_unproven_count (mds);
+  mds_index_status (mds, &info);
   proto_encode_status_info (&info, &rep->wb);
   return 0;
 }
@@ -389,6 +391,7 @@ mds_op_server_register (struct mds *mds, struct mds_conn *conn,
             "capacity %" PRIu64 ", index_seq %" PRIu64 "%s",
             s.id, uuid, req.address, req.zone, req.capacity, req.index_seq,
             req.flags & PROTO_REG_UNCLEAN ? ", unclean start" : "");
+  mds_index_server (mds, &s);
   registered (mds, &s, &req);
   /* It may have missed the new generations of its stale replicas. */
   mds_announce_server (mds, s.id);
@@ -502,6 +505,11 @@ heartbeat (struct mds *mds, const struct proto_heartbeat *hb,
     if (r < 0)
       return mds_reply_catalog (rep, r, "server %" PRIu32 " garbage", s.id);
   }
+  /* Its state, capacity and use as it reports them now, and its garbage
+   * deleted: placement's entry is refreshed from the authoritative
+   * numbers (place.c).
+   */
+  mds_index_server (mds, &s);
   r = catalog_garbage_get (mds->cat, s.id, MDS_GARBAGE_BATCH, &garbage, &n);
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32 " garbage", s.id);
@@ -606,6 +614,8 @@ mds_op_server_drain (struct mds *mds, struct mds_conn *conn,
   r = catalog_server_set_state (mds->cat, s.id, CATALOG_SERVER_DRAINING);
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32, s.id);
+  s.state = CATALOG_SERVER_DRAINING;
+  mds_index_server (mds, &s); /* no new segments on it from now on */
   catalog_server_count_segments (mds->cat, s.id, &count);
   log_info ("server %" PRIu32 " (%s): draining %" PRIu64
             " replicas, asked by %s",
@@ -651,6 +661,7 @@ mds_op_server_remove (struct mds *mds, struct mds_conn *conn,
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32, s.id);
   mds_server_forget (mds, s.id);
+  placement_index_remove (mds->index, s.id);
   log_info ("server %" PRIu32 " (%s): removed, asked by %s", s.id, s.address,
             conn->peer);
   return 0;

@@ -1,8 +1,8 @@
 /* In-memory state of the MDS: heartbeats of storage servers and writer
  * leases.  Neither is in the catalog: after a restart servers count as
  * heard at the start (down, then out, if they stay silent), and leases
- * are rebuilt by mds_leases_recover.  Every function here is called with mds->lock held
- * (or at start-up, before any other thread exists).
+ * are rebuilt by mds_leases_recover.  Every function here is called
+ * with mds->lock held (or at start-up, before any other thread exists).
  */
 
 #include <config.h>
@@ -31,15 +31,34 @@ mds_now_ns (void)
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Where server ID is, or would be inserted, in mds->servers (kept in id
+ * order, so that every lookup by id is a binary search: repair looks a
+ * server up for every replica it checks).
+ */
+static size_t
+server_slot (const struct mds *mds, uint32_t id)
+{
+  size_t lo = 0, hi = mds->nservers;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (mds->servers[mid].id < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 /* The state of server ID (writable), or NULL. */
 static struct mds_server_state *
 find_server (struct mds *mds, uint32_t id)
 {
-  size_t i;
+  size_t i = server_slot (mds, id);
 
-  for (i = 0; i < mds->nservers; ++i)
-    if (mds->servers[i].id == id)
-      return &mds->servers[i];
+  if (i < mds->nservers && mds->servers[i].id == id)
+    return &mds->servers[i];
   return NULL;
 }
 
@@ -63,12 +82,15 @@ mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
 
   if (s == NULL) {
     struct mds_server_state *p;
+    size_t i = server_slot (mds, id);
 
     p = realloc (mds->servers, (mds->nservers + 1) * sizeof *p);
     if (p == NULL)
       return -ENOMEM;
     mds->servers = p;
-    s = &p[mds->nservers++];
+    memmove (&p[i + 1], &p[i], (mds->nservers - i) * sizeof *p);
+    mds->nservers++;
+    s = &p[i];
     memset (s, 0, sizeof *s);
     s->id = id;
     /* Fences made while the MDS did not hear from it may be missing. */
@@ -107,8 +129,11 @@ mds_server_forget (struct mds *mds, uint32_t id)
 {
   struct mds_server_state *s = find_server (mds, id);
 
-  if (s)
-    *s = mds->servers[--mds->nservers];
+  if (s) {
+    size_t i = s - mds->servers;
+
+    memmove (s, s + 1, (--mds->nservers - i) * sizeof *s);
+  }
 }
 
 /* True if server ID was heard from within the down-timeout. */

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the tree again with --enable-sanitizers (ASan and UBSan, every
-# report fatal) in a scratch directory, then run the unit tests and one
-# integration test (test-data-bytes.sh: MDS, three storage servers,
-# nbdkit with the plugin, NBD reads and writes) there.  Any report from
-# any process fails the test: the reports go to files (ASAN_OPTIONS
-# log_path), which must not exist afterwards.
+# report fatal) in a scratch directory, then run the unit tests and two
+# integration tests there: test-data-bytes.sh (MDS, three storage
+# servers, nbdkit with the plugin, NBD reads and writes) and
+# test-zones.sh (the MDS's placement index, repair and re-spread, zone
+# warnings).  Any report from any process fails the test: the reports go
+# to files (ASAN_OPTIONS log_path), which must not exist afterwards.
 source ./functions.sh
 set -e
 set -x
@@ -54,7 +55,8 @@ status=0
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
     TESTS="unit/test-proto unit/test-parse unit/test-auth unit/test-tls
            unit/test-catalog unit/test-placement unit/test-superblock
-           unit/test-record unit/test-track test-data-bytes.sh" \
+           unit/test-record unit/test-track test-data-bytes.sh
+           test-zones.sh" \
     >check.log 2>&1 || status=$?
 grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL):' check.log || tail -30 check.log
 echo "sanitizer build and tests: $(elapsed "$start") s"

@@ -15,6 +15,7 @@ tool_print_status_json (struct tool_ctx *ctx,
 {
   struct tool_json j;
   char uuid[37];
+  uint32_t i;
 
   uuid_format (st->cluster_uuid, uuid);
   tool_json_init (&j, ctx->out);
@@ -31,8 +32,80 @@ tool_print_status_json (struct tool_ctx *ctx,
   tool_json_kv_uint (&j, "syncing", st->syncing);
   tool_json_kv_uint (&j, "resyncing", st->resyncing);
   tool_json_kv_uint (&j, "unproven", st->unproven);
+  tool_json_kv_uint (&j, "misplaced", st->misplaced);
+  tool_json_kv_uint (&j, "domains_needed", st->domains_needed);
+  tool_json_kv_uint (&j, "domains_room", st->domains_room);
+  tool_json_kv_uint (&j, "zones_total", st->zones_total);
+  tool_json_key (&j, "zones");
+  tool_json_begin_array (&j);
+  for (i = 0; i < st->nzones; ++i) {
+    const struct proto_zone_room *z = &st->zones[i];
+
+    tool_json_begin_object (&j);
+    tool_json_kv_string (&j, "zone", z->zone);
+    tool_json_kv_uint (&j, "servers", z->servers);
+    tool_json_kv_uint (&j, "room", z->room);
+    tool_json_kv_uint (&j, "usable", z->usable);
+    tool_json_kv_bool (&j, "low", (z->flags & PROTO_ZONE_LOW) != 0);
+    tool_json_end_object (&j);
+  }
+  tool_json_end_array (&j);
   tool_json_end_object (&j);
   tool_json_finish (&j);
+}
+
+/* The name of zone Z for humans, sanitized, into BUF (LEN bytes). */
+static void
+zone_name (const struct proto_zone_room *z, char *buf, size_t len)
+{
+  if (z->zone[0] == '\0')
+    snprintf (buf, len, "(no zone)");
+  else
+    tool_sanitize (z->zone, buf, len);
+}
+
+/* Print the room of every zone of ST, then a warning line for each zone
+ * low on room and one if too few failure domains have room for a new
+ * segment (allocations fail).
+ */
+static void
+print_zones (FILE *fp, const struct proto_status_info *st)
+{
+  uint64_t seg = st->segment_size ? st->segment_size : 1;
+  char name[PROTO_ZONE_MAX * 3 + 1], key[PROTO_ZONE_MAX * 3 + 8];
+  char room[32], usable[32];
+  uint32_t i;
+
+  for (i = 0; i < st->nzones; ++i) {
+    const struct proto_zone_room *z = &st->zones[i];
+
+    zone_name (z, name, sizeof name);
+    snprintf (key, sizeof key, "zone %s", name);
+    format_size (z->room, room, sizeof room);
+    format_size (z->usable, usable, sizeof usable);
+    tool_print_field (
+        fp, key, "%s of %s free (%" PRIu64 " segments), %" PRIu32 " servers up",
+        room, usable, z->room / seg, z->servers);
+  }
+  if (st->zones_total > st->nzones)
+    tool_print_field (fp, "zones", "%" PRIu32 " more not shown",
+                      st->zones_total - st->nzones);
+  for (i = 0; i < st->nzones; ++i) {
+    const struct proto_zone_room *z = &st->zones[i];
+
+    if (!(z->flags & PROTO_ZONE_LOW))
+      continue;
+    zone_name (z, name, sizeof name);
+    fprintf (fp,
+             "warning: zone %s has room for %" PRIu64
+             " segments, below 10 %% of its usable space\n",
+             name, z->room / seg);
+  }
+  if (st->domains_room < st->domains_needed)
+    fprintf (fp,
+             "warning: only %" PRIu32 " failure domains have room for a "
+             "new segment, %" PRIu32 " needed: allocations fail\n",
+             st->domains_room, st->domains_needed);
 }
 
 /* Print the STATUS reply for humans. */
@@ -59,6 +132,8 @@ print_human (struct tool_ctx *ctx, const struct proto_status_info *st)
   tool_print_field (fp, "syncing", "%" PRIu64 " replicas", st->syncing);
   tool_print_field (fp, "resyncing", "%" PRIu32 " volumes", st->resyncing);
   tool_print_field (fp, "unproven", "%" PRIu64 " segments", st->unproven);
+  tool_print_field (fp, "misplaced", "%" PRIu64 " segments", st->misplaced);
+  print_zones (fp, st);
 }
 
 /* tessera status */

@@ -3,7 +3,10 @@
  * The map comes in MAP_GET chunks of at most PROTO_MAP_MAX segment
  * indexes, covering the whole volume (its size from VOL_INFO, the segment
  * size from STATUS).  JSON is written as the chunks arrive; the table is
- * collected first to align its columns.
+ * collected first to align its columns.  Segments whose replicas span
+ * fewer failure domains than the MDS's rule asks (misplaced) are marked:
+ * the zones and states come from SERVER_LIST, and the rule is the
+ * MDS's (tessera-mds(8), "Failure domains").
  */
 
 #include <config.h>
@@ -42,9 +45,84 @@ format_offset (uint64_t offset, char *buf, size_t len)
 struct map_out {
   struct tool_ctx *ctx;
   uint32_t segment_size;
+  uint32_t replicas;   /* the volume's */
+  uint32_t domains_up; /* failure domains with a server up */
+  struct proto_server_list servers;
   struct tool_json j;
   struct tool_table t;
 };
+
+/* The server with id ID in M's server list, or NULL. */
+static const struct proto_server_info *
+find_server (const struct map_out *m, uint32_t id)
+{
+  uint32_t i;
+
+  for (i = 0; i < m->servers.n; ++i)
+    if (m->servers.servers[i].id == id)
+      return &m->servers.servers[i];
+  return NULL;
+}
+
+/* True if servers A and B are in one failure domain: the
+ * same zone name, or the same server when it has no zone.
+ */
+static bool
+same_domain (const struct proto_server_info *a,
+             const struct proto_server_info *b)
+{
+  if (a->zone[0] == '\0' || b->zone[0] == '\0')
+    return a->id == b->id;
+  return strcmp (a->zone, b->zone) == 0;
+}
+
+/* Count into M->domains_up the failure domains with a server up. */
+static void
+count_domains (struct map_out *m)
+{
+  uint32_t i, j;
+
+  m->domains_up = 0;
+  for (i = 0; i < m->servers.n; ++i) {
+    const struct proto_server_info *s = &m->servers.servers[i];
+
+    if (s->state != PROTO_SERVER_UP)
+      continue;
+    for (j = 0; j < i; ++j)
+      if (m->servers.servers[j].state == PROTO_SERVER_UP &&
+          same_domain (&m->servers.servers[j], s))
+        break;
+    if (j == i)
+      m->domains_up++;
+  }
+}
+
+/* True if entry E is misplaced: its replicas on servers neither out nor
+ * draining (unknown ones count as out) span fewer failure domains than
+ * min (those replicas, the volume's replicas, domains with a server up).
+ */
+static bool
+misplaced (const struct map_out *m, const struct proto_map_entry *e)
+{
+  const struct proto_server_info *held[PROTO_REPLICAS_MAX];
+  uint32_t i, j, n = 0, spans = 0, needed;
+
+  for (i = 0; i < e->nreplicas && i < PROTO_REPLICAS_MAX; ++i) {
+    const struct proto_server_info *s = find_server (m, e->replicas[i].server);
+
+    if (s && s->state != PROTO_SERVER_OUT && s->state != PROTO_SERVER_DRAINING)
+      held[n++] = s;
+  }
+  for (i = 0; i < n; ++i) {
+    for (j = 0; j < i; ++j)
+      if (same_domain (held[j], held[i]))
+        break;
+    if (j == i)
+      spans++;
+  }
+  needed = MIN (m->replicas, m->domains_up);
+  return spans < MIN (n, needed);
+}
 
 /* Add entry E to the output.  Returns 0 or -ENOMEM. */
 static int
@@ -69,6 +147,7 @@ add_entry (struct map_out *m, const struct proto_map_entry *e)
       tool_json_end_object (&m->j);
     }
     tool_json_end_array (&m->j);
+    tool_json_kv_bool (&m->j, "misplaced", misplaced (m, e));
     tool_json_end_object (&m->j);
     return 0;
   }
@@ -82,7 +161,8 @@ add_entry (struct map_out *m, const struct proto_map_entry *e)
   snprintf (idx, sizeof idx, "%" PRIu64, e->index);
   format_offset (e->index * m->segment_size, offset, sizeof offset);
   snprintf (seg, sizeof seg, "%" PRIu64, e->segment);
-  return tool_table_add_row (&m->t, idx, offset, seg, replicas);
+  return tool_table_add_row (&m->t, idx, offset, seg, replicas,
+                             misplaced (m, e) ? "misplaced" : "");
 }
 
 /* Fetch map entries [START, START+COUNT) of volume V and add them to M.
@@ -113,10 +193,7 @@ int
 tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
 {
   static const char *const headers[] = {
-    "INDEX",
-    "OFFSET",
-    "SEGMENT",
-    "REPLICAS",
+    "INDEX", "OFFSET", "SEGMENT", "REPLICAS", "NOTE",
   };
   struct proto_status_info st;
   struct proto_volume_info v;
@@ -135,6 +212,11 @@ tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
   if (st.segment_size == 0)
     return tool_bad_reply (ctx, what, -EBADMSG);
   m.segment_size = st.segment_size;
+  m.replicas = v.replicas;
+  r = tool_get_servers (ctx, what, &m.servers);
+  if (r < 0)
+    return r;
+  count_domains (&m);
   nsegs = v.size / st.segment_size + (v.size % st.segment_size != 0);
 
   if (ctx->json) {
@@ -146,7 +228,7 @@ tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
     tool_json_begin_array (&m.j);
   }
   else
-    tool_table_init (&m.t, 4, headers, "rrrl");
+    tool_table_init (&m.t, 5, headers, "rrrll");
 
   for (start = 0; start < nsegs && r == 0; start += PROTO_MAP_MAX)
     r = map_chunk (&m, what, &v, start,
@@ -163,5 +245,6 @@ tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
       tool_table_print (&m.t, ctx->out);
     tool_table_free (&m.t);
   }
+  proto_server_list_free (&m.servers);
   return r;
 }

@@ -106,6 +106,8 @@ void
 proto_encode_status_info (const struct proto_status_info *m,
                           struct proto_wbuf *wb)
 {
+  uint32_t i, n;
+
   proto_put_bytes (wb, m->cluster_uuid, 16);
   proto_put_u32 (wb, m->segment_size);
   proto_put_u32 (wb, m->servers);
@@ -118,6 +120,21 @@ proto_encode_status_info (const struct proto_status_info *m,
   proto_put_u64 (wb, m->syncing);
   proto_put_u32 (wb, m->resyncing);
   proto_put_u64 (wb, m->unproven);
+  proto_put_u64 (wb, m->misplaced);
+  proto_put_u32 (wb, m->domains_needed);
+  proto_put_u32 (wb, m->domains_room);
+  proto_put_u32 (wb, m->zones_total);
+  n = m->nzones < PROTO_STATUS_ZONES_MAX ? m->nzones : PROTO_STATUS_ZONES_MAX;
+  proto_put_u32 (wb, n);
+  for (i = 0; i < n; ++i) {
+    const struct proto_zone_room *z = &m->zones[i];
+
+    proto_put_str (wb, z->zone, PROTO_ZONE_MAX);
+    proto_put_u32 (wb, z->servers);
+    proto_put_u32 (wb, z->flags);
+    proto_put_u64 (wb, z->room);
+    proto_put_u64 (wb, z->usable);
+  }
 }
 
 int
@@ -125,7 +142,9 @@ proto_decode_status_info (const void *p, size_t len,
                           struct proto_status_info *m)
 {
   struct proto_rbuf rb;
+  uint32_t i;
 
+  memset (m, 0, sizeof *m);
   proto_rbuf_init (&rb, p, len);
   proto_get_bytes (&rb, m->cluster_uuid, 16);
   m->segment_size = proto_get_u32 (&rb);
@@ -139,6 +158,26 @@ proto_decode_status_info (const void *p, size_t len,
   m->syncing = proto_get_u64 (&rb);
   m->resyncing = proto_get_u32 (&rb);
   m->unproven = proto_get_u64 (&rb);
+  m->misplaced = proto_get_u64 (&rb);
+  m->domains_needed = proto_get_u32 (&rb);
+  m->domains_room = proto_get_u32 (&rb);
+  m->zones_total = proto_get_u32 (&rb);
+  m->nzones = proto_get_u32 (&rb);
+  if (m->nzones > PROTO_STATUS_ZONES_MAX || m->nzones > m->zones_total) {
+    m->nzones = 0;
+    return -EBADMSG;
+  }
+  for (i = 0; i < m->nzones; ++i) {
+    struct proto_zone_room *z = &m->zones[i];
+
+    proto_get_str (&rb, z->zone, PROTO_ZONE_MAX);
+    z->servers = proto_get_u32 (&rb);
+    z->flags = proto_get_u32 (&rb);
+    z->room = proto_get_u64 (&rb);
+    z->usable = proto_get_u64 (&rb);
+    if (z->flags & ~PROTO_ZONE_FLAGS_KNOWN)
+      return -EBADMSG;
+  }
   return proto_rbuf_finish (&rb);
 }
 

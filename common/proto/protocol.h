@@ -188,10 +188,28 @@ struct proto_hello {
   uint8_t auth[PROTO_AUTH_MAX];
 };
 
+/* One zone (failure domain) in a STATUS reply.  Wire: zone (string),
+ * servers u32, flags u32, room u64, usable u64.  Servers without a zone
+ * are summed into one entry whose zone is "".
+ */
+#define PROTO_ZONE_LOW 0x1 /* ROOM is below 10 % of USABLE */
+#define PROTO_ZONE_FLAGS_KNOWN PROTO_ZONE_LOW
+struct proto_zone_room {
+  char zone[PROTO_ZONE_MAX + 1];
+  uint32_t servers; /* up servers in it */
+  uint32_t flags;   /* PROTO_ZONE_* */
+  uint64_t room;    /* bytes below the servers' high-water marks */
+  uint64_t usable;  /* bytes their high-water marks allow in all */
+};
+/* Most zones listed in a STATUS reply (ZONES_TOTAL counts them all). */
+#define PROTO_STATUS_ZONES_MAX 16
+
 /* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16],
  * segment_size u32, servers u32, servers_up u32, volumes u32, segments
  * u64, capacity u64, used u64, degraded u64, syncing u64, resyncing u32,
- * unproven u64.
+ * unproven u64, misplaced u64, domains_needed u32, domains_room u32,
+ * zones_total u32, nzones u32 (at most PROTO_STATUS_ZONES_MAX), then
+ * NZONES zones (struct proto_zone_room), in zone name order.
  */
 struct proto_status_info {
   uint8_t cluster_uuid[16];
@@ -207,6 +225,17 @@ struct proto_status_info {
   uint32_t resyncing; /* volumes being resynced after a writer crash */
   uint64_t unproven;  /* segments whose last ok replica may have lost
                          writes (an unclean restart or a rollback) */
+  uint64_t misplaced; /* segments spanning fewer failure domains than
+                         they must (the last complete repair pass) */
+  /* Failure domains a segment of the volume with the most replicas must
+   * span, and how many have room for a new segment now: fewer means
+   * allocations fail.
+   */
+  uint32_t domains_needed;
+  uint32_t domains_room;
+  uint32_t zones_total;
+  uint32_t nzones;
+  struct proto_zone_room zones[PROTO_STATUS_ZONES_MAX];
 };
 
 /* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],

@@ -105,6 +105,16 @@ check_hello (const struct proto_hello *m)
 static void
 check_status_info (const struct proto_status_info *m)
 {
+  uint32_t i;
+
+  FUZZ_CHECK (m->nzones <= PROTO_STATUS_ZONES_MAX &&
+                  m->nzones <= m->zones_total,
+              "status: nzones %u of %u", m->nzones, m->zones_total);
+  for (i = 0; i < m->nzones; i++) {
+    check_str ("status zone", m->zones[i].zone, PROTO_ZONE_MAX);
+    FUZZ_CHECK ((m->zones[i].flags & ~PROTO_ZONE_FLAGS_KNOWN) == 0,
+                "status zone %u: flags %x", i, m->zones[i].flags);
+  }
 }
 
 static void
@@ -551,7 +561,18 @@ fuzz_make_seeds (const char *dir)
                                    .segments = 10,
                                    .capacity = 1ull << 40,
                                    .used = 1 << 30,
-                                   .degraded = 1 };
+                                   .degraded = 1,
+                                   .misplaced = 2,
+                                   .domains_needed = 2,
+                                   .domains_room = 1,
+                                   .zones_total = 2,
+                                   .nzones = 2,
+                                   .zones = { { .zone = "rack1",
+                                                .servers = 2,
+                                                .flags = PROTO_ZONE_LOW,
+                                                .room = 1 << 22,
+                                                .usable = 1 << 30 },
+                                              { .zone = "rack2" } } };
 
     memcpy (m.cluster_uuid, uuid_a, 16);
     proto_encode_status_info (&m, &wb);

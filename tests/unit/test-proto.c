@@ -468,6 +468,58 @@ START_TEST (test_small_fixed)
 }
 END_TEST
 
+/* STATUS carries the misplaced count, the domains and the zone list;
+ * a count of zones above the maximum or above zones_total, or an
+ * unknown zone flag, is refused.
+ */
+START_TEST (test_status_zones)
+{
+  struct proto_status_info s = { .misplaced = 4,
+                                 .domains_needed = 2,
+                                 .domains_room = 1,
+                                 .zones_total = 3,
+                                 .nzones = 2 },
+                           s2;
+  struct proto_wbuf wb = { 0 };
+  uint8_t *p;
+
+  snprintf (s.zones[0].zone, sizeof s.zones[0].zone, "a");
+  s.zones[0].servers = 2;
+  s.zones[0].flags = PROTO_ZONE_LOW;
+  s.zones[0].room = 1 << 20;
+  s.zones[0].usable = 1 << 30;
+  snprintf (s.zones[1].zone, sizeof s.zones[1].zone, "b");
+  s.zones[1].usable = 5;
+  proto_encode_status_info (&s, &wb);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), 0);
+  ck_assert_uint_eq (s2.misplaced, 4);
+  ck_assert_uint_eq (s2.domains_needed, 2);
+  ck_assert_uint_eq (s2.domains_room, 1);
+  ck_assert_uint_eq (s2.zones_total, 3);
+  ck_assert_uint_eq (s2.nzones, 2);
+  ck_assert_str_eq (s2.zones[0].zone, "a");
+  ck_assert_uint_eq (s2.zones[0].servers, 2);
+  ck_assert_uint_eq (s2.zones[0].flags, PROTO_ZONE_LOW);
+  ck_assert_uint_eq (s2.zones[0].room, 1 << 20);
+  ck_assert_uint_eq (s2.zones[0].usable, 1 << 30);
+  ck_assert_str_eq (s2.zones[1].zone, "b");
+  ck_assert_uint_eq (s2.zones[1].usable, 5);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len - 1, &s2),
+                    -EBADMSG);
+  /* The last zone's flags (u32 before room and usable): unknown bit. */
+  p = (uint8_t *)wb.data + wb.len - 16 - 1;
+  *p = 0x2;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  /* More zones listed than the total. */
+  s.zones_total = 1;
+  proto_encode_status_info (&s, &wb);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
 START_TEST (test_seg_io)
 {
   struct proto_seg_io in = { .segment = 1,
@@ -788,6 +840,7 @@ proto_suite (void)
   tcase_add_test (tc, test_map_request);
   tcase_add_test (tc, test_heartbeat_segments);
   tcase_add_test (tc, test_small_fixed);
+  tcase_add_test (tc, test_status_zones);
   tcase_add_test (tc, test_seg_io);
   tcase_add_test (tc, test_heartbeat_reply);
   tcase_add_test (tc, test_repair_messages);
