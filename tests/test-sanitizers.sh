@@ -55,7 +55,8 @@ status=0
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
     TESTS="unit/test-proto unit/test-parse unit/test-auth unit/test-tls
            unit/test-catalog unit/test-placement unit/test-superblock
-           unit/test-record unit/test-track test-data-bytes.sh
+           unit/test-record unit/test-track unit/test-rangelock
+           unit/test-epoch-slots unit/test-map-entry test-data-bytes.sh
            test-zones.sh" \
     >check.log 2>&1 || status=$?
 grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL):' check.log || tail -30 check.log
