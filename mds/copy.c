@@ -99,6 +99,28 @@ replica_index (const struct catalog_segment *s, uint32_t server)
   return -1;
 }
 
+/* Whether segment S keeps enough ok replicas besides the one on server
+ * LOST for its volume (mds->lock held): only then may a copy that
+ * replaced LOST remove it.  A replica that became stale during the copy
+ * would otherwise leave fewer ok copies than the volume wants; the
+ * replica on LOST then stays (repair drops it later if its server is
+ * leaving, and a re-spread leaves one replica too many, which is safe).
+ */
+static bool
+may_remove (struct mds *mds, const struct catalog_segment *s, uint32_t lost)
+{
+  struct catalog_volume v;
+  uint32_t k, ok = 0;
+
+  if (catalog_volume_get (mds->cat, s->volume, &v) < 0)
+    return false;
+  for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
+    if (s->replicas[k].server != lost &&
+        s->replicas[k].state == CATALOG_REPLICA_OK)
+      ok++;
+  return ok >= v.replicas;
+}
+
 /* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
  * Returns 0 or a catalog error.
  */
@@ -362,7 +384,12 @@ mds_copy_finish (struct mds *mds, struct mds_copy *c, int result)
                 " is ok (%s copy from server %" PRIu32 ")",
                 c->segment, c->target,
                 c->mode == PROTO_PULL_FULL ? "full" : "diff", c->source);
-    if (r == 0 && c->lost && replica_index (&s, c->lost) >= 0) {
+    if (r == 0 && c->lost && replica_index (&s, c->lost) >= 0 &&
+        !may_remove (mds, &s, c->lost))
+      log_warn ("segment %" PRIu64 ": keeping the replica on server %" PRIu32
+                ": too few other ok replicas",
+                c->segment, c->lost);
+    else if (r == 0 && c->lost && replica_index (&s, c->lost) >= 0) {
       r = catalog_segment_remove_replica (mds->cat, c->segment, c->lost, &s);
       if (r < 0)
         log_warn ("segment %" PRIu64 ": removing the replica on server %" PRIu32
