@@ -16,34 +16,22 @@
 #include "catalog-internal.h"
 #include "cleanup.h"
 #include "log.h"
+#include "mdb-errno.h"
 
 #define DEFAULT_MAP_SIZE (UINT64_C (1) << 30)
 #define SEGMENT_SIZE_MIN (UINT32_C (64) << 10)
 #define SEGMENT_SIZE_MAX (UINT32_C (64) << 20)
 
 /* Map an LMDB (or system) return code to the catalog's -errno
- * convention.  OP names the failing call in the debug line that every
- * unexpected code gets.
+ * convention (mdb_errno).  OP names the failing call in the debug line
+ * that every unexpected code gets.
  */
 int
 catalog_mdb_err (int rc, const char *op)
 {
-  switch (rc) {
-  case MDB_SUCCESS:
-    return 0;
-  case MDB_NOTFOUND:
-    return -ENOENT;
-  case MDB_KEYEXIST:
-    return -EEXIST;
-  case MDB_MAP_FULL:
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST)
     log_debug ("catalog: %s: %s", op, mdb_strerror (rc));
-    return -ENOSPC;
-  case ENOMEM:
-    return -ENOMEM;
-  default:
-    log_debug ("catalog: %s: %s", op, mdb_strerror (rc));
-    return -EIO;
-  }
+  return mdb_errno (rc);
 }
 
 /* Free reader RD: its cursors, then its transaction (accepts NULL). */
@@ -498,10 +486,8 @@ catalog_open (const char *dir, uint64_t map_size, catalog **out)
    */
   rc = mdb_env_open (cat->env, dir, MDB_NOTLS, 0600);
   if (rc != MDB_SUCCESS) {
-    log_debug ("catalog: open: %s: %s", dir, mdb_strerror (rc));
-    r = rc == EACCES   ? -EACCES
-        : rc == ENOENT ? -ENOENT
-                       : catalog_mdb_err (rc, "mdb_env_open");
+    log_debug ("catalog: open: %s", dir);
+    r = catalog_mdb_err (rc, "mdb_env_open");
     goto err_env;
   }
   /* Free reader slots left by a crashed process. */
@@ -637,6 +623,8 @@ catalog_stats (catalog *cat, struct catalog_stats *out)
 const char *
 catalog_strerror (int err)
 {
+  const char *d;
+
   switch (err < 0 ? -err : err) {
   case 0:
     return "success";
@@ -659,7 +647,11 @@ catalog_strerror (int err)
   case EBUSY:
     return "still in use";
   default:
-    return "unknown catalog error";
+    /* A system error LMDB passed on keeps its own name (a static
+     * string, unlike strerror's).
+     */
+    d = strerrordesc_np (err < 0 ? -err : err);
+    return d ? d : "unknown catalog error";
   }
 }
 

@@ -38,6 +38,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "mdb-errno.h"
 
 #include "internal.h"
 
@@ -71,25 +72,15 @@ struct ss_index {
   struct ss_index_op *done_tail;
 };
 
-/* Map an LMDB return code to -errno (STYLE.md section 5). */
+/* Map an LMDB return code to -errno (mdb_errno), logging the
+ * unexpected ones.
+ */
 static int
 mdb_to_errno (int rc, const char *what)
 {
-  switch (rc) {
-  case MDB_SUCCESS:
-    return 0;
-  case MDB_NOTFOUND:
-    return -ENOENT;
-  case MDB_KEYEXIST:
-    return -EEXIST;
-  case MDB_MAP_FULL:
-    return -ENOSPC;
-  default:
-    if (rc > 0)
-      return -rc; /* a system errno */
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST)
     log_debug ("index: %s: %s", what, mdb_strerror (rc));
-    return -EIO;
-  }
+  return mdb_errno (rc);
 }
 
 /* Remove an index environment's files (for re-formatting). */

@@ -2384,6 +2384,10 @@ START_TEST (test_strerror)
   ck_assert_str_eq (catalog_strerror (-EACCES), "permission denied");
   ck_assert_str_eq (catalog_strerror (-EBUSY), "still in use");
   ck_assert_str_eq (catalog_strerror (EIO), "catalog database error");
+  /* A system error LMDB passed on (a failed sync, a read-only disk)
+   * keeps its own name.
+   */
+  ck_assert_str_eq (catalog_strerror (-EROFS), "Read-only file system");
   ck_assert_str_eq (catalog_strerror (-12345), "unknown catalog error");
 }
 END_TEST
