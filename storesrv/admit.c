@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "log.h"
 
 #include "internal.h"
@@ -48,10 +49,7 @@ static void frame_timer_arm (struct ss_loop *loop);
 static uint64_t
 now_ms (void)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  return monotonic_ns () / 1000000;
 }
 
 /* Take C off the loop's list of unauthenticated connections (if on it).

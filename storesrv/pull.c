@@ -104,7 +104,7 @@ struct ss_pull {
   int sync_err; /* the data file's fdatasync failed: the store fails */
   char errmsg[PROTO_ERRMSG_MAX + 1];
   uint64_t read_bytes; /* asked of the source */
-  struct timespec start;
+  uint64_t start_ns;   /* monotonic_ns () when the copy started */
 
   uint64_t written_bytes; /* ring: copy data written or punched */
 };
@@ -312,8 +312,7 @@ throttle (struct ss_pull *p)
     ns = p->read_bytes / p->p.bandwidth * 1000000000;
   else
     ns = p->read_bytes * 1000000000 / p->p.bandwidth;
-  t = p->start;
-  timespec_add_ns (&t, ns);
+  t = timespec_from_ns (p->start_ns + ns);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&p->lock);
   while (!p->cancel)
     if (pthread_cond_timedwait (&p->cond, &p->lock, &t) == ETIMEDOUT)
@@ -592,7 +591,7 @@ pull_run (struct ss_work *w)
   uint32_t next = 0, got = 0, inflight = 0;
   int fd, nc;
 
-  clock_gettime (CLOCK_MONOTONIC, &p->start);
+  p->start_ns = monotonic_ns ();
   if (cancelled (p))
     return;
   fd = source_connect (p);
@@ -635,7 +634,6 @@ static void
 pull_end (struct ss_loop *loop, struct ss_pull *p, int err, const char *msg)
 {
   struct ss_req *r = p->req;
-  struct timespec now;
   double secs;
 
   if (p->seg) {
@@ -650,9 +648,7 @@ pull_end (struct ss_loop *loop, struct ss_pull *p, int err, const char *msg)
   if (p->next)
     p->next->prev = p->prev;
 
-  clock_gettime (CLOCK_MONOTONIC, &now);
-  secs =
-      (now.tv_sec - p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9;
+  secs = (monotonic_ns () - p->start_ns) / 1e9;
   if (loop->failed)
     ss_req_failed (loop, r);
   else if (err == 0) {
@@ -835,7 +831,7 @@ ss_req_pull (struct ss_loop *loop, struct ss_req *r)
   pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
   pthread_cond_init (&p->cond, &attr);
   pthread_condattr_destroy (&attr);
-  clock_gettime (CLOCK_MONOTONIC, &p->start);
+  p->start_ns = monotonic_ns ();
   p->next = loop->pulls;
   if (p->next)
     p->next->prev = p;

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "internal.h"
 
 /* How long a tracker waits for its pull. */
@@ -38,10 +39,7 @@
 static uint64_t
 now_secs (void)
 {
-  struct timespec t;
-
-  clock_gettime (CLOCK_MONOTONIC, &t);
-  return t.tv_sec;
+  return monotonic_ns () / 1000000000;
 }
 
 /* ---- Range sets ---- */

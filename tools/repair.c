@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "internal.h"
 #include "cleanup.h"
 
@@ -58,10 +59,7 @@ print_counts (FILE *fp, const struct proto_status_info *st, double elapsed)
 static double
 now (void)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
+  return monotonic_ns () / 1e9;
 }
 
 /* Sleep for MS milliseconds (restarted after signals). */
