@@ -70,6 +70,7 @@ struct tessera_config {
   int timeout_ms;          /* timeout=SECONDS, in milliseconds */
   unsigned epoch_interval; /* epoch-interval=SECONDS */
   unsigned open_timeout;   /* open-timeout=SECONDS */
+  bool map_prefetch;       /* map-prefetch=false turns it off */
 };
 
 /* Debug flags (-D tessera.FLAG=1).  Defined NBDKIT_DLL_PUBLIC in plugin.c
@@ -288,6 +289,7 @@ struct volume {
   unsigned seg_shift;
   uint64_t nsegments;
   uint64_t nchunks;
+  uint64_t prefetch_next; /* the next chunk map_prefetch looks at */
   uint32_t lease_ms;
   /* A write, trim or zero must reach this many ok replicas of every
    * segment, or it fails (1 from an MDS that does not say).
@@ -408,6 +410,7 @@ extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
 extern int map_replica_failed (struct volume *v, const struct seg *seg,
                                uint32_t server);
 extern void map_refresh (struct volume *v);
+extern bool map_prefetch (struct volume *v, int budget_ms);
 extern void map_init (struct volume *v);
 extern void map_free (struct volume *v);
 

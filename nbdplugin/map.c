@@ -287,11 +287,11 @@ chunk_free (struct map_chunk *ch)
 
 /* Return in *OUT chunk CI of the map cache, fetching it if needed, or
  * waiting (until DEADLINE) for the fetch in flight.  Caller does not
- * hold v->map_lock.  Returns 0 or -errno (reported).
+ * hold v->map_lock.  Returns 0 or -errno (reported if REPORT).
  */
 static int
 chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
-            uint64_t deadline)
+            uint64_t deadline, bool report)
 {
   struct map_chunk *ch = NULL;
   struct map_op *op;
@@ -325,7 +325,7 @@ chunk_load (struct volume *v, uint64_t ci, struct map_chunk **out,
 
   count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
                                                : PROTO_MAP_MAX;
-  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, true, &map, &ticket);
+  r = map_fetch (v, PROTO_OP_MAP_GET, start, count, report, &map, &ticket);
   if (r == 0) {
     ch = calloc (1, sizeof *ch);
     if (ch == NULL)
@@ -396,7 +396,7 @@ map_lookup (struct volume *v, uint64_t index, const struct seg **out)
   assert (index < v->nsegments);
   ch = atomic_load_explicit (&v->chunks[ci], memory_order_acquire);
   if (ch == NULL) {
-    r = chunk_load (v, ci, &ch, map_deadline (v));
+    r = chunk_load (v, ci, &ch, map_deadline (v), true);
     if (r < 0)
       return r;
   }
@@ -454,7 +454,7 @@ map_alloc (struct volume *v, uint64_t start, uint64_t needed, uint64_t want)
     needed = want;
   for (ci = start / PROTO_MAP_MAX; ci <= (start + needed - 1) / PROTO_MAP_MAX;
        ci++) {
-    r = chunk_load (v, ci, &ch, deadline);
+    r = chunk_load (v, ci, &ch, deadline, true);
     if (r < 0)
       return r;
   }
@@ -542,7 +542,7 @@ map_reload (struct volume *v, uint64_t index, const struct seg **out)
 
   assert (index < v->nsegments);
   /* Load the chunk first, or apply_map would drop the entry. */
-  r = chunk_load (v, index / PROTO_MAP_MAX, &ch, map_deadline (v));
+  r = chunk_load (v, index / PROTO_MAP_MAX, &ch, map_deadline (v), true);
   if (r == 0)
     r = reload (v, index, 1, true);
   if (r < 0)
@@ -644,7 +644,7 @@ map_replica_failed (struct volume *v, const struct seg *seg, uint32_t server)
   uint32_t len;
   int r;
 
-  r = chunk_load (v, seg->index / PROTO_MAP_MAX, &ch, deadline);
+  r = chunk_load (v, seg->index / PROTO_MAP_MAX, &ch, deadline, true);
   if (r < 0)
     return r;
   pthread_mutex_lock (&v->map_lock);
@@ -739,6 +739,34 @@ map_refresh (struct volume *v)
     pthread_mutex_unlock (&v->map_lock);
     proto_map_free (&map);
   }
+}
+
+/* Load the chunks of the map not cached yet, in order from where the
+ * last call stopped, for about BUDGET_MS at most or until one fails
+ * (the MDS away: the next call tries again).  So once it has run its
+ * course, reads and writes of every allocated segment, even of regions
+ * nobody touched since the open, need the MDS only to change the map.
+ * Lease thread only (it alone moves v->prefetch_next).  Returns true
+ * once every chunk is cached.
+ */
+bool
+map_prefetch (struct volume *v, int budget_ms)
+{
+  uint64_t end = monotonic_ns () + (uint64_t)budget_ms * 1000000;
+  struct map_chunk *ch;
+  uint64_t ci;
+
+  while ((ci = v->prefetch_next) < v->nchunks) {
+    if (atomic_load (&v->chunks[ci]) == NULL &&
+        chunk_load (v, ci, &ch, map_deadline (v), false) < 0)
+      return false;
+    v->prefetch_next = ci + 1;
+    if (monotonic_ns () >= end)
+      break;
+  }
+  if (v->prefetch_next >= v->nchunks && tessera_debug_map)
+    nbdkit_debug ("map: all %" PRIu64 " chunks cached", v->nchunks);
+  return v->prefetch_next >= v->nchunks;
 }
 
 /* Initialize the map cache's locks (volume_open; the chunks are

@@ -44,6 +44,7 @@ static struct tessera_config cfg = {
   .timeout_ms = TESSERA_DEFAULT_TIMEOUT * 1000,
   .epoch_interval = TESSERA_DEFAULT_EPOCH_INTERVAL,
   .open_timeout = TESSERA_DEFAULT_OPEN_TIMEOUT,
+  .map_prefetch = true,
 };
 
 /* The open volume, from .get_ready to .unload. */
@@ -127,6 +128,12 @@ tessera_config (const char *key, const char *value)
     if (r == -1)
       return -1;
     cfg.readonly = r;
+  }
+  else if (strcmp (key, "map-prefetch") == 0) {
+    r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    cfg.map_prefetch = r;
   }
   else if (strcmp (key, "connections") == 0) {
     unsigned n;
@@ -219,7 +226,8 @@ tessera_config_complete (void)
   "                           within 1.5 times it (default 30).\n" \
   "epoch-interval=SECONDS     Rotate the epoch at most this often (default " \
   "2).\n" \
-  "open-timeout=SECONDS       Wait this long for a resync (default 120)."
+  "open-timeout=SECONDS       Wait this long for a resync (default 120).\n" \
+  "map-prefetch=false         Do not read the whole map in the background."
 
 /* Print facts about the plugin (nbdkit --dump-plugin). */
 static void

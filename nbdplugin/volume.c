@@ -31,6 +31,7 @@
 #include "buf.h"
 #include "cleanup.h"
 #include "deadline.h"
+#include "minmax.h"
 #include "protocol.h"
 
 #include "internal.h"
@@ -40,19 +41,28 @@
  */
 #define MAP_REFRESH_SECONDS 30
 
+/* The background read of the map: at most this long at a time, this
+ * often, so that lease renewals stay on time.
+ */
+#define MAP_PREFETCH_MS 200
+#define PREFETCH_PERIOD_MS UINT64_C (100)
+
 /* ---- Lease thread ---- */
 
-/* The lease thread: renew the writer lease every lease_ms/3, re-read the
- * cached map every MAP_REFRESH_SECONDS, until volume_close.
+/* The lease thread: renew the writer lease every lease_ms/3, read the
+ * rest of the map in the background (map_prefetch: MAP_PREFETCH_MS at a
+ * time, every PREFETCH_PERIOD_MS until done), re-read the cached map
+ * every MAP_REFRESH_SECONDS, until volume_close.
  */
 static void *
 lease_thread (void *arg)
 {
   struct volume *v = arg;
   uint64_t period_ms = v->lease_ms / 3;
-  uint64_t last_refresh = monotonic_ns ();
+  uint64_t last_refresh = monotonic_ns (), last_renew = monotonic_ns ();
   struct timespec ts;
   bool renew = v->rw && v->lease_ms > 0;
+  bool prefetched = !v->cfg->map_prefetch;
   int e;
 
   if (!renew || period_ms > 1000 * MAP_REFRESH_SECONDS)
@@ -62,7 +72,8 @@ lease_thread (void *arg)
 
   pthread_mutex_lock (&v->stop_lock);
   while (!v->stopping) {
-    ts = deadline_after_ms (period_ms);
+    ts = deadline_after_ms (prefetched ? period_ms
+                                       : MIN (period_ms, PREFETCH_PERIOD_MS));
     e = 0;
     while (!v->stopping && e != ETIMEDOUT)
       e = pthread_cond_timedwait (&v->stop_cond, &v->stop_lock, &ts);
@@ -70,8 +81,13 @@ lease_thread (void *arg)
       break;
     pthread_mutex_unlock (&v->stop_lock);
 
-    if (renew && !atomic_load (&v->lease_lost))
+    if (renew && !atomic_load (&v->lease_lost) &&
+        monotonic_ns () - last_renew >= period_ms * 1000000) {
       lease_renew (v);
+      last_renew = monotonic_ns ();
+    }
+    if (!prefetched)
+      prefetched = map_prefetch (v, MAP_PREFETCH_MS);
     if (monotonic_ns () - last_refresh >= MAP_REFRESH_SECONDS * 1000000000ull) {
       map_refresh (v);
       last_refresh = monotonic_ns ();
