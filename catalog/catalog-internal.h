@@ -157,6 +157,7 @@ extern int catalog_mdb_err (int rc, const char *op);
 struct catalog_rtxn;
 extern int catalog_rtxn_begin (struct catalog_rtxn *rt);
 extern void catalog_rtxn_end (struct catalog_rtxn *rt);
+extern void catalog_readers_free (catalog *cat);
 extern int catalog_rtxn_cursor (struct catalog_rtxn *rt, unsigned which,
                                 MDB_cursor **cur);
 extern MDB_cmp_func *catalog_key_cmp (size_t keylen);
