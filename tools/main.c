@@ -186,27 +186,6 @@ command_usage_error (const struct tool_command *cmd, const char *msg,
   exit (EXIT_FAILURE);
 }
 
-/* Parse a volume size: parse_size, then a multiple of 512. */
-int
-tool_parse_volume_size (const char *opt, const char *s, uint64_t *out)
-{
-  int r = parse_size (s, out);
-
-  if (r == -ERANGE) {
-    tool_error ("%s: %s: size too large", opt, s);
-    return r;
-  }
-  if (r < 0) {
-    tool_error ("%s: %s: invalid size", opt, s);
-    return r;
-  }
-  if (*out % 512 != 0) {
-    tool_error ("%s: %s: the size must be a multiple of 512 bytes", opt, s);
-    return -EINVAL;
-  }
-  return 0;
-}
-
 /* Find the command named by WORDS (N of them).  Returns the command and
  * sets *USED to the number of words it takes; exits with a usage error
  * if there is no such command.

@@ -12,6 +12,27 @@
 #include "cleanup.h"
 #include "parse.h"
 
+/* Parse a volume size: parse_size, then a multiple of 512. */
+int
+tool_parse_volume_size (const char *opt, const char *s, uint64_t *out)
+{
+  int r = parse_size (s, out);
+
+  if (r == -ERANGE) {
+    tool_error ("%s: %s: size too large", opt, s);
+    return r;
+  }
+  if (r < 0) {
+    tool_error ("%s: %s: invalid size", opt, s);
+    return r;
+  }
+  if (*out % 512 != 0) {
+    tool_error ("%s: %s: the size must be a multiple of 512 bytes", opt, s);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 /* The STATE column: "open-rw" while a writer holds the lease, else
  * "clean" or "dirty" after the last writer.
  */
