@@ -27,13 +27,6 @@ proto_header_encode (const struct proto_header *hdr, void *buf)
   memcpy (buf, &be, PROTO_HEADER_SIZE);
 }
 
-/* True if OPCODE is one this protocol version defines. */
-static int
-opcode_known (uint8_t opcode)
-{
-  return strcmp (proto_opcode_name (opcode), "unknown") != 0;
-}
-
 int
 proto_header_decode (const void *buf, struct proto_header *hdr,
                      uint32_t max_payload)
@@ -53,7 +46,7 @@ proto_header_decode (const void *buf, struct proto_header *hdr,
     return -EBADMSG;
   if (hdr->version != PROTO_VERSION)
     return -EPROTO;
-  if (!opcode_known (hdr->opcode))
+  if (!proto_opcode_known (hdr->opcode))
     return -EBADMSG;
   if (hdr->flags & ~PROTO_FLAGS_KNOWN)
     return -EBADMSG;
@@ -66,18 +59,35 @@ proto_header_decode (const void *buf, struct proto_header *hdr,
   return 0;
 }
 
+/* The three functions below are made from opcodes.def, one case per
+ * opcode.
+ */
+
 uint32_t
 proto_max_payload (uint8_t opcode)
 {
   switch (opcode) {
-  case PROTO_OP_HELLO:
-  case PROTO_OP_AUTH:
-    return PROTO_MAX_PREAUTH_PAYLOAD;
-  case PROTO_OP_SEG_READ:
-  case PROTO_OP_SEG_WRITE:
-    return PROTO_MAX_IO_PAYLOAD;
+#define X(name, value, payload_max, served_by) \
+  case PROTO_OP_##name: \
+    return (payload_max);
+#include "opcodes.def"
+#undef X
   default:
     return PROTO_MAX_META_PAYLOAD;
+  }
+}
+
+bool
+proto_opcode_known (uint8_t opcode)
+{
+  switch (opcode) {
+#define X(name, value, payload_max, served_by) \
+  case PROTO_OP_##name: \
+    return true;
+#include "opcodes.def"
+#undef X
+  default:
+    return false;
   }
 }
 
@@ -85,72 +95,11 @@ const char *
 proto_opcode_name (uint8_t opcode)
 {
   switch (opcode) {
-  case PROTO_OP_HELLO:
-    return "HELLO";
-  case PROTO_OP_AUTH:
-    return "AUTH";
-  case PROTO_OP_STATUS:
-    return "STATUS";
-  case PROTO_OP_SERVER_REGISTER:
-    return "SERVER_REGISTER";
-  case PROTO_OP_SERVER_HEARTBEAT:
-    return "SERVER_HEARTBEAT";
-  case PROTO_OP_SERVER_LIST:
-    return "SERVER_LIST";
-  case PROTO_OP_SERVER_DRAIN:
-    return "SERVER_DRAIN";
-  case PROTO_OP_SERVER_REMOVE:
-    return "SERVER_REMOVE";
-  case PROTO_OP_VOL_CREATE:
-    return "VOL_CREATE";
-  case PROTO_OP_VOL_LIST:
-    return "VOL_LIST";
-  case PROTO_OP_VOL_INFO:
-    return "VOL_INFO";
-  case PROTO_OP_VOL_RESIZE:
-    return "VOL_RESIZE";
-  case PROTO_OP_VOL_DELETE:
-    return "VOL_DELETE";
-  case PROTO_OP_VOL_OPEN:
-    return "VOL_OPEN";
-  case PROTO_OP_VOL_CLOSE:
-    return "VOL_CLOSE";
-  case PROTO_OP_LEASE_RENEW:
-    return "LEASE_RENEW";
-  case PROTO_OP_EPOCH_NEXT:
-    return "EPOCH_NEXT";
-  case PROTO_OP_EPOCH_CLEAN:
-    return "EPOCH_CLEAN";
-  case PROTO_OP_MAP_GET:
-    return "MAP_GET";
-  case PROTO_OP_MAP_ALLOC:
-    return "MAP_ALLOC";
-  case PROTO_OP_REPLICA_FAILED:
-    return "REPLICA_FAILED";
-  case PROTO_OP_REPAIR:
-    return "REPAIR";
-  case PROTO_OP_SEG_RESYNC:
-    return "SEG_RESYNC";
-  case PROTO_OP_SEG_READ:
-    return "SEG_READ";
-  case PROTO_OP_SEG_WRITE:
-    return "SEG_WRITE";
-  case PROTO_OP_SEG_FLUSH:
-    return "SEG_FLUSH";
-  case PROTO_OP_SEG_TRIM:
-    return "SEG_TRIM";
-  case PROTO_OP_SEG_DELETE:
-    return "SEG_DELETE";
-  case PROTO_OP_SEG_FENCE:
-    return "SEG_FENCE";
-  case PROTO_OP_SEG_SET_GEN:
-    return "SEG_SET_GEN";
-  case PROTO_OP_SEG_PULL:
-    return "SEG_PULL";
-  case PROTO_OP_SEG_HASH:
-    return "SEG_HASH";
-  case PROTO_OP_SEG_LIST:
-    return "SEG_LIST";
+#define X(name, value, payload_max, served_by) \
+  case PROTO_OP_##name: \
+    return #name;
+#include "opcodes.def"
+#undef X
   default:
     return "unknown";
   }
