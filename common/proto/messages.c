@@ -4,6 +4,10 @@
  * bytes actually left in the payload before anything is allocated, every
  * string against its maximum, reserved bytes must be zero, and the whole
  * payload must be consumed.
+ *
+ * Grouped by message family, in the order of protocol.h's opcodes:
+ * shared list helpers, the handshake, cluster and servers, volumes and
+ * leases, segment maps, then the segment messages of storage servers.
  */
 
 #include <config.h>
@@ -16,6 +20,8 @@
 #include "buf.h"
 #include "protocol.h"
 #include "static-assert.h"
+
+/* ---- Shared list helpers ---- */
 
 /* Smallest wire size of one list element, used to bound counts. */
 #define SERVER_INFO_MIN (4 + 4 + 16 + 8 + 8 + 8 + 2 + 2)
@@ -70,6 +76,42 @@ get_list (struct proto_rbuf *rb, size_t min, uint32_t max, size_t elemsize,
   return 0;
 }
 
+/* A u32 count then that many u64 segment ids. */
+static void
+put_segments (struct proto_wbuf *wb, uint32_t n, const uint64_t *segments)
+{
+  uint32_t i;
+
+  proto_put_u32 (wb, n);
+  for (i = 0; i < n; ++i)
+    proto_put_u64 (wb, segments[i]);
+}
+
+static int
+get_segments (struct proto_rbuf *rb, uint32_t *n, uint64_t **segments)
+{
+  uint32_t i, count;
+  uint64_t *s;
+
+  *n = 0;
+  *segments = NULL;
+  count = proto_get_u32 (rb);
+  if (count_fits (rb, count, 8, PROTO_LIST_MAX) < 0)
+    return -EBADMSG;
+  if (count == 0)
+    return 0;
+  s = calloc (count, sizeof *s);
+  if (s == NULL)
+    return -ENOMEM;
+  for (i = 0; i < count; ++i)
+    s[i] = proto_get_u64 (rb);
+  *n = count;
+  *segments = s;
+  return 0;
+}
+
+/* ---- Handshake: HELLO (AUTH's payload is opaque, auth.h) ---- */
+
 void
 proto_encode_hello (const struct proto_hello *m, struct proto_wbuf *wb)
 {
@@ -101,6 +143,8 @@ proto_decode_hello (const void *p, size_t len, struct proto_hello *m)
   proto_get_bytes (&rb, m->auth, m->auth_len);
   return proto_rbuf_finish (&rb);
 }
+
+/* ---- Cluster and servers: STATUS, REPAIR, SERVER_* ---- */
 
 void
 proto_encode_status_info (const struct proto_status_info *m,
@@ -241,40 +285,6 @@ proto_decode_register_reply (const void *p, size_t len,
   return proto_rbuf_finish (&rb);
 }
 
-/* A u32 count then that many u64 segment ids. */
-static void
-put_segments (struct proto_wbuf *wb, uint32_t n, const uint64_t *segments)
-{
-  uint32_t i;
-
-  proto_put_u32 (wb, n);
-  for (i = 0; i < n; ++i)
-    proto_put_u64 (wb, segments[i]);
-}
-
-static int
-get_segments (struct proto_rbuf *rb, uint32_t *n, uint64_t **segments)
-{
-  uint32_t i, count;
-  uint64_t *s;
-
-  *n = 0;
-  *segments = NULL;
-  count = proto_get_u32 (rb);
-  if (count_fits (rb, count, 8, PROTO_LIST_MAX) < 0)
-    return -EBADMSG;
-  if (count == 0)
-    return 0;
-  s = calloc (count, sizeof *s);
-  if (s == NULL)
-    return -ENOMEM;
-  for (i = 0; i < count; ++i)
-    s[i] = proto_get_u64 (rb);
-  *n = count;
-  *segments = s;
-  return 0;
-}
-
 void
 proto_encode_heartbeat (const struct proto_heartbeat *m, struct proto_wbuf *wb)
 {
@@ -313,35 +323,87 @@ proto_heartbeat_free (struct proto_heartbeat *m)
   m->n = 0;
 }
 
-void
-proto_encode_segment_list (const struct proto_segment_list *m,
-                           struct proto_wbuf *wb)
+static void
+put_fence (struct proto_wbuf *wb, const struct proto_fence *f)
 {
+  proto_put_u64 (wb, f->volume);
+  proto_put_u64 (wb, f->epoch);
+}
+
+void
+proto_encode_heartbeat_reply (const struct proto_heartbeat_reply *m,
+                              struct proto_wbuf *wb)
+{
+  uint32_t i;
+
   put_segments (wb, m->n, m->segments);
+  proto_put_u32 (wb, m->nfences);
+  for (i = 0; i < m->nfences; ++i)
+    put_fence (wb, &m->fences[i]);
 }
 
 int
-proto_decode_segment_list (const void *p, size_t len,
-                           struct proto_segment_list *m)
+proto_decode_heartbeat_reply (const void *p, size_t len,
+                              struct proto_heartbeat_reply *m)
 {
   struct proto_rbuf rb;
+  uint32_t i, nf;
   int r;
 
+  memset (m, 0, sizeof *m);
   proto_rbuf_init (&rb, p, len);
   r = get_segments (&rb, &m->n, &m->segments);
-  if (r == 0)
-    r = proto_rbuf_finish (&rb);
   if (r < 0)
-    proto_segment_list_free (m);
+    return r;
+  nf = proto_get_u32 (&rb);
+  if (count_fits (&rb, nf, 16, PROTO_LIST_MAX) < 0) {
+    proto_heartbeat_reply_free (m);
+    return -EBADMSG;
+  }
+  if (nf > 0) {
+    m->fences = calloc (nf, sizeof *m->fences);
+    if (m->fences == NULL) {
+      proto_heartbeat_reply_free (m);
+      return -ENOMEM;
+    }
+  }
+  m->nfences = nf;
+  for (i = 0; i < nf; ++i) {
+    m->fences[i].volume = proto_get_u64 (&rb);
+    m->fences[i].epoch = proto_get_u64 (&rb);
+  }
+  r = proto_rbuf_finish (&rb);
+  if (r < 0)
+    proto_heartbeat_reply_free (m);
   return r;
 }
 
 void
-proto_segment_list_free (struct proto_segment_list *m)
+proto_heartbeat_reply_free (struct proto_heartbeat_reply *m)
 {
   free (m->segments);
+  free (m->fences);
   m->segments = NULL;
-  m->n = 0;
+  m->fences = NULL;
+  m->n = m->nfences = 0;
+}
+
+void
+proto_encode_server_request (const struct proto_server_request *m,
+                             struct proto_wbuf *wb)
+{
+  proto_put_u32 (wb, m->server);
+}
+
+int
+proto_decode_server_request (const void *p, size_t len,
+                             struct proto_server_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->server = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
 }
 
 static void
@@ -408,6 +470,8 @@ proto_server_list_free (struct proto_server_list *m)
   m->servers = NULL;
   m->n = 0;
 }
+
+/* ---- Volumes and leases: VOL_*, LEASE_RENEW, EPOCH_* ---- */
 
 static void
 put_volume_info (struct proto_wbuf *wb, const struct proto_volume_info *v)
@@ -568,6 +632,8 @@ proto_decode_lease (const void *p, size_t len, struct proto_lease *m)
   return proto_rbuf_finish (&rb);
 }
 
+/* ---- Segment maps: MAP_*, REPLICA_FAILED, SEG_RESYNC ---- */
+
 void
 proto_encode_map_request (const struct proto_map_request *m,
                           struct proto_wbuf *wb)
@@ -699,69 +765,57 @@ proto_decode_replica_failed (const void *p, size_t len,
   return proto_rbuf_finish (&rb);
 }
 
-static void
-put_fence (struct proto_wbuf *wb, const struct proto_fence *f)
-{
-  proto_put_u64 (wb, f->volume);
-  proto_put_u64 (wb, f->epoch);
-}
-
 void
-proto_encode_heartbeat_reply (const struct proto_heartbeat_reply *m,
-                              struct proto_wbuf *wb)
+proto_encode_resync (const struct proto_resync *m, struct proto_wbuf *wb)
 {
-  uint32_t i;
-
-  put_segments (wb, m->n, m->segments);
-  proto_put_u32 (wb, m->nfences);
-  for (i = 0; i < m->nfences; ++i)
-    put_fence (wb, &m->fences[i]);
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->segment);
+  proto_put_u32 (wb, m->source);
 }
 
 int
-proto_decode_heartbeat_reply (const void *p, size_t len,
-                              struct proto_heartbeat_reply *m)
+proto_decode_resync (const void *p, size_t len, struct proto_resync *m)
 {
   struct proto_rbuf rb;
-  uint32_t i, nf;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->segment = proto_get_u64 (&rb);
+  m->source = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+/* ---- Segments on storage servers: SEG_* ---- */
+
+void
+proto_encode_segment_list (const struct proto_segment_list *m,
+                           struct proto_wbuf *wb)
+{
+  put_segments (wb, m->n, m->segments);
+}
+
+int
+proto_decode_segment_list (const void *p, size_t len,
+                           struct proto_segment_list *m)
+{
+  struct proto_rbuf rb;
   int r;
 
-  memset (m, 0, sizeof *m);
   proto_rbuf_init (&rb, p, len);
   r = get_segments (&rb, &m->n, &m->segments);
+  if (r == 0)
+    r = proto_rbuf_finish (&rb);
   if (r < 0)
-    return r;
-  nf = proto_get_u32 (&rb);
-  if (count_fits (&rb, nf, 16, PROTO_LIST_MAX) < 0) {
-    proto_heartbeat_reply_free (m);
-    return -EBADMSG;
-  }
-  if (nf > 0) {
-    m->fences = calloc (nf, sizeof *m->fences);
-    if (m->fences == NULL) {
-      proto_heartbeat_reply_free (m);
-      return -ENOMEM;
-    }
-  }
-  m->nfences = nf;
-  for (i = 0; i < nf; ++i) {
-    m->fences[i].volume = proto_get_u64 (&rb);
-    m->fences[i].epoch = proto_get_u64 (&rb);
-  }
-  r = proto_rbuf_finish (&rb);
-  if (r < 0)
-    proto_heartbeat_reply_free (m);
+    proto_segment_list_free (m);
   return r;
 }
 
 void
-proto_heartbeat_reply_free (struct proto_heartbeat_reply *m)
+proto_segment_list_free (struct proto_segment_list *m)
 {
   free (m->segments);
-  free (m->fences);
   m->segments = NULL;
-  m->fences = NULL;
-  m->n = m->nfences = 0;
+  m->n = 0;
 }
 
 void
@@ -778,24 +832,6 @@ proto_decode_fence (const void *p, size_t len, struct proto_fence *m)
   proto_rbuf_init (&rb, p, len);
   m->volume = proto_get_u64 (&rb);
   m->epoch = proto_get_u64 (&rb);
-  return proto_rbuf_finish (&rb);
-}
-
-void
-proto_encode_server_request (const struct proto_server_request *m,
-                             struct proto_wbuf *wb)
-{
-  proto_put_u32 (wb, m->server);
-}
-
-int
-proto_decode_server_request (const void *p, size_t len,
-                             struct proto_server_request *m)
-{
-  struct proto_rbuf rb;
-
-  proto_rbuf_init (&rb, p, len);
-  m->server = proto_get_u32 (&rb);
   return proto_rbuf_finish (&rb);
 }
 
@@ -957,26 +993,6 @@ proto_decode_seg_list_request (const void *p, size_t len,
   if (m->max == 0 || m->max > PROTO_LIST_MAX)
     return -EBADMSG;
   return 0;
-}
-
-void
-proto_encode_resync (const struct proto_resync *m, struct proto_wbuf *wb)
-{
-  proto_put_u64 (wb, m->volume);
-  proto_put_u64 (wb, m->segment);
-  proto_put_u32 (wb, m->source);
-}
-
-int
-proto_decode_resync (const void *p, size_t len, struct proto_resync *m)
-{
-  struct proto_rbuf rb;
-
-  proto_rbuf_init (&rb, p, len);
-  m->volume = proto_get_u64 (&rb);
-  m->segment = proto_get_u64 (&rb);
-  m->source = proto_get_u32 (&rb);
-  return proto_rbuf_finish (&rb);
 }
 
 /* The segment I/O head is on the hot path: fixed offsets, no cursor. */
