@@ -42,6 +42,7 @@
 #include "frame.h"
 #include "log.h"
 #include "sock.h"
+#include "static-assert.h"
 #include "tls.h"
 
 #include "internal.h"
@@ -118,59 +119,75 @@ mds_reply_bad (struct mds_reply *rep, int err, const char *what)
   return -EBADMSG;
 }
 
-/* The handler of OPCODE, or NULL if the MDS does not serve it (HELLO
- * and AUTH are handled before the connection gets its thread).
+/* How dispatch runs an opcode's handler. */
+enum mds_op_kind {
+  MDS_OP_LOCKED,    /* with mds->lock held */
+  MDS_OP_UNLOCKED,  /* takes the lock itself (SEG_RESYNC waits for copies) */
+  MDS_OP_HANDSHAKE, /* HELLO, AUTH: answered before the connection got its
+                       thread; sent again, a protocol violation */
+};
+
+/* An opcode's entry in the MDS's dispatch table. */
+struct mds_op {
+  mds_handler fn;
+  enum mds_op_kind kind;
+};
+
+/* The opcodes the MDS serves: OP (NAME, handler, kind).  Checked below
+ * against opcodes.def at build time.
  */
-static mds_handler
-handler_for (uint8_t opcode)
-{
-  switch (opcode) {
-  case PROTO_OP_STATUS:
-    return mds_op_status;
-  case PROTO_OP_SERVER_REGISTER:
-    return mds_op_server_register;
-  case PROTO_OP_SERVER_HEARTBEAT:
-    return mds_op_server_heartbeat;
-  case PROTO_OP_SERVER_LIST:
-    return mds_op_server_list;
-  case PROTO_OP_SERVER_DRAIN:
-    return mds_op_server_drain;
-  case PROTO_OP_SERVER_REMOVE:
-    return mds_op_server_remove;
-  case PROTO_OP_REPAIR:
-    return mds_op_repair;
-  case PROTO_OP_VOL_CREATE:
-    return mds_op_vol_create;
-  case PROTO_OP_VOL_LIST:
-    return mds_op_vol_list;
-  case PROTO_OP_VOL_INFO:
-    return mds_op_vol_info;
-  case PROTO_OP_VOL_RESIZE:
-    return mds_op_vol_resize;
-  case PROTO_OP_VOL_DELETE:
-    return mds_op_vol_delete;
-  case PROTO_OP_VOL_OPEN:
-    return mds_op_vol_open;
-  case PROTO_OP_VOL_CLOSE:
-    return mds_op_vol_close;
-  case PROTO_OP_LEASE_RENEW:
-    return mds_op_lease_renew;
-  case PROTO_OP_EPOCH_NEXT:
-    return mds_op_epoch_next;
-  case PROTO_OP_EPOCH_CLEAN:
-    return mds_op_epoch_clean;
-  case PROTO_OP_MAP_GET:
-    return mds_op_map_get;
-  case PROTO_OP_MAP_ALLOC:
-    return mds_op_map_alloc;
-  case PROTO_OP_REPLICA_FAILED:
-    return mds_op_replica_failed;
-  case PROTO_OP_SEG_RESYNC:
-    return mds_op_seg_resync;
-  default:
-    return NULL;
-  }
-}
+/* clang-format off */
+#define MDS_OPS(OP)                                                  \
+  OP (HELLO,            NULL,                    MDS_OP_HANDSHAKE)  \
+  OP (AUTH,             NULL,                    MDS_OP_HANDSHAKE)  \
+  OP (STATUS,           mds_op_status,           MDS_OP_LOCKED)     \
+  OP (SERVER_REGISTER,  mds_op_server_register,  MDS_OP_LOCKED)     \
+  OP (SERVER_HEARTBEAT, mds_op_server_heartbeat, MDS_OP_LOCKED)     \
+  OP (SERVER_LIST,      mds_op_server_list,      MDS_OP_LOCKED)     \
+  OP (SERVER_DRAIN,     mds_op_server_drain,     MDS_OP_LOCKED)     \
+  OP (SERVER_REMOVE,    mds_op_server_remove,    MDS_OP_LOCKED)     \
+  OP (REPAIR,           mds_op_repair,           MDS_OP_LOCKED)     \
+  OP (VOL_CREATE,       mds_op_vol_create,       MDS_OP_LOCKED)     \
+  OP (VOL_LIST,         mds_op_vol_list,         MDS_OP_LOCKED)     \
+  OP (VOL_INFO,         mds_op_vol_info,         MDS_OP_LOCKED)     \
+  OP (VOL_RESIZE,       mds_op_vol_resize,       MDS_OP_LOCKED)     \
+  OP (VOL_DELETE,       mds_op_vol_delete,       MDS_OP_LOCKED)     \
+  OP (VOL_OPEN,         mds_op_vol_open,         MDS_OP_LOCKED)     \
+  OP (VOL_CLOSE,        mds_op_vol_close,        MDS_OP_LOCKED)     \
+  OP (LEASE_RENEW,      mds_op_lease_renew,      MDS_OP_LOCKED)     \
+  OP (EPOCH_NEXT,       mds_op_epoch_next,       MDS_OP_LOCKED)     \
+  OP (EPOCH_CLEAN,      mds_op_epoch_clean,      MDS_OP_LOCKED)     \
+  OP (MAP_GET,          mds_op_map_get,          MDS_OP_LOCKED)     \
+  OP (MAP_ALLOC,        mds_op_map_alloc,        MDS_OP_LOCKED)     \
+  OP (REPLICA_FAILED,   mds_op_replica_failed,   MDS_OP_LOCKED)     \
+  OP (SEG_RESYNC,       mds_op_seg_resync,       MDS_OP_UNLOCKED)
+
+/* Indexed by opcode; an opcode the MDS does not serve has no FN. */
+static const struct mds_op mds_ops[256] = {
+#define OP(name, fn, kind) [PROTO_OP_##name] = { fn, kind },
+  MDS_OPS (OP)
+#undef OP
+};
+
+/* MDS_OPS matches opcodes.def: each opcode in it is one opcodes.def says
+ * the MDS serves, none is there twice (MDS_HANDLES_NAME would be defined
+ * twice), and it has as many as opcodes.def gives the MDS, so none is
+ * missing.
+ */
+#define OP(name, fn, kind)                                               \
+  STATIC_ASSERT (PROTO_SERVED_BY_##name & PROTO_BY_MDS,                 \
+                 name##_is_not_served_by_the_mds_in_opcodes_def);
+MDS_OPS (OP)
+#undef OP
+enum {
+#define OP(name, fn, kind) MDS_HANDLES_##name,
+  MDS_OPS (OP)
+#undef OP
+  MDS_NR_OPS
+};
+STATIC_ASSERT ((int)MDS_NR_OPS == (int)PROTO_NR_OPS_MDS,
+               an_opcode_opcodes_def_gives_the_mds_has_no_handler);
+/* clang-format on */
 
 /* Send REP as the reply to the request HDR.  Returns 0 or -errno. */
 static int
@@ -214,7 +231,7 @@ dispatch (struct mds *mds, struct mds_conn *conn,
           const struct proto_header *hdr, const void *payload,
           struct mds_reply *rep)
 {
-  mds_handler fn;
+  const struct mds_op *op = &mds_ops[hdr->opcode];
   int r;
 
   if (hdr->flags & PROTO_FLAG_REPLY) {
@@ -222,13 +239,12 @@ dispatch (struct mds *mds, struct mds_conn *conn,
                      proto_opcode_name (hdr->opcode));
     return -EPROTO;
   }
-  if (hdr->opcode == PROTO_OP_HELLO || hdr->opcode == PROTO_OP_AUTH) {
+  if (op->kind == MDS_OP_HANDSHAKE) {
     mds_reply_error (rep, PROTO_EPROTO, "%s: sent twice",
                      proto_opcode_name (hdr->opcode));
     return -EPROTO;
   }
-  fn = handler_for (hdr->opcode);
-  if (fn == NULL)
+  if (op->fn == NULL)
     return mds_reply_error (rep, PROTO_ENOTSUP, "%s: not served by the MDS",
                             proto_opcode_name (hdr->opcode));
   if (hdr->flags != 0)
@@ -236,11 +252,10 @@ dispatch (struct mds *mds, struct mds_conn *conn,
                             "%s: flags 0x%" PRIx16 " not valid here",
                             proto_opcode_name (hdr->opcode), hdr->flags);
 
-  /* SEG_RESYNC waits for copies: it takes the lock itself in between. */
-  if (hdr->opcode == PROTO_OP_SEG_RESYNC)
-    return fn (mds, conn, payload, hdr->length, rep);
+  if (op->kind == MDS_OP_UNLOCKED)
+    return op->fn (mds, conn, payload, hdr->length, rep);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-  r = fn (mds, conn, payload, hdr->length, rep);
+  r = op->fn (mds, conn, payload, hdr->length, rep);
   return r;
 }
 

@@ -428,7 +428,7 @@ header_error (const struct proto_header *hdr, uint32_t max, int e, char *buf,
               proto_opcode_name (hdr->opcode), hdr->length, max,
               max < proto_max_payload (hdr->opcode) ? " before authentication"
                                                     : "");
-  else if (strcmp (proto_opcode_name (hdr->opcode), "unknown") == 0)
+  else if (!proto_opcode_known (hdr->opcode))
     snprintf (buf, len, "unknown opcode %u", hdr->opcode);
   else if (hdr->flags & ~PROTO_FLAGS_KNOWN)
     snprintf (buf, len, "%s: unknown flags 0x%x",

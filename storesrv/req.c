@@ -31,6 +31,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "static-assert.h"
 
 #include "internal.h"
 
@@ -42,21 +43,48 @@ struct ss_handler {
   bool handshake;
 };
 
+/* The opcodes a storage server serves: OP (NAME, handler, handshake).
+ * Checked below against opcodes.def at build time.
+ */
 /* clang-format off */
+#define SS_OPS(OP)                             \
+  OP (HELLO,       ss_req_hello,    true)     \
+  OP (AUTH,        ss_req_auth,     true)     \
+  OP (SEG_READ,    ss_req_read,     false)    \
+  OP (SEG_WRITE,   ss_req_write,    false)    \
+  OP (SEG_TRIM,    ss_req_trim,     false)    \
+  OP (SEG_FLUSH,   ss_req_flush,    false)    \
+  OP (SEG_DELETE,  ss_req_delete,   false)    \
+  OP (SEG_FENCE,   ss_req_fence,    false)    \
+  OP (SEG_SET_GEN, ss_req_set_gen,  false)    \
+  OP (SEG_PULL,    ss_req_pull,     false)    \
+  OP (SEG_HASH,    ss_req_hash,     false)    \
+  OP (SEG_LIST,    ss_req_seg_list, false)
+
 static const struct ss_handler handlers[256] = {
-  [PROTO_OP_HELLO]       = { ss_req_hello, true },
-  [PROTO_OP_AUTH]        = { ss_req_auth, true },
-  [PROTO_OP_SEG_READ]    = { ss_req_read, false },
-  [PROTO_OP_SEG_WRITE]   = { ss_req_write, false },
-  [PROTO_OP_SEG_TRIM]    = { ss_req_trim, false },
-  [PROTO_OP_SEG_FLUSH]   = { ss_req_flush, false },
-  [PROTO_OP_SEG_DELETE]  = { ss_req_delete, false },
-  [PROTO_OP_SEG_FENCE]   = { ss_req_fence, false },
-  [PROTO_OP_SEG_SET_GEN] = { ss_req_set_gen, false },
-  [PROTO_OP_SEG_PULL]    = { ss_req_pull, false },
-  [PROTO_OP_SEG_HASH]    = { ss_req_hash, false },
-  [PROTO_OP_SEG_LIST]    = { ss_req_seg_list, false },
+#define OP(name, fn, handshake) [PROTO_OP_##name] = { fn, handshake },
+  SS_OPS (OP)
+#undef OP
 };
+
+/* SS_OPS matches opcodes.def: each opcode in it is one opcodes.def says
+ * a storage server serves, none is there twice (SS_HANDLES_NAME would be
+ * defined twice), and it has as many as opcodes.def gives a storage
+ * server, so none is missing.
+ */
+#define OP(name, fn, handshake)                                          \
+  STATIC_ASSERT (PROTO_SERVED_BY_##name & PROTO_BY_STORESRV,            \
+                 name##_is_not_served_by_a_storage_server_in_opcodes_def);
+SS_OPS (OP)
+#undef OP
+enum {
+#define OP(name, fn, handshake) SS_HANDLES_##name,
+  SS_OPS (OP)
+#undef OP
+  SS_NR_OPS
+};
+STATIC_ASSERT ((int)SS_NR_OPS == (int)PROTO_NR_OPS_STORESRV,
+               an_opcode_opcodes_def_gives_storage_servers_has_no_handler);
 /* clang-format on */
 
 /* A new request on C for the header just received (conn.c), or NULL

@@ -165,13 +165,19 @@ def op_max_payload(op):
 
 
 def load_protocol_h(path):
-    """Read the opcode names (PROTO_OP_NAME = N) and the pre-auth
-    payload limit from protocol.h."""
+    """Read the opcode names (X (NAME, N, ...) in opcodes.def, beside
+    protocol.h) and the pre-auth payload limit from protocol.h."""
     global max_preauth_payload
     with open(path) as f:
         text = f.read()
     for m in re.finditer(r"PROTO_OP_(\w+)\s*=\s*(\d+)", text):
         OPS[int(m.group(2))] = m.group(1)
+    def_path = os.path.join(os.path.dirname(path), "opcodes.def")
+    if os.path.exists(def_path):
+        with open(def_path) as f:
+            for m in re.finditer(r"^X \((\w+),\s*(\d+),", f.read(),
+                                 re.MULTILINE):
+                OPS[int(m.group(2))] = m.group(1)
     m = re.search(r"#define\s+PROTO_MAX_PREAUTH_PAYLOAD\s+(\d+)", text)
     if m:
         max_preauth_payload = int(m.group(1))

@@ -26,6 +26,20 @@ FLAG_FUA = 0x0001
 OP_HELLO = 1
 OP_AUTH = 2
 
+# Every opcode by value, as common/proto/opcodes.def lists them
+# (test-proto-table.sh checks that they agree).
+OPS = {
+    1: "HELLO", 2: "AUTH", 10: "STATUS", 11: "SERVER_REGISTER",
+    12: "SERVER_HEARTBEAT", 13: "SERVER_LIST", 14: "SERVER_DRAIN",
+    15: "SERVER_REMOVE", 20: "VOL_CREATE", 21: "VOL_LIST", 22: "VOL_INFO",
+    23: "VOL_RESIZE", 24: "VOL_DELETE", 25: "VOL_OPEN", 26: "VOL_CLOSE",
+    27: "LEASE_RENEW", 28: "EPOCH_NEXT", 29: "EPOCH_CLEAN", 30: "MAP_GET",
+    31: "MAP_ALLOC", 32: "REPLICA_FAILED", 35: "REPAIR", 36: "SEG_RESYNC",
+    40: "SEG_READ", 41: "SEG_WRITE", 42: "SEG_FLUSH", 43: "SEG_TRIM",
+    44: "SEG_DELETE", 45: "SEG_FENCE", 46: "SEG_SET_GEN", 47: "SEG_PULL",
+    48: "SEG_HASH", 49: "SEG_LIST",
+}
+
 ROLE_CLI = 1
 ROLE_PLUGIN = 2
 ROLE_STORESRV = 3

@@ -63,48 +63,43 @@ struct proto_header {
 } __attribute__ ((packed));
 #define PROTO_HEADER_SIZE 24
 
-/* Opcodes.  Gaps are left for later messages of each family. */
+/* Which daemons serve an opcode (opcodes.def's SERVED_BY). */
+#define PROTO_BY_MDS 0x1
+#define PROTO_BY_STORESRV 0x2
+
+/* Opcodes: PROTO_OP_NAME, from opcodes.def. */
 enum {
-  PROTO_OP_HELLO = 1,
-  PROTO_OP_AUTH = 2, /* the client's proof of the cluster key (auth.h) */
-
-  /* Served by the MDS. */
-  PROTO_OP_STATUS = 10,
-  PROTO_OP_SERVER_REGISTER = 11,
-  PROTO_OP_SERVER_HEARTBEAT = 12,
-  PROTO_OP_SERVER_LIST = 13,
-  PROTO_OP_SERVER_DRAIN = 14,
-  PROTO_OP_SERVER_REMOVE = 15,
-
-  PROTO_OP_VOL_CREATE = 20,
-  PROTO_OP_VOL_LIST = 21,
-  PROTO_OP_VOL_INFO = 22,
-  PROTO_OP_VOL_RESIZE = 23,
-  PROTO_OP_VOL_DELETE = 24,
-  PROTO_OP_VOL_OPEN = 25,
-  PROTO_OP_VOL_CLOSE = 26,
-  PROTO_OP_LEASE_RENEW = 27,
-  PROTO_OP_EPOCH_NEXT = 28,
-  PROTO_OP_EPOCH_CLEAN = 29,
-
-  PROTO_OP_MAP_GET = 30,
-  PROTO_OP_MAP_ALLOC = 31,
-  PROTO_OP_REPLICA_FAILED = 32,
-  PROTO_OP_REPAIR = 35,
-  PROTO_OP_SEG_RESYNC = 36,
-
-  /* Served by storage servers. */
-  PROTO_OP_SEG_READ = 40,
-  PROTO_OP_SEG_WRITE = 41,
-  PROTO_OP_SEG_FLUSH = 42,
-  PROTO_OP_SEG_TRIM = 43,
-  PROTO_OP_SEG_DELETE = 44,
-  PROTO_OP_SEG_FENCE = 45,
-  PROTO_OP_SEG_SET_GEN = 46,
-  PROTO_OP_SEG_PULL = 47,
-  PROTO_OP_SEG_HASH = 48,
-  PROTO_OP_SEG_LIST = 49,
+#define X(name, value, payload_max, served_by) PROTO_OP_##name = (value),
+#include "opcodes.def"
+#undef X
 };
+
+/* PROTO_SERVED_BY_NAME: opcode NAME's SERVED_BY bits, for the daemons'
+ * build-time checks of their dispatch tables.
+ */
+enum {
+#define X(name, value, payload_max, served_by) \
+  PROTO_SERVED_BY_##name = (served_by),
+#include "opcodes.def"
+#undef X
+};
+
+/* How many opcodes each daemon serves. */
+/* clang-format off */
+enum {
+  PROTO_NR_OPS_MDS = 0
+#define X(name, value, payload_max, served_by) \
+  + (((served_by) & PROTO_BY_MDS) != 0)
+#include "opcodes.def"
+#undef X
+  ,
+  PROTO_NR_OPS_STORESRV = 0
+#define X(name, value, payload_max, served_by) \
+  + (((served_by) & PROTO_BY_STORESRV) != 0)
+#include "opcodes.def"
+#undef X
+};
+/* clang-format on */
 
 /* Header flags. */
 #define PROTO_FLAG_REPLY 0x8000 /* this frame is a reply */
@@ -579,8 +574,13 @@ extern void proto_header_encode (const struct proto_header *hdr, void *buf);
 extern int proto_header_decode (const void *buf, struct proto_header *hdr,
                                 uint32_t max_payload);
 
-/* Largest payload a frame with OPCODE may carry (requests and replies). */
+/* Largest payload a frame with OPCODE may carry (requests and replies):
+ * opcodes.def's PAYLOAD_MAX, PROTO_MAX_META_PAYLOAD for unknown opcodes.
+ */
 extern uint32_t proto_max_payload (uint8_t opcode);
+
+/* True if OPCODE is one this protocol version defines (opcodes.def). */
+extern bool proto_opcode_known (uint8_t opcode);
 
 /* Names for debug output; never NULL ("unknown" for others). */
 extern const char *proto_opcode_name (uint8_t opcode);

@@ -1,6 +1,6 @@
 /* Fuzz every wire decoder of common/proto: the frame header
  * (proto_header_decode), whole frames read from a pipe
- * (proto_recv_frame) and every proto_decode_* of messages.c.
+ * (proto_recv_frame) and every proto_decode_* (messages.c, msg-*.c).
  *
  * Input: one selector byte (index into TARGETS; others are ignored), then
  * the bytes given to that decoder.  Promises checked (protocol.h):

@@ -83,12 +83,59 @@ START_TEST (test_header_unknown_opcode)
   int op;
 
   for (op = 0; op < 256; ++op) {
-    int known = strcmp (proto_opcode_name (op), "unknown") != 0;
+    int known = proto_opcode_known (op);
 
     make_header (buf, op, 0, 0, 0);
     ck_assert_int_eq (proto_header_decode (buf, &h, 1024),
                       known ? 0 : -EBADMSG);
   }
+}
+END_TEST
+
+/* The opcode table (opcodes.def): names, limits and "known" agree, and
+ * every opcode is served by at least one daemon.
+ */
+START_TEST (test_opcode_table)
+{
+  static const struct {
+    uint8_t op;
+    const char *name;
+    uint32_t max;
+    unsigned by;
+  } ops[] = {
+#define X(name, value, payload_max, served_by) \
+  { PROTO_OP_##name, #name, (payload_max), (served_by) },
+#include "opcodes.def"
+#undef X
+  };
+  size_t i, nmds = 0, nss = 0;
+  int op, nknown = 0;
+
+  for (i = 0; i < sizeof ops / sizeof ops[0]; ++i) {
+    ck_assert (proto_opcode_known (ops[i].op));
+    ck_assert_str_eq (proto_opcode_name (ops[i].op), ops[i].name);
+    ck_assert_uint_eq (proto_max_payload (ops[i].op), ops[i].max);
+    ck_assert_uint_ne (ops[i].by, 0);
+    nmds += (ops[i].by & PROTO_BY_MDS) != 0;
+    nss += (ops[i].by & PROTO_BY_STORESRV) != 0;
+  }
+  for (op = 0; op < 256; ++op) {
+    if (proto_opcode_known (op))
+      nknown++;
+    else {
+      ck_assert_str_eq (proto_opcode_name (op), "unknown");
+      ck_assert_uint_eq (proto_max_payload (op), PROTO_MAX_META_PAYLOAD);
+    }
+  }
+  ck_assert_int_eq (nknown, sizeof ops / sizeof ops[0]);
+  ck_assert_uint_eq (nmds, PROTO_NR_OPS_MDS);
+  ck_assert_uint_eq (nss, PROTO_NR_OPS_STORESRV);
+  ck_assert_uint_eq (proto_max_payload (PROTO_OP_HELLO),
+                     PROTO_MAX_PREAUTH_PAYLOAD);
+  ck_assert_uint_eq (proto_max_payload (PROTO_OP_SEG_WRITE),
+                     PROTO_MAX_IO_PAYLOAD);
+  ck_assert_uint_eq (proto_max_payload (PROTO_OP_MAP_GET),
+                     PROTO_MAX_META_PAYLOAD);
 }
 END_TEST
 
@@ -824,6 +871,7 @@ proto_suite (void)
   tcase_add_test (tc, test_header_bad_magic);
   tcase_add_test (tc, test_header_bad_version);
   tcase_add_test (tc, test_header_unknown_opcode);
+  tcase_add_test (tc, test_opcode_table);
   tcase_add_test (tc, test_header_bad_flags_status);
   tcase_add_test (tc, test_header_oversized);
   tcase_add_test (tc, test_status_errno);
