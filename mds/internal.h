@@ -303,9 +303,9 @@ struct mds {
   uint64_t announce_drop_log_ns; /* no warning about it before this */
 };
 
-/* A reply being built by a request handler, sent by loop.c after the
- * handler returns and the lock is released.  STATUS PROTO_OK sends WB's
- * bytes; any other status sends MSG.
+/* A reply being built by a request handler (through reply.c), sent by
+ * loop.c after the handler returns and the lock is released.  STATUS
+ * PROTO_OK sends WB's bytes; any other status sends MSG.
  */
 struct mds_reply {
   uint32_t status;
@@ -399,12 +399,16 @@ extern bool mds_unproven (struct mds *mds, uint64_t segment);
 /* loop.c */
 extern int mds_serve_start (struct mds *mds);
 extern int mds_serve_stop (struct mds *mds, int timeout_ms);
+
+/* reply.c */
 extern int mds_reply_error (struct mds_reply *rep, uint32_t status,
                             const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 extern int mds_reply_errno (struct mds_reply *rep, int err, const char *fmt,
                             ...) __attribute__ ((format (printf, 3, 4)));
 extern int mds_reply_bad (struct mds_reply *rep, int err, const char *what);
+extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
+                              ...) __attribute__ ((format (printf, 3, 4)));
 
 /* state.c */
 extern uint64_t mds_now_ns (void);
@@ -430,8 +434,6 @@ extern int mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
 extern int mds_leases_recover (struct mds *mds);
 extern void mds_volume_info (struct mds *mds, const struct catalog_volume *v,
                              struct proto_volume_info *out);
-extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
-                              ...) __attribute__ ((format (printf, 3, 4)));
 extern int mds_inflight_change (struct mds *mds, uint32_t server,
                                 int64_t delta);
 extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);

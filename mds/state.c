@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -321,24 +320,6 @@ mds_volume_info (struct mds *mds, const struct catalog_volume *v,
   out->segments = v->segments;
   out->min_copies = v->min_copies;
   snprintf (out->name, sizeof out->name, "%s", v->name);
-}
-
-/* Fill REP for catalog error ERR met on the object named by FMT
- * ("volume vol0"): the message reads "OBJECT: reason".  Failures of the
- * catalog itself (not a refused request) are logged.  Returns 0.
- */
-int
-mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt, ...)
-{
-  char object[PROTO_ERRMSG_MAX / 2];
-  va_list ap;
-
-  va_start (ap, fmt);
-  vsnprintf (object, sizeof object, fmt, ap);
-  va_end (ap);
-  if (err == -EIO || err == -ENOSPC || err == -ENOMEM)
-    log_error ("catalog: %s: %s", object, catalog_strerror (err));
-  return mds_reply_errno (rep, err, "%s: %s", object, catalog_strerror (err));
 }
 
 /* Add DELTA (negative: remove) to the bytes placed on SERVER by
