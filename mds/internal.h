@@ -149,7 +149,7 @@ struct mds_copy {
   struct mds *mds;
 };
 
-/* A segment whose repair failed recently (repair.c). */
+/* A segment whose repair failed recently (jobs.c). */
 struct mds_retry {
   uint64_t segment;
   uint64_t not_before_ns; /* CLOCK_MONOTONIC */
@@ -270,6 +270,9 @@ struct mds {
   /* srv-client.c: no failed handshake is warned about before this. */
   uint64_t srv_auth_warn_ns;
 
+  /* jobs.c: the repair thread's kick, the worker threads, and the
+   * copies, retries and resyncs running or put off.
+   */
   pthread_cond_t repair_wake; /* signalled to kick the repair thread */
   bool repair_kicked;
   size_t workers;              /* copy and resync threads running */
@@ -356,15 +359,26 @@ extern int mds_sources_choose (struct mds *mds, struct mds_sources *ss,
 
 /* copy.c */
 extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
-extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
-extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
-extern size_t mds_copies_to (struct mds *mds, uint32_t target);
 extern int mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
                              size_t errlen);
 extern int mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg,
                          size_t errlen);
 extern void mds_copy_finish (struct mds *mds, struct mds_copy *c, int result);
 extern void mds_copy_announce (struct mds *mds, struct mds_copy *c);
+
+/* jobs.c */
+extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
+extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
+extern size_t mds_copies_to (struct mds *mds, uint32_t target);
+extern int mds_copy_register (struct mds *mds, struct mds_copy *c);
+extern void mds_copy_unregister (struct mds *mds, struct mds_copy *c);
+extern bool mds_repair_retry_due (struct mds *mds, uint64_t segment);
+extern void mds_repair_retry_later (struct mds *mds, uint64_t segment);
+extern void mds_repair_kick (struct mds *mds, bool retry_now);
+extern bool mds_resyncing (struct mds *mds, uint64_t volume);
+extern int mds_resync_register (struct mds *mds, uint64_t volume);
+extern void mds_resync_unregister (struct mds *mds, uint64_t volume);
+extern void mds_worker_done (struct mds *mds);
 
 /* announce.c */
 extern void mds_announce_stale (struct mds *mds,
@@ -377,11 +391,8 @@ extern void mds_announce_stop (struct mds *mds);
 /* repair.c */
 extern int mds_repair_start (struct mds *mds);
 extern int mds_repair_stop (struct mds *mds, int timeout_ms);
-extern void mds_repair_kick (struct mds *mds, bool retry_now);
-extern void mds_repair_retry_later (struct mds *mds, uint64_t segment);
 
 /* resync.c */
-extern bool mds_resyncing (struct mds *mds, uint64_t volume);
 extern int mds_resync_start (struct mds *mds, const struct catalog_volume *v,
                              struct mds_reply *rep);
 extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,

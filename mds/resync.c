@@ -61,31 +61,6 @@ struct resync {
   uint64_t start_ns; /* CLOCK_MONOTONIC */
 };
 
-/* True if VOLUME is being resynced (mds->lock held). */
-bool
-mds_resyncing (struct mds *mds, uint64_t volume)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nresyncs; ++i)
-    if (mds->resyncs[i] == volume)
-      return true;
-  return false;
-}
-
-/* Forget that VOLUME is being resynced (mds->lock held). */
-static void
-resync_unregister (struct mds *mds, uint64_t volume)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nresyncs; ++i)
-    if (mds->resyncs[i] == volume) {
-      mds->resyncs[i] = mds->resyncs[--mds->nresyncs];
-      return;
-    }
-}
-
 /* Release RS. */
 static void
 resync_free (struct resync *rs)
@@ -775,9 +750,8 @@ resync_thread (void *arg)
     else
       log_warn ("volume %s: resync failed: %s: the next open starts again",
                 rs->name, r == -ECANCELED ? "shutting down" : strerror (-r));
-    resync_unregister (mds, rs->volume);
-    if (--mds->workers == 0)
-      pthread_cond_broadcast (&mds->workers_done);
+    mds_resync_unregister (mds, rs->volume);
+    mds_worker_done (mds);
     mds_repair_kick (mds, false);
   }
   resync_free (rs);
@@ -795,20 +769,20 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   struct resync *rs;
   struct catalog_volume nv;
   pthread_attr_t attr;
-  uint64_t *p;
   int r;
 
+  /* Registered first, so that nothing can fail once the thread runs
+   * (the lock is held throughout: nobody sees it before it starts).
+   */
   rs = calloc (1, sizeof *rs);
-  p = realloc (mds->resyncs, (mds->nresyncs + 1) * sizeof *p);
-  if (p)
-    mds->resyncs = p;
-  if (rs == NULL || p == NULL) {
+  if (rs == NULL || mds_resync_register (mds, v->id) < 0) {
     free (rs);
     return mds_reply_error (rep, PROTO_ENOMEM, "volume %s: out of memory",
                             v->name);
   }
   r = catalog_volume_begin_epoch (mds->cat, v->id, &nv);
   if (r < 0) {
+    mds_resync_unregister (mds, v->id);
     free (rs);
     return mds_reply_catalog (rep, r, "volume %s", v->name);
   }
@@ -829,11 +803,11 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   if (r != 0) {
     log_error ("volume %s: cannot start a resync thread: %s", rs->name,
                strerror (r));
+    mds_resync_unregister (mds, v->id);
     resync_free (rs);
     return mds_reply_error (rep, PROTO_EAGAIN,
                             "volume %s: cannot start its resync", v->name);
   }
-  mds->resyncs[mds->nresyncs++] = nv.id;
   mds->workers++;
   log_info ("volume %s: its writer did not close it: resyncing writes after "
             "epoch %" PRIu64 ", fenced at epoch %" PRIu64,

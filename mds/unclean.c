@@ -454,8 +454,7 @@ check_thread (void *arg)
                  "registers again",
                  c->server, c->doubtful, c->stale);
     mds->nchecks--;
-    if (--mds->workers == 0)
-      pthread_cond_broadcast (&mds->workers_done);
+    mds_worker_done (mds);
     mds_repair_kick (mds, true);
   }
   free (c->vols);
