@@ -87,7 +87,7 @@ struct mds_zone_warn {
   bool low;
 };
 
-/* A writer's lease on a volume: memory only.  A lease record stays after
+/* A writer's lease on a volume (leases.c): memory only.  A lease record stays after
  * it expires, so the same writer may renew it until another writer wants
  * the volume: that starts a resync (resync.c), which drops the record and
  * fences the writer's epochs.  VOL_CLOSE and VOL_DELETE drop it too.  The
@@ -243,7 +243,7 @@ struct mds {
   size_t nconns;
   struct mds_server_state *servers; /* id order (binary search) */
   size_t nservers;
-  struct mds_lease *leases; /* unordered */
+  struct mds_lease *leases; /* leases.c; unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
   /* place.c: placement's view of every server, kept up to date as
@@ -435,6 +435,12 @@ extern void mds_servers_need_fences (struct mds *mds, const uint32_t *except,
                                      size_t nexcept);
 extern uint64_t mds_server_capacity (struct mds *mds,
                                      const struct catalog_server *s);
+extern int mds_inflight_change (struct mds *mds, uint32_t server,
+                                int64_t delta);
+extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
+extern void mds_state_free (struct mds *mds);
+
+/* leases.c */
 extern struct mds_lease *mds_lease_find (struct mds *mds, uint64_t volume);
 extern int mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
                           uint64_t epoch);
@@ -445,10 +451,6 @@ extern int mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
 extern int mds_leases_recover (struct mds *mds);
 extern void mds_volume_info (struct mds *mds, const struct catalog_volume *v,
                              struct proto_volume_info *out);
-extern int mds_inflight_change (struct mds *mds, uint32_t server,
-                                int64_t delta);
-extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
-extern void mds_state_free (struct mds *mds);
 
 /* req-server.c */
 extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
