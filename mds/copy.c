@@ -56,22 +56,6 @@ may_remove (struct mds *mds, const struct catalog_segment *s, uint32_t lost)
   return ok >= v.replicas;
 }
 
-/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
- * Returns 0 or a catalog error.
- */
-int
-mds_server_address (struct mds *mds, uint32_t id, char *addr)
-{
-  struct catalog_server srv;
-  int r;
-
-  r = catalog_server_get (mds->cat, id, &srv);
-  if (r < 0)
-    return r;
-  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
-  return 0;
-}
-
 /* Fill C's peers after the target (from index FIRST): every ok replica of
  * S on a server that is up, except the target.  Returns 0 or a catalog
  * error.

@@ -32,8 +32,8 @@
  */
 #define MDS_REPAIR_RETRY_MS 5000
 
-/* What the MDS knows of a storage server beyond the catalog: memory only,
- * rebuilt from heartbeats after a restart.
+/* What the MDS knows of a storage server beyond the catalog (cluster.c):
+ * memory only, rebuilt from heartbeats after a restart.
  */
 struct mds_server_state {
   uint32_t id;
@@ -358,7 +358,6 @@ extern int mds_sources_choose (struct mds *mds, struct mds_sources *ss,
                                size_t errlen);
 
 /* copy.c */
-extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
 extern int mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
                              size_t errlen);
 extern int mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg,
@@ -421,7 +420,7 @@ extern int mds_reply_bad (struct mds_reply *rep, int err, const char *what);
 extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
                               ...) __attribute__ ((format (printf, 3, 4)));
 
-/* state.c */
+/* cluster.c */
 extern uint64_t mds_now_ns (void);
 extern int mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
                              uint64_t used);
@@ -435,6 +434,9 @@ extern void mds_servers_need_fences (struct mds *mds, const uint32_t *except,
                                      size_t nexcept);
 extern uint64_t mds_server_capacity (struct mds *mds,
                                      const struct catalog_server *s);
+extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                            uint64_t *segments);
+extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
 extern int mds_inflight_change (struct mds *mds, uint32_t server,
                                 int64_t delta);
 extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
@@ -453,8 +455,6 @@ extern void mds_volume_info (struct mds *mds, const struct catalog_volume *v,
                              struct proto_volume_info *out);
 
 /* req-server.c */
-extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
-                            uint64_t *segments);
 extern int mds_op_status (struct mds *, struct mds_conn *, const void *,
                           uint32_t, struct mds_reply *);
 extern int mds_op_server_register (struct mds *, struct mds_conn *,

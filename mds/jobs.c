@@ -11,7 +11,7 @@
  *     shutdown waits for.
  * The workers call this file and never each other for this state.
  * Every function here is called with mds->lock held; none blocks or
- * calls another file of the MDS but state.c's clock.
+ * calls another file of the MDS but cluster.c's clock.
  */
 
 #include <config.h>

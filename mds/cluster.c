@@ -1,8 +1,17 @@
-/* In-memory state of the MDS: heartbeats and load of storage servers
- * (leases are leases.c's).  None of it is in the catalog: after a
- * restart servers count as heard at the start (down, then out, if they
- * stay silent).  Every function here is called with mds->lock held (or
- * at start-up, before any other thread exists).
+/* The cluster as the MDS sees it beyond the catalog: the health and
+ * load of storage servers from their heartbeats, what placement counts
+ * as used on each (the catalog's replicas and garbage, the reported
+ * use, the bytes of allocations being committed), their addresses, and
+ * the clock all of it is measured by.  None of the memory state is in
+ * the catalog: after a restart servers count as heard at the start
+ * (down, then out, if they stay silent).  Handlers, workers and
+ * placement (place.c) all read the cluster here; this file calls no
+ * other file of the MDS.
+ *
+ * Lock: the functions that read or change the memory state
+ * (mds->servers, mds->inflight) are called with mds->lock held (or at
+ * start-up and exit, when no other thread runs); mds_now_ns and
+ * mds_server_address need none.
  */
 
 #include <config.h>
@@ -11,6 +20,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -187,6 +197,61 @@ mds_server_capacity (struct mds *mds, const struct catalog_server *s)
   return st ? st->capacity : s->capacity;
 }
 
+/* A + B, saturating instead of wrapping. */
+static uint64_t
+add_sat (uint64_t a, uint64_t b)
+{
+  return a + b < a ? UINT64_MAX : a + b;
+}
+
+/* Bytes of server ID's capacity taken, as placement counts them: its
+ * replicas plus the garbage it has not deleted yet (its slots are still
+ * in use), times the segment size, or what it last reported if more
+ * (room its filesystem lacks).  *SEGMENTS (may be NULL) receives the
+ * replica count.  Returns 0 or a catalog error.
+ */
+int
+mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                 uint64_t *segments)
+{
+  const struct mds_server_state *st = mds_server_find (mds, id);
+  uint64_t seg = mds->cluster.segment_size;
+  CLEANUP_FREE uint64_t *garbage = NULL;
+  uint64_t count = 0;
+  size_t ngarbage = 0;
+  int r;
+
+  r = catalog_server_count_segments (mds->cat, id, &count);
+  if (r < 0)
+    return r;
+  if (segments)
+    *segments = count;
+  r = catalog_garbage_get (mds->cat, id, SIZE_MAX, &garbage, &ngarbage);
+  if (r < 0)
+    return r;
+  count = add_sat (count, ngarbage);
+  *used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
+  if (st && st->used > *used)
+    *used = st->used;
+  return 0;
+}
+
+/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
+ * Returns 0 or a catalog error.
+ */
+int
+mds_server_address (struct mds *mds, uint32_t id, char *addr)
+{
+  struct catalog_server srv;
+  int r;
+
+  r = catalog_server_get (mds->cat, id, &srv);
+  if (r < 0)
+    return r;
+  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
+  return 0;
+}
+
 /* Add DELTA (negative: remove) to the bytes placed on SERVER by
  * MAP_ALLOCs being committed (struct mds_inflight).  Returns 0, or
  * -ENOMEM (only when DELTA is positive).
@@ -229,7 +294,9 @@ mds_inflight_bytes (struct mds *mds, uint32_t server)
   return 0;
 }
 
-/* Release the in-memory state (at exit). */
+/* Release the in-memory state of every room: servers, leases, jobs,
+ * unclean checks and announcements (at exit).
+ */
 void
 mds_state_free (struct mds *mds)
 {
