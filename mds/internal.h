@@ -394,8 +394,9 @@ extern int mds_repair_stop (struct mds *mds, int timeout_ms);
 /* resync.c */
 extern int mds_resync_start (struct mds *mds, const struct catalog_volume *v,
                              struct mds_reply *rep);
-extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
-                              uint32_t, struct mds_reply *);
+extern int mds_resync_segment (struct mds *mds, uint64_t volume,
+                               uint64_t segment, uint32_t source, char *errmsg,
+                               size_t errlen);
 
 /* unclean.c */
 extern int mds_check_server (struct mds *mds, uint32_t server, const char *addr,
@@ -516,5 +517,7 @@ extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,
                              uint32_t, struct mds_reply *);
 extern int mds_op_replica_failed (struct mds *, struct mds_conn *, const void *,
                                   uint32_t, struct mds_reply *);
+extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
+                              uint32_t, struct mds_reply *);
 
 #endif /* TESSERA_MDS_INTERNAL_H */
