@@ -62,9 +62,9 @@ struct mds_server_state {
 };
 
 /* A storage server registered uncleanly while VOLUME was not clean, at
- * the volume's epoch EPOCH (unclean.c): until the volume's clean epoch
- * reaches EPOCH, the server's replicas of it are the last choice as a
- * resync source.
+ * the volume's epoch EPOCH (unclean.c finds it, suspects.c keeps it):
+ * until the volume's clean epoch reaches EPOCH, the server's replicas
+ * of it are the last choice as a resync source.
  */
 struct mds_suspect {
   uint32_t server;
@@ -283,9 +283,9 @@ struct mds {
   size_t nretries;
   uint64_t *resyncs; /* volumes being resynced, unordered */
   size_t nresyncs;
-  /* unclean.c: check threads running (counted in WORKERS too), unclean
-   * registrations, and the segments whose last ok replica may have lost
-   * writes (memory only; unordered).
+  /* unclean.c: check threads running (counted in WORKERS too);
+   * suspects.c: unclean registrations, and the segments whose last ok
+   * replica may have lost writes (memory only; unordered).
    */
   size_t nchecks;
   struct mds_suspect *suspects;
@@ -398,14 +398,19 @@ extern int mds_resync_segment (struct mds *mds, uint64_t volume,
                                uint64_t segment, uint32_t source, char *errmsg,
                                size_t errlen);
 
-/* unclean.c */
-extern int mds_check_server (struct mds *mds, uint32_t server, const char *addr,
-                             bool rollback);
+/* suspects.c */
 extern bool mds_server_suspect (struct mds *mds, uint32_t id);
 extern bool mds_unclean_since (struct mds *mds, uint32_t server,
                                uint64_t volume, uint64_t clean_epoch);
-extern uint64_t mds_unproven_count (struct mds *mds);
 extern bool mds_unproven (struct mds *mds, uint64_t segment);
+extern uint64_t mds_unproven_count (struct mds *mds);
+extern void mds_unproven_add (struct mds *mds, uint64_t segment);
+extern void mds_suspect_add (struct mds *mds, uint32_t server, uint64_t volume,
+                             uint64_t epoch);
+
+/* unclean.c */
+extern int mds_check_server (struct mds *mds, uint32_t server, const char *addr,
+                             bool rollback);
 
 /* loop.c */
 extern int mds_serve_start (struct mds *mds);
