@@ -1,12 +1,12 @@
 /* One copy of a segment to one replica, in three steps: prepare (lock
  * held: the target becomes syncing, its generation raised, and the copy
- * is registered as running), run (no lock: SEG_SET_GEN to the target
- * and every ok replica, the source chosen among the ok replicas from
- * evidence (source.c), then SEG_PULL to the target, which copies from
- * the source server itself) and finish (lock held: the target becomes
- * ok, or stale / removed on failure), then announce (no lock: SEG_SET_GEN
- * again).  Used by repair's worker threads (repair.c) and by SEG_RESYNC
- * (resync.c).  See docs/failure-handling.md.
+ * is registered as running in jobs.c), run (no lock: SEG_SET_GEN to the
+ * target and every ok replica, the source chosen among the ok replicas
+ * from evidence (source.c), then SEG_PULL to the target, which copies
+ * from the source server itself) and finish (lock held: the target
+ * becomes ok, or stale / removed on failure), then announce (no lock:
+ * SEG_SET_GEN again).  Used by repair's worker threads (repair.c) and by
+ * SEG_RESYNC (resync.c).  See docs/failure-handling.md.
  */
 
 #include <config.h>
@@ -21,71 +21,6 @@
 
 #include "internal.h"
 #include "placement.h"
-
-/* ---- Running copies (mds->lock held) ---- */
-
-/* True if a copy of SEGMENT is running. */
-bool
-mds_copy_busy (struct mds *mds, uint64_t segment)
-{
-  size_t i;
-
-  for (i = 0; i < mds->ncopies; ++i)
-    if (mds->copies[i]->segment == segment)
-      return true;
-  return false;
-}
-
-/* True if a copy of a segment of VOLUME is running. */
-bool
-mds_copy_busy_volume (struct mds *mds, uint64_t volume)
-{
-  size_t i;
-
-  for (i = 0; i < mds->ncopies; ++i)
-    if (mds->copies[i]->volume == volume)
-      return true;
-  return false;
-}
-
-/* Number of copies running to server TARGET. */
-size_t
-mds_copies_to (struct mds *mds, uint32_t target)
-{
-  size_t i, n = 0;
-
-  for (i = 0; i < mds->ncopies; ++i)
-    if (mds->copies[i]->target == target)
-      n++;
-  return n;
-}
-
-/* Add C to the running copies.  Returns 0 or -ENOMEM. */
-static int
-copy_register (struct mds *mds, struct mds_copy *c)
-{
-  struct mds_copy **p;
-
-  p = realloc (mds->copies, (mds->ncopies + 1) * sizeof *p);
-  if (p == NULL)
-    return -ENOMEM;
-  mds->copies = p;
-  p[mds->ncopies++] = c;
-  return 0;
-}
-
-/* Remove C from the running copies (if it is there). */
-static void
-copy_unregister (struct mds *mds, struct mds_copy *c)
-{
-  size_t i;
-
-  for (i = 0; i < mds->ncopies; ++i)
-    if (mds->copies[i] == c) {
-      mds->copies[i] = mds->copies[--mds->ncopies];
-      return;
-    }
-}
 
 /* The index of SERVER's replica in S, or -1. */
 static int
@@ -119,22 +54,6 @@ may_remove (struct mds *mds, const struct catalog_segment *s, uint32_t lost)
         s->replicas[k].state == CATALOG_REPLICA_OK)
       ok++;
   return ok >= v.replicas;
-}
-
-/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
- * Returns 0 or a catalog error.
- */
-int
-mds_server_address (struct mds *mds, uint32_t id, char *addr)
-{
-  struct catalog_server srv;
-  int r;
-
-  r = catalog_server_get (mds->cat, id, &srv);
-  if (r < 0)
-    return r;
-  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
-  return 0;
 }
 
 /* Fill C's peers after the target (from index FIRST): every ok replica of
@@ -279,7 +198,7 @@ mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
   c->peer_ids[0] = c->target;
   r = collect_peers (mds, c, &s, 1);
   if (r == 0)
-    r = copy_register (mds, c);
+    r = mds_copy_register (mds, c);
   if (r < 0) {
     snprintf (errmsg, errlen, "%s", catalog_strerror (r));
     c->npeers = 0;
@@ -363,7 +282,7 @@ mds_copy_finish (struct mds *mds, struct mds_copy *c, int result)
   struct catalog_segment s;
   int k, r;
 
-  copy_unregister (mds, c);
+  mds_copy_unregister (mds, c);
   c->npeers = 0;
   r = catalog_segment_get (mds->cat, c->segment, &s);
   if (r < 0) {

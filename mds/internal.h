@@ -32,8 +32,8 @@
  */
 #define MDS_REPAIR_RETRY_MS 5000
 
-/* What the MDS knows of a storage server beyond the catalog: memory only,
- * rebuilt from heartbeats after a restart.
+/* What the MDS knows of a storage server beyond the catalog (cluster.c):
+ * memory only, rebuilt from heartbeats after a restart.
  */
 struct mds_server_state {
   uint32_t id;
@@ -62,9 +62,9 @@ struct mds_server_state {
 };
 
 /* A storage server registered uncleanly while VOLUME was not clean, at
- * the volume's epoch EPOCH (unclean.c): until the volume's clean epoch
- * reaches EPOCH, the server's replicas of it are the last choice as a
- * resync source.
+ * the volume's epoch EPOCH (unclean.c finds it, suspects.c keeps it):
+ * until the volume's clean epoch reaches EPOCH, the server's replicas
+ * of it are the last choice as a resync source.
  */
 struct mds_suspect {
   uint32_t server;
@@ -87,7 +87,7 @@ struct mds_zone_warn {
   bool low;
 };
 
-/* A writer's lease on a volume: memory only.  A lease record stays after
+/* A writer's lease on a volume (leases.c): memory only.  A lease record stays after
  * it expires, so the same writer may renew it until another writer wants
  * the volume: that starts a resync (resync.c), which drops the record and
  * fences the writer's epochs.  VOL_CLOSE and VOL_DELETE drop it too.  The
@@ -149,7 +149,7 @@ struct mds_copy {
   struct mds *mds;
 };
 
-/* A segment whose repair failed recently (repair.c). */
+/* A segment whose repair failed recently (jobs.c). */
 struct mds_retry {
   uint64_t segment;
   uint64_t not_before_ns; /* CLOCK_MONOTONIC */
@@ -243,7 +243,7 @@ struct mds {
   size_t nconns;
   struct mds_server_state *servers; /* id order (binary search) */
   size_t nservers;
-  struct mds_lease *leases; /* unordered */
+  struct mds_lease *leases; /* leases.c; unordered */
   size_t nleases;
   uint64_t rng; /* placement's random state */
   /* place.c: placement's view of every server, kept up to date as
@@ -270,6 +270,9 @@ struct mds {
   /* srv-client.c: no failed handshake is warned about before this. */
   uint64_t srv_auth_warn_ns;
 
+  /* jobs.c: the repair thread's kick, the worker threads, and the
+   * copies, retries and resyncs running or put off.
+   */
   pthread_cond_t repair_wake; /* signalled to kick the repair thread */
   bool repair_kicked;
   size_t workers;              /* copy and resync threads running */
@@ -280,9 +283,9 @@ struct mds {
   size_t nretries;
   uint64_t *resyncs; /* volumes being resynced, unordered */
   size_t nresyncs;
-  /* unclean.c: check threads running (counted in WORKERS too), unclean
-   * registrations, and the segments whose last ok replica may have lost
-   * writes (memory only; unordered).
+  /* unclean.c: check threads running (counted in WORKERS too);
+   * suspects.c: unclean registrations, and the segments whose last ok
+   * replica may have lost writes (memory only; unordered).
    */
   size_t nchecks;
   struct mds_suspect *suspects;
@@ -303,9 +306,9 @@ struct mds {
   uint64_t announce_drop_log_ns; /* no warning about it before this */
 };
 
-/* A reply being built by a request handler, sent by loop.c after the
- * handler returns and the lock is released.  STATUS PROTO_OK sends WB's
- * bytes; any other status sends MSG.
+/* A reply being built by a request handler (through reply.c), sent by
+ * loop.c after the handler returns and the lock is released.  STATUS
+ * PROTO_OK sends WB's bytes; any other status sends MSG.
  */
 struct mds_reply {
   uint32_t status;
@@ -355,16 +358,26 @@ extern int mds_sources_choose (struct mds *mds, struct mds_sources *ss,
                                size_t errlen);
 
 /* copy.c */
-extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
-extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
-extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
-extern size_t mds_copies_to (struct mds *mds, uint32_t target);
 extern int mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
                              size_t errlen);
 extern int mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg,
                          size_t errlen);
 extern void mds_copy_finish (struct mds *mds, struct mds_copy *c, int result);
 extern void mds_copy_announce (struct mds *mds, struct mds_copy *c);
+
+/* jobs.c */
+extern bool mds_copy_busy (struct mds *mds, uint64_t segment);
+extern bool mds_copy_busy_volume (struct mds *mds, uint64_t volume);
+extern size_t mds_copies_to (struct mds *mds, uint32_t target);
+extern int mds_copy_register (struct mds *mds, struct mds_copy *c);
+extern void mds_copy_unregister (struct mds *mds, struct mds_copy *c);
+extern bool mds_repair_retry_due (struct mds *mds, uint64_t segment);
+extern void mds_repair_retry_later (struct mds *mds, uint64_t segment);
+extern void mds_repair_kick (struct mds *mds, bool retry_now);
+extern bool mds_resyncing (struct mds *mds, uint64_t volume);
+extern int mds_resync_register (struct mds *mds, uint64_t volume);
+extern void mds_resync_unregister (struct mds *mds, uint64_t volume);
+extern void mds_worker_done (struct mds *mds);
 
 /* announce.c */
 extern void mds_announce_stale (struct mds *mds,
@@ -377,36 +390,43 @@ extern void mds_announce_stop (struct mds *mds);
 /* repair.c */
 extern int mds_repair_start (struct mds *mds);
 extern int mds_repair_stop (struct mds *mds, int timeout_ms);
-extern void mds_repair_kick (struct mds *mds, bool retry_now);
-extern void mds_repair_retry_later (struct mds *mds, uint64_t segment);
 
 /* resync.c */
-extern bool mds_resyncing (struct mds *mds, uint64_t volume);
 extern int mds_resync_start (struct mds *mds, const struct catalog_volume *v,
                              struct mds_reply *rep);
-extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
-                              uint32_t, struct mds_reply *);
+extern int mds_resync_segment (struct mds *mds, uint64_t volume,
+                               uint64_t segment, uint32_t source, char *errmsg,
+                               size_t errlen);
+
+/* suspects.c */
+extern bool mds_server_suspect (struct mds *mds, uint32_t id);
+extern bool mds_unclean_since (struct mds *mds, uint32_t server,
+                               uint64_t volume, uint64_t clean_epoch);
+extern bool mds_unproven (struct mds *mds, uint64_t segment);
+extern uint64_t mds_unproven_count (struct mds *mds);
+extern void mds_unproven_add (struct mds *mds, uint64_t segment);
+extern void mds_suspect_add (struct mds *mds, uint32_t server, uint64_t volume,
+                             uint64_t epoch);
 
 /* unclean.c */
 extern int mds_check_server (struct mds *mds, uint32_t server, const char *addr,
                              bool rollback);
-extern bool mds_server_suspect (struct mds *mds, uint32_t id);
-extern bool mds_unclean_since (struct mds *mds, uint32_t server,
-                               uint64_t volume, uint64_t clean_epoch);
-extern uint64_t mds_unproven_count (struct mds *mds);
-extern bool mds_unproven (struct mds *mds, uint64_t segment);
 
 /* loop.c */
 extern int mds_serve_start (struct mds *mds);
 extern int mds_serve_stop (struct mds *mds, int timeout_ms);
+
+/* reply.c */
 extern int mds_reply_error (struct mds_reply *rep, uint32_t status,
                             const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 extern int mds_reply_errno (struct mds_reply *rep, int err, const char *fmt,
                             ...) __attribute__ ((format (printf, 3, 4)));
 extern int mds_reply_bad (struct mds_reply *rep, int err, const char *what);
+extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
+                              ...) __attribute__ ((format (printf, 3, 4)));
 
-/* state.c */
+/* cluster.c */
 extern uint64_t mds_now_ns (void);
 extern int mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
                              uint64_t used);
@@ -420,6 +440,15 @@ extern void mds_servers_need_fences (struct mds *mds, const uint32_t *except,
                                      size_t nexcept);
 extern uint64_t mds_server_capacity (struct mds *mds,
                                      const struct catalog_server *s);
+extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                            uint64_t *segments);
+extern int mds_server_address (struct mds *mds, uint32_t id, char *addr);
+extern int mds_inflight_change (struct mds *mds, uint32_t server,
+                                int64_t delta);
+extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
+extern void mds_state_free (struct mds *mds);
+
+/* leases.c */
 extern struct mds_lease *mds_lease_find (struct mds *mds, uint64_t volume);
 extern int mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
                           uint64_t epoch);
@@ -430,16 +459,8 @@ extern int mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
 extern int mds_leases_recover (struct mds *mds);
 extern void mds_volume_info (struct mds *mds, const struct catalog_volume *v,
                              struct proto_volume_info *out);
-extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
-                              ...) __attribute__ ((format (printf, 3, 4)));
-extern int mds_inflight_change (struct mds *mds, uint32_t server,
-                                int64_t delta);
-extern uint64_t mds_inflight_bytes (struct mds *mds, uint32_t server);
-extern void mds_state_free (struct mds *mds);
 
 /* req-server.c */
-extern int mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
-                            uint64_t *segments);
 extern int mds_op_status (struct mds *, struct mds_conn *, const void *,
                           uint32_t, struct mds_reply *);
 extern int mds_op_server_register (struct mds *, struct mds_conn *,
@@ -501,5 +522,7 @@ extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,
                              uint32_t, struct mds_reply *);
 extern int mds_op_replica_failed (struct mds *, struct mds_conn *, const void *,
                                   uint32_t, struct mds_reply *);
+extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
+                              uint32_t, struct mds_reply *);
 
 #endif /* TESSERA_MDS_INTERNAL_H */

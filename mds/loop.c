@@ -74,51 +74,6 @@
  */
 #define DROP_WARN_INTERVAL_NS UINT64_C (10000000000)
 
-/* Fill REP with error STATUS and a message.  Returns 0 so that handlers
- * can "return mds_reply_error (...)" and keep the connection.
- */
-int
-mds_reply_error (struct mds_reply *rep, uint32_t status, const char *fmt, ...)
-{
-  va_list ap;
-
-  rep->status = status;
-  va_start (ap, fmt);
-  vsnprintf (rep->msg, sizeof rep->msg, fmt, ap);
-  va_end (ap);
-  return 0;
-}
-
-/* Like mds_reply_error, with the status mapped from ERR (a negative
- * errno).  Returns 0.
- */
-int
-mds_reply_errno (struct mds_reply *rep, int err, const char *fmt, ...)
-{
-  va_list ap;
-
-  rep->status = proto_status_from_errno (-err);
-  va_start (ap, fmt);
-  vsnprintf (rep->msg, sizeof rep->msg, fmt, ap);
-  va_end (ap);
-  return 0;
-}
-
-/* A decoder of request WHAT failed with ERR.  Malformed payloads close
- * the connection (returns -EBADMSG); running out of memory does not
- * (returns 0).
- */
-int
-mds_reply_bad (struct mds_reply *rep, int err, const char *what)
-{
-  if (err == -ENOMEM) {
-    log_error ("%s: out of memory", what);
-    return mds_reply_error (rep, PROTO_ENOMEM, "%s: out of memory", what);
-  }
-  mds_reply_error (rep, PROTO_EBADMSG, "%s: malformed request", what);
-  return -EBADMSG;
-}
-
 /* How dispatch runs an opcode's handler. */
 enum mds_op_kind {
   MDS_OP_LOCKED,    /* with mds->lock held */

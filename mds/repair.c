@@ -23,7 +23,7 @@
  * Each copy (copy.c) runs on its own worker thread, at most
  * repair_concurrency per target server and MDS_COPIES_MAX in all.  A
  * segment whose copy failed waits MDS_REPAIR_RETRY_MS before it is
- * tried again.
+ * tried again (jobs.c keeps the copies running and the retries).
  */
 
 #include <config.h>
@@ -42,71 +42,7 @@
 #include "internal.h"
 #include "placement.h"
 
-/* ---- Retries and kicks (mds->lock held) ---- */
-
-/* True if SEGMENT may be repaired now: it did not fail recently.  A
- * retry entry whose time has come is dropped (mds->lock held).
- */
-static bool
-retry_due (struct mds *mds, uint64_t segment)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nretries; ++i)
-    if (mds->retries[i].segment == segment) {
-      if (mds_now_ns () < mds->retries[i].not_before_ns)
-        return false;
-      mds->retries[i] = mds->retries[--mds->nretries];
-      return true;
-    }
-  return true;
-}
-
-/* Repairing SEGMENT failed: leave it alone for a while (mds->lock
- * held).
- */
-void
-mds_repair_retry_later (struct mds *mds, uint64_t segment)
-{
-  uint64_t when = mds_now_ns () + (uint64_t)MDS_REPAIR_RETRY_MS * 1000000u;
-  struct mds_retry *p;
-  size_t i;
-
-  for (i = 0; i < mds->nretries; ++i)
-    if (mds->retries[i].segment == segment) {
-      mds->retries[i].not_before_ns = when;
-      return;
-    }
-  p = realloc (mds->retries, (mds->nretries + 1) * sizeof *p);
-  if (p == NULL)
-    return; /* then it is retried at once: harmless */
-  mds->retries = p;
-  p[mds->nretries].segment = segment;
-  p[mds->nretries++].not_before_ns = when;
-}
-
-/* Wake the repair thread for a pass now.  RETRY_NOW forgets the recent
- * failures, so that every segment is tried again (something changed:
- * a server came back, or an operator asked).
- */
-void
-mds_repair_kick (struct mds *mds, bool retry_now)
-{
-  if (retry_now)
-    mds->nretries = 0;
-  mds->repair_kicked = true;
-  pthread_cond_signal (&mds->repair_wake);
-}
-
 /* ---- Copy threads ---- */
-
-/* One worker less (mds->lock held). */
-static void
-worker_done (struct mds *mds)
-{
-  if (--mds->workers == 0)
-    pthread_cond_broadcast (&mds->workers_done);
-}
 
 /* A copy's worker thread: run, finish, announce. */
 static void *
@@ -139,7 +75,7 @@ copy_thread (void *arg)
   mds_copy_announce (mds, c);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    worker_done (mds);
+    mds_worker_done (mds);
     mds_repair_kick (mds, false); /* a copy slot is free */
   }
   free (c);
@@ -357,7 +293,7 @@ repair_segment (struct mds *mds, struct pass *p,
     return;
   }
   if ((resync == 0 && nkeep >= v->replicas && !misplaced) ||
-      !retry_due (mds, s->id))
+      !mds_repair_retry_due (mds, s->id))
     return;
   if (!source) {
     if (mds->debug_repair)

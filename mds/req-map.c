@@ -1,6 +1,8 @@
-/* The virtualization map: MAP_GET, MAP_ALLOC, REPLICA_FAILED.  Handlers
- * run with mds->lock held, but MAP_GET and MAP_ALLOC let it go around
- * their catalog calls (see unlocked_begin).
+/* The virtualization map and its segments: MAP_GET, MAP_ALLOC,
+ * REPLICA_FAILED, SEG_RESYNC.  Handlers run with mds->lock held, but
+ * MAP_GET and MAP_ALLOC let it go around their catalog calls (see
+ * unlocked_begin), and SEG_RESYNC runs without it (resync.c does the
+ * work, taking the lock between its calls to servers).
  */
 
 #include <config.h>
@@ -500,5 +502,44 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
    */
   mds_announce_stale (mds, &s, req.server);
   mds_repair_kick (mds, false);
+  return 0;
+}
+
+/* SEG_RESYNC (handled without mds->lock, which it takes between its
+ * calls to servers): make every other ok replica of the segment equal to
+ * the source's, DIFF copy by copy; reply when done.
+ */
+int
+mds_op_seg_resync (struct mds *mds, struct mds_conn *conn, const void *payload,
+                   uint32_t len, struct mds_reply *rep)
+{
+  struct proto_resync req;
+  char msg[PROTO_ERRMSG_MAX + 128];
+  int r;
+
+  r = proto_decode_resync (payload, len, &req);
+  if (r < 0)
+    return mds_reply_bad (rep, r, "SEG_RESYNC");
+  if (req.source == 0)
+    return mds_reply_error (rep, PROTO_EINVAL,
+                            "segment %" PRIu64 ": no source server",
+                            req.segment);
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    if (mds_resyncing (mds, req.volume))
+      return mds_reply_error (rep, PROTO_EAGAIN,
+                              "volume %" PRIu64 ": being resynced", req.volume);
+    if (mds_copy_busy (mds, req.segment))
+      return mds_reply_error (rep, PROTO_EAGAIN,
+                              "segment %" PRIu64 ": being repaired",
+                              req.segment);
+  }
+  log_info ("segment %" PRIu64 ": resync from server %" PRIu32 " asked by %s",
+            req.segment, req.source, conn->peer);
+  r = mds_resync_segment (mds, req.volume, req.segment, req.source, msg,
+                          sizeof msg);
+  if (r < 0)
+    return mds_reply_errno (rep, r, "segment %" PRIu64 ": %s", req.segment,
+                            msg);
   return 0;
 }

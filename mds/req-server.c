@@ -32,38 +32,6 @@ add_sat (uint64_t a, uint64_t b)
   return a + b < a ? UINT64_MAX : a + b;
 }
 
-/* Bytes of server ID's capacity taken, as placement counts them: its
- * replicas plus the garbage it has not deleted yet (its slots are still
- * in use), times the segment size, or what it last reported if more
- * (room its filesystem lacks).  *SEGMENTS (may be NULL) receives the
- * replica count.  Returns 0 or a catalog error.
- */
-int
-mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
-                 uint64_t *segments)
-{
-  const struct mds_server_state *st = mds_server_find (mds, id);
-  uint64_t seg = mds->cluster.segment_size;
-  CLEANUP_FREE uint64_t *garbage = NULL;
-  uint64_t count = 0;
-  size_t ngarbage = 0;
-  int r;
-
-  r = catalog_server_count_segments (mds->cat, id, &count);
-  if (r < 0)
-    return r;
-  if (segments)
-    *segments = count;
-  r = catalog_garbage_get (mds->cat, id, SIZE_MAX, &garbage, &ngarbage);
-  if (r < 0)
-    return r;
-  count = add_sat (count, ngarbage);
-  *used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
-  if (st && st->used > *used)
-    *used = st->used;
-  return 0;
-}
-
 /* Log when server S's reported use ST->used crosses the high-water mark
  * (up: placement stops giving it new segments; down: it gets them
  * again).  The catalog's count may reach the mark first: placement

@@ -1,5 +1,6 @@
 /* Making replicas agree: the resync of a volume whose writer died
- * without closing it, and SEG_RESYNC.
+ * without closing it, and that of one segment (mds_resync_segment, for
+ * SEG_RESYNC in req-map.c).
  *
  * A read-write open of a volume that is not clean and has no live lease
  * starts a resync on a thread of its own and answers EAGAIN until it is
@@ -60,31 +61,6 @@ struct resync {
   size_t copies;     /* pulls done */
   uint64_t start_ns; /* CLOCK_MONOTONIC */
 };
-
-/* True if VOLUME is being resynced (mds->lock held). */
-bool
-mds_resyncing (struct mds *mds, uint64_t volume)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nresyncs; ++i)
-    if (mds->resyncs[i] == volume)
-      return true;
-  return false;
-}
-
-/* Forget that VOLUME is being resynced (mds->lock held). */
-static void
-resync_unregister (struct mds *mds, uint64_t volume)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nresyncs; ++i)
-    if (mds->resyncs[i] == volume) {
-      mds->resyncs[i] = mds->resyncs[--mds->nresyncs];
-      return;
-    }
-}
 
 /* Release RS. */
 static void
@@ -524,15 +500,17 @@ plan_choose (struct mds *mds, struct plan *p, char *errmsg, size_t errlen)
   return 0;
 }
 
-/* SEG_RESYNC's work: make every other ok replica of SEGMENT of VOLUME
- * equal to SOURCE's, one copy (mds_copy_*) at a time, since a writer
- * may be writing: each target becomes syncing meanwhile.  A replica
- * whose copy failed ends stale, unless its copy never started (then it
- * stays ok).  Returns 0, or -errno with the first error in ERRMSG.
+/* SEG_RESYNC's work (req-map.c), without mds->lock, which it takes
+ * between its calls to servers: make every other ok replica of SEGMENT
+ * of VOLUME equal to SOURCE's, one copy (mds_copy_*) at a time, since a
+ * writer may be writing: each target becomes syncing meanwhile.  A
+ * replica whose copy failed ends stale, unless its copy never started
+ * (then it stays ok).  Returns 0, or -errno with the first error in
+ * ERRMSG.
  */
-static int
-resync_segment (struct mds *mds, uint64_t volume, uint64_t segment,
-                uint32_t source, char *errmsg, size_t errlen)
+int
+mds_resync_segment (struct mds *mds, uint64_t volume, uint64_t segment,
+                    uint32_t source, char *errmsg, size_t errlen)
 {
   CLEANUP_FREE struct plan *p = malloc (sizeof *p);
   char msg[PROTO_ERRMSG_MAX + 128];
@@ -775,9 +753,8 @@ resync_thread (void *arg)
     else
       log_warn ("volume %s: resync failed: %s: the next open starts again",
                 rs->name, r == -ECANCELED ? "shutting down" : strerror (-r));
-    resync_unregister (mds, rs->volume);
-    if (--mds->workers == 0)
-      pthread_cond_broadcast (&mds->workers_done);
+    mds_resync_unregister (mds, rs->volume);
+    mds_worker_done (mds);
     mds_repair_kick (mds, false);
   }
   resync_free (rs);
@@ -795,20 +772,20 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   struct resync *rs;
   struct catalog_volume nv;
   pthread_attr_t attr;
-  uint64_t *p;
   int r;
 
+  /* Registered first, so that nothing can fail once the thread runs
+   * (the lock is held throughout: nobody sees it before it starts).
+   */
   rs = calloc (1, sizeof *rs);
-  p = realloc (mds->resyncs, (mds->nresyncs + 1) * sizeof *p);
-  if (p)
-    mds->resyncs = p;
-  if (rs == NULL || p == NULL) {
+  if (rs == NULL || mds_resync_register (mds, v->id) < 0) {
     free (rs);
     return mds_reply_error (rep, PROTO_ENOMEM, "volume %s: out of memory",
                             v->name);
   }
   r = catalog_volume_begin_epoch (mds->cat, v->id, &nv);
   if (r < 0) {
+    mds_resync_unregister (mds, v->id);
     free (rs);
     return mds_reply_catalog (rep, r, "volume %s", v->name);
   }
@@ -829,11 +806,11 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   if (r != 0) {
     log_error ("volume %s: cannot start a resync thread: %s", rs->name,
                strerror (r));
+    mds_resync_unregister (mds, v->id);
     resync_free (rs);
     return mds_reply_error (rep, PROTO_EAGAIN,
                             "volume %s: cannot start its resync", v->name);
   }
-  mds->resyncs[mds->nresyncs++] = nv.id;
   mds->workers++;
   log_info ("volume %s: its writer did not close it: resyncing writes after "
             "epoch %" PRIu64 ", fenced at epoch %" PRIu64,
@@ -841,43 +818,4 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   return mds_reply_error (rep, PROTO_EAGAIN,
                           "volume %s: resyncing after an unclean close",
                           v->name);
-}
-
-/* SEG_RESYNC (handled without mds->lock, which it takes between its
- * calls to servers): make every other ok replica of the segment equal to
- * the source's, DIFF copy by copy; reply when done.
- */
-int
-mds_op_seg_resync (struct mds *mds, struct mds_conn *conn, const void *payload,
-                   uint32_t len, struct mds_reply *rep)
-{
-  struct proto_resync req;
-  char msg[PROTO_ERRMSG_MAX + 128];
-  int r;
-
-  r = proto_decode_resync (payload, len, &req);
-  if (r < 0)
-    return mds_reply_bad (rep, r, "SEG_RESYNC");
-  if (req.source == 0)
-    return mds_reply_error (rep, PROTO_EINVAL,
-                            "segment %" PRIu64 ": no source server",
-                            req.segment);
-  {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    if (mds_resyncing (mds, req.volume))
-      return mds_reply_error (rep, PROTO_EAGAIN,
-                              "volume %" PRIu64 ": being resynced", req.volume);
-    if (mds_copy_busy (mds, req.segment))
-      return mds_reply_error (rep, PROTO_EAGAIN,
-                              "segment %" PRIu64 ": being repaired",
-                              req.segment);
-  }
-  log_info ("segment %" PRIu64 ": resync from server %" PRIu32 " asked by %s",
-            req.segment, req.source, conn->peer);
-  r = resync_segment (mds, req.volume, req.segment, req.source, msg,
-                      sizeof msg);
-  if (r < 0)
-    return mds_reply_errno (rep, r, "segment %" PRIu64 ": %s", req.segment,
-                            msg);
-  return 0;
 }

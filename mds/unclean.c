@@ -24,7 +24,9 @@
  * While a check of a server is pending or running, or if the last one
  * could not finish, the server's replicas are no source for copies and
  * resyncs (mds_server_suspect), and a resync waits for running checks
- * before it plans its copies.
+ * before it plans its copies.  What the checks find (unclean
+ * registrations, unproven segments) is kept in suspects.c, which source
+ * choice and STATUS read without calling this file.
  */
 
 #include <config.h>
@@ -46,8 +48,6 @@
  */
 #define CHECK_WAIT_MS 60000
 #define CHECK_POLL_MS 200
-/* Most unclean registrations remembered for resync source choices. */
-#define SUSPECTS_MAX 4096
 
 /* A volume to check: not clean when the server registered. */
 struct check_volume {
@@ -69,106 +69,6 @@ struct check {
   size_t unproven; /* of them, kept as the last ok replica */
   uint64_t start_ns;
 };
-
-/* ---- Queries (mds->lock held) ---- */
-
-/* True if server ID's replicas must not be a source: a check of it is
- * pending or running, or the last one could not finish.
- */
-bool
-mds_server_suspect (struct mds *mds, uint32_t id)
-{
-  const struct mds_server_state *st = mds_server_find (mds, id);
-
-  return st && (st->checks > 0 || st->unchecked);
-}
-
-/* True if SERVER registered uncleanly while VOLUME was not clean, and
- * the volume has not been clean past that epoch since (CLEAN_EPOCH).
- */
-bool
-mds_unclean_since (struct mds *mds, uint32_t server, uint64_t volume,
-                   uint64_t clean_epoch)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nsuspects; ++i)
-    if (mds->suspects[i].server == server &&
-        mds->suspects[i].volume == volume &&
-        mds->suspects[i].epoch > clean_epoch)
-      return true;
-  return false;
-}
-
-/* True if SEGMENT is unproven. */
-bool
-mds_unproven (struct mds *mds, uint64_t segment)
-{
-  size_t i;
-
-  for (i = 0; i < mds->nunproven; ++i)
-    if (mds->unproven[i] == segment)
-      return true;
-  return false;
-}
-
-/* The number of unproven segments, forgetting those deleted since. */
-uint64_t
-mds_unproven_count (struct mds *mds)
-{
-  struct catalog_segment s;
-  size_t i = 0;
-
-  while (i < mds->nunproven)
-    if (catalog_segment_get (mds->cat, mds->unproven[i], &s) == -ENOENT)
-      mds->unproven[i] = mds->unproven[--mds->nunproven];
-    else
-      i++;
-  return mds->nunproven;
-}
-
-/* Remember SEGMENT as unproven (mds->lock held). */
-static void
-unproven_add (struct mds *mds, uint64_t segment)
-{
-  uint64_t *p;
-
-  if (mds_unproven (mds, segment))
-    return;
-  p = realloc (mds->unproven, (mds->nunproven + 1) * sizeof *p);
-  if (p == NULL)
-    return; /* the error is logged: only the count is short */
-  mds->unproven = p;
-  p[mds->nunproven++] = segment;
-}
-
-/* Remember that SERVER registered uncleanly while VOLUME was at EPOCH
- * and not clean (mds->lock held).  The oldest entry makes room.
- */
-static void
-suspect_add (struct mds *mds, uint32_t server, uint64_t volume, uint64_t epoch)
-{
-  struct mds_suspect *p;
-  size_t i;
-
-  for (i = 0; i < mds->nsuspects; ++i)
-    if (mds->suspects[i].server == server &&
-        mds->suspects[i].volume == volume) {
-      mds->suspects[i].epoch = epoch;
-      return;
-    }
-  if (mds->nsuspects == SUSPECTS_MAX) {
-    memmove (mds->suspects, mds->suspects + 1,
-             --mds->nsuspects * sizeof *mds->suspects);
-  }
-  p = realloc (mds->suspects, (mds->nsuspects + 1) * sizeof *p);
-  if (p == NULL)
-    return;
-  mds->suspects = p;
-  p[mds->nsuspects].server = server;
-  p[mds->nsuspects].volume = volume;
-  p[mds->nsuspects++].epoch = epoch;
-}
 
 /* ---- One replica ---- */
 
@@ -220,7 +120,7 @@ doubt_replica (struct mds *mds, struct check *c, uint64_t segment,
     snprintf (v.name, sizeof v.name, "%" PRIu64, s.volume);
   if (others == 0) {
     c->unproven++;
-    unproven_add (mds, segment);
+    mds_unproven_add (mds, segment);
     log_error ("volume %s: segment %" PRIu64 ": server %" PRIu32
                " %s, and may have lost writes to it, but holds its last ok "
                "replica: kept ok, unproven",
@@ -454,8 +354,7 @@ check_thread (void *arg)
                  "registers again",
                  c->server, c->doubtful, c->stale);
     mds->nchecks--;
-    if (--mds->workers == 0)
-      pthread_cond_broadcast (&mds->workers_done);
+    mds_worker_done (mds);
     mds_repair_kick (mds, true);
   }
   free (c->vols);
@@ -490,7 +389,7 @@ unclean_volumes (struct mds *mds, struct check *c)
     cv->clean_epoch = vols[i].clean_epoch;
     snprintf (cv->name, sizeof cv->name, "%s", vols[i].name);
     c->nvols++;
-    suspect_add (mds, c->server, vols[i].id, vols[i].epoch);
+    mds_suspect_add (mds, c->server, vols[i].id, vols[i].epoch);
   }
   return 0;
 }

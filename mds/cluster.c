@@ -1,17 +1,26 @@
-/* In-memory state of the MDS: heartbeats of storage servers and writer
- * leases.  Neither is in the catalog: after a restart servers count as
- * heard at the start (down, then out, if they stay silent), and leases
- * are rebuilt by mds_leases_recover.  Every function here is called
- * with mds->lock held (or at start-up, before any other thread exists).
+/* The cluster as the MDS sees it beyond the catalog: the health and
+ * load of storage servers from their heartbeats, what placement counts
+ * as used on each (the catalog's replicas and garbage, the reported
+ * use, the bytes of allocations being committed), their addresses, and
+ * the clock all of it is measured by.  None of the memory state is in
+ * the catalog: after a restart servers count as heard at the start
+ * (down, then out, if they stay silent).  Handlers, workers and
+ * placement (place.c) all read the cluster here; this file calls no
+ * other file of the MDS.
+ *
+ * Lock: the functions that read or change the memory state
+ * (mds->servers, mds->inflight) are called with mds->lock held (or at
+ * start-up and exit, when no other thread runs); mds_now_ns and
+ * mds_server_address need none.
  */
 
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -188,157 +197,59 @@ mds_server_capacity (struct mds *mds, const struct catalog_server *s)
   return st ? st->capacity : s->capacity;
 }
 
-/* The lease record of VOLUME (live or expired), or NULL. */
-struct mds_lease *
-mds_lease_find (struct mds *mds, uint64_t volume)
+/* A + B, saturating instead of wrapping. */
+static uint64_t
+add_sat (uint64_t a, uint64_t b)
 {
-  size_t i;
-
-  for (i = 0; i < mds->nleases; ++i)
-    if (mds->leases[i].volume == volume)
-      return &mds->leases[i];
-  return NULL;
+  return a + b < a ? UINT64_MAX : a + b;
 }
 
-/* Give VOLUME's lease to the writer whose epochs run from BASE_EPOCH to
- * EPOCH (its current one) for the lease time from now, replacing any
- * record.  Returns 0 or -ENOMEM.
+/* Bytes of server ID's capacity taken, as placement counts them: its
+ * replicas plus the garbage it has not deleted yet (its slots are still
+ * in use), times the segment size, or what it last reported if more
+ * (room its filesystem lacks).  *SEGMENTS (may be NULL) receives the
+ * replica count.  Returns 0 or a catalog error.
  */
 int
-mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
-               uint64_t epoch)
+mds_server_used (struct mds *mds, uint32_t id, uint64_t *used,
+                 uint64_t *segments)
 {
-  struct mds_lease *l = mds_lease_find (mds, volume);
-
-  if (l == NULL) {
-    struct mds_lease *p;
-
-    p = realloc (mds->leases, (mds->nleases + 1) * sizeof *p);
-    if (p == NULL)
-      return -ENOMEM;
-    mds->leases = p;
-    l = &p[mds->nleases++];
-    l->volume = volume;
-    memset (l->open_token, 0, sizeof l->open_token);
-  }
-  l->base_epoch = base_epoch;
-  l->epoch = epoch;
-  l->expiry_ns = mds_now_ns () + (uint64_t)mds->lease_ms * 1000000u;
-  return 0;
-}
-
-/* Forget VOLUME's lease record, if any. */
-void
-mds_lease_drop (struct mds *mds, uint64_t volume)
-{
-  struct mds_lease *l = mds_lease_find (mds, volume);
-
-  if (l)
-    *l = mds->leases[--mds->nleases];
-}
-
-/* True if a writer holds an unexpired lease on VOLUME. */
-bool
-mds_lease_active (struct mds *mds, uint64_t volume)
-{
-  struct mds_lease *l = mds_lease_find (mds, volume);
-
-  return l != NULL && mds_now_ns () < l->expiry_ns;
-}
-
-/* Check that EPOCH is an epoch of VOLUME's writer: its current one or
- * an older one since its open (requests of an epoch the writer has just
- * rotated away from may still arrive).  An expired lease still counts
- * until another writer takes the volume: nobody else can have written
- * meanwhile.  Returns 0, or fills REP with PROTO_ESTALE and returns
- * -ESTALE.
- */
-int
-mds_lease_check (struct mds *mds, uint64_t volume, uint64_t epoch,
-                 struct mds_reply *rep)
-{
-  struct mds_lease *l = mds_lease_find (mds, volume);
-
-  if (l != NULL && epoch >= l->base_epoch && epoch <= l->epoch)
-    return 0;
-  mds_reply_error (rep, PROTO_ESTALE,
-                   "volume %" PRIu64 ": epoch %" PRIu64
-                   " does not hold the writer lease",
-                   volume, epoch);
-  return -ESTALE;
-}
-
-/* After a restart, give every volume whose writer did not close it a
- * fresh lease in its current epoch: that writer may still be running and
- * renew it, and no new writer gets the volume before it would have
- * expired.  The writer's first epoch is not known any more: every epoch
- * after the clean one is taken as its (no other writer can have used
- * them: a writer takes a volume only once it is clean).  Returns 0 or
- * -errno.
- */
-int
-mds_leases_recover (struct mds *mds)
-{
-  CLEANUP_FREE struct catalog_volume *vols = NULL;
-  size_t n, i;
+  const struct mds_server_state *st = mds_server_find (mds, id);
+  uint64_t seg = mds->cluster.segment_size;
+  CLEANUP_FREE uint64_t *garbage = NULL;
+  uint64_t count = 0;
+  size_t ngarbage = 0;
   int r;
 
-  r = catalog_volume_list (mds->cat, &vols, &n);
+  r = catalog_server_count_segments (mds->cat, id, &count);
   if (r < 0)
     return r;
-  for (i = 0; i < n; ++i) {
-    if (vols[i].epoch == 0 || (vols[i].flags & CATALOG_VOL_CLEAN))
-      continue;
-    r = mds_lease_set (mds, vols[i].id,
-                       vols[i].clean_epoch < vols[i].epoch
-                           ? vols[i].clean_epoch + 1
-                           : vols[i].epoch,
-                       vols[i].epoch);
-    if (r < 0)
-      return r;
-    log_info ("volume %s: not closed cleanly in epoch %" PRIu64
-              ": held for its writer for %" PRIu32 " ms",
-              vols[i].name, vols[i].epoch, mds->lease_ms);
-  }
+  if (segments)
+    *segments = count;
+  r = catalog_garbage_get (mds->cat, id, SIZE_MAX, &garbage, &ngarbage);
+  if (r < 0)
+    return r;
+  count = add_sat (count, ngarbage);
+  *used = count > UINT64_MAX / seg ? UINT64_MAX : count * seg;
+  if (st && st->used > *used)
+    *used = st->used;
   return 0;
 }
 
-/* Fill OUT, the wire form of volume V. */
-void
-mds_volume_info (struct mds *mds, const struct catalog_volume *v,
-                 struct proto_volume_info *out)
-{
-  memset (out, 0, sizeof *out);
-  out->id = v->id;
-  out->size = v->size;
-  out->replicas = v->replicas;
-  out->flags = 0;
-  if (v->flags & CATALOG_VOL_CLEAN)
-    out->flags |= PROTO_VOL_CLEAN;
-  if (mds_lease_active (mds, v->id))
-    out->flags |= PROTO_VOL_OPEN_RW;
-  out->epoch = v->epoch;
-  out->segments = v->segments;
-  out->min_copies = v->min_copies;
-  snprintf (out->name, sizeof out->name, "%s", v->name);
-}
-
-/* Fill REP for catalog error ERR met on the object named by FMT
- * ("volume vol0"): the message reads "OBJECT: reason".  Failures of the
- * catalog itself (not a refused request) are logged.  Returns 0.
+/* Copy server ID's address into ADDR (PROTO_ADDR_MAX + 1 bytes).
+ * Returns 0 or a catalog error.
  */
 int
-mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt, ...)
+mds_server_address (struct mds *mds, uint32_t id, char *addr)
 {
-  char object[PROTO_ERRMSG_MAX / 2];
-  va_list ap;
+  struct catalog_server srv;
+  int r;
 
-  va_start (ap, fmt);
-  vsnprintf (object, sizeof object, fmt, ap);
-  va_end (ap);
-  if (err == -EIO || err == -ENOSPC || err == -ENOMEM)
-    log_error ("catalog: %s: %s", object, catalog_strerror (err));
-  return mds_reply_errno (rep, err, "%s: %s", object, catalog_strerror (err));
+  r = catalog_server_get (mds->cat, id, &srv);
+  if (r < 0)
+    return r;
+  snprintf (addr, PROTO_ADDR_MAX + 1, "%s", srv.address);
+  return 0;
 }
 
 /* Add DELTA (negative: remove) to the bytes placed on SERVER by
@@ -383,7 +294,9 @@ mds_inflight_bytes (struct mds *mds, uint32_t server)
   return 0;
 }
 
-/* Release the in-memory state (at exit). */
+/* Release the in-memory state of every room: servers, leases, jobs,
+ * unclean checks and announcements (at exit).
+ */
 void
 mds_state_free (struct mds *mds)
 {
