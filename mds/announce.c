@@ -48,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "cleanup.h"
 #include "log.h"
 
@@ -122,7 +123,7 @@ target_add (struct mds_announce *a, uint32_t server, uint8_t flags)
 static int
 scan_add (struct mds *mds, uint32_t server)
 {
-  uint64_t now = mds_now_ns ();
+  uint64_t now = monotonic_ns ();
   struct mds_announce_scan *p;
   size_t i;
 
@@ -155,7 +156,7 @@ drop_oldest (struct mds *mds)
   struct mds_announce *a = &mds->announces[0];
   size_t i;
 
-  uint64_t now = mds_now_ns ();
+  uint64_t now = monotonic_ns ();
 
   /* A mass failure drops many: one warning per ANNOUNCE_DROP_LOG_MS. */
   mds->announce_dropped++;
@@ -231,7 +232,7 @@ void
 mds_announce_stale (struct mds *mds, const struct catalog_segment *s,
                     uint32_t stale)
 {
-  uint64_t now = mds_now_ns ();
+  uint64_t now = monotonic_ns ();
   struct mds_announce a = {
     .segment = s->id,
     .volume = s->volume,
@@ -346,7 +347,7 @@ announce_prepare (struct mds *mds, struct announcer *an, struct mds_announce *a,
                   char addrs[][PROTO_ADDR_MAX + 1], bool *call)
 {
   struct catalog_segment s;
-  uint64_t now = mds_now_ns ();
+  uint64_t now = monotonic_ns ();
   size_t i;
   int r, n = 0;
 
@@ -404,7 +405,7 @@ announce_one (struct mds *mds, struct announcer *an, struct mds_announce *a)
       continue;
     r = mds_srv_set_gen (mds, addrs[i], ANNOUNCE_TIMEOUT_MS, a->segment,
                          a->volume, a->gen, msg, sizeof msg);
-    now = mds_now_ns ();
+    now = monotonic_ns ();
     heard (an, a->ids[i], r == 0, now);
     if (r == 0) {
       a->flags[i] |= TARGET_TOLD;
@@ -424,7 +425,7 @@ announce_one (struct mds *mds, struct announcer *an, struct mds_announce *a)
       left++;
   if (left == 0)
     return;
-  now = mds_now_ns ();
+  now = monotonic_ns ();
   if (now >= a->give_up_ns) {
     for (i = 0; i < a->n; ++i)
       if (!(a->flags[i] & TARGET_TOLD))
@@ -526,7 +527,7 @@ scan_step (struct mds *mds, struct announcer *an, struct mds_announce_scan *sc)
     sc->told++;
     sc->after = items[i].segment;
   }
-  now = mds_now_ns ();
+  now = monotonic_ns ();
   if (nitems > 0)
     heard (an, sc->server, !failed, now);
   if (n >= 0 && !failed && i == nitems) {
@@ -574,7 +575,7 @@ static int
 next_work (struct mds *mds, struct mds_announce *a,
            struct mds_announce_scan *sc, uint64_t *next_ns)
 {
-  uint64_t now = mds_now_ns ();
+  uint64_t now = monotonic_ns ();
   size_t i;
 
   *next_ns = now + 1000000000u;

@@ -10,8 +10,8 @@
  *
  * Lock: the functions that read or change the memory state
  * (mds->servers, mds->inflight) are called with mds->lock held (or at
- * start-up and exit, when no other thread runs); mds_now_ns and
- * mds_server_address need none.
+ * start-up and exit, when no other thread runs); mds_server_address
+ * needs none.
  */
 
 #include <config.h>
@@ -25,20 +25,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "cleanup.h"
 #include "log.h"
 
 #include "internal.h"
-
-/* Nanoseconds on the monotonic clock. */
-uint64_t
-mds_now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Where server ID is, or would be inserted, in mds->servers (kept in id
  * order, so that every lookup by id is a binary search: repair looks a
@@ -105,7 +96,7 @@ mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
     /* Fences made while the MDS did not hear from it may be missing. */
     s->needs_fences = true;
   }
-  s->last_heard_ns = mds_now_ns ();
+  s->last_heard_ns = monotonic_ns ();
   s->capacity = capacity;
   s->used = used;
   return 0;
@@ -122,7 +113,7 @@ uint32_t
 mds_server_health (struct mds *mds, uint32_t id)
 {
   const struct mds_server_state *s = mds_server_find (mds, id);
-  uint64_t now = mds_now_ns (), age;
+  uint64_t now = monotonic_ns (), age;
 
   age = now - (s ? s->last_heard_ns : mds->start_ns);
   if (age <= (uint64_t)mds->down_ms * 1000000u)

@@ -427,7 +427,6 @@ extern int mds_reply_catalog (struct mds_reply *rep, int err, const char *fmt,
                               ...) __attribute__ ((format (printf, 3, 4)));
 
 /* cluster.c */
-extern uint64_t mds_now_ns (void);
 extern int mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
                              uint64_t used);
 extern struct mds_server_state *mds_server_find (struct mds *mds, uint32_t id);

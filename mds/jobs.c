@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "deadline.h"
 #include "internal.h"
 
 /* ---- Running copies ---- */
@@ -100,7 +101,7 @@ mds_repair_retry_due (struct mds *mds, uint64_t segment)
 
   for (i = 0; i < mds->nretries; ++i)
     if (mds->retries[i].segment == segment) {
-      if (mds_now_ns () < mds->retries[i].not_before_ns)
+      if (monotonic_ns () < mds->retries[i].not_before_ns)
         return false;
       mds->retries[i] = mds->retries[--mds->nretries];
       return true;
@@ -114,7 +115,7 @@ mds_repair_retry_due (struct mds *mds, uint64_t segment)
 void
 mds_repair_retry_later (struct mds *mds, uint64_t segment)
 {
-  uint64_t when = mds_now_ns () + (uint64_t)MDS_REPAIR_RETRY_MS * 1000000u;
+  uint64_t when = monotonic_ns () + (uint64_t)MDS_REPAIR_RETRY_MS * 1000000u;
   struct mds_retry *p;
   size_t i;
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "cleanup.h"
 #include "log.h"
 
@@ -57,7 +58,7 @@ mds_lease_set (struct mds *mds, uint64_t volume, uint64_t base_epoch,
   }
   l->base_epoch = base_epoch;
   l->epoch = epoch;
-  l->expiry_ns = mds_now_ns () + (uint64_t)mds->lease_ms * 1000000u;
+  l->expiry_ns = monotonic_ns () + (uint64_t)mds->lease_ms * 1000000u;
   return 0;
 }
 
@@ -77,7 +78,7 @@ mds_lease_active (struct mds *mds, uint64_t volume)
 {
   struct mds_lease *l = mds_lease_find (mds, volume);
 
-  return l != NULL && mds_now_ns () < l->expiry_ns;
+  return l != NULL && monotonic_ns () < l->expiry_ns;
 }
 
 /* Check that EPOCH is an epoch of VOLUME's writer: its current one or

@@ -794,7 +794,7 @@ accept_loop (void *arg)
 
   log_set_thread_name ("accept");
   for (;;) {
-    uint64_t now = mds_now_ns ();
+    uint64_t now = monotonic_ns ();
     int timeout = pending_expire (ac, now), r;
     bool accepting = now >= ac->accept_resume_ns;
 
@@ -812,7 +812,7 @@ accept_loop (void *arg)
         log_error ("accept: poll: %m");
       continue;
     }
-    now = mds_now_ns ();
+    now = monotonic_ns ();
     for (i = 0; i < mds->max_unauth; ++i) {
       struct pending *p = &ac->slots[i];
 

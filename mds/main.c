@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "auth.h"
 #include "tls.h"
 #include "catalog.h"
@@ -598,7 +599,7 @@ init_state (struct mds *mds)
   pthread_cond_init (&mds->workers_done, &attr);
   pthread_cond_init (&mds->announce_wake, &attr);
   pthread_condattr_destroy (&attr);
-  mds->start_ns = mds_now_ns ();
+  mds->start_ns = monotonic_ns ();
   if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
     mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
 }

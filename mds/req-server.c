@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "buf.h"
 #include "cleanup.h"
 #include "log.h"
@@ -237,7 +238,7 @@ save_index_seq (struct mds *mds, struct mds_server_state *st)
     return;
   }
   st->index_seq_saved = st->index_seq;
-  st->index_seq_saved_ns = mds_now_ns ();
+  st->index_seq_saved_ns = monotonic_ns ();
 }
 
 /* What a registration of server S (REQ) says about its store
@@ -431,7 +432,7 @@ index_seq_heard (struct mds *mds, const struct catalog_server *s,
   if (index_seq <= st->index_seq)
     return;
   st->index_seq = index_seq;
-  if (mds_now_ns () - st->index_seq_saved_ns >=
+  if (monotonic_ns () - st->index_seq_saved_ns >=
       (uint64_t)INDEX_SEQ_SAVE_MS * 1000000u)
     save_index_seq (mds, st);
 }

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "cleanup.h"
 #include "log.h"
 #include "minmax.h"
@@ -748,7 +749,7 @@ resync_thread (void *arg)
     if (r == 0)
       log_info ("volume %s: resync done in %.1f s (%zu segments, %zu "
                 "pulls): clean in epoch %" PRIu64,
-                rs->name, (mds_now_ns () - rs->start_ns) / 1e9, rs->nsegs,
+                rs->name, (monotonic_ns () - rs->start_ns) / 1e9, rs->nsegs,
                 rs->copies, rs->epoch);
     else
       log_warn ("volume %s: resync failed: %s: the next open starts again",
@@ -792,7 +793,7 @@ mds_resync_start (struct mds *mds, const struct catalog_volume *v,
   /* The old writer loses the lease for good: its renewals now fail. */
   mds_lease_drop (mds, v->id);
   rs->mds = mds;
-  rs->start_ns = mds_now_ns ();
+  rs->start_ns = monotonic_ns ();
   rs->volume = nv.id;
   rs->epoch = nv.epoch;
   rs->clean_epoch = nv.clean_epoch;

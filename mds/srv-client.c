@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "buf.h"
 #include "cleanup.h"
 #include "frame.h"
@@ -53,7 +54,7 @@ srv_connect (struct mds *mds, const char *addr, int timeout_ms,
     return r;
   }
   snprintf (errmsg, errlen, "handshake: %s", msg);
-  now = mds_now_ns ();
+  now = monotonic_ns ();
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
     warn = now >= mds->srv_auth_warn_ns;

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "cleanup.h"
 #include "log.h"
 
@@ -217,12 +218,12 @@ static int
 wait_for_server (struct mds *mds, struct check *c)
 {
   const struct timespec poll = { .tv_nsec = CHECK_POLL_MS * 1000000L };
-  uint64_t deadline = mds_now_ns () + (uint64_t)CHECK_WAIT_MS * 1000000u;
+  uint64_t deadline = monotonic_ns () + (uint64_t)CHECK_WAIT_MS * 1000000u;
 
   while (!mds_srv_alive (mds, c->addr)) {
     if (stopping (mds))
       return -ECANCELED;
-    if (mds_now_ns () >= deadline)
+    if (monotonic_ns () >= deadline)
       return -ETIMEDOUT;
     nanosleep (&poll, NULL);
   }
@@ -346,7 +347,7 @@ check_thread (void *arg)
                 c->server,
                 c->rollback ? "every replica after the rollback"
                             : "segments of unclean volumes",
-                (mds_now_ns () - c->start_ns) / 1e9, c->doubtful, c->stale,
+                (monotonic_ns () - c->start_ns) / 1e9, c->doubtful, c->stale,
                 c->unproven);
     else
       log_error ("server %" PRIu32 ": check failed after %zu replicas (%zu "
@@ -416,7 +417,7 @@ mds_check_server (struct mds *mds, uint32_t server, const char *addr,
   c->mds = mds;
   c->server = server;
   c->rollback = rollback;
-  c->start_ns = mds_now_ns ();
+  c->start_ns = monotonic_ns ();
   snprintf (c->addr, sizeof c->addr, "%s", addr);
   if (!rollback) {
     r = unclean_volumes (mds, c);
