@@ -6,7 +6,7 @@
  * transactions; the MDS client (mds-client.c) owns its connection to the
  * MDS; worker threads (work.c) compute SEG_HASH checksums and run
  * SEG_PULL copies.  They exchange work only through the locked queues of
- * index.c, mds-client.c and loop.c (ss_loop_post), each paired with an
+ * index.c, mds-client.c and ring.c (ss_loop_post), each paired with an
  * eventfd that the ring reads.
  *
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
@@ -483,12 +483,6 @@ struct ss_loop {
 extern int ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out);
 extern int ss_loop_run (struct ss_loop *loop);
 extern void ss_loop_free (struct ss_loop *loop);
-extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
-extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
-extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
-extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
-extern bool ss_store_write_failed (int err);
-extern bool ss_store_punch_failed (int err);
 
 /* Mark a buffer the kernel filled as defined for valgrind. */
 #if defined(__has_include)
@@ -500,6 +494,15 @@ extern bool ss_store_punch_failed (int err);
 #ifndef SS_MARK_DEFINED
 #define SS_MARK_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
+
+/* ---- ring.c ---- */
+
+extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
+extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
+extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
+extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
+extern bool ss_store_write_failed (int err);
+extern bool ss_store_punch_failed (int err);
 
 /* ---- req.c ---- */
 
