@@ -12,7 +12,7 @@
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
  * (the socket engine) cuts the frames and makes requests, req.c looks
  * the opcode up in its table and calls the handler (handshake.c,
- * req-io.c, req-repair.c, fences.c, gone.c, pull.c), the handler answers
+ * req-io.c, req-repair.c, fences.c, delete.c, pull.c), the handler answers
  * through req.c's reply API, and conn.c sends the reply.  admit.c bounds
  * what connections may cost and for how long.  Handlers work on the
  * segments (segments.c), the data file and the index (through
@@ -758,6 +758,9 @@ extern void ss_gone_free (struct ss_loop *loop);
 extern bool ss_gone_has (const struct ss_loop *loop, uint64_t id);
 extern void ss_gone_add (struct ss_loop *loop, uint64_t id);
 extern void ss_gone_remove (struct ss_loop *loop, uint64_t id);
+
+/* ---- delete.c ---- */
+
 extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_deletes_start (struct ss_loop *loop);
 
