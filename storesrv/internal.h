@@ -782,7 +782,69 @@ extern void ss_workq_free (struct ss_workq *q);
 
 /* ---- pull.c ---- */
 
+/* A pull, from the SEG_PULL's arrival to its reply.
+ *
+ * Lock order: LOCK is a leaf.  Fields marked "ring" belong to the ring
+ * thread, "worker" to the worker running the copy; the COPY_* request
+ * fields are written by the worker before it posts COPY_MSG and read by
+ * the ring thread after (the post orders them).
+ */
+struct ss_pull {
+  struct ss_pull *prev, *next; /* ring: loop->pulls */
+  struct ss_loop *loop;
+  struct ss_req *req; /* ring: answered at the end */
+  struct proto_pull p;
+  struct ss_waiter wait; /* ring */
+  struct ss_seg *seg;    /* ring: attached, io_inflight held; or NULL */
+  bool finishing;        /* ring: recording the epoch and generation */
+
+  /* Fixed once the pull is queued. */
+  int data_fd;
+  uint64_t slot_pos; /* the slot's offset in the data file */
+  uint32_t segment_size;
+  const uint8_t *uuid; /* this server's */
+  const void *zeros;   /* PROTO_MAX_DATA zero bytes */
+  int debug;
+
+  /* Ring: client writes since the pull began (and those its segment's
+   * tracker saw before, track.c).
+   */
+  struct ss_ranges dirty;
+
+  /* Ring: the chunk being written. */
+  bool copying;
+  uint32_t copy_off, copy_len;
+  const uint8_t *copy_buf; /* worker's */
+  bool copy_zero;
+  uint32_t cpos;       /* next byte to consider */
+  uint32_t wpos, wend; /* the write or punch in flight */
+  struct ss_op op;
+  struct ss_msg copy_msg;
+
+  /* Shared, under LOCK. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* CLOCK_MONOTONIC; COPY_DONE set, or CANCEL */
+  bool cancel;
+  const char *why; /* why it was cancelled (static) */
+  int fd;          /* the worker's connection to the source, or -1 */
+  bool copy_done;
+  int copy_err;
+
+  /* Worker: its result, read by the ring thread after the job. */
+  struct ss_work work;
+  int err;
+  int sync_err; /* the data file's fdatasync failed: the store fails */
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint64_t read_bytes; /* asked of the source */
+  uint64_t start_ns;   /* monotonic_ns () when the copy started */
+
+  uint64_t written_bytes; /* ring: copy data written or punched */
+};
+
 extern void ss_req_pull (struct ss_loop *loop, struct ss_req *r);
+
+/* ---- pull-ctl.c ---- */
+
 extern bool ss_pull_copy_overlaps (const struct ss_pull *p, uint32_t offset,
                                    uint32_t length);
 extern void ss_pull_mark (struct ss_pull *p, uint32_t offset, uint32_t length);
