@@ -10,13 +10,14 @@
  * eventfd that the ring reads.
  *
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
- * (the socket engine) cuts the frames and makes requests, req.c looks
- * the opcode up in its table and calls the handler (handshake.c,
- * req-io.c, req-repair.c, fences.c, delete.c, pull.c), the handler answers
- * through req.c's reply API, and conn.c sends the reply.  admit.c bounds
- * what connections may cost and for how long.  Handlers work on the
- * segments (segments.c), the data file and the index (through
- * ss_index_submit_op); nothing calls a handler but req.c.
+ * (the socket engine) cuts the frames and makes requests (req.c),
+ * dispatch.c looks the opcode up in its table and calls the handler
+ * (handshake.c, req-io.c, req-repair.c, fences.c, delete.c, pull.c), the
+ * handler answers through req.c's reply API, and conn.c sends the
+ * reply.  admit.c bounds what connections may cost and for how long.
+ * Handlers work on the segments (segments.c), the data file and the
+ * index (through ss_index_submit_op); nothing calls a handler but
+ * dispatch.c.
  * superblock.c, record.c and track.c call nothing else of the daemon:
  * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
@@ -557,7 +558,6 @@ struct ss_req {
 
 extern struct ss_req *ss_req_new (struct ss_conn *c);
 extern void ss_req_free (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
                           const void *data, uint32_t len, void *owned);
 extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
@@ -569,6 +569,10 @@ extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
 extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
 extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
 
+
+/* ---- dispatch.c ---- */
+
+extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- conn.c ---- */
 
