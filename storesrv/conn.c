@@ -1,5 +1,6 @@
-/* Client connections: the socket engine.  Receiving frames and handing
- * them to req.c as requests, sending the replies req.c queues.
+/* Client connections: the socket engine.  Receiving frames into
+ * requests (req.c) and handing them to their handlers (dispatch.c),
+ * sending the replies req.c queues.
  *
  * Before authentication a connection reads one 24-byte header, then its
  * payload, into a new request, dispatches it and reads the next header.
@@ -394,7 +395,7 @@ ss_conn_queue (struct ss_loop *loop, struct ss_req *r)
   conn_flush_later (loop, c);
 }
 
-/* Hand a complete request to its handler (req.c), then read on, unless
+/* Hand a complete request to its handler (dispatch.c), then read on, unless
  * C is closing or at its bounds.
  */
 static void

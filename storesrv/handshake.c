@@ -5,7 +5,7 @@
  * -> SS_CONN_READY.  ss_handshake_order checks each header as it
  * arrives (conn.c), so that a frame out of order is refused before its
  * payload is read; ss_req_hello and ss_req_auth are the handlers of the
- * two opcodes (req.c's table), and they alone move the state on.  AUTH
+ * two opcodes (dispatch.c's table), and they alone move the state on.  AUTH
  * makes the connection count against --max-connections
  * (ss_admit_authenticated); what an unauthenticated connection may cost
  * meanwhile is admit.c's business.

@@ -6,17 +6,18 @@
  * transactions; the MDS client (mds-client.c) owns its connection to the
  * MDS; worker threads (work.c) compute SEG_HASH checksums and run
  * SEG_PULL copies.  They exchange work only through the locked queues of
- * index.c, mds-client.c and loop.c (ss_loop_post), each paired with an
+ * index.c, mds-client.c and ring.c (ss_loop_post), each paired with an
  * eventfd that the ring reads.
  *
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
- * (the socket engine) cuts the frames and makes requests, req.c looks
- * the opcode up in its table and calls the handler (handshake.c,
- * req-io.c, req-repair.c, fences.c, gone.c, pull.c), the handler answers
- * through req.c's reply API, and conn.c sends the reply.  admit.c bounds
- * what connections may cost and for how long.  Handlers work on the
- * segments (segments.c), the data file and the index (through
- * ss_index_submit_op); nothing calls a handler but req.c.
+ * (the socket engine) cuts the frames and makes requests (req.c),
+ * dispatch.c looks the opcode up in its table and calls the handler
+ * (handshake.c, req-io.c, req-repair.c, fences.c, delete.c, pull.c), the
+ * handler answers through req.c's reply API, and conn.c sends the
+ * reply.  admit.c bounds what connections may cost and for how long.
+ * Handlers work on the segments (segments.c), the data file and the
+ * index (through ss_index_submit_op); nothing calls a handler but
+ * dispatch.c.
  * superblock.c, record.c and track.c call nothing else of the daemon:
  * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
@@ -483,12 +484,6 @@ struct ss_loop {
 extern int ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out);
 extern int ss_loop_run (struct ss_loop *loop);
 extern void ss_loop_free (struct ss_loop *loop);
-extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
-extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
-extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
-extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
-extern bool ss_store_write_failed (int err);
-extern bool ss_store_punch_failed (int err);
 
 /* Mark a buffer the kernel filled as defined for valgrind. */
 #if defined(__has_include)
@@ -500,6 +495,15 @@ extern bool ss_store_punch_failed (int err);
 #ifndef SS_MARK_DEFINED
 #define SS_MARK_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
+
+/* ---- ring.c ---- */
+
+extern struct io_uring_sqe *ss_get_sqe (struct ss_loop *loop);
+extern void ss_index_submit_op (struct ss_loop *loop, struct ss_index_op *op);
+extern void ss_loop_post (struct ss_loop *loop, struct ss_msg *msg);
+extern void ss_store_fail (struct ss_loop *loop, const char *what, int err);
+extern bool ss_store_write_failed (int err);
+extern bool ss_store_punch_failed (int err);
 
 /* ---- req.c ---- */
 
@@ -554,7 +558,6 @@ struct ss_req {
 
 extern struct ss_req *ss_req_new (struct ss_conn *c);
 extern void ss_req_free (struct ss_loop *loop, struct ss_req *r);
-extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_reply (struct ss_loop *loop, struct ss_req *r,
                           const void *data, uint32_t len, void *owned);
 extern void ss_req_error (struct ss_loop *loop, struct ss_req *r,
@@ -566,6 +569,10 @@ extern void ss_req_fatal (struct ss_loop *loop, struct ss_req *r,
 extern void ss_req_add_bytes (struct ss_req *r, uint64_t bytes);
 extern void ss_req_failed (struct ss_loop *loop, struct ss_req *r);
 
+
+/* ---- dispatch.c ---- */
+
+extern void ss_req_dispatch (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- conn.c ---- */
 
@@ -755,6 +762,9 @@ extern void ss_gone_free (struct ss_loop *loop);
 extern bool ss_gone_has (const struct ss_loop *loop, uint64_t id);
 extern void ss_gone_add (struct ss_loop *loop, uint64_t id);
 extern void ss_gone_remove (struct ss_loop *loop, uint64_t id);
+
+/* ---- delete.c ---- */
+
 extern void ss_req_delete (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_deletes_start (struct ss_loop *loop);
 
@@ -776,7 +786,69 @@ extern void ss_workq_free (struct ss_workq *q);
 
 /* ---- pull.c ---- */
 
+/* A pull, from the SEG_PULL's arrival to its reply.
+ *
+ * Lock order: LOCK is a leaf.  Fields marked "ring" belong to the ring
+ * thread, "worker" to the worker running the copy; the COPY_* request
+ * fields are written by the worker before it posts COPY_MSG and read by
+ * the ring thread after (the post orders them).
+ */
+struct ss_pull {
+  struct ss_pull *prev, *next; /* ring: loop->pulls */
+  struct ss_loop *loop;
+  struct ss_req *req; /* ring: answered at the end */
+  struct proto_pull p;
+  struct ss_waiter wait; /* ring */
+  struct ss_seg *seg;    /* ring: attached, io_inflight held; or NULL */
+  bool finishing;        /* ring: recording the epoch and generation */
+
+  /* Fixed once the pull is queued. */
+  int data_fd;
+  uint64_t slot_pos; /* the slot's offset in the data file */
+  uint32_t segment_size;
+  const uint8_t *uuid; /* this server's */
+  const void *zeros;   /* PROTO_MAX_DATA zero bytes */
+  int debug;
+
+  /* Ring: client writes since the pull began (and those its segment's
+   * tracker saw before, track.c).
+   */
+  struct ss_ranges dirty;
+
+  /* Ring: the chunk being written. */
+  bool copying;
+  uint32_t copy_off, copy_len;
+  const uint8_t *copy_buf; /* worker's */
+  bool copy_zero;
+  uint32_t cpos;       /* next byte to consider */
+  uint32_t wpos, wend; /* the write or punch in flight */
+  struct ss_op op;
+  struct ss_msg copy_msg;
+
+  /* Shared, under LOCK. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* CLOCK_MONOTONIC; COPY_DONE set, or CANCEL */
+  bool cancel;
+  const char *why; /* why it was cancelled (static) */
+  int fd;          /* the worker's connection to the source, or -1 */
+  bool copy_done;
+  int copy_err;
+
+  /* Worker: its result, read by the ring thread after the job. */
+  struct ss_work work;
+  int err;
+  int sync_err; /* the data file's fdatasync failed: the store fails */
+  char errmsg[PROTO_ERRMSG_MAX + 1];
+  uint64_t read_bytes; /* asked of the source */
+  uint64_t start_ns;   /* monotonic_ns () when the copy started */
+
+  uint64_t written_bytes; /* ring: copy data written or punched */
+};
+
 extern void ss_req_pull (struct ss_loop *loop, struct ss_req *r);
+
+/* ---- pull-ctl.c ---- */
+
 extern bool ss_pull_copy_overlaps (const struct ss_pull *p, uint32_t offset,
                                    uint32_t length);
 extern void ss_pull_mark (struct ss_pull *p, uint32_t offset, uint32_t length);

@@ -20,6 +20,9 @@
  *
  * A pull is cancelled when its segment is deleted or the server shuts
  * down: the worker's socket is shut down and it stops at its next step.
+ * What the segment and the shutdown use of a running pull (the dirty
+ * set, the copy window, cancelling) is in pull-ctl.c, and struct ss_pull
+ * in internal.h, so that segments.c need not call this file.
  */
 
 #include <config.h>
@@ -49,89 +52,6 @@
 #define PULL_BLOCK (64u * 1024)   /* DIFF mode's SEG_HASH block */
 #define PULL_WINDOW 4             /* SEG_READs in flight */
 #define PULL_TIMEOUT_MS 30000     /* connect, and each reply */
-
-/* A pull, from the SEG_PULL's arrival to its reply.
- *
- * Lock order: LOCK is a leaf.  Fields marked "ring" belong to the ring
- * thread, "worker" to the worker running the copy; the COPY_* request
- * fields are written by the worker before it posts COPY_MSG and read by
- * the ring thread after (the post orders them).
- */
-struct ss_pull {
-  struct ss_pull *prev, *next; /* ring: loop->pulls */
-  struct ss_loop *loop;
-  struct ss_req *req; /* ring: answered at the end */
-  struct proto_pull p;
-  struct ss_waiter wait; /* ring */
-  struct ss_seg *seg;    /* ring: attached, io_inflight held; or NULL */
-  bool finishing;        /* ring: recording the epoch and generation */
-
-  /* Fixed once the pull is queued. */
-  int data_fd;
-  uint64_t slot_pos; /* the slot's offset in the data file */
-  uint32_t segment_size;
-  const uint8_t *uuid; /* this server's */
-  const void *zeros;   /* PROTO_MAX_DATA zero bytes */
-  int debug;
-
-  /* Ring: client writes since the pull began (and those its segment's
-   * tracker saw before, track.c).
-   */
-  struct ss_ranges dirty;
-
-  /* Ring: the chunk being written. */
-  bool copying;
-  uint32_t copy_off, copy_len;
-  const uint8_t *copy_buf; /* worker's */
-  bool copy_zero;
-  uint32_t cpos;       /* next byte to consider */
-  uint32_t wpos, wend; /* the write or punch in flight */
-  struct ss_op op;
-  struct ss_msg copy_msg;
-
-  /* Shared, under LOCK. */
-  pthread_mutex_t lock;
-  pthread_cond_t cond; /* CLOCK_MONOTONIC; COPY_DONE set, or CANCEL */
-  bool cancel;
-  const char *why; /* why it was cancelled (static) */
-  int fd;          /* the worker's connection to the source, or -1 */
-  bool copy_done;
-  int copy_err;
-
-  /* Worker: its result, read by the ring thread after the job. */
-  struct ss_work work;
-  int err;
-  int sync_err; /* the data file's fdatasync failed: the store fails */
-  char errmsg[PROTO_ERRMSG_MAX + 1];
-  uint64_t read_bytes; /* asked of the source */
-  uint64_t start_ns;   /* monotonic_ns () when the copy started */
-
-  uint64_t written_bytes; /* ring: copy data written or punched */
-};
-
-/* ---- Dirty ranges (ring thread) ---- */
-
-/* True if a chunk of P is being written over part of [OFFSET,
- * OFFSET+LENGTH): a client write of that range must wait.
- */
-bool
-ss_pull_copy_overlaps (const struct ss_pull *p, uint32_t offset,
-                       uint32_t length)
-{
-  uint64_t end = (uint64_t)offset + length;
-
-  return p->copying && length > 0 && offset < p->copy_off + p->copy_len &&
-         end > p->copy_off;
-}
-
-/* Mark [OFFSET, OFFSET+LENGTH) as written by a client: copy data never
- * goes there.  Ring thread, just before the client's I/O is issued.
- */
-void
-ss_pull_mark (struct ss_pull *p, uint32_t offset, uint32_t length)
-{
-  ss_ranges_add (&p->dirty, offset, length);
-}
 
 /* ---- Copy writes (ring thread) ---- */
 
@@ -755,32 +675,6 @@ pull_resume (struct ss_loop *loop, struct ss_waiter *w, int err)
     pull_finish (loop, p);
   else
     pull_attach (loop, p);
-}
-
-/* Cancel P (ring thread): its worker stops at the next step, and it
- * fails with WHY (a static string).
- */
-void
-ss_pull_cancel (struct ss_pull *p, const char *why)
-{
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&p->lock);
-  if (!p->cancel) {
-    p->cancel = true;
-    p->why = why;
-  }
-  if (p->fd >= 0)
-    shutdown (p->fd, SHUT_RDWR);
-  pthread_cond_broadcast (&p->cond);
-}
-
-/* Cancel every pull (shutting down). */
-void
-ss_pulls_cancel_all (struct ss_loop *loop)
-{
-  struct ss_pull *p;
-
-  for (p = loop->pulls; p; p = p->next)
-    ss_pull_cancel (p, "the server is shutting down");
 }
 
 /* SEG_PULL: copy a segment from the storage server named in the request

@@ -1,10 +1,10 @@
-/* Requests: the request object, the reply API every handler answers
- * through, and the opcode -> handler table.
+/* Requests: the request object and the reply API every handler answers
+ * through.
  *
  * The connection engine (conn.c) makes a request for each header it
- * receives, fills its payload and hands it to ss_req_dispatch, which
- * looks its opcode up in HANDLERS below.  The handler owns the request
- * until it answers once, with ss_req_reply (PROTO_OK and data),
+ * receives, fills its payload and hands it to ss_req_dispatch
+ * (dispatch.c), which calls its opcode's handler.  The handler owns the
+ * request until it answers once, with ss_req_reply (PROTO_OK and data),
  * ss_req_error (an error status; the connection goes on) or
  * ss_req_fatal (an error status, then the connection is closed: for
  * malformed frames and protocol violations).  The reply is encoded here
@@ -12,10 +12,10 @@
  * the request with ss_req_free once it is out.  A handler never frees
  * its request, and must clear R->seg before answering.
  *
- * The connection engine and this file are one tie: it hands requests
- * here, and replies go back to it to be sent.  The handlers (the
- * functions in HANDLERS) call this file's reply API, never conn.c, and
- * nothing calls a handler but ss_req_dispatch.
+ * The connection engine and this file are one tie: requests are made
+ * and freed here for it, and replies go back to it to be sent.  The
+ * handlers call this file, never conn.c nor dispatch.c, and this file
+ * calls no handler.
  */
 
 #include <config.h>
@@ -31,61 +31,8 @@
 
 #include "frame.h"
 #include "log.h"
-#include "static-assert.h"
 
 #include "internal.h"
-
-/* An opcode's handler.  HANDSHAKE: part of the handshake, which goes on
- * after the store failed (everything else gets PROTO_EIO then).
- */
-struct ss_handler {
-  void (*fn) (struct ss_loop *loop, struct ss_req *r);
-  bool handshake;
-};
-
-/* The opcodes a storage server serves: OP (NAME, handler, handshake).
- * Checked below against opcodes.def at build time.
- */
-/* clang-format off */
-#define SS_OPS(OP)                             \
-  OP (HELLO,       ss_req_hello,    true)     \
-  OP (AUTH,        ss_req_auth,     true)     \
-  OP (SEG_READ,    ss_req_read,     false)    \
-  OP (SEG_WRITE,   ss_req_write,    false)    \
-  OP (SEG_TRIM,    ss_req_trim,     false)    \
-  OP (SEG_FLUSH,   ss_req_flush,    false)    \
-  OP (SEG_DELETE,  ss_req_delete,   false)    \
-  OP (SEG_FENCE,   ss_req_fence,    false)    \
-  OP (SEG_SET_GEN, ss_req_set_gen,  false)    \
-  OP (SEG_PULL,    ss_req_pull,     false)    \
-  OP (SEG_HASH,    ss_req_hash,     false)    \
-  OP (SEG_LIST,    ss_req_seg_list, false)
-
-static const struct ss_handler handlers[256] = {
-#define OP(name, fn, handshake) [PROTO_OP_##name] = { fn, handshake },
-  SS_OPS (OP)
-#undef OP
-};
-
-/* SS_OPS matches opcodes.def: each opcode in it is one opcodes.def says
- * a storage server serves, none is there twice (SS_HANDLES_NAME would be
- * defined twice), and it has as many as opcodes.def gives a storage
- * server, so none is missing.
- */
-#define OP(name, fn, handshake)                                          \
-  STATIC_ASSERT (PROTO_SERVED_BY_##name & PROTO_BY_STORESRV,            \
-                 name##_is_not_served_by_a_storage_server_in_opcodes_def);
-SS_OPS (OP)
-#undef OP
-enum {
-#define OP(name, fn, handshake) SS_HANDLES_##name,
-  SS_OPS (OP)
-#undef OP
-  SS_NR_OPS
-};
-STATIC_ASSERT ((int)SS_NR_OPS == (int)PROTO_NR_OPS_STORESRV,
-               an_opcode_opcodes_def_gives_storage_servers_has_no_handler);
-/* clang-format on */
 
 /* A new request on C for the header just received (conn.c), or NULL
  * without memory.  It holds a reference to C until ss_req_free.
@@ -247,26 +194,4 @@ ss_req_failed (struct ss_loop *loop, struct ss_req *r)
   assert (loop->failed);
   ss_req_error (loop, r, PROTO_EIO, "%s: the store failed (%s): not serving",
                 proto_opcode_name (r->hdr.opcode), loop->fail_why);
-}
-
-/* Hand a complete request to its opcode's handler: PROTO_EIO for all
- * but the handshake once the store failed, PROTO_ENOTSUP for an opcode
- * a storage server does not serve.  The caller reads on.
- */
-void
-ss_req_dispatch (struct ss_loop *loop, struct ss_req *r)
-{
-  const struct ss_handler *h = &handlers[r->hdr.opcode];
-
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: %s tag %" PRIu64 " flags 0x%x length %" PRIu32,
-               r->conn->peer, proto_opcode_name (r->hdr.opcode), r->hdr.tag,
-               r->hdr.flags, r->hdr.length);
-  if (loop->failed && !h->handshake)
-    ss_req_failed (loop, r);
-  else if (h->fn)
-    h->fn (loop, r);
-  else
-    ss_req_error (loop, r, PROTO_ENOTSUP, "%s: not served by a storage server",
-                  proto_opcode_name (r->hdr.opcode));
 }

@@ -2,7 +2,7 @@
  *
  * A pull must never overwrite a client write with older data from its
  * source.  The writes that reach the target while the pull runs are
- * marked in the pull (pull.c); but a writer learns of the new replica as
+ * marked in the pull (pull-ctl.c); but a writer learns of the new replica as
  * soon as the MDS changes the catalog, so its writes may reach the
  * target a little before the SEG_PULL does.  So a segment gets a tracker
  * for SS_TRACK_SECS when it is created here, when SEG_SET_GEN names it,
