@@ -62,11 +62,42 @@ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
 grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL):' check.log || tail -30 check.log
 echo "sanitizer build and tests: $(elapsed "$start") s"
 
-if compgen -G "$reports/*" >/dev/null; then
-    for f in "$reports"/*; do
-        echo "===== $f"
-        head -60 "$f"
-    done
+# nbdkit is not built with ASan, so LeakSanitizer reports the memory
+# nbdkit itself (/usr/bin/nbdkit) still holds at exit, now and then, as
+# a leak whose every frame is in nbdkit.  Such a report is nbdkit's, not
+# ours: it is shown and set aside.  Any other report fails the test.
+nbdkit_only ()
+{
+    $PYTHON - "$1" <<'PYEOF'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+if "ERROR: LeakSanitizer" not in text or "ERROR: AddressSanitizer" in text:
+    sys.exit(1)
+blocks = re.findall(r"leak of \d+ byte\(s\) in \d+ object\(s\) allocated "
+                    r"from:\n((?:    #.*\n?)+)", text)
+if not blocks:
+    sys.exit(1)
+for b in blocks:
+    frames = [l for l in b.splitlines() if "interceptor" not in l
+              and "asan_malloc" not in l]
+    if not frames or not all(re.search(r"\(/usr/s?bin/nbdkit\+0x", l)
+                             for l in frames):
+        sys.exit(1)
+sys.exit(0)
+PYEOF
+}
+bad=0
+for f in "$reports"/*; do
+    [ -e "$f" ] || continue
+    echo "===== $f"
+    head -60 "$f"
+    if nbdkit_only "$f"; then
+        echo "(nbdkit's own memory at exit, not the plugin's: set aside)"
+    else
+        bad=1
+    fi
+done
+if [ "$bad" -ne 0 ]; then
     echo "$0: sanitizer reports (above)"
     exit 1
 fi
