@@ -21,6 +21,11 @@
 #include "internal.h"
 #include "placement.h"
 
+/* How often one MAP_ALLOC chooses again after finding a chosen server
+ * down (place_holes).
+ */
+#define MAX_DOWN_RETRIES 1000
+
 /* Let go of mds->lock, which loop.c holds around every handler, for
  * catalog calls that need none of the state it protects: the catalog is
  * safe for concurrent use and keeps itself consistent (LMDB serializes
@@ -196,6 +201,7 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
   size_t navoid, j = 0;
   uint64_t idx;
   uint32_t k;
+  unsigned tries;
   int r;
 
   *nholes = 0;
@@ -217,15 +223,17 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
       add_avoid (prev, avoid, &navoid);
     if (j < nexisting && existing[j].index == idx + 1)
       add_avoid (&existing[j].segment, avoid, &navoid);
-    /* Until a choice has only servers that are up: each retry finds
-     * one more down, so this ends.
+    /* Until a choice has only servers that are up: each retry marks
+     * one more down in the index, so this ends; the bound only guards
+     * against an index that failed to take a mark (out of memory).
      */
+    tries = 0;
     do {
       r = placement_index_choose (mds->index, v->replicas, avoid, navoid,
                                   &mds->rng, out);
       if (r == 0 && mds_index_check_up (mds, out, v->replicas) > 0) {
         mds_index_uncharge (mds, out, v->replicas);
-        r = -EAGAIN;
+        r = ++tries < MAX_DOWN_RETRIES ? -EAGAIN : -EIO;
       }
     } while (r == -EAGAIN);
     if (r < 0) {
@@ -239,7 +247,10 @@ place_holes (struct mds *mds, const struct catalog_volume *v, uint64_t start,
        */
       log_debug ("volume %s: cannot place %" PRIu32 " replicas: %s", v->name,
                  v->replicas, why);
-      mds_reply_error (rep, r == -ENOSPC ? PROTO_ENOSPC : PROTO_EINVAL,
+      mds_reply_error (rep,
+                       r == -ENOSPC ? PROTO_ENOSPC
+                       : r == -EIO  ? PROTO_EIO
+                                    : PROTO_EINVAL,
                        "volume %s: cannot place %" PRIu32 " replicas: %s",
                        v->name, v->replicas, why);
       return r;
