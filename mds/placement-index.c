@@ -132,35 +132,61 @@ placement_slot_of (const struct placement_index *idx, uint32_t id)
   return NONE;
 }
 
-static void
-idmap_put (struct placement_index *idx, uint32_t slot)
-{
-  uint32_t mask = idx->idmap_cap - 1, i;
+/* The two maps (server id -> slot, zone -> domain) are open-addressing
+ * tables of entry + 1 (0: empty), with a power-of-two capacity and a
+ * load of at most 1/2; an entry's home bucket comes from its key.
+ */
+typedef uint32_t (*entry_hash) (const struct placement_index *idx,
+                                uint32_t entry);
 
-  i = hash_id (idx->slots[slot].s.id) & mask;
-  while (idx->idmap[i] != 0)
-    i = (i + 1) & mask;
-  idx->idmap[i] = slot + 1;
+/* Home of slot SLOT in the id map: its server's id. */
+static uint32_t
+slot_hash (const struct placement_index *idx, uint32_t slot)
+{
+  return hash_id (idx->slots[slot].s.id);
 }
 
-/* Make room for one more id in the map (load at most 1/2). */
-static int
-idmap_reserve (struct placement_index *idx)
+/* Home of domain DOM in the zone map: its zone. */
+static uint32_t
+dom_hash (const struct placement_index *idx, uint32_t dom)
 {
-  uint32_t *old = idx->idmap, oldcap = idx->idmap_cap, cap, i;
+  return hash_str (idx->doms[dom].zone);
+}
 
-  if ((uint64_t)(idx->nservers + 1) * 2 <= oldcap)
+/* Put ENTRY into table TAB of CAP buckets (there is room). */
+static void
+table_put (const struct placement_index *idx, uint32_t *tab, uint32_t cap,
+           entry_hash hash, uint32_t entry)
+{
+  uint32_t mask = cap - 1, i;
+
+  i = hash (idx, entry) & mask;
+  while (tab[i] != 0)
+    i = (i + 1) & mask;
+  tab[i] = entry + 1;
+}
+
+/* Make room in table *TAB (*CAP buckets, COUNT entries) for one more
+ * entry, growing it from FIRST buckets.  Returns 0 or -ENOMEM.
+ */
+static int
+table_reserve (const struct placement_index *idx, uint32_t **tab, uint32_t *cap,
+               uint32_t count, uint32_t first, entry_hash hash)
+{
+  uint32_t *old = *tab, oldcap = *cap, ncap, i;
+
+  if ((uint64_t)(count + 1) * 2 <= oldcap)
     return 0;
-  cap = oldcap ? oldcap * 2 : 64;
-  idx->idmap = calloc (cap, sizeof *idx->idmap);
-  if (idx->idmap == NULL) {
-    idx->idmap = old;
+  ncap = oldcap ? oldcap * 2 : first;
+  *tab = calloc (ncap, sizeof **tab);
+  if (*tab == NULL) {
+    *tab = old;
     return -ENOMEM;
   }
-  idx->idmap_cap = cap;
+  *cap = ncap;
   for (i = 0; i < oldcap; ++i)
     if (old[i] != 0)
-      idmap_put (idx, old[i] - 1);
+      table_put (idx, *tab, ncap, hash, old[i] - 1);
   free (old);
   return 0;
 }
@@ -171,7 +197,7 @@ idmap_del (struct placement_index *idx, uint32_t slot)
 {
   uint32_t mask = idx->idmap_cap - 1, i, j, home;
 
-  i = hash_id (idx->slots[slot].s.id) & mask;
+  i = slot_hash (idx, slot) & mask;
   while (idx->idmap[i] != slot + 1)
     i = (i + 1) & mask;
   j = i;
@@ -179,7 +205,7 @@ idmap_del (struct placement_index *idx, uint32_t slot)
     j = (j + 1) & mask;
     if (idx->idmap[j] == 0)
       break;
-    home = hash_id (idx->slots[idx->idmap[j] - 1].s.id) & mask;
+    home = slot_hash (idx, idx->idmap[j] - 1) & mask;
     /* Move J back to I unless its home lies cyclically in (I, J]. */
     if ((i <= j) ? (home <= i || home > j) : (home <= i && home > j)) {
       idx->idmap[i] = idx->idmap[j];
@@ -201,39 +227,6 @@ zone_lookup (const struct placement_index *idx, const char *zone)
     if (strcmp (idx->doms[idx->zonemap[i] - 1].zone, zone) == 0)
       return idx->zonemap[i] - 1;
   return NONE;
-}
-
-static void
-zonemap_put (struct placement_index *idx, uint32_t dom)
-{
-  uint32_t mask = idx->zonemap_cap - 1, i;
-
-  i = hash_str (idx->doms[dom].zone) & mask;
-  while (idx->zonemap[i] != 0)
-    i = (i + 1) & mask;
-  idx->zonemap[i] = dom + 1;
-}
-
-/* Make room for one more zone in the zone map (load at most 1/2). */
-static int
-zonemap_reserve (struct placement_index *idx)
-{
-  uint32_t *old = idx->zonemap, oldcap = idx->zonemap_cap, cap, i;
-
-  if ((uint64_t)(idx->ndoms + 1) * 2 <= oldcap)
-    return 0;
-  cap = oldcap ? oldcap * 2 : 32;
-  idx->zonemap = calloc (cap, sizeof *idx->zonemap);
-  if (idx->zonemap == NULL) {
-    idx->zonemap = old;
-    return -ENOMEM;
-  }
-  idx->zonemap_cap = cap;
-  for (i = 0; i < oldcap; ++i)
-    if (old[i] != 0)
-      zonemap_put (idx, old[i] - 1);
-  free (old);
-  return 0;
 }
 
 /* ---- Weights and counts ---- */
@@ -416,7 +409,8 @@ dom_create (struct placement_index *idx, const char *zone, uint32_t *out)
   if (r < 0)
     return r;
   if (zone) {
-    r = zonemap_reserve (idx);
+    r = table_reserve (idx, &idx->zonemap, &idx->zonemap_cap, idx->ndoms, 32,
+                       dom_hash);
     if (r < 0)
       return r;
     copy = strdup (zone);
@@ -428,7 +422,7 @@ dom_create (struct placement_index *idx, const char *zone, uint32_t *out)
   d->zone = copy;
   *out = idx->ndoms++;
   if (zone)
-    zonemap_put (idx, *out);
+    table_put (idx, idx->zonemap, idx->zonemap_cap, dom_hash, *out);
   return 0;
 }
 
@@ -644,7 +638,8 @@ placement_index_update (struct placement_index *idx,
     return 0;
   }
 
-  r = idmap_reserve (idx);
+  r = table_reserve (idx, &idx->idmap, &idx->idmap_cap, idx->nservers, 64,
+                     slot_hash);
   if (r == 0)
     r = slot_alloc (idx, &i);
   if (r < 0)
@@ -663,7 +658,7 @@ placement_index_update (struct placement_index *idx,
   memset (sl, 0, sizeof *sl);
   sl->s = *s;
   sl->live = true;
-  idmap_put (idx, i);
+  table_put (idx, idx->idmap, idx->idmap_cap, slot_hash, i);
   idx->nservers++;
   dom_attach (idx, i, dom);
   return 0;
