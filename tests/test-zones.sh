@@ -131,4 +131,7 @@ cat "$CLUSTER/status.txt"
 grep -E "warning: zone c has room for 0 segments" "$CLUSTER/status.txt"
 grep -q "warning: only 1 failure domains have room" "$CLUSTER/status.txt"
 grep -E "placement: only 1 failure domains have room" "$CLUSTER/mds.log"
-grep -E "warning: zone c has room for 0 segments" "$CLUSTER/mds.log"
+# The MDS warns once, when the zone first falls below 10 % of its room:
+# a repair pass may see it at a few segments before it reaches 0.
+grep -E "warning: zone c has room for [0-9]+ segments, below" \
+     "$CLUSTER/mds.log"
