@@ -41,36 +41,8 @@
 #include "mdb-errno.h"
 
 #include "internal.h"
+#include "index-internal.h"
 
-#define FENCES_DB "fences"
-#define GONE_DB "gone"
-#define META_DB "meta"
-#define META_SEQ "seq"
-#define META_STORE "store"
-#define META_ID "id"
-
-/* Lock order: LOCK is a leaf; nothing else is held while it is. */
-struct ss_index {
-  MDB_env *env;
-  MDB_dbi dbi;  /* segments (the main database) */
-  MDB_dbi fdbi; /* fences */
-  MDB_dbi gdbi; /* tombstones */
-  MDB_dbi mdbi; /* meta, if HAS_META */
-  bool has_meta;
-  uint64_t seq; /* commits: written by the worker, read with __atomic */
-  int *debug;   /* -D storesrv.index */
-  int efd;
-
-  pthread_t thread;
-  bool started;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;       /* signalled when QUEUE grows or STOP is set */
-  bool stop;                 /* under LOCK */
-  struct ss_index_op *queue; /* under LOCK: submitted, FIFO */
-  struct ss_index_op *queue_tail;
-  struct ss_index_op *done; /* under LOCK: handed back, FIFO */
-  struct ss_index_op *done_tail;
-};
 
 /* Map an LMDB return code to -errno (mdb_errno), logging the
  * unexpected ones.
@@ -214,8 +186,8 @@ err:
 }
 
 /* True if KEY is the main database's entry for a named database. */
-static bool
-is_named_db (const MDB_val *key)
+bool
+ss_index_is_named_db (const MDB_val *key)
 {
   return (key->mv_size == strlen (FENCES_DB) &&
           memcmp (key->mv_data, FENCES_DB, key->mv_size) == 0) ||
@@ -284,7 +256,7 @@ load_rec (void *ctx, const MDB_val *key, const MDB_val *val)
   struct load_ctx *c = ctx;
   struct ss_index_rec rec;
 
-  if (is_named_db (key))
+  if (ss_index_is_named_db (key))
     return 0;
   if (ss_index_rec_decode (key->mv_data, key->mv_size, val->mv_data,
                            val->mv_size, &rec) < 0) {

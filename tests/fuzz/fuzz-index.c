@@ -5,10 +5,10 @@
  * another store left there.
  *
  * The loaders walk LMDB through the handle's database handles, so this
- * file includes index.c (for those handles) and drives them on a real
- * LMDB environment in a temporary directory; the record codec they use
- * (ss_index_rec_decode, ss_index_rec_encode) comes from libstoresrv.la
- * (storesrv/record.c), which tests/unit/test-record.c tests alone.
+ * file includes index-internal.h (for those handles) and drives them on
+ * a real LMDB environment in a temporary directory; index.c and the
+ * record codec it uses (record.c, which tests/unit/test-record.c tests
+ * alone) come from libstoresrv.la.
  *
  * Input: a byte STOP (the callback asks to stop at its STOP-th call, 0:
  * never), then records, each: database u8 (0 segments, 1 fences, 2
@@ -25,10 +25,16 @@
  * has another size, and -ENOENT otherwise.
  */
 
-#include "../../storesrv/index.c"
+#include <config.h>
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "index-internal.h"
 
 #include "fuzz.h"
 
@@ -166,7 +172,7 @@ store (const uint8_t *p, size_t n)
      */
     k.mv_size = r.klen;
     k.mv_data = r.key;
-    if (r.klen == 0 || (r.db == 0 && is_named_db (&k)))
+    if (r.klen == 0 || (r.db == 0 && ss_index_is_named_db (&k)))
       continue;
     if (model[r.db].n == MAX_RECS)
       break;

@@ -82,7 +82,7 @@ extra_srcs ()
     case "$1" in
         catalog) echo "$top_srcdir"/catalog/*.c ;;
         superblock) echo "$top_srcdir"/storesrv/{superblock,record,track}.c ;;
-        index) echo "$top_srcdir"/storesrv/record.c ;;
+        index) echo "$top_srcdir"/storesrv/{index,record}.c ;;
     esac
 }
 extra_libs ()
