@@ -7,6 +7,14 @@
  *             status, and failover past an endpoint that is not there;
  *   degraded  the first member is down: every call still answers, from
  *             the others;
+ *   quorumloss
+ *             elect a leader, write ETCD_TEST_READY, then (the script
+ *             kills a majority and then writes the CLOCK_MONOTONIC time
+ *             into ETCD_TEST_KILLED) check that the leader stops
+ *             leading before its lease can have run out and is deposed
+ *             within the TTL (both counted from etcd's last renewal,
+ *             which may come some two etcd election timeouts after the
+ *             kill);
  *   noquorum  a majority is down: a write fails with -ETIMEDOUT within
  *             the handle's timeout, never hangs.
  */
@@ -23,6 +31,7 @@
 #include <check.h>
 
 #include "deadline.h"
+#include "election.h"
 #include "etcd.h"
 
 static const char *endpoints;
@@ -183,6 +192,179 @@ START_TEST (test_status)
 }
 END_TEST
 
+/* Elections: what the callbacks saw. */
+struct watch {
+  uint64_t elected_epoch;
+  uint64_t elected_ns;
+  bool deposed;
+  uint64_t deposed_ns;
+};
+
+static void
+on_elected (void *arg, uint64_t epoch)
+{
+  struct watch *w = arg;
+
+  __atomic_store_n (&w->elected_ns, monotonic_ns (), __ATOMIC_SEQ_CST);
+  __atomic_store_n (&w->elected_epoch, epoch, __ATOMIC_SEQ_CST);
+}
+
+static void
+on_deposed (void *arg, const char *why)
+{
+  struct watch *w = arg;
+
+  (void)why;
+  __atomic_store_n (&w->deposed_ns, monotonic_ns (), __ATOMIC_SEQ_CST);
+  __atomic_store_n (&w->deposed, true, __ATOMIC_SEQ_CST);
+}
+
+static struct election *
+start_election (const char *name, struct watch *w, int64_t ttl_s, long renew_ms,
+                long request_ms)
+{
+  struct election_config cfg = {
+    .etcd = { .endpoints = endpoints },
+    .prefix = key ("cluster"),
+    .name = name,
+    .advertise = name,
+    .ttl_s = ttl_s,
+    .renew_ms = renew_ms,
+    .request_ms = request_ms,
+    .on_elected = on_elected,
+    .on_deposed = on_deposed,
+    .arg = w,
+  };
+  struct election *el;
+  char err[256];
+
+  memset (w, 0, sizeof *w);
+  ck_assert_msg (election_start (&cfg, &el, err, sizeof err) == 0, "%s", err);
+  return el;
+}
+
+/* Wait (at most MS) until *FLAG is non-zero. */
+static bool
+wait_for (uint64_t *flag, long ms)
+{
+  uint64_t end = monotonic_ns () + (uint64_t)ms * 1000000;
+
+  while (__atomic_load_n (flag, __ATOMIC_SEQ_CST) == 0) {
+    if (monotonic_ns () >= end)
+      return false;
+    usleep (10000);
+  }
+  return true;
+}
+
+START_TEST (test_election_bad_config)
+{
+  struct election_config cfg = {
+    .etcd = { .endpoints = endpoints },
+    .prefix = "/p",
+    .name = "n",
+    .advertise = "a",
+    .ttl_s = 2,
+    .renew_ms = 1000,
+    .request_ms = 600,
+  };
+  struct election *el;
+  char err[256];
+
+  ck_assert_int_eq (election_start (&cfg, &el, err, sizeof err), -EINVAL);
+  ck_assert_msg (strstr (err, "exceeds the lease TTL") != NULL, "%s", err);
+  cfg.ttl_s = 3;
+  cfg.name = NULL;
+  ck_assert_int_eq (election_start (&cfg, &el, err, sizeof err), -EINVAL);
+}
+END_TEST
+
+/* A leads; B stands by and knows A; A resigns; B leads, at a higher
+ * epoch, without waiting out A's TTL.
+ */
+START_TEST (test_election)
+{
+  struct watch wa, wb;
+  struct election *a, *b;
+  struct election_leader l;
+  uint64_t ea, eb, t;
+
+  a = start_election ("mds-a", &wa, 5, 500, 500);
+  ck_assert (wait_for (&wa.elected_epoch, 5000));
+  ck_assert (election_leading (a, &ea));
+  ck_assert_int_eq (ea, wa.elected_epoch);
+  b = start_election ("mds-b", &wb, 5, 500, 500);
+  usleep (1500000);
+  ck_assert (!election_leading (b, NULL));
+  ck_assert_int_eq (wb.elected_epoch, 0);
+  election_get_leader (b, &l);
+  ck_assert_str_eq (l.name, "mds-a");
+  ck_assert_str_eq (l.advertise, "mds-a");
+  ck_assert_int_eq (l.epoch, ea);
+  /* Still leading after several renewals. */
+  ck_assert (election_leading (a, NULL));
+  t = monotonic_ns ();
+  election_stop (a);
+  ck_assert (wait_for (&wb.elected_epoch, 3000));
+  ck_assert ((monotonic_ns () - t) < UINT64_C (2000000000));
+  ck_assert (election_leading (b, &eb));
+  ck_assert_msg (eb > ea, "epoch %" PRIu64 " after %" PRIu64, eb, ea);
+  ck_assert (!wb.deposed && !wa.deposed);
+  election_stop (b);
+}
+END_TEST
+
+/* Mode "quorumloss". */
+START_TEST (test_quorum_loss)
+{
+  const char *ready = getenv ("ETCD_TEST_READY");
+  const char *killed = getenv ("ETCD_TEST_KILLED");
+  struct watch w;
+  struct election *a;
+  uint64_t last_true = 0, t_kill = 0, end;
+  unsigned long long v;
+  FILE *fp;
+
+  ck_assert (ready && killed);
+  a = start_election ("mds-q", &w, 4, 1000, 500);
+  ck_assert (wait_for (&w.elected_epoch, 5000));
+  fp = fopen (ready, "w");
+  ck_assert_ptr_nonnull (fp);
+  fclose (fp);
+  end = monotonic_ns () + UINT64_C (30000000000);
+  while (!__atomic_load_n (&w.deposed, __ATOMIC_SEQ_CST) &&
+         monotonic_ns () < end) {
+    if (election_leading (a, NULL))
+      last_true = monotonic_ns ();
+    usleep (5000);
+  }
+  ck_assert_msg (w.deposed, "not deposed within 30 s of losing quorum");
+  ck_assert (!election_leading (a, NULL));
+  fp = fopen (killed, "r");
+  ck_assert_ptr_nonnull (fp);
+  ck_assert_int_eq (fscanf (fp, "%llu", &v), 1);
+  fclose (fp);
+  t_kill = v;
+  printf ("test-etcd: quorum lost at %llu; last leading %+.3f s, deposed "
+          "%+.3f s after\n",
+          v, ((double)last_true - (double)t_kill) / 1e9,
+          ((double)w.deposed_ns - (double)t_kill) / 1e9);
+  fflush (stdout);
+  /* An etcd leader that lost its quorum goes on answering renewals
+   * until its check-quorum notices, two election timeouts (1 s each
+   * by default) later, give or take a heartbeat: allow 3 s for the
+   * last renewal after the kill.
+   * From it, leading must end within the TTL less the request timeout,
+   * and the deposition come within the TTL.
+   */
+  ck_assert (last_true <
+             t_kill + UINT64_C (1000000000) + UINT64_C (3500000000));
+  ck_assert (w.deposed_ns <
+             t_kill + UINT64_C (1000000000) + UINT64_C (4000000000));
+  election_stop (a);
+}
+END_TEST
+
 /* An endpoint with nothing behind it, first in the list: calls go on to
  * the real ones.  Then only dead endpoints: a bounded failure.
  */
@@ -264,7 +446,7 @@ main (void)
   if (etcd_global_init () < 0)
     return 1;
   snprintf (prefix, sizeof prefix, "/tessera-test/%ld/", (long)getpid ());
-  tcase_set_timeout (tc, 30);
+  tcase_set_timeout (tc, 60);
   if (mode == NULL || strcmp (mode, "all") == 0) {
     tcase_add_test (tc, test_bad_endpoints);
     tcase_add_test (tc, test_create_and_guard);
@@ -272,7 +454,11 @@ main (void)
     tcase_add_test (tc, test_lease_expiry);
     tcase_add_test (tc, test_status);
     tcase_add_test (tc, test_failover);
+    tcase_add_test (tc, test_election_bad_config);
+    tcase_add_test (tc, test_election);
   }
+  else if (strcmp (mode, "quorumloss") == 0)
+    tcase_add_test (tc, test_quorum_loss);
   else if (strcmp (mode, "degraded") == 0)
     tcase_add_test (tc, test_degraded);
   else if (strcmp (mode, "noquorum") == 0)
