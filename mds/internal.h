@@ -209,7 +209,6 @@ struct mds_conn {
 struct mds {
   /* Configuration: set by main before any thread starts, then read-only. */
   const char *db_dir;
-  const char *listen_addr;
   uint32_t lease_ms;
   uint32_t down_ms;
   uint32_t heartbeat_ms;

@@ -11,9 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +24,6 @@
 #include "daemon.h"
 #include "log.h"
 #include "parse.h"
-#include "sock.h"
 
 #include "internal.h"
 
@@ -43,12 +40,7 @@
 /* Bounds of the time options, in milliseconds. */
 #define TIME_MIN_MS 100
 #define TIME_MAX_MS (86400 * 1000)
-/* Connection limits: defaults and bounds. */
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define DEFAULT_MAX_CONNS 1024
-#define DEFAULT_MAX_UNAUTH 256
-#define MAX_CONNS_MAX 65536
-#define MAX_UNAUTH_MAX 16384
 /* Open files needed besides the connections (catalog, outgoing calls). */
 #define FD_MARGIN 128
 /* How long shutdown waits for busy connections. */
@@ -56,22 +48,17 @@
 
 /* Options that only main needs; the rest go into struct mds. */
 struct options {
+  struct mds *mds; /* where the other options go */
   bool init;
   bool segment_size_set;
   uint32_t segment_size;
-  bool foreground;
-  const char *pidfile;
-  bool exit_with_parent;
 };
 
+/* The MDS's own options; the shared ones are daemon.h's. */
 enum {
-  HELP_OPTION = CHAR_MAX + 1,
-  LONG_OPTIONS,
-  SHORT_OPTIONS,
-  DB_OPTION,
+  DB_OPTION = DAEMON_OPTION_END,
   INIT_OPTION,
   SEGMENT_SIZE_OPTION,
-  LISTEN_OPTION,
   LEASE_TIMEOUT_OPTION,
   DOWN_TIMEOUT_OPTION,
   HEARTBEAT_INTERVAL_OPTION,
@@ -79,46 +66,32 @@ enum {
   REPAIR_CONCURRENCY_OPTION,
   REPAIR_BANDWIDTH_OPTION,
   HIGH_WATER_OPTION,
-  EXIT_WITH_PARENT_OPTION,
   KEY_FILE_OPTION,
-  TLS_OPTION,
   HANDSHAKE_TIMEOUT_OPTION,
-  MAX_CONNECTIONS_OPTION,
-  MAX_UNAUTH_OPTION,
 };
 
-static const char short_options[] = "D:fP:vV";
 static const struct option long_options[] = {
   { "db", required_argument, NULL, DB_OPTION },
-  { "debug", required_argument, NULL, 'D' },
   { "down-timeout", required_argument, NULL, DOWN_TIMEOUT_OPTION },
-  { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
-  { "foreground", no_argument, NULL, 'f' },
   { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
   { "heartbeat-interval", required_argument, NULL, HEARTBEAT_INTERVAL_OPTION },
-  { "help", no_argument, NULL, HELP_OPTION },
   { "high-water", required_argument, NULL, HIGH_WATER_OPTION },
   { "init", no_argument, NULL, INIT_OPTION },
   { "key-file", required_argument, NULL, KEY_FILE_OPTION },
   { "lease-timeout", required_argument, NULL, LEASE_TIMEOUT_OPTION },
-  { "listen", required_argument, NULL, LISTEN_OPTION },
-  { "long-options", no_argument, NULL, LONG_OPTIONS },
-  { "max-connections", required_argument, NULL, MAX_CONNECTIONS_OPTION },
-  { "max-unauthenticated", required_argument, NULL, MAX_UNAUTH_OPTION },
   { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
-  { "pidfile", required_argument, NULL, 'P' },
   { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
   { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
-  { "short-options", no_argument, NULL, SHORT_OPTIONS },
-  { "tls", no_argument, NULL, TLS_OPTION },
-  { "verbose", no_argument, NULL, 'v' },
-  { "version", no_argument, NULL, 'V' },
+  DAEMON_LONG_OPTIONS,
   { NULL, 0, NULL, 0 },
 };
 
-/* Print the usage to FP and exit with STATUS. */
-static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
+/* Print the synopsis and the MDS's own options on FP (--help; the shared
+ * options follow).
+ */
+static void
+usage (FILE *fp)
 {
   fprintf (fp,
            "Usage: %s --db DIR [--init [--segment-size SIZE]] [OPTIONS]\n"
@@ -133,12 +106,6 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "  --key-file FILE           the cluster key (default "
            "DIR/cluster.key;\n"
            "                            --init creates it)\n"
-           "  --listen ADDR             HOST:PORT, [V6]:PORT or unix:PATH\n"
-           "                            (default %s)\n"
-           "  --max-connections N       authenticated connections at once "
-           "(default 1024)\n"
-           "  --max-unauthenticated N   connections authenticating at once "
-           "(default 256)\n"
            "  --handshake-timeout SECONDS\n"
            "                            time to authenticate (default 10)\n"
            "  --lease-timeout SECONDS   writer lease time (default 15)\n"
@@ -155,23 +122,10 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "(default 2)\n"
            "  --repair-bandwidth SIZE   bytes/s per copy (default 0: no "
            "cap)\n"
-           "  --tls                     TLS on every connection, to and from "
-           "the MDS\n"
-           "                            (every component must use it)\n"
            "  --high-water PCT          no new segments on a server once "
            "PCT%% of it\n"
-           "                            is used (1-100, default 90)\n"
-           "  -f, --foreground          do not daemonize, log to stderr\n"
-           "  -P, --pidfile FILE        write the pid to FILE once serving\n"
-           "  -v, --verbose             debug messages\n"
-           "  -D, --debug AREA.FLAG=N   set a debug flag "
-           "(mds.requests=1, mds.repair=1)\n"
-           "  --exit-with-parent        exit when the parent exits "
-           "(implies -f)\n"
-           "  --help                    print this help\n"
-           "  -V, --version             print the version\n",
-           MDS_PROGRAM, DEFAULT_LISTEN);
-  exit (status);
+           "                            is used (1-100, default 90)\n",
+           MDS_PROGRAM);
 }
 
 /* Parse SECONDS ("15", "0.5", "2.25": at most millisecond precision) into
@@ -209,165 +163,96 @@ parse_seconds (const char *s, uint32_t *ms)
   return 0;
 }
 
-/* Exit after a bad value ARG of option OPT. */
-static void __attribute__ ((noreturn))
-bad_option (const char *opt, const char *arg, const char *reason)
-{
-  fprintf (stderr, "%s: --%s: %s: %s\n", MDS_PROGRAM, opt, arg, reason);
-  exit (EXIT_FAILURE);
-}
-
 /* Parse a time option OPT into *MS, or exit. */
 static void
-time_option (const char *opt, const char *arg, uint32_t *ms)
+time_option (const struct daemon_common *dc, const char *opt, const char *arg,
+             uint32_t *ms)
 {
   int r = parse_seconds (arg, ms);
 
   if (r == -ERANGE)
-    bad_option (opt, arg, "must be from 0.1 to 86400 seconds");
+    daemon_bad_option (dc, opt, arg, "must be from 0.1 to 86400 seconds");
   if (r < 0)
-    bad_option (opt, arg, "not a number of seconds");
+    daemon_bad_option (dc, opt, arg, "not a number of seconds");
 }
 
-/* Print the options for --long-options / --short-options, then exit. */
-static void __attribute__ ((noreturn)) list_options (bool long_ones)
-{
-  size_t i;
-
-  if (long_ones) {
-    for (i = 0; long_options[i].name; ++i)
-      if (strcmp (long_options[i].name, "long-options") != 0 &&
-          strcmp (long_options[i].name, "short-options") != 0)
-        printf ("--%s\n", long_options[i].name);
-  }
-  else {
-    for (i = 0; short_options[i]; ++i)
-      if (short_options[i] != ':')
-        printf ("-%c\n", short_options[i]);
-  }
-  exit (EXIT_SUCCESS);
-}
-
-/* Parse and check the command line into MDS and OPTS; exits on error. */
+/* Take the MDS's own option C with its argument ARG into OPAQUE, the
+ * struct options (daemon_spec.option).
+ */
 static void
-parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
+mds_option (const struct daemon_common *dc, void *opaque, int c,
+            const char *arg)
 {
+  struct options *opts = opaque;
+  struct mds *mds = opts->mds;
   uint64_t size;
-  int c, r;
+  int r;
 
-  for (;;) {
-    c = getopt_long (argc, argv, short_options, long_options, NULL);
-    if (c == -1)
-      break;
-    switch (c) {
-    case DB_OPTION:
-      mds->db_dir = optarg;
-      break;
-    case INIT_OPTION:
-      opts->init = true;
-      break;
-    case SEGMENT_SIZE_OPTION:
-      r = parse_size (optarg, &size);
-      if (r < 0)
-        bad_option ("segment-size", optarg, "not a size");
-      if (size < 65536 || size > 64 * 1024 * 1024 || (size & (size - 1)))
-        bad_option ("segment-size", optarg,
-                    "must be a power of two from 64K to 64M");
-      opts->segment_size = size;
-      opts->segment_size_set = true;
-      break;
-    case LISTEN_OPTION:
-      if (sock_address_check (optarg) < 0)
-        bad_option ("listen", optarg, "not HOST:PORT, [V6]:PORT or unix:PATH");
-      mds->listen_addr = optarg;
-      break;
-    case LEASE_TIMEOUT_OPTION:
-      time_option ("lease-timeout", optarg, &mds->lease_ms);
-      break;
-    case DOWN_TIMEOUT_OPTION:
-      time_option ("down-timeout", optarg, &mds->down_ms);
-      break;
-    case HEARTBEAT_INTERVAL_OPTION:
-      time_option ("heartbeat-interval", optarg, &mds->heartbeat_ms);
-      break;
-    case OUT_TIMEOUT_OPTION:
-      time_option ("out-timeout", optarg, &mds->out_ms);
-      break;
-    case REPAIR_CONCURRENCY_OPTION:
-      r = parse_uint32 (optarg, 1, REPAIR_CONCURRENCY_MAX,
-                        &mds->repair_concurrency);
-      if (r < 0)
-        bad_option ("repair-concurrency", optarg,
-                    "must be a number from 1 to 64");
-      break;
-    case REPAIR_BANDWIDTH_OPTION:
-      r = parse_size (optarg, &mds->repair_bandwidth);
-      if (r < 0)
-        bad_option ("repair-bandwidth", optarg, "not a size");
-      break;
-    case HIGH_WATER_OPTION:
-      r = parse_uint32 (optarg, 1, 100, &mds->high_water);
-      if (r < 0)
-        bad_option ("high-water", optarg, "must be a percentage from 1 to 100");
-      break;
-    case KEY_FILE_OPTION:
-      mds->key_file = optarg;
-      break;
-    case TLS_OPTION:
-      mds->tls = true;
-      break;
-    case HANDSHAKE_TIMEOUT_OPTION:
-      time_option ("handshake-timeout", optarg, &mds->handshake_timeout_ms);
-      break;
-    case MAX_CONNECTIONS_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_CONNS_MAX, &mds->max_conns) < 0)
-        bad_option ("max-connections", optarg,
-                    "must be a number from 1 to 65536");
-      break;
-    case MAX_UNAUTH_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_UNAUTH_MAX, &mds->max_unauth) < 0)
-        bad_option ("max-unauthenticated", optarg,
-                    "must be a number from 1 to 16384");
-      break;
-    case 'f':
-      opts->foreground = true;
-      break;
-    case 'P':
-      opts->pidfile = optarg;
-      break;
-    case 'v':
-      log_verbose = 1;
-      break;
-    case 'D':
-      r = log_set_debug_flag (optarg);
-      if (r == -ENOENT)
-        bad_option ("debug", optarg, "no such debug flag");
-      if (r < 0)
-        bad_option ("debug", optarg, "expected AREA.FLAG=N");
-      break;
-    case EXIT_WITH_PARENT_OPTION:
-      opts->exit_with_parent = true;
-      break;
-    case HELP_OPTION:
-      usage (stdout, EXIT_SUCCESS);
-    case 'V':
-      printf ("%s %s\n", MDS_PROGRAM, PACKAGE_VERSION);
-      exit (EXIT_SUCCESS);
-    case LONG_OPTIONS:
-      list_options (true);
-    case SHORT_OPTIONS:
-      list_options (false);
-    default:
-      fprintf (stderr, "Try '%s --help' for more information.\n", MDS_PROGRAM);
-      exit (EXIT_FAILURE);
-    }
+  switch (c) {
+  case DB_OPTION:
+    mds->db_dir = arg;
+    break;
+  case INIT_OPTION:
+    opts->init = true;
+    break;
+  case SEGMENT_SIZE_OPTION:
+    r = parse_size (arg, &size);
+    if (r < 0)
+      daemon_bad_option (dc, "segment-size", arg, "not a size");
+    if (size < 65536 || size > 64 * 1024 * 1024 || (size & (size - 1)))
+      daemon_bad_option (dc, "segment-size", arg,
+                         "must be a power of two from 64K to 64M");
+    opts->segment_size = size;
+    opts->segment_size_set = true;
+    break;
+  case LEASE_TIMEOUT_OPTION:
+    time_option (dc, "lease-timeout", arg, &mds->lease_ms);
+    break;
+  case DOWN_TIMEOUT_OPTION:
+    time_option (dc, "down-timeout", arg, &mds->down_ms);
+    break;
+  case HEARTBEAT_INTERVAL_OPTION:
+    time_option (dc, "heartbeat-interval", arg, &mds->heartbeat_ms);
+    break;
+  case OUT_TIMEOUT_OPTION:
+    time_option (dc, "out-timeout", arg, &mds->out_ms);
+    break;
+  case REPAIR_CONCURRENCY_OPTION:
+    mds->repair_concurrency = daemon_number_option (
+        dc, "repair-concurrency", arg, REPAIR_CONCURRENCY_MAX);
+    break;
+  case REPAIR_BANDWIDTH_OPTION:
+    r = parse_size (arg, &mds->repair_bandwidth);
+    if (r < 0)
+      daemon_bad_option (dc, "repair-bandwidth", arg, "not a size");
+    break;
+  case HIGH_WATER_OPTION:
+    r = parse_uint32 (arg, 1, 100, &mds->high_water);
+    if (r < 0)
+      daemon_bad_option (dc, "high-water", arg,
+                         "must be a percentage from 1 to 100");
+    break;
+  case KEY_FILE_OPTION:
+    mds->key_file = arg;
+    break;
+  case HANDSHAKE_TIMEOUT_OPTION:
+    time_option (dc, "handshake-timeout", arg, &mds->handshake_timeout_ms);
+    break;
   }
+}
 
-  if (optind < argc) {
-    fprintf (stderr, "%s: unexpected argument: %s\n", MDS_PROGRAM,
-             argv[optind]);
-    exit (EXIT_FAILURE);
-  }
+/* Parse and check the command line into MDS, OPTS and DC (the shared
+ * options); exits on error.
+ */
+static void
+parse_options (int argc, char *argv[], struct mds *mds, struct options *opts,
+               struct daemon_common *dc)
+{
+  opts->mds = mds;
+  daemon_parse_options (dc, argc, argv, opts);
+  mds->tls = dc->tls;
+  mds->max_conns = dc->max_conns;
+  mds->max_unauth = dc->max_unauth;
   if (mds->db_dir == NULL) {
     fprintf (stderr, "%s: --db: a catalog directory is required\n",
              MDS_PROGRAM);
@@ -391,9 +276,6 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
              MDS_PROGRAM);
     exit (EXIT_FAILURE);
   }
-  /* The parent of a daemon is the process that just exited. */
-  if (opts->exit_with_parent)
-    opts->foreground = true;
 }
 
 /* The key file's path: --key-file, else DIR/cluster.key (malloc'd, or
@@ -549,40 +431,6 @@ open_catalog (struct mds *mds, const struct options *opts)
   return 0;
 }
 
-/* Listen on mds->listen_addr (made absolute for a unix socket, so that it
- * can be removed after the daemon's chdir).  *ABS_PATH receives the unix
- * socket's path (malloc'd) or NULL.  Prints the reason and returns -1 on
- * failure.
- */
-static int
-start_listening (struct mds *mds, char **abs_path)
-{
-  char where[PROTO_ADDR_MAX + 64];
-  int fd;
-
-  *abs_path = NULL;
-  if (strncmp (mds->listen_addr, "unix:", 5) == 0) {
-    *abs_path = daemon_absolute_path (mds->listen_addr + 5);
-    if (*abs_path == NULL) {
-      fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
-      return -1;
-    }
-  }
-  fd = sock_listen (mds->listen_addr);
-  if (fd < 0) {
-    fprintf (stderr, "%s: --listen: %s: %s\n", MDS_PROGRAM, mds->listen_addr,
-             strerror (-fd));
-    free (*abs_path);
-    *abs_path = NULL;
-    return -1;
-  }
-  mds->listen_fd = fd;
-  if (sock_local_address (fd, where, sizeof where) < 0)
-    snprintf (where, sizeof where, "%s", mds->listen_addr);
-  log_info ("listening on %s", where);
-  return 0;
-}
-
 /* Set up the lock, the conditions (on the monotonic clock), the start
  * time and the placement seed.
  */
@@ -604,6 +452,15 @@ init_state (struct mds *mds)
     mds->rng = (uint64_t)time (NULL) ^ (uint64_t)getpid () << 32;
 }
 
+/* What the shared daemon code needs of the MDS. */
+static const struct daemon_spec spec = {
+  .program = MDS_PROGRAM,
+  .default_listen = DEFAULT_LISTEN,
+  .long_options = long_options,
+  .usage = usage,
+  .option = mds_option,
+};
+
 /* Wait for SIGTERM or SIGINT (blocked in every thread). */
 static void
 wait_for_signal (const sigset_t *set)
@@ -619,15 +476,12 @@ int
 main (int argc, char *argv[])
 {
   struct mds mds = {
-    .listen_addr = DEFAULT_LISTEN,
     .lease_ms = DEFAULT_LEASE_MS,
     .down_ms = DEFAULT_DOWN_MS,
     .heartbeat_ms = DEFAULT_HEARTBEAT_MS,
     .out_ms = DEFAULT_OUT_MS,
     .repair_concurrency = DEFAULT_REPAIR_CONCURRENCY,
     .handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    .max_conns = DEFAULT_MAX_CONNS,
-    .max_unauth = DEFAULT_MAX_UNAUTH,
     .high_water = DEFAULT_HIGH_WATER,
     .listen_fd = -1,
   };
@@ -637,35 +491,20 @@ main (int argc, char *argv[])
     { "mds.repair", &mds.debug_repair },
     { NULL, NULL },
   };
-  CLEANUP_FREE char *pidfile = NULL;
-  CLEANUP_FREE char *socket_path = NULL;
-  int ready_fd = -1, r, status = EXIT_FAILURE;
+  struct daemon_common dc;
+  int r, status = EXIT_FAILURE;
   bool busy = false;
   sigset_t set;
 
   log_init (MDS_PROGRAM);
-  log_register_debug_flags (debug_flags);
-  parse_options (argc, argv, &mds, &opts);
-  if (opts.pidfile && (pidfile = daemon_absolute_path (opts.pidfile)) == NULL) {
-    fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
-    exit (EXIT_FAILURE);
-  }
+  daemon_common_init (&dc, &spec, debug_flags);
+  parse_options (argc, argv, &mds, &opts, &dc);
 
-  if (!opts.foreground && (ready_fd = daemon_fork ()) < 0) {
-    fprintf (stderr, "%s: fork: %s\n", MDS_PROGRAM, strerror (-ready_fd));
-    exit (EXIT_FAILURE);
-  }
-  if (opts.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
-    fprintf (stderr, "%s: --exit-with-parent: prctl: %m\n", MDS_PROGRAM);
-    exit (EXIT_FAILURE);
-  }
-  /* Every thread inherits this mask; main takes the signals in sigwait. */
-  signal (SIGPIPE, SIG_IGN);
-  sigemptyset (&set);
-  sigaddset (&set, SIGTERM);
-  sigaddset (&set, SIGINT);
-  pthread_sigmask (SIG_BLOCK, &set, NULL);
-
+  /* Every thread inherits the signal mask; main takes the signals in
+   * sigwait.
+   */
+  if (daemon_detach (&dc) < 0 || daemon_signals (&dc, &set) < 0)
+    goto out;
   if (open_catalog (&mds, &opts) < 0)
     goto out;
   daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
@@ -684,7 +523,8 @@ main (int argc, char *argv[])
              catalog_strerror (r));
     goto out;
   }
-  if (start_listening (&mds, &socket_path) < 0)
+  mds.listen_fd = daemon_listen (&dc, NULL, 0);
+  if (mds.listen_fd < 0)
     goto out;
   r = mds_serve_start (&mds);
   if (r == 0) {
@@ -697,28 +537,22 @@ main (int argc, char *argv[])
              strerror (-r));
     goto out_socket;
   }
-  if (pidfile && (r = daemon_write_pidfile (pidfile)) < 0) {
-    fprintf (stderr, "%s: --pidfile: %s: %s\n", MDS_PROGRAM, pidfile,
-             strerror (-r));
+  if (daemon_pidfile (&dc) < 0) {
     busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
     busy |= mds_repair_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
     goto out_socket;
   }
-  daemon_ready (ready_fd);
-  ready_fd = -1;
+  daemon_serving (&dc);
 
   wait_for_signal (&set);
   status = EXIT_SUCCESS;
   /* If threads still use the catalog and the state, leave them to exit. */
   busy = mds_serve_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
   busy |= mds_repair_stop (&mds, SHUTDOWN_WAIT_MS) < 0;
-  if (pidfile)
-    unlink (pidfile);
 out_socket:
   close (mds.listen_fd);
-  if (socket_path)
-    unlink (socket_path);
 out:
+  daemon_common_free (&dc);
   if (!busy) {
     catalog_close (mds.cat);
     mds_index_free (&mds);

@@ -63,13 +63,11 @@
 #define SS_SEND_IOV 128
 #define SS_RECV_BUF (16u * 1024)
 
-/* Defaults of --handshake-timeout, --frame-timeout, --max-connections
- * and --max-unauthenticated (admit.c).
+/* Defaults of --handshake-timeout and --frame-timeout (admit.c); those
+ * of --max-connections and --max-unauthenticated are daemon.h's.
  */
 #define SS_DEFAULT_HANDSHAKE_TIMEOUT 10 /* seconds */
 #define SS_DEFAULT_FRAME_TIMEOUT 30     /* seconds */
-#define SS_DEFAULT_MAX_CONNS 1024
-#define SS_DEFAULT_MAX_UNAUTH 256
 
 /* Segment sizes a cluster may use: a power of two between these
  * (ss_segment_size_valid).  A cluster's is fixed when its MDS catalog is
@@ -99,14 +97,10 @@ struct ss_pull;
 struct ss_ctx {
   char *data_dir;      /* --data, absolute */
   char *mds_addr;      /* --mds */
-  char *listen_addr;   /* --listen (unix: paths made absolute) */
   char *advertise_opt; /* --advertise or NULL */
   char *zone;          /* --zone, "" if unset */
   uint64_t size;       /* --size: capacity when formatting */
   bool size_set;
-  bool foreground;
-  char *pidfile; /* absolute, or NULL */
-  bool exit_with_parent;
   uint32_t max_pulls; /* --max-pulls */
   char *key_file;     /* --key-file (the key itself: auth_key_current) */
   bool tls;           /* --tls */

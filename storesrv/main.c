@@ -16,12 +16,9 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +28,6 @@
 #include "daemon.h"
 #include "log.h"
 #include "parse.h"
-#include "sock.h"
 
 #include "internal.h"
 
@@ -39,104 +35,66 @@
 #define DEFAULT_LISTEN "127.0.0.1:7421"
 #define DEFAULT_SIZE (UINT64_C (8) * 1024 * 1024 * 1024)
 
+/* The storage server's own options; the shared ones are daemon.h's. */
 enum {
-  HELP_OPTION = CHAR_MAX + 1,
-  LONG_OPTIONS,
-  SHORT_OPTIONS,
-  DATA_OPTION,
+  DATA_OPTION = DAEMON_OPTION_END,
   MDS_OPTION,
   SIZE_OPTION,
-  LISTEN_OPTION,
   ADVERTISE_OPTION,
   ZONE_OPTION,
-  EXIT_WITH_PARENT_OPTION,
   MAX_PULLS_OPTION,
   KEY_FILE_OPTION,
-  TLS_OPTION,
   HANDSHAKE_TIMEOUT_OPTION,
   FRAME_TIMEOUT_OPTION,
-  MAX_CONNECTIONS_OPTION,
-  MAX_UNAUTH_OPTION,
   MAX_INFLIGHT_OPTION,
 };
 
-/* Bounds of the connection options (as the MDS's). */
+/* Bounds of the timeout options. */
 #define MAX_HANDSHAKE_TIMEOUT 86400
 #define MAX_FRAME_TIMEOUT 86400
-#define MAX_MAX_CONNS 65536
-#define MAX_MAX_UNAUTH 16384
 
-static const char short_options[] = "fP:vD:V";
 static const struct option long_options[] = {
   { "advertise", required_argument, NULL, ADVERTISE_OPTION },
   { "data", required_argument, NULL, DATA_OPTION },
-  { "debug", required_argument, NULL, 'D' },
-  { "exit-with-parent", no_argument, NULL, EXIT_WITH_PARENT_OPTION },
-  { "foreground", no_argument, NULL, 'f' },
   { "frame-timeout", required_argument, NULL, FRAME_TIMEOUT_OPTION },
   { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
-  { "help", no_argument, NULL, HELP_OPTION },
   { "key-file", required_argument, NULL, KEY_FILE_OPTION },
-  { "listen", required_argument, NULL, LISTEN_OPTION },
-  { "long-options", no_argument, NULL, LONG_OPTIONS },
-  { "max-connections", required_argument, NULL, MAX_CONNECTIONS_OPTION },
   { "max-inflight", required_argument, NULL, MAX_INFLIGHT_OPTION },
   { "max-pulls", required_argument, NULL, MAX_PULLS_OPTION },
-  { "max-unauthenticated", required_argument, NULL, MAX_UNAUTH_OPTION },
   { "mds", required_argument, NULL, MDS_OPTION },
-  { "tls", no_argument, NULL, TLS_OPTION },
-  { "pidfile", required_argument, NULL, 'P' },
-  { "short-options", no_argument, NULL, SHORT_OPTIONS },
   { "size", required_argument, NULL, SIZE_OPTION },
-  { "verbose", no_argument, NULL, 'v' },
-  { "version", no_argument, NULL, 'V' },
   { "zone", required_argument, NULL, ZONE_OPTION },
+  DAEMON_LONG_OPTIONS,
   { NULL },
 };
 
-static void usage (FILE *fp, int status) __attribute__ ((noreturn));
-static void bad_option (const char *opt, const char *fmt, ...)
-    __attribute__ ((noreturn, format (printf, 2, 3)));
-
-/* Print the usage on FP and exit with STATUS. */
+/* Print the synopsis and the server's own options on FP (--help; the
+ * shared options follow).
+ */
 static void
-usage (FILE *fp, int status)
+usage (FILE *fp)
 {
   static const char options[] =
       "Serve the segments of a Tessera cluster from a local store.\n"
       "\n"
       "Options:\n"
-      "  --data DIR             store directory (created if missing)\n"
-      "  --mds ADDR             metadata server (default " DEFAULT_MDS ")\n"
-      "  --size SIZE            capacity when formatting (default 8G)\n"
-      "  --listen ADDR          listen on HOST:PORT, [V6]:PORT or unix:PATH\n"
-      "                         (default " DEFAULT_LISTEN ")\n"
-      "  --advertise ADDR       address given to clients (default: bound)\n"
-      "  --zone NAME            failure domain label\n"
-      "  --max-pulls N          segment copies (SEG_PULL) at once\n"
-      "                         (default 2)\n"
-      "  --key-file FILE        cluster key (default\n"
-      "                         " AUTH_DEFAULT_KEY_FILE ")\n"
-      "  --tls                  TLS on every connection, to and from\n"
-      "                         this server (every component must use it)\n"
-      "  --handshake-timeout S  close connections not authenticated\n"
-      "                         within S seconds (default 10)\n"
-      "  --frame-timeout S      close authenticated connections that\n"
-      "                         send part of a frame, then nothing for\n"
-      "                         S seconds (default 30; idle ones stay)\n"
-      "  --max-connections N    authenticated connections (default 1024)\n"
-      "  --max-unauthenticated N  connections in the handshake; the\n"
-      "                         oldest is dropped beyond (default 256)\n"
-      "  --max-inflight N       requests read ahead per connection\n"
-      "                         (default 64)\n"
-      "  -f, --foreground       do not daemonize\n"
-      "  -P, --pidfile FILE     write the pid once serving\n"
-      "  -v, --verbose          debug messages\n"
-      "  -D, --debug FLAG=N     storesrv.requests, storesrv.index,\n"
-      "                         storesrv.mds or storesrv.pull\n"
-      "  --exit-with-parent     exit when the parent process exits\n"
-      "  --help                 this help\n"
-      "  -V, --version          print the version\n";
+      "  --data DIR                store directory (created if missing)\n"
+      "  --mds ADDR                metadata server (default " DEFAULT_MDS ")\n"
+      "  --size SIZE               capacity when formatting (default 8G)\n"
+      "  --advertise ADDR          address given to clients (default: "
+      "bound)\n"
+      "  --zone NAME               failure domain label\n"
+      "  --max-pulls N             segment copies (SEG_PULL) at once\n"
+      "                            (default 2)\n"
+      "  --key-file FILE           cluster key (default\n"
+      "                            " AUTH_DEFAULT_KEY_FILE ")\n"
+      "  --handshake-timeout S     close connections not authenticated\n"
+      "                            within S seconds (default 10)\n"
+      "  --frame-timeout S         close authenticated connections that\n"
+      "                            send part of a frame, then nothing for\n"
+      "                            S seconds (default 30; idle ones stay)\n"
+      "  --max-inflight N          requests read ahead per connection\n"
+      "                            (default 64)\n";
 
   fprintf (fp,
            "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
@@ -149,188 +107,105 @@ usage (FILE *fp, int status)
            "         [--exit-with-parent]\n\n",
            SS_PROGRAM);
   fputs (options, fp);
-  exit (status);
 }
 
-/* Report a bad option value and exit 1. */
-static void
-bad_option (const char *opt, const char *fmt, ...)
-{
-  va_list ap;
-
-  fprintf (stderr, "%s: %s: ", SS_PROGRAM, opt);
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fputc ('\n', stderr);
-  exit (EXIT_FAILURE);
-}
-
-/* Check an address option; unix: paths become absolute (the daemon
- * changes to / and advertises the path).
- */
-static char *
-address_option (const char *opt, const char *addr)
-{
-  char *abs, *p;
-
-  if (sock_address_check (addr) < 0)
-    bad_option (opt, "invalid address: %s", addr);
-  if (strncmp (addr, "unix:", 5) != 0 || addr[5] == '/')
-    p = strdup (addr);
-  else {
-    abs = daemon_absolute_path (addr + 5);
-    if (abs == NULL || asprintf (&p, "unix:%s", abs) == -1)
-      p = NULL;
-    free (abs);
-  }
-  if (p == NULL)
-    bad_option (opt, "%s", strerror (errno));
-  return p;
-}
-
-/* Parse the command line into CTX; exit on --help, --version and
- * errors.
+/* Take the server's own option C with its argument ARG into OPAQUE, the
+ * struct ss_ctx (daemon_spec.option).
  */
 static void
-parse_options (struct ss_ctx *ctx, int argc, char **argv)
+ss_option (const struct daemon_common *dc, void *opaque, int c, const char *arg)
 {
-  int c, r;
-  size_t i;
+  struct ss_ctx *ctx = opaque;
+  int r;
 
-  for (;;) {
-    c = getopt_long (argc, argv, short_options, long_options, NULL);
-    if (c == -1)
-      break;
-    switch (c) {
-    case DATA_OPTION:
-      free (ctx->data_dir);
-      ctx->data_dir = daemon_absolute_path (optarg);
-      if (ctx->data_dir == NULL || optarg[0] == '\0')
-        bad_option ("--data", "invalid directory: %s", optarg);
-      break;
-    case MDS_OPTION:
-      free (ctx->mds_addr);
-      ctx->mds_addr = address_option ("--mds", optarg);
-      break;
-    case SIZE_OPTION:
-      r = parse_size (optarg, &ctx->size);
-      if (r < 0 || ctx->size == 0)
-        bad_option ("--size", "invalid size: %s", optarg);
-      ctx->size_set = true;
-      break;
-    case LISTEN_OPTION:
-      free (ctx->listen_addr);
-      ctx->listen_addr = address_option ("--listen", optarg);
-      break;
-    case ADVERTISE_OPTION:
-      free (ctx->advertise_opt);
-      ctx->advertise_opt = address_option ("--advertise", optarg);
-      if (strlen (ctx->advertise_opt) > PROTO_ADDR_MAX)
-        bad_option ("--advertise", "longer than %d bytes", PROTO_ADDR_MAX);
-      break;
-    case ZONE_OPTION:
-      if (strlen (optarg) > PROTO_ZONE_MAX)
-        bad_option ("--zone", "longer than %d bytes", PROTO_ZONE_MAX);
-      free (ctx->zone);
-      ctx->zone = strdup (optarg);
-      break;
-    case MAX_PULLS_OPTION:
-      if (parse_uint32 (optarg, 1, SS_MAX_MAX_PULLS, &ctx->max_pulls) < 0)
-        bad_option ("--max-pulls", "expected a number from 1 to %d: %s",
-                    SS_MAX_MAX_PULLS, optarg);
-      break;
-    case TLS_OPTION:
-      ctx->tls = true;
-      break;
-    case KEY_FILE_OPTION:
-      free (ctx->key_file);
-      ctx->key_file = strdup (optarg);
-      if (ctx->key_file == NULL || optarg[0] == '\0')
-        bad_option ("--key-file", "invalid file name: %s", optarg);
-      break;
-    case HANDSHAKE_TIMEOUT_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_HANDSHAKE_TIMEOUT,
-                        &ctx->handshake_timeout) < 0)
-        bad_option ("--handshake-timeout", "expected seconds from 1 to %d: %s",
-                    MAX_HANDSHAKE_TIMEOUT, optarg);
-      break;
-    case FRAME_TIMEOUT_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_FRAME_TIMEOUT, &ctx->frame_timeout) < 0)
-        bad_option ("--frame-timeout", "expected seconds from 1 to %d: %s",
-                    MAX_FRAME_TIMEOUT, optarg);
-      break;
-    case MAX_CONNECTIONS_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_MAX_CONNS, &ctx->max_conns) < 0)
-        bad_option ("--max-connections", "expected a number from 1 to %d: %s",
-                    MAX_MAX_CONNS, optarg);
-      break;
-    case MAX_UNAUTH_OPTION:
-      if (parse_uint32 (optarg, 1, MAX_MAX_UNAUTH, &ctx->max_unauth) < 0)
-        bad_option ("--max-unauthenticated",
-                    "expected a number from 1 to %d: %s", MAX_MAX_UNAUTH,
-                    optarg);
-      break;
-    case MAX_INFLIGHT_OPTION:
-      if (parse_uint32 (optarg, 1, SS_MAX_MAX_INFLIGHT, &ctx->max_inflight) < 0)
-        bad_option ("--max-inflight", "expected a number from 1 to %d: %s",
-                    SS_MAX_MAX_INFLIGHT, optarg);
-      break;
-    case 'f':
-      ctx->foreground = true;
-      break;
-    case 'P':
-      free (ctx->pidfile);
-      ctx->pidfile = daemon_absolute_path (optarg);
-      if (ctx->pidfile == NULL || optarg[0] == '\0')
-        bad_option ("--pidfile", "invalid file name: %s", optarg);
-      break;
-    case 'v':
-      log_verbose = 1;
-      break;
-    case 'D':
-      r = log_set_debug_flag (optarg);
-      if (r < 0)
-        bad_option ("--debug", "%s: %s", optarg,
-                    r == -ENOENT ? "no such debug flag"
-                                 : "expected AREA.FLAG=N");
-      break;
-    case EXIT_WITH_PARENT_OPTION:
-      ctx->exit_with_parent = true;
-      break;
-    case HELP_OPTION:
-      usage (stdout, EXIT_SUCCESS);
-    case 'V':
-      printf ("%s %s\n", SS_PROGRAM, PACKAGE_VERSION);
-      exit (EXIT_SUCCESS);
-    case LONG_OPTIONS:
-      for (i = 0; long_options[i].name; i++)
-        if (strcmp (long_options[i].name, "long-options") != 0 &&
-            strcmp (long_options[i].name, "short-options") != 0)
-          printf ("--%s\n", long_options[i].name);
-      exit (EXIT_SUCCESS);
-    case SHORT_OPTIONS:
-      for (i = 0; short_options[i]; i++)
-        if (short_options[i] != ':')
-          printf ("-%c\n", short_options[i]);
-      exit (EXIT_SUCCESS);
-    default:
-      usage (stderr, EXIT_FAILURE);
-    }
+  switch (c) {
+  case DATA_OPTION:
+    free (ctx->data_dir);
+    ctx->data_dir = daemon_absolute_path (arg);
+    if (ctx->data_dir == NULL || arg[0] == '\0')
+      daemon_bad_option (dc, "data", arg, "not a directory name");
+    break;
+  case MDS_OPTION:
+    free (ctx->mds_addr);
+    ctx->mds_addr = daemon_address_option (dc, "mds", arg);
+    break;
+  case SIZE_OPTION:
+    r = parse_size (arg, &ctx->size);
+    if (r < 0 || ctx->size == 0)
+      daemon_bad_option (dc, "size", arg, "not a size");
+    ctx->size_set = true;
+    break;
+  case ADVERTISE_OPTION:
+    free (ctx->advertise_opt);
+    ctx->advertise_opt = daemon_address_option (dc, "advertise", arg);
+    if (strlen (ctx->advertise_opt) > PROTO_ADDR_MAX)
+      daemon_bad_option (dc, "advertise", arg, "longer than %d bytes",
+                         PROTO_ADDR_MAX);
+    break;
+  case ZONE_OPTION:
+    if (strlen (arg) > PROTO_ZONE_MAX)
+      daemon_bad_option (dc, "zone", arg, "longer than %d bytes",
+                         PROTO_ZONE_MAX);
+    free (ctx->zone);
+    ctx->zone = strdup (arg);
+    break;
+  case MAX_PULLS_OPTION:
+    ctx->max_pulls =
+        daemon_number_option (dc, "max-pulls", arg, SS_MAX_MAX_PULLS);
+    break;
+  case KEY_FILE_OPTION:
+    free (ctx->key_file);
+    ctx->key_file = strdup (arg);
+    if (ctx->key_file == NULL || arg[0] == '\0')
+      daemon_bad_option (dc, "key-file", arg, "not a file name");
+    break;
+  case HANDSHAKE_TIMEOUT_OPTION:
+    if (parse_uint32 (arg, 1, MAX_HANDSHAKE_TIMEOUT, &ctx->handshake_timeout) <
+        0)
+      daemon_bad_option (dc, "handshake-timeout", arg,
+                         "must be from 1 to %d seconds", MAX_HANDSHAKE_TIMEOUT);
+    break;
+  case FRAME_TIMEOUT_OPTION:
+    if (parse_uint32 (arg, 1, MAX_FRAME_TIMEOUT, &ctx->frame_timeout) < 0)
+      daemon_bad_option (dc, "frame-timeout", arg,
+                         "must be from 1 to %d seconds", MAX_FRAME_TIMEOUT);
+    break;
+  case MAX_INFLIGHT_OPTION:
+    ctx->max_inflight =
+        daemon_number_option (dc, "max-inflight", arg, SS_MAX_MAX_INFLIGHT);
+    break;
   }
-  if (optind < argc)
-    bad_option (argv[optind], "unexpected argument");
-  if (ctx->data_dir == NULL)
-    bad_option ("--data", "this option is required");
-  if (ctx->zone == NULL || ctx->mds_addr == NULL || ctx->listen_addr == NULL ||
-      ctx->key_file == NULL) {
+}
+
+/* Parse the command line into CTX and DC (the shared options); exit on
+ * --help, --version and errors.
+ */
+static void
+parse_options (struct ss_ctx *ctx, struct daemon_common *dc, int argc,
+               char **argv)
+{
+  daemon_parse_options (dc, argc, argv, ctx);
+  if (ctx->data_dir == NULL) {
+    fprintf (stderr, "%s: --data: a store directory is required\n", SS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (ctx->zone == NULL || ctx->mds_addr == NULL || ctx->key_file == NULL) {
     fprintf (stderr, "%s: %s\n", SS_PROGRAM, strerror (ENOMEM));
     exit (EXIT_FAILURE);
   }
-  /* As with nbdkit: the parent watches us, so stay in its session. */
-  if (ctx->exit_with_parent)
-    ctx->foreground = true;
+  ctx->tls = dc->tls;
+  ctx->max_conns = dc->max_conns;
+  ctx->max_unauth = dc->max_unauth;
 }
+
+/* What the shared daemon code needs of the storage server. */
+static const struct daemon_spec spec = {
+  .program = SS_PROGRAM,
+  .default_listen = DEFAULT_LISTEN,
+  .long_options = long_options,
+  .usage = usage,
+  .option = ss_option,
+};
 
 /* Load the cluster key (--key-file) for every handshake of the process.
  * Returns 0 or -errno (logged).
@@ -375,27 +250,18 @@ draw_incarnation (struct ss_ctx *ctx)
   return 0;
 }
 
-/* Listen, and work out the address to advertise. */
+/* Listen, and work out the address to advertise: --advertise, else the
+ * address bound.
+ */
 static int
-start_listening (struct ss_ctx *ctx)
+start_listening (struct ss_ctx *ctx, struct daemon_common *dc)
 {
-  int r;
-
-  ctx->listen_fd = sock_listen (ctx->listen_addr);
-  if (ctx->listen_fd < 0) {
-    log_error ("listen: %s: %s", ctx->listen_addr, strerror (-ctx->listen_fd));
+  ctx->listen_fd = daemon_listen (dc, ctx->advertise, sizeof ctx->advertise);
+  if (ctx->listen_fd < 0)
     return ctx->listen_fd;
-  }
-  if (ctx->advertise_opt) {
+  if (ctx->advertise_opt)
     snprintf (ctx->advertise, sizeof ctx->advertise, "%s", ctx->advertise_opt);
-    return 0;
-  }
-  r = sock_local_address (ctx->listen_fd, ctx->advertise,
-                          sizeof ctx->advertise);
-  if (r < 0)
-    log_error ("listen: %s: local address: %s", ctx->listen_addr,
-               strerror (-r));
-  return r;
+  return 0;
 }
 
 /* Set up the ring and load the store's open index into it.  Must run
@@ -503,14 +369,10 @@ ctx_cleanup (struct ss_ctx *ctx)
   ss_store_close (ctx->store);
   if (ctx->listen_fd >= 0)
     close (ctx->listen_fd);
-  if (strncmp (ctx->listen_addr, "unix:", 5) == 0)
-    unlink (ctx->listen_addr + 5);
   free (ctx->data_dir);
   free (ctx->mds_addr);
-  free (ctx->listen_addr);
   free (ctx->advertise_opt);
   free (ctx->zone);
-  free (ctx->pidfile);
   free (ctx->key_file);
 }
 
@@ -523,8 +385,6 @@ main (int argc, char **argv)
                         .max_pulls = SS_DEFAULT_MAX_PULLS,
                         .handshake_timeout = SS_DEFAULT_HANDSHAKE_TIMEOUT,
                         .frame_timeout = SS_DEFAULT_FRAME_TIMEOUT,
-                        .max_conns = SS_DEFAULT_MAX_CONNS,
-                        .max_unauth = SS_DEFAULT_MAX_UNAUTH,
                         .max_inflight = SS_CONN_MAX_REQS,
                         .exit_status = EXIT_SUCCESS };
   const struct log_debug_flag flags[] = {
@@ -534,42 +394,29 @@ main (int argc, char **argv)
     { "storesrv.pull", &ctx.debug_pull },
     { NULL },
   };
+  struct daemon_common dc;
   struct proto_register_reply reply;
-  bool pidfile_written = false;
-  int ready_fd = -1;
   sigset_t sigs;
   int r;
 
   log_init (SS_PROGRAM);
-  log_register_debug_flags (flags);
+  daemon_common_init (&dc, &spec, flags);
   ctx.mds_addr = strdup (DEFAULT_MDS);
-  ctx.listen_addr = strdup (DEFAULT_LISTEN);
   ctx.zone = strdup ("");
   ctx.key_file = strdup (AUTH_DEFAULT_KEY_FILE);
-  parse_options (&ctx, argc, argv);
+  parse_options (&ctx, &dc, argc, argv);
   if (load_key (&ctx) < 0 || draw_incarnation (&ctx) < 0)
     goto out;
   daemon_raise_nofile ((unsigned long long)ctx.max_conns + ctx.max_unauth + 64,
                        "--max-connections and --max-unauthenticated");
 
-  if (ctx.exit_with_parent && prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
-    log_error ("prctl: PR_SET_PDEATHSIG: %s", strerror (errno));
-    goto out;
-  }
   /* Signals are read through the ring (signalfd); no thread takes them. */
-  signal (SIGPIPE, SIG_IGN);
-  sigemptyset (&sigs);
-  sigaddset (&sigs, SIGTERM);
-  sigaddset (&sigs, SIGINT);
-  pthread_sigmask (SIG_BLOCK, &sigs, NULL);
-
+  if (daemon_signals (&dc, &sigs) < 0)
+    goto out;
   if (ss_store_open (ctx.data_dir, ctx.size, &ctx.store) < 0 ||
-      read_marker (&ctx) < 0 || start_listening (&ctx) < 0)
+      read_marker (&ctx) < 0 || start_listening (&ctx, &dc) < 0 ||
+      daemon_detach (&dc) < 0)
     goto out;
-  if (!ctx.foreground && (ready_fd = daemon_fork ()) < 0) {
-    log_error ("daemonize: %s", strerror (-ready_fd));
-    goto out;
-  }
   /* A formatted store registers with its real usage. */
   if (ss_mds_new (&ctx, &ctx.mds) < 0 ||
       (ctx.store->formatted &&
@@ -598,18 +445,11 @@ main (int argc, char **argv)
       ss_index_start (ctx.index) < 0)
     goto out;
   ss_mds_store_ready (ctx.mds);
-  if (ctx.pidfile) {
-    r = daemon_write_pidfile (ctx.pidfile);
-    if (r < 0) {
-      log_error ("pidfile: %s: %s", ctx.pidfile, strerror (-r));
-      goto out;
-    }
-    pidfile_written = true;
-  }
+  if (daemon_pidfile (&dc) < 0)
+    goto out;
   log_info ("serving %s on %s (incarnation %016" PRIx64 ")", ctx.data_dir,
             ctx.advertise, ctx.incarnation);
-  daemon_ready (ready_fd);
-  ready_fd = -1;
+  daemon_serving (&dc);
   if (ss_loop_run (ctx.loop) < 0 || stop_cleanly (&ctx) < 0)
     goto out;
   goto cleanup;
@@ -617,11 +457,8 @@ main (int argc, char **argv)
 out:
   ctx.exit_status = EXIT_FAILURE;
 cleanup:
-  if (pidfile_written)
-    unlink (ctx.pidfile);
   r = __atomic_load_n (&ctx.exit_status, __ATOMIC_SEQ_CST);
   ctx_cleanup (&ctx);
-  if (ready_fd >= 0)
-    close (ready_fd); /* the waiting parent exits 1 */
+  daemon_common_free (&dc); /* a waiting parent exits with R */
   return r;
 }

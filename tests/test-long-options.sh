@@ -54,3 +54,18 @@ expect_fail "init" "$TESSERA_MDS_BIN" --db "$d/none" -f
 expect_fail "listen|address" "$TESSERA_MDS_BIN" --db "$d/m" --init --listen nonsense -f
 expect_fail "size" "$TESSERA_STORESRV_BIN" --data "$d/s" --size 12Q -f
 expect_fail "data" "$TESSERA_STORESRV_BIN" -f
+
+# The options both daemons share are refused alike (common/utils/daemon.c).
+for prog in "$TESSERA_MDS_BIN --db $d/m" "$TESSERA_STORESRV_BIN --data $d/s"; do
+    # shellcheck disable=SC2086
+    set -- $prog
+    name="$(basename "$1")"
+    expect_fail "^$name: --listen: nonsense: not HOST:PORT" "$@" \
+        --listen nonsense -f
+    expect_fail "^$name: --max-connections: 0: must be a number from 1" \
+        "$@" --max-connections 0 -f
+    expect_fail "^$name: --pidfile: : not a file name" "$@" -P '' -f
+    expect_fail "^$name: --debug: x.y=1: no such debug flag" "$@" -D x.y=1
+    expect_fail "^$name: unexpected argument: extra" "$@" -f extra
+    expect_fail "Try '$name --help'" "$@" --no-such-option
+done

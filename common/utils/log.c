@@ -99,6 +99,12 @@ log_register_debug_flags (const struct log_debug_flag *flags)
   debug_flags = flags;
 }
 
+const struct log_debug_flag *
+log_debug_flags (void)
+{
+  return debug_flags;
+}
+
 int
 log_set_debug_flag (const char *spec)
 {

@@ -51,6 +51,8 @@ struct log_debug_flag {
   int *value;
 };
 extern void log_register_debug_flags (const struct log_debug_flag *flags);
+/* The table registered, or NULL (for --help). */
+extern const struct log_debug_flag *log_debug_flags (void);
 extern int log_set_debug_flag (const char *spec);
 
 #endif /* TESSERA_UTILS_LOG_H */
