@@ -14,6 +14,7 @@
  *   epoch-slots.c, map-entry.c, request.c.
  *
  * Lock order (outer first):
+ *   volume.lease_lock (held across MDS requests, volume.c)
  *   volume.flush_lock
  *   rangelock.lock (never held across other calls)
  *   volume.lost_lock (held across MDS requests, flush.c)
@@ -65,7 +66,7 @@ struct tessera_config {
   char *key_file;          /* key-file=FILE (absolute), or NULL */
   bool tls;                /* tls=true */
   const char *volume;      /* volume=NAME */
-  bool readonly;           /* readonly=true, or nbdkit -r */
+  bool readonly;           /* readonly=true */
   unsigned connections;    /* connections=N, per storage server */
   int timeout_ms;          /* timeout=SECONDS, in milliseconds */
   unsigned epoch_interval; /* epoch-interval=SECONDS */
@@ -284,13 +285,25 @@ struct volume {
   char name[PROTO_NAME_MAX + 1];
   uint64_t id;
   uint64_t size;
-  bool rw;
   uint32_t segment_size;
   unsigned seg_shift;
   uint64_t nsegments;
   uint64_t nchunks;
   uint64_t prefetch_next; /* the next chunk map_prefetch looks at */
-  uint32_t lease_ms;
+
+  /* The writer lease (volume_take_lease), taken by the first
+   * connection opened read-write; lease_lock serializes taking it.
+   * LEASED: VOL_OPEN read-write succeeded, so the lease must be renewed
+   * and released; set once.  RW: moreover the map cache was re-read
+   * since, so its holes are the truth: writes are allowed and reads
+   * trust cached holes; set once, after LEASED.  Until RW, the volume
+   * is served as a read-only open is.  lease_ms (under stop_lock) and
+   * min_copies are set before LEASED, the epoch (below) too.
+   */
+  pthread_mutex_t lease_lock;
+  atomic_bool leased;
+  atomic_bool rw;
+  uint32_t lease_ms; /* 0 until leased */
   /* A write, trim or zero must reach this many ok replicas of every
    * segment, or it fails (1 from an MDS that does not say).
    */
@@ -360,9 +373,10 @@ struct volume {
   atomic_bool unclean;       /* a write failed part way: never clean */
 
   /* Lease thread. */
-  pthread_mutex_t stop_lock; /* protects stopping */
+  pthread_mutex_t stop_lock; /* protects stopping, wake, lease_ms */
   pthread_cond_t stop_cond;
   bool stopping;
+  bool wake; /* the lease was taken: the thread starts renewing it */
   bool lease_thread_started;
   pthread_t lease_thread;
   bool opened; /* VOL_OPEN succeeded */
@@ -371,6 +385,7 @@ struct volume {
 
 extern int volume_open (const struct tessera_config *cfg, struct volume **out);
 extern int volume_start (struct volume *v);
+extern int volume_take_lease (struct volume *v);
 extern void volume_close (struct volume *v);
 extern void volume_free (struct volume *v);
 
@@ -410,6 +425,7 @@ extern int map_alloc (struct volume *v, uint64_t start, uint64_t needed,
 extern int map_replica_failed (struct volume *v, const struct seg *seg,
                                uint32_t server);
 extern void map_refresh (struct volume *v);
+extern int map_revalidate (struct volume *v);
 extern bool map_prefetch (struct volume *v, int budget_ms);
 extern void map_init (struct volume *v);
 extern void map_free (struct volume *v);

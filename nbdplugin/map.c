@@ -741,6 +741,49 @@ map_refresh (struct volume *v)
   }
 }
 
+/* Re-read every cached chunk of the map from the MDS (volume_take_lease,
+ * once the writer lease is taken), so that no cached hole predates the
+ * lease: a chunk fetched earlier may show a hole that the previous
+ * writer has allocated since.  A fetch of a chunk in flight may have
+ * been sent before the lease: wait for it, then re-read that chunk too.
+ * Replies that cross are harmless: entries are only added or replaced
+ * by newer ones, never removed (apply_map).  Returns 0 or -errno
+ * (reported).
+ */
+int
+map_revalidate (struct volume *v)
+{
+  uint64_t deadline = monotonic_ns () + (uint64_t)v->cfg->timeout_ms * 1000000;
+  struct map_op *op;
+  uint64_t ci, start;
+  uint32_t count;
+  bool loaded;
+  int r;
+
+  for (ci = 0; ci < v->nchunks; ci++) {
+    pthread_mutex_lock (&v->map_lock);
+    while ((op = op_find (v, PROTO_OP_MAP_GET, ci, 1)) != NULL) {
+      r = op_wait (v, op, deadline);
+      if (r == -ETIMEDOUT) {
+        pthread_mutex_unlock (&v->map_lock);
+        return op_failed (v, PROTO_OP_MAP_GET, r);
+      }
+    }
+    /* Not loaded and no fetch in flight: a later one is sent now. */
+    loaded = atomic_load (&v->chunks[ci]) != NULL;
+    pthread_mutex_unlock (&v->map_lock);
+    if (!loaded)
+      continue;
+    start = ci * PROTO_MAP_MAX;
+    count = v->nsegments - start < PROTO_MAP_MAX ? v->nsegments - start
+                                                 : PROTO_MAP_MAX;
+    r = reload (v, start, count, true);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
 /* Load the chunks of the map not cached yet, in order from where the
  * last call stopped, for about BUDGET_MS at most or until one fails
  * (the MDS away: the next call tries again).  So once it has run its

@@ -5,9 +5,11 @@
  *                  [connections=N] [timeout=SECONDS]
  *                  [epoch-interval=SECONDS] [open-timeout=SECONDS]
  *
- * The volume is opened once, in .get_ready, and shared by every NBD
- * connection (the handle of each connection is the volume itself), so
- * the export supports multi-conn.  See internal.h for the structure.
+ * The volume is opened once, read-only, in .get_ready, and shared by
+ * every NBD connection (the handle of each connection is the volume
+ * itself), so the export supports multi-conn.  The first connection
+ * that nbdkit opens read-write takes the writer lease (.open), so
+ * nbdkit -r never does.  See internal.h for the structure.
  */
 
 #include <config.h>
@@ -220,7 +222,8 @@ tessera_config_complete (void)
   "key-file=FILE              The cluster key (default $TESSERA_KEY_FILE,\n" \
   "                           else " AUTH_DEFAULT_KEY_FILE ").\n" \
   "tls=true                   TLS to the MDS and storage servers.\n" \
-  "readonly=true              Open the volume read-only.\n" \
+  "readonly=true              Serve read-only and never take the writer\n" \
+  "                           lease, as nbdkit -r does.\n" \
   "connections=N              Sockets per storage server (default 2).\n" \
   "timeout=SECONDS            Replica failure timeout; every request ends\n" \
   "                           within 1.5 times it (default 30).\n" \
@@ -237,101 +240,15 @@ tessera_dump_plugin (void)
   printf ("tessera_max_request=%u\n", PROTO_MAX_DATA);
 }
 
-/* Look at one argument P of nbdkit's command line for -r.  *SKIP is set
- * when the next argument belongs to an option given here.  Returns 1
- * for -r, -1 at "--" (the end of options), else 0.
- */
-static int
-read_only_arg (const char *p, bool *skip)
-{
-  static const char *const with_arg[] = {
-    "debug",         "export",
-    "export-name",   "exportname",
-    "filter",        "group",
-    "ip-addr",       "ipaddr",
-    "log",           "mask-handshake",
-    "pid-file",      "pidfile",
-    "port",          "run",
-    "selinux-label", "threads",
-    "tls",           "tls-certificates",
-    "tls-psk",       "unix",
-    "user",          NULL,
-  };
-  static const char short_with_arg[] = "DegipPtuU";
-  size_t i, n;
-
-  if (strcmp (p, "--") == 0)
-    return -1;
-  if (p[0] != '-' || p[1] == '\0')
-    return 0; /* plugin name, key=value, "-" */
-  if (p[1] == '-') {
-    p += 2;
-    if (strcmp (p, "readonly") == 0 || strcmp (p, "read-only") == 0)
-      return 1;
-    n = strcspn (p, "=");
-    for (i = 0; with_arg[i]; i++)
-      if (strlen (with_arg[i]) == n && strncmp (p, with_arg[i], n) == 0)
-        *skip = p[n] == '\0';
-    return 0;
-  }
-  for (i = 1; p[i]; i++) {
-    if (p[i] == 'r')
-      return 1;
-    if (strchr (short_with_arg, p[i])) {
-      *skip = p[i + 1] == '\0';
-      break;
-    }
-  }
-  return 0;
-}
-
-/* nbdkit's own -r (--readonly) is not visible to plugins before .open,
- * but the volume must be opened read-only in .get_ready so that it does
- * not take the writer lease.  Look for it in our command line, skipping
- * the arguments of nbdkit's options that take one.
- *
- * nbdkit 1.32 (Debian 12) offers nothing better: no call tells a plugin
- * about -r, and the first callbacks that get the flag (.preconnect,
- * .open, .can_write) run per connection, after .get_ready.  Opening the
- * volume or taking the lease only then would turn the refusal of a
- * writer at start-up (nbdkit exits with the MDS's message) into failed
- * connections or writes.  With readonly=true no parsing is needed.
- */
-static bool
-cmdline_readonly (void)
-{
-  FILE *fp;
-  char *arg = NULL;
-  size_t n = 0;
-  bool skip = true; /* argv[0] */
-  int r = 0;
-
-  fp = fopen ("/proc/self/cmdline", "re");
-  if (fp == NULL)
-    return false;
-  while (r == 0 && getdelim (&arg, &n, '\0', fp) > 0) {
-    if (skip)
-      skip = false;
-    else
-      r = read_only_arg (arg, &skip);
-  }
-  free (arg);
-  fclose (fp);
-  return r == 1;
-}
-
-/* Open the volume before serving, so that a refused open (another
- * writer holds it) stops nbdkit at start-up with the MDS's message.
+/* Open the volume read-only before serving, so that a missing volume,
+ * an MDS away or a bad key stop nbdkit at start-up with the reason.
+ * The writer lease waits for the first connection opened read-write
+ * (tessera_open): nbdkit tells plugins about -r only there.
  */
 static int
 tessera_get_ready (void)
 {
   int r;
-
-  if (!cfg.readonly && cmdline_readonly ()) {
-    nbdkit_debug ("nbdkit -r: opening the volume read-only");
-    cfg.readonly = true;
-  }
 
   /* Memory reclaim may wait on our own writes when the volume is attached
    * on this host (nbd-client): do not recurse into I/O while allocating.
@@ -363,7 +280,11 @@ tessera_cleanup (void)
   volume_close (vol);
 }
 
-/* Every connection shares the one open volume. */
+/* Every connection shares the one open volume.  The first one that
+ * nbdkit opens read-write (no -r) takes the writer lease, unless
+ * readonly=true; if another writer holds it, the connection fails with
+ * the MDS's message and the next one tries again.
+ */
 static void *
 tessera_open (int readonly)
 {
@@ -371,6 +292,8 @@ tessera_open (int readonly)
     nbdkit_error ("volume is not open");
     return NULL;
   }
+  if (!readonly && !cfg.readonly && volume_take_lease (vol) < 0)
+    return NULL;
   return vol;
 }
 
@@ -396,13 +319,15 @@ tessera_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
   return 0;
 }
 
-/* Writable unless opened read-only. */
+/* Writable once the writer lease is taken (tessera_open), so never
+ * with readonly=true.  nbdkit -r does not ask.
+ */
 static int
 tessera_can_write (void *handle)
 {
   struct volume *v = handle;
 
-  return v->rw;
+  return atomic_load (&v->rw);
 }
 
 /* Flush, trim, zero, fast zero and extents are always available. */

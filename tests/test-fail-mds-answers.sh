@@ -4,7 +4,7 @@
 #   1. A read-write VOL_OPEN whose request reached the MDS but whose
 #      reply was lost is sent again and gets the same lease (the MDS
 #      recognizes the open token), instead of "already open for
-#      writing": nbdkit starts.  A different writer is still refused.
+#      writing": the client connects.  A different writer is refused.
 #   2. After an EPOCH_NEXT reply is lost, the LEASE_RENEW that settles
 #      the epoch is damaged (the MDS answers EBADMSG): the writer must
 #      not declare its lease lost; later flushes and writes succeed.
@@ -47,16 +47,21 @@ wait_servers_up 2
 tessera volume create vol1 --size 64M --replicas 2
 for f in '"dir": "c2s", "at": "end"' '"dir": "s2c", "at": 0' \
          '"dir": "s2c", "at": 40'; do
+    # nbdkit opens the volume read-only at start-up and takes the lease
+    # at its first connection: cut that read-write VOL_OPEN.
+    start_nbdkit o vol1 mds="$PMDS" timeout=$TIMEOUT open-timeout=5
     ctl "{\"cmd\": \"plan\", \"faults\": [{\"queue\": \"open\",
          \"route\": \"mds\", \"op\": \"VOL_OPEN\", \"action\": \"cut\", $f}]}"
-    # Well within the lease time: a start that is refused EBUSY would
+    # Well within the lease time: an open that is refused EBUSY would
     # wait for it to expire and fail.
-    start_nbdkit o vol1 mds="$PMDS" timeout=$TIMEOUT open-timeout=5
+    nbdsh -u "$(nbd_uri o)" -c 'assert not h.is_read_only()'
     # Another writer is refused while this one holds the lease.
-    if start_nbdkit o2 vol1 open-timeout=1; then
+    start_nbdkit o2 vol1 open-timeout=1
+    if nbdsh -u "$(nbd_uri o2)" -c 'pass'; then
         echo "$0: a second writer opened vol1"
         exit 1
     fi
+    stop_nbdkit o2
     grep -q "already open for writing" "$CLUSTER/nbdkit-o2.log"
     stop_nbdkit o
 done

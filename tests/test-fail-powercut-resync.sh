@@ -21,23 +21,13 @@ storesrv_on_faultfs 2 ff2
 start_cluster 2
 tessera volume create vol --size 1M --replicas 2
 
-# open_writer: start nbdkit on the volume read-write, retrying (at most
-# 60 s) while the dead writer's lease makes it busy; the open waits for
-# the MDS's resync (open-timeout).
+# open_writer: start nbdkit on the volume read-write and take the lease,
+# retrying (take_lease) while the dead writer's lease makes it busy; the
+# open waits for the MDS's resync (open-timeout).
 open_writer ()
 {
-    local i size err
-    for (( i = 0; i < 30; ++i )); do
-        size="$(stat -c %s "$CLUSTER/nbdkit-w.log" 2>/dev/null || echo 0)"
-        if start_nbdkit w vol open-timeout=30 epoch-interval=300; then
-            return 0
-        fi
-        err="$(tail -c +$(( size + 1 )) "$CLUSTER/nbdkit-w.log")"
-        grep -Eqi "already open|busy" <<<"$err" || break
-        sleep 1
-    done
-    echo "$0: the volume could not be reopened: $err"
-    return 1
+    start_nbdkit w vol open-timeout=30 epoch-interval=300
+    take_lease w
 }
 
 # A long epoch interval: the FLUSH does not rotate the epoch, which

@@ -18,21 +18,14 @@ tessera volume create vol --size 4M --replicas 2
 log="$CLUSTER/tokens.log"
 : > "$log"
 
-# open_writer: start nbdkit on the volume read-write.  After a crash the
-# open is refused as busy until the old lease expires, then waits for the
-# MDS's resync (open-timeout), so retry while it is busy (at most 60 s).
+# open_writer: start nbdkit on the volume read-write and take the lease.
+# After a crash the lease is refused as busy until the old one expires,
+# then the open waits for the MDS's resync (open-timeout): take_lease
+# retries while it is busy.
 open_writer ()
 {
-    local i size err
-    for (( i = 0; i < 30; ++i )); do
-        size="$(stat -c %s "$CLUSTER/nbdkit-w.log" 2>/dev/null || echo 0)"
-        if start_nbdkit w vol open-timeout=30; then return 0; fi
-        err="$(tail -c +$(( size + 1 )) "$CLUSTER/nbdkit-w.log")"
-        grep -Eqi "already open|busy" <<<"$err" || break
-        sleep 1
-    done
-    echo "$0: the volume could not be reopened: $err"
-    return 1
+    start_nbdkit w vol open-timeout=30
+    take_lease w
 }
 
 # check_volume: the tokens and the replicas, with the writer open (after

@@ -20,7 +20,8 @@ wait_for_pidfile "$CLUSTER/nbdkit1.pid" $!
 nbdsh -u "nbd+unix:///?socket=$CLUSTER/nbd1.sock" -c 'h.pwrite(b"first", 0)'
 tessera volume info vol
 
-# A second writer is refused, naming the reason.
+# A second writer is refused, naming the reason: nbdkit starts, but its
+# client's connection, which asks for the writer lease, fails.
 if nbdkit -U - "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol \
           --run 'nbdsh -u "$uri" -c "h.pwrite(b\"second\", 0)"' \
           2>"$CLUSTER/second.err"; then
@@ -34,9 +35,9 @@ grep -Eqi "already open|busy" "$CLUSTER/second.err"
 nbdkit -U - "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol readonly=true \
        --run 'nbdsh -u "$uri" -c "assert h.pread(5, 0) == b\"first\"; assert h.is_read_only()"'
 
-# So does nbdkit -r without readonly=true (after an option that takes an
-# argument): the plugin finds -r on nbdkit's command line and takes no
-# writer lease, else the MDS would refuse it as a second writer.
+# So does nbdkit -r without readonly=true: nbdkit opens its connections
+# read-only, so the plugin never asks for the writer lease, which the
+# MDS would refuse to a second writer.
 nbdkit -U - -t 2 -r "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol \
        --run 'nbdsh -u "$uri" -c "assert h.pread(5, 0) == b\"first\"; assert h.is_read_only()"'
 

@@ -20,24 +20,13 @@ tessera volume create vol --size 1M --replicas 2
 tessera volume create one --size 1M --replicas 1
 
 # open_writer NAME: start nbdkit NAME on vol read-write, with no epoch
-# rotation during the test.  After a crash the open is refused as busy
-# until the old lease expires, then waits for the MDS's resync
-# (open-timeout): retry while busy (at most 30 s).
+# rotation during the test, and take the lease.  After a crash the lease
+# is refused as busy until the old one expires, then the open waits for
+# the MDS's resync (open-timeout): take_lease retries while busy.
 open_writer ()
 {
-    local i size err
-    for (( i = 0; i < 30; ++i )); do
-        size="$(stat -c %s "$CLUSTER/nbdkit-$1.log" 2>/dev/null || echo 0)"
-        if start_nbdkit "$1" vol timeout=2 epoch-interval=300 \
-                open-timeout=30; then
-            return 0
-        fi
-        err="$(tail -c +$(( size + 1 )) "$CLUSTER/nbdkit-$1.log")"
-        grep -Eqi "already open|busy" <<<"$err" || break
-        sleep 1
-    done
-    echo "$0: the volume could not be reopened: $err"
-    return 1
+    start_nbdkit "$1" vol timeout=2 epoch-interval=300 open-timeout=30
+    take_lease "$1"
 }
 
 # check_all BYTE: every replica holds BYTE everywhere (verify), and the
