@@ -630,6 +630,7 @@ main (int argc, char *argv[])
     .max_unauth = DEFAULT_MAX_UNAUTH,
     .high_water = DEFAULT_HIGH_WATER,
     .listen_fd = -1,
+    .backup_dir_fd = -1,
   };
   struct options opts = { .segment_size = DEFAULT_SEGMENT_SIZE };
   const struct log_debug_flag debug_flags[] = {
@@ -668,6 +669,11 @@ main (int argc, char *argv[])
 
   if (open_catalog (&mds, &opts) < 0)
     goto out;
+  r = mds_backup_init (&mds);
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: %s\n", MDS_PROGRAM, mds.db_dir, strerror (-r));
+    goto out;
+  }
   daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
                            FD_MARGIN,
                        "--max-connections and --max-unauthenticated");
@@ -720,6 +726,7 @@ out_socket:
     unlink (socket_path);
 out:
   if (!busy) {
+    mds_backup_free (&mds);
     catalog_close (mds.cat);
     mds_index_free (&mds);
     mds_state_free (&mds);
