@@ -348,6 +348,9 @@ typedef int (*mds_handler) (struct mds *mds, struct mds_conn *conn,
 /* daemon.c (forking, pidfile and paths: common/utils/daemon.h) */
 extern int mds_lock_db (const char *dir);
 
+/* restore.c */
+extern int mds_restore (const char *dir, const char *file, bool force);
+
 /* srv-client.c */
 extern int mds_srv_call (struct mds *mds, const char *addr, int timeout_ms,
                          uint8_t opcode, struct proto_wbuf *req, void **reply,
