@@ -7,10 +7,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -269,6 +272,55 @@ catalog_stats (catalog *cat, struct catalog_stats *out)
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_stat servers");
   out->servers = st.ms_entries;
+  return 0;
+}
+
+/* Copy the catalog, compacted, to FD (see catalog.h).  LMDB's own copy
+ * takes the read transaction and writes from a thread of its own; the
+ * room check before it turns the common failure, a full file system,
+ * into a clear -ENOSPC without writing gigabytes first.
+ */
+int
+catalog_backup (catalog *cat, int fd, uint64_t *size)
+{
+  MDB_envinfo info;
+  MDB_stat st;
+  struct statvfs vfs;
+  struct stat sb;
+  off_t start, end;
+  uint64_t need, room;
+  int rc;
+
+  if (fstat (fd, &sb) == -1)
+    return -errno;
+  if (!S_ISREG (sb.st_mode))
+    return -EINVAL;
+  start = lseek (fd, 0, SEEK_CUR);
+  if (start == -1)
+    return -errno;
+  rc = mdb_env_info (cat->env, &info);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_env_stat (cat->env, &st);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_env_info");
+  /* The used pages bound the compacted copy from above. */
+  need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  if (fstatvfs (fd, &vfs) == 0) {
+    room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (room < need) {
+      log_debug ("catalog: backup: %" PRIu64 " bytes free, up to %" PRIu64
+                 " needed",
+                 room, need);
+      return -ENOSPC;
+    }
+  }
+  rc = mdb_env_copyfd2 (cat->env, fd, MDB_CP_COMPACT);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_env_copyfd2");
+  end = lseek (fd, 0, SEEK_CUR);
+  if (end == -1)
+    return -errno;
+  *size = (uint64_t)(end - start);
   return 0;
 }
 

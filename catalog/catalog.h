@@ -343,6 +343,21 @@ struct catalog_stats {
 };
 extern int catalog_stats (catalog *cat, struct catalog_stats *out);
 
+/* Write a consistent, compacted copy of the whole catalog (an LMDB data
+ * file, free pages left out) to FD, a regular file open for writing and
+ * empty, from its current position on.  The copy is made under one
+ * read-only transaction: it is the catalog as of one commit, and writers
+ * go on meanwhile (they cannot reuse the pages the copy still reads, so
+ * the catalog file may grow while a long copy runs).  Before writing,
+ * the free space of FD's file system is checked against the pages the
+ * catalog uses.  FD is not synced and stays the caller's.  Any thread;
+ * a copy blocks only its caller.  *SIZE receives the bytes written.
+ * Returns 0, -ENOSPC (not enough room on FD's file system, checked
+ * first or met while writing), -EINVAL (FD not a regular file), -ENOMEM,
+ * -EIO (or another -errno from writing FD).
+ */
+extern int catalog_backup (catalog *cat, int fd, uint64_t *size);
+
 /* Text for a catalog error code (a static string). */
 extern const char *catalog_strerror (int err);
 

@@ -184,6 +184,21 @@ struct mds_announce_scan {
   size_t told;
 };
 
+/* A catalog backup being read (req-backup.c): a slot of mds->backups,
+ * free while ID is 0.  Lock: mds->lock, but while BUSY the request
+ * that set it uses FD, SIZE and SHA256 without the lock.
+ */
+struct mds_backup {
+  uint64_t id;           /* >= 1 */
+  struct mds_conn *conn; /* the connection that started it */
+  int fd;                /* the copy (unlinked), -1 until made */
+  uint64_t size;
+  uint8_t sha256[PROTO_BACKUP_SHA256_SIZE];
+  uint64_t sent;    /* bytes up to the furthest chunk sent */
+  uint64_t used_ns; /* CLOCK_MONOTONIC of its last request */
+  bool busy;        /* a request is making or reading it */
+};
+
 /* One authenticated client connection, served by its own thread
  * (loop.c holds connections that have not authenticated yet).
  */
@@ -303,6 +318,12 @@ struct mds {
   size_t nscans;
   uint64_t announce_dropped;     /* entries dropped, the queue being full */
   uint64_t announce_drop_log_ns; /* no warning about it before this */
+  /* req-backup.c: catalog backups being read, the last id given, and
+   * the catalog directory the copies are made in (opened at start).
+   */
+  struct mds_backup backups[PROTO_BACKUPS_MAX];
+  uint64_t backup_last_id;
+  int backup_dir_fd;
 };
 
 /* A reply being built by a request handler (through reply.c), sent by
@@ -325,6 +346,9 @@ typedef int (*mds_handler) (struct mds *mds, struct mds_conn *conn,
 
 /* daemon.c (forking, pidfile and paths: common/utils/daemon.h) */
 extern int mds_lock_db (const char *dir);
+
+/* restore.c */
+extern int mds_restore (const char *dir, const char *file, bool force);
 
 /* srv-client.c */
 extern int mds_srv_call (struct mds *mds, const char *addr, int timeout_ms,
@@ -497,6 +521,13 @@ extern int mds_op_epoch_next (struct mds *, struct mds_conn *, const void *,
                               uint32_t, struct mds_reply *);
 extern int mds_op_epoch_clean (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
+
+/* req-backup.c */
+extern int mds_backup_init (struct mds *mds);
+extern void mds_backup_conn_closed (struct mds *mds, struct mds_conn *conn);
+extern void mds_backup_free (struct mds *mds);
+extern int mds_op_catalog_backup (struct mds *, struct mds_conn *, const void *,
+                                  uint32_t, struct mds_reply *);
 
 /* place.c */
 struct placement_index;

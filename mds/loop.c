@@ -12,8 +12,9 @@
  *
  * Once AUTH succeeds the connection gets its own thread (a small stack)
  * and a blocking socket.  That thread reads one frame, runs its handler
- * with mds->lock held (but SEG_RESYNC's, which waits for copies and takes
- * the lock itself), releases the lock and sends the reply: one request
+ * with mds->lock held (but SEG_RESYNC's, which waits for copies, and
+ * CATALOG_BACKUP's, which copies the catalog: they take the lock
+ * themselves), releases the lock and sends the reply: one request
  * in flight per connection.  A malformed frame or payload gets an error
  * reply, then the connection is closed; other connections are not
  * affected.
@@ -77,7 +78,8 @@
 /* How dispatch runs an opcode's handler. */
 enum mds_op_kind {
   MDS_OP_LOCKED,    /* with mds->lock held */
-  MDS_OP_UNLOCKED,  /* takes the lock itself (SEG_RESYNC waits for copies) */
+  MDS_OP_UNLOCKED,  /* takes the lock itself (SEG_RESYNC waits for copies,
+                       CATALOG_BACKUP copies the catalog) */
   MDS_OP_HANDSHAKE, /* HELLO, AUTH: answered before the connection got its
                        thread; sent again, a protocol violation */
 };
@@ -101,6 +103,7 @@ struct mds_op {
   OP (SERVER_LIST,      mds_op_server_list,      MDS_OP_LOCKED)     \
   OP (SERVER_DRAIN,     mds_op_server_drain,     MDS_OP_LOCKED)     \
   OP (SERVER_REMOVE,    mds_op_server_remove,    MDS_OP_LOCKED)     \
+  OP (CATALOG_BACKUP,   mds_op_catalog_backup,   MDS_OP_UNLOCKED)   \
   OP (REPAIR,           mds_op_repair,           MDS_OP_LOCKED)     \
   OP (VOL_CREATE,       mds_op_vol_create,       MDS_OP_LOCKED)     \
   OP (VOL_LIST,         mds_op_vol_list,         MDS_OP_LOCKED)     \
@@ -279,6 +282,7 @@ serve_one (struct mds *mds, struct mds_conn *conn)
 static void
 conn_free (struct mds *mds, struct mds_conn *conn)
 {
+  mds_backup_conn_closed (mds, conn);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
     if (conn->prev)

@@ -56,6 +56,7 @@ struct tool_ctx {
   bool max_wait_set;           /* --max-wait was given */
   uint32_t max_wait;           /* --max-wait in seconds */
   bool repair;                 /* --repair */
+  bool force;                  /* --force */
   FILE *out;                   /* spooled stdout: copied out only on success */
   struct proto_client *client; /* NULL until the first request */
 };
@@ -238,6 +239,10 @@ extern int tool_cmd_volume_map (struct tool_ctx *ctx, char **args);
 /* ---- volume-verify.c ---- */
 
 extern int tool_cmd_volume_verify (struct tool_ctx *ctx, char **args);
+
+/* ---- catalog-backup.c ---- */
+
+extern int tool_cmd_catalog_backup (struct tool_ctx *ctx, char **args);
 
 /* ---- main.c ---- */
 

@@ -33,6 +33,7 @@
 #define OPT_WAIT 0x04       /* --wait, --max-wait */
 #define OPT_REPAIR 0x08     /* --repair */
 #define OPT_MIN_COPIES 0x10 /* --min-copies */
+#define OPT_FORCE 0x20      /* --force */
 
 /* One command: its words, the usage of its arguments, how many
  * arguments it takes, and which command-specific options it accepts.
@@ -81,6 +82,9 @@ static const struct tool_command commands[] = {
     tool_cmd_volume_resize, "grow a volume to SIZE" },
   { "volume", "delete", "NAME", 1, 1, { "NAME" },        0,
     tool_cmd_volume_delete, "delete a volume and its data" },
+  { "catalog", "backup", "FILE [--force]",
+                                1, 1, { "FILE" },        OPT_FORCE,
+    tool_cmd_catalog_backup, "copy the MDS's catalog to FILE" },
 };
 /* clang-format on */
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
@@ -140,6 +144,7 @@ usage (FILE *fp, int exitcode)
       "                        (default %d)\n"
       "    --repair            volume verify: resync segments that "
       "differ\n"
+      "    --force             catalog backup: replace an existing FILE\n"
       "    --help              this help\n"
       "    -V, --version       print the version\n"
       "\n"
@@ -254,6 +259,7 @@ enum {
   HELP_OPTION = CHAR_MAX + 1,
   LONG_OPTIONS,
   SHORT_OPTIONS,
+  FORCE_OPTION,
   JSON_OPTION,
   KEY_FILE_OPTION,
   TLS_OPTION,
@@ -268,6 +274,7 @@ enum {
 };
 static const char short_options[] = ":V";
 static const struct option long_options[] = {
+  { "force", no_argument, NULL, FORCE_OPTION },
   { "help", no_argument, NULL, HELP_OPTION },
   { "json", no_argument, NULL, JSON_OPTION },
   { "key-file", required_argument, NULL, KEY_FILE_OPTION },
@@ -338,6 +345,10 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
     case 'V':
       printf ("%s %s\n", TOOL_PROGRAM, PACKAGE_VERSION);
       exit (EXIT_SUCCESS);
+
+    case FORCE_OPTION:
+      ctx->force = true;
+      break;
 
     case JSON_OPTION:
       ctx->json = true;
@@ -457,6 +468,8 @@ main (int argc, char *argv[])
     command_usage_error (cmd, "--max-wait needs --wait", NULL);
   if (ctx.repair && !(cmd->opts & OPT_REPAIR))
     command_usage_error (cmd, "--repair is not allowed here", NULL);
+  if (ctx.force && !(cmd->opts & OPT_FORCE))
+    command_usage_error (cmd, "--force is not allowed here", NULL);
   if ((cmd->opts & OPT_SIZE) && !ctx.size_set)
     command_usage_error (cmd, "--size is required", NULL);
 

@@ -9,8 +9,9 @@
  * One file per message family, in the order of protocol.h's opcodes:
  * this one (shared list helpers, the handshake HELLO; AUTH's payload is
  * opaque, auth.h), msg-cluster.c (STATUS, REPAIR, SERVER_*),
- * msg-volume.c (volumes, leases, segment maps) and msg-segment.c (the
- * SEG_* messages of storage servers).
+ * msg-catalog.c (CATALOG_BACKUP), msg-volume.c (volumes, leases,
+ * segment maps) and msg-segment.c (the SEG_* messages of storage
+ * servers).
  */
 
 #include <config.h>

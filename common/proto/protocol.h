@@ -555,6 +555,44 @@ struct proto_resync {
   uint32_t source;
 };
 
+/* CATALOG_BACKUP: a consistent, compacted copy of the MDS's catalog
+ * (an LMDB file), read in chunks because no frame may exceed
+ * PROTO_MAX_META_PAYLOAD.  Request.  Wire: backup_id u64, offset u64,
+ * max u32.  BACKUP_ID 0 starts a backup: the MDS copies its catalog
+ * under one read transaction (writers go on meanwhile) and replies with
+ * the new backup's id and the chunk at OFFSET, which must be 0.  Later
+ * requests name that id and read at any OFFSET up to the size.  MAX is
+ * the most data bytes wanted, 1..PROTO_BACKUP_CHUNK_MAX.  A backup
+ * belongs to the connection that started it; the MDS drops it once its
+ * last byte was sent, when that connection closes, or after
+ * PROTO_BACKUP_IDLE_MS without a request, and keeps at most
+ * PROTO_BACKUPS_MAX at once (else PROTO_EAGAIN).  An unknown id fails
+ * with PROTO_ENOENT, an offset past the size with PROTO_ERANGE, no room
+ * for the copy in the catalog's file system with PROTO_ENOSPC.
+ *
+ * Reply.  Wire: backup_id u64, size u64, sha256 u8[32], offset u64,
+ * len u32, data[len].  SIZE and SHA256 are those of the whole copy (the
+ * same in every reply of one backup); DATA is LEN bytes of it from
+ * OFFSET, LEN at most MAX, and less only at the end of the copy.
+ */
+#define PROTO_BACKUP_CHUNK_MAX (1024u * 1024)
+#define PROTO_BACKUP_SHA256_SIZE 32
+#define PROTO_BACKUPS_MAX 4
+#define PROTO_BACKUP_IDLE_MS 120000
+struct proto_backup_request {
+  uint64_t backup_id; /* 0: start a backup */
+  uint64_t offset;
+  uint32_t max; /* 1..PROTO_BACKUP_CHUNK_MAX */
+};
+struct proto_backup_chunk {
+  uint64_t backup_id;
+  uint64_t size;
+  uint8_t sha256[PROTO_BACKUP_SHA256_SIZE];
+  uint64_t offset;
+  uint32_t len;
+  const uint8_t *data; /* decode: points into the payload, not owned */
+};
+
 /* ---- Functions (common/proto/ in libcommon.la) ---- */
 
 /* Encode HDR (host order) into BUF, which must hold PROTO_HEADER_SIZE
@@ -695,6 +733,14 @@ extern void proto_encode_map_request (const struct proto_map_request *,
                                       struct proto_wbuf *);
 extern int proto_decode_map_request (const void *, size_t,
                                      struct proto_map_request *);
+extern void proto_encode_backup_request (const struct proto_backup_request *,
+                                         struct proto_wbuf *);
+extern int proto_decode_backup_request (const void *, size_t,
+                                        struct proto_backup_request *);
+extern void proto_encode_backup_chunk (const struct proto_backup_chunk *,
+                                       struct proto_wbuf *);
+extern int proto_decode_backup_chunk (const void *, size_t,
+                                      struct proto_backup_chunk *);
 extern void proto_encode_map (const struct proto_map *, struct proto_wbuf *);
 extern int proto_decode_map (const void *, size_t, struct proto_map *);
 extern void proto_map_free (struct proto_map *);

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -301,6 +302,30 @@ FLAT (map_request, proto_map_request)
 LIST (map, proto_map, proto_map_free)
 FLAT (replica_failed, proto_replica_failed)
 
+static void
+check_backup_request (const struct proto_backup_request *m)
+{
+  FUZZ_CHECK (m->max >= 1 && m->max <= PROTO_BACKUP_CHUNK_MAX,
+              "backup_request: max %u", m->max);
+}
+
+/* DATA points into the input: the chunk must lie inside it and inside
+ * the copy.
+ */
+static void
+check_backup_chunk (const struct proto_backup_chunk *m)
+{
+  FUZZ_CHECK (m->backup_id != 0, "backup_chunk: id 0");
+  FUZZ_CHECK (m->len <= PROTO_BACKUP_CHUNK_MAX && m->offset <= m->size &&
+                  m->len <= m->size - m->offset,
+              "backup_chunk: %u bytes at %" PRIu64 " of %" PRIu64, m->len,
+              m->offset, m->size);
+  FUZZ_CHECK ((m->len == 0) == (m->data == NULL), "backup_chunk: data %p",
+              (const void *)m->data);
+}
+FLAT (backup_request, proto_backup_request)
+FLAT (backup_chunk, proto_backup_chunk)
+
 /* The segment I/O head reads the first 40 bytes and ignores the rest
  * (the caller checks the length against the opcode).
  */
@@ -442,6 +467,8 @@ static const struct target targets[] = {
   { "map", fuzz_map },
   { "replica_failed", fuzz_replica_failed },
   { "seg_io", fuzz_seg_io },
+  { "backup_request", fuzz_backup_request },
+  { "backup_chunk", fuzz_backup_chunk },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
@@ -749,6 +776,24 @@ fuzz_make_seeds (const char *dir)
     r |= emit (dir, 26, 0, &wb);
     proto_put_bytes (&wb, buf, sizeof buf);
     r |= emit (dir, 26, 1, &wb);
+  }
+  {
+    struct proto_backup_request m = { 0, 0, PROTO_BACKUP_CHUNK_MAX };
+
+    proto_encode_backup_request (&m, &wb);
+    r |= emit (dir, 27, 0, &wb);
+  }
+  {
+    static const uint8_t data[16] = { 0xde, 0xc0, 0xad, 0xde };
+    struct proto_backup_chunk m = { 3, 8192, { 0xab }, 4096, 16, data };
+
+    proto_encode_backup_chunk (&m, &wb);
+    r |= emit (dir, 28, 0, &wb);
+    m.offset = 8192;
+    m.len = 0;
+    m.data = NULL;
+    proto_encode_backup_chunk (&m, &wb);
+    r |= emit (dir, 28, 1, &wb);
   }
   return r ? -1 : 0;
 }

@@ -8,6 +8,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -2392,6 +2393,98 @@ START_TEST (test_strerror)
 }
 END_TEST
 
+/* catalog_backup: a copy of the catalog as of the call, which opens as a
+ * catalog of its own; later writes do not reach it.
+ */
+START_TEST (test_backup)
+{
+  char path[64], copydir[64], data[80];
+  struct catalog_cluster c1, c2;
+  struct catalog_stats st;
+  struct catalog_volume v;
+  struct stat sb;
+  catalog *copy;
+  uint64_t vol, seg, size = 0;
+  int fd;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("b1", 4 * SEG_SIZE, 2);
+  seg = alloc_index (vol, 2);
+  add_volume ("b2", SEG_SIZE, 1);
+
+  snprintf (path, sizeof path, "%s/backup", dir);
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (catalog_backup (cat, fd, &size), 0);
+  ck_assert_int_eq (fstat (fd, &sb), 0);
+  ck_assert_uint_eq (size, (uint64_t)sb.st_size);
+  ck_assert_uint_gt (size, 0);
+  ck_assert_int_eq (close (fd), 0);
+
+  /* Changes after the backup stay out of it. */
+  ck_assert_int_eq (catalog_volume_delete (cat, 2), 0);
+  add_volume ("b3", SEG_SIZE, 1);
+
+  snprintf (copydir, sizeof copydir, "%s/copy", dir);
+  snprintf (data, sizeof data, "%s/data.mdb", copydir);
+  ck_assert_int_eq (mkdir (copydir, 0700), 0);
+  ck_assert_int_eq (rename (path, data), 0);
+  ck_assert_int_eq (catalog_open (copydir, 0, &copy), 0);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c1), 0);
+  ck_assert_int_eq (catalog_cluster_get (copy, &c2), 0);
+  ck_assert_mem_eq (c1.uuid, c2.uuid, 16);
+  ck_assert_uint_eq (c2.segment_size, SEG_SIZE);
+  ck_assert_int_eq (catalog_stats (copy, &st), 0);
+  ck_assert_uint_eq (st.volumes, 2);
+  ck_assert_uint_eq (st.segments, 1);
+  ck_assert_uint_eq (st.servers, 2);
+  ck_assert_int_eq (catalog_volume_lookup (copy, "b1", &v), 0);
+  ck_assert_uint_eq (v.id, vol);
+  ck_assert_uint_eq (v.segments, 1);
+  ck_assert_int_eq (catalog_volume_lookup (copy, "b2", &v), 0);
+  ck_assert_int_eq (catalog_volume_lookup (copy, "b3", &v), -ENOENT);
+  {
+    struct catalog_segment sg;
+
+    ck_assert_int_eq (catalog_segment_get (copy, seg, &sg), 0);
+    ck_assert_uint_eq (sg.volume, vol);
+    ck_assert_uint_eq (sg.nreplicas, 2);
+  }
+  catalog_close (copy);
+}
+END_TEST
+
+/* catalog_backup's errors: FD not a regular file, FD not writable. */
+START_TEST (test_backup_errors)
+{
+  char path[64];
+  uint64_t size = 12345;
+  int fd;
+
+  init_cluster ();
+  fd = open (dir, O_RDONLY | O_DIRECTORY);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (catalog_backup (cat, fd, &size), -EINVAL);
+  close (fd);
+  fd = open ("/dev/null", O_WRONLY);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (catalog_backup (cat, fd, &size), -EINVAL);
+  close (fd);
+
+  snprintf (path, sizeof path, "%s/ro", dir);
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
+  ck_assert_int_ge (fd, 0);
+  close (fd);
+  fd = open (path, O_RDONLY);
+  ck_assert_int_ge (fd, 0);
+  ck_assert_int_eq (catalog_backup (cat, fd, &size), -EBADF);
+  close (fd);
+  ck_assert_uint_eq (size, 12345);
+}
+END_TEST
+
 /* Add a tcase named NAME running FN with the temporary-catalog fixture. */
 static void
 add_tcase (Suite *s, const char *name, const TTest *fn, double timeout)
@@ -2453,6 +2546,8 @@ catalog_suite (void)
   add_tcase (s, "server_counts", test_server_counts, 0);
   add_tcase (s, "server_counts_many", test_server_counts_many, 0);
   add_tcase (s, "strerror", test_strerror, 0);
+  add_tcase (s, "backup", test_backup, 0);
+  add_tcase (s, "backup_errors", test_backup_errors, 0);
   return s;
 }
 

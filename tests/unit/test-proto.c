@@ -723,6 +723,105 @@ END_TEST
 /* Random bytes into every decoder: never a crash (ASan/valgrind see the
  * rest).  The seed is printed and can be given in TESSERA_TEST_SEED.
  */
+/* CATALOG_BACKUP: request and chunk round trips, and every malformed
+ * form: MAX out of range, a short or long payload, a chunk whose data
+ * overruns the copy or the payload, backup id 0.
+ */
+START_TEST (test_backup_messages)
+{
+  static const uint8_t data[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+  struct proto_backup_request q = { 5, 4096, PROTO_BACKUP_CHUNK_MAX }, q2;
+  struct proto_backup_chunk c = { 5, 4104, { 0xaa, 0xbb }, 4096, 8, data }, c2;
+  struct proto_wbuf wb = { 0 };
+  uint8_t buf[128];
+  size_t head;
+
+  proto_encode_backup_request (&q, &wb);
+  ck_assert_uint_eq (wb.len, 20);
+  ck_assert_int_eq (proto_decode_backup_request (wb.data, wb.len, &q2), 0);
+  ck_assert_uint_eq (q2.backup_id, 5);
+  ck_assert_uint_eq (q2.offset, 4096);
+  ck_assert_uint_eq (q2.max, PROTO_BACKUP_CHUNK_MAX);
+  ck_assert_int_eq (proto_decode_backup_request (wb.data, wb.len - 1, &q2),
+                    -EBADMSG);
+  memcpy (buf, wb.data, wb.len);
+  buf[wb.len] = 0;
+  ck_assert_int_eq (proto_decode_backup_request (buf, wb.len + 1, &q2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  q.max = 0;
+  proto_encode_backup_request (&q, &wb);
+  ck_assert_int_eq (proto_decode_backup_request (wb.data, wb.len, &q2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  q.max = PROTO_BACKUP_CHUNK_MAX + 1;
+  proto_encode_backup_request (&q, &wb);
+  ck_assert_int_eq (proto_decode_backup_request (wb.data, wb.len, &q2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+
+  proto_encode_backup_chunk (&c, &wb);
+  head = wb.len - 8;
+  ck_assert_uint_eq (head, 60);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), 0);
+  ck_assert_uint_eq (c2.backup_id, 5);
+  ck_assert_uint_eq (c2.size, 4104);
+  ck_assert_mem_eq (c2.sha256, c.sha256, PROTO_BACKUP_SHA256_SIZE);
+  ck_assert_uint_eq (c2.offset, 4096);
+  ck_assert_uint_eq (c2.len, 8);
+  ck_assert_ptr_eq (c2.data, (const uint8_t *)wb.data + head);
+  ck_assert_mem_eq (c2.data, data, 8);
+  /* Fewer or more data bytes than LEN says. */
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len - 1, &c2),
+                    -EBADMSG);
+  ck_assert_uint_eq (c2.len, 0);
+  memcpy (buf, wb.data, wb.len);
+  buf[wb.len] = 9;
+  ck_assert_int_eq (proto_decode_backup_chunk (buf, wb.len + 1, &c2), -EBADMSG);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, 10, &c2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  /* Data past the end of the copy, an offset past it, an overflow. */
+  c.size = 4100;
+  proto_encode_backup_chunk (&c, &wb);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  c.size = 100;
+  c.len = 0;
+  c.data = NULL;
+  proto_encode_backup_chunk (&c, &wb);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  c.size = UINT64_MAX;
+  c.offset = UINT64_MAX - 3;
+  c.len = 8;
+  c.data = data;
+  proto_encode_backup_chunk (&c, &wb);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  /* The end of the copy: no data. */
+  c.size = c.offset = 4096;
+  c.len = 0;
+  c.data = NULL;
+  proto_encode_backup_chunk (&c, &wb);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), 0);
+  ck_assert_ptr_null (c2.data);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  /* Backup id 0 is never a backup. */
+  c.backup_id = 0;
+  proto_encode_backup_chunk (&c, &wb);
+  ck_assert_int_eq (proto_decode_backup_chunk (wb.data, wb.len, &c2), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
 START_TEST (test_random_garbage)
 {
   const char *env = getenv ("TESSERA_TEST_SEED");
@@ -749,6 +848,8 @@ START_TEST (test_random_garbage)
     struct proto_heartbeat_reply hr;
     struct proto_hash hs;
     static struct proto_pull pl;
+    struct proto_backup_request bq;
+    struct proto_backup_chunk bc;
 
     len = random () % sizeof buf;
     for (j = 0; j < len; ++j)
@@ -775,6 +876,11 @@ START_TEST (test_random_garbage)
     if (proto_decode_hash (buf, len, &hs) == 0)
       proto_hash_free (&hs);
     proto_decode_pull (buf, len, &pl);
+    if (proto_decode_backup_request (buf, len, &bq) == 0)
+      ck_assert (bq.max >= 1 && bq.max <= PROTO_BACKUP_CHUNK_MAX);
+    if (proto_decode_backup_chunk (buf, len, &bc) == 0)
+      ck_assert (bc.offset <= bc.size && bc.len <= bc.size - bc.offset &&
+                 (const uint8_t *)bc.data + bc.len <= buf + len);
   }
 }
 END_TEST
@@ -892,6 +998,7 @@ proto_suite (void)
   tcase_add_test (tc, test_seg_io);
   tcase_add_test (tc, test_heartbeat_reply);
   tcase_add_test (tc, test_repair_messages);
+  tcase_add_test (tc, test_backup_messages);
   tcase_add_test (tc, test_crc32c);
   suite_add_tcase (s, tc);
 
