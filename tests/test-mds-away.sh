@@ -48,12 +48,15 @@ start_writer ()
 }
 
 start_writer b
+# The writer lease is taken by the first read-write connection.
+take_lease b
 for (( i = 0; i < 100; ++i )); do
     grep -q "map: all 4 chunks cached" "$CLUSTER/nbdkit-b.log" && break
     sleep 0.1
 done
 grep "map: all 4 chunks cached" "$CLUSTER/nbdkit-b.log"
-# Writer B has read or written nothing yet.  The MDS goes away.
+# Writer B holds the lease but has read or written nothing yet.  The
+# MDS goes away.
 stop_pidfile "$CLUSTER/mds.pid"
 t0="$(now)"
 
