@@ -457,8 +457,11 @@ struct ss_loop {
   struct __kernel_timespec frame_timer_ts;
   bool frame_timer_armed;
   uint64_t now_ms;
-  /* Connections with replies to send once this loop turn's completions
-   * are processed (conn.c): one sendmsg each.
+  /* Connections for the connection engine's pass once this loop turn's
+   * completions are processed (ss_conns_flush): replies to send, one
+   * sendmsg each, or a request freed, after which a paused connection
+   * may read again.  Listed by req.c and conn.c, each entry holding a
+   * reference.
    */
   struct ss_conn *flush_head;
   struct ss_seg_table segs;
@@ -586,7 +589,8 @@ enum ss_conn_state {
 };
 
 /* A client connection.  REFS counts the open state, each ring operation
- * on the socket and each request; the last ss_conn_put frees it.
+ * on the socket, each request and its place on the loop's flush list;
+ * the last conn_put (conn.c) frees it.
  *
  * Until STATE is SS_CONN_READY a connection holds only this struct, one
  * request and at most PROTO_MAX_PREAUTH_PAYLOAD bytes of payload:
@@ -642,16 +646,17 @@ struct ss_conn {
   bool parsing;
 };
 
+extern void ss_conns_init (struct ss_loop *loop);
 extern int ss_conn_new (struct ss_loop *loop, int fd);
 extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
-extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
-extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
 
 /* ---- admit.c ---- */
 
-extern void ss_admit_make_room (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_to_drop (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_hs_overdue (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_frame_overdue (struct ss_loop *loop);
 extern void ss_admit_unauth_add (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_admit_unauth_remove (struct ss_loop *loop, struct ss_conn *c);
 extern int ss_admit_authenticated (struct ss_loop *loop, struct ss_conn *c);
