@@ -12,12 +12,14 @@
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
  * (the socket engine) cuts the frames and makes requests (req.c),
  * dispatch.c looks the opcode up in its table and calls the handler
- * (handshake.c, req-io.c, req-repair.c, fences.c, delete.c, pull.c), the
- * handler answers through req.c's reply API, and conn.c sends the
+ * (handshake.c, req-io.c, req-repair.c, req-fence.c, delete.c, pull.c),
+ * the handler answers through req.c's reply API, and conn.c sends the
  * reply.  admit.c bounds what connections may cost and for how long.
- * Handlers work on the segments (segments.c), the data file and the
- * index (through ss_index_submit_op); nothing calls a handler but
- * dispatch.c.
+ * Handlers work on the segments (segments.c), the store (store.c), the
+ * fences and write barriers (fences.c) and the index (through
+ * ss_index_submit_op); nothing calls a handler but dispatch.c, nothing
+ * else in a handler's file but loop.c (the MDS's deletes and fences),
+ * and no handler calls conn.c or another handler's file.
  * superblock.c, record.c and track.c call nothing else of the daemon:
  * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
@@ -184,6 +186,8 @@ extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_slot_offset (const struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_used (const struct ss_store *st);
+extern int ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf,
+                        size_t buflen, uint32_t *crc);
 
 /* ---- superblock.c ---- */
 
@@ -732,8 +736,6 @@ extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_set_gen (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_hash (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_seg_list (struct ss_loop *loop, struct ss_req *r);
-extern int ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf,
-                        size_t buflen, uint32_t *crc);
 
 /* ---- fences.c ---- */
 
@@ -742,7 +744,12 @@ extern void ss_fences_free (struct ss_loop *loop);
 extern uint64_t ss_fence_get (struct ss_loop *loop, uint64_t volume);
 extern void ss_writes_begin (struct ss_loop *loop, struct ss_req *r);
 extern void ss_writes_end (struct ss_loop *loop, struct ss_req *r);
+extern int ss_fence_raise (struct ss_loop *loop, uint64_t volume,
+                           uint64_t epoch);
 extern void ss_barrier_wait (struct ss_loop *loop, struct ss_barrier *b);
+
+/* ---- req-fence.c ---- */
+
 extern void ss_req_fence (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_fences_apply (struct ss_loop *loop);
 
