@@ -23,9 +23,11 @@
  * costs a few pointer moves, never a timer operation.
  *
  * The lists and timers live in struct ss_loop and are touched only on
- * the ring thread.  Connections past a limit are closed with
- * ss_conn_close: this file and conn.c are one tie, as conn.c and loop.c
- * are.
+ * the ring thread.  This file decides and conn.c acts: it calls nothing
+ * of the daemon but ring.c.  The connections to close, past a deadline
+ * (ss_admit_hs_overdue, ss_admit_frame_overdue, asked by the timers'
+ * completions in conn.c) or pushed out by a new one (ss_admit_to_drop),
+ * are returned to conn.c, which closes them.
  */
 
 #include <config.h>
@@ -140,22 +142,25 @@ ss_admit_frame_progress (struct ss_loop *loop, struct ss_conn *c)
   frame_timer_arm (loop);
 }
 
-/* The handshake timer expired (or was removed): close every
- * unauthenticated connection past its deadline, then wait for the next.
+/* The handshake timer expired or was removed: returns the oldest
+ * unauthenticated connection past its deadline, for the caller to
+ * close, or NULL once there is none, the timer then armed for the next
+ * deadline.  Called by the timer's completion (conn.c) until it
+ * returns NULL.
  */
-static void
-hs_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+struct ss_conn *
+ss_admit_hs_overdue (struct ss_loop *loop)
 {
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
+  struct ss_conn *c = loop->unauth_head;
 
   loop->hs_timer_armed = false;
-  while ((c = loop->unauth_head) != NULL && c->deadline_ms <= now) {
+  if (c != NULL && c->deadline_ms <= now_ms ()) {
     log_debug ("%s: no authentication within %" PRIu32 " s, closing", c->peer,
                loop->ctx->handshake_timeout);
-    ss_conn_close (loop, c);
+    return c;
   }
   hs_timer_arm (loop);
+  return NULL;
 }
 
 /* Arm the handshake timer for the oldest unauthenticated connection's
@@ -176,40 +181,40 @@ hs_timer_arm (struct ss_loop *loop)
              : 1;
   loop->hs_timer_ts.tv_sec = wait / 1000;
   loop->hs_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->hs_timer_op.done = hs_timer_done;
   sqe = ss_get_sqe (loop);
   io_uring_prep_timeout (sqe, &loop->hs_timer_ts, 0, 0);
   io_uring_sqe_set_data (sqe, &loop->hs_timer_op);
   loop->hs_timer_armed = true;
 }
 
-/* The frame timer expired (or was removed): close every connection
- * whose frame made no progress for --frame-timeout seconds, then wait
- * for the next deadline, if any connection is in the middle of a frame.
+/* The frame timer expired or was removed: returns the connection whose
+ * frame made no progress for --frame-timeout seconds, for the caller to
+ * close, or NULL once there is none, the timer then armed for the next
+ * deadline, if any connection is in the middle of a frame.  Called by
+ * the timer's completion (conn.c) until it returns NULL.
  */
-static void
-frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+struct ss_conn *
+ss_admit_frame_overdue (struct ss_loop *loop)
 {
   uint64_t timeout_ms = (uint64_t)loop->ctx->frame_timeout * 1000;
-  uint64_t now = now_ms ();
-  struct ss_conn *c;
+  struct ss_conn *c = loop->frames_head;
 
   loop->frame_timer_armed = false;
-  while ((c = loop->frames_head) != NULL &&
-         c->progress_ms + timeout_ms <= now) {
-    if (c->rreq)
-      log_warn ("%s: %s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %" PRIu32 " payload bytes), closing the connection",
-                c->peer, proto_opcode_name (c->rreq->hdr.opcode),
-                loop->ctx->frame_timeout, c->got, c->rreq->hdr.length);
-    else
-      log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
-                " of %d header bytes), closing the connection",
-                c->peer, loop->ctx->frame_timeout, c->got + (c->rlen - c->roff),
-                PROTO_HEADER_SIZE);
-    ss_conn_close (loop, c);
+  if (c == NULL || c->progress_ms + timeout_ms > now_ms ()) {
+    frame_timer_arm (loop);
+    return NULL;
   }
-  frame_timer_arm (loop);
+  if (c->rreq)
+    log_warn ("%s: %s: frame incomplete after %" PRIu32 " s (%" PRIu32
+              " of %" PRIu32 " payload bytes), closing the connection",
+              c->peer, proto_opcode_name (c->rreq->hdr.opcode),
+              loop->ctx->frame_timeout, c->got, c->rreq->hdr.length);
+  else
+    log_warn ("%s: frame incomplete after %" PRIu32 " s (%" PRIu32
+              " of %d header bytes), closing the connection",
+              c->peer, loop->ctx->frame_timeout, c->got + (c->rlen - c->roff),
+              PROTO_HEADER_SIZE);
+  return c;
 }
 
 /* Arm the frame timer for the deadline of the connection whose frame
@@ -232,28 +237,29 @@ frame_timer_arm (struct ss_loop *loop)
   wait = deadline > now ? deadline - now + 1 : 1;
   loop->frame_timer_ts.tv_sec = wait / 1000;
   loop->frame_timer_ts.tv_nsec = (wait % 1000) * 1000000;
-  loop->frame_timer_op.done = frame_timer_done;
   sqe = ss_get_sqe (loop);
   io_uring_prep_timeout (sqe, &loop->frame_timer_ts, 0, 0);
   io_uring_sqe_set_data (sqe, &loop->frame_timer_op);
   loop->frame_timer_armed = true;
 }
 
-/* A connection is being accepted: at --max-unauthenticated
- * unauthenticated connections, close the oldest of them to make room.
+/* A connection is being accepted (ss_conn_new): at
+ * --max-unauthenticated unauthenticated connections, returns the oldest
+ * of them, for the caller to close to make room, else NULL.  Called
+ * until it returns NULL.
  */
-void
-ss_admit_make_room (struct ss_loop *loop)
+struct ss_conn *
+ss_admit_to_drop (struct ss_loop *loop)
 {
-  while (loop->nunauth >= loop->ctx->max_unauth && loop->unauth_head) {
-    if (loop->evicted++ == 0)
-      log_warn ("%u unauthenticated connections (--max-unauthenticated): "
-                "dropping the oldest to admit new ones",
-                loop->nunauth);
-    log_debug ("%s: dropped: too many unauthenticated connections",
-               loop->unauth_head->peer);
-    ss_conn_close (loop, loop->unauth_head);
-  }
+  if (loop->nunauth < loop->ctx->max_unauth || loop->unauth_head == NULL)
+    return NULL;
+  if (loop->evicted++ == 0)
+    log_warn ("%u unauthenticated connections (--max-unauthenticated): "
+              "dropping the oldest to admit new ones",
+              loop->nunauth);
+  log_debug ("%s: dropped: too many unauthenticated connections",
+             loop->unauth_head->peer);
+  return loop->unauth_head;
 }
 
 /* C was accepted (ss_conn_new): put it on the loop's list of

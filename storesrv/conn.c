@@ -24,7 +24,17 @@
  * are refused as they arrive: nothing is read or allocated by their
  * length.  How many connections are admitted, and how long they may
  * take over the handshake or a frame, is admit.c's: conn.c tells it of
- * every connection accepted, authenticated, making progress or closed.
+ * every connection accepted, making progress or closed, and closes the
+ * connections admit.c names (pushed out by a new one, or past a
+ * deadline when one of its timers, whose completions run here, expires).
+ *
+ * Only loop.c calls this file: it hands over accepted sockets, runs the
+ * flush pass after each batch of completions (ss_conns_flush) and shuts
+ * the connections down.  This file calls the services below it (req.c,
+ * dispatch.c, handshake.c's ss_handshake_order, admit.c, ring.c) and
+ * none of them calls back: req.c only queues replies and puts the
+ * connection on the flush list, and the flush pass here sends them,
+ * resumes paused connections and frees closed ones.
  */
 
 #include <config.h>
@@ -123,6 +133,40 @@ conn_recv (struct ss_loop *loop, struct ss_conn *c)
   c->refs++;
 }
 
+/* The handshake timer (admit.c) expired or was removed: close the
+ * unauthenticated connections admit.c finds past their deadline.
+ */
+static void
+hs_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_conn *c;
+
+  while ((c = ss_admit_hs_overdue (loop)) != NULL)
+    ss_conn_close (loop, c);
+}
+
+/* The frame timer (admit.c) expired or was removed: close the
+ * connections admit.c finds stalled in the middle of a frame.
+ */
+static void
+frame_timer_done (struct ss_loop *loop, struct ss_op *op, int res)
+{
+  struct ss_conn *c;
+
+  while ((c = ss_admit_frame_overdue (loop)) != NULL)
+    ss_conn_close (loop, c);
+}
+
+/* Set up (ss_loop_new): admit.c's timers complete here, where the
+ * connections they find overdue are closed.
+ */
+void
+ss_conns_init (struct ss_loop *loop)
+{
+  loop->hs_timer_op.done = hs_timer_done;
+  loop->frame_timer_op.done = frame_timer_done;
+}
+
 /* Shut down (loop.c): close every connection and remove the frame
  * timer, so that it does not hold up the end of the loop.
  */
@@ -146,10 +190,11 @@ ss_conns_stop (struct ss_loop *loop)
 int
 ss_conn_new (struct ss_loop *loop, int fd)
 {
-  struct ss_conn *c;
+  struct ss_conn *c, *old;
   int one = 1;
 
-  ss_admit_make_room (loop);
+  while ((old = ss_admit_to_drop (loop)) != NULL)
+    ss_conn_close (loop, old);
   c = calloc (1, sizeof *c);
   if (c == NULL) {
     log_warn ("accept: %s", strerror (ENOMEM));
@@ -188,21 +233,6 @@ ss_conn_new (struct ss_loop *loop, int fd)
     log_debug ("%s: connection accepted", c->peer);
   conn_recv (loop, c);
   return 0;
-}
-
-/* A request of C was freed (ss_req_free): a paused C below its bounds
- * reads again; the request's reference to C is dropped.
- */
-void
-ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c)
-{
-  if (c->paused && !c->closing && !c->close_after_send &&
-      !ss_admit_at_bounds (c)) {
-    c->paused = false;
-    conn_recv (loop, c);
-    ss_admit_frame_progress (loop, c);
-  }
-  conn_put (loop, c);
 }
 
 /* Shut C down: no more reads or replies.  Requests still working finish
@@ -287,7 +317,8 @@ conn_send (struct ss_loop *loop, struct ss_conn *c)
 }
 
 /* Send C's replies once this loop turn's completions are processed, so
- * that the replies they produce go out together.
+ * that the replies they produce go out together (req.c lists C the same
+ * way when it queues a reply or frees a request).
  */
 static void
 conn_flush_later (struct ss_loop *loop, struct ss_conn *c)
@@ -300,8 +331,12 @@ conn_flush_later (struct ss_loop *loop, struct ss_conn *c)
   loop->flush_head = c;
 }
 
-/* Called after each batch of completions (loop.c): send what the
- * connections have queued, one sendmsg per connection.
+/* Called after each batch of completions (loop.c): the engine's pass
+ * over the connections on the flush list (req.c put them there when it
+ * queued a reply or freed a request).  A paused connection now below
+ * its bounds reads again, what a connection has queued goes out in one
+ * sendmsg, and the list's reference is dropped, which frees a closed
+ * connection whose requests are all gone.
  */
 void
 ss_conns_flush (struct ss_loop *loop)
@@ -312,6 +347,12 @@ ss_conns_flush (struct ss_loop *loop)
     loop->flush_head = c->flush_next;
     c->flush_next = NULL;
     c->in_flush = false;
+    if (c->paused && !c->closing && !c->close_after_send &&
+        !ss_admit_at_bounds (c)) {
+      c->paused = false;
+      conn_recv (loop, c);
+      ss_admit_frame_progress (loop, c);
+    }
     conn_send (loop, c);
     conn_put (loop, c);
   }
@@ -376,23 +417,6 @@ send_done (struct ss_loop *loop, struct ss_op *op, int res)
     ss_conn_close (loop, c);
 out:
   conn_put (loop, c);
-}
-
-/* Queue R, its reply encoded (req.c), to be sent on its connection
- * once this loop turn's completions are processed.
- */
-void
-ss_conn_queue (struct ss_loop *loop, struct ss_req *r)
-{
-  struct ss_conn *c = r->conn;
-
-  r->next = NULL;
-  if (c->sendq_tail)
-    c->sendq_tail->next = r;
-  else
-    c->sendq_head = r;
-  c->sendq_tail = r;
-  conn_flush_later (loop, c);
 }
 
 /* Hand a complete request to its handler (dispatch.c), then read on, unless

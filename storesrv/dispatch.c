@@ -2,8 +2,8 @@
  *
  * The connection engine (conn.c) hands each complete request to
  * ss_req_dispatch, which looks its opcode up in HANDLERS below and calls
- * the handler (handshake.c, req-io.c, req-repair.c, fences.c, delete.c,
- * pull.c).  Handlers answer through req.c's reply API; nothing calls a
+ * the handler (handshake.c, req-io.c, req-repair.c, req-fence.c,
+ * delete.c, pull.c).  Handlers answer through req.c's reply API; nothing calls a
  * handler but ss_req_dispatch, and no handler calls this file.  Ring
  * thread.
  */

@@ -12,12 +12,14 @@
  * A request's path on the ring thread: loop.c reaps the recv, conn.c
  * (the socket engine) cuts the frames and makes requests (req.c),
  * dispatch.c looks the opcode up in its table and calls the handler
- * (handshake.c, req-io.c, req-repair.c, fences.c, delete.c, pull.c), the
- * handler answers through req.c's reply API, and conn.c sends the
+ * (handshake.c, req-io.c, req-repair.c, req-fence.c, delete.c, pull.c),
+ * the handler answers through req.c's reply API, and conn.c sends the
  * reply.  admit.c bounds what connections may cost and for how long.
- * Handlers work on the segments (segments.c), the data file and the
- * index (through ss_index_submit_op); nothing calls a handler but
- * dispatch.c.
+ * Handlers work on the segments (segments.c), the store (store.c), the
+ * fences and write barriers (fences.c) and the index (through
+ * ss_index_submit_op); nothing calls a handler but dispatch.c, nothing
+ * else in a handler's file but loop.c (the MDS's deletes and fences),
+ * and no handler calls conn.c or another handler's file.
  * superblock.c, record.c and track.c call nothing else of the daemon:
  * they form libstoresrv.la, which the unit tests and fuzzers link.
  */
@@ -178,6 +180,8 @@ extern int ss_store_slot_alloc (struct ss_store *st, uint32_t *slot);
 extern void ss_store_slot_free (struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_slot_offset (const struct ss_store *st, uint32_t slot);
 extern uint64_t ss_store_used (const struct ss_store *st);
+extern int ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf,
+                        size_t buflen, uint32_t *crc);
 
 /* ---- superblock.c ---- */
 
@@ -451,8 +455,11 @@ struct ss_loop {
   struct __kernel_timespec frame_timer_ts;
   bool frame_timer_armed;
   uint64_t now_ms;
-  /* Connections with replies to send once this loop turn's completions
-   * are processed (conn.c): one sendmsg each.
+  /* Connections for the connection engine's pass once this loop turn's
+   * completions are processed (ss_conns_flush): replies to send, one
+   * sendmsg each, or a request freed, after which a paused connection
+   * may read again.  Listed by req.c and conn.c, each entry holding a
+   * reference.
    */
   struct ss_conn *flush_head;
   struct ss_seg_table segs;
@@ -580,7 +587,8 @@ enum ss_conn_state {
 };
 
 /* A client connection.  REFS counts the open state, each ring operation
- * on the socket and each request; the last ss_conn_put frees it.
+ * on the socket, each request and its place on the loop's flush list;
+ * the last conn_put (conn.c) frees it.
  *
  * Until STATE is SS_CONN_READY a connection holds only this struct, one
  * request and at most PROTO_MAX_PREAUTH_PAYLOAD bytes of payload:
@@ -636,16 +644,17 @@ struct ss_conn {
   bool parsing;
 };
 
+extern void ss_conns_init (struct ss_loop *loop);
 extern int ss_conn_new (struct ss_loop *loop, int fd);
 extern void ss_conns_stop (struct ss_loop *loop);
 extern void ss_conns_flush (struct ss_loop *loop);
 extern void ss_conn_close (struct ss_loop *loop, struct ss_conn *c);
-extern void ss_conn_queue (struct ss_loop *loop, struct ss_req *r);
-extern void ss_conn_req_done (struct ss_loop *loop, struct ss_conn *c);
 
 /* ---- admit.c ---- */
 
-extern void ss_admit_make_room (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_to_drop (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_hs_overdue (struct ss_loop *loop);
+extern struct ss_conn *ss_admit_frame_overdue (struct ss_loop *loop);
 extern void ss_admit_unauth_add (struct ss_loop *loop, struct ss_conn *c);
 extern void ss_admit_unauth_remove (struct ss_loop *loop, struct ss_conn *c);
 extern int ss_admit_authenticated (struct ss_loop *loop, struct ss_conn *c);
@@ -721,8 +730,6 @@ extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_set_gen (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_hash (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_seg_list (struct ss_loop *loop, struct ss_req *r);
-extern int ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf,
-                        size_t buflen, uint32_t *crc);
 
 /* ---- fences.c ---- */
 
@@ -731,7 +738,12 @@ extern void ss_fences_free (struct ss_loop *loop);
 extern uint64_t ss_fence_get (struct ss_loop *loop, uint64_t volume);
 extern void ss_writes_begin (struct ss_loop *loop, struct ss_req *r);
 extern void ss_writes_end (struct ss_loop *loop, struct ss_req *r);
+extern int ss_fence_raise (struct ss_loop *loop, uint64_t volume,
+                           uint64_t epoch);
 extern void ss_barrier_wait (struct ss_loop *loop, struct ss_barrier *b);
+
+/* ---- req-fence.c ---- */
+
 extern void ss_req_fence (struct ss_loop *loop, struct ss_req *r);
 extern void ss_mds_fences_apply (struct ss_loop *loop);
 

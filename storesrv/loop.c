@@ -315,6 +315,7 @@ ss_loop_new (struct ss_ctx *ctx, struct ss_loop **out)
   loop->post_op.done = post_done;
   loop->cancel_op.done = cancel_done;
   loop->fail_timer_op.done = fail_timer_done;
+  ss_conns_init (loop);
   pthread_mutex_init (&loop->post.lock, NULL);
   loop->post.efd = eventfd (0, EFD_CLOEXEC);
   if (loop->post.efd == -1) {

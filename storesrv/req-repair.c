@@ -121,36 +121,6 @@ struct hash_job {
   int err;
 };
 
-/* CRC-32C of LEN bytes of FD at POS (zeros past the end of the file),
- * read through BUF (BUFLEN bytes).  Returns 0 and *CRC or -errno.  Any
- * thread (the caller keeps the slot from being freed).
- */
-int
-ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf, size_t buflen,
-             uint32_t *crc)
-{
-  uint32_t c = 0;
-
-  while (len > 0) {
-    size_t want = len < buflen ? len : buflen;
-    ssize_t n = pread (fd, buf, want, pos);
-
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n == -1)
-      return -errno;
-    if (n == 0) {
-      memset (buf, 0, want);
-      n = want;
-    }
-    c = crc32c (c, buf, n);
-    pos += n;
-    len -= n;
-  }
-  *crc = c;
-  return 0;
-}
-
 /* Worker: the CRC-32C of each block of the job's range. */
 static void
 hash_run (struct ss_work *w)

@@ -8,14 +8,18 @@
  * ss_req_error (an error status; the connection goes on) or
  * ss_req_fatal (an error status, then the connection is closed: for
  * malformed frames and protocol violations).  The reply is encoded here
- * and queued on the connection (ss_conn_queue), which sends it and frees
- * the request with ss_req_free once it is out.  A handler never frees
- * its request, and must clear R->seg before answering.
+ * and appended to the connection's send queue; the connection engine
+ * sends it and frees the request with ss_req_free once it is out.  A
+ * handler never frees its request, and must clear R->seg before
+ * answering.
  *
- * The connection engine and this file are one tie: requests are made
- * and freed here for it, and replies go back to it to be sent.  The
- * handlers call this file, never conn.c nor dispatch.c, and this file
- * calls no handler.
+ * This file only changes data: it calls no other file of the daemon.
+ * A reply queued or a request freed puts its connection on the loop's
+ * flush list (holding a reference), and the engine's pass after each
+ * batch of completions (ss_conns_flush) does the rest: it sends the
+ * queued replies, lets a paused connection read again, and frees a
+ * closed connection whose last reference was the list's.  The handlers
+ * call this file, never conn.c nor dispatch.c.
  */
 
 #include <config.h>
@@ -58,8 +62,25 @@ ss_req_add_bytes (struct ss_req *r, uint64_t bytes)
   r->conn->req_bytes += bytes;
 }
 
-/* Free R (its last ring operation has completed) and tell its
- * connection, which may read again (ss_conn_req_done).
+/* Put C on the loop's flush list, if it is not on it, taking a
+ * reference: the connection engine's pass after this batch of
+ * completions (ss_conns_flush) sends C's queued replies, lets C read
+ * again if it was paused at its bounds, and drops the reference.
+ */
+static void
+req_conn_flush_later (struct ss_loop *loop, struct ss_conn *c)
+{
+  if (c->in_flush)
+    return;
+  c->in_flush = true;
+  c->refs++;
+  c->flush_next = loop->flush_head;
+  loop->flush_head = c;
+}
+
+/* Free R (its last ring operation has completed) and drop its reference
+ * to its connection, which the flush list holds on to until the
+ * engine's pass has let it read again (or freed it).
  */
 void
 ss_req_free (struct ss_loop *loop, struct ss_req *r)
@@ -72,11 +93,15 @@ ss_req_free (struct ss_loop *loop, struct ss_req *r)
   c->nreqs--;
   c->req_bytes -= r->bytes;
   free (r);
-  ss_conn_req_done (loop, c);
+  req_conn_flush_later (loop, c);
+  /* Never the last reference: the flush list holds one. */
+  assert (c->refs > 1);
+  c->refs--;
 }
 
-/* Queue R's reply with STATUS and payload DATA (LEN bytes).  OWNED, if
- * not NULL, is freed with R (it may be DATA itself).
+/* Queue R's reply with STATUS and payload DATA (LEN bytes) on its
+ * connection, to be sent once this batch of completions is processed.
+ * OWNED, if not NULL, is freed with R (it may be DATA itself).
  */
 static void
 req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
@@ -110,7 +135,13 @@ req_send (struct ss_loop *loop, struct ss_req *r, uint32_t status,
   memset (&r->msg, 0, sizeof r->msg);
   r->msg.msg_iov = r->iov;
   r->msg.msg_iovlen = len > 0 ? 2 : 1;
-  ss_conn_queue (loop, r);
+  r->next = NULL;
+  if (c->sendq_tail)
+    c->sendq_tail->next = r;
+  else
+    c->sendq_head = r;
+  c->sendq_tail = r;
+  req_conn_flush_later (loop, c);
 }
 
 /* Reply PROTO_OK with DATA (see req_send for OWNED). */

@@ -10,6 +10,9 @@
  * closed; a start reads it and removes it durably before serving, so it
  * exists only while no server runs on the store and everything
  * acknowledged before the last stop is durable.
+ *
+ * ss_crc_file checksums a range of the data file, for the handlers of
+ * SEG_HASH (req-repair.c) and SEG_PULL (pull.c).
  */
 
 #include <config.h>
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "crc32c.h"
 #include "full-rw.h"
 #include "log.h"
 #include "parse.h"
@@ -518,4 +522,34 @@ ss_store_clean_write (struct ss_store *st, uint64_t index_id, uint64_t seq)
   if (r < 0)
     log_error ("store: %s/%s: %s", st->dir, CLEAN_NAME, strerror (-r));
   return r;
+}
+
+/* CRC-32C of LEN bytes of FD at POS (zeros past the end of the file),
+ * read through BUF (BUFLEN bytes).  Returns 0 and *CRC or -errno.  Any
+ * thread (the caller keeps the slot from being freed).
+ */
+int
+ss_crc_file (int fd, uint64_t pos, uint32_t len, uint8_t *buf, size_t buflen,
+             uint32_t *crc)
+{
+  uint32_t c = 0;
+
+  while (len > 0) {
+    size_t want = len < buflen ? len : buflen;
+    ssize_t n = pread (fd, buf, want, pos);
+
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1)
+      return -errno;
+    if (n == 0) {
+      memset (buf, 0, want);
+      n = want;
+    }
+    c = crc32c (c, buf, n);
+    pos += n;
+    len -= n;
+  }
+  *crc = c;
+  return 0;
 }
