@@ -96,7 +96,7 @@ alloc_one (catalog *cat, MDB_txn *txn, uint64_t volume, uint64_t index,
   put_be64 (vbuf, id);
   val.mv_size = sizeof vbuf;
   val.mv_data = vbuf;
-  rc = mdb_put (txn, cat->segmap, &key, &val, MDB_NOOVERWRITE);
+  rc = catalog_put (cat, txn, cat->segmap, &key, &val, MDB_NOOVERWRITE);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put segmap");
 

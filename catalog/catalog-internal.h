@@ -86,6 +86,14 @@ struct catalog_alloc_waiter {
  *   handed over to the head of the queue; when it is false the queue is
  *   empty).
  */
+/* A write transaction's recorded changes (changelog.c). */
+struct catalog_changes {
+  uint8_t *buf; /* encoded changes, LEN bytes (only with a commit hook) */
+  size_t len, cap;
+  uint32_t n;  /* changes made, recorded or not */
+  bool failed; /* one could not be recorded: the commit must fail */
+};
+
 struct catalog {
   MDB_env *env;
   MDB_dbi meta;
@@ -103,6 +111,14 @@ struct catalog {
   struct catalog_reader *pool[CATALOG_RTXN_POOL];
   size_t npool;
 
+  /* changelog.c: the open write transaction's changes (LMDB's writer
+   * lock guards them), and the hook that gets them after each commit
+   * (set before any writer runs).
+   */
+  struct catalog_changes wlog;
+  catalog_commit_hook *hook;
+  void *hook_arg;
+
   pthread_mutex_t alloc_lock;
   struct catalog_alloc_waiter *alloc_head, *alloc_tail;
   bool alloc_busy;
@@ -113,6 +129,7 @@ struct catalog {
 #define CATALOG_META_NEXT_SERVER "next_server_id"
 #define CATALOG_META_NEXT_VOLUME "next_volume_id"
 #define CATALOG_META_NEXT_SEGMENT "next_segment_id"
+#define CATALOG_META_CHANGE_SEQ "change_seq"
 
 /* Keys.  Each builder fills BUF and returns an MDB_val pointing at it,
  * so BUF must outlive the value.
@@ -171,6 +188,22 @@ extern int catalog_next_id (catalog *cat, MDB_txn *txn, const char *counter,
                             uint64_t limit, uint64_t *id);
 extern int catalog_get_cluster_txn (catalog *cat, MDB_txn *txn,
                                     struct catalog_cluster *out);
+
+/* changelog.c: the only writers of the catalog's tables. */
+extern int catalog_put (catalog *cat, MDB_txn *txn, MDB_dbi dbi, MDB_val *key,
+                        MDB_val *val, unsigned flags);
+extern int catalog_del (catalog *cat, MDB_txn *txn, MDB_dbi dbi, MDB_val *key);
+extern int catalog_cursor_del (catalog *cat, MDB_cursor *cur);
+extern int catalog_drop (catalog *cat, MDB_txn *txn, MDB_dbi dbi);
+extern void catalog_changelog_reset (catalog *cat);
+extern int catalog_changelog_seal (catalog *cat, MDB_txn *txn, uint64_t *seq,
+                                   struct catalog_changes *done);
+extern int catalog_changelog_seq_get (catalog *cat, MDB_txn *txn,
+                                      uint64_t *seq);
+extern int catalog_changelog_seq_put (catalog *cat, MDB_txn *txn, uint64_t seq);
+extern int catalog_changelog_apply_one (catalog *cat, MDB_txn *txn,
+                                        const uint8_t *p, size_t len,
+                                        size_t *used);
 
 /* A read transaction that returns itself to the pool at end of scope:
  * declare it as { .cat = cat }, then catalog_rtxn_begin (&rt) sets RD

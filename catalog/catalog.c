@@ -185,6 +185,7 @@ catalog_close (catalog *cat)
   mdb_env_close (cat->env);
   pthread_mutex_destroy (&cat->alloc_lock);
   pthread_mutex_destroy (&cat->lock);
+  free (cat->wlog.buf);
   free (cat);
 }
 
@@ -212,7 +213,7 @@ catalog_cluster_init (catalog *cat, uint32_t segment_size,
   r = catalog_wtxn_begin (cat, &txn, "cluster_init");
   if (r < 0)
     return r;
-  rc = mdb_put (txn, cat->meta, &key, &val, MDB_NOOVERWRITE);
+  rc = catalog_put (cat, txn, cat->meta, &key, &val, MDB_NOOVERWRITE);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put cluster");
   return catalog_wtxn_commit (cat, &txn, "cluster_init");

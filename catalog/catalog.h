@@ -361,4 +361,28 @@ extern int catalog_backup (catalog *cat, int fd, uint64_t *size);
 /* Text for a catalog error code (a static string). */
 extern const char *catalog_strerror (int err);
 
+/* Replication (docs/high-availability.md).  Every write transaction
+ * that changes the catalog raises its change sequence (stored in the
+ * catalog, so a copy knows where it stands).  With a hook set, each
+ * commit's changes are encoded (catalog/changelog.c) and handed to it
+ * after the commit, from the committing thread: HOOK (ARG, SEQ, CHANGES,
+ * LEN).  Commits of concurrent writers may reach the hook out of SEQ
+ * order; CHANGES is valid only during the call.  Set the hook before
+ * any writer runs.
+ */
+typedef void catalog_commit_hook (void *arg, uint64_t seq, const void *changes,
+                                  size_t len);
+extern void catalog_set_commit_hook (catalog *cat, catalog_commit_hook *hook,
+                                     void *arg);
+
+/* The catalog's change sequence (0: never changed since it existed). */
+extern int catalog_change_seq (catalog *cat, uint64_t *seq);
+
+/* Apply the changes of sequence SEQ (as a hook got them) in one durable
+ * transaction.  Returns 0, -ESTALE if the catalog is not at SEQ - 1,
+ * -EBADMSG if CHANGES is malformed (nothing is applied), or -errno.
+ */
+extern int catalog_apply_changes (catalog *cat, uint64_t seq,
+                                  const void *changes, size_t len);
+
 #endif /* TESSERA_CATALOG_CATALOG_H */

@@ -54,7 +54,7 @@ catalog_garbage_done (catalog *cat, uint32_t server, const uint64_t *segments,
     return r;
   for (i = 0; i < n; ++i) {
     key = key_pair (kbuf, server, segments[i]);
-    rc = mdb_del (txn, cat->garbage, &key, NULL);
+    rc = catalog_del (cat, txn, cat->garbage, &key);
     if (rc == MDB_SUCCESS)
       done++;
     else if (rc != MDB_NOTFOUND)

@@ -46,7 +46,7 @@ catalog_segment_put_txn (catalog *cat, MDB_txn *txn,
   int rc;
 
   val.mv_size = catalog_segment_encode (g, vbuf);
-  rc = mdb_put (txn, cat->segments, &key, &val, 0);
+  rc = catalog_put (cat, txn, cat->segments, &key, &val, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put segments");
   return 0;
@@ -305,7 +305,7 @@ catalog_segment_add_replica (catalog *cat, uint64_t id, uint32_t server,
   if (r < 0)
     return r;
   key = key_pair (kbuf, server, id);
-  rc = mdb_del (txn, cat->garbage, &key, NULL);
+  rc = catalog_del (cat, txn, cat->garbage, &key);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return catalog_mdb_err (rc, "mdb_del garbage");
   r = catalog_wtxn_commit (cat, &txn, "segment_add_replica");
@@ -353,7 +353,7 @@ catalog_segment_remove_replica (catalog *cat, uint64_t id, uint32_t server,
   if (r < 0)
     return r;
   key = key_pair (kbuf, server, id);
-  rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
+  rc = catalog_put (cat, txn, cat->garbage, &key, &empty, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put garbage");
   r = catalog_wtxn_commit (cat, &txn, "segment_remove_replica");

@@ -45,7 +45,7 @@ put_server_txn (catalog *cat, MDB_txn *txn, const struct catalog_server *s)
   int rc;
 
   val.mv_size = catalog_server_encode (s, vbuf);
-  rc = mdb_put (txn, cat->servers, &key, &val, 0);
+  rc = catalog_put (cat, txn, cat->servers, &key, &val, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put servers");
   return 0;
@@ -63,13 +63,13 @@ put_count (catalog *cat, MDB_txn *txn, uint32_t server, uint64_t count)
   int rc;
 
   if (count == 0) {
-    rc = mdb_del (txn, cat->server_counts, &key, NULL);
+    rc = catalog_del (cat, txn, cat->server_counts, &key);
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
       return catalog_mdb_err (rc, "mdb_del server_counts");
     return 0;
   }
   put_be64 (vbuf, count);
-  rc = mdb_put (txn, cat->server_counts, &key, &val, 0);
+  rc = catalog_put (cat, txn, cat->server_counts, &key, &val, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put server_counts");
   return 0;
@@ -175,7 +175,8 @@ catalog_server_segment_add (catalog *cat, MDB_txn *txn, uint32_t server,
   MDB_val empty = { .mv_size = 0, .mv_data = NULL };
   int rc;
 
-  rc = mdb_put (txn, cat->server_segments, &key, &empty, MDB_NOOVERWRITE);
+  rc = catalog_put (cat, txn, cat->server_segments, &key, &empty,
+                    MDB_NOOVERWRITE);
   if (rc == MDB_KEYEXIST)
     return 0;
   if (rc != MDB_SUCCESS)
@@ -195,7 +196,7 @@ catalog_server_segment_del (catalog *cat, MDB_txn *txn, uint32_t server,
   MDB_val key = key_pair (kbuf, server, segment);
   int rc;
 
-  rc = mdb_del (txn, cat->server_segments, &key, NULL);
+  rc = catalog_del (cat, txn, cat->server_segments, &key);
   if (rc == MDB_NOTFOUND)
     return 0;
   if (rc != MDB_SUCCESS)
@@ -217,7 +218,7 @@ catalog_server_counts_rebuild (catalog *cat, MDB_txn *txn)
   bool end;
   int rc, r;
 
-  rc = mdb_drop (txn, cat->server_counts, 0);
+  rc = catalog_drop (cat, txn, cat->server_counts);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_drop server_counts");
   rc = mdb_cursor_open (txn, cat->server_segments, &cur);
@@ -319,7 +320,8 @@ catalog_server_register (catalog *cat, const uint8_t uuid[16],
     put_be32 (idbuf, s.id);
     val.mv_size = sizeof idbuf;
     val.mv_data = idbuf;
-    rc = mdb_put (txn, cat->server_uuids, &ukey, &val, MDB_NOOVERWRITE);
+    rc =
+        catalog_put (cat, txn, cat->server_uuids, &ukey, &val, MDB_NOOVERWRITE);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_put server_uuids");
   }
@@ -457,8 +459,8 @@ catalog_server_segments (catalog *cat, uint32_t id, uint64_t start_after,
  * makes it fail with -EBUSY instead.
  */
 static int
-delete_pairs (MDB_txn *txn, MDB_dbi dbi, const char *what, uint32_t server,
-              bool refuse)
+delete_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi, const char *what,
+              uint32_t server, bool refuse)
 {
   MDB_cursor *cur; /* freed with the write transaction */
   uint8_t kbuf[KEY_PAIR_LEN];
@@ -483,7 +485,7 @@ delete_pairs (MDB_txn *txn, MDB_dbi dbi, const char *what, uint32_t server,
       return 0;
     if (refuse)
       return -EBUSY;
-    rc = mdb_cursor_del (cur, 0);
+    rc = catalog_cursor_del (cat, cur);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_cursor_del");
   }
@@ -507,13 +509,14 @@ catalog_server_remove (catalog *cat, uint32_t id)
   r = get_server_txn (cat, txn, id, &s);
   if (r < 0)
     return r;
-  r = delete_pairs (txn, cat->server_segments, "server_segments", id, true);
+  r = delete_pairs (cat, txn, cat->server_segments, "server_segments", id,
+                    true);
   if (r < 0)
     return r;
   r = put_count (cat, txn, id, 0);
   if (r < 0)
     return r;
-  r = delete_pairs (txn, cat->garbage, "garbage", id, false);
+  r = delete_pairs (cat, txn, cat->garbage, "garbage", id, false);
   if (r < 0)
     return r;
 
@@ -522,7 +525,7 @@ catalog_server_remove (catalog *cat, uint32_t id)
   key.mv_data = s.uuid;
   rc = mdb_get (txn, cat->server_uuids, &key, &val);
   if (rc == MDB_SUCCESS && val.mv_size == 4 && get_be32 (val.mv_data) == id) {
-    rc = mdb_del (txn, cat->server_uuids, &key, NULL);
+    rc = catalog_del (cat, txn, cat->server_uuids, &key);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_del server_uuids");
   }
@@ -532,7 +535,7 @@ catalog_server_remove (catalog *cat, uint32_t id)
     return catalog_mdb_err (rc, "mdb_get server_uuids");
 
   key = key_u32 (kbuf, id);
-  rc = mdb_del (txn, cat->servers, &key, NULL);
+  rc = catalog_del (cat, txn, cat->servers, &key);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del servers");
   return catalog_wtxn_commit (cat, &txn, "server_remove");

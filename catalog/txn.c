@@ -2,7 +2,9 @@
  * mapping, read transactions (pooled readers), write transactions, key
  * order, id counters, whole-table reads and the (server, segment) key
  * scan that garbage and server_segments share.  Calls nothing else in
- * the catalog: every table's file is above it.
+ * the catalog but the change log (changelog.c, which a write
+ * transaction's begin and commit drive): every table's file is above
+ * it.
  */
 
 #include <config.h>
@@ -289,27 +291,45 @@ catalog_wtxn_begin (catalog *cat, MDB_txn **txn, const char *op)
     *txn = NULL;
     return catalog_mdb_err (rc, op);
   }
+  catalog_changelog_reset (cat);
   return 0;
 }
 
 /* Commit *TXN durably (the environment syncs on commit) and set it to
  * NULL: LMDB frees the transaction whether or not the commit worked.
+ * A transaction that changed anything raises the change sequence first,
+ * and its changes go to the commit hook after the commit (changelog.c).
  * After a commit the pooled readers hold an older snapshot: reset them,
  * so that none pins the pages the next writer may reuse.
  */
 int
 catalog_wtxn_commit (catalog *cat, MDB_txn **txn, const char *op)
 {
+  struct catalog_changes done;
+  uint64_t seq;
   size_t i;
-  int rc;
+  int rc, r;
 
+  r = catalog_changelog_seal (cat, *txn, &seq, &done);
+  if (r < 0) {
+    mdb_txn_abort (*txn);
+    *txn = NULL;
+    log_error ("catalog: %s: the change could not be recorded: %s", op,
+               strerror (-r));
+    return r;
+  }
   rc = mdb_txn_commit (*txn);
   *txn = NULL;
   if (rc == MDB_SUCCESS) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&cat->lock);
-    for (i = 0; i < cat->npool; ++i)
-      reader_reset (cat->pool[i]);
+    {
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&cat->lock);
+      for (i = 0; i < cat->npool; ++i)
+        reader_reset (cat->pool[i]);
+    }
+    if (done.len > 0)
+      cat->hook (cat->hook_arg, seq, done.buf, done.len);
   }
+  free (done.buf);
   return catalog_mdb_err (rc, op);
 }
 
@@ -346,7 +366,7 @@ catalog_counter_put (catalog *cat, MDB_txn *txn, const char *counter,
   int rc;
 
   put_be64 (buf, next);
-  rc = mdb_put (txn, cat->meta, &key, &val, 0);
+  rc = catalog_put (cat, txn, cat->meta, &key, &val, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put meta");
   return 0;

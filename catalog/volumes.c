@@ -69,7 +69,7 @@ catalog_volume_put_txn (catalog *cat, MDB_txn *txn,
   int rc;
 
   val.mv_size = catalog_volume_encode (v, vbuf);
-  rc = mdb_put (txn, cat->volumes, &key, &val, 0);
+  rc = catalog_put (cat, txn, cat->volumes, &key, &val, 0);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put volumes");
   return 0;
@@ -112,7 +112,7 @@ catalog_volume_create_min_copies (catalog *cat, const char *name, uint64_t size,
   put_be64 (idbuf, id);
   val.mv_size = sizeof idbuf;
   val.mv_data = idbuf;
-  rc = mdb_put (txn, cat->names, &nkey, &val, MDB_NOOVERWRITE);
+  rc = catalog_put (cat, txn, cat->names, &nkey, &val, MDB_NOOVERWRITE);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_put names");
 
@@ -254,7 +254,7 @@ release_segment (catalog *cat, MDB_txn *txn, uint64_t seg,
   }
 
   key = key_u64 (kbuf, seg);
-  rc = mdb_del (txn, cat->segments, &key, NULL);
+  rc = catalog_del (cat, txn, cat->segments, &key);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del segments");
   for (i = 0; i < g.nreplicas; ++i) {
@@ -263,7 +263,7 @@ release_segment (catalog *cat, MDB_txn *txn, uint64_t seg,
     if (r < 0)
       return r;
     key = key_pair (kbuf, g.replicas[i].server, seg);
-    rc = mdb_put (txn, cat->garbage, &key, &empty, 0);
+    rc = catalog_put (cat, txn, cat->garbage, &key, &empty, 0);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_put garbage");
   }
@@ -314,7 +314,7 @@ catalog_volume_delete (catalog *cat, uint64_t id)
     r = catalog_u64_decode ("segmap", &val, &seg);
     if (r < 0)
       return r;
-    rc = mdb_cursor_del (cur, 0);
+    rc = catalog_cursor_del (cat, cur);
     if (rc != MDB_SUCCESS)
       return catalog_mdb_err (rc, "mdb_cursor_del segmap");
     r = release_segment (cat, txn, seg, &counts);
@@ -327,11 +327,11 @@ catalog_volume_delete (catalog *cat, uint64_t id)
 
   key.mv_size = strlen (v.name);
   key.mv_data = v.name;
-  rc = mdb_del (txn, cat->names, &key, NULL);
+  rc = catalog_del (cat, txn, cat->names, &key);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return catalog_mdb_err (rc, "mdb_del names");
   key = key_u64 (kbuf, id);
-  rc = mdb_del (txn, cat->volumes, &key, NULL);
+  rc = catalog_del (cat, txn, cat->volumes, &key);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del volumes");
   return catalog_wtxn_commit (cat, &txn, "volume_delete");

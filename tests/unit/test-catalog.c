@@ -2485,6 +2485,212 @@ START_TEST (test_backup_errors)
 }
 END_TEST
 
+/* The change log: what a commit hook gets, in order. */
+struct batch {
+  uint64_t seq;
+  size_t len;
+  uint8_t *data;
+};
+static struct batch batches[256];
+static size_t nbatches;
+
+static void
+keep_batch (void *arg, uint64_t seq, const void *changes, size_t len)
+{
+  (void)arg;
+  ck_assert_uint_lt (nbatches, 256);
+  batches[nbatches].seq = seq;
+  batches[nbatches].len = len;
+  batches[nbatches].data = malloc (len);
+  ck_assert_ptr_nonnull (batches[nbatches].data);
+  memcpy (batches[nbatches].data, changes, len);
+  nbatches++;
+}
+
+static void
+free_batches (void)
+{
+  while (nbatches > 0)
+    free (batches[--nbatches].data);
+}
+
+/* Every key and value of every table of the LMDB environment in DIR2,
+ * in order, as one string of hex lines (change_seq included).
+ */
+static char *
+dump_env (const char *d)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi main_dbi, dbi;
+  MDB_cursor *cur, *tcur;
+  MDB_val k, v, tk, tv;
+  char *out = NULL;
+  size_t outlen = 0;
+  FILE *fp = open_memstream (&out, &outlen);
+  size_t i;
+
+  ck_assert_ptr_nonnull (fp);
+  ck_assert_int_eq (mdb_env_create (&env), 0);
+  ck_assert_int_eq (mdb_env_set_maxdbs (env, 32), 0);
+  ck_assert_int_eq (mdb_env_open (env, d, MDB_RDONLY, 0600), 0);
+  ck_assert_int_eq (mdb_txn_begin (env, NULL, MDB_RDONLY, &txn), 0);
+  ck_assert_int_eq (mdb_dbi_open (txn, NULL, 0, &main_dbi), 0);
+  ck_assert_int_eq (mdb_cursor_open (txn, main_dbi, &cur), 0);
+  while (mdb_cursor_get (cur, &k, &v, MDB_NEXT) == 0) {
+    char name[64];
+
+    snprintf (name, sizeof name, "%.*s", (int)k.mv_size, (char *)k.mv_data);
+    fprintf (fp, "table %s\n", name);
+    ck_assert_int_eq (mdb_dbi_open (txn, name, 0, &dbi), 0);
+    ck_assert_int_eq (mdb_cursor_open (txn, dbi, &tcur), 0);
+    while (mdb_cursor_get (tcur, &tk, &tv, MDB_NEXT) == 0) {
+      for (i = 0; i < tk.mv_size; i++)
+        fprintf (fp, "%02x", ((uint8_t *)tk.mv_data)[i]);
+      fputc ('=', fp);
+      for (i = 0; i < tv.mv_size; i++)
+        fprintf (fp, "%02x", ((uint8_t *)tv.mv_data)[i]);
+      fputc ('\n', fp);
+    }
+    mdb_cursor_close (tcur);
+  }
+  mdb_cursor_close (cur);
+  mdb_txn_abort (txn);
+  mdb_env_close (env);
+  fclose (fp);
+  return out;
+}
+
+/* changes: a second catalog that applies every batch of the first, in
+ * order, ends up byte for byte equal to it, table by table; the change
+ * sequence rises once per write transaction.
+ */
+START_TEST (test_changes_replay)
+{
+  char dir2[] = "/tmp/test-catalog-XXXXXX";
+  catalog *cat2;
+  uint64_t seq0, seq, seq2, vol, seg;
+  uint32_t s1, s2, s3;
+  struct catalog_segment sg;
+  struct catalog_volume v;
+  char *a, *b;
+  size_t i;
+
+  ck_assert_ptr_nonnull (mkdtemp (dir2));
+  ck_assert_int_eq (catalog_open (dir2, 0, &cat2), 0);
+  ck_assert_int_eq (catalog_change_seq (cat, &seq0), 0);
+  ck_assert_int_eq (catalog_change_seq (cat2, &seq2), 0);
+  ck_assert_uint_eq (seq0, seq2);
+
+  catalog_set_commit_hook (cat, keep_batch, NULL);
+  init_cluster ();
+  s1 = add_server (1);
+  s2 = add_server (2);
+  s3 = add_server (3);
+  ck_assert_int_eq (catalog_server_set_index_seq (cat, s2, 77), 0);
+  vol = add_volume ("replayed", 64 * MiB, 2);
+  seg = alloc_index (vol, 0);
+  alloc_index (vol, 3);
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, vol, &v), 0);
+  ck_assert_int_eq (
+      catalog_replica_set_state (cat, seg, s1, CATALOG_REPLICA_STALE, &sg), 0);
+  ck_assert_int_eq (
+      catalog_segment_add_replica (cat, seg, s3, CATALOG_REPLICA_SYNCING, &sg),
+      0);
+  ck_assert_int_eq (catalog_segment_remove_replica (cat, seg, s1, &sg), 0);
+  add_volume ("gone", 16 * MiB, 2);
+  ck_assert_int_eq (catalog_volume_lookup (cat, "gone", &v), 0);
+  alloc_index (v.id, 1);
+  ck_assert_int_eq (catalog_volume_delete (cat, v.id), 0);
+  ck_assert_int_eq (catalog_server_set_state (cat, s3, CATALOG_SERVER_DRAINING),
+                    0);
+  /* A failed write transaction records nothing. */
+  ck_assert_int_eq (catalog_volume_create (cat, "replayed", MiB, 2, &v),
+                    -EEXIST);
+
+  ck_assert_int_eq (catalog_change_seq (cat, &seq), 0);
+  ck_assert_uint_eq (seq, seq0 + nbatches);
+  for (i = 0; i < nbatches; i++) {
+    ck_assert_uint_eq (batches[i].seq, seq0 + 1 + i);
+    ck_assert_int_eq (catalog_apply_changes (cat2, batches[i].seq,
+                                             batches[i].data, batches[i].len),
+                      0);
+  }
+  /* Again, or out of order: refused, nothing changes. */
+  ck_assert_int_eq (catalog_apply_changes (cat2, batches[0].seq,
+                                           batches[0].data, batches[0].len),
+                    -ESTALE);
+  ck_assert_int_eq (catalog_change_seq (cat2, &seq2), 0);
+  ck_assert_uint_eq (seq2, seq);
+
+  catalog_close (cat2);
+  catalog_set_commit_hook (cat, NULL, NULL);
+  reopen ();
+  catalog_close (cat);
+  cat = NULL;
+  a = dump_env (dir);
+  b = dump_env (dir2);
+  ck_assert_str_eq (a, b);
+  ck_assert_ptr_nonnull (strstr (a, "table volumes"));
+  free (a);
+  free (b);
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  free_batches ();
+  ck_assert_int_eq (nftw (dir2, remove_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+END_TEST
+
+/* changes: malformed batches are refused whole. */
+START_TEST (test_changes_malformed)
+{
+  uint8_t good[64], bad[64];
+  uint64_t seq, after;
+  struct catalog_volume v;
+  size_t len;
+
+  catalog_set_commit_hook (cat, keep_batch, NULL);
+  init_cluster ();
+  ck_assert_uint_eq (nbatches, 1);
+  catalog_set_commit_hook (cat, NULL, NULL);
+  ck_assert_int_eq (catalog_change_seq (cat, &seq), 0);
+
+  /* A put of meta "x" = "y": op 1, table 0, klen 1, vlen 1. */
+  memcpy (good, "\x01\x00\x00\x01\x00\x00\x00\x01xy", 10);
+  len = 10;
+  /* Followed by each kind of damage. */
+  memcpy (bad, good, len);
+  memcpy (bad + len, "\x09\x00\x00\x01\x00\x00\x00\x00z", 9); /* op 9 */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, len + 9),
+                    -EBADMSG);
+  memcpy (bad + len, "\x01\x0b\x00\x01\x00\x00\x00\x00z", 9); /* table 11 */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, len + 9),
+                    -EBADMSG);
+  memcpy (bad + len, "\x01\x00\x00\x05\x00\x00\x00\x00z", 9); /* klen > */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, len + 9),
+                    -EBADMSG);
+  memcpy (bad + len, "\x01\x00\x00\x01\xff\xff\xff\xffz", 9); /* vlen > */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, len + 9),
+                    -EBADMSG);
+  memcpy (bad + len, "\x02\x00\x00\x01\x00\x00\x00\x00q", 9); /* del none */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, len + 9),
+                    -EBADMSG);
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, 5), -EBADMSG);
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, bad, 0), -EBADMSG);
+  ck_assert_int_eq (catalog_apply_changes (cat, 0, good, len), -EBADMSG);
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 2, good, len), -ESTALE);
+  ck_assert_int_eq (catalog_change_seq (cat, &after), 0);
+  ck_assert_uint_eq (after, seq);
+  /* The good one applies, and the catalog still works. */
+  ck_assert_int_eq (catalog_apply_changes (cat, seq + 1, good, len), 0);
+  ck_assert_int_eq (catalog_change_seq (cat, &after), 0);
+  ck_assert_uint_eq (after, seq + 1);
+  ck_assert_int_eq (catalog_volume_create (cat, "after", MiB, 1, &v), 0);
+  ck_assert_int_eq (catalog_change_seq (cat, &after), 0);
+  ck_assert_uint_eq (after, seq + 2);
+  free_batches ();
+}
+END_TEST
+
 /* Add a tcase named NAME running FN with the temporary-catalog fixture. */
 static void
 add_tcase (Suite *s, const char *name, const TTest *fn, double timeout)
@@ -2505,6 +2711,8 @@ catalog_suite (void)
   Suite *s = suite_create ("catalog");
 
   add_tcase (s, "open", test_open, 0);
+  add_tcase (s, "changes_replay", test_changes_replay, 0);
+  add_tcase (s, "changes_malformed", test_changes_malformed, 0);
   add_tcase (s, "cluster", test_cluster, 0);
   add_tcase (s, "cluster_min", test_cluster_min, 0);
   add_tcase (s, "server_register", test_server_register, 0);
