@@ -21,8 +21,12 @@
 #include "catalog.h"
 #include "cleanup.h"
 
-/* Version of the catalog as a whole (struct catalog_cluster). */
-#define CATALOG_FORMAT_VERSION 2
+/* Version of the catalog as a whole (struct catalog_cluster).  3:
+ * every segment record carries its index (catalog_open upgrades a
+ * version 2 catalog by filling them in from the map).
+ */
+#define CATALOG_FORMAT_VERSION 3
+#define CATALOG_FORMAT_NO_INDEX 2
 
 /* Leading byte of every record in every table.  2: segments carry their
  * volume and generation, volumes their clean epoch.  Records of other
@@ -212,7 +216,8 @@ catalog_cleanup_cursor (MDB_cursor **cur)
 #define VOLUME_REC_FIXED 48
 #define VOLUME_REC_MAX (VOLUME_REC_FIXED + CATALOG_NAME_MAX)
 #define SEGMENT_REC_FIXED 24
-#define SEGMENT_REC_MAX (SEGMENT_REC_FIXED + 8 * CATALOG_REPLICAS_MAX)
+#define SEGMENT_REC_MAX (SEGMENT_REC_FIXED + 8 * CATALOG_REPLICAS_MAX + 8)
+#define SEGMENT_HAS_INDEX 0x1 /* segment record flag: index u64 at the end */
 
 extern size_t catalog_cluster_encode (const struct catalog_cluster *c,
                                       uint8_t *buf);

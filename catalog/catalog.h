@@ -108,9 +108,16 @@ struct catalog_replica {
   uint8_t state; /* CATALOG_REPLICA_* */
 };
 
+/* A segment index not known (catalog_segment.index): only in records
+ * of a catalog not yet upgraded, or of a segment no map entry names.
+ */
+#define CATALOG_INDEX_NONE UINT64_MAX
+
 struct catalog_segment {
   uint64_t id;     /* >= 1, never reused */
   uint64_t volume; /* the volume that allocated it */
+  uint64_t index;  /* its index in VOLUME's map (CATALOG_INDEX_NONE: not
+                      known); storage servers record it with the segment */
   uint64_t gen;    /* replica-set generation: 1 at allocation, +1 on every
                       change of the replica list or of a replica's state */
   uint32_t refcount;

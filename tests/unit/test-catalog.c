@@ -246,7 +246,7 @@ START_TEST (test_cluster)
   memset (&c, 0xff, sizeof c);
   ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
   ck_assert_uint_eq (c.segment_size, 64 << 20);
-  ck_assert_uint_eq (c.format_version, 2);
+  ck_assert_uint_eq (c.format_version, 3);
   ck_assert_mem_eq (c.uuid, uuid, 16);
 }
 END_TEST
@@ -1889,6 +1889,51 @@ START_TEST (test_corrupt_records_v2)
 }
 END_TEST
 
+/* Segment records written before they carried their index decode as
+ * CATALOG_INDEX_NONE; opening a format 2 catalog fills them in from the
+ * map and marks it format 3.  New allocations record their index.
+ */
+START_TEST (test_segment_index_upgrade)
+{
+  const uint8_t skey1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+  /* Segment 1 without an index: volume 1, gen 1, replica on server 1. */
+  uint8_t old_seg[32] = { 2, 1 };
+  uint8_t cluster[28] = { 2 };
+  struct catalog_cluster c;
+  struct catalog_segment g;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_volume ("u", 8 * SEG_SIZE, 2);
+  ck_assert_uint_eq (alloc_index (1, 5), 1);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), 0);
+  ck_assert_uint_eq (g.index, 5);
+  catalog_close (cat);
+  cat = NULL;
+
+  old_seg[7] = 1;  /* refcount */
+  old_seg[15] = 1; /* volume */
+  old_seg[23] = 1; /* gen */
+  old_seg[27] = 1; /* server */
+  corrupt ("segments", skey1, 8, old_seg, sizeof old_seg);
+  cluster[7] = 2; /* format version 2 */
+  cluster[9] = SEG_SIZE >> 16;
+  corrupt ("meta", "cluster", 7, cluster, sizeof cluster);
+
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
+  ck_assert_uint_eq (c.format_version, 3);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), 0);
+  ck_assert_uint_eq (g.index, 5);
+  ck_assert_uint_eq (g.gen, 1);
+  ck_assert_uint_eq (g.nreplicas, 1);
+  ck_assert_uint_eq (alloc_index (1, 6), 2);
+  ck_assert_int_eq (catalog_segment_get (cat, 2, &g), 0);
+  ck_assert_uint_eq (g.index, 6);
+}
+END_TEST
+
 /* catalog_map_alloc_many: one transaction, a result per request; a
  * failed request changes nothing, the others go on, and a later request
  * sees what an earlier one allocated.
@@ -2445,6 +2490,7 @@ catalog_suite (void)
   add_tcase (s, "threads", test_threads, 60);
   add_tcase (s, "corrupt_records", test_corrupt_records, 0);
   add_tcase (s, "corrupt_records_v2", test_corrupt_records_v2, 0);
+  add_tcase (s, "segment_index_upgrade", test_segment_index_upgrade, 0);
   add_tcase (s, "map_alloc_many", test_map_alloc_many, 0);
   add_tcase (s, "map_alloc_many_redo", test_map_alloc_many_redo, 0);
   add_tcase (s, "map_alloc_group", test_map_alloc_group, 60);
