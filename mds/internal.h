@@ -128,6 +128,7 @@ struct mds_sources {
 struct mds_copy {
   uint64_t segment;
   uint64_t volume;
+  uint64_t index; /* in the volume (CATALOG_INDEX_NONE: not known) */
   uint64_t epoch; /* the volume's epoch, recorded by the target */
   uint64_t gen;   /* the segment's generation, target syncing */
   uint32_t mode;  /* PROTO_PULL_* */
@@ -160,6 +161,7 @@ struct mds_retry {
 struct mds_announce {
   uint64_t segment;
   uint64_t volume;
+  uint64_t index;         /* in the volume (CATALOG_INDEX_NONE: not known) */
   uint64_t gen;           /* as queued; raised to the catalog's when sent */
   uint64_t marked_ns;     /* CLOCK_MONOTONIC of the change (for logs) */
   uint64_t give_up_ns;    /* a server that has not answered by then is not
@@ -335,8 +337,8 @@ extern bool mds_srv_alive (struct mds *mds, const char *addr);
 extern int mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
                           uint64_t epoch, char *errmsg, size_t errlen);
 extern int mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
-                            uint64_t segment, uint64_t volume, uint64_t gen,
-                            char *errmsg, size_t errlen);
+                            uint64_t segment, uint64_t volume, uint64_t index,
+                            uint64_t gen, char *errmsg, size_t errlen);
 extern int mds_srv_pull (struct mds *mds, const char *addr,
                          const struct proto_pull *pull, char *errmsg,
                          size_t errlen);

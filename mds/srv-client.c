@@ -155,16 +155,18 @@ mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
   return r;
 }
 
-/* SEG_SET_GEN: SEGMENT (of VOLUME) on the server at ADDR is at
- * generation GEN, within TIMEOUT_MS for the connection and again for the
- * reply.  Returns 0 or -errno (reason in ERRMSG).
+/* SEG_SET_GEN: SEGMENT (of VOLUME, at INDEX in its map) on the server
+ * at ADDR is at generation GEN, within TIMEOUT_MS for the connection
+ * and again for the reply.  Returns 0 or -errno (reason in ERRMSG).
  */
 int
 mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
-                 uint64_t segment, uint64_t volume, uint64_t gen, char *errmsg,
-                 size_t errlen)
+                 uint64_t segment, uint64_t volume, uint64_t index,
+                 uint64_t gen, char *errmsg, size_t errlen)
 {
-  struct proto_set_gen g = { .segment = segment, .volume = volume, .gen = gen };
+  struct proto_set_gen g = {
+    .segment = segment, .volume = volume, .gen = gen, .index = index
+  };
   struct proto_wbuf wb = { 0 };
   int r;
 
