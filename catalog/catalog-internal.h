@@ -117,6 +117,7 @@ struct catalog {
 #define CATALOG_META_NEXT_SERVER "next_server_id"
 #define CATALOG_META_NEXT_VOLUME "next_volume_id"
 #define CATALOG_META_NEXT_SEGMENT "next_segment_id"
+#define CATALOG_META_TABLES_VERSION "tables_version" /* tables.c */
 
 /* Keys.  Each builder fills BUF and returns an MDB_val pointing at it,
  * so BUF must outlive the value.
@@ -173,6 +174,7 @@ extern int catalog_counter_put (catalog *cat, MDB_txn *txn, const char *counter,
                                 uint64_t next);
 extern int catalog_next_id (catalog *cat, MDB_txn *txn, const char *counter,
                             uint64_t limit, uint64_t *id);
+extern int catalog_tables_bump (catalog *cat, MDB_txn *txn);
 extern int catalog_get_cluster_txn (catalog *cat, MDB_txn *txn,
                                     struct catalog_cluster *out);
 
@@ -270,6 +272,9 @@ extern int catalog_server_segment_del (catalog *cat, MDB_txn *txn,
 extern int catalog_counts_flush (catalog *cat, MDB_txn *txn,
                                  struct catalog_counts *counts);
 extern int catalog_server_counts_rebuild (catalog *cat, MDB_txn *txn);
+
+extern int catalog_server_put_txn (catalog *cat, MDB_txn *txn,
+                                   const struct catalog_server *s);
 
 /* garbage.c */
 extern int catalog_scan_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi,
