@@ -59,6 +59,10 @@ struct mds_server_state {
   uint32_t checks;
   bool unchecked;
   uint64_t checked_incarnation;
+  /* tables-push.c: the cluster tables version it took since it last
+   * registered (0: none yet).
+   */
+  uint64_t tables_pushed;
 };
 
 /* A storage server registered uncleanly while VOLUME was not clean, at
@@ -306,6 +310,11 @@ struct mds {
   size_t nscans;
   uint64_t announce_dropped;     /* entries dropped, the queue being full */
   uint64_t announce_drop_log_ns; /* no warning about it before this */
+  /* tables-push.c: the pusher of the cluster tables and its kick. */
+  pthread_cond_t tables_wake;
+  pthread_t tables_thread;
+  bool tables_started;
+  bool tables_kicked;
 };
 
 /* A reply being built by a request handler (through reply.c), sent by
@@ -349,6 +358,21 @@ extern int mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
 extern int mds_srv_seg_epoch (struct mds *mds, const char *addr,
                               uint64_t segment, uint64_t *epoch, char *errmsg,
                               size_t errlen);
+extern int mds_srv_tables_put (struct mds *mds, const char *addr,
+                               uint64_t version, const uint8_t *blob,
+                               size_t len, uint64_t *stored, char *errmsg,
+                               size_t errlen);
+extern int mds_srv_tables_get (struct mds *mds, const char *addr,
+                               struct proto_tables *out, void **payload,
+                               char *errmsg, size_t errlen);
+extern int mds_srv_describe (struct mds *mds, const char *addr,
+                             uint64_t start_after, struct proto_describe *out,
+                             char *errmsg, size_t errlen);
+
+/* tables-push.c */
+extern void mds_tables_kick (struct mds *mds);
+extern int mds_tables_start (struct mds *mds);
+extern void mds_tables_stop (struct mds *mds);
 
 /* source.c */
 extern int mds_sources_collect (struct mds *mds,

@@ -598,6 +598,7 @@ init_state (struct mds *mds)
   pthread_cond_init (&mds->repair_wake, &attr);
   pthread_cond_init (&mds->workers_done, &attr);
   pthread_cond_init (&mds->announce_wake, &attr);
+  pthread_cond_init (&mds->tables_wake, &attr);
   pthread_condattr_destroy (&attr);
   mds->start_ns = monotonic_ns ();
   if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
