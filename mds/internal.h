@@ -369,6 +369,21 @@ extern int mds_srv_describe (struct mds *mds, const char *addr,
                              uint64_t start_after, struct proto_describe *out,
                              char *errmsg, size_t errlen);
 
+/* rebuild.c: what mds_reconcile did. */
+struct mds_rebuild_report {
+  size_t answered;         /* storage servers that answered */
+  size_t described;        /* of those, that described their segments */
+  uint64_t tables_version; /* of the tables installed (0: none) */
+  size_t servers, volumes; /* in the catalog afterwards */
+  uint64_t segments;       /* segment ids seen */
+  uint64_t placed;         /* adopted into the catalog */
+  uint64_t known;          /* in the catalog already */
+  uint64_t not_placed;     /* left out (each logged, with the reason) */
+  uint64_t stale;          /* replicas recorded stale */
+};
+extern int mds_reconcile (struct mds *mds, char *const *addrs, size_t naddrs,
+                          struct mds_rebuild_report *rep);
+
 /* tables-push.c */
 extern void mds_tables_kick (struct mds *mds);
 extern int mds_tables_start (struct mds *mds);

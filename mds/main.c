@@ -57,6 +57,9 @@
 /* Options that only main needs; the rest go into struct mds. */
 struct options {
   bool init;
+  char *rebuild; /* --rebuild ADDR[,ADDR...], split in place */
+  char **rebuild_addrs;
+  size_t nrebuild;
   bool segment_size_set;
   uint32_t segment_size;
   bool foreground;
@@ -85,6 +88,7 @@ enum {
   HANDSHAKE_TIMEOUT_OPTION,
   MAX_CONNECTIONS_OPTION,
   MAX_UNAUTH_OPTION,
+  REBUILD_OPTION,
 };
 
 static const char short_options[] = "D:fP:vV";
@@ -107,6 +111,7 @@ static const struct option long_options[] = {
   { "max-unauthenticated", required_argument, NULL, MAX_UNAUTH_OPTION },
   { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
   { "pidfile", required_argument, NULL, 'P' },
+  { "rebuild", required_argument, NULL, REBUILD_OPTION },
   { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
   { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
@@ -121,7 +126,8 @@ static const struct option long_options[] = {
 static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
 {
   fprintf (fp,
-           "Usage: %s --db DIR [--init [--segment-size SIZE]] [OPTIONS]\n"
+           "Usage: %s --db DIR [--init [--segment-size SIZE] |\n"
+           "                   --rebuild ADDR[,ADDR...]] [OPTIONS]\n"
            "The metadata server of a Tessera cluster.\n"
            "\n"
            "  --db DIR                  catalog directory (required)\n"
@@ -130,6 +136,10 @@ static void __attribute__ ((noreturn)) usage (FILE *fp, int status)
            "  --segment-size SIZE       with --init: segment size, a power "
            "of two\n"
            "                            from 64K to 64M (default 4M)\n"
+           "  --rebuild ADDR[,ADDR...]  recreate a lost catalog in DIR "
+           "(empty or\n"
+           "                            new) from these storage servers, "
+           "then serve\n"
            "  --key-file FILE           the cluster key (default "
            "DIR/cluster.key;\n"
            "                            --init creates it)\n"
@@ -248,6 +258,32 @@ static void __attribute__ ((noreturn)) list_options (bool long_ones)
   exit (EXIT_SUCCESS);
 }
 
+/* Split --rebuild's list of storage-server addresses (in place) into
+ * OPTS->rebuild_addrs; exits on error.
+ */
+static void
+split_addresses (struct options *opts)
+{
+  char *p, *save = NULL;
+  size_t n = 1;
+
+  for (p = opts->rebuild; *p; p++)
+    n += *p == ',';
+  opts->rebuild_addrs = calloc (n, sizeof *opts->rebuild_addrs);
+  if (opts->rebuild_addrs == NULL) {
+    fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  for (p = strtok_r (opts->rebuild, ",", &save); p;
+       p = strtok_r (NULL, ",", &save)) {
+    if (sock_address_check (p) < 0)
+      bad_option ("rebuild", p, "not HOST:PORT, [V6]:PORT or unix:PATH");
+    opts->rebuild_addrs[opts->nrebuild++] = p;
+  }
+  if (opts->nrebuild == 0)
+    bad_option ("rebuild", "", "no storage server address");
+}
+
 /* Parse and check the command line into MDS and OPTS; exits on error. */
 static void
 parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
@@ -265,6 +301,9 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
       break;
     case INIT_OPTION:
       opts->init = true;
+      break;
+    case REBUILD_OPTION:
+      opts->rebuild = optarg;
       break;
     case SEGMENT_SIZE_OPTION:
       r = parse_size (optarg, &size);
@@ -373,6 +412,12 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts)
              MDS_PROGRAM);
     exit (EXIT_FAILURE);
   }
+  if (opts->rebuild && opts->init) {
+    fprintf (stderr, "%s: --rebuild: not with --init\n", MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (opts->rebuild)
+    split_addresses (opts);
   if (opts->segment_size_set && !opts->init) {
     fprintf (stderr, "%s: --segment-size: only valid with --init\n",
              MDS_PROGRAM);
@@ -461,6 +506,50 @@ setup_key (struct mds *mds, bool init, char **created)
   return 0;
 }
 
+/* --rebuild: recreate the catalog, which must be empty, from the
+ * storage servers (rebuild.c).  Prints the reason and returns -1 on
+ * failure.
+ */
+static int
+rebuild_catalog (struct mds *mds, const struct options *opts)
+{
+  struct catalog_cluster c;
+  struct catalog_stats st;
+  struct mds_rebuild_report rep;
+  int r;
+
+  /* A cluster record alone (an --init never used) counts as empty. */
+  r = catalog_cluster_get (mds->cat, &c);
+  if (r == 0)
+    r = catalog_stats (mds->cat, &st);
+  if (r == 0 && (st.volumes > 0 || st.servers > 0 || st.segments > 0))
+    r = -EEXIST;
+  if (r == -EEXIST) {
+    fprintf (stderr,
+             "%s: --rebuild: %s already holds a catalog: give an empty or "
+             "new directory\n",
+             MDS_PROGRAM, mds->db_dir);
+    return -1;
+  }
+  if (r < 0 && r != -ENOENT) {
+    fprintf (stderr, "%s: %s: cannot read the catalog: %s\n", MDS_PROGRAM,
+             mds->db_dir, catalog_strerror (r));
+    return -1;
+  }
+  if (mds_reconcile (mds, opts->rebuild_addrs, opts->nrebuild, &rep) < 0) {
+    fprintf (stderr, "%s: --rebuild: failed (see the messages above)\n",
+             MDS_PROGRAM);
+    return -1;
+  }
+  printf ("rebuild: %zu of %zu storage servers answered; %zu volumes, "
+          "%zu servers; %" PRIu64 " segments placed, %" PRIu64
+          " stale replicas, %" PRIu64 " segments not placed\n",
+          rep.answered, opts->nrebuild, rep.volumes, rep.servers, rep.placed,
+          rep.stale, rep.not_placed);
+  fflush (stdout);
+  return 0;
+}
+
 /* Open the catalog and create (--init, with the cluster key) or read the
  * cluster record.  Prints the reason and returns -1 on failure.
  */
@@ -471,12 +560,13 @@ open_catalog (struct mds *mds, const struct options *opts)
   CLEANUP_FREE char *new_key = NULL;
   int r;
 
-  if (opts->init && mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
+  if ((opts->init || opts->rebuild) && mkdir (mds->db_dir, 0700) == -1 &&
+      errno != EEXIST) {
     fprintf (stderr, "%s: %s: %m\n", MDS_PROGRAM, mds->db_dir);
     return -1;
   }
   r = mds_lock_db (mds->db_dir);
-  if (r == -ENOENT && !opts->init) {
+  if (r == -ENOENT && !opts->init && !opts->rebuild) {
     fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
              mds->db_dir, MDS_PROGRAM);
     return -1;
@@ -527,6 +617,8 @@ open_catalog (struct mds *mds, const struct options *opts)
     }
   }
   else if (setup_key (mds, false, &new_key) < 0)
+    return -1;
+  if (opts->rebuild && rebuild_catalog (mds, opts) < 0)
     return -1;
   r = catalog_cluster_get (mds->cat, &mds->cluster);
   if (r == -ENOENT) {
@@ -667,12 +759,12 @@ main (int argc, char *argv[])
   sigaddset (&set, SIGINT);
   pthread_sigmask (SIG_BLOCK, &set, NULL);
 
+  init_state (&mds);
   if (open_catalog (&mds, &opts) < 0)
     goto out;
   daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
                            FD_MARGIN,
                        "--max-connections and --max-unauthenticated");
-  init_state (&mds);
   r = mds_leases_recover (&mds);
   if (r < 0) {
     fprintf (stderr, "%s: %s: reading volumes: %s\n", MDS_PROGRAM, mds.db_dir,
@@ -720,6 +812,7 @@ out_socket:
   if (socket_path)
     unlink (socket_path);
 out:
+  free (opts.rebuild_addrs);
   if (!busy) {
     catalog_close (mds.cat);
     mds_index_free (&mds);
