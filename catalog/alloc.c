@@ -82,6 +82,7 @@ alloc_one (catalog *cat, MDB_txn *txn, uint64_t volume, uint64_t index,
   id = b->next_id++;
   g->id = id;
   g->volume = volume;
+  g->index = index;
   g->gen = 1;
   g->refcount = 1;
   for (j = 0; j < g->nreplicas; ++j)

@@ -21,8 +21,12 @@
 #include "catalog.h"
 #include "cleanup.h"
 
-/* Version of the catalog as a whole (struct catalog_cluster). */
-#define CATALOG_FORMAT_VERSION 2
+/* Version of the catalog as a whole (struct catalog_cluster).  3:
+ * every segment record carries its index (catalog_open upgrades a
+ * version 2 catalog by filling them in from the map).
+ */
+#define CATALOG_FORMAT_VERSION 3
+#define CATALOG_FORMAT_NO_INDEX 2
 
 /* Leading byte of every record in every table.  2: segments carry their
  * volume and generation, volumes their clean epoch.  Records of other
@@ -130,6 +134,7 @@ struct catalog {
 #define CATALOG_META_NEXT_VOLUME "next_volume_id"
 #define CATALOG_META_NEXT_SEGMENT "next_segment_id"
 #define CATALOG_META_CHANGE_SEQ "change_seq"
+#define CATALOG_META_TABLES_VERSION "tables_version" /* tables.c */
 
 /* Keys.  Each builder fills BUF and returns an MDB_val pointing at it,
  * so BUF must outlive the value.
@@ -186,6 +191,7 @@ extern int catalog_counter_put (catalog *cat, MDB_txn *txn, const char *counter,
                                 uint64_t next);
 extern int catalog_next_id (catalog *cat, MDB_txn *txn, const char *counter,
                             uint64_t limit, uint64_t *id);
+extern int catalog_tables_bump (catalog *cat, MDB_txn *txn);
 extern int catalog_get_cluster_txn (catalog *cat, MDB_txn *txn,
                                     struct catalog_cluster *out);
 
@@ -245,7 +251,8 @@ catalog_cleanup_cursor (MDB_cursor **cur)
 #define VOLUME_REC_FIXED 48
 #define VOLUME_REC_MAX (VOLUME_REC_FIXED + CATALOG_NAME_MAX)
 #define SEGMENT_REC_FIXED 24
-#define SEGMENT_REC_MAX (SEGMENT_REC_FIXED + 8 * CATALOG_REPLICAS_MAX)
+#define SEGMENT_REC_MAX (SEGMENT_REC_FIXED + 8 * CATALOG_REPLICAS_MAX + 8)
+#define SEGMENT_HAS_INDEX 0x1 /* segment record flag: index u64 at the end */
 
 extern size_t catalog_cluster_encode (const struct catalog_cluster *c,
                                       uint8_t *buf);
@@ -298,6 +305,9 @@ extern int catalog_server_segment_del (catalog *cat, MDB_txn *txn,
 extern int catalog_counts_flush (catalog *cat, MDB_txn *txn,
                                  struct catalog_counts *counts);
 extern int catalog_server_counts_rebuild (catalog *cat, MDB_txn *txn);
+
+extern int catalog_server_put_txn (catalog *cat, MDB_txn *txn,
+                                   const struct catalog_server *s);
 
 /* garbage.c */
 extern int catalog_scan_pairs (catalog *cat, MDB_txn *txn, MDB_dbi dbi,

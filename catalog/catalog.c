@@ -87,6 +87,72 @@ open_dbis (catalog *cat)
   return catalog_wtxn_commit (cat, &txn, "open");
 }
 
+/* Fill in the index of every segment record written before records
+ * carried one, from the map entries that name it, and mark the catalog
+ * upgraded (CATALOG_FORMAT_VERSION): once, in one write transaction,
+ * at the first open by a version that knows indexes.  A catalog without
+ * a cluster record yet needs nothing.
+ */
+static int
+upgrade_indexes (catalog *cat)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  MDB_cursor *cur = NULL; /* freed with the write transaction */
+  MDB_val key, val;
+  struct catalog_cluster c;
+  struct catalog_segment g;
+  uint8_t buf[CLUSTER_REC_LEN];
+  MDB_val ckey = { .mv_size = strlen (CATALOG_META_CLUSTER),
+                   .mv_data = (void *)CATALOG_META_CLUSTER };
+  uint64_t filled = 0;
+  int rc, r;
+
+  r = catalog_wtxn_begin (cat, &txn, "upgrade");
+  if (r < 0)
+    return r;
+  /* A corrupt cluster record is reported where it is read. */
+  r = catalog_get_cluster_txn (cat, txn, &c);
+  if (r < 0 || c.format_version >= CATALOG_FORMAT_VERSION)
+    return r == -ENOENT || r == -EIO ? 0 : r;
+  rc = mdb_cursor_open (txn, cat->segmap, &cur);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_cursor_open segmap");
+  for (rc = mdb_cursor_get (cur, &key, &val, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get (cur, &key, &val, MDB_NEXT)) {
+    uint64_t id;
+
+    if (key.mv_size != KEY_MAP_LEN)
+      return -EIO;
+    r = catalog_u64_decode ("segmap", &val, &id);
+    if (r < 0)
+      return r;
+    /* A missing or corrupt record is reported where it is read. */
+    r = catalog_segment_get_txn (cat, txn, id, &g);
+    if (r == -ENOENT || r == -EIO)
+      continue;
+    if (r < 0)
+      return r;
+    if (g.index != CATALOG_INDEX_NONE)
+      continue;
+    g.index = get_be64 ((const uint8_t *)key.mv_data + 8);
+    r = catalog_segment_put_txn (cat, txn, &g);
+    if (r < 0)
+      return r;
+    filled++;
+  }
+  if (rc != MDB_NOTFOUND)
+    return catalog_mdb_err (rc, "mdb_cursor_get segmap");
+  c.format_version = CATALOG_FORMAT_VERSION;
+  val.mv_data = buf;
+  val.mv_size = catalog_cluster_encode (&c, buf);
+  rc = catalog_put (cat, txn, cat->meta, &ckey, &val, 0);
+  if (rc != MDB_SUCCESS)
+    return catalog_mdb_err (rc, "mdb_put cluster");
+  log_debug ("catalog: upgrade: %" PRIu64 " segment records given their index",
+             filled);
+  return catalog_wtxn_commit (cat, &txn, "upgrade");
+}
+
 /* Open the environment in DIR (see catalog.h): check DIR, then a goto
  * ladder of LMDB setup steps, undone in reverse on failure.
  */
@@ -155,6 +221,8 @@ catalog_open (const char *dir, uint64_t map_size, catalog **out)
     log_debug ("catalog: open: %s: cleared %d stale readers", dir, dead);
 
   r = open_dbis (cat);
+  if (r == 0)
+    r = upgrade_indexes (cat);
   if (r < 0)
     goto err_env;
 

@@ -108,9 +108,16 @@ struct catalog_replica {
   uint8_t state; /* CATALOG_REPLICA_* */
 };
 
+/* A segment index not known (catalog_segment.index): only in records
+ * of a catalog not yet upgraded, or of a segment no map entry names.
+ */
+#define CATALOG_INDEX_NONE UINT64_MAX
+
 struct catalog_segment {
   uint64_t id;     /* >= 1, never reused */
   uint64_t volume; /* the volume that allocated it */
+  uint64_t index;  /* its index in VOLUME's map (CATALOG_INDEX_NONE: not
+                      known); storage servers record it with the segment */
   uint64_t gen;    /* replica-set generation: 1 at allocation, +1 on every
                       change of the replica list or of a replica's state */
   uint32_t refcount;
@@ -334,6 +341,82 @@ extern int catalog_garbage_get (catalog *cat, uint32_t server, size_t max,
                                 uint64_t **out, size_t *n);
 extern int catalog_garbage_done (catalog *cat, uint32_t server,
                                  const uint64_t *segments, size_t n);
+
+/* The cluster tables (tables.c): what of the catalog the MDS keeps on
+ * every storage server so that a lost catalog can be rebuilt from them
+ * (tessera-mds --rebuild): the cluster record, the id counters (next
+ * ids), every volume and every server.  Their version, 1 in a new
+ * catalog, is raised by every transaction that changes a volume or
+ * server record (create, resize, delete, register with a new address,
+ * zone or capacity, state change, remove), not by epoch changes or
+ * allocations.
+ */
+struct catalog_tables {
+  uint64_t version;
+  struct catalog_cluster cluster;
+  uint64_t next_volume, next_server, next_segment; /* next ids to give */
+  size_t nvolumes;
+  struct catalog_volume *volumes; /* .segments not meaningful */
+  size_t nservers;
+  struct catalog_server *servers; /* .index_seq 0 */
+};
+
+/* The tables version now. */
+extern int catalog_tables_version (catalog *cat, uint64_t *version);
+/* Encode the tables as they are now, in one read transaction, into
+ * *BLOB (malloc'd, the caller frees it; *LEN bytes; the format is in
+ * tables.c) with their version in *VERSION.  -ENOENT before the
+ * cluster record exists.
+ */
+extern int catalog_tables_encode (catalog *cat, uint8_t **blob, size_t *len,
+                                  uint64_t *version);
+/* Decode LEN bytes of tables at BLOB into *T; free its arrays with
+ * catalog_tables_free (which accepts a zeroed struct).  -EINVAL if they
+ * are not tables of this format or are damaged; -ENOMEM.  On error
+ * nothing is left allocated.
+ */
+extern int catalog_tables_decode (const void *blob, size_t len,
+                                  struct catalog_tables *t);
+extern void catalog_tables_free (struct catalog_tables *t);
+/* Install T into the catalog, in one transaction: the cluster record
+ * if there is none (-EINVAL if there is one of another uuid or segment
+ * size); each server and volume whose id is not known (and whose uuid,
+ * respectively name, is not taken; volumes get 0 segments); the id
+ * counters and the tables version raised to T's if lower.  Never lowers
+ * or overwrites anything.
+ */
+extern int catalog_tables_install (catalog *cat,
+                                   const struct catalog_tables *t);
+/* Raise the id counters to at least NEXT_VOLUME, NEXT_SERVER and
+ * NEXT_SEGMENT (the next ids to give); lower values change nothing.
+ */
+extern int catalog_counters_raise (catalog *cat, uint64_t next_volume,
+                                   uint64_t next_server, uint64_t next_segment);
+
+/* One segment for catalog_segments_adopt, and its result. */
+struct catalog_adopt {
+  struct catalog_segment segment; /* id, volume, index, gen, replicas */
+  int result;                     /* out: 0 or -errno */
+};
+
+/* Adopt segments found on storage servers: for each A[i], in one
+ * transaction, record the segment with its id, generation and replicas
+ * (refcount 1), map (volume, index) to it, list its replicas in
+ * server_segments, count it in its volume and raise the segment
+ * counter past its id.  Each one either happens entirely or not at
+ * all; its result: 0, -EEXIST (the segment exists), -EBUSY (its index
+ * is mapped to another segment), -ENOENT (no such volume or server),
+ * -ERANGE (index past the volume's end), -EINVAL (no index, generation
+ * 0, no or too many replicas, one server twice).  Returns 0 once every
+ * one has its result, or an error of the transaction as a whole.
+ */
+extern int catalog_segments_adopt (catalog *cat, struct catalog_adopt *a,
+                                   size_t n);
+/* Raise volume ID's epoch to at least EPOCH (never lowered) and mark it
+ * not clean, so that its next writer's open resyncs it.  -ENOENT.
+ */
+extern int catalog_volume_raise_epoch (catalog *cat, uint64_t id,
+                                       uint64_t epoch);
 
 /* Totals for STATUS. */
 struct catalog_stats {

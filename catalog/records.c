@@ -20,10 +20,14 @@
  *   32 segments u64  40 clean_epoch u64  48 name
  *   (min_copies was reserved, so zero, in records written before it
  *   existed: 0 decodes as CATALOG_MIN_COPIES_DEFAULT (replicas))
- * segment (24 + 8 * nreplicas bytes):
- *   0 version  1 nreplicas u8  2 reserved[2]  4 refcount u32
+ * segment (24 + 8 * nreplicas bytes, + 8 with SEGMENT_HAS_INDEX):
+ *   0 version  1 nreplicas u8  2 flags u8  3 reserved  4 refcount u32
  *   8 volume u64  16 gen u64
  *   24 replicas: server u32, state u8, reserved[3]
+ *   [index u64] (flag SEGMENT_HAS_INDEX: the segment's index in its
+ *   volume's map; records written before it existed have flags 0 and
+ *   decode as CATALOG_INDEX_NONE, and catalog_open fills them in from
+ *   the map, see catalog.c)
  */
 
 #include <config.h>
@@ -220,12 +224,17 @@ catalog_volume_decode (uint64_t id, const MDB_val *val,
 size_t
 catalog_segment_encode (const struct catalog_segment *g, uint8_t *buf)
 {
+  size_t len = SEGMENT_REC_FIXED + 8 * g->nreplicas;
   uint32_t i;
 
   assert (g->nreplicas <= CATALOG_REPLICAS_MAX);
-  memset (buf, 0, SEGMENT_REC_FIXED + 8 * g->nreplicas);
+  memset (buf, 0, len);
   buf[0] = CATALOG_RECORD_VERSION;
   buf[1] = g->nreplicas;
+  if (g->index != CATALOG_INDEX_NONE) {
+    buf[2] = SEGMENT_HAS_INDEX;
+    put_be64 (buf + len, g->index);
+  }
   put_be32 (buf + 4, g->refcount);
   put_be64 (buf + 8, g->volume);
   put_be64 (buf + 16, g->gen);
@@ -233,7 +242,7 @@ catalog_segment_encode (const struct catalog_segment *g, uint8_t *buf)
     put_be32 (buf + SEGMENT_REC_FIXED + 8 * i, g->replicas[i].server);
     buf[SEGMENT_REC_FIXED + 8 * i + 4] = g->replicas[i].state;
   }
-  return SEGMENT_REC_FIXED + 8 * g->nreplicas;
+  return g->index != CATALOG_INDEX_NONE ? len + 8 : len;
 }
 
 /* Decode the record VAL of segment ID into *G; unused replica slots are
@@ -245,13 +254,17 @@ catalog_segment_decode (uint64_t id, const MDB_val *val,
 {
   const uint8_t *p = val->mv_data;
   uint32_t i, n;
+  uint8_t flags;
   int r;
 
   r = check_record ("segment", val, SEGMENT_REC_FIXED, SEGMENT_REC_MAX);
   if (r < 0)
     return r;
   n = p[1];
-  if (n > CATALOG_REPLICAS_MAX || val->mv_size != SEGMENT_REC_FIXED + 8 * n ||
+  flags = p[2];
+  if (n > CATALOG_REPLICAS_MAX || (flags & ~SEGMENT_HAS_INDEX) != 0 ||
+      val->mv_size !=
+          SEGMENT_REC_FIXED + 8 * n + (flags & SEGMENT_HAS_INDEX ? 8 : 0) ||
       get_be64 (p + 16) == 0) {
     log_debug ("catalog: segment %" PRIu64 " record: corrupt", id);
     return -EIO;
@@ -267,6 +280,9 @@ catalog_segment_decode (uint64_t id, const MDB_val *val,
   g->volume = get_be64 (p + 8);
   g->gen = get_be64 (p + 16);
   g->nreplicas = n;
+  g->index = flags & SEGMENT_HAS_INDEX
+                 ? get_be64 (p + SEGMENT_REC_FIXED + 8 * n)
+                 : CATALOG_INDEX_NONE;
   for (i = 0; i < n; ++i) {
     g->replicas[i].server = get_be32 (p + SEGMENT_REC_FIXED + 8 * i);
     g->replicas[i].state = p[SEGMENT_REC_FIXED + 8 * i + 4];

@@ -51,6 +51,14 @@ put_server_txn (catalog *cat, MDB_txn *txn, const struct catalog_server *s)
   return 0;
 }
 
+/* Write server record S inside write transaction TXN (for tables.c). */
+int
+catalog_server_put_txn (catalog *cat, MDB_txn *txn,
+                        const struct catalog_server *s)
+{
+  return put_server_txn (cat, txn, s);
+}
+
 /* Set the count of server SERVER in server_counts to COUNT inside write
  * transaction TXN (zero: no record).
  */
@@ -280,6 +288,7 @@ catalog_server_register (catalog *cat, const uint8_t uuid[16],
   uint8_t idbuf[4];
   size_t alen, zlen;
   uint64_t id;
+  bool changed;
   int rc, r;
 
   if (zone == NULL)
@@ -328,10 +337,15 @@ catalog_server_register (catalog *cat, const uint8_t uuid[16],
   else
     return catalog_mdb_err (rc, "mdb_get server_uuids");
 
+  /* The cluster tables hold the address, zone and capacity. */
+  changed = rc == MDB_NOTFOUND || strcmp (s.address, address) != 0 ||
+            strcmp (s.zone, zone) != 0 || s.capacity != capacity;
   memcpy (s.address, address, alen + 1);
   memcpy (s.zone, zone, zlen + 1);
   s.capacity = capacity;
   r = put_server_txn (cat, txn, &s);
+  if (r == 0 && changed)
+    r = catalog_tables_bump (cat, txn);
   if (r < 0)
     return r;
   r = catalog_wtxn_commit (cat, &txn, "server_register");
@@ -390,6 +404,8 @@ catalog_server_set_state (catalog *cat, uint32_t id, uint32_t state)
     return 0;
   s.state = state;
   r = put_server_txn (cat, txn, &s);
+  if (r == 0)
+    r = catalog_tables_bump (cat, txn);
   if (r < 0)
     return r;
   return catalog_wtxn_commit (cat, &txn, "server_set_state");
@@ -538,5 +554,8 @@ catalog_server_remove (catalog *cat, uint32_t id)
   rc = catalog_del (cat, txn, cat->servers, &key);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del servers");
+  r = catalog_tables_bump (cat, txn);
+  if (r < 0)
+    return r;
   return catalog_wtxn_commit (cat, &txn, "server_remove");
 }

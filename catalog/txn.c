@@ -372,6 +372,21 @@ catalog_counter_put (catalog *cat, MDB_txn *txn, const char *counter,
   return 0;
 }
 
+/* Raise the cluster tables' version inside write transaction TXN: the
+ * caller changed a volume or server record in it (tables.c).
+ */
+int
+catalog_tables_bump (catalog *cat, MDB_txn *txn)
+{
+  uint64_t v;
+  int r;
+
+  r = catalog_counter_get (cat, txn, CATALOG_META_TABLES_VERSION, &v);
+  if (r < 0)
+    return r;
+  return catalog_counter_put (cat, txn, CATALOG_META_TABLES_VERSION, v + 1);
+}
+
 /* Take the next id from the meta counter COUNTER inside write
  * transaction TXN.  Ids start at 1; -ENOSPC past LIMIT.
  */

@@ -124,6 +124,8 @@ catalog_volume_create_min_copies (catalog *cat, const char *name, uint64_t size,
       min_copies ? min_copies : CATALOG_MIN_COPIES_DEFAULT (replicas);
   v.flags = CATALOG_VOL_CLEAN;
   r = catalog_volume_put_txn (cat, txn, &v);
+  if (r == 0)
+    r = catalog_tables_bump (cat, txn);
   if (r < 0)
     return r;
   r = catalog_wtxn_commit (cat, &txn, "volume_create");
@@ -216,6 +218,8 @@ catalog_volume_resize (catalog *cat, uint64_t id, uint64_t new_size,
     return -EINVAL;
   v.size = new_size;
   r = catalog_volume_put_txn (cat, txn, &v);
+  if (r == 0)
+    r = catalog_tables_bump (cat, txn);
   if (r < 0)
     return r;
   r = catalog_wtxn_commit (cat, &txn, "volume_resize");
@@ -334,6 +338,9 @@ catalog_volume_delete (catalog *cat, uint64_t id)
   rc = catalog_del (cat, txn, cat->volumes, &key);
   if (rc != MDB_SUCCESS)
     return catalog_mdb_err (rc, "mdb_del volumes");
+  r = catalog_tables_bump (cat, txn);
+  if (r < 0)
+    return r;
   return catalog_wtxn_commit (cat, &txn, "volume_delete");
 }
 

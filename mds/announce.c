@@ -236,6 +236,7 @@ mds_announce_stale (struct mds *mds, const struct catalog_segment *s,
   struct mds_announce a = {
     .segment = s->id,
     .volume = s->volume,
+    .index = s->index,
     .gen = s->gen,
     .marked_ns = now,
     .give_up_ns = now + (uint64_t)ANNOUNCE_GIVE_UP_MS * 1000000u,
@@ -404,7 +405,7 @@ announce_one (struct mds *mds, struct announcer *an, struct mds_announce *a)
     if (!call[i])
       continue;
     r = mds_srv_set_gen (mds, addrs[i], ANNOUNCE_TIMEOUT_MS, a->segment,
-                         a->volume, a->gen, msg, sizeof msg);
+                         a->volume, a->index, a->gen, msg, sizeof msg);
     now = monotonic_ns ();
     heard (an, a->ids[i], r == 0, now);
     if (r == 0) {
@@ -447,6 +448,7 @@ announce_one (struct mds *mds, struct announcer *an, struct mds_announce *a)
 struct scan_item {
   uint64_t segment;
   uint64_t volume;
+  uint64_t index;
   uint64_t gen;
 };
 
@@ -481,9 +483,9 @@ scan_page (struct mds *mds, const struct mds_announce_scan *sc,
     for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k)
       if (s.replicas[k].server == sc->server &&
           s.replicas[k].state != CATALOG_REPLICA_OK) {
-        items[(*nitems)++] = (struct scan_item){ .segment = s.id,
-                                                 .volume = s.volume,
-                                                 .gen = s.gen };
+        items[(*nitems)++] = (struct scan_item){
+          .segment = s.id, .volume = s.volume, .index = s.index, .gen = s.gen
+        };
         break;
       }
   }
@@ -520,7 +522,8 @@ scan_step (struct mds *mds, struct announcer *an, struct mds_announce_scan *sc)
   }
   for (i = 0; n >= 0 && i < nitems && !stopping (mds); ++i) {
     if (mds_srv_set_gen (mds, addr, ANNOUNCE_TIMEOUT_MS, items[i].segment,
-                         items[i].volume, items[i].gen, msg, sizeof msg) < 0) {
+                         items[i].volume, items[i].index, items[i].gen, msg,
+                         sizeof msg) < 0) {
       failed = true;
       break;
     }

@@ -151,6 +151,7 @@ mds_copy_prepare (struct mds *mds, struct mds_copy *c, char *errmsg,
     return r;
   }
   c->volume = s.volume;
+  c->index = s.index;
   c->epoch = v.epoch;
   k = replica_index (&s, c->target);
   if (c->added ? k >= 0 : k < 0) {
@@ -229,7 +230,8 @@ mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
 
   for (i = 0; i < c->npeers; ++i) {
     r = mds_srv_set_gen (mds, c->peer_addrs[i], MDS_SERVER_TIMEOUT_MS,
-                         c->segment, c->volume, c->gen, msg, sizeof msg);
+                         c->segment, c->volume, c->index, c->gen, msg,
+                         sizeof msg);
     if (r < 0) {
       snprintf (errmsg, errlen, "server %" PRIu32 ": SEG_SET_GEN: %s",
                 c->peer_ids[i], msg);
@@ -254,6 +256,7 @@ mds_copy_run (struct mds *mds, struct mds_copy *c, char *errmsg, size_t errlen)
   pull.volume = c->volume;
   pull.epoch = c->epoch;
   pull.gen = c->gen;
+  pull.index = c->index;
   pull.mode = c->mode;
   pull.bandwidth = c->bandwidth;
   snprintf (pull.source, sizeof pull.source, "%s", c->source_addr);
@@ -355,7 +358,8 @@ mds_copy_announce (struct mds *mds, struct mds_copy *c)
 
   for (i = 0; i < c->npeers; ++i)
     if (mds_srv_set_gen (mds, c->peer_addrs[i], MDS_SERVER_TIMEOUT_MS,
-                         c->segment, c->volume, c->gen, msg, sizeof msg) < 0)
+                         c->segment, c->volume, c->index, c->gen, msg,
+                         sizeof msg) < 0)
       log_debug ("segment %" PRIu64 ": server %" PRIu32 ": SEG_SET_GEN: %s",
                  c->segment, c->peer_ids[i], msg);
 }

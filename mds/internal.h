@@ -59,6 +59,10 @@ struct mds_server_state {
   uint32_t checks;
   bool unchecked;
   uint64_t checked_incarnation;
+  /* tables-push.c: the cluster tables version it took since it last
+   * registered (0: none yet).
+   */
+  uint64_t tables_pushed;
 };
 
 /* A storage server registered uncleanly while VOLUME was not clean, at
@@ -128,6 +132,7 @@ struct mds_sources {
 struct mds_copy {
   uint64_t segment;
   uint64_t volume;
+  uint64_t index; /* in the volume (CATALOG_INDEX_NONE: not known) */
   uint64_t epoch; /* the volume's epoch, recorded by the target */
   uint64_t gen;   /* the segment's generation, target syncing */
   uint32_t mode;  /* PROTO_PULL_* */
@@ -160,6 +165,7 @@ struct mds_retry {
 struct mds_announce {
   uint64_t segment;
   uint64_t volume;
+  uint64_t index;         /* in the volume (CATALOG_INDEX_NONE: not known) */
   uint64_t gen;           /* as queued; raised to the catalog's when sent */
   uint64_t marked_ns;     /* CLOCK_MONOTONIC of the change (for logs) */
   uint64_t give_up_ns;    /* a server that has not answered by then is not
@@ -324,6 +330,11 @@ struct mds {
   struct mds_backup backups[PROTO_BACKUPS_MAX];
   uint64_t backup_last_id;
   int backup_dir_fd;
+  /* tables-push.c: the pusher of the cluster tables and its kick. */
+  pthread_cond_t tables_wake;
+  pthread_t tables_thread;
+  bool tables_started;
+  bool tables_kicked;
 };
 
 /* A reply being built by a request handler (through reply.c), sent by
@@ -358,8 +369,8 @@ extern bool mds_srv_alive (struct mds *mds, const char *addr);
 extern int mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
                           uint64_t epoch, char *errmsg, size_t errlen);
 extern int mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
-                            uint64_t segment, uint64_t volume, uint64_t gen,
-                            char *errmsg, size_t errlen);
+                            uint64_t segment, uint64_t volume, uint64_t index,
+                            uint64_t gen, char *errmsg, size_t errlen);
 extern int mds_srv_pull (struct mds *mds, const char *addr,
                          const struct proto_pull *pull, char *errmsg,
                          size_t errlen);
@@ -370,6 +381,36 @@ extern int mds_srv_list (struct mds *mds, const char *addr, uint64_t volume,
 extern int mds_srv_seg_epoch (struct mds *mds, const char *addr,
                               uint64_t segment, uint64_t *epoch, char *errmsg,
                               size_t errlen);
+extern int mds_srv_tables_put (struct mds *mds, const char *addr,
+                               uint64_t version, const uint8_t *blob,
+                               size_t len, uint64_t *stored, char *errmsg,
+                               size_t errlen);
+extern int mds_srv_tables_get (struct mds *mds, const char *addr,
+                               struct proto_tables *out, void **payload,
+                               char *errmsg, size_t errlen);
+extern int mds_srv_describe (struct mds *mds, const char *addr,
+                             uint64_t start_after, struct proto_describe *out,
+                             char *errmsg, size_t errlen);
+
+/* rebuild.c: what mds_reconcile did. */
+struct mds_rebuild_report {
+  size_t answered;         /* storage servers that answered */
+  size_t described;        /* of those, that described their segments */
+  uint64_t tables_version; /* of the tables installed (0: none) */
+  size_t servers, volumes; /* in the catalog afterwards */
+  uint64_t segments;       /* segment ids seen */
+  uint64_t placed;         /* adopted into the catalog */
+  uint64_t known;          /* in the catalog already */
+  uint64_t not_placed;     /* left out (each logged, with the reason) */
+  uint64_t stale;          /* replicas recorded stale */
+};
+extern int mds_reconcile (struct mds *mds, char *const *addrs, size_t naddrs,
+                          struct mds_rebuild_report *rep);
+
+/* tables-push.c */
+extern void mds_tables_kick (struct mds *mds);
+extern int mds_tables_start (struct mds *mds);
+extern void mds_tables_stop (struct mds *mds);
 
 /* source.c */
 extern int mds_sources_collect (struct mds *mds,

@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "parse.h"
+#include "sock.h"
 
 #include "internal.h"
 
@@ -54,6 +55,9 @@ struct options {
   uint32_t segment_size;
   const char *restore; /* --restore FILE */
   bool force;          /* --force */
+  char *rebuild;       /* --rebuild ADDR[,ADDR...], split in place */
+  char **rebuild_addrs;
+  size_t nrebuild;
 };
 
 /* The MDS's own options; the shared ones are daemon.h's. */
@@ -61,6 +65,7 @@ enum {
   DB_OPTION = DAEMON_OPTION_END,
   FORCE_OPTION,
   INIT_OPTION,
+  REBUILD_OPTION,
   RESTORE_OPTION,
   SEGMENT_SIZE_OPTION,
   LEASE_TIMEOUT_OPTION,
@@ -87,6 +92,7 @@ static const struct option long_options[] = {
   { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
   { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
   { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
+  { "rebuild", required_argument, NULL, REBUILD_OPTION },
   { "restore", required_argument, NULL, RESTORE_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
   DAEMON_LONG_OPTIONS,
@@ -102,6 +108,7 @@ usage (FILE *fp)
   fprintf (fp,
            "Usage: %s --db DIR [--init [--segment-size SIZE]] [OPTIONS]\n"
            "       %s --db DIR --restore FILE [--force] [OPTIONS]\n"
+           "       %s --db DIR --rebuild ADDR[,ADDR...] [OPTIONS]\n"
            "The metadata server of a Tessera cluster.\n"
            "\n"
            "  --db DIR                  catalog directory (required)\n"
@@ -115,6 +122,10 @@ usage (FILE *fp)
            "                            serve (see tessera catalog backup)\n"
            "  --force                   with --restore: replace the catalog "
            "DIR holds\n"
+           "  --rebuild ADDR[,ADDR...]  recreate a lost catalog in DIR "
+           "(empty or\n"
+           "                            new) from these storage servers, "
+           "then serve\n"
            "  --key-file FILE           the cluster key (default "
            "DIR/cluster.key;\n"
            "                            --init creates it)\n"
@@ -137,7 +148,7 @@ usage (FILE *fp)
            "  --high-water PCT          no new segments on a server once "
            "PCT%% of it\n"
            "                            is used (1-100, default 90)\n",
-           MDS_PROGRAM, MDS_PROGRAM);
+           MDS_PROGRAM, MDS_PROGRAM, MDS_PROGRAM);
 }
 
 /* Parse SECONDS ("15", "0.5", "2.25": at most millisecond precision) into
@@ -210,6 +221,14 @@ mds_option (const struct daemon_common *dc, void *opaque, int c,
   case RESTORE_OPTION:
     opts->restore = arg;
     break;
+  case REBUILD_OPTION:
+    free (opts->rebuild);
+    opts->rebuild = strdup (arg); /* split in place later */
+    if (opts->rebuild == NULL) {
+      fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+      exit (EXIT_FAILURE);
+    }
+    break;
   case FORCE_OPTION:
     opts->force = true;
     break;
@@ -259,6 +278,33 @@ mds_option (const struct daemon_common *dc, void *opaque, int c,
   }
 }
 
+/* Split --rebuild's list of storage-server addresses (in place) into
+ * OPTS->rebuild_addrs; exits on error.
+ */
+static void
+split_addresses (struct daemon_common *dc, struct options *opts)
+{
+  char *p, *save = NULL;
+  size_t n = 1;
+
+  for (p = opts->rebuild; *p; p++)
+    n += *p == ',';
+  opts->rebuild_addrs = calloc (n, sizeof *opts->rebuild_addrs);
+  if (opts->rebuild_addrs == NULL) {
+    fprintf (stderr, "%s: out of memory\n", MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  for (p = strtok_r (opts->rebuild, ",", &save); p;
+       p = strtok_r (NULL, ",", &save)) {
+    if (sock_address_check (p) < 0)
+      daemon_bad_option (dc, "rebuild", p,
+                         "not HOST:PORT, [V6]:PORT or unix:PATH");
+    opts->rebuild_addrs[opts->nrebuild++] = p;
+  }
+  if (opts->nrebuild == 0)
+    daemon_bad_option (dc, "rebuild", "", "no storage server address");
+}
+
 /* Parse and check the command line into MDS, OPTS and DC (the shared
  * options); exits on error.
  */
@@ -280,6 +326,13 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts,
     fprintf (stderr, "%s: --restore: not valid with --init\n", MDS_PROGRAM);
     exit (EXIT_FAILURE);
   }
+  if (opts->rebuild && (opts->init || opts->restore)) {
+    fprintf (stderr, "%s: --rebuild: not with --init or --restore\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (opts->rebuild)
+    split_addresses (dc, opts);
   if (opts->force && !opts->restore) {
     fprintf (stderr, "%s: --force: only valid with --restore\n", MDS_PROGRAM);
     exit (EXIT_FAILURE);
@@ -369,6 +422,50 @@ setup_key (struct mds *mds, bool init, char **created)
   return 0;
 }
 
+/* --rebuild: recreate the catalog, which must be empty, from the
+ * storage servers (rebuild.c).  Prints the reason and returns -1 on
+ * failure.
+ */
+static int
+rebuild_catalog (struct mds *mds, const struct options *opts)
+{
+  struct catalog_cluster c;
+  struct catalog_stats st;
+  struct mds_rebuild_report rep;
+  int r;
+
+  /* A cluster record alone (an --init never used) counts as empty. */
+  r = catalog_cluster_get (mds->cat, &c);
+  if (r == 0)
+    r = catalog_stats (mds->cat, &st);
+  if (r == 0 && (st.volumes > 0 || st.servers > 0 || st.segments > 0))
+    r = -EEXIST;
+  if (r == -EEXIST) {
+    fprintf (stderr,
+             "%s: --rebuild: %s already holds a catalog: give an empty or "
+             "new directory\n",
+             MDS_PROGRAM, mds->db_dir);
+    return -1;
+  }
+  if (r < 0 && r != -ENOENT) {
+    fprintf (stderr, "%s: %s: cannot read the catalog: %s\n", MDS_PROGRAM,
+             mds->db_dir, catalog_strerror (r));
+    return -1;
+  }
+  if (mds_reconcile (mds, opts->rebuild_addrs, opts->nrebuild, &rep) < 0) {
+    fprintf (stderr, "%s: --rebuild: failed (see the messages above)\n",
+             MDS_PROGRAM);
+    return -1;
+  }
+  printf ("rebuild: %zu of %zu storage servers answered; %zu volumes, "
+          "%zu servers; %" PRIu64 " segments placed, %" PRIu64
+          " stale replicas, %" PRIu64 " segments not placed\n",
+          rep.answered, opts->nrebuild, rep.volumes, rep.servers, rep.placed,
+          rep.stale, rep.not_placed);
+  fflush (stdout);
+  return 0;
+}
+
 /* Open the catalog and create (--init, with the cluster key) or read the
  * cluster record.  Prints the reason and returns -1 on failure.
  */
@@ -379,13 +476,13 @@ open_catalog (struct mds *mds, const struct options *opts)
   CLEANUP_FREE char *new_key = NULL;
   int r;
 
-  if ((opts->init || opts->restore) && mkdir (mds->db_dir, 0700) == -1 &&
-      errno != EEXIST) {
+  if ((opts->init || opts->restore || opts->rebuild) &&
+      mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
     fprintf (stderr, "%s: %s: %m\n", MDS_PROGRAM, mds->db_dir);
     return -1;
   }
   r = mds_lock_db (mds->db_dir);
-  if (r == -ENOENT && !opts->init) {
+  if (r == -ENOENT && !opts->init && !opts->rebuild) {
     fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
              mds->db_dir, MDS_PROGRAM);
     return -1;
@@ -440,6 +537,8 @@ open_catalog (struct mds *mds, const struct options *opts)
   }
   else if (setup_key (mds, false, &new_key) < 0)
     return -1;
+  if (opts->rebuild && rebuild_catalog (mds, opts) < 0)
+    return -1;
   r = catalog_cluster_get (mds->cat, &mds->cluster);
   if (r == -ENOENT) {
     fprintf (stderr, "%s: %s: not initialized: run %s --init\n", MDS_PROGRAM,
@@ -476,6 +575,7 @@ init_state (struct mds *mds)
   pthread_cond_init (&mds->repair_wake, &attr);
   pthread_cond_init (&mds->workers_done, &attr);
   pthread_cond_init (&mds->announce_wake, &attr);
+  pthread_cond_init (&mds->tables_wake, &attr);
   pthread_condattr_destroy (&attr);
   mds->start_ns = monotonic_ns ();
   if (getrandom (&mds->rng, sizeof mds->rng, 0) != sizeof mds->rng)
@@ -502,15 +602,44 @@ wait_for_signal (const sigset_t *set)
   log_info ("%s: shutting down", strsignal (sig));
 }
 
-/* The reconcile of a restored catalog with the storage servers: segments
- * allocated after the backup are adopted, counters and epochs raised.
- * Not written yet: for now only say so.
+/* --restore: reconcile the restored catalog with the storage servers
+ * it names, as --rebuild does (rebuild.c): segments allocated after the
+ * backup are adopted, counters, epochs and generations raised, never
+ * lowered.  Prints the reason and returns -1 on failure.
  */
-static void
+static int
 reconcile_restored (struct mds *mds)
 {
-  (void)mds;
-  log_warn ("restored catalog: not yet reconciled with the storage servers");
+  struct catalog_server *servers = NULL;
+  struct mds_rebuild_report rep;
+  char **addrs = NULL;
+  size_t n = 0, i;
+  int r;
+
+  r = catalog_server_list (mds->cat, &servers, &n);
+  if (r == 0 && n > 0) {
+    addrs = calloc (n, sizeof *addrs);
+    if (addrs == NULL)
+      r = -ENOMEM;
+  }
+  for (i = 0; r == 0 && i < n; i++)
+    addrs[i] = servers[i].address;
+  if (r == 0 && n > 0)
+    r = mds_reconcile (mds, addrs, n, &rep) < 0 ? -EIO : 0;
+  if (r < 0)
+    fprintf (stderr,
+             "%s: --restore: reconciling with the storage servers failed: "
+             "%s\n",
+             MDS_PROGRAM, catalog_strerror (r));
+  else if (n > 0)
+    log_info ("restore: reconciled with %zu of %zu storage servers: %" PRIu64
+              " segments adopted, %" PRIu64 " already known, %" PRIu64
+              " stale replicas, %" PRIu64 " not placed",
+              rep.answered, n, rep.placed, rep.known, rep.stale,
+              rep.not_placed);
+  free (addrs);
+  free (servers);
+  return r < 0 ? -1 : 0;
 }
 
 int
@@ -547,6 +676,10 @@ main (int argc, char *argv[])
    */
   if (daemon_detach (&dc) < 0 || daemon_signals (&dc, &set) < 0)
     goto out;
+  /* Before the catalog: --rebuild runs the MDS's calls to storage
+   * servers, which take the lock.
+   */
+  init_state (&mds);
   if (open_catalog (&mds, &opts) < 0)
     goto out;
   r = mds_backup_init (&mds);
@@ -557,7 +690,6 @@ main (int argc, char *argv[])
   daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
                            FD_MARGIN,
                        "--max-connections and --max-unauthenticated");
-  init_state (&mds);
   r = mds_leases_recover (&mds);
   if (r < 0) {
     fprintf (stderr, "%s: %s: reading volumes: %s\n", MDS_PROGRAM, mds.db_dir,
@@ -570,8 +702,8 @@ main (int argc, char *argv[])
              catalog_strerror (r));
     goto out;
   }
-  if (opts.restore)
-    reconcile_restored (&mds); /* reconcile: see mds/rebuild.c */
+  if (opts.restore && reconcile_restored (&mds) < 0)
+    goto out;
   mds.listen_fd = daemon_listen (&dc, NULL, 0);
   if (mds.listen_fd < 0)
     goto out;
@@ -602,6 +734,8 @@ out_socket:
   close (mds.listen_fd);
 out:
   daemon_common_free (&dc);
+  free (opts.rebuild_addrs);
+  free (opts.rebuild);
   if (!busy) {
     mds_backup_free (&mds);
     catalog_close (mds.cat);

@@ -447,14 +447,17 @@ mds_repair_start (struct mds *mds)
 
   if (r < 0)
     return r;
-  r = pthread_create (&mds->repair_thread, NULL, repair_thread, mds);
+  r = mds_tables_start (mds);
+  if (r == 0)
+    r = -pthread_create (&mds->repair_thread, NULL, repair_thread, mds);
   if (r != 0) {
     {
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
       mds->stopping = true;
     }
+    mds_tables_stop (mds);
     mds_announce_stop (mds);
-    return -r;
+    return r;
   }
   mds->repair_started = true;
   return 0;
@@ -471,6 +474,7 @@ mds_repair_stop (struct mds *mds, int timeout_ms)
   struct timespec deadline;
 
   mds_announce_stop (mds);
+  mds_tables_stop (mds);
   if (mds->repair_started) {
     {
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);

@@ -279,6 +279,9 @@ registered (struct mds *mds, const struct catalog_server *s,
       req->incarnation != 0 && st->incarnation == req->incarnation)
     unclean = false;
   st->incarnation = req->incarnation;
+  /* It may have lost or never had the cluster tables. */
+  st->tables_pushed = 0;
+  mds_tables_kick (mds);
   if (unclean)
     log_warn ("server %" PRIu32 " (%s): registered after an unclean stop "
               "(incarnation %016" PRIx64 "): writes it acknowledged but had "
@@ -581,6 +584,7 @@ mds_op_server_drain (struct mds *mds, struct mds_conn *conn,
   if (s.state == CATALOG_SERVER_DRAINING)
     return 0;
   r = catalog_server_set_state (mds->cat, s.id, CATALOG_SERVER_DRAINING);
+  mds_tables_kick (mds);
   if (r < 0)
     return mds_reply_catalog (rep, r, "server %" PRIu32, s.id);
   s.state = CATALOG_SERVER_DRAINING;
@@ -621,6 +625,7 @@ mds_op_server_remove (struct mds *mds, struct mds_conn *conn,
                             "server %" PRIu32 ": %s: drain it first", s.id,
                             proto_server_state_name (state));
   r = catalog_server_remove (mds->cat, s.id);
+  mds_tables_kick (mds);
   if (r == -EBUSY) {
     catalog_server_count_segments (mds->cat, s.id, &count);
     return mds_reply_error (

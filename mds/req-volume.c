@@ -172,6 +172,7 @@ mds_op_vol_create (struct mds *mds, struct mds_conn *conn, const void *payload,
 
   r = catalog_volume_create_min_copies (mds->cat, req.name, req.size, replicas,
                                         req.min_copies, &v);
+  mds_tables_kick (mds);
   if (r == -EEXIST)
     return mds_reply_error (rep, PROTO_EEXIST, "volume %s: already exists",
                             req.name);
@@ -261,6 +262,7 @@ mds_op_vol_resize (struct mds *mds, struct mds_conn *conn, const void *payload,
     return 0;
   if (req.size > v.size) {
     r = catalog_volume_resize (mds->cat, v.id, req.size, &v);
+    mds_tables_kick (mds);
     if (r < 0)
       return mds_reply_catalog (rep, r, "volume %s", req.name);
     log_info ("volume %s: resized to %" PRIu64, v.name, v.size);
@@ -293,6 +295,7 @@ mds_op_vol_delete (struct mds *mds, struct mds_conn *conn, const void *payload,
                             "volume %s: resyncing after an unclean close",
                             v.name);
   r = catalog_volume_delete (mds->cat, v.id);
+  mds_tables_kick (mds);
   if (r < 0)
     return mds_reply_catalog (rep, r, "volume %s", v.name);
   mds_lease_drop (mds, v.id);

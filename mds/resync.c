@@ -373,6 +373,7 @@ resync_copy (struct mds *mds, uint64_t segment, uint32_t source,
  * to choose the source from (plan_choose).
  */
 struct plan {
+  uint64_t index; /* the segment's, in the volume */
   uint32_t source;
   char source_addr[PROTO_ADDR_MAX + 1];
   size_t n; /* targets */
@@ -410,6 +411,7 @@ plan_segment (struct mds *mds, uint64_t volume, uint64_t segment,
               r == -ENOENT ? "not in this volume" : catalog_strerror (r));
     return r;
   }
+  p->index = s.index;
   p->source = source;
   if (source == 0) {
     /* A server registered uncleanly during the resync, whose check is
@@ -578,10 +580,10 @@ raise_gen (struct mds *mds, struct resync *rs, uint64_t segment,
     return 0;
   *gen = s.gen;
   r = mds_srv_set_gen (mds, p->source_addr, MDS_SERVER_TIMEOUT_MS, segment,
-                       rs->volume, s.gen, msg, sizeof msg);
+                       rs->volume, p->index, s.gen, msg, sizeof msg);
   for (i = 0; r == 0 && i < p->n; ++i)
     r = mds_srv_set_gen (mds, p->addrs[i], MDS_SERVER_TIMEOUT_MS, segment,
-                         rs->volume, s.gen, msg, sizeof msg);
+                         rs->volume, p->index, s.gen, msg, sizeof msg);
   if (r < 0) {
     snprintf (errmsg, errlen, "segment %" PRIu64 ": SEG_SET_GEN: %s", segment,
               msg);
@@ -610,6 +612,7 @@ pull_targets (struct mds *mds, struct resync *rs, uint64_t segment,
   pull.volume = rs->volume;
   pull.epoch = rs->epoch;
   pull.mode = PROTO_PULL_DIFF;
+  pull.index = p->index;
   snprintf (pull.source, sizeof pull.source, "%s", p->source_addr);
   r = raise_gen (mds, rs, segment, p, &pull.gen, errmsg, errlen);
   if (r < 0)

@@ -1,5 +1,7 @@
 /* The MDS as a client of storage servers: SEG_FENCE, SEG_SET_GEN,
- * SEG_PULL, SEG_LIST, and SEG_HASH for a segment's last epoch.  Each call opens its own connection (HELLO as
+ * SEG_PULL, SEG_LIST, SEG_HASH for a segment's last epoch, TABLES_PUT
+ * and TABLES_GET, and SEG_DESCRIBE (rebuild.c).  Each call opens its own
+ * connection (HELLO as
  * PROTO_ROLE_MDS with the cluster uuid, and AUTH with the cluster key),
  * makes one request and closes it, so callers on different threads never
  * share a socket.  Never called with mds->lock held: every call may block
@@ -155,16 +157,18 @@ mds_srv_fence (struct mds *mds, const char *addr, uint64_t volume,
   return r;
 }
 
-/* SEG_SET_GEN: SEGMENT (of VOLUME) on the server at ADDR is at
- * generation GEN, within TIMEOUT_MS for the connection and again for the
- * reply.  Returns 0 or -errno (reason in ERRMSG).
+/* SEG_SET_GEN: SEGMENT (of VOLUME, at INDEX in its map) on the server
+ * at ADDR is at generation GEN, within TIMEOUT_MS for the connection
+ * and again for the reply.  Returns 0 or -errno (reason in ERRMSG).
  */
 int
 mds_srv_set_gen (struct mds *mds, const char *addr, int timeout_ms,
-                 uint64_t segment, uint64_t volume, uint64_t gen, char *errmsg,
-                 size_t errlen)
+                 uint64_t segment, uint64_t volume, uint64_t index,
+                 uint64_t gen, char *errmsg, size_t errlen)
 {
-  struct proto_set_gen g = { .segment = segment, .volume = volume, .gen = gen };
+  struct proto_set_gen g = {
+    .segment = segment, .volume = volume, .gen = gen, .index = index
+  };
   struct proto_wbuf wb = { 0 };
   int r;
 
@@ -291,4 +295,97 @@ mds_srv_seg_epoch (struct mds *mds, const char *addr, uint64_t segment,
   *epoch = h.epoch;
   proto_hash_free (&h);
   return 0;
+}
+
+/* TABLES_PUT: the server at ADDR stores the cluster tables BLOB (LEN
+ * bytes) of VERSION if it holds an older version; *STORED (may be NULL)
+ * receives the version it holds afterwards.  Returns 0 or -errno (reason
+ * in ERRMSG).
+ */
+int
+mds_srv_tables_put (struct mds *mds, const char *addr, uint64_t version,
+                    const uint8_t *blob, size_t len, uint64_t *stored,
+                    char *errmsg, size_t errlen)
+{
+  struct proto_tables t = { .version = version, .blob = blob, .len = len };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t rlen;
+  int r;
+
+  if (len > PROTO_TABLES_MAX) {
+    snprintf (errmsg, errlen, "the tables (%zu bytes) exceed %u bytes", len,
+              (unsigned)PROTO_TABLES_MAX);
+    return -EFBIG;
+  }
+  proto_encode_tables (&t, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_TABLES_PUT, &wb,
+                    &reply, &rlen, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  if (proto_decode_tables (reply, rlen, &t) < 0 || t.len != 0) {
+    snprintf (errmsg, errlen, "malformed TABLES_PUT reply");
+    return -EBADMSG;
+  }
+  if (stored)
+    *stored = t.version;
+  return 0;
+}
+
+/* TABLES_GET: the cluster tables the server at ADDR holds, into *OUT,
+ * whose blob points into *PAYLOAD (malloc'd, the caller frees it).
+ * Returns 0 or -errno (reason in ERRMSG).
+ */
+int
+mds_srv_tables_get (struct mds *mds, const char *addr, struct proto_tables *out,
+                    void **payload, char *errmsg, size_t errlen)
+{
+  struct proto_wbuf wb = { 0 };
+  uint32_t len;
+  int r;
+
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_TABLES_GET, &wb,
+                    payload, &len, errmsg, errlen);
+  if (r < 0)
+    return r;
+  if (proto_decode_tables (*payload, len, out) < 0) {
+    free (*payload);
+    *payload = NULL;
+    snprintf (errmsg, errlen, "malformed TABLES_GET reply");
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+/* SEG_DESCRIBE: the page of segments after START_AFTER the server at
+ * ADDR holds, into *OUT (free with proto_describe_free).  Returns 0 or
+ * -errno (reason in ERRMSG).
+ */
+int
+mds_srv_describe (struct mds *mds, const char *addr, uint64_t start_after,
+                  struct proto_describe *out, char *errmsg, size_t errlen)
+{
+  struct proto_describe_request q = { .start_after = start_after,
+                                      .max = PROTO_LIST_MAX };
+  struct proto_wbuf wb = { 0 };
+  CLEANUP_FREE void *reply = NULL;
+  uint32_t len;
+  int r;
+
+  memset (out, 0, sizeof *out);
+  proto_encode_describe_request (&q, &wb);
+  r = mds_srv_call (mds, addr, MDS_SERVER_TIMEOUT_MS, PROTO_OP_SEG_DESCRIBE,
+                    &wb, &reply, &len, errmsg, errlen);
+  proto_wbuf_free (&wb);
+  if (r < 0)
+    return r;
+  r = proto_decode_describe (reply, len, out);
+  if (r == 0 && out->n > 0 && out->segs[0].segment <= start_after) {
+    proto_describe_free (out);
+    r = -EBADMSG;
+  }
+  if (r < 0)
+    snprintf (errmsg, errlen, "malformed SEG_DESCRIBE reply");
+  return r;
 }

@@ -76,6 +76,7 @@ struct check {
 /* The servers to tell a segment's new generation. */
 struct peers {
   uint64_t volume;
+  uint64_t index;
   uint64_t gen;
   size_t n;
   uint32_t ids[CATALOG_REPLICAS_MAX];
@@ -139,6 +140,7 @@ doubt_replica (struct mds *mds, struct check *c, uint64_t segment,
             v.name, segment, c->server,
             c->rollback ? "store went back in time" : "unclean restart");
   p->volume = s.volume;
+  p->index = s.index;
   p->gen = s.gen;
   for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s.replicas[k].server;
@@ -167,7 +169,7 @@ announce (struct mds *mds, struct check *c, uint64_t segment,
 
   for (i = 0; i < p->n; ++i)
     if (mds_srv_set_gen (mds, p->addrs[i], MDS_SERVER_TIMEOUT_MS, segment,
-                         p->volume, p->gen, msg, sizeof msg) < 0)
+                         p->volume, p->index, p->gen, msg, sizeof msg) < 0)
       log_msg (p->ids[i] == c->server ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
                "segment %" PRIu64 ": server %" PRIu32 ": SEG_SET_GEN %" PRIu64
                ": %s",

@@ -480,6 +480,8 @@ build_requests (struct volume *v, uint64_t epoch, uint8_t opcode,
       q->io.volume = v->id;
       q->io.epoch = epoch;
       q->io.gen = s->gen;
+      /* The server records it: the segment describes itself. */
+      q->io.index = p[i].index;
       q->io.offset = p[i].offset;
       q->io.length = p[i].length;
       if (opcode == PROTO_OP_SEG_WRITE)
@@ -964,6 +966,7 @@ read_window (struct volume *v, char *buf, struct scratch *x, size_t n)
       q->io.epoch = epoch;
       /* A server that knows a newer replica set refuses (ESTALEMAP). */
       q->io.gen = p[i].seg->gen;
+      q->io.index = p[i].index;
       q->io.offset = p[i].offset;
       q->io.length = p[i].length;
       q->data = buf + p[i].boff;

@@ -3,7 +3,8 @@
  * The connection engine (conn.c) hands each complete request to
  * ss_req_dispatch, which looks its opcode up in HANDLERS below and calls
  * the handler (handshake.c, req-io.c, req-repair.c, req-fence.c,
- * delete.c, pull.c).  Handlers answer through req.c's reply API; nothing calls a
+ * delete.c, pull.c, req-rebuild.c).  Handlers answer through req.c's
+ * reply API; nothing calls a
  * handler but ss_req_dispatch, and no handler calls this file.  Ring
  * thread.
  */
@@ -42,7 +43,10 @@ struct ss_handler {
   OP (SEG_SET_GEN, ss_req_set_gen,  false)    \
   OP (SEG_PULL,    ss_req_pull,     false)    \
   OP (SEG_HASH,    ss_req_hash,     false)    \
-  OP (SEG_LIST,    ss_req_seg_list, false)
+  OP (SEG_LIST,    ss_req_seg_list, false)    \
+  OP (TABLES_PUT,  ss_req_tables_put, false)  \
+  OP (TABLES_GET,  ss_req_tables_get, false)  \
+  OP (SEG_DESCRIBE, ss_req_describe, false)
 
 static const struct ss_handler handlers[256] = {
 #define OP(name, fn, handshake) [PROTO_OP_##name] = { fn, handshake },

@@ -21,6 +21,7 @@
 #define META_SEQ "seq"
 #define META_STORE "store"
 #define META_ID "id"
+#define META_TABLES "tables"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {

@@ -10,7 +10,10 @@
  * u64 BE), written once when the store is formatted (or upgraded from
  * superblock version 1), and "seq" (u64 BE), the number of write
  * transactions the worker has committed: every one of them raises it in
- * the same transaction, so it only ever grows and costs no extra sync.
+ * the same transaction, so it only ever grows and costs no extra sync;
+ * and "tables" (version u64 BE, then the blob of TABLES_PUT): the
+ * cluster tables the MDS keeps here, only ever replaced by a higher
+ * version.
  * An index without "meta" is not this store's (guard.c).
  * Every MDB_* name stays in this file.
  *
@@ -378,6 +381,35 @@ fence_put (struct ss_index *idx, MDB_txn *txn, uint64_t volume, uint64_t epoch)
   return mdb_put (txn, idx->fdbi, &key, &val, 0);
 }
 
+/* Store OP's tables in TXN unless the stored ones are as new. */
+static int
+tables_put (struct ss_index *idx, MDB_txn *txn, const struct ss_index_op *op)
+{
+  MDB_val key = { .mv_size = strlen (META_TABLES),
+                  .mv_data = (void *)META_TABLES };
+  MDB_val val;
+  uint64_t v;
+  int rc;
+
+  rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_SUCCESS && val.mv_size >= 8) {
+    memcpy (&v, val.mv_data, 8);
+    if (be64toh (v) >= op->tables_version)
+      return MDB_SUCCESS;
+  }
+  else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return rc;
+  val.mv_size = 8 + (size_t)op->tables_len;
+  rc = mdb_put (txn, idx->mdbi, &key, &val, MDB_RESERVE);
+  if (rc != MDB_SUCCESS)
+    return rc;
+  v = htobe64 (op->tables_version);
+  memcpy (val.mv_data, &v, 8);
+  if (op->tables_len > 0)
+    memcpy ((uint8_t *)val.mv_data + 8, op->tables_blob, op->tables_len);
+  return MDB_SUCCESS;
+}
+
 /* Apply the ops from HEAD up to (not including) END in one write
  * transaction, which also raises the commit count.  Returns 0 or
  * -errno; on error nothing was committed.
@@ -418,6 +450,9 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
       break;
     case SS_INDEX_FENCE:
       rc = fence_put (idx, txn, op->rec.volume, op->rec.epoch);
+      break;
+    case SS_INDEX_TABLES:
+      rc = tables_put (idx, txn, op);
       break;
     case SS_INDEX_SYNC:
       break;
@@ -465,7 +500,10 @@ apply_batch (struct ss_index *idx, struct ss_index_op *batch)
       op->err = r;
     else
       op->err = commit_ops (idx, op, op->next);
-    if (op->err < 0 && op->type == SS_INDEX_FENCE)
+    if (op->err < 0 && op->type == SS_INDEX_TABLES)
+      log_error ("index: tables version %" PRIu64 ": %s", op->tables_version,
+                 strerror (-op->err));
+    else if (op->err < 0 && op->type == SS_INDEX_FENCE)
       log_error ("index: fence of volume %" PRIu64 ": %s", op->rec.volume,
                  strerror (-op->err));
     else if (op->err < 0)
@@ -560,6 +598,57 @@ ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16], uint64_t *id)
   if (r < 0)
     return r;
   return mdb_to_errno (rc, "identity");
+}
+
+/* Read the tables stored by TABLES_PUT: *VERSION (0 if none) and a
+ * malloc'd copy of the blob in *BLOB (NULL when empty; the caller
+ * frees it), *LEN bytes.  Start-up only, before ss_index_start.
+ * Returns 0, -EIO (a value shorter than its version) or -errno.
+ */
+int
+ss_index_get_tables (struct ss_index *idx, uint64_t *version, uint8_t **blob,
+                     uint32_t *len)
+{
+  MDB_val key = { .mv_size = strlen (META_TABLES),
+                  .mv_data = (void *)META_TABLES };
+  MDB_val val;
+  MDB_txn *txn = NULL;
+  uint64_t v;
+  int rc, r = 0;
+
+  assert (!idx->started);
+  *version = 0;
+  *blob = NULL;
+  *len = 0;
+  if (!idx->has_meta)
+    return 0;
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_get (txn, idx->mdbi, &key, &val);
+  if (rc == MDB_NOTFOUND)
+    rc = MDB_SUCCESS;
+  else if (rc == MDB_SUCCESS &&
+           (val.mv_size < 8 || val.mv_size - 8 > PROTO_TABLES_MAX))
+    r = -EIO;
+  else if (rc == MDB_SUCCESS) {
+    memcpy (&v, val.mv_data, 8);
+    *version = be64toh (v);
+    *len = val.mv_size - 8;
+    if (*len > 0) {
+      *blob = malloc (*len);
+      if (*blob == NULL)
+        r = -ENOMEM;
+      else
+        memcpy (*blob, (uint8_t *)val.mv_data + 8, *len);
+    }
+    if (r < 0)
+      *version = *len = 0;
+  }
+  if (txn)
+    mdb_txn_abort (txn);
+  if (r < 0)
+    return r;
+  return mdb_to_errno (rc, "tables");
 }
 
 /* Write the index's identity (store UUID, index id ID) durably,

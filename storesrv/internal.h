@@ -28,6 +28,7 @@
 #define TESSERA_STORESRV_INTERNAL_H
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -208,13 +209,16 @@ struct ss_index_rec {
   uint64_t epoch; /* last epoch that wrote the segment */
   uint8_t state;  /* SS_SEG_STATE_* */
   uint64_t gen;   /* replica-set generation (SEG_SET_GEN) */
+  uint64_t index; /* in the volume; SS_INDEX_NONE: not known */
 };
 
 #define SS_SEG_STATE_OK 0
+#define SS_INDEX_NONE PROTO_INDEX_NONE
 
 /* The record's encoding (record.c). */
-#define SS_INDEX_REC_SIZE 29
-#define SS_INDEX_OLD_REC_SIZE 21 /* without the generation */
+#define SS_INDEX_REC_SIZE 37
+#define SS_INDEX_V2_REC_SIZE 29  /* without the index */
+#define SS_INDEX_OLD_REC_SIZE 21 /* without the generation and index */
 
 extern void ss_index_rec_encode (const struct ss_index_rec *rec, uint8_t *buf);
 extern int ss_index_rec_decode (const void *key, size_t keylen, const void *val,
@@ -226,6 +230,7 @@ enum ss_index_op_type {
   SS_INDEX_SYNC,   /* completes once every earlier op has committed */
   SS_INDEX_FENCE,  /* raise REC.volume's fence to REC.epoch (never lowers) */
   SS_INDEX_UNGONE, /* forget REC.segment's tombstone */
+  SS_INDEX_TABLES, /* store TABLES_* unless the stored version is as high */
 };
 
 /* An index update, embedded in its owner.  The ring thread fills TYPE,
@@ -237,6 +242,10 @@ struct ss_index_op {
   enum ss_index_op_type type;
   struct ss_index_rec rec;
   bool gone; /* PUT: also forget the tombstone; DEL: also record one */
+  /* SS_INDEX_TABLES: the version and blob (the submitter's memory) */
+  uint64_t tables_version;
+  const uint8_t *tables_blob;
+  uint32_t tables_len;
   int err;
   void (*done) (struct ss_loop *loop, struct ss_index_op *op);
   void *arg; /* for DONE */
@@ -260,6 +269,8 @@ extern int ss_index_get_ident (struct ss_index *idx, uint8_t uuid[16],
                                uint64_t *id);
 extern int ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16],
                                uint64_t id);
+extern int ss_index_get_tables (struct ss_index *idx, uint64_t *version,
+                                uint8_t **blob, uint32_t *len);
 extern uint64_t ss_index_seq (const struct ss_index *idx);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
@@ -425,6 +436,13 @@ struct ss_loop {
 
   struct ss_fence *fences; /* sorted by volume */
   size_t nfences, fences_cap;
+
+  /* The cluster tables the MDS stored here (req-rebuild.c): the same as
+   * the index holds once the update of a TABLES_PUT committed.
+   */
+  uint64_t tables_version;
+  uint8_t *tables_blob; /* owned; NULL when empty */
+  uint32_t tables_len;
 
   /* Writes and trims with data I/O issued, oldest first (fences.c). */
   struct ss_req *writes_head, *writes_tail;
@@ -678,6 +696,12 @@ enum {
   SS_SEG_DELETING = 4, /* being dropped from the index and punched */
 };
 
+/* The error (negated) ss_seg_prepare_write and ss_seg_raise return when
+ * a request's segment index contradicts the recorded one: answered as
+ * PROTO_EINVAL with both indexes named.
+ */
+#define SS_EINDEX EDOM
+
 /* A segment present in the store, mirrored from the index. */
 struct ss_seg {
   struct ss_seg *hnext;
@@ -685,11 +709,13 @@ struct ss_seg {
   uint64_t volume;
   uint64_t epoch; /* durable in the index */
   uint64_t gen;   /* durable in the index */
+  uint64_t index; /* durable in the index; SS_INDEX_NONE: not known */
   uint32_t slot;
   uint8_t state;
   unsigned busy;          /* SS_SEG_* */
   uint64_t new_epoch;     /* being recorded */
   uint64_t new_gen;       /* being recorded */
+  uint64_t new_index;     /* being recorded */
   struct ss_pull *pull;   /* a SEG_PULL copying into it, or NULL */
   struct ss_track *track; /* recent writes, for a pull, or NULL */
   unsigned io_inflight;
@@ -709,8 +735,9 @@ extern int ss_seg_prepare_write (struct ss_loop *loop,
                                  const struct proto_seg_io *io, bool create,
                                  struct ss_waiter *w, struct ss_seg **segp);
 extern int ss_seg_raise (struct ss_loop *loop, uint64_t id, uint64_t volume,
-                         uint64_t epoch, uint64_t gen, bool create,
-                         struct ss_waiter *w, struct ss_seg **segp);
+                         uint64_t epoch, uint64_t gen, uint64_t index,
+                         bool create, struct ss_waiter *w,
+                         struct ss_seg **segp);
 extern void ss_seg_wake (struct ss_loop *loop, struct ss_seg *seg);
 extern struct ss_seg *ss_seg_get_readable (struct ss_loop *loop, uint64_t id,
                                            bool *gone);
@@ -730,6 +757,14 @@ extern void ss_req_flush (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_set_gen (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_hash (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_seg_list (struct ss_loop *loop, struct ss_req *r);
+
+/* ---- req-rebuild.c ---- */
+
+extern int ss_tables_load (struct ss_loop *loop, struct ss_index *idx);
+extern void ss_tables_free (struct ss_loop *loop);
+extern void ss_req_tables_put (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_tables_get (struct ss_loop *loop, struct ss_req *r);
+extern void ss_req_describe (struct ss_loop *loop, struct ss_req *r);
 
 /* ---- fences.c ---- */
 

@@ -494,6 +494,7 @@ ss_loop_free (struct ss_loop *loop)
   ss_segs_free (loop);
   ss_gone_free (loop);
   ss_fences_free (loop);
+  ss_tables_free (loop);
   if (loop->signal_fd >= 0)
     close (loop->signal_fd);
   close (loop->post.efd);

@@ -436,7 +436,8 @@ send_read (struct ss_pull *p, int fd, const struct chunk *c, uint32_t i)
   struct proto_seg_io io = { .segment = p->p.segment,
                              .volume = p->p.volume,
                              .offset = c[i].off,
-                             .length = c[i].len };
+                             .length = c[i].len,
+                             .index = PROTO_INDEX_NONE };
   uint8_t head[PROTO_SEG_IO_SIZE];
   int r;
 
@@ -608,7 +609,7 @@ pull_finish (struct ss_loop *loop, struct ss_pull *p)
   }
   p->finishing = true;
   e = ss_seg_raise (loop, p->p.segment, p->p.volume, p->p.epoch, p->p.gen,
-                    false, &p->wait, &seg);
+                    p->p.index, false, &p->wait, &seg);
   if (e == 0)
     return; /* resumed by pull_resume */
   if (e < 0 || seg != p->seg)
@@ -642,8 +643,18 @@ pull_attach (struct ss_loop *loop, struct ss_pull *p)
     pull_end (loop, p, -ECANCELED, p->why);
     return;
   }
-  e = ss_seg_raise (loop, p->p.segment, p->p.volume, 0, 0, true, &p->wait,
-                    &seg);
+  e = ss_seg_raise (loop, p->p.segment, p->p.volume, 0, 0, p->p.index, true,
+                    &p->wait, &seg);
+  if (e == -SS_EINDEX) {
+    /* The worker has not started: its message buffer is free. */
+    snprintf (p->errmsg, sizeof p->errmsg,
+              "index %" PRIu64
+              " differs from the index this server recorded for it (%" PRIu64
+              ")",
+              p->p.index, ss_seg_lookup (loop, p->p.segment)->index);
+    pull_end (loop, p, -EINVAL, p->errmsg);
+    return;
+  }
   if (e < 0) {
     pull_end (loop, p, e,
               e == -ENOSPC ? "no free slot in this store" : strerror (-e));

@@ -386,6 +386,12 @@ prepare_failed (struct ss_loop *loop, struct ss_req *r, int e)
     ss_req_error (loop, r, PROTO_ESTALEMAP,
                   "%s: segment %" PRIu64 " was deleted from this server", name,
                   r->io.segment);
+  else if (e == -SS_EINDEX)
+    ss_req_error (
+        loop, r, PROTO_EINVAL,
+        "%s: segment %" PRIu64 ": index %" PRIu64
+        " differs from the index this server recorded for it (%" PRIu64 ")",
+        name, r->io.segment, r->io.index, seg->index);
   else if (e == -EREMCHG)
     ss_req_error (loop, r, PROTO_ESTALEMAP,
                   "%s: segment %" PRIu64 ": generation %" PRIu64

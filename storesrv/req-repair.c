@@ -46,8 +46,17 @@ set_gen_go (struct ss_loop *loop, struct ss_req *r)
   struct ss_seg *seg;
   int e;
 
-  e = ss_seg_raise (loop, r->io.segment, r->io.volume, 0, r->io.gen, true,
-                    &r->wait, &seg);
+  e = ss_seg_raise (loop, r->io.segment, r->io.volume, 0, r->io.gen,
+                    r->io.index, true, &r->wait, &seg);
+  if (e == -SS_EINDEX) {
+    seg = ss_seg_lookup (loop, r->io.segment);
+    ss_req_error (
+        loop, r, PROTO_EINVAL,
+        "SEG_SET_GEN: segment %" PRIu64 ": index %" PRIu64
+        " differs from the index this server recorded for it (%" PRIu64 ")",
+        r->io.segment, r->io.index, seg->index);
+    return;
+  }
   if (e < 0) {
     ss_req_error (loop, r, proto_status_from_errno (-e),
                   "SEG_SET_GEN: segment %" PRIu64 ": %s", r->io.segment,
@@ -91,7 +100,7 @@ ss_req_set_gen (struct ss_loop *loop, struct ss_req *r)
 
   if (proto_decode_set_gen (r->payload, r->hdr.length, &sg) < 0) {
     ss_req_fatal (loop, r, PROTO_EBADMSG,
-                  "SEG_SET_GEN: payload of %" PRIu32 " bytes, expected 24",
+                  "SEG_SET_GEN: payload of %" PRIu32 " bytes, expected 32",
                   r->hdr.length);
     return;
   }
@@ -102,6 +111,7 @@ ss_req_set_gen (struct ss_loop *loop, struct ss_req *r)
   r->io.segment = sg.segment;
   r->io.volume = sg.volume;
   r->io.gen = sg.gen;
+  r->io.index = sg.index;
   r->wait.resume = set_gen_resume;
   set_gen_go (loop, r);
 }

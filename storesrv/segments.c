@@ -15,6 +15,10 @@
  *    one is refused (EREMCHG, PROTO_ESTALEMAP);
  *  - SEG_SET_GEN and a finished SEG_PULL raise the recorded generation
  *    and epoch (ss_seg_raise), creating an empty segment if needed;
+ *  - the first write, trim, SEG_SET_GEN or SEG_PULL that carries the
+ *    segment's index in its volume records it (a record from before
+ *    indexes existed is rewritten); one whose index differs from the
+ *    recorded one is refused (SS_EINDEX, PROTO_EINVAL);
  *  - while a SEG_PULL copies into the segment, a write or trim marks its
  *    range in the pull (so copy data never lands over it) and waits while
  *    a copy write overlaps it (so it lands after that copy data); for a
@@ -196,6 +200,7 @@ load_one (void *arg, const struct ss_index_rec *rec)
   seg->volume = rec->volume;
   seg->epoch = rec->epoch;
   seg->gen = rec->gen;
+  seg->index = rec->index;
   seg->state = rec->state;
   table_insert (&loop->segs, seg);
   ls->used_map[rec->slot / 8] |= 1u << (rec->slot % 8);
@@ -260,6 +265,31 @@ ss_segs_load (struct ss_loop *loop, struct ss_index *idx)
     index_reserve (loop);
   }
   return r;
+}
+
+/* True unless INDEX (given) differs from SEG's recorded index: a
+ * segment fills one place of its volume, and a request that says
+ * otherwise is refused rather than allowed to move it.
+ */
+static bool
+index_agrees (const struct ss_seg *seg, uint64_t index)
+{
+  return index == SS_INDEX_NONE || seg->index == SS_INDEX_NONE ||
+         seg->index == index;
+}
+
+/* True if INDEX (given) is news for SEG, which has none recorded. */
+static bool
+index_learned (const struct ss_seg *seg, uint64_t index)
+{
+  return index != SS_INDEX_NONE && seg->index == SS_INDEX_NONE;
+}
+
+/* The index to record for SEG: its own, or else INDEX. */
+static uint64_t
+seg_index (const struct ss_seg *seg, uint64_t index)
+{
+  return seg->index != SS_INDEX_NONE ? seg->index : index;
 }
 
 /* Append W to SEG's wait list. */
@@ -353,6 +383,7 @@ seg_record (struct ss_loop *loop, struct ss_seg *seg,
   seg->iop.rec.volume = seg->volume;
   seg->iop.rec.epoch = seg->new_epoch;
   seg->iop.rec.gen = seg->new_gen;
+  seg->iop.rec.index = seg->new_index;
   seg->iop.rec.state = seg->state;
   seg->iop.gone = ss_gone_has (loop, seg->id);
   seg->iop.done = done;
@@ -373,6 +404,7 @@ new_recorded (struct ss_loop *loop, struct ss_index_op *iop)
     ss_gone_remove (loop, seg->id);
   seg->epoch = seg->new_epoch;
   seg->gen = seg->new_gen;
+  seg->index = seg->new_index;
   seg->busy &= ~SS_SEG_NEW;
   seg_wake (loop, seg, 0);
 }
@@ -443,19 +475,20 @@ raise_recorded (struct ss_loop *loop, struct ss_index_op *iop)
   if (iop->err == 0) {
     seg->epoch = seg->new_epoch;
     seg->gen = seg->new_gen;
+    seg->index = seg->new_index;
     if (iop->gone)
       ss_gone_remove (loop, seg->id);
   }
   seg_wake (loop, seg, ss_index_errno (loop, iop->err));
 }
 
-/* Create the entry of segment ID (absent) with EPOCH and GEN: allocate
- * and punch a slot, then record it; W waits until it is recorded.
- * Returns 0 or -errno (-ENOSPC: no free slot).
+/* Create the entry of segment ID (absent) with EPOCH, GEN and INDEX:
+ * allocate and punch a slot, then record it; W waits until it is
+ * recorded.  Returns 0 or -errno (-ENOSPC: no free slot).
  */
 static int
 seg_create (struct ss_loop *loop, uint64_t id, uint64_t volume, uint64_t epoch,
-            uint64_t gen, struct ss_waiter *w)
+            uint64_t gen, uint64_t index, struct ss_waiter *w)
 {
   struct ss_seg *seg;
   uint32_t slot;
@@ -475,6 +508,8 @@ seg_create (struct ss_loop *loop, uint64_t id, uint64_t volume, uint64_t epoch,
   seg->state = SS_SEG_STATE_OK;
   seg->new_epoch = epoch;
   seg->new_gen = gen;
+  seg->index = SS_INDEX_NONE;
+  seg->new_index = index;
   seg->busy = SS_SEG_NEW;
   table_insert (&loop->segs, seg);
   /* A pull may follow: keep the writes that could come before it. */
@@ -484,16 +519,18 @@ seg_create (struct ss_loop *loop, uint64_t id, uint64_t volume, uint64_t epoch,
   return 0;
 }
 
-/* Start recording EPOCH and GEN (each at least the recorded one) for
- * the idle SEG; W waits until it is done.
+/* Start recording EPOCH and GEN (each at least the recorded one) and
+ * INDEX (the recorded one, or the first one known) for the idle SEG; W
+ * waits until it is done.
  */
 static void
 seg_start_record (struct ss_loop *loop, struct ss_seg *seg, uint64_t epoch,
-                  uint64_t gen, struct ss_waiter *w)
+                  uint64_t gen, uint64_t index, struct ss_waiter *w)
 {
   seg->busy |= SS_SEG_RECORD;
   seg->new_epoch = epoch;
   seg->new_gen = gen;
+  seg->new_index = index;
   seg_wait (seg, w);
   seg_record (loop, seg, raise_recorded);
 }
@@ -505,8 +542,9 @@ seg_start_record (struct ss_loop *loop, struct ss_seg *seg, uint64_t epoch,
  * when W was queued and will be resumed (it then calls this again); or
  * -errno: -EREMCHG if IO's generation is older than the segment's or the
  * segment was deleted here (a tombstone), -ENOSPC if there is no free
- * slot.  A new segment takes IO's epoch and
- * generation.  If a pull copies into the segment, IO's range is marked
+ * slot, -SS_EINDEX if IO's index contradicts the segment's recorded
+ * one.  A new segment takes IO's epoch, generation and index; one
+ * without an index records IO's first.  If a pull copies into the segment, IO's range is marked
  * in it.  Ring thread.
  */
 int
@@ -521,7 +559,8 @@ ss_seg_prepare_write (struct ss_loop *loop, const struct proto_seg_io *io,
       return -EREMCHG;
     if (!create)
       return 1;
-    return seg_create (loop, io->segment, io->volume, io->epoch, io->gen, w);
+    return seg_create (loop, io->segment, io->volume, io->epoch, io->gen,
+                       io->index, w);
   }
   if (seg->busy) {
     seg_wait (seg, w);
@@ -529,6 +568,8 @@ ss_seg_prepare_write (struct ss_loop *loop, const struct proto_seg_io *io,
   }
   if (io->gen < seg->gen)
     return -EREMCHG;
+  if (!index_agrees (seg, io->index))
+    return -SS_EINDEX;
   /* Copy data in flight over this range must land first. */
   if (seg->pull && ss_pull_copy_overlaps (seg->pull, io->offset, io->length)) {
     seg_wait (seg, w);
@@ -537,8 +578,10 @@ ss_seg_prepare_write (struct ss_loop *loop, const struct proto_seg_io *io,
   /* Epochs only move forward in the index; fences (fences.c) refuse
    * writers older than the fence before they get here.
    */
-  if (io->epoch > seg->epoch) {
-    seg_start_record (loop, seg, io->epoch, seg->gen, w);
+  if (io->epoch > seg->epoch || index_learned (seg, io->index)) {
+    seg_start_record (loop, seg,
+                      io->epoch > seg->epoch ? io->epoch : seg->epoch, seg->gen,
+                      seg_index (seg, io->index), w);
     return 0;
   }
   if (seg->pull)
@@ -555,17 +598,19 @@ ss_seg_prepare_write (struct ss_loop *loop, const struct proto_seg_io *io,
 }
 
 /* Make segment ID's recorded epoch and generation at least EPOCH and GEN
- * (never lowering either), creating the segment, empty, if it is absent
- * and CREATE is true.  Returns 1 with *SEGP set (no reference taken)
- * when that is durable; 1 with *SEGP NULL if the segment is absent and
- * CREATE is false; 0 when W was queued and will be resumed (it then
- * calls this again); or -errno (-ENOSPC: no free slot).  A segment
+ * (never lowering either) and record INDEX if the segment has no index
+ * yet (SS_INDEX_NONE: none given), creating the segment, empty, if it
+ * is absent and CREATE is true.  Returns 1 with *SEGP set (no reference
+ * taken) when that is durable; 1 with *SEGP NULL if the segment is
+ * absent and CREATE is false; 0 when W was queued and will be resumed
+ * (it then calls this again); or -errno (-ENOSPC: no free slot,
+ * -SS_EINDEX: INDEX contradicts the recorded index).  A segment
  * created here loses its tombstone.  Ring thread.
  */
 int
 ss_seg_raise (struct ss_loop *loop, uint64_t id, uint64_t volume,
-              uint64_t epoch, uint64_t gen, bool create, struct ss_waiter *w,
-              struct ss_seg **segp)
+              uint64_t epoch, uint64_t gen, uint64_t index, bool create,
+              struct ss_waiter *w, struct ss_seg **segp)
 {
   struct ss_seg *seg = ss_seg_lookup (loop, id);
 
@@ -573,15 +618,18 @@ ss_seg_raise (struct ss_loop *loop, uint64_t id, uint64_t volume,
   if (seg == NULL) {
     if (!create)
       return 1;
-    return seg_create (loop, id, volume, epoch, gen, w);
+    return seg_create (loop, id, volume, epoch, gen, index, w);
   }
   if (seg->busy) {
     seg_wait (seg, w);
     return 0;
   }
-  if (epoch > seg->epoch || gen > seg->gen) {
+  if (!index_agrees (seg, index))
+    return -SS_EINDEX;
+  if (epoch > seg->epoch || gen > seg->gen || index_learned (seg, index)) {
     seg_start_record (loop, seg, epoch > seg->epoch ? epoch : seg->epoch,
-                      gen > seg->gen ? gen : seg->gen, w);
+                      gen > seg->gen ? gen : seg->gen, seg_index (seg, index),
+                      w);
     return 0;
   }
   *segp = seg;

@@ -110,7 +110,8 @@ OPS = {
     31: "MAP_ALLOC", 32: "REPLICA_FAILED", 35: "REPAIR", 36: "SEG_RESYNC",
     40: "SEG_READ", 41: "SEG_WRITE", 42: "SEG_FLUSH", 43: "SEG_TRIM",
     44: "SEG_DELETE", 45: "SEG_FENCE", 46: "SEG_SET_GEN", 47: "SEG_PULL",
-    48: "SEG_HASH", 49: "SEG_LIST",
+    48: "SEG_HASH", 49: "SEG_LIST", 50: "TABLES_PUT", 51: "TABLES_GET",
+    52: "SEG_DESCRIBE",
 }
 ROLES = {1: "cli", 2: "plugin", 3: "storesrv", 4: "mds"}
 STATUS = {

@@ -159,7 +159,7 @@ wait_for_pidfile "$CLUSTER/mds2.pid" $!
 cleanup_fn stop_pidfile "$CLUSTER/mds2.pid"
 grep -q "restored catalog .*cat.bak into .*mds2: cluster .*, 2 volumes" \
      "$CLUSTER/mds2.log"
-grep -q "restored catalog: not yet reconciled" "$CLUSTER/mds2.log"
+grep -q "restore: reconciled with 2 of 2 storage servers" "$CLUSTER/mds2.log"
 TESSERA_MDS="unix:$CLUSTER/mds2.sock" tessera --json volume list \
     > "$CLUSTER/list-restored.json"
 $PYTHON - "$CLUSTER"/list-before.json "$CLUSTER"/list-restored.json <<'PY'

@@ -896,18 +896,21 @@ request_wb (int fd, uint8_t opcode, uint64_t tag, struct proto_wbuf *wb,
 }
 
 /* A SEG_WRITE (DATA, LEN bytes; NULL: a SEG_TRIM of LEN) with the given
- * head fields.  Returns the status.
+ * head fields, the segment's index INDEX.  Returns the status; the
+ * error message goes to MSG if it is not NULL.
  */
 static uint32_t
-seg_io (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t epoch,
-        uint64_t gen, uint32_t offset, uint32_t len, const uint8_t *data)
+seg_io_index (int fd, uint64_t tag, uint64_t segment, uint64_t volume,
+              uint64_t epoch, uint64_t gen, uint64_t index, uint32_t offset,
+              uint32_t len, const uint8_t *data, char *msg)
 {
   struct proto_seg_io io = { .segment = segment,
                              .volume = volume,
                              .epoch = epoch,
                              .gen = gen,
                              .offset = offset,
-                             .length = len };
+                             .length = len,
+                             .index = index };
   uint8_t *buf = malloc (PROTO_SEG_IO_SIZE + (data ? len : 0));
   struct reply rep;
   uint32_t st;
@@ -919,10 +922,22 @@ seg_io (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t epoch,
     memcpy (buf + PROTO_SEG_IO_SIZE, data, len);
   st = request (fd, data ? PROTO_OP_SEG_WRITE : PROTO_OP_SEG_TRIM, 0, tag, buf,
                 PROTO_SEG_IO_SIZE + (data ? len : 0), &rep);
-  if (st != UINT32_MAX)
+  if (st != UINT32_MAX) {
+    if (msg)
+      strcpy (msg, rep.msg);
     free (rep.data);
+  }
   free (buf);
   return st;
+}
+
+/* seg_io_index without an index (PROTO_INDEX_NONE). */
+static uint32_t
+seg_io (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t epoch,
+        uint64_t gen, uint32_t offset, uint32_t len, const uint8_t *data)
+{
+  return seg_io_index (fd, tag, segment, volume, epoch, gen, PROTO_INDEX_NONE,
+                       offset, len, data, NULL);
 }
 
 /* Read LEN bytes at OFFSET of SEGMENT into a malloc'd buffer (NULL on
@@ -976,13 +991,27 @@ fence (int fd, uint64_t tag, uint64_t volume, uint64_t epoch)
   return request_wb (fd, PROTO_OP_SEG_FENCE, tag, &wb, NULL);
 }
 
-/* SEG_SET_GEN (SEGMENT, VOLUME, GEN).  Returns the status. */
+/* SEG_SET_GEN (SEGMENT, VOLUME, GEN, INDEX).  Returns the status. */
+static uint32_t
+set_gen_index (int fd, uint64_t tag, uint64_t segment, uint64_t volume,
+               uint64_t gen, uint64_t index)
+{
+  struct proto_set_gen sg = {
+    .segment = segment, .volume = volume, .gen = gen, .index = index
+  };
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_set_gen (&sg, &wb);
+  return request_wb (fd, PROTO_OP_SEG_SET_GEN, tag, &wb, NULL);
+}
+
+/* SEG_SET_GEN (SEGMENT, VOLUME, GEN) without an index. */
 static uint32_t
 set_gen (int fd, uint64_t tag, uint64_t segment, uint64_t volume, uint64_t gen)
 {
-  struct proto_set_gen sg = { .segment = segment,
-                              .volume = volume,
-                              .gen = gen };
+  struct proto_set_gen sg = {
+    .segment = segment, .volume = volume, .gen = gen, .index = PROTO_INDEX_NONE
+  };
   struct proto_wbuf wb = { 0 };
 
   proto_encode_set_gen (&sg, &wb);
@@ -1250,6 +1279,129 @@ out:
   close (fd);
 }
 
+/* SEG_DESCRIBE after START_AFTER, at most MAX, into *D (caller frees
+ * with proto_describe_free).  Returns true on success.
+ */
+static bool
+describe (int fd, uint64_t tag, uint64_t start_after, uint32_t max,
+          struct proto_describe *d)
+{
+  struct proto_describe_request q = { start_after, max };
+  struct proto_wbuf wb = { 0 };
+  struct reply rep = { .data = NULL };
+  bool ok;
+
+  memset (d, 0, sizeof *d);
+  proto_encode_describe_request (&q, &wb);
+  ok = request_wb (fd, PROTO_OP_SEG_DESCRIBE, tag, &wb, &rep) == PROTO_OK &&
+       proto_decode_describe (rep.data, rep.length, d) == 0;
+  free (rep.data);
+  return ok;
+}
+
+/* TABLES_PUT (VERSION, BLOB of LEN bytes) or, BLOB NULL and LEN 0 with
+ * GET true, TABLES_GET; the reply into *T, the first 64 bytes of its
+ * blob copied into OUT (64 bytes).  Returns true on success.
+ */
+static bool
+tables (int fd, uint64_t tag, bool get, uint64_t version, const void *blob,
+        uint32_t len, struct proto_tables *t, uint8_t *out)
+{
+  struct proto_tables in = { version, blob, len };
+  struct proto_wbuf wb = { 0 };
+  struct reply rep = { .data = NULL };
+  bool ok;
+
+  if (!get)
+    proto_encode_tables (&in, &wb);
+  ok = request_wb (fd, get ? PROTO_OP_TABLES_GET : PROTO_OP_TABLES_PUT, tag,
+                   &wb, &rep) == PROTO_OK &&
+       proto_decode_tables (rep.data, rep.length, t) == 0;
+  if (ok && t->len > 0)
+    memcpy (out, t->blob, t->len < 64 ? t->len : 64);
+  free (rep.data);
+  return ok;
+}
+
+/* Segment indexes: recorded by the first request that carries one,
+ * contradictions refused; SEG_DESCRIBE shows them; TABLES_PUT keeps the
+ * newest version.
+ */
+static void
+indexes_and_tables (void)
+{
+  uint64_t vol = random_id (), s = random_id (), t = random_id ();
+  static uint8_t data[4096];
+  struct proto_describe d;
+  struct proto_tables tb;
+  uint8_t blob[64];
+  char msg[PROTO_ERRMSG_MAX + 1] = "";
+  uint64_t v0;
+  bool ok;
+  int fd = connect_or_die ();
+
+  memset (data, 0x3c, sizeof data);
+  if (!hello (fd)) {
+    report ("indexes", false, "HELLO failed");
+    goto out;
+  }
+  ok = seg_io_index (fd, 500, s, vol, 1, 0, 3, 0, 4096, data, NULL) ==
+           PROTO_OK &&
+       seg_io_index (fd, 501, s, vol, 1, 0, 4, 0, 4096, data, msg) ==
+           PROTO_EINVAL &&
+       strstr (msg, "index 4") != NULL && strstr (msg, "(3)") != NULL;
+  report ("a write with another index is refused", ok, "%s", msg);
+  ok = seg_io (fd, 502, s, vol, 1, 0, 0, 4096, data) == PROTO_OK &&
+       seg_io_index (fd, 503, s, vol, 1, 0, 3, 0, 4096, NULL, NULL) ==
+           PROTO_OK &&
+       set_gen_index (fd, 504, s, vol, 2, 4) == PROTO_EINVAL &&
+       set_gen_index (fd, 505, s, vol, 2, 3) == PROTO_OK;
+  report ("no index or the same index is fine; SEG_SET_GEN checks it", ok,
+          "answered");
+  ok = seg_io (fd, 506, t, vol, 2, 0, 0, 4096, data) == PROTO_OK &&
+       describe (fd, 507, t - 1, 1, &d) && d.n == 1 && d.segs[0].segment == t &&
+       d.segs[0].index == PROTO_INDEX_NONE && d.nfences == 0;
+  report ("SEG_DESCRIBE: a segment written without an index", ok,
+          "%" PRIu32 " entries", d.n);
+  proto_describe_free (&d);
+  ok = seg_io_index (fd, 508, t, vol, 2, 0, 9, 0, 4096, data, NULL) ==
+           PROTO_OK &&
+       describe (fd, 509, t - 1, 1, &d) && d.n == 1 && d.segs[0].index == 9 &&
+       d.segs[0].epoch == 2 && d.segs[0].volume == vol;
+  report ("SEG_DESCRIBE: the index learned from a later write", ok,
+          "%" PRIu32 " entries", d.n);
+  proto_describe_free (&d);
+  ok = describe (fd, 510, s - 1, 1, &d) && d.n == 1 && d.segs[0].index == 3 &&
+       d.segs[0].gen == 2 && d.segs[0].epoch == 1 && d.segs[0].state == 0;
+  report ("SEG_DESCRIBE: index, generation, epoch", ok, "%" PRIu32 " entries",
+          d.n);
+  proto_describe_free (&d);
+  ok = describe (fd, 511, 0, 100000, &d) && d.n >= 2 && d.n <= PROTO_LIST_MAX;
+  report ("SEG_DESCRIBE: a first page, max above the limit", ok,
+          "%" PRIu32 " entries, %" PRIu32 " fences", d.n, d.nfences);
+  proto_describe_free (&d);
+
+  ok = tables (fd, 520, true, 0, NULL, 0, &tb, blob);
+  v0 = tb.version;
+  ok = ok && tables (fd, 521, false, v0 + 100, "abc", 3, &tb, blob) &&
+       tb.version == v0 + 100 && tb.len == 0;
+  ok = ok && tables (fd, 522, true, 0, NULL, 0, &tb, blob) &&
+       tb.version == v0 + 100 && tb.len == 3 && memcmp (blob, "abc", 3) == 0;
+  report ("TABLES_PUT of a newer version, TABLES_GET", ok, "version %" PRIu64,
+          tb.version);
+  ok = tables (fd, 523, false, v0 + 50, "old", 3, &tb, blob) &&
+       tb.version == v0 + 100 &&
+       tables (fd, 524, false, v0 + 100, "xyz", 3, &tb, blob) &&
+       tb.version == v0 + 100 &&
+       tables (fd, 525, true, 0, NULL, 0, &tb, blob) &&
+       tb.version == v0 + 100 && memcmp (blob, "abc", 3) == 0;
+  report ("TABLES_PUT of an older or the same version keeps the newer", ok,
+          "version %" PRIu64, tb.version);
+  delete_segments (fd, 530, (uint64_t[]){ s, t }, 2);
+out:
+  close (fd);
+}
+
 /* Compare SEGMENT on both servers (SEG_HASH, 4 KiB blocks). */
 static bool
 same_on_both (int fd, int fd2, uint64_t segment)
@@ -1479,6 +1631,7 @@ main (int argc, char **argv)
   fences_and_generations ();
   tombstones ();
   hashes_and_lists ();
+  indexes_and_tables ();
   if (addr2)
     pulls ();
   printf ("%d failed\n", failures);

@@ -1,6 +1,7 @@
 /* Payloads of the segment messages storage servers serve: SEG_DELETE
  * and SEG_LIST (segment lists, also in heartbeats), SEG_SET_GEN,
- * SEG_PULL, SEG_HASH, and the fixed head of SEG_READ, SEG_WRITE,
+ * SEG_PULL, SEG_HASH, SEG_DESCRIBE, TABLES_PUT and TABLES_GET, and the
+ * fixed head of SEG_READ, SEG_WRITE,
  * SEG_TRIM and SEG_FLUSH.  SEG_FENCE's payload is in msg-cluster.c with
  * the heartbeat's fences.  See messages.c for the decoders' rules.
  */
@@ -54,6 +55,7 @@ proto_encode_set_gen (const struct proto_set_gen *m, struct proto_wbuf *wb)
   proto_put_u64 (wb, m->segment);
   proto_put_u64 (wb, m->volume);
   proto_put_u64 (wb, m->gen);
+  proto_put_u64 (wb, m->index);
 }
 
 int
@@ -65,6 +67,7 @@ proto_decode_set_gen (const void *p, size_t len, struct proto_set_gen *m)
   m->segment = proto_get_u64 (&rb);
   m->volume = proto_get_u64 (&rb);
   m->gen = proto_get_u64 (&rb);
+  m->index = proto_get_u64 (&rb);
   return proto_rbuf_finish (&rb);
 }
 
@@ -78,6 +81,7 @@ proto_encode_pull (const struct proto_pull *m, struct proto_wbuf *wb)
   proto_put_u32 (wb, m->mode);
   proto_put_u32 (wb, 0);
   proto_put_u64 (wb, m->bandwidth);
+  proto_put_u64 (wb, m->index);
   proto_put_str (wb, m->source, PROTO_ADDR_MAX);
 }
 
@@ -95,6 +99,7 @@ proto_decode_pull (const void *p, size_t len, struct proto_pull *m)
   if (proto_get_u32 (&rb) != 0)
     return -EBADMSG;
   m->bandwidth = proto_get_u64 (&rb);
+  m->index = proto_get_u64 (&rb);
   proto_get_str (&rb, m->source, PROTO_ADDR_MAX);
   if (proto_rbuf_finish (&rb) < 0)
     return -EBADMSG;
@@ -208,6 +213,142 @@ proto_decode_seg_list_request (const void *p, size_t len,
   return 0;
 }
 
+void
+proto_encode_describe_request (const struct proto_describe_request *m,
+                               struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->start_after);
+  proto_put_u32 (wb, m->max);
+}
+
+int
+proto_decode_describe_request (const void *p, size_t len,
+                               struct proto_describe_request *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->start_after = proto_get_u64 (&rb);
+  m->max = proto_get_u32 (&rb);
+  if (proto_rbuf_finish (&rb) < 0 || m->max == 0)
+    return -EBADMSG;
+  return 0;
+}
+
+void
+proto_encode_describe (const struct proto_describe *m, struct proto_wbuf *wb)
+{
+  static const uint8_t reserved[7];
+  uint32_t i;
+
+  proto_put_u32 (wb, m->n);
+  for (i = 0; i < m->n; ++i) {
+    const struct proto_seg_desc *d = &m->segs[i];
+
+    proto_put_u64 (wb, d->segment);
+    proto_put_u64 (wb, d->volume);
+    proto_put_u64 (wb, d->index);
+    proto_put_u64 (wb, d->gen);
+    proto_put_u64 (wb, d->epoch);
+    proto_put_u8 (wb, d->state);
+    proto_put_bytes (wb, reserved, sizeof reserved);
+  }
+  proto_put_u32 (wb, m->nfences);
+  for (i = 0; i < m->nfences; ++i) {
+    proto_put_u64 (wb, m->fences[i].volume);
+    proto_put_u64 (wb, m->fences[i].epoch);
+  }
+}
+
+/* One segment description; -EBADMSG if its reserved bytes are not zero
+ * or it is not above PREV's id (the list is in ascending order).
+ */
+static int
+get_seg_desc (struct proto_rbuf *rb, void *elem, void *prev)
+{
+  static const uint8_t zero[7];
+  struct proto_seg_desc *d = elem;
+  const struct proto_seg_desc *p = prev;
+  uint8_t reserved[7];
+
+  d->segment = proto_get_u64 (rb);
+  d->volume = proto_get_u64 (rb);
+  d->index = proto_get_u64 (rb);
+  d->gen = proto_get_u64 (rb);
+  d->epoch = proto_get_u64 (rb);
+  d->state = proto_get_u8 (rb);
+  proto_get_bytes (rb, reserved, sizeof reserved);
+  if (memcmp (reserved, zero, sizeof zero) != 0 ||
+      (p && d->segment <= p->segment))
+    return -EBADMSG;
+  return 0;
+}
+
+/* One fence of a SEG_DESCRIBE reply. */
+static int
+get_desc_fence (struct proto_rbuf *rb, void *elem, void *prev)
+{
+  struct proto_fence *f = elem;
+
+  f->volume = proto_get_u64 (rb);
+  f->epoch = proto_get_u64 (rb);
+  return 0;
+}
+
+int
+proto_decode_describe (const void *p, size_t len, struct proto_describe *m)
+{
+  struct proto_rbuf rb;
+  void *segs = NULL, *fences = NULL;
+  int r;
+
+  memset (m, 0, sizeof *m);
+  proto_rbuf_init (&rb, p, len);
+  r = proto_get_list (&rb, PROTO_SEG_DESC_SIZE, PROTO_LIST_MAX, sizeof *m->segs,
+                      get_seg_desc, &segs, &m->n);
+  m->segs = segs;
+  if (r == 0) {
+    r = proto_get_list (&rb, 16, PROTO_DESCRIBE_FENCES_MAX, sizeof *m->fences,
+                        get_desc_fence, &fences, &m->nfences);
+    m->fences = fences;
+  }
+  if (r == 0)
+    r = proto_rbuf_finish (&rb);
+  if (r < 0)
+    proto_describe_free (m);
+  return r;
+}
+
+void
+proto_describe_free (struct proto_describe *m)
+{
+  free (m->segs);
+  free (m->fences);
+  memset (m, 0, sizeof *m);
+}
+
+void
+proto_encode_tables (const struct proto_tables *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->version);
+  if (m->len > 0)
+    proto_put_bytes (wb, m->blob, m->len);
+}
+
+int
+proto_decode_tables (const void *p, size_t len, struct proto_tables *m)
+{
+  uint64_t v;
+
+  if (len < 8 || len - 8 > PROTO_TABLES_MAX)
+    return -EBADMSG;
+  memcpy (&v, p, 8);
+  m->version = be64toh (v);
+  m->len = len - 8;
+  m->blob = m->len > 0 ? (const uint8_t *)p + 8 : NULL;
+  return 0;
+}
+
 /* The segment I/O head is on the hot path: fixed offsets, no cursor. */
 struct seg_io_wire {
   uint64_t segment;
@@ -216,6 +357,7 @@ struct seg_io_wire {
   uint64_t gen;
   uint32_t offset;
   uint32_t length;
+  uint64_t index;
 } __attribute__ ((packed));
 STATIC_ASSERT (sizeof (struct seg_io_wire) == PROTO_SEG_IO_SIZE,
                seg_io_wire_size);
@@ -231,6 +373,7 @@ proto_encode_seg_io (const struct proto_seg_io *m, void *buf)
   w.gen = htobe64 (m->gen);
   w.offset = htobe32 (m->offset);
   w.length = htobe32 (m->length);
+  w.index = htobe64 (m->index);
   memcpy (buf, &w, sizeof w);
 }
 
@@ -248,5 +391,6 @@ proto_decode_seg_io (const void *p, size_t len, struct proto_seg_io *m)
   m->gen = be64toh (w.gen);
   m->offset = be32toh (w.offset);
   m->length = be32toh (w.length);
+  m->index = be64toh (w.index);
   return 0;
 }

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x54455353u /* "TESS" */
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* Largest data transfer in one SEG_READ or SEG_WRITE. */
 #define PROTO_MAX_DATA (32u * 1024 * 1024)
@@ -449,8 +449,16 @@ struct proto_replica_failed {
   uint32_t server;
 };
 
-/* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (40 bytes): segment
- * u64, volume u64, epoch u64, gen u64, offset u32, length u32.  A write or
+/* A segment's index in its volume, where a message carries one: the
+ * map entry (volume, index) the segment fills.  PROTO_INDEX_NONE: not
+ * known (a read of a repair copy; SEG_DESCRIBE of a segment recorded
+ * before indexes were).
+ */
+#define PROTO_INDEX_NONE UINT64_MAX
+
+/* SEG_READ, SEG_WRITE, SEG_TRIM request head.  Wire (48 bytes): segment
+ * u64, volume u64, epoch u64, gen u64, offset u32, length u32, index
+ * u64.  A write or
  * trim whose EPOCH is older than the volume's fence fails with
  * PROTO_ESTALE; a request whose GEN is older than the segment's
  * generation on that server fails with PROTO_ESTALEMAP (reads ignore the
@@ -458,6 +466,10 @@ struct proto_replica_failed {
  * read of a segment the server does not hold fails with PROTO_ENOENT:
  * the segment was never written there (the reader tries the other
  * replicas; if none holds it, it reads as zeros) or the server lost it.
+ * INDEX is the segment's index in VOLUME (PROTO_INDEX_NONE: not given;
+ * reads ignore it): a write or trim records it with the segment, and
+ * one whose INDEX differs from the index the server recorded for the
+ * segment fails with PROTO_EINVAL.
  * SEG_WRITE's payload is this head followed by exactly LENGTH data bytes;
  * SEG_READ's reply
  * payload is exactly LENGTH data bytes.  OFFSET + LENGTH must not exceed
@@ -470,36 +482,43 @@ struct proto_seg_io {
   uint64_t gen;
   uint32_t offset;
   uint32_t length;
+  uint64_t index; /* PROTO_INDEX_NONE: not given */
 };
-#define PROTO_SEG_IO_SIZE 40
+#define PROTO_SEG_IO_SIZE 48
 
 /* SEG_DELETE request: a segment list (n u32, segments[n] u64).  SEG_FLUSH:
  * empty both ways.  SEG_FENCE: a proto_fence (kept durably, only ever
  * raised); empty reply.
  */
 
-/* SEG_SET_GEN.  Wire: segment u64, volume u64, gen u64.  The server
+/* SEG_SET_GEN.  Wire: segment u64, volume u64, gen u64, index u64.
+ * The server
  * records durably that the segment's replica set is at generation GEN
  * (only ever raised; creating the segment, empty, if it has none) and
  * from then on refuses writes and trims with an older gen (ESTALEMAP).
  * The MDS sets it on every ok replica before it starts copying a segment
- * to a new replica, so that no writer can miss the new replica.
+ * to a new replica, so that no writer can miss the new replica.  INDEX
+ * is recorded as in SEG_WRITE (PROTO_EINVAL if it contradicts the
+ * recorded one).
  */
 struct proto_set_gen {
   uint64_t segment;
   uint64_t volume;
   uint64_t gen;
+  uint64_t index; /* PROTO_INDEX_NONE: not given */
 };
 
 /* SEG_PULL (MDS to the target server).  Wire: segment u64, volume u64,
  * epoch u64, gen u64, mode u32, reserved u32 (zero), bandwidth u64,
- * source (string).  The target copies the segment from the storage
+ * index u64, source (string).  The target copies the segment from the
+ * storage
  * server at SOURCE: PROTO_PULL_FULL copies everything, PROTO_PULL_DIFF
  * compares SEG_HASH blocks and copies only those that differ.  Client
  * writes that reach the target during the copy are never overwritten by
  * copy data (a dirty range set per segment).  BANDWIDTH caps the copy in
- * bytes/s (0: no cap).  The reply (empty) comes when the copy is durable;
- * its status is the copy's result.
+ * bytes/s (0: no cap).  INDEX is recorded as in SEG_WRITE.  The reply
+ * (empty) comes when the copy is durable; its status is the copy's
+ * result.
  */
 #define PROTO_PULL_FULL 0
 #define PROTO_PULL_DIFF 1
@@ -510,6 +529,7 @@ struct proto_pull {
   uint64_t gen;   /* the segment's generation on the target */
   uint32_t mode;
   uint64_t bandwidth;
+  uint64_t index; /* PROTO_INDEX_NONE: not given */
   char source[PROTO_ADDR_MAX + 1];
 };
 
@@ -543,6 +563,58 @@ struct proto_seg_list_request {
   uint64_t min_epoch;
   uint64_t start_after;
   uint32_t max;
+};
+
+/* SEG_DESCRIBE (to a storage server, for tessera-mds --rebuild).
+ * Wire: start_after u64, max u32 (at least 1).  Reply: n u32, then n
+ * segment descriptions (struct proto_seg_desc, 48 bytes each: segment
+ * u64, volume u64, index u64, gen u64, epoch u64, state u8, reserved
+ * u8[7] (zero)) of the segments this server holds with id >
+ * START_AFTER, in ascending id order, at most min (MAX,
+ * PROTO_LIST_MAX) of them: fewer means there are no more.  Then
+ * nfences u32 and nfences fences (volume u64, epoch u64, in volume
+ * order): every fence the server keeps when START_AFTER is 0, none on
+ * the later pages.  Segments being created or deleted are left out.
+ */
+struct proto_describe_request {
+  uint64_t start_after;
+  uint32_t max;
+};
+struct proto_seg_desc {
+  uint64_t segment;
+  uint64_t volume;
+  uint64_t index; /* PROTO_INDEX_NONE: not recorded */
+  uint64_t gen;
+  uint64_t epoch; /* the last epoch that wrote it */
+  uint8_t state;  /* 0: ok; anything else: not to be trusted */
+};
+#define PROTO_SEG_DESC_SIZE 48
+/* Most fences in one SEG_DESCRIBE reply: what fits beside a full page. */
+#define PROTO_DESCRIBE_FENCES_MAX \
+  ((PROTO_MAX_META_PAYLOAD - 8 - PROTO_LIST_MAX * PROTO_SEG_DESC_SIZE) / 16)
+struct proto_describe {
+  uint32_t n;
+  struct proto_seg_desc *segs;
+  uint32_t nfences;
+  struct proto_fence *fences;
+};
+
+/* TABLES_PUT request and TABLES_GET reply (TABLES_GET's request is
+ * empty).  Wire: version u64, then the rest of the payload, at most
+ * PROTO_TABLES_MAX bytes, is the blob: the cluster tables the MDS keeps
+ * on every storage server (mds/tables.c encodes them; the storage server
+ * does not look inside).  TABLES_PUT: the server stores VERSION and the
+ * blob durably, before it replies, if VERSION is above the version it
+ * holds, and else keeps what it holds (not an error).  Its reply is a
+ * proto_tables with an empty blob: the version the server holds now.
+ * TABLES_GET's reply: the version and blob held, version 0 and an
+ * empty blob if none.  On decode BLOB points into the payload.
+ */
+#define PROTO_TABLES_MAX (PROTO_MAX_META_PAYLOAD - 8)
+struct proto_tables {
+  uint64_t version;
+  const uint8_t *blob;
+  uint32_t len;
 };
 
 /* SEG_RESYNC (to the MDS).  Wire: volume u64, segment u64, source u32.
@@ -696,6 +768,19 @@ proto_encode_seg_list_request (const struct proto_seg_list_request *,
                                struct proto_wbuf *);
 extern int proto_decode_seg_list_request (const void *, size_t,
                                           struct proto_seg_list_request *);
+extern void
+proto_encode_describe_request (const struct proto_describe_request *,
+                               struct proto_wbuf *);
+extern int proto_decode_describe_request (const void *, size_t,
+                                          struct proto_describe_request *);
+extern void proto_encode_describe (const struct proto_describe *,
+                                   struct proto_wbuf *);
+extern int proto_decode_describe (const void *, size_t,
+                                  struct proto_describe *);
+extern void proto_describe_free (struct proto_describe *);
+extern void proto_encode_tables (const struct proto_tables *,
+                                 struct proto_wbuf *);
+extern int proto_decode_tables (const void *, size_t, struct proto_tables *);
 extern void proto_encode_resync (const struct proto_resync *,
                                  struct proto_wbuf *);
 extern int proto_decode_resync (const void *, size_t, struct proto_resync *);
@@ -749,7 +834,7 @@ extern void proto_encode_replica_failed (const struct proto_replica_failed *,
 extern int proto_decode_replica_failed (const void *, size_t,
                                         struct proto_replica_failed *);
 
-/* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (40) bytes, encoded straight
+/* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (48) bytes, encoded straight
  * into BUF.  The decoder reads the first PROTO_SEG_IO_SIZE bytes of a
  * payload of LEN bytes; it returns -EBADMSG if LEN is shorter, and otherwise leaves
  * checking LEN against the opcode (SEG_WRITE: head + length) and the

@@ -209,7 +209,8 @@ expect (int db, struct walk *w)
     switch (db) {
     case 0:
       ok = r->klen == 8 &&
-           (r->vlen == SS_INDEX_REC_SIZE || r->vlen == SS_INDEX_OLD_REC_SIZE);
+           (r->vlen == SS_INDEX_REC_SIZE || r->vlen == SS_INDEX_V2_REC_SIZE ||
+            r->vlen == SS_INDEX_OLD_REC_SIZE);
       break;
     case 1:
       ok = r->klen == 8 && r->vlen == 8;
@@ -247,7 +248,8 @@ on_rec (void *arg, const struct ss_index_rec *rec)
   ss_index_rec_encode (rec, buf);
   FUZZ_CHECK (rec->segment == be64toh (kv) &&
                   memcmp (buf, r->val, r->vlen) == 0 &&
-                  (r->vlen == SS_INDEX_REC_SIZE || rec->gen == 0),
+                  (r->vlen >= SS_INDEX_V2_REC_SIZE || rec->gen == 0) &&
+                  (r->vlen == SS_INDEX_REC_SIZE || rec->index == SS_INDEX_NONE),
               "ss_index_load: record %zu handed over wrongly", w->calls);
   return w->calls == w->stop;
 }
@@ -374,12 +376,13 @@ int
 fuzz_make_seeds (const char *d)
 {
   uint8_t buf[1024], k[8], v[SS_INDEX_REC_SIZE];
-  struct ss_index_rec rec = { 0, 3, 1, 7, SS_SEG_STATE_OK, 2 };
+  struct ss_index_rec rec = { 0, 3, 1, 7, SS_SEG_STATE_OK, 2, 5 };
   size_t n;
   uint64_t be;
   int r = 0, i;
 
-  /* Three segments (one in the old 21-byte form), two fences, a
+  /* Three segments (one in the old 21-byte form, one in the 29-byte
+   * form without an index), two fences, a
    * tombstone.
    */
   n = 0;
@@ -391,7 +394,9 @@ fuzz_make_seeds (const char *d)
     memcpy (k, &be, 8);
     ss_index_rec_encode (&rec, v);
     add (buf, &n, 0, k, 8, v,
-         i == 2 ? SS_INDEX_OLD_REC_SIZE : SS_INDEX_REC_SIZE);
+         i == 2   ? SS_INDEX_OLD_REC_SIZE
+         : i == 1 ? SS_INDEX_V2_REC_SIZE
+                  : SS_INDEX_REC_SIZE);
   }
   be = htobe64 (1);
   memcpy (k, &be, 8);

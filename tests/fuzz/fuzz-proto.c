@@ -7,7 +7,7 @@
  *  - a decoder returns 0 or one of its documented errors;
  *  - what a decoder accepts is canonical: encoding the decoded message
  *    gives back exactly the input bytes (the segment I/O head: its first
- *    40 bytes);
+ *    48 bytes);
  *  - decoded counts and strings are within their maxima;
  *  - a failed list decoder leaves nothing allocated (LeakSanitizer) and
  *    a successful one's *_free releases everything.
@@ -277,6 +277,32 @@ check_replica_failed (const struct proto_replica_failed *m)
 {
 }
 
+static void
+check_describe_request (const struct proto_describe_request *m)
+{
+  FUZZ_CHECK (m->max >= 1, "describe request: max %u", m->max);
+}
+
+static void
+check_describe (const struct proto_describe *m)
+{
+  uint32_t i;
+
+  FUZZ_CHECK (m->n <= PROTO_LIST_MAX, "describe: n %u", m->n);
+  FUZZ_CHECK (m->nfences <= PROTO_DESCRIBE_FENCES_MAX, "describe: nfences %u",
+              m->nfences);
+  for (i = 1; i < m->n; i++)
+    FUZZ_CHECK (m->segs[i].segment > m->segs[i - 1].segment,
+                "describe: segment %u not ascending", i);
+}
+
+static void
+check_tables (const struct proto_tables *m)
+{
+  FUZZ_CHECK (m->len <= PROTO_TABLES_MAX && (m->len == 0) == (m->blob == NULL),
+              "tables: %u bytes at %p", m->len, (const void *)m->blob);
+}
+
 FLAT (hello, proto_hello)
 FLAT (status_info, proto_status_info)
 FLAT (register, proto_register)
@@ -301,6 +327,9 @@ FLAT (lease, proto_lease)
 FLAT (map_request, proto_map_request)
 LIST (map, proto_map, proto_map_free)
 FLAT (replica_failed, proto_replica_failed)
+FLAT (describe_request, proto_describe_request)
+LIST (describe, proto_describe, proto_describe_free)
+FLAT (tables, proto_tables)
 
 static void
 check_backup_request (const struct proto_backup_request *m)
@@ -326,7 +355,7 @@ check_backup_chunk (const struct proto_backup_chunk *m)
 FLAT (backup_request, proto_backup_request)
 FLAT (backup_chunk, proto_backup_chunk)
 
-/* The segment I/O head reads the first 40 bytes and ignores the rest
+/* The segment I/O head reads the first 48 bytes and ignores the rest
  * (the caller checks the length against the opcode).
  */
 static void
@@ -469,6 +498,9 @@ static const struct target targets[] = {
   { "seg_io", fuzz_seg_io },
   { "backup_request", fuzz_backup_request },
   { "backup_chunk", fuzz_backup_chunk },
+  { "describe_request", fuzz_describe_request },
+  { "describe", fuzz_describe },
+  { "tables", fuzz_tables },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
@@ -653,14 +685,14 @@ fuzz_make_seeds (const char *dir)
     r |= emit (dir, 9, 0, &wb);
   }
   {
-    struct proto_set_gen m = { 12, 3, 2 };
+    struct proto_set_gen m = { 12, 3, 2, 5 };
 
     proto_encode_set_gen (&m, &wb);
     r |= emit (dir, 10, 0, &wb);
   }
   {
     struct proto_pull m = {
-      12, 3, 4, 2, PROTO_PULL_DIFF, 1 << 20, "127.0.0.1:7422"
+      12, 3, 4, 2, PROTO_PULL_DIFF, 1 << 20, 5, "127.0.0.1:7422"
     };
 
     proto_encode_pull (&m, &wb);
@@ -767,7 +799,7 @@ fuzz_make_seeds (const char *dir)
     r |= emit (dir, 25, 0, &wb);
   }
   {
-    struct proto_seg_io m = { 100, 1, 7, 2, 4096, 512 };
+    struct proto_seg_io m = { 100, 1, 7, 2, 4096, 512, 5 };
     uint8_t buf[PROTO_SEG_IO_SIZE + 16];
 
     proto_encode_seg_io (&m, buf);
@@ -794,6 +826,31 @@ fuzz_make_seeds (const char *dir)
     m.data = NULL;
     proto_encode_backup_chunk (&m, &wb);
     r |= emit (dir, 28, 1, &wb);
+  }
+  {
+    struct proto_describe_request q = { 0, PROTO_LIST_MAX };
+    struct proto_seg_desc segs[2] = {
+      { 5, 1, 3, 2, 9, 0 },
+      { 8, 2, PROTO_INDEX_NONE, 1, 4, 1 },
+    };
+    struct proto_fence fences[2] = { { 1, 10 }, { 2, 4 } };
+    struct proto_describe d = { 2, segs, 2, fences };
+    const uint8_t blob[6] = { 'T', 'B', 'L', 0, 1, 2 };
+    struct proto_tables t = { 7, blob, sizeof blob };
+
+    proto_encode_describe_request (&q, &wb);
+    r |= emit (dir, 29, 0, &wb);
+    proto_encode_describe (&d, &wb);
+    r |= emit (dir, 30, 0, &wb);
+    d.nfences = 0;
+    proto_encode_describe (&d, &wb);
+    r |= emit (dir, 30, 1, &wb);
+    proto_encode_tables (&t, &wb);
+    r |= emit (dir, 31, 0, &wb);
+    t.len = 0;
+    t.blob = NULL;
+    proto_encode_tables (&t, &wb);
+    r |= emit (dir, 31, 1, &wb);
   }
   return r ? -1 : 0;
 }

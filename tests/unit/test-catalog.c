@@ -247,7 +247,7 @@ START_TEST (test_cluster)
   memset (&c, 0xff, sizeof c);
   ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
   ck_assert_uint_eq (c.segment_size, 64 << 20);
-  ck_assert_uint_eq (c.format_version, 2);
+  ck_assert_uint_eq (c.format_version, 3);
   ck_assert_mem_eq (c.uuid, uuid, 16);
 }
 END_TEST
@@ -1890,6 +1890,183 @@ START_TEST (test_corrupt_records_v2)
 }
 END_TEST
 
+/* Segment records written before they carried their index decode as
+ * CATALOG_INDEX_NONE; opening a format 2 catalog fills them in from the
+ * map and marks it format 3.  New allocations record their index.
+ */
+START_TEST (test_segment_index_upgrade)
+{
+  const uint8_t skey1[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+  /* Segment 1 without an index: volume 1, gen 1, replica on server 1. */
+  uint8_t old_seg[32] = { 2, 1 };
+  uint8_t cluster[28] = { 2 };
+  struct catalog_cluster c;
+  struct catalog_segment g;
+
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  add_volume ("u", 8 * SEG_SIZE, 2);
+  ck_assert_uint_eq (alloc_index (1, 5), 1);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), 0);
+  ck_assert_uint_eq (g.index, 5);
+  catalog_close (cat);
+  cat = NULL;
+
+  old_seg[7] = 1;  /* refcount */
+  old_seg[15] = 1; /* volume */
+  old_seg[23] = 1; /* gen */
+  old_seg[27] = 1; /* server */
+  corrupt ("segments", skey1, 8, old_seg, sizeof old_seg);
+  cluster[7] = 2; /* format version 2 */
+  cluster[9] = SEG_SIZE >> 16;
+  corrupt ("meta", "cluster", 7, cluster, sizeof cluster);
+
+  ck_assert_int_eq (catalog_open (dir, 0, &cat), 0);
+  ck_assert_int_eq (catalog_cluster_get (cat, &c), 0);
+  ck_assert_uint_eq (c.format_version, 3);
+  ck_assert_int_eq (catalog_segment_get (cat, 1, &g), 0);
+  ck_assert_uint_eq (g.index, 5);
+  ck_assert_uint_eq (g.gen, 1);
+  ck_assert_uint_eq (g.nreplicas, 1);
+  ck_assert_uint_eq (alloc_index (1, 6), 2);
+  ck_assert_int_eq (catalog_segment_get (cat, 2, &g), 0);
+  ck_assert_uint_eq (g.index, 6);
+}
+END_TEST
+
+/* The tables version moves with volume and server records only; the
+ * tables encode and decode, refuse damage, and install with adopted
+ * segments into an empty catalog as they were.
+ */
+START_TEST (test_tables)
+{
+  uint64_t v0, v1, v, vid;
+  uint8_t *blob;
+  size_t len, i;
+  struct catalog_tables t, t2;
+  struct catalog_adopt a[4];
+  struct catalog_segment g;
+  struct catalog_volume vol;
+  struct catalog_server srv;
+  struct catalog_map_entry *m;
+  size_t n;
+  char sub[sizeof dir + 8];
+  catalog *cat2;
+
+  ck_assert_int_eq (catalog_tables_encode (cat, &blob, &len, &v), -ENOENT);
+  init_cluster ();
+  ck_assert_int_eq (catalog_tables_version (cat, &v0), 0);
+  add_server (1);
+  add_server (2);
+  vid = add_volume ("t", 8 * SEG_SIZE, 2);
+  ck_assert_int_eq (catalog_tables_version (cat, &v1), 0);
+  ck_assert_uint_eq (v1, v0 + 3);
+  /* Epochs, allocations and an unchanged registration: no change. */
+  ck_assert_int_eq (catalog_volume_begin_epoch (cat, vid, NULL), 0);
+  alloc_index (vid, 2);
+  add_server (1);
+  ck_assert_int_eq (catalog_tables_version (cat, &v), 0);
+  ck_assert_uint_eq (v, v1);
+  ck_assert_int_eq (catalog_volume_resize (cat, vid, 16 * SEG_SIZE, NULL), 0);
+  ck_assert_int_eq (catalog_server_set_state (cat, 2, CATALOG_SERVER_DRAINING),
+                    0);
+  ck_assert_int_eq (catalog_tables_version (cat, &v), 0);
+  ck_assert_uint_eq (v, v1 + 2);
+
+  ck_assert_int_eq (catalog_tables_encode (cat, &blob, &len, &v1), 0);
+  ck_assert_uint_eq (v1, v);
+  ck_assert_int_eq (catalog_tables_decode (blob, len, &t), 0);
+  ck_assert_uint_eq (t.version, v);
+  ck_assert_uint_eq (t.cluster.segment_size, SEG_SIZE);
+  ck_assert_uint_eq (t.nvolumes, 1);
+  ck_assert_str_eq (t.volumes[0].name, "t");
+  ck_assert_uint_eq (t.volumes[0].size, 16 * SEG_SIZE);
+  ck_assert_uint_eq (t.volumes[0].epoch, 1);
+  ck_assert_uint_eq (t.nservers, 2);
+  ck_assert_uint_eq (t.servers[1].state, CATALOG_SERVER_DRAINING);
+  ck_assert_str_eq (t.servers[0].zone, "z1");
+  ck_assert_uint_eq (t.next_segment, 2);
+  ck_assert_uint_eq (t.next_volume, 2);
+  ck_assert_uint_eq (t.next_server, 3);
+  /* Truncated, trailing bytes, a bad magic, a count beyond the bytes. */
+  for (i = 0; i < len; i++)
+    ck_assert_int_eq (catalog_tables_decode (blob, i, &t2), -EINVAL);
+  blob = realloc (blob, len + 1);
+  ck_assert_ptr_nonnull (blob);
+  ck_assert_int_eq (catalog_tables_decode (blob, len + 1, &t2), -EINVAL);
+  blob[0] ^= 1;
+  ck_assert_int_eq (catalog_tables_decode (blob, len, &t2), -EINVAL);
+  blob[0] ^= 1;
+  blob[64] = 0x7f;
+  ck_assert_int_eq (catalog_tables_decode (blob, len, &t2), -EINVAL);
+  ck_assert_ptr_null (t2.volumes);
+  free (blob);
+
+  /* Install into a new catalog, adopt the segments. */
+  snprintf (sub, sizeof sub, "%s/new", dir);
+  ck_assert_int_eq (mkdir (sub, 0700), 0);
+  ck_assert_int_eq (catalog_open (sub, 0, &cat2), 0);
+  ck_assert_int_eq (catalog_tables_install (cat2, &t), 0);
+  ck_assert_int_eq (catalog_tables_install (cat2, &t), 0);
+  memset (a, 0, sizeof a);
+  for (i = 0; i < 4; i++) {
+    a[i].segment.id = 10 + i;
+    a[i].segment.volume = vid;
+    a[i].segment.index = i;
+    a[i].segment.gen = 3;
+    a[i].segment.nreplicas = 2;
+    a[i].segment.replicas[0].server = 1;
+    a[i].segment.replicas[1].server = 2;
+    a[i].segment.replicas[1].state = CATALOG_REPLICA_STALE;
+  }
+  a[2].segment.index = 0;  /* mapped already (by segment 10) */
+  a[3].segment.index = 16; /* past the end */
+  ck_assert_int_eq (catalog_segments_adopt (cat2, a, 4), 0);
+  ck_assert_int_eq (a[0].result, 0);
+  ck_assert_int_eq (a[1].result, 0);
+  ck_assert_int_eq (a[2].result, -EBUSY);
+  ck_assert_int_eq (a[3].result, -ERANGE);
+  ck_assert_int_eq (catalog_segments_adopt (cat2, a, 1), 0);
+  ck_assert_int_eq (a[0].result, -EEXIST);
+  ck_assert_int_eq (catalog_segment_get (cat2, 11, &g), 0);
+  ck_assert_uint_eq (g.index, 1);
+  ck_assert_uint_eq (g.gen, 3);
+  ck_assert_uint_eq (g.replicas[1].state, CATALOG_REPLICA_STALE);
+  ck_assert_int_eq (catalog_segment_get (cat2, 12, &g), -ENOENT);
+  ck_assert_int_eq (catalog_map_get (cat2, vid, 0, 16, &m, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_uint_eq (m[1].segment.id, 11);
+  free (m);
+  ck_assert_int_eq (catalog_volume_raise_epoch (cat2, vid, 7), 0);
+  ck_assert_int_eq (catalog_volume_raise_epoch (cat2, vid, 5), 0);
+  ck_assert_int_eq (catalog_volume_get (cat2, vid, &vol), 0);
+  ck_assert_uint_eq (vol.epoch, 7);
+  ck_assert_uint_eq (vol.segments, 2);
+  ck_assert_uint_eq (vol.flags & CATALOG_VOL_CLEAN, 0);
+  ck_assert_int_eq (catalog_server_get (cat2, 2, &srv), 0);
+  ck_assert_str_eq (srv.address, "127.0.0.1:7422");
+  ck_assert_int_eq (catalog_server_count_segments (cat2, 1, &v), 0);
+  ck_assert_uint_eq (v, 2);
+  /* The counters: past the adopted ids, never lowered. */
+  ck_assert_int_eq (catalog_counters_raise (cat2, 1, 1, 1), 0);
+  ck_assert_int_eq (catalog_counters_raise (cat2, 0, 9, 0), 0);
+  memset (&g, 0, sizeof g);
+  g.nreplicas = 1;
+  g.replicas[0].server = 1;
+  {
+    struct catalog_map_entry e = { .index = 5, .segment = g };
+
+    ck_assert_int_eq (catalog_map_alloc (cat2, vid, &e, 1), 0);
+    ck_assert_uint_eq (e.segment.id, 12);
+  }
+  ck_assert_int_eq (catalog_tables_version (cat2, &v), 0);
+  ck_assert_uint_gt (v, t.version);
+  catalog_tables_free (&t);
+  catalog_close (cat2);
+}
+END_TEST
+
 /* catalog_map_alloc_many: one transaction, a result per request; a
  * failed request changes nothing, the others go on, and a later request
  * sees what an earlier one allocated.
@@ -2746,6 +2923,8 @@ catalog_suite (void)
   add_tcase (s, "threads", test_threads, 60);
   add_tcase (s, "corrupt_records", test_corrupt_records, 0);
   add_tcase (s, "corrupt_records_v2", test_corrupt_records_v2, 0);
+  add_tcase (s, "segment_index_upgrade", test_segment_index_upgrade, 0);
+  add_tcase (s, "tables", test_tables, 0);
   add_tcase (s, "map_alloc_many", test_map_alloc_many, 0);
   add_tcase (s, "map_alloc_many_redo", test_map_alloc_many_redo, 0);
   add_tcase (s, "map_alloc_group", test_map_alloc_group, 60);

@@ -574,15 +574,19 @@ START_TEST (test_seg_io)
                              .epoch = 3,
                              .gen = 6,
                              .offset = 4,
-                             .length = 5 },
+                             .length = 5,
+                             .index = 7 },
                       out;
   uint8_t buf[PROTO_SEG_IO_SIZE];
 
+  ck_assert_int_eq (PROTO_SEG_IO_SIZE, 48);
   proto_encode_seg_io (&in, buf);
   ck_assert_int_eq (buf[7], 1);
   ck_assert_int_eq (buf[31], 6);
   ck_assert_int_eq (buf[39], 5);
+  ck_assert_int_eq (buf[47], 7);
   ck_assert_int_eq (proto_decode_seg_io (buf, sizeof buf, &out), 0);
+  ck_assert_uint_eq (out.index, 7);
   ck_assert_uint_eq (out.length, 5);
   ck_assert_uint_eq (out.offset, 4);
   ck_assert_uint_eq (out.gen, 6);
@@ -627,6 +631,7 @@ START_TEST (test_repair_messages)
                             .gen = 4,
                             .mode = PROTO_PULL_DIFF,
                             .bandwidth = 1 << 20,
+                            .index = 11,
                             .source = "unix:/tmp/ss1.sock" },
                     pout;
   struct proto_hash_request hin = { .segment = 9,
@@ -636,7 +641,7 @@ START_TEST (test_repair_messages)
                             hout;
   uint32_t crcs[3] = { 1, 2, 0xffffffffu };
   struct proto_hash hash = { .epoch = 12, .n = 3, .crcs = crcs }, hash2;
-  struct proto_set_gen g = { 1, 2, 3 }, g2;
+  struct proto_set_gen g = { 1, 2, 3, 4 }, g2;
   struct proto_seg_list_request l = { 1, 2, 3, 100 }, l2;
   struct proto_resync rs = { 1, 2, 3 }, rs2;
   struct proto_server_request sr = { 42 }, sr2;
@@ -647,6 +652,7 @@ START_TEST (test_repair_messages)
   ck_assert_int_eq (proto_decode_pull (wb.data, wb.len, &pout), 0);
   ck_assert_str_eq (pout.source, "unix:/tmp/ss1.sock");
   ck_assert_uint_eq (pout.bandwidth, 1 << 20);
+  ck_assert_uint_eq (pout.index, 11);
   wb.data[35] = 7; /* unknown mode */
   ck_assert_int_eq (proto_decode_pull (wb.data, wb.len, &pout), -EBADMSG);
   proto_wbuf_free (&wb);
@@ -677,8 +683,11 @@ START_TEST (test_repair_messages)
   proto_wbuf_free (&wb);
 
   proto_encode_set_gen (&g, &wb);
+  ck_assert_uint_eq (wb.len, 32);
   ck_assert_int_eq (proto_decode_set_gen (wb.data, wb.len, &g2), 0);
   ck_assert_uint_eq (g2.gen, 3);
+  ck_assert_uint_eq (g2.index, 4);
+  ck_assert_int_eq (proto_decode_set_gen (wb.data, 24, &g2), -EBADMSG);
   proto_wbuf_free (&wb);
   proto_encode_seg_list_request (&l, &wb);
   ck_assert_int_eq (proto_decode_seg_list_request (wb.data, wb.len, &l2), 0);
@@ -702,6 +711,108 @@ START_TEST (test_repair_messages)
   ck_assert_int_eq (proto_decode_fence (wb.data, wb.len, &fe2), 0);
   ck_assert_uint_eq (fe2.epoch, 8);
   proto_wbuf_free (&wb);
+}
+END_TEST
+
+/* SEG_DESCRIBE: request and reply round trips, and what the decoders
+ * refuse.
+ */
+START_TEST (test_describe)
+{
+  struct proto_seg_desc segs[2] = {
+    { .segment = 5, .volume = 1, .index = 3, .gen = 2, .epoch = 9 },
+    { .segment = 8,
+      .volume = 2,
+      .index = PROTO_INDEX_NONE,
+      .gen = 1,
+      .epoch = 4,
+      .state = 1 },
+  };
+  struct proto_fence f[1] = { { 1, 10 } };
+  struct proto_describe in = { .n = 2,
+                               .segs = segs,
+                               .nfences = 1,
+                               .fences = f },
+                        out;
+  struct proto_describe_request q = { .start_after = 4, .max = 100 }, q2;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_describe_request (&q, &wb);
+  ck_assert_uint_eq (wb.len, 12);
+  ck_assert_int_eq (proto_decode_describe_request (wb.data, wb.len, &q2), 0);
+  ck_assert_uint_eq (q2.start_after, 4);
+  ck_assert_uint_eq (q2.max, 100);
+  ck_assert_int_eq (proto_decode_describe_request (wb.data, 11, &q2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  q.max = 0;
+  proto_encode_describe_request (&q, &wb);
+  ck_assert_int_eq (proto_decode_describe_request (wb.data, wb.len, &q2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  proto_encode_describe (&in, &wb);
+  ck_assert_uint_eq (wb.len, 4 + 2 * PROTO_SEG_DESC_SIZE + 4 + 16);
+  ck_assert_int_eq (proto_decode_describe (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.n, 2);
+  ck_assert_uint_eq (out.segs[0].index, 3);
+  ck_assert_uint_eq (out.segs[1].index, PROTO_INDEX_NONE);
+  ck_assert_uint_eq (out.segs[1].state, 1);
+  ck_assert_uint_eq (out.segs[1].epoch, 4);
+  ck_assert_uint_eq (out.nfences, 1);
+  ck_assert_uint_eq (out.fences[0].epoch, 10);
+  proto_describe_free (&out);
+  ck_assert_ptr_null (out.segs);
+  /* Trailing bytes, a short payload. */
+  ck_assert_int_eq (proto_decode_describe (wb.data, wb.len - 1, &out),
+                    -EBADMSG);
+  ck_assert_ptr_null (out.segs);
+  /* A reserved byte that is not zero. */
+  wb.data[4 + PROTO_SEG_DESC_SIZE - 1] = 1;
+  ck_assert_int_eq (proto_decode_describe (wb.data, wb.len, &out), -EBADMSG);
+  ck_assert_ptr_null (out.segs);
+  ck_assert_ptr_null (out.fences);
+  proto_wbuf_free (&wb);
+  /* Not in ascending order. */
+  segs[1].segment = 5;
+  proto_encode_describe (&in, &wb);
+  ck_assert_int_eq (proto_decode_describe (wb.data, wb.len, &out), -EBADMSG);
+  proto_wbuf_free (&wb);
+  /* A count beyond the payload. */
+  segs[1].segment = 8;
+  proto_encode_describe (&in, &wb);
+  wb.data[0] = 0x10;
+  ck_assert_int_eq (proto_decode_describe (wb.data, wb.len, &out), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+/* TABLES_PUT / TABLES_GET: version then the blob, which the decoder
+ * points at in place; at most PROTO_TABLES_MAX bytes of it.
+ */
+START_TEST (test_tables)
+{
+  const uint8_t blob[5] = { 1, 2, 3, 4, 5 };
+  struct proto_tables in = { .version = 42, .blob = blob, .len = 5 }, out;
+  struct proto_wbuf wb = { 0 };
+  uint8_t *big;
+
+  proto_encode_tables (&in, &wb);
+  ck_assert_uint_eq (wb.len, 13);
+  ck_assert_int_eq (proto_decode_tables (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.version, 42);
+  ck_assert_uint_eq (out.len, 5);
+  ck_assert_ptr_eq (out.blob, wb.data + 8);
+  ck_assert_int_eq (proto_decode_tables (wb.data, 8, &out), 0);
+  ck_assert_uint_eq (out.len, 0);
+  ck_assert_ptr_null (out.blob);
+  ck_assert_int_eq (proto_decode_tables (wb.data, 7, &out), -EBADMSG);
+  proto_wbuf_free (&wb);
+  big = calloc (1, PROTO_TABLES_MAX + 9);
+  ck_assert_ptr_nonnull (big);
+  ck_assert_int_eq (proto_decode_tables (big, PROTO_TABLES_MAX + 8, &out), 0);
+  ck_assert_int_eq (proto_decode_tables (big, PROTO_TABLES_MAX + 9, &out),
+                    -EBADMSG);
+  free (big);
 }
 END_TEST
 
@@ -850,6 +961,9 @@ START_TEST (test_random_garbage)
     static struct proto_pull pl;
     struct proto_backup_request bq;
     struct proto_backup_chunk bc;
+    struct proto_describe ds;
+    struct proto_describe_request dq;
+    struct proto_tables tb;
 
     len = random () % sizeof buf;
     for (j = 0; j < len; ++j)
@@ -881,6 +995,11 @@ START_TEST (test_random_garbage)
     if (proto_decode_backup_chunk (buf, len, &bc) == 0)
       ck_assert (bc.offset <= bc.size && bc.len <= bc.size - bc.offset &&
                  (const uint8_t *)bc.data + bc.len <= buf + len);
+    if (proto_decode_describe (buf, len, &ds) == 0)
+      proto_describe_free (&ds);
+    proto_decode_describe_request (buf, len, &dq);
+    if (proto_decode_tables (buf, len, &tb) == 0)
+      ck_assert_uint_eq (tb.len, len - 8);
   }
 }
 END_TEST
@@ -999,6 +1118,8 @@ proto_suite (void)
   tcase_add_test (tc, test_heartbeat_reply);
   tcase_add_test (tc, test_repair_messages);
   tcase_add_test (tc, test_backup_messages);
+  tcase_add_test (tc, test_describe);
+  tcase_add_test (tc, test_tables);
   tcase_add_test (tc, test_crc32c);
   suite_add_tcase (s, tc);
 

@@ -1,5 +1,5 @@
 /* Unit tests for storesrv/record.c: the index record's encoding, byte
- * for byte, records without a generation, and the sizes refused.
+ * for byte, records without an index or a generation, and the sizes refused.
  */
 
 #include <config.h>
@@ -20,6 +20,7 @@ static const struct ss_index_rec rec = {
   .epoch = UINT64_C (0xb1b2b3b4b5b6b7b8),
   .state = 0x5a,
   .gen = UINT64_C (0xc1c2c3c4c5c6c7c8),
+  .index = UINT64_C (0xd1d2d3d4d5d6d7d8),
 };
 
 static const uint8_t key[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
@@ -31,6 +32,7 @@ static const uint8_t val[SS_INDEX_REC_SIZE] = {
   0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, /* epoch */
   0x5a,                                           /* state */
   0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, /* generation */
+  0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, /* index */
 };
 
 START_TEST (test_encode)
@@ -54,6 +56,41 @@ START_TEST (test_decode)
   ck_assert_uint_eq (got.epoch, rec.epoch);
   ck_assert_uint_eq (got.state, rec.state);
   ck_assert_uint_eq (got.gen, rec.gen);
+  ck_assert_uint_eq (got.index, rec.index);
+}
+END_TEST
+
+/* Records written before indexes existed read as index unknown. */
+START_TEST (test_decode_v2)
+{
+  struct ss_index_rec got;
+
+  memset (&got, 0, sizeof got);
+  ck_assert_int_eq (
+      ss_index_rec_decode (key, 8, val, SS_INDEX_V2_REC_SIZE, &got), 0);
+  ck_assert_uint_eq (got.segment, rec.segment);
+  ck_assert_uint_eq (got.slot, rec.slot);
+  ck_assert_uint_eq (got.volume, rec.volume);
+  ck_assert_uint_eq (got.epoch, rec.epoch);
+  ck_assert_uint_eq (got.state, rec.state);
+  ck_assert_uint_eq (got.gen, rec.gen);
+  ck_assert_uint_eq (got.index, SS_INDEX_NONE);
+}
+END_TEST
+
+/* An unknown index survives encoding (an old record rewritten by a
+ * request without one).
+ */
+START_TEST (test_index_none)
+{
+  struct ss_index_rec in = rec, got;
+  uint8_t buf[SS_INDEX_REC_SIZE];
+
+  in.index = SS_INDEX_NONE;
+  ss_index_rec_encode (&in, buf);
+  ck_assert_int_eq (ss_index_rec_decode (key, 8, buf, sizeof buf, &got), 0);
+  ck_assert_uint_eq (got.index, SS_INDEX_NONE);
+  ck_assert_uint_eq (got.gen, rec.gen);
 }
 END_TEST
 
@@ -71,13 +108,17 @@ START_TEST (test_decode_old)
   ck_assert_uint_eq (got.epoch, rec.epoch);
   ck_assert_uint_eq (got.state, rec.state);
   ck_assert_uint_eq (got.gen, 0);
+  ck_assert_uint_eq (got.index, SS_INDEX_NONE);
 }
 END_TEST
 
 START_TEST (test_bad_sizes)
 {
-  static const size_t vallens[] = { 0, SS_INDEX_OLD_REC_SIZE - 1,
+  static const size_t vallens[] = { 0,
+                                    SS_INDEX_OLD_REC_SIZE - 1,
                                     SS_INDEX_OLD_REC_SIZE + 1,
+                                    SS_INDEX_V2_REC_SIZE - 1,
+                                    SS_INDEX_V2_REC_SIZE + 1,
                                     SS_INDEX_REC_SIZE - 1 };
   uint8_t big[SS_INDEX_REC_SIZE + 1] = { 0 };
   struct ss_index_rec got, untouched;
@@ -106,10 +147,9 @@ record_suite (void)
     const char *name;
     const TTest *test;
   } cases[] = {
-    { "encode", test_encode },
-    { "decode", test_decode },
-    { "decode_old", test_decode_old },
-    { "bad_sizes", test_bad_sizes },
+    { "encode", test_encode },         { "decode", test_decode },
+    { "decode_v2", test_decode_v2 },   { "index_none", test_index_none },
+    { "decode_old", test_decode_old }, { "bad_sizes", test_bad_sizes },
   };
   size_t i;
 
