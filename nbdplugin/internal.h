@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "addrlist.h"
 #include "buf.h"
 #include "protocol.h"
 
@@ -62,7 +63,7 @@
 
 /* Configuration, set by .config and checked by .config_complete. */
 struct tessera_config {
-  const char *mds;         /* mds=ADDR */
+  const char *mds;         /* mds=ADDR[,ADDR...], checked */
   char *key_file;          /* key-file=FILE (absolute), or NULL */
   bool tls;                /* tls=true */
   const char *volume;      /* volume=NAME */
@@ -309,9 +310,13 @@ struct volume {
    */
   uint32_t min_copies;
 
-  /* MDS session (mds-session.c), reconnected after a transport error. */
-  pthread_mutex_t mds_lock; /* protects mds */
+  /* MDS session (mds-session.c), reconnected after a transport error,
+   * to the next address of the list when one fails or is a standby.
+   */
+  pthread_mutex_t mds_lock; /* protects mds, mds_addrs, mds_used */
   struct proto_client *mds;
+  struct addrlist mds_addrs; /* cfg->mds; current: the one to use */
+  int mds_used;              /* index of the address last connected, or -1 */
 
   /* Map cache.  map_lock protects entry replacement, the retired list
    * and the MDS requests in flight, but is never held across one: a

@@ -1,7 +1,7 @@
 /* nbdkit-tessera-plugin: configuration and nbdkit callbacks.
  *
- *   nbdkit tessera [mds=ADDR] volume=NAME [key-file=FILE] [tls=true]
- *                  [readonly=true]
+ *   nbdkit tessera [mds=ADDR[,ADDR...]] volume=NAME [key-file=FILE]
+ *                  [tls=true] [readonly=true]
  *                  [connections=N] [timeout=SECONDS]
  *                  [epoch-interval=SECONDS] [open-timeout=SECONDS]
  *
@@ -28,7 +28,6 @@
 #include "auth.h"
 #include "tls.h"
 #include "protocol.h"
-#include "sock.h"
 
 #include "internal.h"
 
@@ -98,12 +97,15 @@ tessera_config (const char *key, const char *value)
   int r;
 
   if (strcmp (key, "mds") == 0) {
-    if (sock_address_check (value) < 0) {
-      nbdkit_error ("mds: invalid address: %s "
-                    "(expected HOST:PORT, [V6]:PORT or unix:PATH)",
-                    value);
+    struct addrlist l;
+    char errmsg[256];
+
+    /* Checked here; the volume's MDS session keeps its own copy. */
+    if (addrlist_parse (value, &l, errmsg, sizeof errmsg) < 0) {
+      nbdkit_error ("mds: %s", errmsg);
       return -1;
     }
+    addrlist_free (&l);
     cfg.mds = value;
   }
   else if (strcmp (key, "tls") == 0) {
@@ -217,7 +219,9 @@ tessera_config_complete (void)
 
 #define tessera_config_help \
   "[volume=]NAME              (required) The volume to serve.\n" \
-  "mds=HOST:PORT|unix:PATH    MDS address (default " TESSERA_DEFAULT_MDS \
+  "mds=ADDR[,ADDR...]         MDS address, or up to 8 tried in turn to\n" \
+  "                           find the leader: each HOST:PORT, [V6]:PORT\n" \
+  "                           or unix:PATH (default " TESSERA_DEFAULT_MDS \
   ").\n" \
   "key-file=FILE              The cluster key (default $TESSERA_KEY_FILE,\n" \
   "                           else " AUTH_DEFAULT_KEY_FILE ").\n" \

@@ -99,7 +99,7 @@ struct ss_pull;
  */
 struct ss_ctx {
   char *data_dir;      /* --data, absolute */
-  char *mds_addr;      /* --mds */
+  char *mds_addr;      /* --mds: a list of addresses (addrlist.h) */
   char *advertise_opt; /* --advertise or NULL */
   char *zone;          /* --zone, "" if unset */
   uint64_t size;       /* --size: capacity when formatting */

@@ -79,7 +79,9 @@ usage (FILE *fp)
       "\n"
       "Options:\n"
       "  --data DIR                store directory (created if missing)\n"
-      "  --mds ADDR                metadata server (default " DEFAULT_MDS ")\n"
+      "  --mds ADDR[,ADDR...]      metadata server (default " DEFAULT_MDS ")\n"
+      "                            or up to 8, tried in turn to find the\n"
+      "                            leader\n"
       "  --size SIZE               capacity when formatting (default 8G)\n"
       "  --advertise ADDR          address given to clients (default: "
       "bound)\n"
@@ -97,8 +99,9 @@ usage (FILE *fp)
       "                            (default 64)\n";
 
   fprintf (fp,
-           "Usage: %s --data DIR [--mds ADDR] [--size SIZE] [--listen ADDR]\n"
-           "         [--advertise ADDR] [--zone NAME] [--max-pulls N]\n"
+           "Usage: %s --data DIR [--mds ADDR[,ADDR...]] [--size SIZE]\n"
+           "         [--listen ADDR] [--advertise ADDR] [--zone NAME]\n"
+           "         [--max-pulls N]\n"
            "         [--key-file FILE] [--handshake-timeout SECONDS]\n"
            "         [--frame-timeout SECONDS]\n"
            "         [--max-connections N] [--max-unauthenticated N]\n"
@@ -127,7 +130,7 @@ ss_option (const struct daemon_common *dc, void *opaque, int c, const char *arg)
     break;
   case MDS_OPTION:
     free (ctx->mds_addr);
-    ctx->mds_addr = daemon_address_option (dc, "mds", arg);
+    ctx->mds_addr = daemon_address_list_option (dc, "mds", arg);
     break;
   case SIZE_OPTION:
     r = parse_size (arg, &ctx->size);

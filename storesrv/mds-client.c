@@ -7,6 +7,12 @@
  * which the next heartbeat reports.  A broken connection is re-made at
  * once and the store registered again, so that a restarted MDS sees its
  * servers up soon.  State changes are logged, retries are not.
+ *
+ * --mds may list several MDS processes, one the leader (addrlist.h):
+ * connecting tries them in turn from the one that last worked, and a
+ * standby's PROTO_ENOTLEADER answer sends the thread on to the next
+ * address (the leader it names first) at once; a whole pass that met
+ * only standbys or failures waits RETRY_MS, as one failure does.
  */
 
 #include <config.h>
@@ -20,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addrlist.h"
 #include "buf.h"
 #include "cleanup.h"
 #include "deadline.h"
@@ -55,6 +62,10 @@ struct ss_mds {
   size_t nfences, fences_cap;
 
   /* MDS thread only. */
+  struct addrlist addrs; /* ctx->mds_addr; current: the one to use */
+  int used;              /* index of the address last connected, or -1 */
+  size_t standbys;       /* standbys met since the last registration */
+  bool retry_now;        /* a standby answered: try the next at once */
   struct proto_client *client;
   uint32_t server_id;
   uint32_t heartbeat_ms;
@@ -115,15 +126,25 @@ ss_mds_new (struct ss_ctx *ctx, struct ss_mds **out)
 {
   struct ss_mds *m = calloc (1, sizeof *m);
   pthread_condattr_t attr;
+  char errmsg[256];
   int r;
 
   *out = NULL;
   if (m == NULL)
     return -ENOMEM;
   m->ctx = ctx;
+  m->used = -1;
+  /* main.c checked the list: only memory can run out here. */
+  r = addrlist_parse (ctx->mds_addr, &m->addrs, errmsg, sizeof errmsg);
+  if (r < 0) {
+    log_error ("mds: %s", errmsg);
+    free (m);
+    return r;
+  }
   m->efd = eventfd (0, EFD_CLOEXEC);
   if (m->efd == -1) {
     r = -errno;
+    addrlist_free (&m->addrs);
     free (m);
     return r;
   }
@@ -151,15 +172,47 @@ mds_sleep (struct ss_mds *m, uint32_t ms)
   return m->stop;
 }
 
-/* Log a failure to reach or use the MDS, once per state change. */
+/* Log a failure to reach or use the MDS at ADDR, once per state
+ * change.
+ */
 static void
-note_down (struct ss_mds *m, const char *what, int err, const char *msg)
+note_down (struct ss_mds *m, const char *what, const char *addr, int err,
+           const char *msg)
 {
   if (m->logged_up || m->logged_err != err)
-    log_warn ("mds: %s: %s: %s%s%s (retrying)", what, m->ctx->mds_addr,
-              strerror (-err), msg && *msg ? ": " : "", msg ? msg : "");
+    log_warn ("mds: %s: %s: %s%s%s (retrying)", what, addr, strerror (-err),
+              msg && *msg ? ": " : "", msg ? msg : "");
   m->logged_up = false;
   m->logged_err = err;
+}
+
+/* The current address is the connected MDS's, or the one to try next. */
+static const char *
+current_addr (const struct ss_mds *m)
+{
+  return addrlist_current (&m->addrs);
+}
+
+/* The MDS answered WHAT with PROTO_ENOTLEADER and MSG: it is a standby.
+ * Drop the connection and make current the next address (the leader MSG
+ * names first).  Sets m->retry_now if that address should be tried at
+ * once; else a whole pass has met standbys, which is logged as a
+ * failure, and the caller backs off.
+ */
+static void
+not_leader (struct ss_mds *m, const char *what, const char *msg)
+{
+  char addr[PROTO_ADDR_MAX + 1];
+
+  snprintf (addr, sizeof addr, "%s", current_addr (m));
+  proto_client_close (m->client);
+  m->client = NULL;
+  addrlist_next (&m->addrs, msg);
+  m->retry_now = ++m->standbys % m->addrs.n != 0;
+  if (!m->retry_now)
+    note_down (m, what, addr, -EREMOTE, msg);
+  else if (m->ctx->debug_mds)
+    log_debug ("mds: %s: %s: %s: trying %s", what, addr, msg, current_addr (m));
 }
 
 /* Drop the connection (if broken) so the next round reconnects. */
@@ -246,19 +299,23 @@ mds_register (struct ss_mds *m)
                          wb.len, &payload, &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r < 0) {
+    if (r == -EREMOTE && !proto_client_broken (m->client)) {
+      not_leader (m, "register", errmsg);
+      return r;
+    }
     if (proto_client_broken (m->client) || transient (r)) {
-      note_down (m, "register", r, errmsg);
+      note_down (m, "register", current_addr (m), r, errmsg);
       return r;
     }
     log_error ("mds: register: %s: the MDS rejected this store: %s%s%s",
-               m->ctx->mds_addr, strerror (-r), *errmsg ? ": " : "", errmsg);
+               current_addr (m), strerror (-r), *errmsg ? ": " : "", errmsg);
     mds_fatal (m, r);
     return 1;
   }
   r = proto_decode_register_reply (payload, len, &reply);
   if (r < 0 || !ss_segment_size_valid (reply.segment_size) ||
       uuid_is_zero (reply.cluster_uuid)) {
-    log_error ("mds: register: %s: malformed reply", m->ctx->mds_addr);
+    log_error ("mds: register: %s: malformed reply", current_addr (m));
     mds_fatal (m, -EBADMSG);
     return 1;
   }
@@ -267,7 +324,7 @@ mds_register (struct ss_mds *m)
        memcmp (reply.cluster_uuid, st->cluster_uuid, 16) != 0)) {
     log_error ("mds: register: %s: this store belongs to another cluster "
                "or segment size",
-               m->ctx->mds_addr);
+               current_addr (m));
     mds_fatal (m, -EINVAL);
     return 1;
   }
@@ -278,10 +335,11 @@ mds_register (struct ss_mds *m)
   if (m->heartbeat_ms > MAX_HEARTBEAT_MS)
     m->heartbeat_ms = MAX_HEARTBEAT_MS;
   if (!m->logged_up)
-    log_info ("mds: registered with %s as server %" PRIu32, m->ctx->mds_addr,
+    log_info ("mds: registered with %s as server %" PRIu32, current_addr (m),
               m->server_id);
   m->logged_up = true;
   m->logged_err = 0;
+  m->standbys = 0;
 
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
   if (m->reg_status == 0) {
@@ -337,12 +395,15 @@ mds_heartbeat (struct ss_mds *m)
                          wb.len, &payload, &len, errmsg, sizeof errmsg);
   proto_wbuf_free (&wb);
   if (r < 0) {
-    note_down (m, "heartbeat", r, errmsg);
+    if (r == -EREMOTE && !proto_client_broken (m->client))
+      not_leader (m, "heartbeat", errmsg);
+    else
+      note_down (m, "heartbeat", current_addr (m), r, errmsg);
     return r;
   }
   r = proto_decode_heartbeat_reply (payload, len, &list);
   if (r < 0) {
-    note_down (m, "heartbeat", r, "malformed reply");
+    note_down (m, "heartbeat", current_addr (m), r, "malformed reply");
     return r;
   }
   if (m->ctx->debug_mds)
@@ -372,34 +433,79 @@ mds_heartbeat (struct ss_mds *m)
     log_error ("mds: eventfd write: %s", strerror (errno));
   proto_heartbeat_reply_free (&list);
   if (!m->logged_up)
-    log_info ("mds: heartbeats to %s resumed", m->ctx->mds_addr);
+    log_info ("mds: heartbeats to %s resumed", current_addr (m));
   m->logged_up = true;
   m->logged_err = 0;
   return 0;
 }
 
-/* Connect to the MDS and check that it is one. */
+/* Connect to ADDR and check that it is an MDS.  Returns 0 (m->client
+ * set) or -errno with a message in ERRMSG.
+ */
 static int
-mds_connect (struct ss_mds *m)
+connect_one (struct ss_mds *m, const char *addr, char *errmsg, size_t errlen)
 {
   struct proto_hello peer;
-  char errmsg[256];
   int r;
 
-  r = proto_client_connect (m->ctx->mds_addr, PROTO_ROLE_STORESRV,
-                            m->ctx->store->uuid, MDS_TIMEOUT_MS, &m->client,
-                            &peer, errmsg, sizeof errmsg);
-  if (r < 0) {
-    note_down (m, "connect", r, errmsg);
+  r = proto_client_connect (addr, PROTO_ROLE_STORESRV, m->ctx->store->uuid,
+                            MDS_TIMEOUT_MS, &m->client, &peer, errmsg, errlen);
+  if (r < 0)
     return r;
-  }
   if (peer.role != PROTO_ROLE_MDS) {
-    note_down (m, "connect", -EPROTO, "the peer is not an MDS");
+    snprintf (errmsg, errlen, "the peer is not an MDS");
     proto_client_close (m->client);
     m->client = NULL;
     return -EPROTO;
   }
   return 0;
+}
+
+/* Connect to the MDS: the current address, else the next ones, one pass
+ * at most (each attempt bounded by MDS_TIMEOUT_MS; none starts once
+ * asked to stop).  The one that answers becomes current.  Returns 0 or
+ * -errno (logged once per state change, naming the list).
+ */
+static int
+mds_connect (struct ss_mds *m)
+{
+  char errmsg[256] = "";
+  const char *addr = current_addr (m);
+  size_t i;
+  int r = -ECONNREFUSED;
+
+  for (i = 0; i < m->addrs.n; ++i) {
+    if (i > 0) {
+      {
+        ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
+        if (m->stop)
+          return -ECANCELED;
+      }
+      addr = m->addrs.addrs[addrlist_next (&m->addrs, NULL)];
+    }
+    r = connect_one (m, addr, errmsg, sizeof errmsg);
+    if (r == 0) {
+      if (m->addrs.n > 1 && m->used != (int)m->addrs.current)
+        log_info ("mds: connected to %s (address %zu of %zu)", addr,
+                  m->addrs.current + 1, m->addrs.n);
+      m->used = (int)m->addrs.current;
+      return 0;
+    }
+    if (m->ctx->debug_mds)
+      log_debug ("mds: connect: %s: %s", addr, errmsg);
+  }
+  /* One address is named as it always was; a list names them all and
+   * the last failure.
+   */
+  if (m->addrs.n == 1)
+    note_down (m, "connect", addr, r, errmsg);
+  else {
+    char msg[512];
+
+    snprintf (msg, sizeof msg, "last: %s: %s", addr, errmsg);
+    note_down (m, "connect", m->addrs.text, r, msg);
+  }
+  return r;
 }
 
 /* The thread: connect, register, heartbeat; on failures start over. */
@@ -431,6 +537,8 @@ mds_thread (void *arg)
         break;
       if (r < 0) {
         drop_if_broken (m);
+        if (r == -EREMOTE && m->retry_now)
+          continue; /* a standby: the next address at once */
         if (mds_sleep (m, RETRY_MS))
           break;
         continue;
@@ -442,6 +550,11 @@ mds_thread (void *arg)
     r = mds_heartbeat (m);
     if (r == -ENOENT)
       registered = false; /* the MDS forgot us: register again */
+    else if (r == -EREMOTE && !m->retry_now) {
+      /* Only standbys: back off before the next pass. */
+      if (mds_sleep (m, RETRY_MS))
+        break;
+    }
     else if (r < 0)
       drop_if_broken (m);
   }
@@ -557,6 +670,7 @@ ss_mds_free (struct ss_mds *m)
     pthread_join (m->thread, NULL);
   }
   close (m->efd);
+  addrlist_free (&m->addrs);
   pthread_cond_destroy (&m->cond);
   pthread_mutex_destroy (&m->lock);
   free (m->todo);

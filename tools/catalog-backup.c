@@ -91,7 +91,8 @@ receive_chunk (struct tool_ctx *ctx, const char *tmp, int fd,
       chunk.offset != rc->offset || (chunk.len == 0 && rc->offset < rc->size)) {
     tool_error (WHAT ": %s: the MDS answered out of turn (backup %" PRIu64
                      ", offset %" PRIu64 ", %" PRIu32 " bytes)",
-                ctx->mds, chunk.backup_id, chunk.offset, chunk.len);
+                tool_mds_address (ctx), chunk.backup_id, chunk.offset,
+                chunk.len);
     return -EPROTO;
   }
   r = full_write (fd, chunk.data, chunk.len);

@@ -50,12 +50,41 @@ tool_load_key (struct tool_ctx *ctx)
   return 0;
 }
 
-/* Connect to ctx->mds once; later calls reuse the connection. */
+/* Connect to ADDR and check that it is an MDS.  Returns 0 (ctx->client
+ * set) or -errno with a message in ERRMSG.
+ */
+static int
+connect_one (struct tool_ctx *ctx, const char *addr, char *errmsg,
+             size_t errlen)
+{
+  struct proto_hello peer;
+  int r;
+
+  r = proto_client_connect (addr, PROTO_ROLE_CLI, NULL, ctx->timeout_ms,
+                            &ctx->client, &peer, errmsg, errlen);
+  if (r < 0) {
+    ctx->client = NULL;
+    return r;
+  }
+  if (peer.role != PROTO_ROLE_MDS) {
+    snprintf (errmsg, errlen, "not a metadata server (it is a %s)",
+              proto_role_name (peer.role));
+    proto_client_close (ctx->client);
+    ctx->client = NULL;
+    return -EPROTO;
+  }
+  return 0;
+}
+
+/* Connect to the current MDS address, else the next ones (one pass);
+ * later calls reuse the connection.
+ */
 int
 tool_connect (struct tool_ctx *ctx)
 {
-  struct proto_hello peer;
-  char errmsg[256];
+  char errmsg[256] = "";
+  const char *addr = addrlist_current (&ctx->mds);
+  size_t i;
   int r;
 
   if (ctx->client)
@@ -64,21 +93,29 @@ tool_connect (struct tool_ctx *ctx)
   r = tool_load_key (ctx);
   if (r < 0)
     return r;
-  r = proto_client_connect (ctx->mds, PROTO_ROLE_CLI, NULL, ctx->timeout_ms,
-                            &ctx->client, &peer, errmsg, sizeof errmsg);
-  if (r < 0) {
-    ctx->client = NULL;
-    tool_error ("%s: %s", ctx->mds, errmsg);
-    return r;
+  for (i = 0; i < ctx->mds.n; ++i) {
+    addr = addrlist_current (&ctx->mds);
+    r = connect_one (ctx, addr, errmsg, sizeof errmsg);
+    if (r == 0)
+      return 0;
+    if (i + 1 < ctx->mds.n)
+      addrlist_next (&ctx->mds, NULL);
   }
-  if (peer.role != PROTO_ROLE_MDS) {
-    tool_error ("%s: not a metadata server (it is a %s)", ctx->mds,
-                proto_role_name (peer.role));
-    proto_client_close (ctx->client);
-    ctx->client = NULL;
-    return -EPROTO;
-  }
-  return 0;
+  /* One address reports as it always has; a list names the addresses
+   * tried and the last failure.
+   */
+  if (ctx->mds.n == 1)
+    tool_error ("%s: %s", addr, errmsg);
+  else
+    tool_error ("%s: no metadata server answered (last: %s: %s)", ctx->mds.text,
+                addr, errmsg);
+  return r;
+}
+
+const char *
+tool_mds_address (const struct tool_ctx *ctx)
+{
+  return addrlist_current (&ctx->mds);
 }
 
 /* Send one request and wait for its reply; see internal.h. */
@@ -87,6 +124,7 @@ tool_call (struct tool_ctx *ctx, const char *what, uint8_t opcode,
            const struct proto_wbuf *req, void **reply, uint32_t *reply_len)
 {
   char errmsg[PROTO_ERRMSG_MAX + 1] = "";
+  size_t tries;
   int r;
 
   *reply = NULL;
@@ -97,19 +135,34 @@ tool_call (struct tool_ctx *ctx, const char *what, uint8_t opcode,
     return req->err;
   }
 
-  r = tool_connect (ctx);
-  if (r < 0)
-    return r;
+  for (tries = 1;; tries++) {
+    r = tool_connect (ctx);
+    if (r < 0)
+      return r;
 
-  r = proto_client_call (ctx->client, opcode, 0, req ? req->data : NULL,
-                         req ? (uint32_t)req->len : 0, reply, reply_len, errmsg,
-                         sizeof errmsg);
+    r = proto_client_call (ctx->client, opcode, 0, req ? req->data : NULL,
+                           req ? (uint32_t)req->len : 0, reply, reply_len,
+                           errmsg, sizeof errmsg);
+    /* A standby did not apply the request: ask the next MDS, the leader
+     * it names first.
+     */
+    if (r == -EREMOTE && !proto_client_broken (ctx->client) &&
+        tries < ctx->mds.n) {
+      proto_client_close (ctx->client);
+      ctx->client = NULL;
+      addrlist_next (&ctx->mds, errmsg);
+      continue;
+    }
+    break;
+  }
   if (r < 0) {
     /* A transport error names the MDS; a failed status carries the
      * MDS's own message, which already names the object.
      */
     if (proto_client_broken (ctx->client))
-      tool_error ("%s: %s: %s", what, ctx->mds, strerror (-r));
+      tool_error ("%s: %s: %s", what, tool_mds_address (ctx), strerror (-r));
+    else if (r == -EREMOTE && errmsg[0])
+      tool_error ("%s: %s: %s", what, tool_mds_address (ctx), errmsg);
     else if (errmsg[0])
       tool_error ("%s: %s", what, errmsg);
     else
@@ -123,7 +176,8 @@ tool_call (struct tool_ctx *ctx, const char *what, uint8_t opcode,
 int
 tool_bad_reply (struct tool_ctx *ctx, const char *what, int r)
 {
-  tool_error ("%s: malformed reply from %s: %s", what, ctx->mds, strerror (-r));
+  tool_error ("%s: malformed reply from %s: %s", what, tool_mds_address (ctx),
+              strerror (-r));
   return r;
 }
 

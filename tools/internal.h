@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "protocol.h"
+#include "addrlist.h"
 #include "buf.h"
 
 #define TOOL_PROGRAM "tessera"
@@ -41,7 +42,9 @@
  * connection to the MDS.  Single-threaded, so no lock.
  */
 struct tool_ctx {
-  const char *mds;             /* --mds, else $TESSERA_MDS, else the default */
+  struct addrlist mds;         /* --mds, else $TESSERA_MDS, else the default:
+                                  the MDS addresses, current the one tried
+                                  or connected last */
   const char *key_file;        /* --key-file, else $TESSERA_KEY_FILE, ... */
   bool json;                   /* --json */
   bool tls;                    /* --tls */
@@ -72,16 +75,24 @@ extern void tool_error (const char *fmt, ...)
  */
 extern int tool_load_key (struct tool_ctx *ctx);
 
-/* Connect to the MDS if not connected yet.  Returns 0 or -errno (the
- * error has been printed).
+/* Connect to the MDS if not connected yet: the addresses of ctx->mds
+ * in turn from the current one, one pass at most; the one that answers
+ * becomes current.  Returns 0 or -errno (the error has been printed).
  */
 extern int tool_connect (struct tool_ctx *ctx);
+
+/* The MDS address connected to, or to be tried next: for messages. */
+extern const char *tool_mds_address (const struct tool_ctx *ctx);
 
 /* Send request OPCODE whose payload is REQ (NULL: empty) and wait for the
  * reply.  WHAT names the operation in error messages ("volume info:
  * vol0").  On success returns 0 and the reply in *REPLY (caller frees,
- * NULL if empty) and *REPLY_LEN.  On failure prints the MDS's message (or
- * the transport error) and returns -errno.
+ * NULL if empty) and *REPLY_LEN.  A standby's PROTO_ENOTLEADER answer
+ * (the request was not applied) sends the request to the next address
+ * of ctx->mds (the leader it names first), each address once at most;
+ * a transport error is not retried (the request may have been applied).
+ * On failure prints the MDS's message (or the transport error) and
+ * returns -errno.
  */
 extern int tool_call (struct tool_ctx *ctx, const char *what, uint8_t opcode,
                       const struct proto_wbuf *req, void **reply,

@@ -1,6 +1,7 @@
 /* tessera: the command line tool.  Options and the command table.
  *
- *   tessera [--mds ADDR] [--key-file FILE] [--json] [--timeout SECONDS]
+ *   tessera [--mds ADDR[,ADDR...]] [--key-file FILE] [--json]
+ *           [--timeout SECONDS]
  *           COMMAND ...
  *
  * Options may come before, between or after the command words: getopt
@@ -25,7 +26,6 @@
 #include "auth.h"
 #include "frame.h"
 #include "parse.h"
-#include "sock.h"
 
 /* Command-specific options, as bits of tool_command.opts. */
 #define OPT_SIZE 0x01       /* --size (required where allowed) */
@@ -102,17 +102,16 @@ usage (FILE *fp, int exitcode)
 {
   size_t i;
 
-  fprintf (
-      fp,
-      "\n"
-      "Manage a Tessera cluster: servers, volumes and repair.\n"
-      "\n"
-      "    %s [--mds ADDR] [--key-file FILE] [--json] [--timeout SECONDS]\n"
-      "            COMMAND ...\n"
-      "\n"
-      "Commands:\n"
-      "\n",
-      TOOL_PROGRAM);
+  fprintf (fp,
+           "\n"
+           "Manage a Tessera cluster: servers, volumes and repair.\n"
+           "\n"
+           "    %s [--mds ADDR[,ADDR...]] [--key-file FILE] [--json]\n"
+           "            [--timeout SECONDS] COMMAND ...\n"
+           "\n"
+           "Commands:\n"
+           "\n",
+           TOOL_PROGRAM);
   for (i = 0; i < NR_COMMANDS; ++i) {
     char words[64];
 
@@ -126,8 +125,11 @@ usage (FILE *fp, int exitcode)
       "\n"
       "Options:\n"
       "\n"
-      "    --mds ADDR          metadata server (default $TESSERA_MDS,\n"
-      "                        else %s)\n"
+      "    --mds ADDR[,ADDR...]\n"
+      "                        the metadata server, or up to %d of them\n"
+      "                        tried in turn to find the leader; each\n"
+      "                        HOST:PORT, [V6]:PORT or unix:PATH\n"
+      "                        (default $TESSERA_MDS, else %s)\n"
       "    --key-file FILE     the cluster key (default $TESSERA_KEY_FILE,\n"
       "                        else " AUTH_DEFAULT_KEY_FILE ")\n"
       "    --json              print one JSON document\n"
@@ -157,9 +159,9 @@ usage (FILE *fp, int exitcode)
       "\n"
       "Please read the tessera(1) manual page for full usage.\n"
       "\n",
-      TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT, TOOL_DEFAULT_REPLICAS,
-      TOOL_DEFAULT_MAX_WAIT, TOOL_PROGRAM, TOOL_PROGRAM, TOOL_PROGRAM,
-      TOOL_PROGRAM);
+      ADDRLIST_MAX, TOOL_DEFAULT_MDS, TOOL_DEFAULT_TIMEOUT,
+      TOOL_DEFAULT_REPLICAS, TOOL_DEFAULT_MAX_WAIT, TOOL_PROGRAM, TOOL_PROGRAM,
+      TOOL_PROGRAM, TOOL_PROGRAM);
   exit (exitcode);
 }
 
@@ -321,13 +323,13 @@ list_options (bool want_long)
 static int
 parse_options (int argc, char *argv[], struct tool_ctx *ctx)
 {
-  const char *env;
+  const char *env, *mds = NULL;
+  const char *mds_from = "--mds";
+  char errmsg[256];
   uint32_t timeout = TOOL_DEFAULT_TIMEOUT;
   int c;
 
   opterr = 0;
-  env = getenv ("TESSERA_MDS");
-  ctx->mds = env && env[0] ? env : TOOL_DEFAULT_MDS;
   env = getenv ("TESSERA_KEY_FILE");
   ctx->key_file = env && env[0] ? env : AUTH_DEFAULT_KEY_FILE;
 
@@ -371,11 +373,7 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
       break;
 
     case MDS_OPTION:
-      if (sock_address_check (optarg) < 0)
-        usage_error ("--mds: %s: invalid address (HOST:PORT, [V6]:PORT "
-                     "or unix:PATH)",
-                     optarg);
-      ctx->mds = optarg;
+      mds = optarg;
       break;
 
     case MIN_COPIES_OPTION:
@@ -426,9 +424,14 @@ parse_options (int argc, char *argv[], struct tool_ctx *ctx)
   if (!ctx->max_wait_set)
     ctx->max_wait = TOOL_DEFAULT_MAX_WAIT;
 
-  /* Only the environment's value is unchecked so far. */
-  if (sock_address_check (ctx->mds) < 0)
-    usage_error ("TESSERA_MDS: %s: invalid address", ctx->mds);
+  /* The MDS addresses: --mds (the last one), else the environment. */
+  if (mds == NULL) {
+    env = getenv ("TESSERA_MDS");
+    mds = env && env[0] ? env : TOOL_DEFAULT_MDS;
+    mds_from = "TESSERA_MDS";
+  }
+  if (addrlist_parse (mds, &ctx->mds, errmsg, sizeof errmsg) < 0)
+    usage_error ("%s: %s", mds_from, errmsg);
   return optind;
 }
 
@@ -481,6 +484,7 @@ main (int argc, char *argv[])
 
   r = cmd->run (&ctx, words);
   proto_client_close (ctx.client);
+  addrlist_free (&ctx.mds);
 
   if (fclose (ctx.out) == EOF) {
     tool_error ("output: %m");

@@ -131,8 +131,21 @@ enum {
   PROTO_EACCES = 18,    /* authentication failed */
   PROTO_ESTALEMAP = 19, /* the segment's replica set changed: re-read the
                            map entry and retry (host errno EREMCHG) */
-  PROTO_STATUS_MAX = 19,
+  /* A standby MDS: ask the leader (host errno EREMOTE); the message
+   * names it (PROTO_NOT_LEADER_AT).
+   */
+  PROTO_ENOTLEADER = 20,
+  PROTO_STATUS_MAX = 20,
 };
+
+/* The messages of a PROTO_ENOTLEADER reply: PROTO_NOT_LEADER_AT followed
+ * by the leader's address as its clients know it (the MDS's --listen or
+ * advertised address), or PROTO_NOT_LEADER_UNKNOWN while no leader is
+ * known.  Clients go to that address next if it is in their list
+ * (addrlist_next).
+ */
+#define PROTO_NOT_LEADER_AT "not the leader; the leader is at "
+#define PROTO_NOT_LEADER_UNKNOWN "not the leader; no leader is known"
 
 /* Roles named in HELLO. */
 enum {

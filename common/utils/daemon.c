@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "addrlist.h"
 #include "cleanup.h"
 #include "daemon.h"
 #include "log.h"
@@ -92,6 +93,31 @@ daemon_address_option (const struct daemon_common *dc, const char *opt,
   if (p == NULL)
     daemon_bad_option (dc, opt, arg, "out of memory");
   return p;
+}
+
+char *
+daemon_address_list_option (const struct daemon_common *dc, const char *opt,
+                            const char *arg)
+{
+  struct addrlist l;
+  char errmsg[256];
+  char *list = NULL, *a, *p;
+  size_t i;
+
+  if (addrlist_parse (arg, &l, errmsg, sizeof errmsg) < 0) {
+    fprintf (stderr, "%s: --%s: %s\n", dc->spec->program, opt, errmsg);
+    exit (EXIT_FAILURE);
+  }
+  for (i = 0; i < l.n; ++i) {
+    a = daemon_address_option (dc, opt, l.addrs[i]);
+    if (asprintf (&p, "%s%s%s", list ? list : "", list ? "," : "", a) == -1)
+      daemon_bad_option (dc, opt, arg, "out of memory");
+    free (a);
+    free (list);
+    list = p;
+  }
+  addrlist_free (&l);
+  return list;
 }
 
 /* Print one --help line: NAME, then DESC from HELP_COLUMN. */

@@ -150,6 +150,14 @@ extern uint32_t daemon_number_option (const struct daemon_common *dc,
 extern char *daemon_address_option (const struct daemon_common *dc,
                                     const char *opt, const char *arg);
 
+/* Check the list of addresses ARG ("A,B,...", see addrlist.h) of option
+ * OPT, or exit with "PROGRAM: --OPT: ENTRY: REASON" naming the bad
+ * entry (or the list, if it is empty or too long); returns it malloc'd,
+ * each relative unix socket path made absolute.
+ */
+extern char *daemon_address_list_option (const struct daemon_common *dc,
+                                         const char *opt, const char *arg);
+
 /* ---- Signals ---- */
 
 /* With --exit-with-parent, ask for SIGTERM when the parent exits; ignore

@@ -1,4 +1,6 @@
-/* Unit tests of size, number, address and debug-flag parsing (common/utils). */
+/* Unit tests of size, number, address, address-list and debug-flag
+ * parsing (common/utils).
+ */
 
 #include <config.h>
 
@@ -9,8 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addrlist.h"
 #include "log.h"
 #include "parse.h"
+#include "protocol.h"
 #include "sock.h"
 
 START_TEST (test_parse_size_ok)
@@ -145,6 +149,112 @@ START_TEST (test_listen_connect)
 }
 END_TEST
 
+START_TEST (test_addrlist_parse_ok)
+{
+  struct addrlist l;
+  char err[256] = "";
+
+  /* One address is a list of one. */
+  ck_assert_int_eq (addrlist_parse ("unix:/tmp/a.sock", &l, err, sizeof err),
+                    0);
+  ck_assert_uint_eq (l.n, 1);
+  ck_assert_uint_eq (l.current, 0);
+  ck_assert_str_eq (addrlist_current (&l), "unix:/tmp/a.sock");
+  ck_assert_str_eq (l.text, "unix:/tmp/a.sock");
+  ck_assert_uint_eq (addrlist_next (&l, NULL), 0);
+  addrlist_free (&l);
+  ck_assert_uint_eq (l.n, 0);
+  addrlist_free (&l);
+
+  ck_assert_int_eq (
+      addrlist_parse ("127.0.0.1:7420,[::1]:7421,unix:/x", &l, NULL, 0), 0);
+  ck_assert_uint_eq (l.n, 3);
+  ck_assert_str_eq (l.addrs[0], "127.0.0.1:7420");
+  ck_assert_str_eq (l.addrs[1], "[::1]:7421");
+  ck_assert_str_eq (l.addrs[2], "unix:/x");
+  ck_assert_str_eq (l.text, "127.0.0.1:7420,[::1]:7421,unix:/x");
+  ck_assert_int_eq (addrlist_find (&l, "[::1]:7421"), 1);
+  ck_assert_int_eq (addrlist_find (&l, "[::1]:7422"), -1);
+  addrlist_free (&l);
+
+  ck_assert_int_eq (
+      addrlist_parse ("a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8", &l, err, sizeof err),
+      0);
+  ck_assert_uint_eq (l.n, ADDRLIST_MAX);
+  ck_assert_str_eq (l.addrs[7], "a:8");
+  addrlist_free (&l);
+}
+END_TEST
+
+START_TEST (test_addrlist_parse_bad)
+{
+  struct addrlist l;
+  char err[256];
+
+  ck_assert_int_eq (addrlist_parse ("", &l, err, sizeof err), -EINVAL);
+  ck_assert_str_eq (err, "empty address list");
+  ck_assert_uint_eq (l.n, 0);
+  ck_assert_int_eq (addrlist_parse ("a:1,,b:2", &l, err, sizeof err), -EINVAL);
+  ck_assert_str_eq (err, "a:1,,b:2: entry 2 is empty");
+  ck_assert_uint_eq (l.n, 0);
+  ck_assert_int_eq (addrlist_parse ("a:1,", &l, err, sizeof err), -EINVAL);
+  ck_assert_str_eq (err, "a:1,: entry 2 is empty");
+  ck_assert_int_eq (addrlist_parse (",a:1", &l, err, sizeof err), -EINVAL);
+  ck_assert_str_eq (err, ",a:1: entry 1 is empty");
+  ck_assert_int_eq (addrlist_parse ("a:1,nope,b:2", &l, err, sizeof err),
+                    -EINVAL);
+  ck_assert_str_eq (err, "nope: invalid address "
+                         "(HOST:PORT, [V6]:PORT or unix:PATH)");
+  ck_assert_int_eq (addrlist_parse ("a:1,unix:", &l, NULL, 0), -EINVAL);
+  ck_assert_int_eq (addrlist_parse ("a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9", &l,
+                                    err, sizeof err),
+                    -EINVAL);
+  ck_assert_str_eq (err, "a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9: more than 8 "
+                         "addresses");
+  ck_assert_uint_eq (l.n, 0);
+}
+END_TEST
+
+START_TEST (test_addrlist_next)
+{
+  struct addrlist l;
+  char buf[64];
+
+  ck_assert_int_eq (addrlist_parse ("a:1,b:2,c:3", &l, NULL, 0), 0);
+  /* Failures move on in order, wrapping around. */
+  ck_assert_uint_eq (addrlist_next (&l, NULL), 1);
+  ck_assert_str_eq (addrlist_current (&l), "b:2");
+  ck_assert_uint_eq (addrlist_next (&l, NULL), 2);
+  ck_assert_uint_eq (addrlist_next (&l, NULL), 0);
+  /* A standby that names a leader in the list sends us there. */
+  ck_assert_uint_eq (addrlist_next (&l, PROTO_NOT_LEADER_AT "c:3"), 2);
+  ck_assert_uint_eq (addrlist_next (&l, PROTO_NOT_LEADER_AT "b:2"), 1);
+  /* Not in the list, no leader known, naming itself: the next one. */
+  ck_assert_uint_eq (addrlist_next (&l, PROTO_NOT_LEADER_AT "d:4"), 2);
+  ck_assert_uint_eq (addrlist_next (&l, PROTO_NOT_LEADER_UNKNOWN), 0);
+  ck_assert_uint_eq (addrlist_next (&l, PROTO_NOT_LEADER_AT "a:1"), 1);
+  ck_assert_uint_eq (addrlist_next (&l, "some other message"), 2);
+  addrlist_free (&l);
+
+  ck_assert_int_eq (
+      addrlist_leader_hint (PROTO_NOT_LEADER_AT "[::1]:7420", buf, sizeof buf),
+      0);
+  ck_assert_str_eq (buf, "[::1]:7420");
+  ck_assert_int_eq (
+      addrlist_leader_hint (PROTO_NOT_LEADER_AT "unix:/x\n", buf, sizeof buf),
+      0);
+  ck_assert_str_eq (buf, "unix:/x");
+  ck_assert_int_eq (
+      addrlist_leader_hint (PROTO_NOT_LEADER_AT "", buf, sizeof buf), -ENOENT);
+  ck_assert_int_eq (
+      addrlist_leader_hint (PROTO_NOT_LEADER_UNKNOWN, buf, sizeof buf),
+      -ENOENT);
+  ck_assert_int_eq (addrlist_leader_hint (NULL, buf, sizeof buf), -ENOENT);
+  ck_assert_int_eq (addrlist_leader_hint (PROTO_NOT_LEADER_AT "a:1234", buf, 4),
+                    -ENAMETOOLONG);
+}
+END_TEST
+
 START_TEST (test_debug_flags)
 {
   int a = 0, b = 0;
@@ -182,6 +292,11 @@ parse_suite (void)
   tc = tcase_create ("address");
   tcase_add_test (tc, test_address_check);
   tcase_add_test (tc, test_listen_connect);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("address-list");
+  tcase_add_test (tc, test_addrlist_parse_ok);
+  tcase_add_test (tc, test_addrlist_parse_bad);
+  tcase_add_test (tc, test_addrlist_next);
   suite_add_tcase (s, tc);
   tc = tcase_create ("debug-flags");
   tcase_add_test (tc, test_debug_flags);

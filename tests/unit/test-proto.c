@@ -187,6 +187,9 @@ START_TEST (test_status_errno)
   ck_assert_uint_eq (proto_status_from_errno (EMSGSIZE), PROTO_EBADMSG);
   ck_assert_uint_eq (proto_status_from_errno (ELOOP), PROTO_EIO);
   ck_assert_int_eq (proto_status_to_errno (999), EIO);
+  ck_assert_uint_eq (proto_status_from_errno (EREMOTE), PROTO_ENOTLEADER);
+  ck_assert_int_eq (proto_status_to_errno (PROTO_ENOTLEADER), EREMOTE);
+  ck_assert_str_eq (proto_status_name (PROTO_ENOTLEADER), "ENOTLEADER");
 }
 END_TEST
 
