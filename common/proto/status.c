@@ -50,6 +50,7 @@ static const struct {
   { PROTO_EFBIG, EFBIG, "EFBIG" },
   { PROTO_EACCES, EACCES, "EACCES" },
   { PROTO_ESTALEMAP, EREMCHG, "ESTALEMAP" },
+  { PROTO_ENOTLEADER, EREMOTE, "ENOTLEADER" },
 };
 #define NR_STATUSES (sizeof statuses / sizeof statuses[0])
 
