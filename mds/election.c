@@ -36,8 +36,11 @@ struct election {
   struct election_config cfg; /* strings below are copies */
   char *prefix, *name, *advertise, *endpoints, *cacert, *cert, *key;
   char *leader_key;
-  char *value; /* NAME "\n" ADVERTISE */
+  char *record_key; /* PREFIX/RECORD_KEY, or NULL */
+  char *value;      /* NAME "\n" ADVERTISE */
   struct etcd *etcd;
+  struct etcd *etcd_put; /* election_put and election_get's, under PUT_LOCK */
+  pthread_mutex_t put_lock;
 
   pthread_t thread;
   bool started;
@@ -70,6 +73,9 @@ static void
 election_free (struct election *el)
 {
   etcd_free (el->etcd);
+  etcd_free (el->etcd_put);
+  pthread_mutex_destroy (&el->put_lock);
+  free (el->record_key);
   free (el->prefix);
   free (el->name);
   free (el->advertise);
@@ -165,19 +171,30 @@ keep_lease (struct election *el)
 static void
 standby_round (struct election *el)
 {
-  struct etcd_kv kv;
+  struct etcd_kv kv = { 0 };
   int r;
 
   if (keep_lease (el) < 0) {
     log_debug ("election: %s", etcd_error (el->etcd));
     return;
   }
-  if (el->cfg.may_campaign && !el->cfg.may_campaign (el->cfg.arg)) {
-    r = etcd_get (el->etcd, el->leader_key, &kv);
-    if (r >= 0)
-      set_leader (el, r > 0 ? &kv : NULL);
+  if (el->cfg.may_campaign) {
+    bool may;
+
+    r = el->record_key ? etcd_get (el->etcd, el->record_key, &kv) : 0;
+    if (r < 0) {
+      log_debug ("election: %s", etcd_error (el->etcd));
+      return;
+    }
+    may = el->cfg.may_campaign (el->cfg.arg, r > 0 ? &kv : NULL);
     etcd_kv_clear (&kv);
-    return;
+    if (!may) {
+      r = etcd_get (el->etcd, el->leader_key, &kv);
+      if (r >= 0)
+        set_leader (el, r > 0 ? &kv : NULL);
+      etcd_kv_clear (&kv);
+      return;
+    }
   }
   r = etcd_create (el->etcd, el->leader_key, el->value, strlen (el->value),
                    el->lease, &kv);
@@ -297,6 +314,7 @@ election_start (const struct election_config *cfg, struct election **out,
     pthread_condattr_destroy (&attr);
   }
   pthread_mutex_init (&el->lock, NULL);
+  pthread_mutex_init (&el->put_lock, NULL);
   el->cfg = *cfg;
   if (el->cfg.ttl_s <= 0)
     el->cfg.ttl_s = ELECTION_DEFAULT_TTL;
@@ -332,6 +350,11 @@ election_start (const struct election_config *cfg, struct election **out,
     el->leader_key = el->value = NULL;
     fail = true;
   }
+  if (!fail && cfg->record_key &&
+      asprintf (&el->record_key, "%s/%s", el->prefix, cfg->record_key) < 0) {
+    el->record_key = NULL;
+    fail = true;
+  }
   if (fail) {
     election_free (el);
     return -ENOMEM;
@@ -345,6 +368,8 @@ election_start (const struct election_config *cfg, struct election **out,
   el->cfg.etcd.key = el->key;
   el->cfg.etcd.timeout_ms = el->cfg.request_ms;
   r = etcd_new (&el->cfg.etcd, &el->etcd, err, errlen);
+  if (r == 0)
+    r = etcd_new (&el->cfg.etcd, &el->etcd_put, err, errlen);
   if (r < 0) {
     election_free (el);
     return r;
@@ -385,6 +410,43 @@ election_get_leader (struct election *el, struct election_leader *out)
   pthread_mutex_lock (&el->lock);
   *out = el->leader;
   pthread_mutex_unlock (&el->lock);
+}
+
+int
+election_put (struct election *el, uint64_t epoch, const char *key,
+              const void *value, size_t len)
+{
+  char *full;
+  int r;
+
+  if (asprintf (&full, "%s/%s", el->prefix, key) < 0)
+    return -ENOMEM;
+  pthread_mutex_lock (&el->put_lock);
+  r = etcd_put_guarded (el->etcd_put, el->leader_key, (int64_t)epoch, full,
+                        value, len, 0);
+  if (r < 0)
+    log_warn ("election: %s", etcd_error (el->etcd_put));
+  pthread_mutex_unlock (&el->put_lock);
+  free (full);
+  return r;
+}
+
+int
+election_get (struct election *el, const char *key, struct etcd_kv *kv)
+{
+  char *full;
+  int r;
+
+  memset (kv, 0, sizeof *kv);
+  if (asprintf (&full, "%s/%s", el->prefix, key) < 0)
+    return -ENOMEM;
+  pthread_mutex_lock (&el->put_lock);
+  r = etcd_get (el->etcd_put, full, kv);
+  if (r < 0)
+    log_debug ("election: %s", etcd_error (el->etcd_put));
+  pthread_mutex_unlock (&el->put_lock);
+  free (full);
+  return r;
 }
 
 void

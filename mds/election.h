@@ -37,8 +37,11 @@ struct election_config {
   /* Called by the election's thread (ARG as given). */
   void (*on_elected) (void *arg, uint64_t epoch);
   void (*on_deposed) (void *arg, const char *why);
-  /* May this MDS campaign now?  NULL: always. */
-  bool (*may_campaign) (void *arg);
+  /* May this MDS campaign now, given the key PREFIX/RECORD_KEY as last
+   * read (NULL if it does not exist)?  NULL: always.
+   */
+  bool (*may_campaign) (void *arg, const struct etcd_kv *record);
+  const char *record_key; /* e.g. "sync"; needed with MAY_CAMPAIGN */
   void *arg;
 };
 
@@ -68,6 +71,20 @@ extern bool election_deposed (struct election *el);
 /* Who leads, as last read (nobody: epoch 0). */
 extern void election_get_leader (struct election *el,
                                  struct election_leader *out);
+
+/* As the leader of EPOCH, put PREFIX/KEY = VALUE (LEN bytes) in etcd,
+ * guarded by the leader key's revision: refused (-ESTALE) once this MDS
+ * no longer leads at EPOCH.  Any thread; one at a time (its own etcd
+ * handle, not the renewal's).  Returns 0 or -errno.
+ */
+extern int election_put (struct election *el, uint64_t epoch, const char *key,
+                         const void *value, size_t len);
+
+/* Read PREFIX/KEY (any thread, as election_put).  Returns 1 with *KV
+ * (free with etcd_kv_clear), 0 if absent, or -errno.
+ */
+extern int election_get (struct election *el, const char *key,
+                         struct etcd_kv *kv);
 
 /* Stop: a leader resigns (deletes its key if it still holds it and
  * revokes its lease), so a standby need not wait out the TTL.

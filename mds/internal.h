@@ -335,7 +335,47 @@ struct mds {
   pthread_t tables_thread;
   bool tables_started;
   bool tables_kicked;
+
+  /* ha.c, standby.c, repl.c: with --etcd, standbys and the election
+   * (docs/high-availability.md).  Without it HA_ELECTION and REPL are
+   * NULL and the MDS serves as it always did.  Options first (set by
+   * main), then the state: HA_ELECTED, HA_STOPPING under LOCK (HA_WAKE
+   * signals them); HA_EPOCH and HA_LEADING atomic.
+   */
+  const char *ha_etcd; /* --etcd URL[,URL...] */
+  const char *ha_etcd_cacert, *ha_etcd_cert, *ha_etcd_key;
+  const char *ha_name;         /* --name */
+  const char *ha_advertise;    /* --advertise */
+  const char *ha_prefix;       /* --etcd-prefix */
+  int64_t ha_ttl_s;            /* --etcd-ttl */
+  uint32_t ha_sync_timeout_ms; /* --sync-timeout */
+  struct election *ha_election;
+  struct mds_standby *ha_standby;
+  struct mds_repl *repl; /* the window for standbys, once leading */
+  pthread_t ha_takeover;
+  bool ha_takeover_started;
+  pthread_cond_t ha_wake;
+  uint64_t ha_elected; /* the epoch elected at, 0: not yet */
+  bool ha_stopping;
+  uint64_t ha_epoch; /* leading at this epoch (atomic) */
+  bool ha_leading;   /* serving as the leader (atomic) */
 };
+
+/* What repl.c says of the standbys (STATUS). */
+struct mds_repl_info {
+  uint64_t published;
+  bool sync_on; /* SYNC is the synchronous standby, named in etcd */
+  char sync[PROTO_NAME_MAX + 1];
+  size_t nstandbys;
+  struct {
+    char name[PROTO_NAME_MAX + 1];
+    uint64_t acked;
+    uint64_t seen_ns;
+  } standbys[8];
+};
+
+/* repl.c's way to record the synchronous standby (ha.c). */
+typedef int mds_repl_set_sync_fn (void *arg, const char *name, uint64_t seq);
 
 /* A reply being built by a request handler (through reply.c), sent by
  * loop.c after the handler returns and the lock is released.  STATUS
@@ -562,6 +602,32 @@ extern int mds_op_epoch_next (struct mds *, struct mds_conn *, const void *,
                               uint32_t, struct mds_reply *);
 extern int mds_op_epoch_clean (struct mds *, struct mds_conn *, const void *,
                                uint32_t, struct mds_reply *);
+
+/* ha.c */
+extern int mds_ha_start (struct mds *mds, char *err, size_t errlen);
+extern bool mds_ha_serving (struct mds *mds);
+extern void mds_ha_leader (struct mds *mds, char *out, size_t len);
+extern void mds_ha_stop (struct mds *mds);
+
+/* repl.c */
+struct mds_repl;
+extern int mds_repl_new (uint64_t published, uint32_t sync_timeout_ms,
+                         mds_repl_set_sync_fn *set_sync, void *arg,
+                         struct mds_repl **out);
+extern void mds_repl_free (struct mds_repl *r);
+extern void mds_repl_stop (struct mds_repl *r);
+extern void mds_repl_commit (void *arg, uint64_t seq, const void *changes,
+                             size_t len);
+extern void mds_repl_barrier (struct mds *mds);
+extern void mds_repl_info (struct mds_repl *r, struct mds_repl_info *out);
+extern int mds_op_repl_pull (struct mds *, struct mds_conn *, const void *,
+                             uint32_t, struct mds_reply *);
+
+/* standby.c */
+struct mds_standby;
+extern int mds_standby_start (struct mds *mds, bool own_catalog,
+                              struct mds_standby **out);
+extern void mds_standby_stop (struct mds_standby *sb);
 
 /* req-backup.c */
 extern int mds_backup_init (struct mds *mds);

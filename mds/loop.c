@@ -104,6 +104,7 @@ struct mds_op {
   OP (SERVER_DRAIN,     mds_op_server_drain,     MDS_OP_LOCKED)     \
   OP (SERVER_REMOVE,    mds_op_server_remove,    MDS_OP_LOCKED)     \
   OP (CATALOG_BACKUP,   mds_op_catalog_backup,   MDS_OP_UNLOCKED)   \
+  OP (REPL_PULL,        mds_op_repl_pull,        MDS_OP_UNLOCKED)   \
   OP (REPAIR,           mds_op_repair,           MDS_OP_LOCKED)     \
   OP (VOL_CREATE,       mds_op_vol_create,       MDS_OP_LOCKED)     \
   OP (VOL_LIST,         mds_op_vol_list,         MDS_OP_LOCKED)     \
@@ -210,6 +211,16 @@ dispatch (struct mds *mds, struct mds_conn *conn,
                             "%s: flags 0x%" PRIx16 " not valid here",
                             proto_opcode_name (hdr->opcode), hdr->flags);
 
+  if (!mds_ha_serving (mds)) {
+    char leader[PROTO_ADDR_MAX + 1];
+
+    mds_ha_leader (mds, leader, sizeof leader);
+    if (leader[0])
+      return mds_reply_error (rep, PROTO_ENOTLEADER, PROTO_NOT_LEADER_AT "%s",
+                              leader);
+    return mds_reply_error (rep, PROTO_ENOTLEADER, "%s",
+                            PROTO_NOT_LEADER_UNKNOWN);
+  }
   if (op->kind == MDS_OP_UNLOCKED)
     return op->fn (mds, conn, payload, hdr->length, rep);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
@@ -260,6 +271,10 @@ serve_one (struct mds *mds, struct mds_conn *conn)
   memset (&rep, 0, sizeof rep);
   rep.status = PROTO_OK;
   r = dispatch (mds, conn, &hdr, payload, &rep);
+  /* Nothing is said that rests on a change the synchronous standby
+   * lacks (repl.c).
+   */
+  mds_repl_barrier (mds);
   if (mds->debug_requests)
     log_msg (LOG_LEVEL_DEBUG, "%s: %s tag %" PRIu64 ": %s%s%s", conn->peer,
              proto_opcode_name (hdr.opcode), hdr.tag,

@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "cleanup.h"
 #include "daemon.h"
+#include "etcd.h"
 #include "log.h"
 #include "parse.h"
 #include "sock.h"
@@ -36,6 +37,8 @@
 #define DEFAULT_OUT_MS 600000
 #define DEFAULT_REPAIR_CONCURRENCY 2
 #define DEFAULT_HIGH_WATER 90
+#define DEFAULT_ETCD_TTL 10
+#define DEFAULT_SYNC_TIMEOUT_MS 5000
 /* Most copies at a time per target server. */
 #define REPAIR_CONCURRENCY_MAX 64
 /* Bounds of the time options, in milliseconds. */
@@ -77,11 +80,27 @@ enum {
   HIGH_WATER_OPTION,
   KEY_FILE_OPTION,
   HANDSHAKE_TIMEOUT_OPTION,
+  ETCD_OPTION,
+  ETCD_PREFIX_OPTION,
+  ETCD_TTL_OPTION,
+  ETCD_CACERT_OPTION,
+  ETCD_CERT_OPTION,
+  ETCD_KEY_OPTION,
+  ADVERTISE_OPTION,
+  NAME_OPTION,
+  SYNC_TIMEOUT_OPTION,
 };
 
 static const struct option long_options[] = {
+  { "advertise", required_argument, NULL, ADVERTISE_OPTION },
   { "db", required_argument, NULL, DB_OPTION },
   { "down-timeout", required_argument, NULL, DOWN_TIMEOUT_OPTION },
+  { "etcd", required_argument, NULL, ETCD_OPTION },
+  { "etcd-cacert", required_argument, NULL, ETCD_CACERT_OPTION },
+  { "etcd-cert", required_argument, NULL, ETCD_CERT_OPTION },
+  { "etcd-key", required_argument, NULL, ETCD_KEY_OPTION },
+  { "etcd-prefix", required_argument, NULL, ETCD_PREFIX_OPTION },
+  { "etcd-ttl", required_argument, NULL, ETCD_TTL_OPTION },
   { "force", no_argument, NULL, FORCE_OPTION },
   { "handshake-timeout", required_argument, NULL, HANDSHAKE_TIMEOUT_OPTION },
   { "heartbeat-interval", required_argument, NULL, HEARTBEAT_INTERVAL_OPTION },
@@ -89,12 +108,14 @@ static const struct option long_options[] = {
   { "init", no_argument, NULL, INIT_OPTION },
   { "key-file", required_argument, NULL, KEY_FILE_OPTION },
   { "lease-timeout", required_argument, NULL, LEASE_TIMEOUT_OPTION },
+  { "name", required_argument, NULL, NAME_OPTION },
   { "out-timeout", required_argument, NULL, OUT_TIMEOUT_OPTION },
   { "repair-bandwidth", required_argument, NULL, REPAIR_BANDWIDTH_OPTION },
   { "repair-concurrency", required_argument, NULL, REPAIR_CONCURRENCY_OPTION },
   { "rebuild", required_argument, NULL, REBUILD_OPTION },
   { "restore", required_argument, NULL, RESTORE_OPTION },
   { "segment-size", required_argument, NULL, SEGMENT_SIZE_OPTION },
+  { "sync-timeout", required_argument, NULL, SYNC_TIMEOUT_OPTION },
   DAEMON_LONG_OPTIONS,
   { NULL, 0, NULL, 0 },
 };
@@ -147,7 +168,27 @@ usage (FILE *fp)
            "cap)\n"
            "  --high-water PCT          no new segments on a server once "
            "PCT%% of it\n"
-           "                            is used (1-100, default 90)\n",
+           "                            is used (1-100, default 90)\n"
+           "\n"
+           "Standby MDSes (docs/high-availability.md):\n"
+           "  --etcd URL[,URL...]       elect the leader through these etcd "
+           "members\n"
+           "  --advertise HOST:PORT     where clients and standbys reach "
+           "this MDS\n"
+           "                            (required with --etcd)\n"
+           "  --name NAME               this MDS in etcd (default: the "
+           "--advertise\n"
+           "                            address)\n"
+           "  --etcd-prefix PREFIX      the cluster's keys in etcd "
+           "(default /tessera)\n"
+           "  --etcd-ttl SECONDS        the leader's lease in etcd (3-600, "
+           "default 10)\n"
+           "  --sync-timeout SECONDS    wait this long for the synchronous "
+           "standby,\n"
+           "                            then go on without one (default "
+           "5)\n"
+           "  --etcd-cacert FILE, --etcd-cert FILE, --etcd-key FILE\n"
+           "                            TLS to etcd (https:// endpoints)\n",
            MDS_PROGRAM, MDS_PROGRAM, MDS_PROGRAM);
 }
 
@@ -275,6 +316,49 @@ mds_option (const struct daemon_common *dc, void *opaque, int c,
   case HANDSHAKE_TIMEOUT_OPTION:
     time_option (dc, "handshake-timeout", arg, &mds->handshake_timeout_ms);
     break;
+  case ETCD_OPTION:
+    mds->ha_etcd = arg;
+    break;
+  case ETCD_PREFIX_OPTION:
+    if (arg[0] != '/' || strlen (arg) > 200 || arg[strlen (arg) - 1] == '/')
+      daemon_bad_option (dc, "etcd-prefix", arg,
+                         "must start with '/', not end with one, and have "
+                         "at most 200 bytes");
+    mds->ha_prefix = arg;
+    break;
+  case ETCD_TTL_OPTION: {
+    uint32_t ttl;
+
+    if (parse_uint32 (arg, 3, 600, &ttl) < 0)
+      daemon_bad_option (dc, "etcd-ttl", arg,
+                         "must be a number of seconds from 3 to 600");
+    mds->ha_ttl_s = ttl;
+    break;
+  }
+  case ETCD_CACERT_OPTION:
+    mds->ha_etcd_cacert = arg;
+    break;
+  case ETCD_CERT_OPTION:
+    mds->ha_etcd_cert = arg;
+    break;
+  case ETCD_KEY_OPTION:
+    mds->ha_etcd_key = arg;
+    break;
+  case ADVERTISE_OPTION:
+    if (sock_address_check (arg) < 0)
+      daemon_bad_option (dc, "advertise", arg,
+                         "not HOST:PORT, [V6]:PORT or unix:PATH");
+    mds->ha_advertise = arg;
+    break;
+  case NAME_OPTION:
+    if (arg[0] == '\0' || strlen (arg) > 64 || strpbrk (arg, "\n=") != NULL)
+      daemon_bad_option (dc, "name", arg,
+                         "must be 1 to 64 bytes without '=' or newlines");
+    mds->ha_name = arg;
+    break;
+  case SYNC_TIMEOUT_OPTION:
+    time_option (dc, "sync-timeout", arg, &mds->ha_sync_timeout_ms);
+    break;
   }
 }
 
@@ -354,6 +438,31 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts,
              "%s: --out-timeout: must not be shorter than --down-timeout\n",
              MDS_PROGRAM);
     exit (EXIT_FAILURE);
+  }
+  if (mds->ha_etcd == NULL &&
+      (mds->ha_advertise || mds->ha_name || mds->ha_prefix ||
+       mds->ha_etcd_cacert || mds->ha_etcd_cert || mds->ha_etcd_key)) {
+    fprintf (stderr,
+             "%s: --advertise, --name and --etcd-*: only valid with --etcd\n",
+             MDS_PROGRAM);
+    exit (EXIT_FAILURE);
+  }
+  if (mds->ha_etcd) {
+    if (mds->ha_advertise == NULL) {
+      fprintf (stderr,
+               "%s: --etcd: --advertise HOST:PORT is required (where "
+               "clients and standbys reach this MDS)\n",
+               MDS_PROGRAM);
+      exit (EXIT_FAILURE);
+    }
+    if (opts->restore) {
+      fprintf (stderr, "%s: --restore: not valid with --etcd\n", MDS_PROGRAM);
+      exit (EXIT_FAILURE);
+    }
+    if (mds->ha_name == NULL)
+      mds->ha_name = mds->ha_advertise;
+    if (mds->ha_prefix == NULL)
+      mds->ha_prefix = "/tessera";
   }
 }
 
@@ -560,6 +669,58 @@ open_catalog (struct mds *mds, const struct options *opts)
   return 0;
 }
 
+/* With --etcd and without --init: open the catalog DIR holds, if any
+ * (a new standby has none: it takes a snapshot of the leader's), with
+ * the cluster key, which must exist (copied from the first MDS).
+ * Prints the reason and returns -1 on failure.
+ */
+static int
+open_catalog_ha (struct mds *mds, const struct options *opts)
+{
+  CLEANUP_FREE char *new_key = NULL;
+  char uuid[37];
+  int r;
+
+  if (opts->init)
+    return open_catalog (mds, opts);
+  if (mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
+    fprintf (stderr, "%s: %s: %m\n", MDS_PROGRAM, mds->db_dir);
+    return -1;
+  }
+  r = mds_lock_db (mds->db_dir);
+  if (r == -EBUSY) {
+    fprintf (stderr, "%s: %s: in use by another %s\n", MDS_PROGRAM, mds->db_dir,
+             MDS_PROGRAM);
+    return -1;
+  }
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: %s\n", MDS_PROGRAM, mds->db_dir, strerror (-r));
+    return -1;
+  }
+  if (setup_key (mds, false, &new_key) < 0)
+    return -1;
+  r = catalog_open (mds->db_dir, 0, &mds->cat);
+  if (r == 0) {
+    r = catalog_cluster_get (mds->cat, &mds->cluster);
+    if (r == -ENOENT) {
+      catalog_close (mds->cat);
+      mds->cat = NULL;
+      log_info ("%s: no catalog yet: it will be a snapshot of the leader's",
+                mds->db_dir);
+      return 0;
+    }
+  }
+  if (r < 0) {
+    fprintf (stderr, "%s: %s: cannot open the catalog: %s\n", MDS_PROGRAM,
+             mds->db_dir, catalog_strerror (r));
+    return -1;
+  }
+  uuid_format (mds->cluster.uuid, uuid);
+  log_info ("cluster %s, segment size %" PRIu32, uuid,
+            mds->cluster.segment_size);
+  return 0;
+}
+
 /* Set up the lock, the conditions (on the monotonic clock), the start
  * time and the placement seed.
  */
@@ -642,6 +803,52 @@ reconcile_restored (struct mds *mds)
   return r < 0 ? -1 : 0;
 }
 
+/* Serve with --etcd (ha.c): listen at once (a standby answers
+ * ENOTLEADER), then campaign or follow until SIGTERM.  Returns the exit
+ * status; *BUSY if threads still use the catalog.
+ */
+static int
+serve_ha (struct mds *mds, struct daemon_common *dc, const sigset_t *set,
+          bool *busy)
+{
+  char err[512];
+
+  if (etcd_global_init () < 0) {
+    fprintf (stderr, "%s: cannot set up libcurl\n", MDS_PROGRAM);
+    return EXIT_FAILURE;
+  }
+  mds->listen_fd = daemon_listen (dc, NULL, 0);
+  if (mds->listen_fd < 0)
+    return EXIT_FAILURE;
+  if (mds_serve_start (mds) < 0) {
+    close (mds->listen_fd);
+    return EXIT_FAILURE;
+  }
+  if (mds_ha_start (mds, err, sizeof err) < 0) {
+    fprintf (stderr, "%s: --etcd: %s\n", MDS_PROGRAM, err);
+    *busy = mds_serve_stop (mds, SHUTDOWN_WAIT_MS) < 0;
+    close (mds->listen_fd);
+    return EXIT_FAILURE;
+  }
+  if (daemon_pidfile (dc) < 0) {
+    mds_ha_stop (mds);
+    *busy = mds_serve_stop (mds, SHUTDOWN_WAIT_MS) < 0;
+    *busy |= mds_repair_stop (mds, SHUTDOWN_WAIT_MS) < 0;
+    close (mds->listen_fd);
+    return EXIT_FAILURE;
+  }
+  daemon_serving (dc);
+  log_info ("%s: campaigning or following through etcd %s (prefix %s)",
+            mds->ha_name, mds->ha_etcd, mds->ha_prefix);
+  wait_for_signal (set);
+  /* Resign first, so that the synchronous standby takes over at once. */
+  mds_ha_stop (mds);
+  *busy = mds_serve_stop (mds, SHUTDOWN_WAIT_MS) < 0;
+  *busy |= mds_repair_stop (mds, SHUTDOWN_WAIT_MS) < 0;
+  close (mds->listen_fd);
+  return EXIT_SUCCESS;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -653,6 +860,8 @@ main (int argc, char *argv[])
     .repair_concurrency = DEFAULT_REPAIR_CONCURRENCY,
     .handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS,
     .high_water = DEFAULT_HIGH_WATER,
+    .ha_ttl_s = DEFAULT_ETCD_TTL,
+    .ha_sync_timeout_ms = DEFAULT_SYNC_TIMEOUT_MS,
     .listen_fd = -1,
     .backup_dir_fd = -1,
   };
@@ -680,7 +889,7 @@ main (int argc, char *argv[])
    * servers, which take the lock.
    */
   init_state (&mds);
-  if (open_catalog (&mds, &opts) < 0)
+  if ((mds.ha_etcd ? open_catalog_ha : open_catalog) (&mds, &opts) < 0)
     goto out;
   r = mds_backup_init (&mds);
   if (r < 0) {
@@ -690,6 +899,10 @@ main (int argc, char *argv[])
   daemon_raise_nofile ((unsigned long long)mds.max_conns + mds.max_unauth +
                            FD_MARGIN,
                        "--max-connections and --max-unauthenticated");
+  if (mds.ha_etcd) {
+    status = serve_ha (&mds, &dc, &set, &busy);
+    goto out;
+  }
   r = mds_leases_recover (&mds);
   if (r < 0) {
     fprintf (stderr, "%s: %s: reading volumes: %s\n", MDS_PROGRAM, mds.db_dir,
@@ -738,6 +951,7 @@ out:
   free (opts.rebuild);
   if (!busy) {
     mds_backup_free (&mds);
+    mds_repl_free (mds.repl);
     catalog_close (mds.cat);
     mds_index_free (&mds);
     mds_state_free (&mds);

@@ -96,6 +96,8 @@ mds_srv_call (struct mds *mds, const char *addr, int timeout_ms, uint8_t opcode,
     *reply = NULL;
     *reply_len = 0;
   }
+  /* No command rests on a change the synchronous standby lacks. */
+  mds_repl_barrier (mds);
   if (req->err) {
     snprintf (errmsg, errlen, "cannot encode the request: %s",
               strerror (-req->err));

@@ -151,7 +151,7 @@ expect("HELLO again", frame(tw.OP_HELLO, tw.hello_payload(tw.ROLE_CLI, nonce)),
 expect("AUTH twice", frame(tw.OP_AUTH, bytes(32)), {ST["EPROTO"]})
 # Bad payloads of valid requests get EBADMSG (or EINVAL), and the
 # connection may stay open, but the daemon must survive either way.
-for op in (11, 12, 16, 20, 22, 23, 24, 25, 26, 27, 30, 31, 32):
+for op in (11, 12, 16, 17, 20, 22, 23, 24, 25, 26, 27, 30, 31, 32):
     expect(f"short payload op {op}", frame(op, b"\x00\x01"),
            {E, ST["EINVAL"], None}, closes=False)
 # A string length over its maximum.

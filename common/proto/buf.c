@@ -186,6 +186,12 @@ proto_get_bytes (struct proto_rbuf *rb, void *out, size_t n)
     memset (out, 0, n);
 }
 
+const uint8_t *
+proto_get_ref (struct proto_rbuf *rb, size_t n)
+{
+  return rbuf_take (rb, n);
+}
+
 void
 proto_get_str (struct proto_rbuf *rb, char *out, size_t max)
 {

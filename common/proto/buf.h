@@ -46,6 +46,8 @@ extern uint16_t proto_get_u16 (struct proto_rbuf *rb);
 extern uint32_t proto_get_u32 (struct proto_rbuf *rb);
 extern uint64_t proto_get_u64 (struct proto_rbuf *rb);
 extern void proto_get_bytes (struct proto_rbuf *rb, void *out, size_t n);
+/* The next N bytes where they are (not copied), or NULL (error set). */
+extern const uint8_t *proto_get_ref (struct proto_rbuf *rb, size_t n);
 /* Reads a string into OUT (MAX + 1 bytes), NUL-terminated.  A length over
  * MAX or an embedded NUL sets -EBADMSG.
  */

@@ -678,6 +678,45 @@ struct proto_backup_chunk {
   const uint8_t *data; /* decode: points into the payload, not owned */
 };
 
+/* REPL_PULL (a standby MDS to the leader; docs/high-availability.md).
+ * Request.  Wire: after u64, have u32, max u32, wait_ms u32, name
+ * (string).  AFTER is the change sequence the standby has applied
+ * durably (which the leader takes as its acknowledgement); HAVE the
+ * bytes of batch AFTER + 1 it holds already (a batch larger than one
+ * reply comes in several); MAX the most data bytes wanted,
+ * 1..PROTO_REPL_CHUNK_MAX; WAIT_MS how long the leader may wait for a
+ * change, at most PROTO_REPL_WAIT_MAX_MS; NAME the standby's name, not
+ * empty.  Reply.  Wire: published u64, n u32, then N chunks: seq u64,
+ * total u32, offset u32, len u32, data[len].  A chunk is bytes
+ * [OFFSET, OFFSET + LEN) of the encoded changes of sequence SEQ (TOTAL
+ * bytes in all, catalog/changelog.c); chunks come in order, from
+ * sequence AFTER + 1 at offset HAVE on.  A standby out of the leader's
+ * window gets PROTO_ESTALE.
+ */
+#define PROTO_REPL_CHUNK_MAX (1024u * 1024)
+#define PROTO_REPL_WAIT_MAX_MS 10000
+#define PROTO_REPL_CHUNK_HEAD 20
+struct proto_repl_pull {
+  uint64_t after;
+  uint32_t have;
+  uint32_t max;
+  uint32_t wait_ms;
+  char name[PROTO_NAME_MAX + 1];
+};
+struct proto_repl_chunk {
+  uint64_t seq;
+  uint32_t total;
+  uint32_t offset;
+  uint32_t len;
+  const uint8_t *data; /* decode: points into the payload */
+};
+struct proto_repl_reply {
+  uint64_t published;
+  uint32_t n;
+  struct proto_repl_chunk *chunks; /* decode: allocated; free with
+                                      proto_repl_reply_free */
+};
+
 /* ---- Functions (common/proto/ in libcommon.la) ---- */
 
 /* Encode HDR (host order) into BUF, which must hold PROTO_HEADER_SIZE
@@ -839,6 +878,18 @@ extern void proto_encode_backup_chunk (const struct proto_backup_chunk *,
                                        struct proto_wbuf *);
 extern int proto_decode_backup_chunk (const void *, size_t,
                                       struct proto_backup_chunk *);
+extern void proto_encode_repl_pull (const struct proto_repl_pull *,
+                                    struct proto_wbuf *);
+extern int proto_decode_repl_pull (const void *, size_t,
+                                   struct proto_repl_pull *);
+/* The reply is encoded piecewise: the head, then each chunk. */
+extern void proto_encode_repl_reply_head (uint64_t published, uint32_t n,
+                                          struct proto_wbuf *);
+extern void proto_encode_repl_chunk (const struct proto_repl_chunk *,
+                                     struct proto_wbuf *);
+extern int proto_decode_repl_reply (const void *, size_t,
+                                    struct proto_repl_reply *);
+extern void proto_repl_reply_free (struct proto_repl_reply *);
 extern void proto_encode_map (const struct proto_map *, struct proto_wbuf *);
 extern int proto_decode_map (const void *, size_t, struct proto_map *);
 extern void proto_map_free (struct proto_map *);

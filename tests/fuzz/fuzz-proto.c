@@ -355,6 +355,49 @@ check_backup_chunk (const struct proto_backup_chunk *m)
 FLAT (backup_request, proto_backup_request)
 FLAT (backup_chunk, proto_backup_chunk)
 
+static void
+check_repl_pull (const struct proto_repl_pull *m)
+{
+  FUZZ_CHECK (m->max >= 1 && m->max <= PROTO_REPL_CHUNK_MAX &&
+                  m->wait_ms <= PROTO_REPL_WAIT_MAX_MS && m->name[0] != '\0',
+              "repl_pull: max %u wait %u", m->max, m->wait_ms);
+  check_str ("repl_pull name", m->name, PROTO_NAME_MAX);
+}
+FLAT (repl_pull, proto_repl_pull)
+
+/* REPL_PULL's reply: chunks inside their batches and the payload, in
+ * order; encoded back piecewise.
+ */
+static void
+fuzz_repl_reply (const uint8_t *p, size_t n)
+{
+  struct proto_repl_reply m;
+  struct proto_wbuf wb = { 0 };
+  uint32_t i;
+  int r;
+
+  memset (&m, POISON, sizeof m);
+  r = proto_decode_repl_reply (p, n, &m);
+  check_result ("repl_reply", r, 1);
+  if (r < 0)
+    return;
+  for (i = 0; i < m.n; i++) {
+    const struct proto_repl_chunk *c = &m.chunks[i];
+
+    FUZZ_CHECK (c->seq != 0 && c->offset <= c->total &&
+                    c->len <= c->total - c->offset,
+                "repl_reply: chunk %u: %u bytes at %u of %u", i, c->len,
+                c->offset, c->total);
+    FUZZ_CHECK (c->len == 0 || (c->data >= p && c->data + c->len <= p + n),
+                "repl_reply: chunk %u points outside the input", i);
+  }
+  proto_encode_repl_reply_head (m.published, m.n, &wb);
+  for (i = 0; i < m.n; i++)
+    proto_encode_repl_chunk (&m.chunks[i], &wb);
+  check_same ("repl_reply", &wb, p, n);
+  proto_repl_reply_free (&m);
+}
+
 /* The segment I/O head reads the first 48 bytes and ignores the rest
  * (the caller checks the length against the opcode).
  */
@@ -501,6 +544,8 @@ static const struct target targets[] = {
   { "describe_request", fuzz_describe_request },
   { "describe", fuzz_describe },
   { "tables", fuzz_tables },
+  { "repl_pull", fuzz_repl_pull },
+  { "repl_reply", fuzz_repl_reply },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 

@@ -837,6 +837,96 @@ END_TEST
 /* Random bytes into every decoder: never a crash (ASan/valgrind see the
  * rest).  The seed is printed and can be given in TESSERA_TEST_SEED.
  */
+/* REPL_PULL: request and reply round trips; malformed requests (MAX,
+ * WAIT_MS, empty name, short) and replies (a chunk past its batch or the
+ * payload, out of order, sequence 0, a count past the payload).
+ */
+START_TEST (test_repl_messages)
+{
+  static const uint8_t d1[5] = { 1, 2, 3, 4, 5 }, d2[3] = { 6, 7, 8 };
+  struct proto_repl_pull q = { 41, 0, PROTO_REPL_CHUNK_MAX, 1000, "b" }, q2;
+  struct proto_repl_chunk c[3] = {
+    { 42, 8, 3, 5, d1 }, /* the end of batch 42 */
+    { 43, 3, 0, 3, d2 }, /* all of batch 43 */
+    { 44, 9, 0, 3, d2 }, /* the start of batch 44 */
+  };
+  struct proto_repl_reply r;
+  struct proto_wbuf wb = { 0 };
+  uint8_t buf[256];
+  size_t len;
+  int i;
+
+  proto_encode_repl_pull (&q, &wb);
+  ck_assert_int_eq (proto_decode_repl_pull (wb.data, wb.len, &q2), 0);
+  ck_assert_uint_eq (q2.after, 41);
+  ck_assert_uint_eq (q2.max, PROTO_REPL_CHUNK_MAX);
+  ck_assert_str_eq (q2.name, "b");
+  ck_assert_int_eq (proto_decode_repl_pull (wb.data, wb.len - 1, &q2),
+                    -EBADMSG);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  for (i = 0; i < 3; i++) {
+    struct proto_repl_pull bad = q;
+
+    if (i == 0)
+      bad.max = 0;
+    else if (i == 1)
+      bad.wait_ms = PROTO_REPL_WAIT_MAX_MS + 1;
+    else
+      bad.name[0] = '\0';
+    proto_encode_repl_pull (&bad, &wb);
+    ck_assert_int_eq (proto_decode_repl_pull (wb.data, wb.len, &q2), -EBADMSG);
+    proto_wbuf_free (&wb);
+    memset (&wb, 0, sizeof wb);
+  }
+
+  proto_encode_repl_reply_head (44, 3, &wb);
+  for (i = 0; i < 3; i++)
+    proto_encode_repl_chunk (&c[i], &wb);
+  ck_assert_int_eq (proto_decode_repl_reply (wb.data, wb.len, &r), 0);
+  ck_assert_uint_eq (r.published, 44);
+  ck_assert_uint_eq (r.n, 3);
+  ck_assert_uint_eq (r.chunks[0].offset, 3);
+  ck_assert_mem_eq (r.chunks[0].data, d1, 5);
+  ck_assert_mem_eq (r.chunks[2].data, d2, 3);
+  proto_repl_reply_free (&r);
+  len = wb.len;
+  memcpy (buf, wb.data, len);
+  proto_wbuf_free (&wb);
+  memset (&wb, 0, sizeof wb);
+  ck_assert_int_eq (proto_decode_repl_reply (buf, len - 1, &r), -EBADMSG);
+  ck_assert_int_eq (proto_decode_repl_reply (buf, 11, &r), -EBADMSG);
+  buf[len] = 0;
+  ck_assert_int_eq (proto_decode_repl_reply (buf, len + 1, &r), -EBADMSG);
+  /* Each bad chunk list. */
+  for (i = 0; i < 5; i++) {
+    struct proto_repl_chunk b[2] = { c[1], c[2] };
+
+    if (i == 0)
+      b[0].len = 4; /* past its batch */
+    else if (i == 1)
+      b[1].seq = 45; /* skips a batch */
+    else if (i == 2)
+      b[0].seq = 0;
+    else if (i == 3)
+      b[1].offset = 1; /* a new batch not from its start */
+    else
+      b[0].total = 4; /* the next batch before this one is complete */
+    proto_encode_repl_reply_head (44, 2, &wb);
+    proto_encode_repl_chunk (&b[0], &wb);
+    proto_encode_repl_chunk (&b[1], &wb);
+    ck_assert_msg (proto_decode_repl_reply (wb.data, wb.len, &r) == -EBADMSG,
+                   "bad chunk list %d accepted", i);
+    proto_wbuf_free (&wb);
+    memset (&wb, 0, sizeof wb);
+  }
+  /* A count the payload cannot hold. */
+  proto_encode_repl_reply_head (44, 1000000, &wb);
+  ck_assert_int_eq (proto_decode_repl_reply (wb.data, wb.len, &r), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
 /* CATALOG_BACKUP: request and chunk round trips, and every malformed
  * form: MAX out of range, a short or long payload, a chunk whose data
  * overruns the copy or the payload, backup id 0.
@@ -1120,6 +1210,7 @@ proto_suite (void)
   tcase_add_test (tc, test_seg_io);
   tcase_add_test (tc, test_heartbeat_reply);
   tcase_add_test (tc, test_repair_messages);
+  tcase_add_test (tc, test_repl_messages);
   tcase_add_test (tc, test_backup_messages);
   tcase_add_test (tc, test_describe);
   tcase_add_test (tc, test_tables);

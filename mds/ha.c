@@ -1,0 +1,282 @@
+/* The MDS with standbys (--etcd; docs/high-availability.md): who may
+ * lead, taking over, and stepping down.
+ *
+ * Every MDS started with --etcd listens from the start, campaigns
+ * through mds/election.c when it may, and follows the leader otherwise
+ * (mds/standby.c).  Until it leads, loop.c answers every request after
+ * the handshake with PROTO_ENOTLEADER, naming the leader.
+ *
+ * Who may campaign is kept in etcd, in PREFIX/record: "leader=NAME",
+ * "sync=NAME" (the synchronous standby, empty if none) and "seq=N", one
+ * per line, written only by the leader under its leader key.  An MDS may
+ * campaign if it holds a catalog and the record names it as the
+ * synchronous standby, or names no synchronous standby and it as the
+ * leader, or does not exist yet (the first start of a cluster: start
+ * only the MDS made with --init with a catalog).  So a takeover never
+ * loses an acknowledged change: only the synchronous standby, which has
+ * every change the leader acted on (repl.c), or the leader itself after
+ * it went on alone, may lead next.
+ *
+ * Taking over runs on its own thread (TAKEOVER), not the election's,
+ * whose lease renewals must not wait: it stops following, sets up the
+ * replication window and the catalog's commit hook, does what a single
+ * MDS does at start (leases, placement index, repair), records itself as
+ * leader with no synchronous standby, and only then serves.  A deposed
+ * leader exits at once (EXIT_DEPOSED): it must never serve again
+ * without starting over, and a restarted MDS that is not named by the
+ * record takes a snapshot of the new leader's catalog.
+ */
+
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+
+#include "election.h"
+#include "internal.h"
+
+#define RECORD_KEY "record"
+/* The exit status of a deposed MDS (EX_TEMPFAIL: start it again). */
+#define EXIT_DEPOSED 75
+
+/* The value of line FIELD ("leader", "sync", "seq") of record KV into
+ * OUT (LEN bytes); "" if absent.
+ */
+static void
+record_field (const struct etcd_kv *kv, const char *field, char *out,
+              size_t len)
+{
+  size_t flen = strlen (field);
+  const char *p = kv->value, *end = kv->value + kv->len;
+
+  out[0] = '\0';
+  while (p < end) {
+    const char *nl = memchr (p, '\n', end - p);
+    size_t llen = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+    if (llen > flen && strncmp (p, field, flen) == 0 && p[flen] == '=') {
+      snprintf (out, len, "%.*s", (int)(llen - flen - 1), p + flen + 1);
+      return;
+    }
+    p += llen + 1;
+  }
+}
+
+/* election.c's question: may this MDS campaign, given the record? */
+static bool
+may_campaign (void *arg, const struct etcd_kv *rec)
+{
+  struct mds *mds = arg;
+  char leader[PROTO_NAME_MAX + 1], sync[PROTO_NAME_MAX + 1];
+  bool cat;
+
+  pthread_mutex_lock (&mds->lock);
+  cat = mds->cat != NULL;
+  pthread_mutex_unlock (&mds->lock);
+  if (!cat)
+    return false;
+  if (rec == NULL)
+    return true;
+  record_field (rec, "leader", leader, sizeof leader);
+  record_field (rec, "sync", sync, sizeof sync);
+  if (sync[0])
+    return strcmp (sync, mds->ha_name) == 0;
+  return strcmp (leader, mds->ha_name) == 0;
+}
+
+/* Write the record: this MDS leads at EPOCH, SYNC is its synchronous
+ * standby ("": none) from change SEQ.
+ */
+static int
+put_record (struct mds *mds, uint64_t epoch, const char *sync, uint64_t seq)
+{
+  char buf[3 * (PROTO_NAME_MAX + 32)];
+  int n;
+
+  n = snprintf (buf, sizeof buf, "leader=%s\nsync=%s\nseq=%" PRIu64 "\n",
+                mds->ha_name, sync, seq);
+  return election_put (mds->ha_election, epoch, RECORD_KEY, buf, (size_t)n);
+}
+
+/* repl.c's hook for naming the synchronous standby. */
+static int
+set_sync (void *arg, const char *name, uint64_t seq)
+{
+  struct mds *mds = arg;
+
+  return put_record (mds, __atomic_load_n (&mds->ha_epoch, __ATOMIC_SEQ_CST),
+                     name, seq);
+}
+
+static void
+on_elected (void *arg, uint64_t epoch)
+{
+  struct mds *mds = arg;
+
+  pthread_mutex_lock (&mds->lock);
+  mds->ha_elected = epoch;
+  pthread_cond_broadcast (&mds->ha_wake);
+  pthread_mutex_unlock (&mds->lock);
+}
+
+static void
+on_deposed (void *arg, const char *why)
+{
+  (void)arg;
+  log_error ("no longer the leader (%s): exiting; start this MDS again to "
+             "follow the new leader",
+             why);
+  _exit (EXIT_DEPOSED);
+}
+
+/* Become the leader at EPOCH.  Returns 0 or -errno (then this MDS
+ * exits: it cannot serve half set up).
+ */
+static int
+take_over (struct mds *mds, uint64_t epoch)
+{
+  uint64_t seq;
+  int r;
+
+  mds_standby_stop (mds->ha_standby);
+  mds->ha_standby = NULL;
+  r = catalog_change_seq (mds->cat, &seq);
+  if (r < 0)
+    return r;
+  r = mds_repl_new (seq, mds->ha_sync_timeout_ms, set_sync, mds, &mds->repl);
+  if (r < 0)
+    return r;
+  __atomic_store_n (&mds->ha_epoch, epoch, __ATOMIC_SEQ_CST);
+  catalog_set_commit_hook (mds->cat, mds_repl_commit, mds->repl);
+  r = mds_leases_recover (mds);
+  if (r == 0)
+    r = mds_index_build (mds);
+  if (r == 0)
+    r = put_record (mds, epoch, "", seq);
+  if (r == 0)
+    r = mds_repair_start (mds);
+  if (r < 0)
+    return r;
+  __atomic_store_n (&mds->ha_leading, true, __ATOMIC_SEQ_CST);
+  log_info ("leading at epoch %" PRIu64 " from change %" PRIu64, epoch, seq);
+  return 0;
+}
+
+static void *
+takeover_thread (void *arg)
+{
+  struct mds *mds = arg;
+  uint64_t epoch = 0;
+  int r;
+
+  log_set_thread_name ("takeover");
+  pthread_mutex_lock (&mds->lock);
+  while (mds->ha_elected == 0 && !mds->ha_stopping)
+    pthread_cond_wait (&mds->ha_wake, &mds->lock);
+  epoch = mds->ha_elected;
+  pthread_mutex_unlock (&mds->lock);
+  if (epoch == 0)
+    return NULL;
+  r = take_over (mds, epoch);
+  if (r < 0) {
+    log_error ("taking over as leader: %s: exiting", catalog_strerror (r));
+    _exit (EXIT_FAILURE);
+  }
+  return NULL;
+}
+
+int
+mds_ha_start (struct mds *mds, char *err, size_t errlen)
+{
+  struct election_config cfg = {
+    .etcd = { .endpoints = mds->ha_etcd,
+              .cacert = mds->ha_etcd_cacert,
+              .cert = mds->ha_etcd_cert,
+              .key = mds->ha_etcd_key },
+    .prefix = mds->ha_prefix,
+    .name = mds->ha_name,
+    .advertise = mds->ha_advertise,
+    .ttl_s = mds->ha_ttl_s,
+    .on_elected = on_elected,
+    .on_deposed = on_deposed,
+    .may_campaign = may_campaign,
+    .record_key = RECORD_KEY,
+    .arg = mds,
+  };
+  struct etcd_kv rec;
+  bool own;
+  int r;
+
+  pthread_cond_init (&mds->ha_wake, NULL);
+  r = election_start (&cfg, &mds->ha_election, err, errlen);
+  if (r < 0)
+    return r;
+  /* Is this MDS's catalog a prefix of the history?  Only if it may
+   * campaign; any other takes a snapshot of the leader's.
+   */
+  r = election_get (mds->ha_election, RECORD_KEY, &rec);
+  own = r >= 0 && may_campaign (mds, r > 0 ? &rec : NULL);
+  etcd_kv_clear (&rec);
+  r = mds_standby_start (mds, own, &mds->ha_standby);
+  if (r == 0)
+    r = -pthread_create (&mds->ha_takeover, NULL, takeover_thread, mds);
+  if (r < 0) {
+    snprintf (err, errlen, "cannot start a thread: %s", strerror (-r));
+    return r;
+  }
+  mds->ha_takeover_started = true;
+  return 0;
+}
+
+bool
+mds_ha_serving (struct mds *mds)
+{
+  if (mds->ha_etcd == NULL)
+    return true;
+  if (mds->ha_election == NULL)
+    return false;
+  return __atomic_load_n (&mds->ha_leading, __ATOMIC_SEQ_CST) &&
+         election_leading (mds->ha_election, NULL);
+}
+
+void
+mds_ha_leader (struct mds *mds, char *out, size_t len)
+{
+  struct election_leader l;
+
+  out[0] = '\0';
+  if (mds->ha_election == NULL)
+    return;
+  election_get_leader (mds->ha_election, &l);
+  if (l.epoch != 0 && strcmp (l.name, mds->ha_name) != 0)
+    snprintf (out, len, "%s", l.advertise);
+}
+
+void
+mds_ha_stop (struct mds *mds)
+{
+  if (mds->ha_election == NULL)
+    return;
+  pthread_mutex_lock (&mds->lock);
+  mds->ha_stopping = true;
+  pthread_cond_broadcast (&mds->ha_wake);
+  pthread_mutex_unlock (&mds->lock);
+  if (mds->ha_takeover_started)
+    pthread_join (mds->ha_takeover, NULL);
+  mds_standby_stop (mds->ha_standby);
+  mds->ha_standby = NULL;
+  mds_repl_stop (mds->repl);
+  /* Resign: the synchronous standby takes over without waiting out the
+   * lease.
+   */
+  election_stop (mds->ha_election);
+  mds->ha_election = NULL;
+}

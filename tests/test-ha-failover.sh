@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# A standby MDS elected through etcd (docs/high-availability.md): three
+# real etcd members, MDS a (the first, made with --init) and MDS b (an
+# empty directory: it takes a snapshot of a's catalog, then follows).
+# Catalog changes made on a are on b once b is the synchronous standby;
+# a standby answers ENOTLEADER naming the leader; kill -9 of the leader
+# makes b lead within the lease TTL plus 5 s with every acknowledged
+# change; a restarted a follows b (it takes a snapshot, never leads on
+# its own catalog); a clean stop of the leader hands over at once.
+source ./functions.sh
+set -e
+set -x
+
+requires_built
+requires etcd --version
+make_cluster_dir
+start_etcd 3
+TTL=4
+
+# start_ha_mds NAME [OPTIONS...]: MDS NAME on unix:$CLUSTER/mdsNAME.sock,
+# catalog in $CLUSTER/mdsNAME, log in $CLUSTER/mdsNAME.log.
+start_ha_mds ()
+{
+    local name="$1"
+    shift
+    rm -f "$CLUSTER/mds$name.pid"
+    "$TESSERA_MDS_BIN" --db "$CLUSTER/mds$name" -f -v \
+        --listen "unix:$CLUSTER/mds$name.sock" \
+        --advertise "unix:$CLUSTER/mds$name.sock" --name "$name" \
+        --etcd "$ETCD_ENDPOINTS" --etcd-prefix "/test-$$" --etcd-ttl $TTL \
+        --key-file "$CLUSTER/cluster.key" --sync-timeout 2 \
+        --lease-timeout 5 --down-timeout 3 \
+        -P "$CLUSTER/mds$name.pid" "$@" >>"$CLUSTER/mds$name.log" 2>&1 &
+    wait_for_pidfile "$CLUSTER/mds$name.pid" $!
+}
+
+# on NAME ARGS...: the CLI against MDS NAME only.
+on ()
+{
+    local name="$1"
+    shift
+    TESSERA_MDS="unix:$CLUSTER/mds$name.sock" tessera "$@"
+}
+
+# wait_log FILE PATTERN [SECONDS]: wait until FILE has a line matching
+# PATTERN.
+wait_log ()
+{
+    local i
+    for (( i = 0; i < ${3:-30} * 10; ++i )); do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$0: '$2' not in $1 after ${3:-30} s"
+    return 1
+}
+
+export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
+start_ha_mds a --init --segment-size 64K
+wait_log "$CLUSTER/mdsa.log" "leading at epoch"
+# Two storage servers, so that volumes can be created (they register
+# with a: what is tested here is the catalog).
+start_storesrv 1 --mds "unix:$CLUSTER/mdsa.sock"
+start_storesrv 2 --mds "unix:$CLUSTER/mdsa.sock"
+for (( i = 0; i < 100; ++i )); do
+    on a volume create v1 --size 64M --replicas 2 2>/dev/null && break
+    sleep 0.2
+done
+on a volume info v1
+
+start_ha_mds b
+wait_log "$CLUSTER/mdsa.log" "b is the synchronous standby"
+# A standby answers ENOTLEADER, naming the leader.
+out="$(on b volume list 2>&1 || :)"
+grep -q "not the leader; the leader is at unix:$CLUSTER/mdsa.sock" <<<"$out"
+
+# Changes acknowledged by the leader are on the synchronous standby.
+for i in 2 3 4 5; do
+    on a volume create "v$i" --size $(( i * 16 ))M --replicas 2
+done
+on a volume resize v2 256M
+on a volume delete v3
+on a --json volume list > "$CLUSTER/before.json"
+
+# The leader dies: b takes over within the TTL plus 5 s.
+t0="$(now)"
+stop_pidfile "$CLUSTER/mdsa.pid" KILL
+for (( i = 0; i < (TTL + 5) * 10; ++i )); do
+    on b volume list >/dev/null 2>&1 && break
+    sleep 0.1
+done
+took="$(elapsed "$t0")"
+on b --json volume list > "$CLUSTER/after.json"
+echo "ha-failover: b serves ${took} s after the leader's kill"
+$PYTHON - "$CLUSTER/before.json" "$CLUSTER/after.json" <<'PYEOF'
+import json, sys
+def vols(p):
+    v = json.load(open(p))
+    v = v.get("volumes", v) if isinstance(v, dict) else v
+    return sorted((x["name"], x["size"], x["replicas"]) for x in v)
+a, b = vols(sys.argv[1]), vols(sys.argv[2])
+print("before:", a)
+print("after: ", b)
+assert a == b, "the catalogs differ"
+assert [n for n, _, _ in a] == ["v1", "v2", "v4", "v5"]
+PYEOF
+# New changes on the new leader.
+on b volume resize v4 1G
+
+# The old leader comes back: it follows b (from a snapshot) and answers
+# ENOTLEADER; once it is the synchronous standby, b's clean stop hands
+# over to it at once, with v4 resized.
+start_ha_mds a
+wait_log "$CLUSTER/mdsa.log" "from a snapshot"
+wait_log "$CLUSTER/mdsb.log" "a is the synchronous standby"
+out="$(on a volume list 2>&1 || :)"
+grep -q "not the leader; the leader is at unix:$CLUSTER/mdsb.sock" <<<"$out"
+t0="$(now)"
+stop_pidfile "$CLUSTER/mdsb.pid"
+for (( i = 0; i < 50; ++i )); do
+    on a volume list >/dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "ha-failover: a serves $(elapsed "$t0") s after b's clean stop"
+on a --json volume list | grep -q 1073741824
