@@ -117,9 +117,29 @@ alloc_end (catalog *cat, MDB_txn *txn, struct alloc_batch *b)
   int r;
 
   if (b->have_ids) {
+    uint64_t reserved;
+
     r = catalog_counter_put (cat, txn, CATALOG_META_NEXT_SEGMENT, b->next_id);
     if (r < 0)
       return r;
+    /* Keep the reservation in the cluster tables half a reserve ahead
+     * of the ids given: a rebuild then starts past every id that may
+     * have been given, written or not.  Moving it changes the tables,
+     * which the MDS pushes to the storage servers within a second.
+     */
+    r = catalog_counter_get (cat, txn, CATALOG_META_SEGMENT_RESERVED,
+                             &reserved);
+    if (r < 0)
+      return r;
+    if (b->next_id + CATALOG_SEGMENT_ID_RESERVE / 2 > reserved &&
+        b->next_id <= UINT64_MAX - CATALOG_SEGMENT_ID_RESERVE) {
+      r = catalog_counter_put (cat, txn, CATALOG_META_SEGMENT_RESERVED,
+                               b->next_id + CATALOG_SEGMENT_ID_RESERVE);
+      if (r == 0)
+        r = catalog_tables_bump (cat, txn);
+      if (r < 0)
+        return r;
+    }
   }
   return catalog_counts_flush (cat, txn, &b->counts);
 }

@@ -133,6 +133,12 @@ struct catalog {
 #define CATALOG_META_NEXT_SERVER "next_server_id"
 #define CATALOG_META_NEXT_VOLUME "next_volume_id"
 #define CATALOG_META_NEXT_SEGMENT "next_segment_id"
+/* Segment ids below this one may have been given (alloc.c): the cluster
+ * tables carry it, so that a rebuild never gives an id twice, even one
+ * allocated and never written.
+ */
+#define CATALOG_META_SEGMENT_RESERVED "segment_id_reserved"
+#define CATALOG_SEGMENT_ID_RESERVE 65536
 #define CATALOG_META_CHANGE_SEQ "change_seq"
 #define CATALOG_META_TABLES_VERSION "tables_version" /* tables.c */
 

@@ -11,7 +11,10 @@
  * txn.c, which servers.c and volumes.c call);
  * epochs, clean epochs, segment counts and the counters moving on
  * allocation do not, since a rebuild raises those from what the
- * servers hold.
+ * servers hold; but the segment id reservation does (alloc.c: it moves
+ * once every CATALOG_SEGMENT_ID_RESERVE / 2 ids), and the tables carry
+ * it as next_segment, so that no id is given twice even if it was
+ * allocated and never written.
  *
  * The blob (big-endian, TABLES_HEAD bytes then the records):
  *   0 magic "TTBL" u32  4 format u32 (1)  8 version u64
@@ -196,7 +199,7 @@ catalog_tables_encode (catalog *cat, uint8_t **blob, size_t *len,
   CLEANUP_RTXN struct catalog_rtxn rt = { .cat = cat };
   struct catalog_cluster c;
   struct obuf b = { 0 };
-  uint64_t v, nv, ns, ng;
+  uint64_t v, nv, ns, ng, reserved;
   uint32_t nvol = 0, nsrv = 0;
   uint8_t *h;
   int r;
@@ -214,8 +217,16 @@ catalog_tables_encode (catalog *cat, uint8_t **blob, size_t *len,
     r = catalog_counter_get (cat, rt.txn, CATALOG_META_NEXT_SERVER, &ns);
   if (r == 0)
     r = catalog_counter_get (cat, rt.txn, CATALOG_META_NEXT_SEGMENT, &ng);
+  if (r == 0)
+    r = catalog_counter_get (cat, rt.txn, CATALOG_META_SEGMENT_RESERVED,
+                             &reserved);
   if (r < 0)
     return r;
+  /* The next segment id of the tables: past every id that may have been
+   * given (alloc.c keeps the reservation ahead of the counter).
+   */
+  if (reserved > ng)
+    ng = reserved;
   if (obuf_take (&b, TABLES_HEAD) == NULL)
     return b.err;
   r = encode_table (cat, rt.txn, cat->volumes, KEY_U64_LEN, each_volume, &b,

@@ -1962,9 +1962,15 @@ START_TEST (test_tables)
   vid = add_volume ("t", 8 * SEG_SIZE, 2);
   ck_assert_int_eq (catalog_tables_version (cat, &v1), 0);
   ck_assert_uint_eq (v1, v0 + 3);
-  /* Epochs, allocations and an unchanged registration: no change. */
+  /* Epochs, allocations and an unchanged registration: no change, but
+   * for the first allocation, which reserves 65536 segment ids.
+   */
   ck_assert_int_eq (catalog_volume_begin_epoch (cat, vid, NULL), 0);
   alloc_index (vid, 2);
+  ck_assert_int_eq (catalog_tables_version (cat, &v), 0);
+  ck_assert_uint_eq (v, v1 + 1);
+  v1 = v;
+  alloc_index (vid, 3);
   add_server (1);
   ck_assert_int_eq (catalog_tables_version (cat, &v), 0);
   ck_assert_uint_eq (v, v1);
@@ -1986,7 +1992,8 @@ START_TEST (test_tables)
   ck_assert_uint_eq (t.nservers, 2);
   ck_assert_uint_eq (t.servers[1].state, CATALOG_SERVER_DRAINING);
   ck_assert_str_eq (t.servers[0].zone, "z1");
-  ck_assert_uint_eq (t.next_segment, 2);
+  /* Past every id that may have been given: the reservation. */
+  ck_assert_uint_eq (t.next_segment, 2 + 65536);
   ck_assert_uint_eq (t.next_volume, 2);
   ck_assert_uint_eq (t.next_server, 3);
   /* Truncated, trailing bytes, a bad magic, a count beyond the bytes. */
@@ -2058,7 +2065,8 @@ START_TEST (test_tables)
     struct catalog_map_entry e = { .index = 5, .segment = g };
 
     ck_assert_int_eq (catalog_map_alloc (cat2, vid, &e, 1), 0);
-    ck_assert_uint_eq (e.segment.id, 12);
+    /* The tables' reservation (2 + 65536) is past the adopted 11. */
+    ck_assert_uint_eq (e.segment.id, 2 + 65536);
   }
   ck_assert_int_eq (catalog_tables_version (cat2, &v), 0);
   ck_assert_uint_gt (v, t.version);
