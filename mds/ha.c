@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 #include "log.h"
 
 #include "election.h"
@@ -156,6 +157,13 @@ take_over (struct mds *mds, uint64_t epoch)
     return r;
   __atomic_store_n (&mds->ha_epoch, epoch, __ATOMIC_SEQ_CST);
   catalog_set_commit_hook (mds->cat, mds_repl_commit, mds->repl);
+  /* Servers not heard from since the MDS started count as heard then
+   * (cluster.c): a new leader starts now, so that the servers the old
+   * one had up stay up until they have had the time to find it.
+   */
+  pthread_mutex_lock (&mds->lock);
+  mds->start_ns = monotonic_ns ();
+  pthread_mutex_unlock (&mds->lock);
   r = mds_leases_recover (mds);
   if (r == 0)
     r = mds_index_build (mds);
