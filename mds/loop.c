@@ -272,9 +272,15 @@ serve_one (struct mds *mds, struct mds_conn *conn)
   rep.status = PROTO_OK;
   r = dispatch (mds, conn, &hdr, payload, &rep);
   /* Nothing is said that rests on a change the synchronous standby
-   * lacks (repl.c).
+   * lacks (repl.c).  But for what standbys read: a REPL_PULL reply
+   * carries the very changes the standby acknowledges with its next
+   * pull (waiting for that would wait for itself until --sync-timeout),
+   * and a snapshot (CATALOG_BACKUP) is a copy no one acts on as the
+   * leader's word: a standby that takes one is bootstrapped anew by
+   * every new leader.
    */
-  mds_repl_barrier (mds);
+  if (hdr.opcode != PROTO_OP_REPL_PULL && hdr.opcode != PROTO_OP_CATALOG_BACKUP)
+    mds_repl_barrier (mds);
   if (mds->debug_requests)
     log_msg (LOG_LEVEL_DEBUG, "%s: %s tag %" PRIu64 ": %s%s%s", conn->peer,
              proto_opcode_name (hdr.opcode), hdr.tag,

@@ -279,7 +279,7 @@ peer = tw.handshake(s, key, tw.ROLE_CLI)
 assert peer["role"] == tw.ROLE_STORESRV, peer
 # SEG_READ (40) of 512 bytes of a segment no one wrote: served,
 # answered ENOENT (2: the server does not hold it).
-head = struct.pack(">QQQQII", 1 << 62 | 12345, 1, 1, 0, 0, 512)
+head = struct.pack(">QQQQIIQ", 1 << 62 | 12345, 1, 1, 0, 0, 512, 0)
 try:
     tw.call(s, 40, head, tag=7)
     raise AssertionError("SEG_READ of an absent segment succeeded")

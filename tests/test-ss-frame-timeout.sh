@@ -43,7 +43,7 @@ ENOENT = 2
 def read_zeros(s, tag):
     # SEG_READ of 512 bytes of a segment no one wrote: answered ENOENT
     # (the server does not hold it; the plugin then reads zeros).
-    head = struct.pack(">QQQQII", SEG, 1, 1, 0, 0, 512)
+    head = struct.pack(">QQQQIIQ", SEG, 1, 1, 0, 0, 512, 0)
     try:
         tw.call(s, OP_SEG_READ, head, tag=tag)
         raise AssertionError("SEG_READ of an absent segment succeeded")
@@ -57,7 +57,7 @@ def name(s):
 idle = authed()
 read_zeros(idle, 1)
 # Frames sent together are all answered.
-head = struct.pack(">QQQQII", SEG, 1, 1, 0, 0, 512)
+head = struct.pack(">QQQQIIQ", SEG, 1, 1, 0, 0, 512, 0)
 idle.sendall(b"".join(tw.frame(OP_SEG_READ, head, tag=t)
                       for t in range(10, 15)))
 tags = set()
@@ -70,9 +70,9 @@ stall_payload = authed()
 stall_header = authed()
 stalled = [stall_payload, stall_header]
 
-# A SEG_WRITE header announcing 40 + 1 MiB bytes, then 100 of them; and
+# A SEG_WRITE header announcing 48 + 1 MiB bytes, then 108 of them; and
 # 10 bytes of a header.
-io = struct.pack(">QQQQII", SEG, 1, 1, 0, 0, 1 << 20)
+io = struct.pack(">QQQQIIQ", SEG, 1, 1, 0, 0, 1 << 20, 0)
 frame = tw.frame(OP_SEG_WRITE, io + bytes(60), tag=2,
                  length=len(io) + (1 << 20))
 stall_payload.sendall(frame)
@@ -113,7 +113,7 @@ with open(log) as f:
 print("".join(lines))
 assert len(lines) == 2, lines
 assert any(name(stall_payload) + ": SEG_WRITE: frame incomplete" in l and
-           "(100 of 1048616 payload bytes)" in l for l in lines), lines
+           "(108 of 1048624 payload bytes)" in l for l in lines), lines
 assert any(name(stall_header) + ": frame incomplete" in l and
            "(10 of 24 header bytes)" in l for l in lines), lines
 for s in stalled + [idle]:
