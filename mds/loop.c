@@ -444,7 +444,7 @@ pending_header (struct pending *p)
 }
 
 /* HELLO on P: check the version, start the handshake and answer with
- * the MDS's role, the cluster uuid and the server's proof.  Returns 0,
+ * the MDS's role, the cluster uuid, its epoch and the server's proof.  Returns 0,
  * or -1 after an error reply.
  */
 static int
@@ -484,6 +484,8 @@ pending_hello (struct mds *mds, struct pending *p, const void *payload,
   reply.version = PROTO_VERSION;
   reply.role = PROTO_ROLE_MDS;
   memcpy (reply.uuid, mds->cluster.uuid, sizeof reply.uuid);
+  /* Storage servers apply heartbeat replies only from the newest. */
+  reply.mds_epoch = __atomic_load_n (&mds->ha_epoch, __ATOMIC_SEQ_CST);
   reply.auth_len = AUTH_SERVER_HELLO_LEN;
   proto_encode_hello (&reply, &wb);
   /* The reply fits in any socket buffer: a non-blocking send of it

@@ -2,9 +2,11 @@
  * SEG_PULL, SEG_LIST, SEG_HASH for a segment's last epoch, TABLES_PUT
  * and TABLES_GET, and SEG_DESCRIBE (rebuild.c).  Each call opens its own
  * connection (HELLO as
- * PROTO_ROLE_MDS with the cluster uuid, and AUTH with the cluster key),
+ * PROTO_ROLE_MDS with the cluster uuid and the MDS epoch, mds->ha_epoch,
+ * and AUTH with the cluster key),
  * makes one request and closes it, so callers on different threads never
- * share a socket.  Never called with mds->lock held: every call may block
+ * share a socket.  A server that has seen a newer leader's epoch refuses
+ * the handshake (-ESTALE): a deposed leader can command nothing there.  Never called with mds->lock held: every call may block
  * for its timeout.
  */
 
@@ -33,10 +35,12 @@
 #define AUTH_WARN_INTERVAL_NS UINT64_C (60000000000)
 
 /* Connect to the storage server at ADDR within TIMEOUT_MS and
- * authenticate, into *C.  Returns 0, or -errno with the reason in
- * ERRMSG (ERRLEN bytes).  A failed handshake (either side did not prove
- * the cluster key, or another protocol version) is also logged here, as
- * it means a misconfigured cluster, not a server that is down.
+ * authenticate, into *C, with this MDS's epoch in HELLO.  Returns 0, or
+ * -errno with the reason in ERRMSG (ERRLEN bytes).  A failed handshake
+ * (either side did not prove the cluster key, another protocol version,
+ * or -ESTALE: the server has seen a newer leader's epoch) is also logged
+ * here, as it means a misconfigured cluster or a deposed leader, not a
+ * server that is down.
  */
 static int
 srv_connect (struct mds *mds, const char *addr, int timeout_ms,
@@ -47,11 +51,14 @@ srv_connect (struct mds *mds, const char *addr, int timeout_ms,
   bool warn;
   int r;
 
-  r = proto_client_connect (addr, PROTO_ROLE_MDS, mds->cluster.uuid, timeout_ms,
-                            c, NULL, msg, sizeof msg);
+  /* The epoch lets storage servers refuse a deposed leader. */
+  r = proto_client_connect_mds (
+      addr, mds->cluster.uuid,
+      __atomic_load_n (&mds->ha_epoch, __ATOMIC_SEQ_CST), timeout_ms, c, NULL,
+      msg, sizeof msg);
   if (r == 0)
     return 0;
-  if (r != -EACCES && r != -EPROTO && r != -ENOKEY) {
+  if (r != -EACCES && r != -EPROTO && r != -ENOKEY && r != -ESTALE) {
     snprintf (errmsg, errlen, "%s", msg);
     return r;
   }

@@ -169,15 +169,21 @@ mds_delete_done (struct ss_loop *loop, struct ss_delete *d)
   free (ok);
 }
 
-/* Start the deletes the MDS client has queued, if any. */
+/* Start the deletes the MDS client has queued, if any, unless they came
+ * from an MDS older than the newest seen.
+ */
 void
 ss_mds_deletes_start (struct ss_loop *loop)
 {
-  uint64_t *ids;
+  uint64_t *ids, epoch;
   size_t n;
 
-  if (ss_mds_take_deletes (loop->ctx->mds, &ids, &n) < 0 || n == 0)
+  if (ss_mds_take_deletes (loop->ctx->mds, &ids, &n, &epoch) < 0 || n == 0)
     return;
+  if (ss_mds_epoch_stale (loop->ctx, epoch, "mds: heartbeat deletes")) {
+    free (ids);
+    return;
+  }
   if (n > UINT32_MAX || delete_start (loop, ids, n, NULL, mds_delete_done) < 0)
     log_warn ("mds: cannot delete %zu segments now: %s", n, strerror (ENOMEM));
   free (ids);

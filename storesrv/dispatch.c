@@ -75,8 +75,9 @@ STATIC_ASSERT ((int)SS_NR_OPS == (int)PROTO_NR_OPS_STORESRV,
 /* clang-format on */
 
 /* Hand a complete request to its opcode's handler: PROTO_EIO for all
- * but the handshake once the store failed, PROTO_ENOTSUP for an opcode
- * a storage server does not serve.  The caller reads on.
+ * but the handshake once the store failed, PROTO_ESTALE for all but the
+ * handshake from an MDS older than the newest seen (handshake.c),
+ * PROTO_ENOTSUP for an opcode a storage server does not serve.  The caller reads on.
  */
 void
 ss_req_dispatch (struct ss_loop *loop, struct ss_req *r)
@@ -89,6 +90,8 @@ ss_req_dispatch (struct ss_loop *loop, struct ss_req *r)
                r->hdr.flags, r->hdr.length);
   if (loop->failed && !h->handshake)
     ss_req_failed (loop, r);
+  else if (!h->handshake && !ss_mds_epoch_current (loop, r))
+    return; /* a deposed MDS leader: refused */
   else if (h->fn)
     h->fn (loop, r);
   else

@@ -9,6 +9,18 @@
  * makes the connection count against --max-connections
  * (ss_admit_authenticated); what an unauthenticated connection may cost
  * meanwhile is admit.c's business.
+ *
+ * Fencing a deposed MDS leader (docs/high-availability.md): an MDS's
+ * HELLO carries its epoch (0 without --etcd).  The server keeps the
+ * highest epoch claimed by a connection that then proved the cluster key
+ * (ctx->mds_epoch; never an unauthenticated claim, which anyone could
+ * make), durably in the index's meta database: AUTH refuses an MDS whose
+ * epoch is lower with PROTO_ESTALE, and accepts a higher one only once
+ * the index has committed it, so that after a restart the server still
+ * refuses the older leader.  Every later request on an MDS connection is
+ * checked again (ss_mds_epoch_current), since a newer leader may have
+ * spoken since its handshake; so are the deletes and fences of the MDS
+ * client's heartbeat replies (mds-client.c, ss_mds_epoch_stale).
  */
 
 #include <config.h>
@@ -115,6 +127,8 @@ ss_req_hello (struct ss_loop *loop, struct ss_req *r)
   }
   memcpy (reply.uuid, loop->store->uuid, 16);
   reply.incarnation = loop->ctx->incarnation;
+  /* Checked at AUTH, once the claim comes with a proof of the key. */
+  c->mds_epoch = h.mds_epoch;
   proto_encode_hello (&reply, &wb);
   if (wb.err) {
     proto_wbuf_free (&wb);
@@ -127,9 +141,162 @@ ss_req_hello (struct ss_loop *loop, struct ss_req *r)
   ss_req_reply (loop, r, wb.data, wb.len, wb.data);
 }
 
+/* The highest MDS epoch seen (any thread). */
+static uint64_t
+highest_of (const struct ss_ctx *ctx)
+{
+  return __atomic_load_n (&ctx->mds_epoch, __ATOMIC_SEQ_CST);
+}
+
+/* The same, from the ring thread. */
+static uint64_t
+highest (const struct ss_loop *loop)
+{
+  return highest_of (loop->ctx);
+}
+
+/* Load the highest MDS epoch the index holds.  Start-up, ring thread,
+ * before the index worker starts.  Returns 0 or -errno (logged).
+ */
+int
+ss_mds_epoch_load (struct ss_loop *loop, struct ss_index *idx)
+{
+  uint64_t epoch;
+  int r;
+
+  r = ss_index_get_mds_epoch (idx, &epoch);
+  if (r < 0) {
+    log_error ("index: reading the MDS epoch: %s", strerror (-r));
+    return r;
+  }
+  loop->mds_epoch_durable = epoch;
+  __atomic_store_n (&loop->ctx->mds_epoch, epoch, __ATOMIC_SEQ_CST);
+  if (epoch > 0)
+    log_info ("store: MDS epoch %" PRIu64 " (older ones are refused)", epoch);
+  return 0;
+}
+
+/* True if an MDS at EPOCH is older than the newest one CTX has seen,
+ * after logging that WHAT was refused.  Any thread.
+ */
+bool
+ss_mds_epoch_stale (struct ss_ctx *ctx, uint64_t epoch, const char *what)
+{
+  uint64_t h = highest_of (ctx);
+
+  if (epoch >= h)
+    return false;
+  log_warn ("%s refused: MDS epoch %" PRIu64 " is older than %" PRIu64
+            ": a newer leader exists",
+            what, epoch, h);
+  return true;
+}
+
+/* Refuse R (PROTO_ESTALE, closing its connection) if R's connection is
+ * an MDS whose epoch is older than the newest seen.  Returns true to go
+ * on.  Ring thread (dispatch.c, for every request after the handshake).
+ */
+bool
+ss_mds_epoch_current (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_conn *c = r->conn;
+  uint64_t h = highest (loop);
+
+  if (c->auth.crole != PROTO_ROLE_MDS || c->mds_epoch >= h)
+    return true;
+  ss_req_fatal (loop, r, PROTO_ESTALE,
+                "%s: MDS epoch %" PRIu64 " is older than %" PRIu64
+                ": a newer leader exists",
+                proto_opcode_name (r->hdr.opcode), c->mds_epoch, h);
+  return false;
+}
+
+/* Admit R's connection and answer its AUTH. */
+static void
+auth_accept (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_conn *c = r->conn;
+  const char *role = proto_role_name (c->auth.crole);
+
+  if (c->closing) {
+    ss_req_reply (loop, r, NULL, 0, NULL); /* frees R */
+    return;
+  }
+  if (ss_admit_authenticated (loop, c) < 0) {
+    ss_req_fatal (loop, r, PROTO_EAGAIN,
+                  "AUTH from a %s: too many connections "
+                  "(--max-connections %" PRIu32 ")",
+                  role, loop->ctx->max_conns);
+    return;
+  }
+  if (loop->ctx->debug_requests)
+    log_debug ("%s: authenticated a %s", c->peer, role);
+  ss_req_reply (loop, r, NULL, 0, NULL);
+}
+
+/* The index committed (or failed to commit) the epoch of R's MDS. */
+static void
+mds_epoch_recorded (struct ss_loop *loop, struct ss_index_op *iop)
+{
+  struct ss_req *r = SS_CONTAINER_OF (iop, struct ss_req, iop);
+  struct ss_conn *c = r->conn;
+
+  if (iop->err < 0) {
+    ss_req_fatal (loop, r, proto_status_from_errno (-iop->err),
+                  "AUTH: recording MDS epoch %" PRIu64 ": %s", iop->rec.epoch,
+                  strerror (-iop->err));
+    return;
+  }
+  if (iop->rec.epoch > loop->mds_epoch_durable)
+    loop->mds_epoch_durable = iop->rec.epoch;
+  /* A newer leader may have spoken while this one was recorded. */
+  if (c->mds_epoch < highest (loop)) {
+    ss_req_fatal (loop, r, PROTO_ESTALE,
+                  "AUTH: MDS epoch %" PRIu64 " is older than %" PRIu64
+                  ": a newer leader exists",
+                  c->mds_epoch, highest (loop));
+    return;
+  }
+  auth_accept (loop, r);
+}
+
+/* AUTH of an MDS (its proof checked): refuse an epoch older than the
+ * newest seen; raise the newest to a higher one at once, and answer once
+ * the index holds it.
+ */
+static void
+auth_mds (struct ss_loop *loop, struct ss_req *r)
+{
+  struct ss_conn *c = r->conn;
+  uint64_t h = highest (loop);
+
+  if (c->mds_epoch < h) {
+    ss_req_fatal (loop, r, PROTO_ESTALE,
+                  "AUTH: MDS epoch %" PRIu64 " is older than %" PRIu64
+                  ": a newer leader exists",
+                  c->mds_epoch, h);
+    return;
+  }
+  if (c->mds_epoch > h) {
+    __atomic_store_n (&loop->ctx->mds_epoch, c->mds_epoch, __ATOMIC_SEQ_CST);
+    log_info ("%s: MDS epoch %" PRIu64 " (was %" PRIu64
+              "): older ones are refused from now on",
+              c->peer, c->mds_epoch, h);
+  }
+  if (c->mds_epoch <= loop->mds_epoch_durable) {
+    auth_accept (loop, r);
+    return;
+  }
+  memset (&r->iop, 0, sizeof r->iop);
+  r->iop.type = SS_INDEX_MDS_EPOCH;
+  r->iop.rec.epoch = c->mds_epoch;
+  r->iop.done = mds_epoch_recorded;
+  ss_index_submit_op (loop, &r->iop);
+}
+
 /* AUTH: check the client's proof of the cluster key; on success the
  * connection may send requests (ss_admit_authenticated), else it is
- * closed.
+ * closed.  An MDS's epoch is checked, and recorded, first (auth_mds).
  */
 void
 ss_req_auth (struct ss_loop *loop, struct ss_req *r)
@@ -152,15 +319,8 @@ ss_req_auth (struct ss_loop *loop, struct ss_req *r)
                   role);
     return;
   }
-  e = ss_admit_authenticated (loop, c);
-  if (e < 0) {
-    ss_req_fatal (loop, r, PROTO_EAGAIN,
-                  "AUTH from a %s: too many connections "
-                  "(--max-connections %" PRIu32 ")",
-                  role, loop->ctx->max_conns);
-    return;
-  }
-  if (loop->ctx->debug_requests)
-    log_debug ("%s: authenticated a %s", c->peer, role);
-  ss_req_reply (loop, r, NULL, 0, NULL);
+  if (c->auth.crole == PROTO_ROLE_MDS)
+    auth_mds (loop, r);
+  else
+    auth_accept (loop, r);
 }

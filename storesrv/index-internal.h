@@ -22,6 +22,7 @@
 #define META_STORE "store"
 #define META_ID "id"
 #define META_TABLES "tables"
+#define META_MDS_EPOCH "mds_epoch"
 
 /* Lock order: LOCK is a leaf; nothing else is held while it is. */
 struct ss_index {

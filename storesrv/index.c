@@ -13,7 +13,9 @@
  * the same transaction, so it only ever grows and costs no extra sync;
  * and "tables" (version u64 BE, then the blob of TABLES_PUT): the
  * cluster tables the MDS keeps here, only ever replaced by a higher
- * version.
+ * version; and "mds_epoch" (u64 BE), the highest MDS epoch a connection
+ * has claimed after proving the cluster key, only ever raised
+ * (handshake.c refuses MDS connections below it).
  * An index without "meta" is not this store's (guard.c).
  * Every MDB_* name stays in this file.
  *
@@ -410,6 +412,19 @@ tables_put (struct ss_index *idx, MDB_txn *txn, const struct ss_index_op *op)
   return MDB_SUCCESS;
 }
 
+/* Raise the highest MDS epoch to EPOCH in TXN unless it is as high. */
+static int
+mds_epoch_put (struct ss_index *idx, MDB_txn *txn, uint64_t epoch)
+{
+  uint64_t old;
+  int rc;
+
+  rc = meta_get_u64 (idx, txn, META_MDS_EPOCH, &old);
+  if (rc != MDB_SUCCESS || old >= epoch)
+    return rc;
+  return meta_put_u64 (idx, txn, META_MDS_EPOCH, epoch);
+}
+
 /* Apply the ops from HEAD up to (not including) END in one write
  * transaction, which also raises the commit count.  Returns 0 or
  * -errno; on error nothing was committed.
@@ -453,6 +468,9 @@ commit_ops (struct ss_index *idx, struct ss_index_op *head,
       break;
     case SS_INDEX_TABLES:
       rc = tables_put (idx, txn, op);
+      break;
+    case SS_INDEX_MDS_EPOCH:
+      rc = mds_epoch_put (idx, txn, op->rec.epoch);
       break;
     case SS_INDEX_SYNC:
       break;
@@ -502,6 +520,9 @@ apply_batch (struct ss_index *idx, struct ss_index_op *batch)
       op->err = commit_ops (idx, op, op->next);
     if (op->err < 0 && op->type == SS_INDEX_TABLES)
       log_error ("index: tables version %" PRIu64 ": %s", op->tables_version,
+                 strerror (-op->err));
+    else if (op->err < 0 && op->type == SS_INDEX_MDS_EPOCH)
+      log_error ("index: MDS epoch %" PRIu64 ": %s", op->rec.epoch,
                  strerror (-op->err));
     else if (op->err < 0 && op->type == SS_INDEX_FENCE)
       log_error ("index: fence of volume %" PRIu64 ": %s", op->rec.volume,
@@ -649,6 +670,30 @@ ss_index_get_tables (struct ss_index *idx, uint64_t *version, uint8_t **blob,
   if (r < 0)
     return r;
   return mdb_to_errno (rc, "tables");
+}
+
+/* Read the highest MDS epoch stored (0 if none) into *EPOCH.
+ * Start-up only, before ss_index_start.  Returns 0, -EIO (not 8 bytes)
+ * or -errno.
+ */
+int
+ss_index_get_mds_epoch (struct ss_index *idx, uint64_t *epoch)
+{
+  MDB_txn *txn = NULL;
+  int rc;
+
+  assert (!idx->started);
+  *epoch = 0;
+  if (!idx->has_meta)
+    return 0;
+  rc = mdb_txn_begin (idx->env, NULL, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = meta_get_u64 (idx, txn, META_MDS_EPOCH, epoch);
+  if (txn)
+    mdb_txn_abort (txn);
+  if (rc == MDB_CORRUPTED)
+    return -EIO;
+  return mdb_to_errno (rc, "MDS epoch");
 }
 
 /* Write the index's identity (store UUID, index id ID) durably,

@@ -126,6 +126,11 @@ struct ss_ctx {
   int exit_status;   /* set with __atomic: EXIT_FAILURE after a fatal
                          * error found by another thread */
   bool store_failed; /* set with __atomic by ss_store_fail: no marker */
+  /* The highest MDS epoch a connection has claimed after proving the
+   * cluster key (handshake.c): written by the ring thread, read with
+   * __atomic by the MDS client.  Only ever grows.
+   */
+  uint64_t mds_epoch;
 
   struct ss_store *store;
   struct ss_index *index;
@@ -225,12 +230,13 @@ extern int ss_index_rec_decode (const void *key, size_t keylen, const void *val,
                                 size_t vallen, struct ss_index_rec *rec);
 
 enum ss_index_op_type {
-  SS_INDEX_PUT,    /* insert or replace REC */
-  SS_INDEX_DEL,    /* remove REC.segment (absent: success) */
-  SS_INDEX_SYNC,   /* completes once every earlier op has committed */
-  SS_INDEX_FENCE,  /* raise REC.volume's fence to REC.epoch (never lowers) */
-  SS_INDEX_UNGONE, /* forget REC.segment's tombstone */
-  SS_INDEX_TABLES, /* store TABLES_* unless the stored version is as high */
+  SS_INDEX_PUT,       /* insert or replace REC */
+  SS_INDEX_DEL,       /* remove REC.segment (absent: success) */
+  SS_INDEX_SYNC,      /* completes once every earlier op has committed */
+  SS_INDEX_FENCE,     /* raise REC.volume's fence to REC.epoch (never lowers) */
+  SS_INDEX_UNGONE,    /* forget REC.segment's tombstone */
+  SS_INDEX_TABLES,    /* store TABLES_* unless the stored version is as high */
+  SS_INDEX_MDS_EPOCH, /* raise the highest MDS epoch to REC.epoch */
 };
 
 /* An index update, embedded in its owner.  The ring thread fills TYPE,
@@ -271,6 +277,7 @@ extern int ss_index_set_ident (struct ss_index *idx, const uint8_t uuid[16],
                                uint64_t id);
 extern int ss_index_get_tables (struct ss_index *idx, uint64_t *version,
                                 uint8_t **blob, uint32_t *len);
+extern int ss_index_get_mds_epoch (struct ss_index *idx, uint64_t *epoch);
 extern uint64_t ss_index_seq (const struct ss_index *idx);
 extern int ss_index_start (struct ss_index *idx);
 extern int ss_index_eventfd (const struct ss_index *idx);
@@ -292,9 +299,10 @@ extern int ss_mds_wait_registered (struct ss_mds *m, const sigset_t *sigs,
                                    struct proto_register_reply *reply);
 extern void ss_mds_store_ready (struct ss_mds *m);
 extern int ss_mds_eventfd (const struct ss_mds *m);
-extern int ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n);
+extern int ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n,
+                                uint64_t *epoch);
 extern void ss_mds_take_fences (struct ss_mds *m, struct proto_fence **fences,
-                                size_t *n);
+                                size_t *n, uint64_t *epoch);
 extern void ss_mds_deleted (struct ss_mds *m, const uint64_t *ids, size_t n);
 extern void ss_mds_free (struct ss_mds *m);
 
@@ -443,6 +451,11 @@ struct ss_loop {
   uint64_t tables_version;
   uint8_t *tables_blob; /* owned; NULL when empty */
   uint32_t tables_len;
+
+  /* The highest MDS epoch the index holds (handshake.c): ctx->mds_epoch
+   * once the update that raised it committed.
+   */
+  uint64_t mds_epoch_durable;
 
   /* Writes and trims with data I/O issued, oldest first (fences.c). */
   struct ss_req *writes_head, *writes_tail;
@@ -628,6 +641,8 @@ struct ss_conn {
   uint64_t progress_ms; /* loop->now_ms when its last bytes came */
   /* The handshake's state (SS_CONN_AUTH). */
   struct auth_server auth;
+  /* An MDS's (AUTH.crole): the epoch its HELLO claimed (handshake.c). */
+  uint64_t mds_epoch;
   bool closing;          /* shut down: no more reads or replies */
   bool close_after_send; /* a fatal error reply is queued */
   bool paused;           /* at a bound: reading waits for replies */
@@ -687,6 +702,10 @@ extern bool ss_handshake_order (struct ss_loop *loop, struct ss_conn *c,
                                 struct ss_req *r);
 extern void ss_req_hello (struct ss_loop *loop, struct ss_req *r);
 extern void ss_req_auth (struct ss_loop *loop, struct ss_req *r);
+extern int ss_mds_epoch_load (struct ss_loop *loop, struct ss_index *idx);
+extern bool ss_mds_epoch_current (struct ss_loop *loop, struct ss_req *r);
+extern bool ss_mds_epoch_stale (struct ss_ctx *ctx, uint64_t epoch,
+                                const char *what);
 
 /* ---- segments.c ---- */
 

@@ -287,6 +287,9 @@ load_store (struct ss_ctx *ctx)
   r = ss_tables_load (ctx->loop, ctx->index);
   if (r < 0)
     return r;
+  r = ss_mds_epoch_load (ctx->loop, ctx->index);
+  if (r < 0)
+    return r;
   return ss_fences_load (ctx->loop, ctx->index);
 }
 

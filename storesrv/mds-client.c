@@ -13,6 +13,16 @@
  * standby's PROTO_ENOTLEADER answer sends the thread on to the next
  * address (the leader it names first) at once; a whole pass that met
  * only standbys or failures waits RETRY_MS, as one failure does.
+ *
+ * A heartbeat reply is a command (delete these segments, raise these
+ * fences): it is applied only if the MDS's epoch, from its HELLO reply,
+ * is as high as the highest this server has seen (handshake.c).  An
+ * older MDS's reply is dropped, and the thread goes on to the next
+ * address as it does after a standby's answer.  The queued deletes and
+ * fences carry the lowest epoch they came from, and the ring thread
+ * checks it again when it takes them, in case a newer leader spoke in
+ * between.  This thread never raises the highest epoch itself: only a
+ * connection that an MDS opened to this server does.
  */
 
 #include <config.h>
@@ -60,6 +70,8 @@ struct ss_mds {
   size_t ndeleted, deleted_cap;
   struct proto_fence *fences; /* under LOCK: to apply (ring thread takes) */
   size_t nfences, fences_cap;
+  /* under LOCK: the lowest MDS epoch that queued TODO, FENCES */
+  uint64_t todo_epoch, fences_epoch;
 
   /* MDS thread only. */
   struct addrlist addrs; /* ctx->mds_addr; current: the one to use */
@@ -67,6 +79,7 @@ struct ss_mds {
   size_t standbys;       /* standbys met since the last registration */
   bool retry_now;        /* a standby answered: try the next at once */
   struct proto_client *client;
+  uint64_t peer_epoch; /* the connected MDS's epoch (its HELLO reply) */
   uint32_t server_id;
   uint32_t heartbeat_ms;
   bool logged_up;
@@ -406,6 +419,15 @@ mds_heartbeat (struct ss_mds *m)
     note_down (m, "heartbeat", current_addr (m), r, "malformed reply");
     return r;
   }
+  if ((list.n > 0 || list.nfences > 0) &&
+      ss_mds_epoch_stale (m->ctx, m->peer_epoch, "mds: heartbeat reply")) {
+    /* A deposed leader: try the others. */
+    proto_heartbeat_reply_free (&list);
+    proto_client_close (m->client);
+    m->client = NULL;
+    addrlist_next (&m->addrs, NULL);
+    return -ESTALE;
+  }
   if (m->ctx->debug_mds)
     log_debug ("mds: heartbeat: used %" PRIu64 ", reported %" PRIu32
                " deleted, %" PRIu32 " to delete, %" PRIu32 " fences",
@@ -419,11 +441,17 @@ mds_heartbeat (struct ss_mds *m)
       m->ndeleted -= hb.n;
     }
     if (list.n > 0 && ids_append (&m->todo, &m->ntodo, &m->todo_cap,
-                                  list.segments, list.n) == 0)
+                                  list.segments, list.n) == 0) {
       queued = true; /* else the MDS asks again */
+      if (m->ntodo == list.n || m->peer_epoch < m->todo_epoch)
+        m->todo_epoch = m->peer_epoch;
+    }
     if (list.nfences > 0) {
-      if (fences_append (m, list.fences, list.nfences) == 0)
+      if (fences_append (m, list.fences, list.nfences) == 0) {
         queued = true;
+        if (m->nfences == list.nfences || m->peer_epoch < m->fences_epoch)
+          m->fences_epoch = m->peer_epoch;
+      }
       else
         log_warn ("mds: %s: %" PRIu32 " fences dropped", strerror (ENOMEM),
                   list.nfences);
@@ -458,6 +486,7 @@ connect_one (struct ss_mds *m, const char *addr, char *errmsg, size_t errlen)
     m->client = NULL;
     return -EPROTO;
   }
+  m->peer_epoch = peer.mds_epoch;
   return 0;
 }
 
@@ -620,25 +649,33 @@ ss_mds_eventfd (const struct ss_mds *m)
   return m->efd;
 }
 
-/* Take the queued deletes (ring thread): *IDS (caller frees) and *N. */
+/* Take the queued deletes (ring thread): *IDS (caller frees), *N and
+ * the lowest MDS epoch they came from, *EPOCH.
+ */
 int
-ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n)
+ss_mds_take_deletes (struct ss_mds *m, uint64_t **ids, size_t *n,
+                     uint64_t *epoch)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
   *ids = m->todo;
   *n = m->ntodo;
+  *epoch = m->todo_epoch;
   m->todo = NULL;
   m->ntodo = m->todo_cap = 0;
   return 0;
 }
 
-/* Take the queued fences (ring thread): *FENCES (caller frees) and *N. */
+/* Take the queued fences (ring thread): *FENCES (caller frees), *N and
+ * the lowest MDS epoch they came from, *EPOCH.
+ */
 void
-ss_mds_take_fences (struct ss_mds *m, struct proto_fence **fences, size_t *n)
+ss_mds_take_fences (struct ss_mds *m, struct proto_fence **fences, size_t *n,
+                    uint64_t *epoch)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&m->lock);
   *fences = m->fences;
   *n = m->nfences;
+  *epoch = m->fences_epoch;
   m->fences = NULL;
   m->nfences = m->fences_cap = 0;
 }

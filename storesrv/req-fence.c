@@ -115,15 +115,19 @@ mds_fence_recorded (struct ss_loop *loop, struct ss_index_op *iop)
 }
 
 /* Apply the fences the MDS client has queued: in memory at once, then in
- * the index.  Ring thread.
+ * the index; none if they came from an MDS older than the newest seen.
+ * Ring thread.
  */
 void
 ss_mds_fences_apply (struct ss_loop *loop)
 {
   struct proto_fence *fences;
+  uint64_t epoch;
   size_t n, i;
 
-  ss_mds_take_fences (loop->ctx->mds, &fences, &n);
+  ss_mds_take_fences (loop->ctx->mds, &fences, &n, &epoch);
+  if (n > 0 && ss_mds_epoch_stale (loop->ctx, epoch, "mds: heartbeat fences"))
+    n = 0; /* the new leader sends its own */
   for (i = 0; i < n; i++) {
     struct mds_fence *mf = NULL;
     int e = ss_fence_raise (loop, fences[i].volume, fences[i].epoch);

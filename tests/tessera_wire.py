@@ -50,6 +50,7 @@ ROLE_MDS = 4
 OK = 0
 EACCES = 18
 EPROTO = 14
+ESTALE = 13
 EBADMSG = 12
 ENOTLEADER = 20
 
@@ -82,16 +83,22 @@ def frame(op, payload=b"", flags=0, status=0, tag=0, magic=MAGIC,
 
 
 def hello_payload(role, auth=b"", uuid=bytes(16), version=VERSION,
-                  incarnation=0):
-    return struct.pack(">II16sQHH", version, role, uuid, incarnation,
+                  incarnation=0, mds_epoch=0):
+    """HELLO's payload.  One u64 field is a storage server's
+    INCARNATION or an MDS's MDS_EPOCH, picked by ROLE."""
+    stamp = mds_epoch if role == ROLE_MDS else incarnation
+    return struct.pack(">II16sQHH", version, role, uuid, stamp,
                        len(auth), 0) + auth
 
 
 def decode_hello(p):
-    version, role, uuid, incarnation, auth_len, _ = struct.unpack(
+    version, role, uuid, stamp, auth_len, _ = struct.unpack(
         ">II16sQHH", p[:36])
+    mds = role == ROLE_MDS
     return {"version": version, "role": role, "uuid": uuid,
-            "incarnation": incarnation, "auth": p[36:36 + auth_len]}
+            "incarnation": 0 if mds else stamp,
+            "mds_epoch": stamp if mds else 0,
+            "auth": p[36:36 + auth_len]}
 
 
 def connect(addr, timeout=10):
@@ -182,12 +189,14 @@ def proof(key, side, cnonce, snonce, crole, srole):
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
-def handshake(s, key, role, uuid=bytes(16)):
-    """HELLO and AUTH as ROLE; returns the server's HELLO (a dict).
-    Raises ProtoError if refused, ValueError if the server's proof is
-    wrong."""
+def handshake(s, key, role, uuid=bytes(16), mds_epoch=0):
+    """HELLO and AUTH as ROLE (an MDS at MDS_EPOCH); returns the
+    server's HELLO (a dict).  Raises ProtoError if refused, ValueError if
+    the server's proof is wrong."""
     cnonce = os.urandom(NONCE)
-    peer = decode_hello(call(s, OP_HELLO, hello_payload(role, cnonce, uuid)))
+    peer = decode_hello(call(s, OP_HELLO,
+                             hello_payload(role, cnonce, uuid,
+                                           mds_epoch=mds_epoch)))
     auth = peer["auth"]
     if len(auth) != NONCE + MAC:
         raise ValueError("server sent no proof")

@@ -177,12 +177,15 @@ handshake_call (int fd, uint8_t opcode, const void *payload, uint32_t len,
   return 0;
 }
 
-int
-proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
-                 struct proto_hello *peer, char *errmsg, size_t errlen)
+/* proto_handshake, sending MDS_EPOCH in HELLO (role MDS only). */
+static int
+handshake (int fd, uint32_t role, const uint8_t *uuid, uint64_t mds_epoch,
+           struct proto_hello *peer, char *errmsg, size_t errlen)
 {
   const struct auth_key *key = auth_key_current ();
-  struct proto_hello hello = { .version = PROTO_VERSION, .role = role };
+  struct proto_hello hello = { .version = PROTO_VERSION,
+                               .role = role,
+                               .mds_epoch = mds_epoch };
   struct proto_hello reply;
   struct auth_client ac;
   uint8_t proof[AUTH_MAC_SIZE];
@@ -259,6 +262,13 @@ proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
 }
 
 int
+proto_handshake (int fd, uint32_t role, const uint8_t *uuid,
+                 struct proto_hello *peer, char *errmsg, size_t errlen)
+{
+  return handshake (fd, role, uuid, 0, peer, errmsg, errlen);
+}
+
+int
 proto_connect (const char *addr, int timeout_ms, char *errmsg, size_t errlen)
 {
   int fd = sock_connect (addr, timeout_ms);
@@ -280,10 +290,11 @@ proto_accepted (int fd, int timeout_ms, const char *peer)
   return fd;
 }
 
-int
-proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
-                      int timeout_ms, struct proto_client **out,
-                      struct proto_hello *peer, char *errmsg, size_t errlen)
+/* proto_client_connect, sending MDS_EPOCH in HELLO (role MDS only). */
+static int
+client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
+                uint64_t mds_epoch, int timeout_ms, struct proto_client **out,
+                struct proto_hello *peer, char *errmsg, size_t errlen)
 {
   struct proto_client *c;
   char dummy[1];
@@ -314,13 +325,32 @@ proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
   c->fd = fd;
   c->next_tag = 1;
 
-  r = proto_handshake (fd, role, uuid, peer, errmsg, errlen);
+  r = handshake (fd, role, uuid, mds_epoch, peer, errmsg, errlen);
   if (r < 0) {
     proto_client_close (c);
     return r;
   }
   *out = c;
   return 0;
+}
+
+int
+proto_client_connect (const char *addr, uint32_t role, const uint8_t *uuid,
+                      int timeout_ms, struct proto_client **out,
+                      struct proto_hello *peer, char *errmsg, size_t errlen)
+{
+  return client_connect (addr, role, uuid, 0, timeout_ms, out, peer, errmsg,
+                         errlen);
+}
+
+int
+proto_client_connect_mds (const char *addr, const uint8_t *uuid,
+                          uint64_t mds_epoch, int timeout_ms,
+                          struct proto_client **out, struct proto_hello *peer,
+                          char *errmsg, size_t errlen)
+{
+  return client_connect (addr, PROTO_ROLE_MDS, uuid, mds_epoch, timeout_ms, out,
+                         peer, errmsg, errlen);
 }
 
 void

@@ -81,6 +81,16 @@ extern int proto_client_connect (const char *addr, uint32_t role,
                                  struct proto_client **out,
                                  struct proto_hello *peer, char *errmsg,
                                  size_t errlen);
+/* proto_client_connect as an MDS (PROTO_ROLE_MDS) whose HELLO carries
+ * MDS_EPOCH: the epoch it leads at, 0 for an MDS without --etcd.  A
+ * storage server refuses it with -ESTALE (PROTO_ESTALE, a message naming
+ * both epochs) if it has seen a higher epoch.
+ */
+extern int proto_client_connect_mds (const char *addr, const uint8_t *uuid,
+                                     uint64_t mds_epoch, int timeout_ms,
+                                     struct proto_client **out,
+                                     struct proto_hello *peer, char *errmsg,
+                                     size_t errlen);
 /* Close and free (accepts NULL). */
 extern void proto_client_close (struct proto_client *c);
 /* The address it was connected to. */

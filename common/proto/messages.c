@@ -117,7 +117,8 @@ proto_encode_hello (const struct proto_hello *m, struct proto_wbuf *wb)
   proto_put_u32 (wb, m->version);
   proto_put_u32 (wb, m->role);
   proto_put_bytes (wb, m->uuid, 16);
-  proto_put_u64 (wb, m->incarnation);
+  /* One field: the storage server's incarnation or the MDS's epoch. */
+  proto_put_u64 (wb, m->role == PROTO_ROLE_MDS ? m->mds_epoch : m->incarnation);
   proto_put_u16 (wb, m->auth_len);
   proto_put_u16 (wb, 0);
   proto_put_bytes (wb, m->auth,
@@ -135,7 +136,10 @@ proto_decode_hello (const void *p, size_t len, struct proto_hello *m)
   m->version = proto_get_u32 (&rb);
   m->role = proto_get_u32 (&rb);
   proto_get_bytes (&rb, m->uuid, 16);
-  m->incarnation = proto_get_u64 (&rb);
+  if (m->role == PROTO_ROLE_MDS)
+    m->mds_epoch = proto_get_u64 (&rb);
+  else
+    m->incarnation = proto_get_u64 (&rb);
   m->auth_len = proto_get_u16 (&rb);
   if (proto_get_u16 (&rb) != 0 || m->auth_len > PROTO_AUTH_MAX)
     return -EBADMSG;

@@ -180,18 +180,26 @@ enum {
 /* ---- Message payloads (host order) ---- */
 
 /* HELLO, both directions.  Wire: version u32, role u32, uuid[16],
- * incarnation u64, auth_len u16, reserved u16 (zero), auth[auth_len].
+ * stamp u64, auth_len u16, reserved u16 (zero), auth[auth_len].
  * AUTH: a request whose payload is the client's proof, an empty reply
- * (auth.h).  A storage server's HELLO reply carries its INCARNATION: a
- * random non-zero number drawn at every start of the process, so that a
- * client can tell that the server restarted (and may have lost writes
- * it had not yet made durable) even when it reconnects at once.
+ * (auth.h).  STAMP is INCARNATION when the sender's role is a storage
+ * server, MDS_EPOCH when it is an MDS, and zero from everyone else: the
+ * codec picks the field by ROLE.  A storage server's HELLO reply carries
+ * its INCARNATION: a random non-zero number drawn at every start of the
+ * process, so that a client can tell that the server restarted (and may
+ * have lost writes it had not yet made durable) even when it reconnects
+ * at once.  An MDS sends its MDS_EPOCH, as a client of storage servers
+ * and in its replies: the create revision of the etcd leader key it
+ * leads under (docs/high-availability.md), 0 without --etcd or while
+ * not leading.  Storage servers refuse commands from an MDS whose epoch
+ * is below the highest they have seen.
  */
 struct proto_hello {
   uint32_t version;
   uint32_t role;
   uint8_t uuid[16];     /* sender: storage server or cluster uuid; else zero */
   uint64_t incarnation; /* storage server: this start of it; else zero */
+  uint64_t mds_epoch;   /* MDS: the epoch it leads at, or 0; else zero */
   uint16_t auth_len;
   uint8_t auth[PROTO_AUTH_MAX];
 };

@@ -224,6 +224,38 @@ START_TEST (test_hello)
 }
 END_TEST
 
+/* An MDS's HELLO carries its epoch where a storage server's carries its
+ * incarnation (bytes 24-31); other roles' epochs are not sent.
+ */
+START_TEST (test_hello_mds_epoch)
+{
+  static const uint8_t epoch_be[8] = { 0, 0, 0, 0, 0, 0, 0x12, 0x34 };
+  struct proto_hello in = {
+    .version = 3, .role = PROTO_ROLE_MDS, .incarnation = 99, .mds_epoch = 0x1234
+  };
+  struct proto_hello out;
+  struct proto_wbuf wb = { 0 };
+
+  proto_encode_hello (&in, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  ck_assert_uint_eq (wb.len, 36);
+  ck_assert_mem_eq (wb.data + 24, epoch_be, 8);
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.role, PROTO_ROLE_MDS);
+  ck_assert_uint_eq (out.mds_epoch, 0x1234);
+  ck_assert_uint_eq (out.incarnation, 0);
+  proto_wbuf_free (&wb);
+
+  in.role = PROTO_ROLE_STORESRV;
+  proto_encode_hello (&in, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  ck_assert_int_eq (proto_decode_hello (wb.data, wb.len, &out), 0);
+  ck_assert_uint_eq (out.incarnation, 99);
+  ck_assert_uint_eq (out.mds_epoch, 0);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
 START_TEST (test_register)
 {
   struct proto_register in = { .segment_size = 4 << 20,
@@ -1197,6 +1229,7 @@ proto_suite (void)
 
   tc = tcase_create ("messages");
   tcase_add_test (tc, test_hello);
+  tcase_add_test (tc, test_hello_mds_epoch);
   tcase_add_test (tc, test_register);
   tcase_add_test (tc, test_string_too_long);
   tcase_add_test (tc, test_open_token);
