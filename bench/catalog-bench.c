@@ -3,18 +3,21 @@
  *   catalog-bench DIR NSEGMENTS [SECONDS]
  *
  * In an empty directory DIR (created; removed by the caller), creates a
- * cluster (64 KiB segments), 3 servers and one 2-replica volume large
- * enough for NSEGMENTS segments, then measures:
+ * cluster (64 KiB segments), 3 servers and one 2-replica volume, fills
+ * the catalog with NSEGMENTS segments in batches of 1024 (reported as
+ * prefill-1024, from 0 to NSEGMENTS), then measures at that size:
  *   alloc-1      catalog_map_alloc of 1 segment per call from one thread
  *                (one synced transaction each: what a first write to a
  *                hole costs), for at most SECONDS or 2000 calls (or a
- *                quarter of NSEGMENTS);
+ *                quarter of NSEGMENTS, at least 100);
  *   alloc-1x64   the same from 64 threads at once, for at most SECONDS
- *                or 64000 calls (or a quarter of NSEGMENTS): the calls
- *                meet in the catalog's group commit, as concurrent
- *                MAP_ALLOCs of the MDS's connection threads do;
+ *                or 64000 calls (or a quarter of NSEGMENTS, at least
+ *                6400): the calls meet in the catalog's group commit,
+ *                as concurrent MAP_ALLOCs of the MDS's connection
+ *                threads do;
  *   alloc-1024   catalog_map_alloc of 1024 segments per call (a MAP_ALLOC
- *                batch), until NSEGMENTS are allocated;
+ *                batch), for at most SECONDS or a quarter of NSEGMENTS
+ *                (at least 16 batches);
  *   map_get-1    catalog_map_get of one random index, for SECONDS;
  *   map_get-1x2  the same from 2 threads at once (the MDS serves MAP_GET
  *                of several connections in parallel);
@@ -22,7 +25,11 @@
  *   segment_get  catalog_segment_get of a random segment id;
  * and prints one line per measure (operations/s, segments/s, and the
  * process's CPU time per operation, the steadier figure on a busy
- * machine) and the catalog's size on disk.  SECONDS defaults to 3.
+ * machine) and the catalog's size on disk.  Each line names the number
+ * of segments in the catalog when the measure started ("at N"), and a
+ * measure that allocates also how many it added ("+K"): the allocations
+ * are measured on the filled catalog, not on an empty one.  SECONDS
+ * defaults to 3.
  *
  * Build: see bench/Makefile (links libcatalog.a and libcommon.a).
  */
@@ -103,16 +110,49 @@ fill (struct catalog_map_entry *e, uint64_t index)
   e->segment.replicas[1].server = 1 + (index + 1) % 3;
 }
 
-/* One result line; CPU is the process's CPU seconds over the case. */
+/* One result line: WHAT measured from catalog size AT (segments) on,
+ * adding ADDED; CPU is the process's CPU seconds over the case.
+ */
 static void
-result (const char *what, uint64_t nseg, uint64_t ops, uint64_t segs,
-        double secs, double cpu)
+result (const char *what, uint64_t at, uint64_t added, uint64_t ops,
+        uint64_t segs, double secs, double cpu)
 {
-  printf ("catalog-bench n=%" PRIu64 " %-12s %10.0f ops/s %12.0f segments/s"
+  char size[64];
+
+  if (added)
+    snprintf (size, sizeof size, "at %" PRIu64 " +%" PRIu64, at, added);
+  else
+    snprintf (size, sizeof size, "at %" PRIu64, at);
+  printf ("catalog-bench %-12s %-20s %10.0f ops/s %12.0f segments/s"
           " (%" PRIu64 " ops in %.2f s, %.2f us CPU/op)\n",
-          nseg, what, ops / secs, segs / secs, ops, secs,
+          what, size, ops / secs, segs / secs, ops, secs,
           ops ? cpu * 1e6 / ops : 0.0);
   fflush (stdout);
+}
+
+/* Allocate indexes [*NEXT, LIMIT) in batches of BATCH through BUF, for
+ * at most SECS seconds (no bound if SECS <= 0), raising *MAXID to the
+ * largest segment id handed out; returns the number of calls.
+ */
+static uint64_t
+alloc_batches (catalog *cat, uint64_t volume, struct catalog_map_entry *buf,
+               uint64_t *next, uint64_t limit, double secs, uint64_t *maxid)
+{
+  double t0 = now ();
+  uint64_t ops = 0;
+  size_t n, i;
+
+  while (*next < limit && (secs <= 0 || now () - t0 < secs)) {
+    n = limit - *next < BATCH ? limit - *next : BATCH;
+    for (i = 0; i < n; i++)
+      fill (&buf[i], (*next)++);
+    check (catalog_map_alloc (cat, volume, buf, n), "map alloc");
+    for (i = 0; i < n; i++)
+      if (buf[i].segment.id > *maxid)
+        *maxid = buf[i].segment.id;
+    ops++;
+  }
+  return ops;
 }
 
 /* What the threads of a concurrent case share. */
@@ -213,7 +253,8 @@ int
 main (int argc, char *argv[])
 {
   const char *dir;
-  uint64_t nseg, next = 0, ops, segs, maxid = 0, budget;
+  uint64_t nseg, next = 0, ops, maxid = 0, at, total;
+  uint64_t budget1, budget64, budget;
   double secs = 3, t0, c0, t;
   struct catalog_map_entry *batch;
   struct catalog_volume vol;
@@ -241,8 +282,17 @@ main (int argc, char *argv[])
     perror (dir);
     exit (EXIT_FAILURE);
   }
+  /* The prefill, then at most a quarter of NSEGMENTS for each measure
+   * that allocates (so the catalog's size changes little under it), but
+   * at least 100 single calls, 100 per thread, 16 batches; and no more
+   * than 2000 single calls or 64000 from the threads.
+   */
+  budget1 = nseg / 4 < 100 ? 100 : nseg / 4 > 2000 ? 2000 : nseg / 4;
+  budget64 = nseg / 4 < 6400 ? 6400 : nseg / 4 > 64000 ? 64000 : nseg / 4;
+  budget = nseg / 4 > 16 * BATCH ? nseg / 4 : 16 * BATCH;
+  total = nseg + budget1 + budget64 + budget;
   /* About 300 bytes per segment in all databases, with room to spare. */
-  check (catalog_open (dir, (uint64_t)1 << 30 | (nseg * 2048), &cat), "open");
+  check (catalog_open (dir, ((uint64_t)1 << 30) + total * 2048, &cat), "open");
   check (catalog_cluster_init (cat, SEGSIZE, uuid), "cluster init");
   for (i = 1; i <= 3; i++) {
     uuid[0] = i + 1;
@@ -250,7 +300,7 @@ main (int argc, char *argv[])
     check (catalog_server_register (cat, uuid, path, "", 1ull << 50, &srv),
            "server register");
   }
-  check (catalog_volume_create (cat, "bench", nseg * SEGSIZE, 2, &vol),
+  check (catalog_volume_create (cat, "bench", total * SEGSIZE, 2, &vol),
          "volume create");
   batch = malloc (BATCH * sizeof *batch);
   if (batch == NULL)
@@ -259,52 +309,52 @@ main (int argc, char *argv[])
   pthread_mutex_init (&sh.lock, NULL);
   sh.cat = cat;
   sh.volume = vol.id;
-  sh.nseg = nseg;
   sh.secs = secs;
 
-  /* alloc-1: one synced transaction per segment. */
-  budget = nseg / 4 < 2000 ? nseg / 4 : 2000;
+  /* prefill-1024: NSEGMENTS in batches, from an empty catalog. */
   t0 = now ();
   c0 = cpu_now ();
-  for (ops = 0; next < budget; ops++) {
+  ops = alloc_batches (cat, vol.id, batch, &next, nseg, 0, &maxid);
+  result ("prefill-1024", 0, next, ops, next, now () - t0, cpu_now () - c0);
+
+  /* alloc-1: one synced transaction per segment. */
+  at = next;
+  t0 = now ();
+  c0 = cpu_now ();
+  for (ops = 0; next < at + budget1; ops++) {
     fill (&batch[0], next++);
     check (catalog_map_alloc (cat, vol.id, batch, 1), "map alloc");
     if (batch[0].segment.id > maxid)
       maxid = batch[0].segment.id;
-    if ((ops & 15) == 15 && now () - t0 > secs)
+    if ((ops & 15) == 15 && now () - t0 > secs) {
+      ops++;
       break;
+    }
   }
-  if (ops)
-    result ("alloc-1", nseg, ops, ops, now () - t0, cpu_now () - c0);
+  result ("alloc-1", at, next - at, ops, ops, now () - t0, cpu_now () - c0);
 
   /* alloc-1x64: single allocations from 64 threads, group committed. */
-  budget = nseg / 4 < 64000 ? nseg / 4 : 64000;
+  at = next;
   sh.next = next;
-  sh.limit = next + budget;
+  sh.limit = next + budget64;
   c0 = cpu_now ();
   t = run_threads (ALLOC_THREADS, alloc_thread, &sh);
-  if (sh.ops)
-    result ("alloc-1x64", nseg, sh.ops, sh.ops, t, cpu_now () - c0);
+  result ("alloc-1x64", at, sh.next - at, sh.ops, sh.ops, t, cpu_now () - c0);
   next = sh.next;
   if (sh.maxid > maxid)
     maxid = sh.maxid;
 
-  /* alloc-1024: the rest, in batches. */
+  /* alloc-1024: batches. */
+  at = next;
   t0 = now ();
   c0 = cpu_now ();
-  ops = segs = 0;
-  while (next < nseg) {
-    n = nseg - next < BATCH ? nseg - next : BATCH;
-    for (i = 0; i < n; i++)
-      fill (&batch[i], next++);
-    check (catalog_map_alloc (cat, vol.id, batch, n), "map alloc");
-    for (i = 0; i < n; i++)
-      if (batch[i].segment.id > maxid)
-        maxid = batch[i].segment.id;
-    ops++, segs += n;
-  }
-  if (ops)
-    result ("alloc-1024", nseg, ops, segs, now () - t0, cpu_now () - c0);
+  ops = alloc_batches (cat, vol.id, batch, &next, next + budget, secs, &maxid);
+  result ("alloc-1024", at, next - at, ops, next - at, now () - t0,
+          cpu_now () - c0);
+
+  /* Lookups over every allocated index [0, NEXT). */
+  at = next;
+  sh.nseg = next;
 
   /* map_get-1: random single lookups. */
   t0 = now ();
@@ -314,7 +364,7 @@ main (int argc, char *argv[])
     struct catalog_map_entry *out;
 
     for (i = 0; i < 256; i++, ops++) {
-      check (catalog_map_get (cat, vol.id, rnd () % nseg, 1, &out, &n),
+      check (catalog_map_get (cat, vol.id, rnd () % at, 1, &out, &n),
              "map get");
       if (n != 1) {
         fprintf (stderr, "catalog-bench: map get: %zu entries\n", n);
@@ -323,26 +373,30 @@ main (int argc, char *argv[])
       free (out);
     }
   } while ((t = now () - t0) < secs);
-  result ("map_get-1", nseg, ops, ops, t, cpu_now () - c0);
+  result ("map_get-1", at, 0, ops, ops, t, cpu_now () - c0);
 
   /* map_get-1x2: the same from 2 threads. */
   c0 = cpu_now ();
   t = run_threads (GET_THREADS, get_thread, &sh);
-  result ("map_get-1x2", nseg, sh.ops, sh.ops, t, cpu_now () - c0);
+  result ("map_get-1x2", at, 0, sh.ops, sh.ops, t, cpu_now () - c0);
 
   /* map_get-1024: ranges. */
   t0 = now ();
   c0 = cpu_now ();
-  ops = segs = 0;
-  do {
-    struct catalog_map_entry *out;
-    uint64_t start = nseg > BATCH ? rnd () % (nseg - BATCH) : 0;
+  ops = 0;
+  {
+    uint64_t segs = 0;
 
-    check (catalog_map_get (cat, vol.id, start, BATCH, &out, &n), "map get");
-    free (out);
-    ops++, segs += n;
-  } while ((t = now () - t0) < secs);
-  result ("map_get-1024", nseg, ops, segs, t, cpu_now () - c0);
+    do {
+      struct catalog_map_entry *out;
+      uint64_t start = at > BATCH ? rnd () % (at - BATCH) : 0;
+
+      check (catalog_map_get (cat, vol.id, start, BATCH, &out, &n), "map get");
+      free (out);
+      ops++, segs += n;
+    } while ((t = now () - t0) < secs);
+    result ("map_get-1024", at, 0, ops, segs, t, cpu_now () - c0);
+  }
 
   /* segment_get: random segment records. */
   t0 = now ();
@@ -354,15 +408,15 @@ main (int argc, char *argv[])
     for (i = 0; i < 256; i++, ops++)
       check (catalog_segment_get (cat, 1 + rnd () % maxid, &s), "segment get");
   } while ((t = now () - t0) < secs);
-  result ("segment_get", nseg, ops, ops, t, cpu_now () - c0);
+  result ("segment_get", at, 0, ops, ops, t, cpu_now () - c0);
 
   catalog_close (cat);
   pthread_mutex_destroy (&sh.lock);
   snprintf (path, sizeof path, "%s/data.mdb", dir);
   if (stat (path, &st) == 0)
-    printf ("catalog-bench n=%" PRIu64 " size on disk %.1f MiB "
+    printf ("catalog-bench size on disk at %" PRIu64 ": %.1f MiB "
             "(%.0f bytes/segment)\n",
-            nseg, st.st_blocks * 512 / 1048576.0, st.st_blocks * 512.0 / nseg);
+            at, st.st_blocks * 512 / 1048576.0, st.st_blocks * 512.0 / at);
   free (batch);
   return 0;
 }
