@@ -318,8 +318,15 @@ election_start (const struct election_config *cfg, struct election **out,
   el->cfg = *cfg;
   if (el->cfg.ttl_s <= 0)
     el->cfg.ttl_s = ELECTION_DEFAULT_TTL;
-  if (el->cfg.request_ms <= 0)
-    el->cfg.request_ms = ELECTION_DEFAULT_REQUEST_MS;
+  /* A fifth of the TTL (at least a second): etcd on a loaded machine
+   * can take a second to answer, and a renewal that times out too early
+   * deposes a healthy leader.
+   */
+  if (el->cfg.request_ms <= 0) {
+    el->cfg.request_ms = (long)(el->cfg.ttl_s * 1000 / 5);
+    if (el->cfg.request_ms < ELECTION_DEFAULT_REQUEST_MS)
+      el->cfg.request_ms = ELECTION_DEFAULT_REQUEST_MS;
+  }
   if (el->cfg.renew_ms <= 0)
     el->cfg.renew_ms = el->cfg.ttl_s * 1000 / 4;
   if (el->cfg.renew_ms + 2 * el->cfg.request_ms > el->cfg.ttl_s * 1000) {

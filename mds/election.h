@@ -33,7 +33,8 @@ struct election_config {
   const char *advertise;   /* HOST:PORT clients reach this MDS at */
   int64_t ttl_s;           /* lease TTL; 0: 10 */
   long renew_ms;           /* renewal interval; 0: TTL / 4 */
-  long request_ms;         /* bound of each etcd call; 0: 1000 */
+  long request_ms;         /* bound of each etcd call; 0: TTL / 5, at
+                              least 1000 */
   /* Called by the election's thread (ARG as given). */
   void (*on_elected) (void *arg, uint64_t epoch);
   void (*on_deposed) (void *arg, const char *why);

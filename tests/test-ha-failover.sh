@@ -19,17 +19,9 @@ requires_built
 requires etcd --version
 make_cluster_dir
 start_etcd 3
-TTL=4
+TTL=8
 # A loaded machine can hold a standby's pull up for seconds.
 export SYNC_TIMEOUT=5
-
-# on NAME ARGS...: the CLI against MDS NAME only.
-on ()
-{
-    local name="$1"
-    shift
-    TESSERA_MDS="unix:$CLUSTER/mds$name.sock" tessera "$@"
-}
 
 export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
 BOTH="unix:$CLUSTER/mdsa.sock,unix:$CLUSTER/mdsb.sock"

@@ -18,45 +18,7 @@ requires_built
 requires etcd --version
 make_cluster_dir
 start_etcd 3
-TTL=4
-
-# start_ha_mds NAME [OPTIONS...]: MDS NAME on unix:$CLUSTER/mdsNAME.sock,
-# catalog in $CLUSTER/mdsNAME, log in $CLUSTER/mdsNAME.log.
-start_ha_mds ()
-{
-    local name="$1"
-    shift
-    rm -f "$CLUSTER/mds$name.pid"
-    "$TESSERA_MDS_BIN" --db "$CLUSTER/mds$name" -f -v \
-        --listen "unix:$CLUSTER/mds$name.sock" \
-        --advertise "unix:$CLUSTER/mds$name.sock" --name "$name" \
-        --etcd "$ETCD_ENDPOINTS" --etcd-prefix "/test-$$" --etcd-ttl $TTL \
-        --key-file "$CLUSTER/cluster.key" --sync-timeout 2 \
-        --lease-timeout 5 --down-timeout 3 \
-        -P "$CLUSTER/mds$name.pid" "$@" >>"$CLUSTER/mds$name.log" 2>&1 &
-    wait_for_pidfile "$CLUSTER/mds$name.pid" $!
-}
-
-# on NAME ARGS...: the CLI against MDS NAME only.
-on ()
-{
-    local name="$1"
-    shift
-    TESSERA_MDS="unix:$CLUSTER/mds$name.sock" tessera "$@"
-}
-
-# wait_log FILE PATTERN [SECONDS]: wait until FILE has a line matching
-# PATTERN.
-wait_log ()
-{
-    local i
-    for (( i = 0; i < ${3:-30} * 10; ++i )); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$0: '$2' not in $1 after ${3:-30} s"
-    return 1
-}
+TTL=8
 
 # epoch_of NAME: the epoch MDS NAME last led at (its log).
 epoch_of ()

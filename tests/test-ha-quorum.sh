@@ -15,7 +15,7 @@ requires_built
 requires etcd --version
 make_cluster_dir
 start_etcd 3
-TTL=4
+TTL=8
 # A loaded machine can hold a standby's pull up for seconds: a standby
 # going silent is test-ha-sync's subject, not this one's.
 export SYNC_TIMEOUT=5

@@ -14,7 +14,7 @@ requires_built
 requires etcd --version
 make_cluster_dir
 start_etcd 3
-TTL=4
+TTL=8
 
 export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
 BOTH="unix:$CLUSTER/mdsa.sock,unix:$CLUSTER/mdsb.sock"
