@@ -487,6 +487,25 @@ connect_one (struct ss_mds *m, const char *addr, char *errmsg, size_t errlen)
     return -EPROTO;
   }
   m->peer_epoch = peer.mds_epoch;
+  /* An MDS that proved the cluster key and leads at a newer epoch: from
+   * now on older ones are refused here too, before the new leader's
+   * first command reaches this server (which makes it durable,
+   * handshake.c).  A deposed leader's heartbeat replies are then
+   * refused at once (ss_mds_epoch_stale).
+   */
+  {
+    uint64_t h = __atomic_load_n (&m->ctx->mds_epoch, __ATOMIC_SEQ_CST);
+
+    while (peer.mds_epoch > h &&
+           !__atomic_compare_exchange_n (&m->ctx->mds_epoch, &h,
+                                         peer.mds_epoch, false,
+                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+      ;
+    if (peer.mds_epoch > h)
+      log_info ("mds: MDS epoch %" PRIu64 " (was %" PRIu64
+                "): older ones are refused from now on",
+                peer.mds_epoch, h);
+  }
   return 0;
 }
 

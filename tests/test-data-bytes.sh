@@ -13,8 +13,12 @@ start_cluster 3
 # 10 segments of 64K and a partial eleventh.
 tessera volume create vol --size $(( 10 * 65536 + 1024 )) --replicas 2
 
-nbdkit -U - "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol \
-       --run 'nbdsh -u "$uri" -c -' <<'PY'
+# nbdkit in the foreground with a pidfile, not -U - --run: nbdkit forks
+# for --run, and a forked nbdkit can hang at exit in p11-kit's destructor
+# on a glibc locale lock another thread held at the fork (seen under
+# AddressSanitizer in test-sanitizers, which runs this test).
+start_nbdkit w vol
+nbdsh -u "$(nbd_uri w)" -c - <<'PY'
 import os
 seg = 65536
 size = h.get_size()
@@ -70,12 +74,13 @@ fails(lambda: h.pwrite(b"", 0), errno.ENOSPC)
 assert h.pread(1, size - 1) == b"\xa5"
 print("exact bytes: ok")
 PY
+stop_nbdkit w
 
 # A second connection sees the same data (one shared volume, and after the
 # first writer's clean close, a new one).
-nbdkit -U - -r "$TESSERA_PLUGIN" mds="$TESSERA_MDS" volume=vol \
-       --run 'nbdsh -u "$uri" -c "
-assert h.pread(1, 0) == b\"\\x5a\"
-assert h.pread(1, h.get_size() - 1) == b\"\\xa5\"
-assert not h.can_trim() or True
-"'
+start_nbdkit r vol readonly=true
+nbdsh -u "$(nbd_uri r)" -c - <<'PY'
+assert h.pread(1, 0) == b"\x5a"
+assert h.pread(1, h.get_size() - 1) == b"\xa5"
+PY
+stop_nbdkit r

@@ -52,7 +52,8 @@ export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1"
 # nbdkit itself is not built with ASan: its own leaks are not ours.
 export LSAN_OPTIONS="suppressions=$abs_top_srcdir/tests/sanitizers.supp:print_suppressions=0"
 status=0
-env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
+# Bounded: a hung test fails this one instead of holding up the suite.
+timeout 1200 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C tests check \
     TESTS="unit/test-proto unit/test-parse unit/test-auth unit/test-tls
            unit/test-catalog unit/test-placement unit/test-superblock
            unit/test-record unit/test-track unit/test-rangelock

@@ -875,7 +875,8 @@ END_TEST
  */
 START_TEST (test_repl_messages)
 {
-  static const uint8_t d1[5] = { 1, 2, 3, 4, 5 }, d2[3] = { 6, 7, 8 };
+  static const uint8_t d1[5] = { 1, 2, 3, 4, 5 },
+                       d2[8] = { 6, 7, 8 }; /* 8: a bad chunk reads past 3 */
   struct proto_repl_pull q = { 41, 0, PROTO_REPL_CHUNK_MAX, 1000, "b" }, q2;
   struct proto_repl_chunk c[3] = {
     { 42, 8, 3, 5, d1 }, /* the end of batch 42 */
