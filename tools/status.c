@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "cleanup.h"
 #include "parse.h"
 
 /* Print the STATUS (or REPAIR) reply as JSON. */
@@ -140,7 +141,7 @@ print_human (struct tool_ctx *ctx, const struct proto_status_info *st)
 int
 tool_cmd_status (struct tool_ctx *ctx, char **args)
 {
-  struct proto_status_info st;
+  CLEANUP_FREE struct proto_status_info *st = NULL;
   int r;
 
   r = tool_get_status (ctx, "status", &st);
@@ -148,8 +149,8 @@ tool_cmd_status (struct tool_ctx *ctx, char **args)
     return r;
 
   if (ctx->json)
-    tool_print_status_json (ctx, &st);
+    tool_print_status_json (ctx, st);
   else
-    print_human (ctx, &st);
+    print_human (ctx, st);
   return 0;
 }
