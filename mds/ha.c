@@ -47,6 +47,10 @@
 #define RECORD_KEY "record"
 /* The exit status of a deposed MDS (EX_TEMPFAIL: start it again). */
 #define EXIT_DEPOSED 75
+/* STATUS asks each etcd member for its health with this bound (etcd.c
+ * gives one member half its handle's timeout).
+ */
+#define STATUS_ETCD_MS 500
 
 /* The value of line FIELD ("leader", "sync", "seq") of record KV into
  * OUT (LEN bytes); "" if absent.
@@ -266,6 +270,86 @@ mds_ha_leader (struct mds *mds, char *out, size_t len)
   election_get_leader (mds->ha_election, &l);
   if (l.epoch != 0 && strcmp (l.name, mds->ha_name) != 0)
     snprintf (out, len, "%s", l.advertise);
+}
+
+void
+mds_ha_status (struct mds *mds, struct proto_status_info *info)
+{
+  struct mds_repl_info ri;
+  uint64_t now = monotonic_ns ();
+  size_t i;
+
+  if (mds->ha_etcd == NULL)
+    return;
+  info->ha_flags |= PROTO_STATUS_HA;
+  snprintf (info->mds_name, sizeof info->mds_name, "%s", mds->ha_name);
+  info->epoch = __atomic_load_n (&mds->ha_epoch, __ATOMIC_SEQ_CST);
+  mds_repl_info (mds->repl, &ri);
+  info->published = ri.published;
+  if (ri.sync_on)
+    snprintf (info->sync, sizeof info->sync, "%s", ri.sync);
+  for (i = 0; i < ri.nstandbys && i < PROTO_STATUS_STANDBYS_MAX; i++) {
+    struct proto_standby_info *sb = &info->standbys[i];
+    uint64_t ms = now > ri.standbys[i].seen_ns
+                      ? (now - ri.standbys[i].seen_ns) / 1000000
+                      : 0;
+
+    snprintf (sb->name, sizeof sb->name, "%s", ri.standbys[i].name);
+    if (ri.sync_on && strcmp (ri.sync, ri.standbys[i].name) == 0)
+      sb->flags |= PROTO_STANDBY_SYNC;
+    sb->acked = ri.standbys[i].acked;
+    sb->lag = ri.published > sb->acked ? ri.published - sb->acked : 0;
+    sb->seen_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+  }
+  info->nstandbys = (uint32_t)i;
+}
+
+/* Asked when STATUS is, not cached by a background refresh: STATUS is
+ * rare (an operator, a script), the answer is then as fresh as it can
+ * be (a member killed a moment ago shows as unhealthy), and no thread
+ * polls etcd for nobody.  The handle is this call's own, so the
+ * election's renewals and puts never wait behind it, and STATUS runs
+ * without mds->lock (MDS_OP_UNLOCKED in loop.c): a silent member costs
+ * this request STATUS_ETCD_MS, never another request.
+ */
+uint32_t
+mds_ha_etcd_health (struct mds *mds, struct proto_etcd_info *out, uint32_t max)
+{
+  struct etcd_config cfg = { .endpoints = mds->ha_etcd,
+                             .cacert = mds->ha_etcd_cacert,
+                             .cert = mds->ha_etcd_cert,
+                             .key = mds->ha_etcd_key,
+                             .timeout_ms = 2 * STATUS_ETCD_MS };
+  struct etcd *e = NULL;
+  char err[256];
+  size_t n, i;
+  int r;
+
+  if (mds->ha_etcd == NULL)
+    return 0;
+  r = etcd_new (&cfg, &e, err, sizeof err);
+  if (r < 0) {
+    log_warn ("status: etcd: %s", r == -EINVAL ? err : strerror (-r));
+    return 0;
+  }
+  n = etcd_endpoints (e);
+  for (i = 0; i < n && i < max; i++) {
+    struct etcd_status st;
+
+    memset (&out[i], 0, sizeof out[i]);
+    snprintf (out[i].url, sizeof out[i].url, "%s", etcd_endpoint (e, i));
+    r = etcd_status (e, i, &st);
+    if (r < 0) {
+      log_debug ("status: %s", etcd_error (e));
+      continue;
+    }
+    out[i].flags = PROTO_ETCD_HEALTHY;
+    if (st.leader != 0 && st.leader == st.member)
+      out[i].flags |= PROTO_ETCD_LEADER;
+    snprintf (out[i].version, sizeof out[i].version, "%s", st.version);
+  }
+  etcd_free (e);
+  return (uint32_t)i;
 }
 
 void

@@ -608,6 +608,17 @@ extern int mds_ha_start (struct mds *mds, char *err, size_t errlen);
 extern bool mds_ha_serving (struct mds *mds);
 extern void mds_ha_leader (struct mds *mds, char *out, size_t len);
 extern void mds_ha_stop (struct mds *mds);
+/* Fill INFO's HA part but the etcd endpoints: this MDS, its epoch, its
+ * standbys (nothing without --etcd).  Any thread, any locks (takes
+ * repl.c's leaf lock).
+ */
+extern void mds_ha_status (struct mds *mds, struct proto_status_info *info);
+/* Ask each etcd member (at most MAX) for its health into OUT; returns
+ * how many were filled (0 without --etcd).  Blocks up to half a second
+ * per silent member: never call it with mds->lock held.
+ */
+extern uint32_t mds_ha_etcd_health (struct mds *mds,
+                                    struct proto_etcd_info *out, uint32_t max);
 
 /* repl.c */
 struct mds_repl;

@@ -79,7 +79,8 @@
 enum mds_op_kind {
   MDS_OP_LOCKED,    /* with mds->lock held */
   MDS_OP_UNLOCKED,  /* takes the lock itself (SEG_RESYNC waits for copies,
-                       CATALOG_BACKUP copies the catalog) */
+                       CATALOG_BACKUP copies the catalog, STATUS asks
+                       etcd's members) */
   MDS_OP_HANDSHAKE, /* HELLO, AUTH: answered before the connection got its
                        thread; sent again, a protocol violation */
 };
@@ -97,7 +98,7 @@ struct mds_op {
 #define MDS_OPS(OP)                                                  \
   OP (HELLO,            NULL,                    MDS_OP_HANDSHAKE)  \
   OP (AUTH,             NULL,                    MDS_OP_HANDSHAKE)  \
-  OP (STATUS,           mds_op_status,           MDS_OP_LOCKED)     \
+  OP (STATUS,           mds_op_status,           MDS_OP_UNLOCKED)   \
   OP (SERVER_REGISTER,  mds_op_server_register,  MDS_OP_LOCKED)     \
   OP (SERVER_HEARTBEAT, mds_op_server_heartbeat, MDS_OP_LOCKED)     \
   OP (SERVER_LIST,      mds_op_server_list,      MDS_OP_LOCKED)     \

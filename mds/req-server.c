@@ -151,12 +151,16 @@ segment_health (struct mds *mds, const struct catalog_server *servers, size_t n,
   }
 }
 
-/* Fill the reply of STATUS and REPAIR with the cluster's totals. */
+/* Fill INFO (zeroed) with the cluster's totals, the standbys and
+ * ETCD[0..NETCD), etcd's endpoints, and encode it into REP (mds->lock
+ * held).
+ */
 static int
-reply_status (struct mds *mds, struct mds_reply *rep)
+fill_status (struct mds *mds, struct mds_reply *rep,
+             struct proto_status_info *info, const struct proto_etcd_info *etcd,
+             uint32_t netcd)
 {
   CLEANUP_FREE struct catalog_server *servers = NULL;
-  struct proto_status_info info;
   struct catalog_stats stats;
   size_t n, i;
   int r;
@@ -168,42 +172,71 @@ reply_status (struct mds *mds, struct mds_reply *rep)
   if (r < 0)
     return mds_reply_catalog (rep, r, "server list");
 
-  memset (&info, 0, sizeof info);
-  memcpy (info.cluster_uuid, mds->cluster.uuid, sizeof info.cluster_uuid);
-  info.segment_size = mds->cluster.segment_size;
-  info.servers = n > UINT32_MAX ? UINT32_MAX : n;
-  info.volumes = stats.volumes > UINT32_MAX ? UINT32_MAX : stats.volumes;
-  info.segments = stats.segments;
+  memcpy (info->cluster_uuid, mds->cluster.uuid, sizeof info->cluster_uuid);
+  info->segment_size = mds->cluster.segment_size;
+  info->servers = n > UINT32_MAX ? UINT32_MAX : n;
+  info->volumes = stats.volumes > UINT32_MAX ? UINT32_MAX : stats.volumes;
+  info->segments = stats.segments;
   for (i = 0; i < n; ++i) {
     uint64_t used;
 
     if (mds_server_is_up (mds, servers[i].id))
-      info.servers_up++;
-    info.capacity =
-        add_sat (info.capacity, mds_server_capacity (mds, &servers[i]));
+      info->servers_up++;
+    info->capacity =
+        add_sat (info->capacity, mds_server_capacity (mds, &servers[i]));
     r = mds_server_used (mds, servers[i].id, &used, NULL);
     if (r < 0)
       return mds_reply_catalog (rep, r, "server %" PRIu32, servers[i].id);
-    info.used = add_sat (info.used, used);
+    info->used = add_sat (info->used, used);
   }
-  r = segment_health (mds, servers, n, &info);
+  r = segment_health (mds, servers, n, info);
   if (r < 0)
     return mds_reply_catalog (rep, r, "segment list");
-  info.resyncing = mds->nresyncs;
-  info.unproven = mds_unproven_count (mds);
-  mds_index_status (mds, &info);
-  proto_encode_status_info (&info, &rep->wb);
+  info->resyncing = mds->nresyncs;
+  info->unproven = mds_unproven_count (mds);
+  mds_index_status (mds, info);
+  mds_ha_status (mds, info);
+  if (netcd > PROTO_STATUS_ETCD_MAX)
+    netcd = PROTO_STATUS_ETCD_MAX;
+  if (netcd > 0)
+    memcpy (info->etcd, etcd, netcd * sizeof *etcd);
+  info->netcd = netcd;
+  proto_encode_status_info (info, &rep->wb);
   return 0;
 }
 
-/* STATUS: cluster totals. */
+/* Reply to STATUS and REPAIR (mds->lock held): see fill_status. */
+static int
+reply_status (struct mds *mds, struct mds_reply *rep,
+              const struct proto_etcd_info *etcd, uint32_t netcd)
+{
+  /* Too large for a frame (the standbys and etcd endpoints). */
+  struct proto_status_info *info = calloc (1, sizeof *info);
+  int r;
+
+  if (info == NULL)
+    return mds_reply_errno (rep, -ENOMEM, "STATUS");
+  r = fill_status (mds, rep, info, etcd, netcd);
+  free (info);
+  return r;
+}
+
+/* STATUS: cluster totals, the standbys and etcd's health.  Called
+ * without mds->lock (MDS_OP_UNLOCKED): etcd's members are asked first,
+ * which may take a while (ha.c), then the lock is taken for the rest.
+ */
 int
 mds_op_status (struct mds *mds, struct mds_conn *conn, const void *payload,
                uint32_t len, struct mds_reply *rep)
 {
+  struct proto_etcd_info etcd[PROTO_STATUS_ETCD_MAX];
+  uint32_t netcd;
+
   if (len != 0)
     return mds_reply_bad (rep, -EBADMSG, "STATUS");
-  return reply_status (mds, rep);
+  netcd = mds_ha_etcd_health (mds, etcd, PROTO_STATUS_ETCD_MAX);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+  return reply_status (mds, rep, etcd, netcd);
 }
 
 /* REPAIR: start a repair pass now, retrying segments that failed
@@ -217,7 +250,7 @@ mds_op_repair (struct mds *mds, struct mds_conn *conn, const void *payload,
     return mds_reply_bad (rep, -EBADMSG, "REPAIR");
   log_info ("repair asked by %s", conn->peer);
   mds_repair_kick (mds, true);
-  return reply_status (mds, rep);
+  return reply_status (mds, rep, NULL, 0);
 }
 
 /* Save ST->index_seq in server ST->id's catalog record if it differs

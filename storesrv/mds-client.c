@@ -496,10 +496,9 @@ connect_one (struct ss_mds *m, const char *addr, char *errmsg, size_t errlen)
   {
     uint64_t h = __atomic_load_n (&m->ctx->mds_epoch, __ATOMIC_SEQ_CST);
 
-    while (peer.mds_epoch > h &&
-           !__atomic_compare_exchange_n (&m->ctx->mds_epoch, &h,
-                                         peer.mds_epoch, false,
-                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    while (peer.mds_epoch > h && !__atomic_compare_exchange_n (
+                                     &m->ctx->mds_epoch, &h, peer.mds_epoch,
+                                     false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
       ;
     if (peer.mds_epoch > h)
       log_info ("mds: MDS epoch %" PRIu64 " (was %" PRIu64

@@ -207,10 +207,30 @@ tool_check_name (const char *what, const char *name)
   return 0;
 }
 
+/* A STATUS or REPAIR reply, decoded into a malloc'd struct. */
+int
+tool_decode_status (struct tool_ctx *ctx, const char *what, const void *reply,
+                    uint32_t len, struct proto_status_info **out)
+{
+  CLEANUP_FREE struct proto_status_info *st = malloc (sizeof *st);
+  int r;
+
+  if (st == NULL) {
+    tool_error ("%s: %s", what, strerror (ENOMEM));
+    return -ENOMEM;
+  }
+  r = proto_decode_status_info (reply, len, st);
+  if (r < 0)
+    return tool_bad_reply (ctx, what, r);
+  *out = st;
+  st = NULL;
+  return 0;
+}
+
 /* STATUS. */
 int
 tool_get_status (struct tool_ctx *ctx, const char *what,
-                 struct proto_status_info *out)
+                 struct proto_status_info **out)
 {
   CLEANUP_FREE void *reply = NULL;
   uint32_t len;
@@ -219,10 +239,7 @@ tool_get_status (struct tool_ctx *ctx, const char *what,
   r = tool_call (ctx, what, PROTO_OP_STATUS, NULL, &reply, &len);
   if (r < 0)
     return r;
-  r = proto_decode_status_info (reply, len, out);
-  if (r < 0)
-    return tool_bad_reply (ctx, what, r);
-  return 0;
+  return tool_decode_status (ctx, what, reply, len, out);
 }
 
 /* VOL_INFO for NAME. */

@@ -115,9 +115,19 @@ extern void tool_what (char *buf, size_t len, const char *cmd,
  */
 extern int tool_check_name (const char *what, const char *name);
 
-/* Fetch the cluster status (STATUS).  Returns 0 or -errno (printed). */
+/* Fetch the cluster status (STATUS) into *OUT, malloc'd (the caller
+ * frees it; too large for a stack frame).  Returns 0 or -errno
+ * (printed).
+ */
 extern int tool_get_status (struct tool_ctx *ctx, const char *what,
-                            struct proto_status_info *out);
+                            struct proto_status_info **out);
+
+/* Decode a STATUS or REPAIR reply (LEN bytes) into *OUT, malloc'd as
+ * tool_get_status.  Returns 0 or -errno (printed).
+ */
+extern int tool_decode_status (struct tool_ctx *ctx, const char *what,
+                               const void *reply, uint32_t len,
+                               struct proto_status_info **out);
 
 /* Fetch one volume by NAME (VOL_INFO).  Returns 0 or -errno (printed). */
 extern int tool_get_volume (struct tool_ctx *ctx, const char *what,

@@ -81,7 +81,6 @@ sleep_ms (long ms)
 static int
 wait_healthy (struct tool_ctx *ctx, double start, struct proto_status_info *st)
 {
-  struct proto_status_info next;
   double elapsed;
   int r;
 
@@ -102,12 +101,16 @@ wait_healthy (struct tool_ctx *ctx, double start, struct proto_status_info *st)
     else
       sleep_ms (TOOL_POLL_MS);
 
-    r = tool_get_status (ctx, "repair", &next);
-    if (r < 0)
-      return r;
-    if (counts_differ (st, &next) && !ctx->json)
-      print_counts (stderr, &next, now () - start);
-    *st = next;
+    {
+      CLEANUP_FREE struct proto_status_info *next = NULL;
+
+      r = tool_get_status (ctx, "repair", &next);
+      if (r < 0)
+        return r;
+      if (counts_differ (st, next) && !ctx->json)
+        print_counts (stderr, next, now () - start);
+      *st = *next;
+    }
   }
 
   if (!ctx->json)
@@ -120,7 +123,7 @@ int
 tool_cmd_repair (struct tool_ctx *ctx, char **args)
 {
   const char *what = "repair";
-  struct proto_status_info st;
+  CLEANUP_FREE struct proto_status_info *st = NULL;
   CLEANUP_FREE void *reply = NULL;
   double start = now ();
   uint32_t len;
@@ -129,22 +132,22 @@ tool_cmd_repair (struct tool_ctx *ctx, char **args)
   r = tool_call (ctx, what, PROTO_OP_REPAIR, NULL, &reply, &len);
   if (r < 0)
     return r;
-  r = proto_decode_status_info (reply, len, &st);
+  r = tool_decode_status (ctx, what, reply, len, &st);
   if (r < 0)
-    return tool_bad_reply (ctx, what, r);
+    return r;
 
   if (!ctx->wait) {
     if (ctx->json)
-      tool_print_status_json (ctx, &st);
+      tool_print_status_json (ctx, st);
     else
-      print_counts (ctx->out, &st, -1);
+      print_counts (ctx->out, st, -1);
     return 0;
   }
 
   if (!ctx->json)
-    print_counts (stderr, &st, now () - start);
-  r = wait_healthy (ctx, start, &st);
+    print_counts (stderr, st, now () - start);
+  r = wait_healthy (ctx, start, st);
   if (r >= 0 && ctx->json)
-    tool_print_status_json (ctx, &st);
+    tool_print_status_json (ctx, st);
   return r;
 }

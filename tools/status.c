@@ -2,11 +2,56 @@
 
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "internal.h"
+#include "cleanup.h"
 #include "parse.h"
+
+/* The HA part of ST as JSON members: the leader, its standbys, etcd. */
+static void
+json_ha (struct tool_json *j, const struct proto_status_info *st)
+{
+  uint32_t i;
+
+  tool_json_kv_string (j, "leader", st->mds_name);
+  tool_json_kv_uint (j, "epoch", st->epoch);
+  tool_json_kv_uint (j, "published", st->published);
+  tool_json_kv_string (j, "sync_standby", st->sync);
+  tool_json_key (j, "standbys");
+  tool_json_begin_array (j);
+  for (i = 0; i < st->nstandbys; ++i) {
+    const struct proto_standby_info *sb = &st->standbys[i];
+
+    tool_json_begin_object (j);
+    tool_json_kv_string (j, "name", sb->name);
+    tool_json_kv_bool (j, "sync", (sb->flags & PROTO_STANDBY_SYNC) != 0);
+    tool_json_kv_uint (j, "acked", sb->acked);
+    tool_json_kv_uint (j, "lag", sb->lag);
+    tool_json_kv_uint (j, "last_seen_ms", sb->seen_ms);
+    tool_json_end_object (j);
+  }
+  tool_json_end_array (j);
+  /* REPAIR's reply does not ask etcd. */
+  if (st->netcd == 0)
+    return;
+  tool_json_key (j, "etcd");
+  tool_json_begin_array (j);
+  for (i = 0; i < st->netcd; ++i) {
+    const struct proto_etcd_info *e = &st->etcd[i];
+
+    tool_json_begin_object (j);
+    tool_json_kv_string (j, "url", e->url);
+    tool_json_kv_bool (j, "healthy", (e->flags & PROTO_ETCD_HEALTHY) != 0);
+    tool_json_kv_string (j, "version", e->version);
+    tool_json_kv_bool (j, "leader", (e->flags & PROTO_ETCD_LEADER) != 0);
+    tool_json_end_object (j);
+  }
+  tool_json_end_array (j);
+}
 
 /* Print the STATUS (or REPAIR) reply as JSON. */
 void
@@ -50,6 +95,9 @@ tool_print_status_json (struct tool_ctx *ctx,
     tool_json_end_object (&j);
   }
   tool_json_end_array (&j);
+  tool_json_kv_bool (&j, "ha", (st->ha_flags & PROTO_STATUS_HA) != 0);
+  if (st->ha_flags & PROTO_STATUS_HA)
+    json_ha (&j, st);
   tool_json_end_object (&j);
   tool_json_finish (&j);
 }
@@ -108,8 +156,89 @@ print_zones (FILE *fp, const struct proto_status_info *st)
              st->domains_room, st->domains_needed);
 }
 
-/* Print the STATUS reply for humans. */
-static void
+/* Print the metadata servers of ST (with --etcd): the leader and its
+ * standbys in a table, then whether one may take over.  Returns 0 or
+ * -ENOMEM (printed).
+ */
+static int
+print_mds (FILE *fp, const struct proto_status_info *st)
+{
+  static const char *const headers[] = {
+    "NAME", "ROLE", "ACKED", "LAG", "SEEN",
+  };
+  struct tool_table t;
+  char acked[24], lag[24], seen[32];
+  uint32_t i;
+  int r;
+
+  fprintf (fp, "\nMetadata servers (epoch %" PRIu64 ", change %" PRIu64 "):\n",
+           st->epoch, st->published);
+  tool_table_init (&t, 5, headers, "llrrr");
+  snprintf (acked, sizeof acked, "%" PRIu64, st->published);
+  r = tool_table_add_row (&t, st->mds_name, "leader", acked, "-", "-");
+  for (i = 0; i < st->nstandbys && r == 0; ++i) {
+    const struct proto_standby_info *sb = &st->standbys[i];
+
+    snprintf (acked, sizeof acked, "%" PRIu64, sb->acked);
+    snprintf (lag, sizeof lag, "%" PRIu64, sb->lag);
+    snprintf (seen, sizeof seen, "%.1f s ago", sb->seen_ms / 1000.0);
+    r = tool_table_add_row (&t, sb->name,
+                            sb->flags & PROTO_STANDBY_SYNC ? "standby (sync)"
+                                                           : "standby",
+                            acked, lag, seen);
+  }
+  if (r == 0)
+    tool_table_print (&t, fp);
+  tool_table_free (&t);
+  if (r < 0) {
+    tool_error ("status: out of memory");
+    return r;
+  }
+  if (st->sync[0] == '\0')
+    fprintf (fp, "no synchronous standby: no other MDS may take over\n");
+  return 0;
+}
+
+/* Print the health of etcd's endpoints in ST, if asked.  Returns 0 or
+ * -ENOMEM (printed).
+ */
+static int
+print_etcd (FILE *fp, const struct proto_status_info *st)
+{
+  static const char *const headers[] = {
+    "ENDPOINT",
+    "HEALTH",
+    "VERSION",
+    "LEADER",
+  };
+  struct tool_table t;
+  uint32_t i;
+  int r = 0;
+
+  if (st->netcd == 0)
+    return 0;
+  fprintf (fp, "\netcd:\n");
+  tool_table_init (&t, 4, headers, "llll");
+  for (i = 0; i < st->netcd && r == 0; ++i) {
+    const struct proto_etcd_info *e = &st->etcd[i];
+    bool ok = e->flags & PROTO_ETCD_HEALTHY;
+
+    r = tool_table_add_row (&t, e->url, ok ? "healthy" : "unhealthy",
+                            ok ? e->version : "-",
+                            e->flags & PROTO_ETCD_LEADER ? "yes"
+                            : ok                         ? "no"
+                                                         : "-");
+  }
+  if (r == 0)
+    tool_table_print (&t, fp);
+  tool_table_free (&t);
+  if (r < 0)
+    tool_error ("status: out of memory");
+  return r;
+}
+
+/* Print the STATUS reply for humans.  Returns 0 or -errno (printed). */
+static int
 print_human (struct tool_ctx *ctx, const struct proto_status_info *st)
 {
   char uuid[37], segsize[32], capacity[32], used[32];
@@ -134,22 +263,27 @@ print_human (struct tool_ctx *ctx, const struct proto_status_info *st)
   tool_print_field (fp, "unproven", "%" PRIu64 " segments", st->unproven);
   tool_print_field (fp, "misplaced", "%" PRIu64 " segments", st->misplaced);
   print_zones (fp, st);
+  if (!(st->ha_flags & PROTO_STATUS_HA))
+    return 0;
+  if (print_mds (fp, st) < 0 || print_etcd (fp, st) < 0)
+    return -ENOMEM;
+  return 0;
 }
 
 /* tessera status */
 int
 tool_cmd_status (struct tool_ctx *ctx, char **args)
 {
-  struct proto_status_info st;
+  CLEANUP_FREE struct proto_status_info *st = NULL;
   int r;
 
   r = tool_get_status (ctx, "status", &st);
   if (r < 0)
     return r;
 
-  if (ctx->json)
-    tool_print_status_json (ctx, &st);
-  else
-    print_human (ctx, &st);
-  return 0;
+  if (ctx->json) {
+    tool_print_status_json (ctx, st);
+    return 0;
+  }
+  return print_human (ctx, st);
 }

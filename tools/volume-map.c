@@ -195,7 +195,7 @@ tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
   static const char *const headers[] = {
     "INDEX", "OFFSET", "SEGMENT", "REPLICAS", "NOTE",
   };
-  struct proto_status_info st;
+  CLEANUP_FREE struct proto_status_info *st = NULL;
   struct proto_volume_info v;
   struct map_out m = { .ctx = ctx };
   char what[TOOL_WHAT_MAX];
@@ -209,21 +209,21 @@ tool_cmd_volume_map (struct tool_ctx *ctx, char **args)
   r = tool_get_status (ctx, what, &st);
   if (r < 0)
     return r;
-  if (st.segment_size == 0)
+  if (st->segment_size == 0)
     return tool_bad_reply (ctx, what, -EBADMSG);
-  m.segment_size = st.segment_size;
+  m.segment_size = st->segment_size;
   m.replicas = v.replicas;
   r = tool_get_servers (ctx, what, &m.servers);
   if (r < 0)
     return r;
   count_domains (&m);
-  nsegs = v.size / st.segment_size + (v.size % st.segment_size != 0);
+  nsegs = v.size / st->segment_size + (v.size % st->segment_size != 0);
 
   if (ctx->json) {
     tool_json_init (&m.j, ctx->out);
     tool_json_begin_object (&m.j);
     tool_json_kv_string (&m.j, "volume", v.name);
-    tool_json_kv_uint (&m.j, "segment_size", st.segment_size);
+    tool_json_kv_uint (&m.j, "segment_size", st->segment_size);
     tool_json_key (&m.j, "segments");
     tool_json_begin_array (&m.j);
   }

@@ -561,7 +561,7 @@ verify_free (struct verify *v)
 static int
 verify_setup (struct verify *v, const char *name)
 {
-  struct proto_status_info st;
+  CLEANUP_FREE struct proto_status_info *st = NULL;
   uint32_t i;
   int r;
 
@@ -572,9 +572,9 @@ verify_setup (struct verify *v, const char *name)
   if (r < 0)
     return r;
   /* A power of two from 64 KiB: a whole number of blocks. */
-  if (st.segment_size < VERIFY_BLOCK || st.segment_size % VERIFY_BLOCK != 0)
+  if (st->segment_size < VERIFY_BLOCK || st->segment_size % VERIFY_BLOCK != 0)
     return tool_bad_reply (v->ctx, v->what, -EBADMSG);
-  v->segment_size = st.segment_size;
+  v->segment_size = st->segment_size;
 
   r = tool_get_servers (v->ctx, v->what, &v->servers);
   if (r < 0)

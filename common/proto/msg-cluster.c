@@ -52,6 +52,30 @@ proto_encode_status_info (const struct proto_status_info *m,
     proto_put_u64 (wb, z->room);
     proto_put_u64 (wb, z->usable);
   }
+  proto_put_u32 (wb, m->ha_flags);
+  proto_put_str (wb, m->mds_name, PROTO_NAME_MAX);
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u64 (wb, m->published);
+  proto_put_str (wb, m->sync, PROTO_NAME_MAX);
+  n = m->nstandbys < PROTO_STATUS_STANDBYS_MAX ? m->nstandbys
+                                               : PROTO_STATUS_STANDBYS_MAX;
+  proto_put_u32 (wb, n);
+  for (i = 0; i < n; ++i) {
+    const struct proto_standby_info *sb = &m->standbys[i];
+
+    proto_put_str (wb, sb->name, PROTO_NAME_MAX);
+    proto_put_u32 (wb, sb->flags);
+    proto_put_u64 (wb, sb->acked);
+    proto_put_u64 (wb, sb->lag);
+    proto_put_u32 (wb, sb->seen_ms);
+  }
+  n = m->netcd < PROTO_STATUS_ETCD_MAX ? m->netcd : PROTO_STATUS_ETCD_MAX;
+  proto_put_u32 (wb, n);
+  for (i = 0; i < n; ++i) {
+    proto_put_str (wb, m->etcd[i].url, PROTO_ETCD_URL_MAX);
+    proto_put_u32 (wb, m->etcd[i].flags);
+    proto_put_str (wb, m->etcd[i].version, PROTO_ETCD_VERSION_MAX);
+  }
 }
 
 int
@@ -93,6 +117,41 @@ proto_decode_status_info (const void *p, size_t len,
     z->room = proto_get_u64 (&rb);
     z->usable = proto_get_u64 (&rb);
     if (z->flags & ~PROTO_ZONE_FLAGS_KNOWN)
+      return -EBADMSG;
+  }
+  m->ha_flags = proto_get_u32 (&rb);
+  if (m->ha_flags & ~PROTO_STATUS_HA_FLAGS_KNOWN)
+    return -EBADMSG;
+  proto_get_str (&rb, m->mds_name, PROTO_NAME_MAX);
+  m->epoch = proto_get_u64 (&rb);
+  m->published = proto_get_u64 (&rb);
+  proto_get_str (&rb, m->sync, PROTO_NAME_MAX);
+  m->nstandbys = proto_get_u32 (&rb);
+  if (m->nstandbys > PROTO_STATUS_STANDBYS_MAX) {
+    m->nstandbys = 0;
+    return -EBADMSG;
+  }
+  for (i = 0; i < m->nstandbys; ++i) {
+    struct proto_standby_info *sb = &m->standbys[i];
+
+    proto_get_str (&rb, sb->name, PROTO_NAME_MAX);
+    sb->flags = proto_get_u32 (&rb);
+    sb->acked = proto_get_u64 (&rb);
+    sb->lag = proto_get_u64 (&rb);
+    sb->seen_ms = proto_get_u32 (&rb);
+    if (sb->flags & ~PROTO_STANDBY_FLAGS_KNOWN)
+      return -EBADMSG;
+  }
+  m->netcd = proto_get_u32 (&rb);
+  if (m->netcd > PROTO_STATUS_ETCD_MAX) {
+    m->netcd = 0;
+    return -EBADMSG;
+  }
+  for (i = 0; i < m->netcd; ++i) {
+    proto_get_str (&rb, m->etcd[i].url, PROTO_ETCD_URL_MAX);
+    m->etcd[i].flags = proto_get_u32 (&rb);
+    proto_get_str (&rb, m->etcd[i].version, PROTO_ETCD_VERSION_MAX);
+    if (m->etcd[i].flags & ~PROTO_ETCD_FLAGS_KNOWN)
       return -EBADMSG;
   }
   return proto_rbuf_finish (&rb);

@@ -220,12 +220,54 @@ struct proto_zone_room {
 /* Most zones listed in a STATUS reply (ZONES_TOTAL counts them all). */
 #define PROTO_STATUS_ZONES_MAX 16
 
+/* One standby MDS in a STATUS reply (docs/high-availability.md).
+ * Wire: name (string), flags u32, acked u64, lag u64, seen_ms u32.
+ */
+#define PROTO_STANDBY_SYNC 0x1 /* the synchronous standby */
+#define PROTO_STANDBY_FLAGS_KNOWN PROTO_STANDBY_SYNC
+struct proto_standby_info {
+  char name[PROTO_NAME_MAX + 1];
+  uint32_t flags;   /* PROTO_STANDBY_* */
+  uint64_t acked;   /* the change sequence it has durably applied */
+  uint64_t lag;     /* the leader's published sequence minus ACKED */
+  uint32_t seen_ms; /* since its last pull (saturated) */
+};
+/* Most standbys listed in a STATUS reply. */
+#define PROTO_STATUS_STANDBYS_MAX 8
+
+/* One etcd endpoint in a STATUS reply, as the MDS found it when it
+ * answered.  Wire: url (string, at most PROTO_ETCD_URL_MAX), flags u32,
+ * version (string, at most PROTO_ETCD_VERSION_MAX, "" if unhealthy).
+ */
+#define PROTO_ETCD_URL_MAX 128
+#define PROTO_ETCD_VERSION_MAX 31
+#define PROTO_ETCD_HEALTHY 0x1 /* it answered its status in time */
+#define PROTO_ETCD_LEADER 0x2  /* it is etcd's raft leader */
+#define PROTO_ETCD_FLAGS_KNOWN (PROTO_ETCD_HEALTHY | PROTO_ETCD_LEADER)
+struct proto_etcd_info {
+  char url[PROTO_ETCD_URL_MAX + 1];
+  uint32_t flags; /* PROTO_ETCD_* */
+  char version[PROTO_ETCD_VERSION_MAX + 1];
+};
+/* Most etcd endpoints listed in a STATUS reply. */
+#define PROTO_STATUS_ETCD_MAX 8
+
+/* STATUS's HA flags. */
+#define PROTO_STATUS_HA 0x1 /* the MDS runs with --etcd */
+#define PROTO_STATUS_HA_FLAGS_KNOWN PROTO_STATUS_HA
+
 /* STATUS and REPAIR reply (both requests are empty).  Wire: uuid[16],
  * segment_size u32, servers u32, servers_up u32, volumes u32, segments
  * u64, capacity u64, used u64, degraded u64, syncing u64, resyncing u32,
  * unproven u64, misplaced u64, domains_needed u32, domains_room u32,
  * zones_total u32, nzones u32 (at most PROTO_STATUS_ZONES_MAX), then
- * NZONES zones (struct proto_zone_room), in zone name order.
+ * NZONES zones (struct proto_zone_room), in zone name order; then
+ * ha_flags u32, mds_name (string), epoch u64, published u64, sync
+ * (string), nstandbys u32 (at most PROTO_STATUS_STANDBYS_MAX), NSTANDBYS
+ * standbys (struct proto_standby_info), netcd u32 (at most
+ * PROTO_STATUS_ETCD_MAX), NETCD endpoints (struct proto_etcd_info), in
+ * --etcd order.  Without PROTO_STATUS_HA all of these are zero or
+ * empty.  REPAIR's reply lists no etcd endpoint.
  */
 struct proto_status_info {
   uint8_t cluster_uuid[16];
@@ -252,6 +294,16 @@ struct proto_status_info {
   uint32_t zones_total;
   uint32_t nzones;
   struct proto_zone_room zones[PROTO_STATUS_ZONES_MAX];
+  /* The MDS that answered (the leader, with --etcd) and its standbys. */
+  uint32_t ha_flags;                 /* PROTO_STATUS_HA* */
+  char mds_name[PROTO_NAME_MAX + 1]; /* its --name, "" without --etcd */
+  uint64_t epoch;                    /* its MDS epoch */
+  uint64_t published;                /* the last change it published */
+  char sync[PROTO_NAME_MAX + 1];     /* synchronous standby, "" none */
+  uint32_t nstandbys;
+  struct proto_standby_info standbys[PROTO_STATUS_STANDBYS_MAX];
+  uint32_t netcd;
+  struct proto_etcd_info etcd[PROTO_STATUS_ETCD_MAX];
 };
 
 /* SERVER_REGISTER request.  Wire: uuid[16], cluster_uuid[16],

@@ -116,6 +116,25 @@ check_status_info (const struct proto_status_info *m)
     FUZZ_CHECK ((m->zones[i].flags & ~PROTO_ZONE_FLAGS_KNOWN) == 0,
                 "status zone %u: flags %x", i, m->zones[i].flags);
   }
+  FUZZ_CHECK ((m->ha_flags & ~PROTO_STATUS_HA_FLAGS_KNOWN) == 0,
+              "status: ha_flags %x", m->ha_flags);
+  check_str ("status mds_name", m->mds_name, PROTO_NAME_MAX);
+  check_str ("status sync", m->sync, PROTO_NAME_MAX);
+  FUZZ_CHECK (m->nstandbys <= PROTO_STATUS_STANDBYS_MAX, "status: nstandbys %u",
+              m->nstandbys);
+  for (i = 0; i < m->nstandbys; i++) {
+    check_str ("status standby", m->standbys[i].name, PROTO_NAME_MAX);
+    FUZZ_CHECK ((m->standbys[i].flags & ~PROTO_STANDBY_FLAGS_KNOWN) == 0,
+                "status standby %u: flags %x", i, m->standbys[i].flags);
+  }
+  FUZZ_CHECK (m->netcd <= PROTO_STATUS_ETCD_MAX, "status: netcd %u", m->netcd);
+  for (i = 0; i < m->netcd; i++) {
+    check_str ("status etcd url", m->etcd[i].url, PROTO_ETCD_URL_MAX);
+    check_str ("status etcd version", m->etcd[i].version,
+               PROTO_ETCD_VERSION_MAX);
+    FUZZ_CHECK ((m->etcd[i].flags & ~PROTO_ETCD_FLAGS_KNOWN) == 0,
+                "status etcd %u: flags %x", i, m->etcd[i].flags);
+  }
 }
 
 static void
@@ -658,25 +677,43 @@ fuzz_make_seeds (const char *dir)
     r |= emit (dir, 2, 1, &wb);
   }
   {
-    struct proto_status_info m = { .segment_size = 4 << 20,
-                                   .servers = 3,
-                                   .servers_up = 2,
-                                   .volumes = 1,
-                                   .segments = 10,
-                                   .capacity = 1ull << 40,
-                                   .used = 1 << 30,
-                                   .degraded = 1,
-                                   .misplaced = 2,
-                                   .domains_needed = 2,
-                                   .domains_room = 1,
-                                   .zones_total = 2,
-                                   .nzones = 2,
-                                   .zones = { { .zone = "rack1",
-                                                .servers = 2,
-                                                .flags = PROTO_ZONE_LOW,
-                                                .room = 1 << 22,
-                                                .usable = 1 << 30 },
-                                              { .zone = "rack2" } } };
+    struct proto_status_info m = {
+      .segment_size = 4 << 20,
+      .servers = 3,
+      .servers_up = 2,
+      .volumes = 1,
+      .segments = 10,
+      .capacity = 1ull << 40,
+      .used = 1 << 30,
+      .degraded = 1,
+      .misplaced = 2,
+      .domains_needed = 2,
+      .domains_room = 1,
+      .zones_total = 2,
+      .nzones = 2,
+      .zones = { { .zone = "rack1",
+                   .servers = 2,
+                   .flags = PROTO_ZONE_LOW,
+                   .room = 1 << 22,
+                   .usable = 1 << 30 },
+                 { .zone = "rack2" } },
+      .ha_flags = PROTO_STATUS_HA,
+      .mds_name = "a",
+      .epoch = 7,
+      .published = 12,
+      .sync = "b",
+      .nstandbys = 2,
+      .standbys = { { .name = "b",
+                      .flags = PROTO_STANDBY_SYNC,
+                      .acked = 12,
+                      .seen_ms = 100 },
+                    { .name = "c", .acked = 10, .lag = 2 } },
+      .netcd = 2,
+      .etcd = { { .url = "http://127.0.0.1:2379",
+                  .flags = PROTO_ETCD_HEALTHY | PROTO_ETCD_LEADER,
+                  .version = "3.4.23" },
+                { .url = "http://[::1]:2379" } }
+    };
 
     memcpy (m.cluster_uuid, uuid_a, 16);
     proto_encode_status_info (&m, &wb);

@@ -588,14 +588,111 @@ START_TEST (test_status_zones)
   ck_assert_uint_eq (s2.zones[1].usable, 5);
   ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len - 1, &s2),
                     -EBADMSG);
-  /* The last zone's flags (u32 before room and usable): unknown bit. */
-  p = (uint8_t *)wb.data + wb.len - 16 - 1;
+  /* The last zone's flags (u32 before room and usable, then the HA part
+   * without HA: ha_flags, "", epoch, published, "", no standby, no etcd
+   * endpoint, 32 bytes): unknown bit.
+   */
+  p = (uint8_t *)wb.data + wb.len - 32 - 16 - 1;
   *p = 0x2;
   ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
   proto_wbuf_free (&wb);
 
   /* More zones listed than the total. */
   s.zones_total = 1;
+  proto_encode_status_info (&s, &wb);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+}
+END_TEST
+
+/* STATUS carries the HA part: the MDS, its standbys, etcd's health; a
+ * count above the maximum or an unknown flag is refused.
+ */
+START_TEST (test_status_ha)
+{
+  struct proto_status_info s = { .ha_flags = PROTO_STATUS_HA,
+                                 .mds_name = "a",
+                                 .epoch = 42,
+                                 .published = 100,
+                                 .sync = "b",
+                                 .nstandbys = 2,
+                                 .netcd = 3 },
+                           s2;
+  struct proto_wbuf wb = { 0 };
+  uint8_t *p;
+
+  s.standbys[0] = (struct proto_standby_info){
+    .name = "b", .flags = PROTO_STANDBY_SYNC, .acked = 100, .seen_ms = 250
+  };
+  s.standbys[1] = (struct proto_standby_info){
+    .name = "c", .acked = 90, .lag = 10, .seen_ms = UINT32_MAX
+  };
+  snprintf (s.etcd[0].url, sizeof s.etcd[0].url, "http://127.0.0.1:2379");
+  s.etcd[0].flags = PROTO_ETCD_HEALTHY | PROTO_ETCD_LEADER;
+  snprintf (s.etcd[0].version, sizeof s.etcd[0].version, "3.4.23");
+  snprintf (s.etcd[1].url, sizeof s.etcd[1].url, "http://127.0.0.1:2381");
+  s.etcd[1].flags = PROTO_ETCD_HEALTHY;
+  snprintf (s.etcd[1].version, sizeof s.etcd[1].version, "3.4.23");
+  snprintf (s.etcd[2].url, sizeof s.etcd[2].url, "http://127.0.0.1:2383");
+  proto_encode_status_info (&s, &wb);
+  ck_assert_int_eq (wb.err, 0);
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), 0);
+  ck_assert_uint_eq (s2.ha_flags, PROTO_STATUS_HA);
+  ck_assert_str_eq (s2.mds_name, "a");
+  ck_assert_uint_eq (s2.epoch, 42);
+  ck_assert_uint_eq (s2.published, 100);
+  ck_assert_str_eq (s2.sync, "b");
+  ck_assert_uint_eq (s2.nstandbys, 2);
+  ck_assert_str_eq (s2.standbys[0].name, "b");
+  ck_assert_uint_eq (s2.standbys[0].flags, PROTO_STANDBY_SYNC);
+  ck_assert_uint_eq (s2.standbys[0].acked, 100);
+  ck_assert_uint_eq (s2.standbys[0].lag, 0);
+  ck_assert_uint_eq (s2.standbys[0].seen_ms, 250);
+  ck_assert_str_eq (s2.standbys[1].name, "c");
+  ck_assert_uint_eq (s2.standbys[1].flags, 0);
+  ck_assert_uint_eq (s2.standbys[1].acked, 90);
+  ck_assert_uint_eq (s2.standbys[1].lag, 10);
+  ck_assert_uint_eq (s2.standbys[1].seen_ms, UINT32_MAX);
+  ck_assert_uint_eq (s2.netcd, 3);
+  ck_assert_str_eq (s2.etcd[0].url, "http://127.0.0.1:2379");
+  ck_assert_uint_eq (s2.etcd[0].flags, PROTO_ETCD_HEALTHY | PROTO_ETCD_LEADER);
+  ck_assert_str_eq (s2.etcd[0].version, "3.4.23");
+  ck_assert_uint_eq (s2.etcd[1].flags, PROTO_ETCD_HEALTHY);
+  ck_assert_str_eq (s2.etcd[2].url, "http://127.0.0.1:2383");
+  ck_assert_uint_eq (s2.etcd[2].flags, 0);
+  ck_assert_str_eq (s2.etcd[2].version, "");
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len - 1, &s2),
+                    -EBADMSG);
+  /* The last endpoint's flags (u32 before its empty version, 2 bytes). */
+  p = (uint8_t *)wb.data + wb.len - 2 - 1;
+  *p = 0x4;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+
+  /* More standbys or endpoints than the maximum, an unknown HA or
+   * standby flag.
+   */
+  s.netcd = 0;
+  s.nstandbys = 1;
+  proto_encode_status_info (&s, &wb);
+  /* The standby's flags' low byte: then acked, lag, seen_ms, netcd. */
+  p = (uint8_t *)wb.data + wb.len - 24 - 1;
+  *p = 0x2;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  *p = 0x1;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), 0);
+  p = (uint8_t *)wb.data + wb.len - 1;
+  *p = PROTO_STATUS_ETCD_MAX + 1;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  s.nstandbys = 0;
+  proto_encode_status_info (&s, &wb);
+  /* nstandbys u32, netcd u32. */
+  p = (uint8_t *)wb.data + wb.len - 4 - 1;
+  *p = PROTO_STATUS_STANDBYS_MAX + 1;
+  ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
+  proto_wbuf_free (&wb);
+  s.ha_flags = 0x2;
   proto_encode_status_info (&s, &wb);
   ck_assert_int_eq (proto_decode_status_info (wb.data, wb.len, &s2), -EBADMSG);
   proto_wbuf_free (&wb);
@@ -1241,6 +1338,7 @@ proto_suite (void)
   tcase_add_test (tc, test_heartbeat_segments);
   tcase_add_test (tc, test_small_fixed);
   tcase_add_test (tc, test_status_zones);
+  tcase_add_test (tc, test_status_ha);
   tcase_add_test (tc, test_seg_io);
   tcase_add_test (tc, test_heartbeat_reply);
   tcase_add_test (tc, test_repair_messages);
