@@ -510,13 +510,14 @@ START_TEST (test_small_fixed)
                                 .segment_size = 65536,
                                 .lease_ms = 15000 },
                           o2;
-  struct proto_status_info s = { .segment_size = 1,
-                                 .servers = 3,
-                                 .used = 99,
-                                 .degraded = 5,
-                                 .resyncing = 2,
-                                 .unproven = 7 },
-                           s2;
+  /* Static: two of these exceed the stack frame limit. */
+  static struct proto_status_info s = { .segment_size = 1,
+                                        .servers = 3,
+                                        .used = 99,
+                                        .degraded = 5,
+                                        .resyncing = 2,
+                                        .unproven = 7 },
+                                  s2;
   struct proto_register_reply r = { .server_id = 5, .heartbeat_ms = 1000 }, r2;
   struct proto_wbuf wb = { 0 };
 
@@ -556,12 +557,13 @@ END_TEST
  */
 START_TEST (test_status_zones)
 {
-  struct proto_status_info s = { .misplaced = 4,
-                                 .domains_needed = 2,
-                                 .domains_room = 1,
-                                 .zones_total = 3,
-                                 .nzones = 2 },
-                           s2;
+  /* Static: two of these exceed the stack frame limit. */
+  static struct proto_status_info s = { .misplaced = 4,
+                                        .domains_needed = 2,
+                                        .domains_room = 1,
+                                        .zones_total = 3,
+                                        .nzones = 2 },
+                                  s2;
   struct proto_wbuf wb = { 0 };
   uint8_t *p;
 
@@ -610,14 +612,15 @@ END_TEST
  */
 START_TEST (test_status_ha)
 {
-  struct proto_status_info s = { .ha_flags = PROTO_STATUS_HA,
-                                 .mds_name = "a",
-                                 .epoch = 42,
-                                 .published = 100,
-                                 .sync = "b",
-                                 .nstandbys = 2,
-                                 .netcd = 3 },
-                           s2;
+  /* Static: two of these exceed the stack frame limit. */
+  static struct proto_status_info s = { .ha_flags = PROTO_STATUS_HA,
+                                        .mds_name = "a",
+                                        .epoch = 42,
+                                        .published = 100,
+                                        .sync = "b",
+                                        .nstandbys = 2,
+                                        .netcd = 3 },
+                                  s2;
   struct proto_wbuf wb = { 0 };
   uint8_t *p;
 
