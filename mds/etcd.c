@@ -375,33 +375,12 @@ post (struct etcd *e, const char *path, json_t *req, json_t **ans, int only)
   return r;
 }
 
-/* Read an int64 field K of O (a JSON string or number; missing: 0). */
+/* Read the integer field K of O (a JSON string or number; missing: 0)
+ * into *V, as signed if SIGNED (etcd sends revisions, leases and TTLs
+ * as int64, member ids as uint64).
+ */
 static int
-get_i64 (json_t *o, const char *k, int64_t *v)
-{
-  json_t *j = json_object_get (o, k);
-  const char *s;
-  char *end;
-
-  *v = 0;
-  if (j == NULL)
-    return 0;
-  if (json_is_integer (j)) {
-    *v = json_integer_value (j);
-    return 0;
-  }
-  if (!json_is_string (j))
-    return -EPROTO;
-  s = json_string_value (j);
-  errno = 0;
-  *v = strtoll (s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0')
-    return -EPROTO;
-  return 0;
-}
-
-static int
-get_u64 (json_t *o, const char *k, uint64_t *v)
+get_num (json_t *o, const char *k, bool is_signed, uint64_t *v)
 {
   json_t *j = json_object_get (o, k);
   const char *s;
@@ -418,10 +397,26 @@ get_u64 (json_t *o, const char *k, uint64_t *v)
     return -EPROTO;
   s = json_string_value (j);
   errno = 0;
-  *v = strtoull (s, &end, 10);
+  *v = is_signed ? (uint64_t)strtoll (s, &end, 10) : strtoull (s, &end, 10);
   if (errno != 0 || end == s || *end != '\0')
     return -EPROTO;
   return 0;
+}
+
+static int
+get_i64 (json_t *o, const char *k, int64_t *v)
+{
+  uint64_t u;
+  int r = get_num (o, k, true, &u);
+
+  *v = (int64_t)u;
+  return r;
+}
+
+static int
+get_u64 (json_t *o, const char *k, uint64_t *v)
+{
+  return get_num (o, k, false, v);
 }
 
 /* A JSON string of DATA (LEN bytes) in base64, or NULL. */

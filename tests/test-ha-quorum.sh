@@ -12,25 +12,12 @@ set -e
 set -x
 
 requires_built
-requires etcd --version
 make_cluster_dir
-start_etcd 3
 TTL=8
 # A loaded machine can hold a standby's pull up for seconds: a standby
 # going silent is test-ha-sync's subject, not this one's.
 export SYNC_TIMEOUT=5
-export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
-BOTH="unix:$CLUSTER/mdsa.sock,unix:$CLUSTER/mdsb.sock"
-export TESSERA_MDS="$BOTH"
-
-start_ha_mds a --init --segment-size 64K
-wait_log "$CLUSTER/mdsa.log" "leading at epoch"
-for i in 1 2 3; do
-    start_storesrv $i --mds "$BOTH"
-done
-wait_servers_up 3
-start_ha_mds b
-wait_log "$CLUSTER/mdsa.log" "b is the synchronous standby"
+start_ha_cluster
 
 # A 32 MiB volume, written whole first: every region is allocated.
 tessera volume create w --size 32M --replicas 2

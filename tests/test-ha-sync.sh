@@ -11,23 +11,9 @@ set -e
 set -x
 
 requires_built
-requires etcd --version
 make_cluster_dir
-start_etcd 3
 TTL=8
-
-export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
-BOTH="unix:$CLUSTER/mdsa.sock,unix:$CLUSTER/mdsb.sock"
-export TESSERA_MDS="$BOTH"
-
-start_ha_mds a --init --segment-size 64K
-wait_log "$CLUSTER/mdsa.log" "leading at epoch"
-for i in 1 2 3; do
-    start_storesrv $i --mds "$BOTH"
-done
-wait_servers_up 3
-start_ha_mds b
-wait_log "$CLUSTER/mdsa.log" "b is the synchronous standby"
+start_ha_cluster
 
 tessera volume create w --size 1G --replicas 2
 start_nbdkit w w timeout=20
