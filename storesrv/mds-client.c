@@ -70,7 +70,7 @@ struct ss_mds {
   size_t ndeleted, deleted_cap;
   struct proto_fence *fences; /* under LOCK: to apply (ring thread takes) */
   size_t nfences, fences_cap;
-  /* under LOCK: the lowest MDS epoch that queued TODO, FENCES */
+  /* under LOCK: the lowest MDS epoch that queued the deletes, the fences */
   uint64_t todo_epoch, fences_epoch;
 
   /* MDS thread only. */
