@@ -333,6 +333,15 @@ extern int catalog_replica_set_state (catalog *cat, uint64_t id,
                                       uint32_t server, uint8_t state,
                                       struct catalog_segment *out);
 
+/* Raise segment ID's generation above ABOVE (to ABOVE + 1) unless it is
+ * there already; the replicas stay as they are.  Used when writes sent
+ * with generation ABOVE or older are in doubt: once every writable
+ * replica's server holds the new one, none of them can land any more.
+ * *OUT (may be NULL) receives the segment.  -ENOENT if there is none.
+ */
+extern int catalog_segment_raise_gen (catalog *cat, uint64_t id, uint64_t above,
+                                      struct catalog_segment *out);
+
 /* Garbage: replicas SERVER must delete.  catalog_garbage_get returns up
  * to MAX segment ids in *OUT (malloc'd) and *N; catalog_garbage_done
  * forgets the listed ones (unknown ids are ignored).

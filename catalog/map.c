@@ -401,3 +401,36 @@ catalog_replica_set_state (catalog *cat, uint64_t id, uint32_t server,
     *out = g;
   return 0;
 }
+
+/* Raise segment ID's generation to ABOVE + 1 if it is not above ABOVE
+ * already.
+ */
+int
+catalog_segment_raise_gen (catalog *cat, uint64_t id, uint64_t above,
+                           struct catalog_segment *out)
+{
+  CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
+  struct catalog_segment g;
+  int r;
+
+  if (above == UINT64_MAX)
+    return -EINVAL;
+  r = catalog_wtxn_begin (cat, &txn, "segment_raise_gen");
+  if (r < 0)
+    return r;
+  r = catalog_segment_get_txn (cat, txn, id, &g);
+  if (r < 0)
+    return r;
+  if (g.gen <= above) {
+    g.gen = above + 1;
+    r = catalog_segment_put_txn (cat, txn, &g);
+    if (r < 0)
+      return r;
+    r = catalog_wtxn_commit (cat, &txn, "segment_raise_gen");
+    if (r < 0)
+      return r;
+  }
+  if (out)
+    *out = g;
+  return 0;
+}

@@ -23,6 +23,10 @@
 #define MDS_FENCE_BATCH 1024
 /* Bound of every call to a storage server but SEG_PULL (connect too). */
 #define MDS_SERVER_TIMEOUT_MS 5000
+/* Bound of each SEG_SET_GEN of MAP_RAISE_GEN (connect, and the reply):
+ * the writer waits for it within its request's deadline.
+ */
+#define RAISE_GEN_TIMEOUT_MS 1000
 /* Most copies running at once, all target servers together. */
 #define MDS_COPIES_MAX 64
 /* Segments read from the catalog in one step of a repair pass. */
@@ -669,6 +673,8 @@ extern int mds_op_map_alloc (struct mds *, struct mds_conn *, const void *,
                              uint32_t, struct mds_reply *);
 extern int mds_op_replica_failed (struct mds *, struct mds_conn *, const void *,
                                   uint32_t, struct mds_reply *);
+extern int mds_op_map_raise_gen (struct mds *, struct mds_conn *, const void *,
+                                 uint32_t, struct mds_reply *);
 extern int mds_op_seg_resync (struct mds *, struct mds_conn *, const void *,
                               uint32_t, struct mds_reply *);
 

@@ -120,6 +120,7 @@ struct mds_op {
   OP (MAP_GET,          mds_op_map_get,          MDS_OP_LOCKED)     \
   OP (MAP_ALLOC,        mds_op_map_alloc,        MDS_OP_LOCKED)     \
   OP (REPLICA_FAILED,   mds_op_replica_failed,   MDS_OP_LOCKED)     \
+  OP (MAP_RAISE_GEN,    mds_op_map_raise_gen,    MDS_OP_UNLOCKED)   \
   OP (SEG_RESYNC,       mds_op_seg_resync,       MDS_OP_UNLOCKED)
 
 /* Indexed by opcode; an opcode the MDS does not serve has no FN. */

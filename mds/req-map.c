@@ -1,8 +1,9 @@
 /* The virtualization map and its segments: MAP_GET, MAP_ALLOC,
- * REPLICA_FAILED, SEG_RESYNC.  Handlers run with mds->lock held, but
- * MAP_GET and MAP_ALLOC let it go around their catalog calls (see
- * unlocked_begin), and SEG_RESYNC runs without it (resync.c does the
- * work, taking the lock between its calls to servers).
+ * REPLICA_FAILED, MAP_RAISE_GEN, SEG_RESYNC.  Handlers run with
+ * mds->lock held, but MAP_GET and MAP_ALLOC let it go around their
+ * catalog calls (see unlocked_begin), and MAP_RAISE_GEN and SEG_RESYNC
+ * run without it (taking it between their calls to servers; resync.c
+ * does SEG_RESYNC's work).
  */
 
 #include <config.h>
@@ -433,25 +434,102 @@ mds_op_map_alloc (struct mds *mds, struct mds_conn *conn, const void *payload,
   return 0;
 }
 
+/* Mark SERVER's replica of SEGMENT stale, reported failed by BY: durably
+ * (gen + 1), then queue the new generation for the replicas' servers
+ * (announce.c) and let repair resync it.  The last good replica of a
+ * segment is never marked stale: the write failed everywhere, and that
+ * replica stays the best copy.  Nor is an ok replica whose loss would
+ * leave fewer ok replicas than the volume's min-copies: the write then
+ * fails (EIO) rather than being acknowledged on too few copies, and the
+ * replica stays ok (it holds every acknowledged write).  Fills REP with
+ * the refusal, if any.  Caller holds mds->lock.
+ */
+static void
+mark_failed (struct mds *mds, uint64_t segment, uint32_t server, const char *by,
+             struct mds_reply *rep)
+{
+  struct catalog_segment s;
+  struct catalog_volume v;
+  uint32_t k, ok = 0;
+  int found = -1;
+  int r;
+
+  r = catalog_segment_get (mds->cat, segment, &s);
+  if (r == -ENOENT) {
+    mds_reply_error (rep, PROTO_ENOENT, "segment %" PRIu64 ": not found",
+                     segment);
+    return;
+  }
+  if (r < 0) {
+    mds_reply_catalog (rep, r, "segment %" PRIu64, segment);
+    return;
+  }
+  for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+    if (s.replicas[k].server == server)
+      found = k;
+    else if (s.replicas[k].state == CATALOG_REPLICA_OK)
+      ok++;
+  }
+  if (found < 0) {
+    mds_reply_error (rep, PROTO_ENOENT,
+                     "segment %" PRIu64 ": no replica on server %" PRIu32,
+                     segment, server);
+    return;
+  }
+  if (s.replicas[found].state == CATALOG_REPLICA_STALE)
+    return;
+  if (s.replicas[found].state == CATALOG_REPLICA_OK && ok == 0) {
+    mds_reply_error (rep, PROTO_EIO,
+                     "segment %" PRIu64 ": server %" PRIu32
+                     " holds its last good replica",
+                     segment, server);
+    return;
+  }
+  if (s.replicas[found].state == CATALOG_REPLICA_OK) {
+    r = catalog_volume_get (mds->cat, s.volume, &v);
+    if (r < 0) {
+      mds_reply_catalog (rep, r, "volume %" PRIu64, s.volume);
+      return;
+    }
+    if (ok < v.min_copies) {
+      log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
+                " reported failed by %s: kept ok, only %" PRIu32
+                " other ok replicas and volume %s needs min-copies %" PRIu32,
+                segment, server, by, ok, v.name, v.min_copies);
+      mds_reply_error (rep, PROTO_EIO,
+                       "segment %" PRIu64 ": marking server %" PRIu32
+                       " stale would leave %" PRIu32
+                       " ok replicas, volume %s needs min-copies %" PRIu32,
+                       segment, server, ok, v.name, v.min_copies);
+      return;
+    }
+  }
+  r = catalog_replica_set_state (mds->cat, segment, server,
+                                 CATALOG_REPLICA_STALE, &s);
+  if (r < 0) {
+    mds_reply_catalog (rep, r, "segment %" PRIu64, segment);
+    return;
+  }
+  log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
+            " marked stale (reported by %s, volume %" PRIu64
+            ", generation %" PRIu64 ")",
+            segment, server, by, s.volume, s.gen);
+  /* Readers with an older map must be refused there: the server may be
+   * alive (a cut connection, a slow disk), and still serve old data.
+   * Told later, on the announcer's thread: this reply must not wait.
+   */
+  mds_announce_stale (mds, &s, server);
+  mds_repair_kick (mds, false);
+}
+
 /* REPLICA_FAILED: a writer could not write SERVER's replica of SEGMENT;
- * mark it stale (durably, gen + 1) before the writer acknowledges its
- * write, queue the new generation for the replicas' servers (announce.c)
- * and let repair resync it.  The last good replica of a segment is
- * never marked stale: the write failed everywhere, and that replica stays
- * the best copy.  Nor is an ok replica whose loss would leave fewer ok
- * replicas than the volume's min-copies: the write then fails (EIO)
- * rather than being acknowledged on too few copies, and the replica
- * stays ok (it holds every acknowledged write).
+ * mark it stale (mark_failed) before the writer acknowledges its write.
  */
 int
 mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
                        const void *payload, uint32_t len, struct mds_reply *rep)
 {
   struct proto_replica_failed req;
-  struct catalog_segment s;
-  struct catalog_volume v;
-  uint32_t k, ok = 0;
-  int found = -1;
   int r;
 
   r = proto_decode_replica_failed (payload, len, &req);
@@ -459,60 +537,84 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
     return mds_reply_bad (rep, r, "REPLICA_FAILED");
   if (mds_lease_check (mds, req.volume, req.epoch, rep) < 0)
     return 0;
-  r = catalog_segment_get (mds->cat, req.segment, &s);
-  if (r == -ENOENT)
-    return mds_reply_error (rep, PROTO_ENOENT, "segment %" PRIu64 ": not found",
-                            req.segment);
+  mark_failed (mds, req.segment, req.server, conn->peer, rep);
+  return 0;
+}
+
+/* MAP_RAISE_GEN (handled without mds->lock, which it takes around its
+ * catalog work): a write or trim that the writer sent with generation
+ * GEN may still land on a replica, its outcome there unknown (a timeout,
+ * a broken connection), and that replica was not marked stale (every
+ * replica was in doubt, or min-copies refused the report).  Should it
+ * land after a later write of the same blocks was acknowledged, that
+ * replica would hold older data than the others, unseen until they
+ * fail.  So the generation goes above GEN, and every writable replica's
+ * server is told (SEG_SET_GEN, which waits for the writes in flight
+ * there): from then on each one refuses the write in doubt.  A server
+ * that does not answer in time has its replica marked stale instead, as
+ * REPLICA_FAILED would; if that is refused, so is this request (EIO),
+ * and the writer asks again before its next write to the segment.
+ */
+int
+mds_op_map_raise_gen (struct mds *mds, struct mds_conn *conn,
+                      const void *payload, uint32_t len, struct mds_reply *rep)
+{
+  char addrs[CATALOG_REPLICAS_MAX][PROTO_ADDR_MAX + 1];
+  uint32_t ids[CATALOG_REPLICAS_MAX];
+  bool told[CATALOG_REPLICAS_MAX];
+  char msg[PROTO_ERRMSG_MAX + 1];
+  struct proto_raise_gen req;
+  struct catalog_segment s;
+  size_t n = 0, i;
+  uint32_t k;
+  int r;
+
+  r = proto_decode_raise_gen (payload, len, &req);
   if (r < 0)
-    return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
-  for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
-    if (s.replicas[k].server == req.server)
-      found = k;
-    else if (s.replicas[k].state == CATALOG_REPLICA_OK)
-      ok++;
-  }
-  if (found < 0)
-    return mds_reply_error (
-        rep, PROTO_ENOENT, "segment %" PRIu64 ": no replica on server %" PRIu32,
-        req.segment, req.server);
-  if (s.replicas[found].state == CATALOG_REPLICA_STALE)
-    return 0;
-  if (s.replicas[found].state == CATALOG_REPLICA_OK && ok == 0)
-    return mds_reply_error (rep, PROTO_EIO,
-                            "segment %" PRIu64 ": server %" PRIu32
-                            " holds its last good replica",
-                            req.segment, req.server);
-  if (s.replicas[found].state == CATALOG_REPLICA_OK) {
-    r = catalog_volume_get (mds->cat, s.volume, &v);
+    return mds_reply_bad (rep, r, "MAP_RAISE_GEN");
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+    if (mds_lease_check (mds, req.volume, req.epoch, rep) < 0)
+      return 0;
+    r = catalog_segment_get (mds->cat, req.segment, &s);
+    if (r == -ENOENT)
+      return mds_reply_error (rep, PROTO_ENOENT,
+                              "segment %" PRIu64 ": not found", req.segment);
     if (r < 0)
-      return mds_reply_catalog (rep, r, "volume %" PRIu64, s.volume);
-    if (ok < v.min_copies) {
-      log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
-                " reported failed by %s: kept ok, only %" PRIu32
-                " other ok replicas and volume %s needs min-copies %" PRIu32,
-                req.segment, req.server, conn->peer, ok, v.name, v.min_copies);
-      return mds_reply_error (
-          rep, PROTO_EIO,
-          "segment %" PRIu64 ": marking server %" PRIu32
-          " stale would leave %" PRIu32
-          " ok replicas, volume %s needs min-copies %" PRIu32,
-          req.segment, req.server, ok, v.name, v.min_copies);
+      return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
+    if (s.volume != req.volume)
+      return mds_reply_error (rep, PROTO_EINVAL,
+                              "segment %" PRIu64 ": not of volume %" PRIu64,
+                              req.segment, req.volume);
+    r = catalog_segment_raise_gen (mds->cat, req.segment, req.gen, &s);
+    if (r < 0)
+      return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
+    for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+      if (s.replicas[k].state == CATALOG_REPLICA_STALE)
+        continue;
+      ids[n] = s.replicas[k].server;
+      if (mds_server_address (mds, ids[n], addrs[n]) < 0)
+        addrs[n][0] = '\0';
+      n++;
     }
   }
-  r = catalog_replica_set_state (mds->cat, req.segment, req.server,
-                                 CATALOG_REPLICA_STALE, &s);
-  if (r < 0)
-    return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
-  log_warn ("segment %" PRIu64 ": replica on server %" PRIu32
-            " marked stale (reported by %s, volume %" PRIu64
-            ", generation %" PRIu64 ")",
-            req.segment, req.server, conn->peer, req.volume, s.gen);
-  /* Readers with an older map must be refused there: the server may be
-   * alive (a cut connection, a slow disk), and still serve old data.
-   * Told later, on the announcer's thread: this reply must not wait.
-   */
-  mds_announce_stale (mds, &s, req.server);
-  mds_repair_kick (mds, false);
+  log_info ("segment %" PRIu64 ": a write of generation %" PRIu64
+            " in doubt (reported by %s): generation now %" PRIu64,
+            s.id, req.gen, conn->peer, s.gen);
+  for (i = 0; i < n; ++i) {
+    msg[0] = '\0';
+    told[i] = addrs[i][0] != '\0' &&
+              mds_srv_set_gen (mds, addrs[i], RAISE_GEN_TIMEOUT_MS, s.id,
+                               s.volume, s.index, s.gen, msg, sizeof msg) == 0;
+    if (!told[i])
+      log_warn ("segment %" PRIu64 ": server %" PRIu32
+                " did not take generation %" PRIu64 ": %s",
+                s.id, ids[i], s.gen, msg[0] ? msg : "no address");
+  }
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
+  for (i = 0; i < n && rep->status == PROTO_OK; ++i)
+    if (!told[i])
+      mark_failed (mds, s.id, ids[i], conn->peer, rep);
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /* Payloads of volumes and their segment maps: VOL_*, LEASE_RENEW,
- * EPOCH_*, MAP_GET, MAP_ALLOC, REPLICA_FAILED and SEG_RESYNC, the
+ * EPOCH_*, MAP_GET, MAP_ALLOC, REPLICA_FAILED, MAP_RAISE_GEN and SEG_RESYNC, the
  * requests clients send the MDS.  See messages.c for the decoders'
  * rules.
  */
@@ -312,6 +312,28 @@ proto_decode_replica_failed (const void *p, size_t len,
   m->epoch = proto_get_u64 (&rb);
   m->segment = proto_get_u64 (&rb);
   m->server = proto_get_u32 (&rb);
+  return proto_rbuf_finish (&rb);
+}
+
+void
+proto_encode_raise_gen (const struct proto_raise_gen *m, struct proto_wbuf *wb)
+{
+  proto_put_u64 (wb, m->volume);
+  proto_put_u64 (wb, m->epoch);
+  proto_put_u64 (wb, m->segment);
+  proto_put_u64 (wb, m->gen);
+}
+
+int
+proto_decode_raise_gen (const void *p, size_t len, struct proto_raise_gen *m)
+{
+  struct proto_rbuf rb;
+
+  proto_rbuf_init (&rb, p, len);
+  m->volume = proto_get_u64 (&rb);
+  m->epoch = proto_get_u64 (&rb);
+  m->segment = proto_get_u64 (&rb);
+  m->gen = proto_get_u64 (&rb);
   return proto_rbuf_finish (&rb);
 }
 

@@ -522,6 +522,21 @@ struct proto_replica_failed {
   uint32_t server;
 };
 
+/* MAP_RAISE_GEN.  Wire: volume u64, epoch u64, segment u64, gen u64.
+ * A write or trim sent with generation GEN may still land on a replica
+ * (its outcome is unknown there): the MDS raises the segment's
+ * generation above GEN unless it is already, and replies (empty) once
+ * the server of every ok and syncing replica holds the new one, or has
+ * had its replica marked stale.  Such a write can land nowhere after
+ * that: every writable replica refuses it (PROTO_ESTALEMAP).
+ */
+struct proto_raise_gen {
+  uint64_t volume;
+  uint64_t epoch;
+  uint64_t segment;
+  uint64_t gen;
+};
+
 /* A segment's index in its volume, where a message carries one: the
  * map entry (volume, index) the segment fills.  PROTO_INDEX_NONE: not
  * known (a read of a repair copy; SEG_DESCRIBE of a segment recorded
@@ -957,6 +972,10 @@ extern void proto_encode_replica_failed (const struct proto_replica_failed *,
                                          struct proto_wbuf *);
 extern int proto_decode_replica_failed (const void *, size_t,
                                         struct proto_replica_failed *);
+extern void proto_encode_raise_gen (const struct proto_raise_gen *,
+                                    struct proto_wbuf *);
+extern int proto_decode_raise_gen (const void *, size_t,
+                                   struct proto_raise_gen *);
 
 /* Segment I/O heads: fixed PROTO_SEG_IO_SIZE (48) bytes, encoded straight
  * into BUF.  The decoder reads the first PROTO_SEG_IO_SIZE bytes of a

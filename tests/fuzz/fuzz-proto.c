@@ -297,6 +297,11 @@ check_replica_failed (const struct proto_replica_failed *m)
 }
 
 static void
+check_raise_gen (const struct proto_raise_gen *m)
+{
+}
+
+static void
 check_describe_request (const struct proto_describe_request *m)
 {
   FUZZ_CHECK (m->max >= 1, "describe request: max %u", m->max);
@@ -346,6 +351,7 @@ FLAT (lease, proto_lease)
 FLAT (map_request, proto_map_request)
 LIST (map, proto_map, proto_map_free)
 FLAT (replica_failed, proto_replica_failed)
+FLAT (raise_gen, proto_raise_gen)
 FLAT (describe_request, proto_describe_request)
 LIST (describe, proto_describe, proto_describe_free)
 FLAT (tables, proto_tables)
@@ -565,6 +571,7 @@ static const struct target targets[] = {
   { "tables", fuzz_tables },
   { "repl_pull", fuzz_repl_pull },
   { "repl_reply", fuzz_repl_reply },
+  { "raise_gen", fuzz_raise_gen },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
@@ -933,6 +940,12 @@ fuzz_make_seeds (const char *dir)
     t.blob = NULL;
     proto_encode_tables (&t, &wb);
     r |= emit (dir, 31, 1, &wb);
+  }
+  {
+    struct proto_raise_gen m = { 1, 7, 100, 3 };
+
+    proto_encode_raise_gen (&m, &wb);
+    r |= emit (dir, 34, 0, &wb);
   }
   return r ? -1 : 0;
 }

@@ -506,6 +506,7 @@ START_TEST (test_small_fixed)
 {
   struct proto_lease l = { 1, 2 }, l2;
   struct proto_replica_failed f = { 1, 2, 3, 4 }, f2;
+  struct proto_raise_gen g = { 1, 2, 3, UINT64_MAX }, g2;
   struct proto_open_reply o = { .volume = { .id = 9, .name = "x" },
                                 .segment_size = 65536,
                                 .lease_ms = 15000 },
@@ -529,6 +530,14 @@ START_TEST (test_small_fixed)
   proto_encode_replica_failed (&f, &wb);
   ck_assert_int_eq (proto_decode_replica_failed (wb.data, wb.len, &f2), 0);
   ck_assert_uint_eq (f2.server, 4);
+  proto_wbuf_free (&wb);
+  proto_encode_raise_gen (&g, &wb);
+  ck_assert_uint_eq (wb.len, 32);
+  ck_assert_int_eq (proto_decode_raise_gen (wb.data, wb.len, &g2), 0);
+  ck_assert_uint_eq (g2.segment, 3);
+  ck_assert_uint_eq (g2.gen, UINT64_MAX);
+  ck_assert_int_eq (proto_decode_raise_gen (wb.data, wb.len - 1, &g2),
+                    -EBADMSG);
   proto_wbuf_free (&wb);
   proto_encode_open_reply (&o, &wb);
   ck_assert_int_eq (proto_decode_open_reply (wb.data, wb.len, &o2), 0);
