@@ -107,7 +107,8 @@ OPS = {
     21: "VOL_LIST", 22: "VOL_INFO",
     23: "VOL_RESIZE", 24: "VOL_DELETE", 25: "VOL_OPEN", 26: "VOL_CLOSE",
     27: "LEASE_RENEW", 28: "EPOCH_NEXT", 29: "EPOCH_CLEAN", 30: "MAP_GET",
-    31: "MAP_ALLOC", 32: "REPLICA_FAILED", 35: "REPAIR", 36: "SEG_RESYNC",
+    31: "MAP_ALLOC", 32: "REPLICA_FAILED", 33: "MAP_RAISE_GEN",
+    35: "REPAIR", 36: "SEG_RESYNC",
     40: "SEG_READ", 41: "SEG_WRITE", 42: "SEG_FLUSH", 43: "SEG_TRIM",
     44: "SEG_DELETE", 45: "SEG_FENCE", 46: "SEG_SET_GEN", 47: "SEG_PULL",
     48: "SEG_HASH", 49: "SEG_LIST", 50: "TABLES_PUT", 51: "TABLES_GET",
@@ -578,6 +579,7 @@ class Conn:
                 self.result = dict(conn=self.id, client=self.client,
                                    conn_route=self.route,
                                    frame_len=len(frame), tag=tag,
+                                   status=STATUS.get(status, status),
                                    t0=time.monotonic())
         if f is None:
             self.forward(dst, frame)
