@@ -343,6 +343,14 @@ struct volume {
   struct server_table *retired_tables; /* under servers_lock */
 
   struct rangelock rl;
+  /* Segments with a write in doubt (doubt.c): DOUBTS holds NDOUBTS of
+   * DOUBTS_CAP under doubt_lock; NDOUBTS is read without it to see
+   * whether there are any.
+   */
+  pthread_mutex_t doubt_lock;
+  struct doubt *doubts;
+  size_t doubts_cap;
+  _Atomic size_t ndoubts;
   pthread_mutex_t flush_lock; /* one flush at a time */
   /* Lost segments of restarted servers (flush.c): LOST_PENDING counts
    * those not settled yet; lost_lock serializes settling them.
@@ -434,6 +442,15 @@ extern int map_revalidate (struct volume *v);
 extern bool map_prefetch (struct volume *v, int budget_ms);
 extern void map_init (struct volume *v);
 extern void map_free (struct volume *v);
+
+/* ---- doubt.c ---- */
+
+extern void doubt_init (struct volume *v);
+extern void doubt_free (struct volume *v);
+extern int doubt_note (struct volume *v, uint64_t index, uint64_t segment,
+                       uint64_t gen, uint32_t server);
+extern int doubt_settle (struct volume *v, uint64_t index,
+                         const struct seg **segp);
 
 /* ---- io.c ---- */
 

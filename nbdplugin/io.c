@@ -581,6 +581,38 @@ prepare_window (struct volume *v, uint8_t opcode, struct piece *p, size_t n)
   return 0;
 }
 
+/* Whether request Q may have reached its server, which never answered:
+ * it timed out, or its connection broke after it was sent.  A request
+ * not sent to a server found restarted is no doubt.
+ */
+static bool
+outcome_unknown (const struct ss_request *q)
+{
+  return q->err != 0 && !q->answered && q->err != -SS_ERESTARTED;
+}
+
+/* Note the requests of piece P whose outcome is unknown and whose
+ * replica stays writable (doubt.c).  Returns 0 or -ENOMEM (reported).
+ */
+static int
+note_doubts (struct volume *v, const struct piece *p,
+             const struct ss_request *reqs)
+{
+  size_t k;
+  int r;
+
+  for (k = p->req0; k < p->req0 + p->nreq; k++) {
+    const struct ss_request *q = &reqs[k];
+
+    if (!outcome_unknown (q))
+      continue;
+    r = doubt_note (v, p->index, q->io.segment, q->io.gen, q->server->id);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
 /* Write (SEG_WRITE, from BUF) or trim (SEG_TRIM) the N pieces at P on
  * every writable replica, carrying EPOCH.  Pieces refused because their
  * replica set changed are sent again.  *SENT is set once anything has
@@ -602,6 +634,20 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
   r = prepare_window (v, opcode, p, n);
   if (r < 0)
     return r;
+  /* An earlier request in doubt must not land over this one. */
+  for (i = 0; i < n; i++) {
+    if (!p[i].todo)
+      continue;
+    r = doubt_settle (v, p[i].index, &p[i].seg);
+    if (r < 0)
+      return r;
+    if (p[i].seg == NULL) {
+      nbdkit_error ("volume %s: %s: segment index %" PRIu64
+                    ": no longer allocated",
+                    v->name, what, p[i].index);
+      return -EIO;
+    }
+  }
 
   do {
     r = count_requests (v, what, p, n, &nreq);
@@ -649,6 +695,8 @@ modify_window (struct volume *v, uint64_t epoch, uint8_t opcode,
       }
       else
         set_err (&err, finish_modify (v, what, &p[i], reqs, fua));
+      /* After the reports: a replica marked stale is no doubt. */
+      set_err (&err, note_doubts (v, &p[i], reqs));
     }
   } while (again && err == 0);
   return err;

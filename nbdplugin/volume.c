@@ -262,6 +262,7 @@ volume_open (const struct tessera_config *cfg, struct volume **out)
   atomic_init (&v->leased, false);
   mds_session_init (v);
   map_init (v);
+  doubt_init (v);
   servers_init (v);
   pthread_mutex_init (&v->flush_lock, NULL);
   pthread_mutex_init (&v->lost_lock, NULL);
@@ -473,6 +474,7 @@ volume_free (struct volume *v)
     return;
   assert (v->closed && !v->lease_thread_started);
   map_free (v);
+  doubt_free (v);
   servers_free (v);
   mds_session_destroy (v);
   rangelock_destroy (&v->rl);
