@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # A fault-injecting proxy for Tessera's wire protocol (used by
-# tests/test-fail-cut.sh).
+# tests/test-fail-cut.sh and tests/test-fail-late-write.sh).
 #
 #   cut-proxy.py serve --control unix:CTL --route NAME LISTEN TARGET ...
 #                [--log FILE] [--ready FILE] [--gap N] [--chain N]
@@ -29,6 +29,15 @@
 #               from the end of the frame; "end": the whole frame)
 #   stall AT    forward the first AT bytes, then nothing either way
 #               until a side closes (or HOLD seconds pass)
+#   delay       forward nothing more in the frame's direction for HOLD
+#               seconds, then the frame and everything after it, in
+#               order, and go on as usual (the other direction flows
+#               meanwhile): a frame late in the network.  A sender that
+#               closed meanwhile does not lose it: the held data reaches
+#               the receiver before the end of stream, as TCP data in
+#               flight would.  The fault is done once the frame is sent
+#               ({"delayed": HOLD, "sent": LENGTH}); later faults may
+#               then fire on the connection.
 #   short AT    rewrite the length to AT (less than the payload length;
 #               negative: from the end) and send that well-formed but
 #               truncated frame
@@ -122,7 +131,7 @@ STATUS = {
     15: "ETIMEDOUT", 16: "EAGAIN", 17: "EFBIG", 18: "EACCES",
     19: "ESTALEMAP",
 }
-ACTIONS = ("cut", "stall", "short", "oversize", "magic")
+ACTIONS = ("cut", "stall", "delay", "short", "oversize", "magic")
 HANDSHAKE = (1, 2)  # HELLO, AUTH
 OP_HELLO = 1
 # The largest payload of HELLO and AUTH, if protocol.h has the limit.
@@ -584,6 +593,9 @@ class Conn:
         if f is None:
             self.forward(dst, frame)
             return
+        if f.action == "delay":
+            self.delay(f, dst, frame)
+            return
         if f.action in ("cut", "stall"):
             n = resolve_at(f.at, len(frame))
             self.result["sent"] = n
@@ -609,6 +621,23 @@ class Conn:
         self.forward(dst, bytes(hdr) + payload)
         self.arm_timer(f.hold, "receiver kept the connection")
 
+    def delay(self, f, dst, frame):
+        """Fault F (delay): hold this pump, and so FRAME and all that
+        follows it in its direction, for F's hold; then send FRAME on
+        and let the connection take faults again.  Whatever the sender
+        sent meanwhile waits in the socket, and its end of stream
+        behind it (see eof)."""
+        time.sleep(f.hold)
+        self.forward(dst, frame)
+        with self.lock:
+            r = self.result
+            r["why"] = "delivered" if not self.dead else "connection dead"
+            r["delayed"] = f.hold
+            r["sent"] = len(frame)
+            r["elapsed"] = round(time.monotonic() - r.pop("t0"), 3)
+            self.fault = None
+            self.proxy.sched.complete(f, r)
+
     def arm_timer(self, secs, why):
         """Kill the connection after SECS seconds."""
         self.timer = threading.Timer(secs, self.kill, args=(why,))
@@ -624,8 +653,10 @@ class Conn:
             f = self.fault
             if self.dead:
                 pass
-            elif f is None:
-                # An ordinary close: pass the end of stream on.
+            elif f is None or f.action == "delay":
+                # An ordinary close: pass the end of stream on.  (A
+                # delay holds the other pump, which passes its own end
+                # of stream on after the held data.)
                 try:
                     self.socks[d][1].shutdown(socket.SHUT_WR)
                 except OSError:
