@@ -226,6 +226,8 @@ cleanup_fn stop_nbdkit a
     "$(delay_faults a a ss1)" $HOLD $TIMEOUT a
 delivered
 grep -E "min-copies|out of time|failed on every" "$CLUSTER/nbdkit-a.log" || :
+# The MDS raised the generation before C3 (MAP_RAISE_GEN).
+grep "in doubt" "$CLUSTER/mds.log" || :
 tessera volume map va
 tessera volume verify va || :
 kill_storesrv 2
@@ -242,6 +244,7 @@ cleanup_fn stop_nbdkit b
     "$(delay_faults b b ss1 ss2)" $HOLD $TIMEOUT b
 delivered
 grep -E "out of time|failed on every" "$CLUSTER/nbdkit-b.log" || :
+grep "in doubt" "$CLUSTER/mds.log" || :
 tessera volume map vb
 tessera volume verify vb || :
 "${LATE[@]}" read "$(nbd_uri b)" $BLOCK b "both servers up" || failed+=" b"
