@@ -527,9 +527,13 @@ remap_piece (struct volume *v, const char *what, struct piece *p,
                   v->name, what, p->seg->id, gen, p->seg->gen);
   /* The MDS raises a generation in its catalog before any server hears
    * of it, so the entry is normally newer already; if not, give it a
-   * moment.
+   * moment.  Likewise a restarted server whose lost segments are still
+   * pending after settling them: a flush in progress holds some of them
+   * (taken_lost in dirty.c) until its SEG_FLUSH there fails, and until
+   * then the server takes nothing.  Sending again at once would spend
+   * every try in a few milliseconds and fail the write with EIO.
    */
-  if (p->seg->gen <= gen && !restarted)
+  if (p->seg->gen <= gen && (!restarted || atomic_load (&v->lost_pending) > 0))
     nbdkit_nanosleep (0, 50000000 * p->remaps);
   p->todo = true;
   return 0;
