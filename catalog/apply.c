@@ -31,34 +31,53 @@ int
 catalog_apply_changes (catalog *cat, uint64_t seq, const void *changes,
                        size_t len)
 {
+  struct catalog_change_batch b = { .seq = seq,
+                                    .changes = changes,
+                                    .len = len };
+
+  return catalog_apply_changes_many (cat, &b, 1);
+}
+
+int
+catalog_apply_changes_many (catalog *cat, const struct catalog_change_batch *b,
+                            size_t n)
+{
   CLEANUP_MDB_TXN_ABORT MDB_txn *txn = NULL;
-  const uint8_t *p = changes;
   uint64_t have;
-  size_t off, used;
+  size_t i, off, used;
   int r;
 
-  if (len == 0 || seq == 0)
+  if (n == 0)
     return -EBADMSG;
+  for (i = 0; i < n; i++)
+    if (b[i].len == 0 || b[i].seq == 0)
+      return -EBADMSG;
   r = catalog_wtxn_begin (cat, &txn, "apply_changes");
   if (r < 0)
     return r;
   r = catalog_changelog_seq_get (cat, txn, &have);
   if (r < 0)
     return r;
-  if (have != seq - 1) {
-    log_debug ("catalog: changes %" PRIu64 " do not follow %" PRIu64, seq,
-               have);
-    return -ESTALE;
-  }
-  for (off = 0; off < len; off += used) {
-    r = catalog_changelog_apply_one (cat, txn, p + off, len - off, &used);
-    if (r < 0)
-      return r;
+  for (i = 0; i < n; i++) {
+    const uint8_t *p = b[i].changes;
+
+    if (have != b[i].seq - 1) {
+      log_debug ("catalog: changes %" PRIu64 " do not follow %" PRIu64,
+                 b[i].seq, have);
+      return -ESTALE;
+    }
+    for (off = 0; off < b[i].len; off += used) {
+      r = catalog_changelog_apply_one (cat, txn, p + off, b[i].len - off,
+                                       &used);
+      if (r < 0)
+        return r;
+    }
+    have = b[i].seq;
   }
   /* Raw writes: nothing was recorded, the commit does not raise the
    * sequence; set it to the leader's.
    */
-  r = catalog_changelog_seq_put (cat, txn, seq);
+  r = catalog_changelog_seq_put (cat, txn, have);
   if (r < 0)
     return r;
   return catalog_wtxn_commit (cat, &txn, "apply_changes");

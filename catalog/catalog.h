@@ -477,4 +477,21 @@ extern int catalog_change_seq (catalog *cat, uint64_t *seq);
 extern int catalog_apply_changes (catalog *cat, uint64_t seq,
                                   const void *changes, size_t len);
 
+/* One batch of changes for catalog_apply_changes_many. */
+struct catalog_change_batch {
+  uint64_t seq;        /* its change sequence */
+  const void *changes; /* as a hook got them */
+  size_t len;
+};
+
+/* Apply the N batches B, of sequences SEQ + 1 to SEQ + N in order, in
+ * one durable transaction (one sync) that leaves the catalog at SEQ + N:
+ * all of them or, on any error, none.  Returns 0, -ESTALE if the
+ * catalog is not at B[0].seq - 1 or the sequences do not follow each
+ * other, -EBADMSG if a batch is malformed (N == 0 included), or -errno.
+ */
+extern int catalog_apply_changes_many (catalog *cat,
+                                       const struct catalog_change_batch *b,
+                                       size_t n);
+
 #endif /* TESSERA_CATALOG_CATALOG_H */

@@ -6,9 +6,9 @@
  * window (PROTO_ESTALE), or when it follows a new leader, starts again
  * from a snapshot: the leader's CATALOG_BACKUP copy, checked against its
  * SHA-256, installed as the catalog (mds_restore) and opened.  Then it
- * asks for changes (REPL_PULL) and applies each batch in one
- * transaction (catalog_apply_changes); each request tells the leader how
- * far it has applied, durably.
+ * asks for changes (REPL_PULL) and applies the batches each reply
+ * completes in one transaction (catalog_apply_changes_many); each
+ * request tells the leader how far it has applied, durably.
  *
  * Only an MDS that may campaign continues from its own catalog with a
  * new leader: its catalog is a prefix of the history (the record in
@@ -205,20 +205,62 @@ bootstrap (struct mds_standby *sb)
   return 0;
 }
 
-/* Take the chunks of REP: complete batches are applied.  Returns 0,
- * -ESTALE (start again from a snapshot) or -errno.
+/* Apply the NB complete batches at the start of sb->partial, whose
+ * lengths B[].len give, in one transaction, and keep what follows them
+ * (part of the next batch).  Returns 0 or -ESTALE.
+ */
+static int
+apply_batches (struct mds_standby *sb, struct catalog_change_batch *b,
+               size_t nb)
+{
+  size_t i, done = 0;
+  int r;
+
+  if (nb == 0)
+    return 0;
+  for (i = 0; i < nb; i++) {
+    b[i].changes = sb->partial + done;
+    done += b[i].len;
+  }
+  r = catalog_apply_changes_many (sb->mds->cat, b, nb);
+  if (r < 0) {
+    log_warn ("standby: changes %" PRIu64 " to %" PRIu64 ": %s", b[0].seq,
+              b[nb - 1].seq, catalog_strerror (r));
+    return -ESTALE;
+  }
+  sb->after = b[nb - 1].seq;
+  memmove (sb->partial, sb->partial + done, sb->plen - done);
+  sb->plen -= done;
+  return 0;
+}
+
+/* Take the chunks of REP: the batches they complete are applied in one
+ * transaction, so that the standby syncs once per pull however many
+ * leader commits it carries; what the next pull acknowledges is durable
+ * either way.  Returns 0, -ESTALE (start again from a snapshot) or
+ * -errno.
  */
 static int
 take_chunks (struct mds_standby *sb, const struct proto_repl_reply *rep)
 {
+  CLEANUP_FREE struct catalog_change_batch *b = NULL;
+  uint64_t next = sb->after + 1;
+  size_t nb = 0, start = 0; /* of batch NEXT in sb->partial */
   uint32_t i;
-  int r;
+  int r = 0, r2;
 
+  if (rep->n > 0) {
+    b = calloc (rep->n, sizeof *b);
+    if (b == NULL)
+      return -ENOMEM;
+  }
   for (i = 0; i < rep->n; i++) {
     const struct proto_repl_chunk *c = &rep->chunks[i];
 
-    if (c->seq != sb->after + 1 || c->offset != sb->plen)
-      return -EPROTO;
+    if (c->seq != next || c->offset != sb->plen - start) {
+      r = -EPROTO;
+      break;
+    }
     if (sb->plen + c->len > sb->pcap) {
       size_t cap = sb->pcap ? sb->pcap : 65536;
       uint8_t *p;
@@ -226,25 +268,26 @@ take_chunks (struct mds_standby *sb, const struct proto_repl_reply *rep)
       while (cap < sb->plen + c->len)
         cap *= 2;
       p = realloc (sb->partial, cap);
-      if (p == NULL)
-        return -ENOMEM;
+      if (p == NULL) {
+        r = -ENOMEM;
+        break;
+      }
       sb->partial = p;
       sb->pcap = cap;
     }
     memcpy (sb->partial + sb->plen, c->data, c->len);
     sb->plen += c->len;
-    if (sb->plen < c->total)
+    if (sb->plen - start < c->total)
       continue;
-    r = catalog_apply_changes (sb->mds->cat, c->seq, sb->partial, sb->plen);
-    if (r < 0) {
-      log_warn ("standby: change %" PRIu64 ": %s", c->seq,
-                catalog_strerror (r));
-      return -ESTALE;
-    }
-    sb->after = c->seq;
-    sb->plen = 0;
+    b[nb].seq = c->seq;
+    b[nb].len = sb->plen - start;
+    nb++;
+    start = sb->plen;
+    next++;
   }
-  return 0;
+  /* The batches completed before a bad chunk are good. */
+  r2 = apply_batches (sb, b, nb);
+  return r2 < 0 ? r2 : r;
 }
 
 /* One REPL_PULL.  Returns 0, -ESTALE or -errno. */

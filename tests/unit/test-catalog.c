@@ -2876,6 +2876,114 @@ START_TEST (test_changes_malformed)
 }
 END_TEST
 
+/* Close CAT2 (in D), dump it, open it again. */
+static char *
+dump_reopen (catalog **cat2, const char *d)
+{
+  char *out;
+
+  catalog_close (*cat2);
+  out = dump_env (d);
+  ck_assert_int_eq (catalog_open (d, 0, cat2), 0);
+  return out;
+}
+
+/* changes: batches applied in one call (catalog_apply_changes_many)
+ * give the catalog and sequence that applying them one by one gives; a
+ * bad batch or a gap among them changes nothing.
+ */
+START_TEST (test_changes_many)
+{
+  char dir2[] = "/tmp/test-catalog-XXXXXX";
+  char dir3[] = "/tmp/test-catalog-XXXXXX";
+  struct catalog_change_batch b[256];
+  catalog *cat2, *cat3;
+  uint64_t seq0, seq, seq2, seq3, vol;
+  uint8_t bad[16];
+  char *empty, *a, *c;
+  size_t i, n;
+
+  ck_assert_ptr_nonnull (mkdtemp (dir2));
+  ck_assert_ptr_nonnull (mkdtemp (dir3));
+  ck_assert_int_eq (catalog_open (dir2, 0, &cat2), 0);
+  ck_assert_int_eq (catalog_open (dir3, 0, &cat3), 0);
+  ck_assert_int_eq (catalog_change_seq (cat, &seq0), 0);
+
+  catalog_set_commit_hook (cat, keep_batch, NULL);
+  init_cluster ();
+  add_server (1);
+  add_server (2);
+  vol = add_volume ("many", 64 * MiB, 2);
+  for (i = 0; i < 5; i++)
+    alloc_index (vol, i);
+  catalog_set_commit_hook (cat, NULL, NULL);
+  ck_assert_int_eq (catalog_change_seq (cat, &seq), 0);
+  n = nbatches;
+  ck_assert_uint_ge (n, 4);
+  ck_assert_uint_eq (seq, seq0 + n);
+  for (i = 0; i < n; i++)
+    b[i] = (struct catalog_change_batch){ .seq = batches[i].seq,
+                                          .changes = batches[i].data,
+                                          .len = batches[i].len };
+
+  /* One by one into cat2. */
+  for (i = 0; i < n; i++)
+    ck_assert_int_eq (catalog_apply_changes (cat2, batches[i].seq,
+                                             batches[i].data, batches[i].len),
+                      0);
+  ck_assert_int_eq (catalog_change_seq (cat2, &seq2), 0);
+  ck_assert_uint_eq (seq2, seq);
+
+  /* Refused whole into cat3: a malformed batch in the middle, a gap, a
+   * start that does not follow, none at all.
+   */
+  empty = dump_reopen (&cat3, dir3);
+  memcpy (bad, "\x09\x00\x00\x01\x00\x00\x00\x00z", 9); /* op 9 */
+  b[2] = (struct catalog_change_batch){ .seq = batches[2].seq,
+                                        .changes = bad,
+                                        .len = 9 };
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, n), -EBADMSG);
+  b[2].len = 0;
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, n), -EBADMSG);
+  b[2] = (struct catalog_change_batch){ .seq = batches[2].seq,
+                                        .changes = batches[2].data,
+                                        .len = batches[2].len };
+  b[2].seq++;
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, n), -ESTALE);
+  b[2].seq--;
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b + 1, n - 1), -ESTALE);
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, 0), -EBADMSG);
+  ck_assert_int_eq (catalog_change_seq (cat3, &seq3), 0);
+  ck_assert_uint_eq (seq3, seq0);
+  a = dump_reopen (&cat3, dir3);
+  ck_assert_str_eq (a, empty);
+  free (a);
+
+  /* The first two, then the rest, in two calls. */
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, 2), 0);
+  ck_assert_int_eq (catalog_change_seq (cat3, &seq3), 0);
+  ck_assert_uint_eq (seq3, seq0 + 2);
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b, n), -ESTALE);
+  ck_assert_int_eq (catalog_apply_changes_many (cat3, b + 2, n - 2), 0);
+  ck_assert_int_eq (catalog_change_seq (cat3, &seq3), 0);
+  ck_assert_uint_eq (seq3, seq);
+
+  catalog_close (cat2);
+  catalog_close (cat3);
+  a = dump_env (dir2);
+  c = dump_env (dir3);
+  ck_assert_str_eq (a, c);
+  ck_assert_str_ne (a, empty);
+  ck_assert_ptr_nonnull (strstr (a, "table volumes"));
+  free (a);
+  free (c);
+  free (empty);
+  free_batches ();
+  ck_assert_int_eq (nftw (dir2, remove_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+  ck_assert_int_eq (nftw (dir3, remove_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+END_TEST
+
 /* Add a tcase named NAME running FN with the temporary-catalog fixture. */
 static void
 add_tcase (Suite *s, const char *name, const TTest *fn, double timeout)
@@ -2898,6 +3006,7 @@ catalog_suite (void)
   add_tcase (s, "open", test_open, 0);
   add_tcase (s, "changes_replay", test_changes_replay, 0);
   add_tcase (s, "changes_malformed", test_changes_malformed, 0);
+  add_tcase (s, "changes_many", test_changes_many, 0);
   add_tcase (s, "cluster", test_cluster, 0);
   add_tcase (s, "cluster_min", test_cluster_min, 0);
   add_tcase (s, "server_register", test_server_register, 0);
