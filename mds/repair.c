@@ -128,6 +128,14 @@ copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
 
 /* ---- The repair pass ---- */
 
+/* What repair sees of one server during a page: its state
+ * (mds_server_state) and whether it is up (mds_server_is_up).
+ */
+struct pass_health {
+  uint32_t state;
+  bool up;
+};
+
 /* What a pass knows of the cluster, read at its start, and what it
  * counts.
  */
@@ -138,6 +146,13 @@ struct pass {
   size_t nvols;
   uint32_t replicas_max; /* of the volume with the most */
   uint64_t misplaced;    /* segments seen misplaced so far */
+  /* The page being walked: the clock read once at its start (with
+   * mds->lock held, so that no heartbeat lands during the page) and
+   * each of SERVERS' health then, so that a replica costs one binary
+   * search over SERVERS and no clock read.
+   */
+  uint64_t now_ns;
+  struct pass_health *health; /* [nservers] */
 };
 
 /* Release P's contents. */
@@ -146,7 +161,28 @@ pass_free (struct pass *p)
 {
   free (p->servers);
   free (p->vols);
+  free (p->health);
   memset (p, 0, sizeof *p);
+}
+
+/* Read the clock and every server's health for the page about to be
+ * walked (mds->lock held): the same answers as mds_server_state and
+ * mds_server_is_up would give for each replica of the page, were they
+ * asked at this instant.
+ */
+static void
+pass_page_start (struct mds *mds, struct pass *p)
+{
+  size_t i;
+
+  p->now_ns = monotonic_ns ();
+  for (i = 0; i < p->nservers; ++i) {
+    const struct catalog_server *s = &p->servers[i];
+
+    p->health[i].state = mds_server_state_at (mds, s, p->now_ns);
+    p->health[i].up =
+        mds_server_health_at (mds, s->id, p->now_ns) == PROTO_SERVER_UP;
+  }
 }
 
 /* The volume with id ID in P, or NULL. */
@@ -168,25 +204,31 @@ pass_volume (const struct pass *p, uint64_t id)
   return NULL;
 }
 
-/* The state of server ID now (PROTO_SERVER_*); a server the catalog
- * does not know counts as out.
+/* The health of server ID during this page: *STATE (PROTO_SERVER_*; a
+ * server the catalog does not know counts as out) and *UP (heard from
+ * within the down-timeout; a draining server is up).
  */
-static uint32_t
-pass_server_state (struct mds *mds, const struct pass *p, uint32_t id)
+static void
+pass_server_health (struct mds *mds, const struct pass *p, uint32_t id,
+                    uint32_t *state, bool *up)
 {
   size_t lo = 0, hi = p->nservers;
 
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
 
-    if (p->servers[mid].id == id)
-      return mds_server_state (mds, &p->servers[mid]);
+    if (p->servers[mid].id == id) {
+      *state = p->health[mid].state;
+      *up = p->health[mid].up;
+      return;
+    }
     if (p->servers[mid].id < id)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return PROTO_SERVER_OUT;
+  *state = PROTO_SERVER_OUT;
+  *up = mds_server_health_at (mds, id, p->now_ns) == PROTO_SERVER_UP;
 }
 
 /* Drop S's replicas on lost servers LOST[0..NLOST) (mds->lock held). */
@@ -266,8 +308,10 @@ repair_segment (struct mds *mds, struct pass *p,
 
   for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s->replicas[k].server;
-    uint32_t state = pass_server_state (mds, p, id);
-    bool up = mds_server_is_up (mds, id); /* draining: still a source */
+    uint32_t state;
+    bool up; /* draining: still a source */
+
+    pass_server_health (mds, p, id, &state, &up);
 
     if (s->replicas[k].state == CATALOG_REPLICA_OK && up)
       source = true;
@@ -285,6 +329,13 @@ repair_segment (struct mds *mds, struct pass *p,
   if (misplaced)
     p->misplaced++;
 
+  /* Most segments need nothing: say so before looking at the copies
+   * running, the resyncs and the retries, which matter only to those
+   * that need something.
+   */
+  if (!(nlost > 0 && ok >= v->replicas) && resync == 0 &&
+      nkeep >= v->replicas && !misplaced)
+    return;
   if (mds->ncopies >= MDS_COPIES_MAX || mds_copy_busy (mds, s->id) ||
       mds_resyncing (mds, s->volume))
     return;
@@ -292,8 +343,7 @@ repair_segment (struct mds *mds, struct pass *p,
     drop_lost (mds, s, lost, nlost);
     return;
   }
-  if ((resync == 0 && nkeep >= v->replicas && !misplaced) ||
-      !mds_repair_retry_due (mds, s->id))
+  if (!mds_repair_retry_due (mds, s->id))
     return;
   if (!source) {
     if (mds->debug_repair)
@@ -342,6 +392,12 @@ pass_init (struct mds *mds, struct pass *p)
     log_error ("repair: reading the catalog: %s", catalog_strerror (r));
     pass_free (p);
     return r;
+  }
+  p->health = calloc (p->nservers ? p->nservers : 1, sizeof *p->health);
+  if (p->health == NULL) {
+    log_error ("repair: %s", strerror (ENOMEM));
+    pass_free (p);
+    return -ENOMEM;
   }
   for (i = 0; i < p->nvols; ++i)
     if (p->vols[i].replicas > p->replicas_max)
@@ -400,6 +456,7 @@ repair_pass (struct mds *mds)
     /* Past MDS_COPIES_MAX no copy starts, but segments are still
      * counted (misplaced).
      */
+    pass_page_start (mds, &p);
     for (i = 0; i < n; ++i)
       repair_segment (mds, &p, &segs[i]);
     if (n < MDS_REPAIR_PAGE) {
