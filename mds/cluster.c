@@ -32,8 +32,8 @@
 #include "internal.h"
 
 /* Where server ID is, or would be inserted, in mds->servers (kept in id
- * order, so that every lookup by id is a binary search: repair looks a
- * server up for every replica it checks).
+ * order, so that every lookup by id is a binary search: repair looks
+ * every server up once per page of segments).
  */
 static size_t
 server_slot (const struct mds *mds, uint32_t id)
@@ -112,8 +112,18 @@ mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
 uint32_t
 mds_server_health (struct mds *mds, uint32_t id)
 {
+  return mds_server_health_at (mds, id, monotonic_ns ());
+}
+
+/* mds_server_health as of NOW (CLOCK_MONOTONIC ns, not before any
+ * heartbeat recorded): for a caller that asks about many servers at
+ * one instant (a repair page) and reads the clock once.
+ */
+uint32_t
+mds_server_health_at (struct mds *mds, uint32_t id, uint64_t now)
+{
   const struct mds_server_state *s = mds_server_find (mds, id);
-  uint64_t now = monotonic_ns (), age;
+  uint64_t age;
 
   age = now - (s ? s->last_heard_ns : mds->start_ns);
   if (age <= (uint64_t)mds->down_ms * 1000000u)
@@ -150,9 +160,17 @@ mds_server_is_up (struct mds *mds, uint32_t id)
 uint32_t
 mds_server_state (struct mds *mds, const struct catalog_server *s)
 {
+  return mds_server_state_at (mds, s, monotonic_ns ());
+}
+
+/* mds_server_state as of NOW (see mds_server_health_at). */
+uint32_t
+mds_server_state_at (struct mds *mds, const struct catalog_server *s,
+                     uint64_t now)
+{
   if (s->state == CATALOG_SERVER_DRAINING || s->state == CATALOG_SERVER_OUT)
     return s->state;
-  return mds_server_health (mds, s->id);
+  return mds_server_health_at (mds, s->id, now);
 }
 
 /* Every server heard from, except EXCEPT[0..NEXCEPT), gets every

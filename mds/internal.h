@@ -539,9 +539,14 @@ extern int mds_server_heard (struct mds *mds, uint32_t id, uint64_t capacity,
                              uint64_t used);
 extern struct mds_server_state *mds_server_find (struct mds *mds, uint32_t id);
 extern uint32_t mds_server_health (struct mds *mds, uint32_t id);
+extern uint32_t mds_server_health_at (struct mds *mds, uint32_t id,
+                                      uint64_t now);
 extern bool mds_server_is_up (struct mds *mds, uint32_t id);
 extern uint32_t mds_server_state (struct mds *mds,
                                   const struct catalog_server *s);
+extern uint32_t mds_server_state_at (struct mds *mds,
+                                     const struct catalog_server *s,
+                                     uint64_t now);
 extern void mds_server_forget (struct mds *mds, uint32_t id);
 extern void mds_servers_need_fences (struct mds *mds, const uint32_t *except,
                                      size_t nexcept);

@@ -2,7 +2,9 @@
  *
  * The repair thread wakes every second, or when kicked (REPAIR,
  * REPLICA_FAILED, a server coming back, a drain, a copy ending), and
- * pages through every segment of the catalog.  For each one, with
+ * pages through every segment of the catalog (unless the last pass
+ * found nothing to do and nothing has changed since: repair_thread
+ * says what counts as a change).  For each one, with
  * mds->lock held and no network I/O:
  *   - replicas on an out or draining server are lost; once the segment
  *     has as many ok replicas elsewhere as its volume wants, they are
@@ -128,6 +130,14 @@ copy_start (struct mds *mds, uint64_t segment, uint32_t target, bool added,
 
 /* ---- The repair pass ---- */
 
+/* What repair sees of one server during a page: its state
+ * (mds_server_state) and whether it is up (mds_server_is_up).
+ */
+struct pass_health {
+  uint32_t state;
+  bool up;
+};
+
 /* What a pass knows of the cluster, read at its start, and what it
  * counts.
  */
@@ -138,6 +148,25 @@ struct pass {
   size_t nvols;
   uint32_t replicas_max; /* of the volume with the most */
   uint64_t misplaced;    /* segments seen misplaced so far */
+  /* The page being walked: the clock read once at its start (with
+   * mds->lock held, so that no heartbeat lands during the page) and
+   * each of SERVERS' health then, so that a replica costs one binary
+   * search over SERVERS and no clock read.
+   */
+  uint64_t now_ns;
+  struct pass_health *health; /* [nservers] */
+  /* What the pass's decisions depend on besides the segments, as of its
+   * start (see repair_thread): the catalog's change sequence, each
+   * server's health and the failure domains with an up server.
+   */
+  uint64_t seq;
+  struct pass_health *health0; /* [nservers] */
+  uint32_t domains_up;
+  /* A segment needed something, or the health or the domains changed
+   * between pages: the next pass cannot be skipped.
+   */
+  bool unsettled;
+  bool settled; /* complete, and not UNSETTLED */
 };
 
 /* Release P's contents. */
@@ -146,7 +175,54 @@ pass_free (struct pass *p)
 {
   free (p->servers);
   free (p->vols);
+  free (p->health);
+  free (p->health0);
   memset (p, 0, sizeof *p);
+}
+
+/* Read the clock and every server's health for the page about to be
+ * walked (mds->lock held): the same answers as mds_server_state and
+ * mds_server_is_up would give for each replica of the page, were they
+ * asked at this instant.
+ */
+static void
+pass_page_start (struct mds *mds, struct pass *p)
+{
+  size_t i;
+
+  p->now_ns = monotonic_ns ();
+  for (i = 0; i < p->nservers; ++i) {
+    const struct catalog_server *s = &p->servers[i];
+
+    p->health[i].state = mds_server_state_at (mds, s, p->now_ns);
+    p->health[i].up =
+        mds_server_health_at (mds, s->id, p->now_ns) == PROTO_SERVER_UP;
+  }
+}
+
+/* True if health arrays A and B of N servers differ. */
+static bool
+health_differs (const struct pass_health *a, const struct pass_health *b,
+                size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; ++i)
+    if (a[i].state != b[i].state || a[i].up != b[i].up)
+      return true;
+  return false;
+}
+
+/* True if the page about to be walked (pass_page_start done) sees the
+ * servers' health or the failure domains with an up server otherwise
+ * than the pass's start did (mds->lock held).
+ */
+static bool
+pass_page_differs (struct mds *mds, const struct pass *p)
+{
+  return health_differs (p->health, p->health0, p->nservers) ||
+         placement_index_domains_needed (mds->index, UINT32_MAX) !=
+             p->domains_up;
 }
 
 /* The volume with id ID in P, or NULL. */
@@ -168,25 +244,31 @@ pass_volume (const struct pass *p, uint64_t id)
   return NULL;
 }
 
-/* The state of server ID now (PROTO_SERVER_*); a server the catalog
- * does not know counts as out.
+/* The health of server ID during this page: *STATE (PROTO_SERVER_*; a
+ * server the catalog does not know counts as out) and *UP (heard from
+ * within the down-timeout; a draining server is up).
  */
-static uint32_t
-pass_server_state (struct mds *mds, const struct pass *p, uint32_t id)
+static void
+pass_server_health (struct mds *mds, const struct pass *p, uint32_t id,
+                    uint32_t *state, bool *up)
 {
   size_t lo = 0, hi = p->nservers;
 
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
 
-    if (p->servers[mid].id == id)
-      return mds_server_state (mds, &p->servers[mid]);
+    if (p->servers[mid].id == id) {
+      *state = p->health[mid].state;
+      *up = p->health[mid].up;
+      return;
+    }
     if (p->servers[mid].id < id)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return PROTO_SERVER_OUT;
+  *state = PROTO_SERVER_OUT;
+  *up = mds_server_health_at (mds, id, p->now_ns) == PROTO_SERVER_UP;
 }
 
 /* Drop S's replicas on lost servers LOST[0..NLOST) (mds->lock held). */
@@ -266,8 +348,10 @@ repair_segment (struct mds *mds, struct pass *p,
 
   for (k = 0; k < s->nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
     uint32_t id = s->replicas[k].server;
-    uint32_t state = pass_server_state (mds, p, id);
-    bool up = mds_server_is_up (mds, id); /* draining: still a source */
+    uint32_t state;
+    bool up; /* draining: still a source */
+
+    pass_server_health (mds, p, id, &state, &up);
 
     if (s->replicas[k].state == CATALOG_REPLICA_OK && up)
       source = true;
@@ -285,6 +369,14 @@ repair_segment (struct mds *mds, struct pass *p,
   if (misplaced)
     p->misplaced++;
 
+  /* Most segments need nothing: say so before looking at the copies
+   * running, the resyncs and the retries, which matter only to those
+   * that need something.
+   */
+  if (!(nlost > 0 && ok >= v->replicas) && resync == 0 &&
+      nkeep >= v->replicas && !misplaced)
+    return;
+  p->unsettled = true;
   if (mds->ncopies >= MDS_COPIES_MAX || mds_copy_busy (mds, s->id) ||
       mds_resyncing (mds, s->volume))
     return;
@@ -292,8 +384,7 @@ repair_segment (struct mds *mds, struct pass *p,
     drop_lost (mds, s, lost, nlost);
     return;
   }
-  if ((resync == 0 && nkeep >= v->replicas && !misplaced) ||
-      !mds_repair_retry_due (mds, s->id))
+  if (!mds_repair_retry_due (mds, s->id))
     return;
   if (!source) {
     if (mds->debug_repair)
@@ -335,7 +426,10 @@ pass_init (struct mds *mds, struct pass *p)
   int r;
 
   memset (p, 0, sizeof *p);
-  r = catalog_server_list (mds->cat, &p->servers, &p->nservers);
+  /* First, so that any change made after it shows in the next pass. */
+  r = catalog_change_seq (mds->cat, &p->seq);
+  if (r == 0)
+    r = catalog_server_list (mds->cat, &p->servers, &p->nservers);
   if (r == 0)
     r = catalog_volume_list (mds->cat, &p->vols, &p->nvols);
   if (r < 0) {
@@ -343,12 +437,45 @@ pass_init (struct mds *mds, struct pass *p)
     pass_free (p);
     return r;
   }
+  p->health = calloc (p->nservers ? p->nservers : 1, sizeof *p->health);
+  p->health0 = calloc (p->nservers ? p->nservers : 1, sizeof *p->health0);
+  if (p->health == NULL || p->health0 == NULL) {
+    log_error ("repair: %s", strerror (ENOMEM));
+    pass_free (p);
+    return -ENOMEM;
+  }
   for (i = 0; i < p->nvols; ++i)
     if (p->vols[i].replicas > p->replicas_max)
       p->replicas_max = p->vols[i].replicas;
   /* Servers that fell silent, and the copies running to each now. */
   mds_index_pass (mds, p->servers, p->nservers);
+  pass_page_start (mds, p);
+  memcpy (p->health0, p->health, p->nservers * sizeof *p->health);
+  p->domains_up = placement_index_domains_needed (mds->index, UINT32_MAX);
   return 0;
+}
+
+/* True if pass P, just started, would find what settled pass Q found:
+ * nothing to do.  Q's decisions were functions of the segments and
+ * volumes (the catalog: its change sequence is the same), each server's
+ * catalog record and health (the same at every page of Q, and now) and
+ * the failure domains with an up server (likewise); retries, copies and
+ * resyncs running are consulted only for a segment that needs
+ * something, and Q had none.
+ */
+static bool
+pass_same (const struct pass *q, const struct pass *p)
+{
+  size_t i;
+
+  if (!q->settled || q->seq != p->seq || q->nservers != p->nservers ||
+      q->domains_up != p->domains_up)
+    return false;
+  for (i = 0; i < p->nservers; ++i)
+    if (q->servers[i].id != p->servers[i].id ||
+        q->servers[i].state != p->servers[i].state)
+      return false;
+  return !health_differs (q->health0, p->health0, p->nservers);
 }
 
 /* After a complete pass P (mds->lock held): keep its misplaced count for
@@ -372,18 +499,30 @@ pass_done (struct mds *mds, const struct pass *p)
   mds_index_zones_check (mds, p->servers, p->nservers, p->replicas_max);
 }
 
-/* One pass over every segment.  Takes mds->lock for each page. */
+/* One pass over every segment.  Takes mds->lock for each page.  With
+ * MAY_SKIP, if the pass would find what the last one, QUIET, found
+ * (pass_same), only the walk over the segments is left out.  QUIET
+ * becomes this pass if it completes settled, else is cleared.
+ */
 static void
-repair_pass (struct mds *mds)
+repair_pass (struct mds *mds, struct pass *quiet, bool may_skip)
 {
   struct pass p;
   uint64_t after = 0;
 
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
-    if (pass_init (mds, &p) < 0)
+    if (pass_init (mds, &p) < 0) {
+      pass_free (quiet);
       return;
+    }
+    if (may_skip && pass_same (quiet, &p)) {
+      pass_done (mds, &p);
+      pass_free (&p);
+      return;
+    }
   }
+  pass_free (quiet);
   for (;;) {
     CLEANUP_FREE struct catalog_segment *segs = NULL;
     size_t n, i;
@@ -400,23 +539,57 @@ repair_pass (struct mds *mds)
     /* Past MDS_COPIES_MAX no copy starts, but segments are still
      * counted (misplaced).
      */
+    pass_page_start (mds, &p);
+    if (pass_page_differs (mds, &p))
+      p.unsettled = true;
     for (i = 0; i < n; ++i)
       repair_segment (mds, &p, &segs[i]);
     if (n < MDS_REPAIR_PAGE) {
       pass_done (mds, &p);
+      p.settled = !p.unsettled;
       break;
     }
     after = segs[n - 1].id;
   }
-  pass_free (&p);
+  if (p.settled)
+    *quiet = p;
+  else
+    pass_free (&p);
 }
 
-/* The repair thread: a pass every second, or at once when kicked. */
+/* The repair thread: a pass every second, or at once when kicked.
+ *
+ * A pass that is not kicked leaves out the walk over the segments if
+ * the last pass was complete and found nothing to do (no segment
+ * needed anything: none misplaced, short, stale on an up server or with
+ * a lost replica) and nothing it decides by changed since its start
+ * (pass_same).  The walk would find nothing: every decision for a
+ * segment that needs nothing depends only on
+ *   - the catalog (segments, volumes, servers' records and zones): any
+ *     change raises catalog_change_seq, whoever makes it (MAP_ALLOC,
+ *     REPLICA_FAILED's stale mark, a drain, a registration, a removal,
+ *     copies and resyncs ending, a standby applying changes);
+ *   - each catalog server's health (mds_server_health: heartbeats, and
+ *     the down- and out-timeouts running out with no event at all):
+ *     compared at every pass, skipped or not, so a server falling
+ *     silent is seen within a second, as before;
+ *   - the placement index's failure domains with an up server, which
+ *     follow that health and the catalog (mds_index_pass, run at every
+ *     pass).
+ * Retries (MDS_REPAIR_RETRY_MS), the copies and resyncs running and the
+ * sources' suspicion count only for a segment that needs something, and
+ * then the pass was not settled and the next one walks.  Kicks
+ * (mds_repair_kick: REPAIR, a registration, a server heard again, a
+ * drain, REPLICA_FAILED, a copy, resync or unclean check ending) always
+ * walk.  The zones' room check and the index refresh run at every pass.
+ */
 static void *
 repair_thread (void *arg)
 {
   struct mds *mds = arg;
+  struct pass quiet = { 0 };
   struct timespec ts;
+  bool kicked;
 
   log_set_thread_name ("repair");
   pthread_mutex_lock (&mds->lock);
@@ -428,12 +601,14 @@ repair_thread (void *arg)
     }
     if (mds->stopping)
       break;
+    kicked = mds->repair_kicked;
     mds->repair_kicked = false;
     pthread_mutex_unlock (&mds->lock);
-    repair_pass (mds);
+    repair_pass (mds, &quiet, !kicked);
     pthread_mutex_lock (&mds->lock);
   }
   pthread_mutex_unlock (&mds->lock);
+  pass_free (&quiet);
   return NULL;
 }
 
