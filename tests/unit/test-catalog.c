@@ -2896,7 +2896,8 @@ START_TEST (test_changes_many)
 {
   char dir2[] = "/tmp/test-catalog-XXXXXX";
   char dir3[] = "/tmp/test-catalog-XXXXXX";
-  struct catalog_change_batch b[256];
+  /* Static: 6 KiB is past the stack frame limit. */
+  static struct catalog_change_batch b[256];
   catalog *cat2, *cat3;
   uint64_t seq0, seq, seq2, seq3, vol;
   uint8_t bad[16];
