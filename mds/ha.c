@@ -17,6 +17,14 @@
  * every change the leader acted on (repl.c), or the leader itself after
  * it went on alone, may lead next.
  *
+ * --rebuild and --restore (mds->ha_reconcile) override the record: the
+ * operator asserts every other catalog is lost.  Such an MDS never
+ * follows; it campaigns whenever no leader key exists, and once elected
+ * reconciles its catalog with the storage servers with its epoch in
+ * HELLO (they refuse epoch 0 once a leader has spoken to them), then
+ * takes over as any leader does.  A failed reconcile, or another MDS's
+ * leader key still held past its TTL, makes it exit without serving.
+ *
  * Taking over runs on its own thread (TAKEOVER), not the election's,
  * whose lease renewals must not wait: it stops following, sets up the
  * replication window and the catalog's commit hook, does what a single
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -51,6 +60,10 @@
  * gives one member half its handle's timeout).
  */
 #define STATUS_ETCD_MS 500
+/* A rebuild or restore waits this long past its TTL for another MDS's
+ * leader key to go before it gives up.
+ */
+#define OVERRIDE_MARGIN_MS 2000
 
 /* The value of line FIELD ("leader", "sync", "seq") of record KV into
  * OUT (LEN bytes); "" if absent.
@@ -88,7 +101,8 @@ may_campaign (void *arg, const struct etcd_kv *rec)
   pthread_mutex_unlock (&mds->lock);
   if (!cat)
     return false;
-  if (rec == NULL)
+  /* --rebuild, --restore: the operator's override. */
+  if (rec == NULL || mds->ha_reconcile)
     return true;
   record_field (rec, "leader", leader, sizeof leader);
   record_field (rec, "sync", sync, sizeof sync);
@@ -182,6 +196,47 @@ take_over (struct mds *mds, uint64_t epoch)
   return 0;
 }
 
+/* --rebuild, --restore: wait to be elected.  Another MDS's leader key
+ * may be a dead leader's, which etcd drops within its TTL; one still
+ * held after this MDS's TTL and a margin is a live leader's: exit.
+ * Returns the epoch, 0 if stopping.
+ */
+static uint64_t
+wait_elected_override (struct mds *mds)
+{
+  uint64_t deadline = 0, epoch;
+
+  pthread_mutex_lock (&mds->lock);
+  while (mds->ha_elected == 0 && !mds->ha_stopping) {
+    struct election_leader l;
+    struct timespec ts;
+    uint64_t now = monotonic_ns ();
+
+    election_get_leader (mds->ha_election, &l);
+    if (l.epoch != 0 && strcmp (l.name, mds->ha_name) != 0) {
+      if (deadline == 0)
+        deadline = now + ((uint64_t)mds->ha_ttl_s * 1000 + OVERRIDE_MARGIN_MS) *
+                             UINT64_C (1000000);
+      else if (now >= deadline) {
+        log_error ("%s leads at epoch %" PRIu64 " (%s): a rebuild or restore "
+                   "needs every other MDS stopped: exiting",
+                   l.name, l.epoch, l.advertise);
+        _exit (EXIT_FAILURE);
+      }
+    }
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += 200 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait (&mds->ha_wake, &mds->lock, &ts);
+  }
+  epoch = mds->ha_elected;
+  pthread_mutex_unlock (&mds->lock);
+  return epoch;
+}
+
 static void *
 takeover_thread (void *arg)
 {
@@ -190,13 +245,32 @@ takeover_thread (void *arg)
   int r;
 
   log_set_thread_name ("takeover");
-  pthread_mutex_lock (&mds->lock);
-  while (mds->ha_elected == 0 && !mds->ha_stopping)
-    pthread_cond_wait (&mds->ha_wake, &mds->lock);
-  epoch = mds->ha_elected;
-  pthread_mutex_unlock (&mds->lock);
+  if (mds->ha_reconcile)
+    epoch = wait_elected_override (mds);
+  else {
+    pthread_mutex_lock (&mds->lock);
+    while (mds->ha_elected == 0 && !mds->ha_stopping)
+      pthread_cond_wait (&mds->ha_wake, &mds->lock);
+    epoch = mds->ha_elected;
+    pthread_mutex_unlock (&mds->lock);
+  }
   if (epoch == 0)
     return NULL;
+  if (mds->ha_reconcile) {
+    /* Storage servers refuse epoch 0 once a leader has spoken to them:
+     * the reconcile runs as the leader of this epoch, before serving.
+     */
+    __atomic_store_n (&mds->ha_epoch, epoch, __ATOMIC_SEQ_CST);
+    log_info ("elected at epoch %" PRIu64 ": reconciling the catalog with "
+              "the storage servers",
+              epoch);
+    if (mds->ha_reconcile (mds, mds->ha_reconcile_arg) < 0) {
+      log_error ("the catalog could not be rebuilt or reconciled at epoch "
+                 "%" PRIu64 ": exiting without serving",
+                 epoch);
+      _exit (EXIT_FAILURE);
+    }
+  }
   r = take_over (mds, epoch);
   if (r < 0) {
     log_error ("taking over as leader: %s: exiting", catalog_strerror (r));
@@ -223,21 +297,29 @@ mds_ha_start (struct mds *mds, char *err, size_t errlen)
     .record_key = RECORD_KEY,
     .arg = mds,
   };
+  pthread_condattr_t attr;
   struct etcd_kv rec;
   bool own;
   int r;
 
-  pthread_cond_init (&mds->ha_wake, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&mds->ha_wake, &attr);
+  pthread_condattr_destroy (&attr);
   r = election_start (&cfg, &mds->ha_election, err, errlen);
   if (r < 0)
     return r;
   /* Is this MDS's catalog a prefix of the history?  Only if it may
-   * campaign; any other takes a snapshot of the leader's.
+   * campaign; any other takes a snapshot of the leader's.  A rebuild or
+   * restore never follows: its catalog is the one to lead with.
    */
-  r = election_get (mds->ha_election, RECORD_KEY, &rec);
-  own = r >= 0 && may_campaign (mds, r > 0 ? &rec : NULL);
-  etcd_kv_clear (&rec);
-  r = mds_standby_start (mds, own, &mds->ha_standby);
+  r = 0;
+  if (mds->ha_reconcile == NULL) {
+    r = election_get (mds->ha_election, RECORD_KEY, &rec);
+    own = r >= 0 && may_campaign (mds, r > 0 ? &rec : NULL);
+    etcd_kv_clear (&rec);
+    r = mds_standby_start (mds, own, &mds->ha_standby);
+  }
   if (r == 0)
     r = -pthread_create (&mds->ha_takeover, NULL, takeover_thread, mds);
   if (r < 0) {

@@ -353,6 +353,13 @@ struct mds {
   const char *ha_prefix;       /* --etcd-prefix */
   int64_t ha_ttl_s;            /* --etcd-ttl */
   uint32_t ha_sync_timeout_ms; /* --sync-timeout */
+  /* --rebuild or --restore with --etcd: campaign whatever etcd's record
+   * says (the operator asserts the other catalogs are lost), never
+   * follow, and once elected run HA_RECONCILE (its epoch in HELLO)
+   * before taking over; NULL otherwise.  Returns 0 or -1 (logged).
+   */
+  int (*ha_reconcile) (struct mds *mds, void *arg);
+  void *ha_reconcile_arg;
   struct election *ha_election;
   struct mds_standby *ha_standby;
   struct mds_repl *repl; /* the window for standbys, once leading */

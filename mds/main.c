@@ -147,6 +147,10 @@ usage (FILE *fp)
            "(empty or\n"
            "                            new) from these storage servers, "
            "then serve\n"
+           "                            (--restore, --rebuild with --etcd: "
+           "once\n"
+           "                            elected, whatever etcd's record "
+           "says)\n"
            "  --key-file FILE           the cluster key (default "
            "DIR/cluster.key;\n"
            "                            --init creates it)\n"
@@ -455,10 +459,6 @@ parse_options (int argc, char *argv[], struct mds *mds, struct options *opts,
                MDS_PROGRAM);
       exit (EXIT_FAILURE);
     }
-    if (opts->restore) {
-      fprintf (stderr, "%s: --restore: not valid with --etcd\n", MDS_PROGRAM);
-      exit (EXIT_FAILURE);
-    }
     if (mds->ha_name == NULL)
       mds->ha_name = mds->ha_advertise;
     if (mds->ha_prefix == NULL)
@@ -531,16 +531,14 @@ setup_key (struct mds *mds, bool init, char **created)
   return 0;
 }
 
-/* --rebuild: recreate the catalog, which must be empty, from the
- * storage servers (rebuild.c).  Prints the reason and returns -1 on
- * failure.
+/* --rebuild: check the catalog is empty.  Prints the reason and
+ * returns -1 if not.
  */
 static int
-rebuild_catalog (struct mds *mds, const struct options *opts)
+rebuild_check_empty (struct mds *mds)
 {
   struct catalog_cluster c;
   struct catalog_stats st;
-  struct mds_rebuild_report rep;
   int r;
 
   /* A cluster record alone (an --init never used) counts as empty. */
@@ -561,6 +559,17 @@ rebuild_catalog (struct mds *mds, const struct options *opts)
              mds->db_dir, catalog_strerror (r));
     return -1;
   }
+  return 0;
+}
+
+/* --rebuild: recreate the empty catalog from the storage servers
+ * (rebuild.c).  Prints the reason and returns -1 on failure.
+ */
+static int
+rebuild_catalog (struct mds *mds, const struct options *opts)
+{
+  struct mds_rebuild_report rep;
+
   if (mds_reconcile (mds, opts->rebuild_addrs, opts->nrebuild, &rep) < 0) {
     fprintf (stderr, "%s: --rebuild: failed (see the messages above)\n",
              MDS_PROGRAM);
@@ -646,6 +655,15 @@ open_catalog (struct mds *mds, const struct options *opts)
   }
   else if (setup_key (mds, false, &new_key) < 0)
     return -1;
+  if (opts->rebuild && rebuild_check_empty (mds) < 0)
+    return -1;
+  /* With --etcd the servers are asked once elected (ha.c). */
+  if (opts->rebuild && mds->ha_etcd) {
+    log_info ("%s: empty: it will be rebuilt from the storage servers once "
+              "elected",
+              mds->db_dir);
+    return 0;
+  }
   if (opts->rebuild && rebuild_catalog (mds, opts) < 0)
     return -1;
   r = catalog_cluster_get (mds->cat, &mds->cluster);
@@ -681,7 +699,7 @@ open_catalog_ha (struct mds *mds, const struct options *opts)
   char uuid[37];
   int r;
 
-  if (opts->init)
+  if (opts->init || opts->rebuild || opts->restore)
     return open_catalog (mds, opts);
   if (mkdir (mds->db_dir, 0700) == -1 && errno != EEXIST) {
     fprintf (stderr, "%s: %s: %m\n", MDS_PROGRAM, mds->db_dir);
@@ -803,6 +821,29 @@ reconcile_restored (struct mds *mds)
   return r < 0 ? -1 : 0;
 }
 
+/* ha.c's reconcile, once elected, for --rebuild (ARG: the options). */
+static int
+ha_rebuild (struct mds *mds, void *arg)
+{
+  const struct options *opts = arg;
+  char uuid[37];
+
+  if (rebuild_catalog (mds, opts) < 0)
+    return -1;
+  uuid_format (mds->cluster.uuid, uuid);
+  log_info ("cluster %s, segment size %" PRIu32, uuid,
+            mds->cluster.segment_size);
+  return 0;
+}
+
+/* ha.c's reconcile, once elected, for --restore. */
+static int
+ha_restore (struct mds *mds, void *arg)
+{
+  (void)arg;
+  return reconcile_restored (mds);
+}
+
 /* Serve with --etcd (ha.c): listen at once (a standby answers
  * ENOTLEADER), then campaign or follow until SIGTERM.  Returns the exit
  * status; *BUSY if threads still use the catalog.
@@ -900,6 +941,15 @@ main (int argc, char *argv[])
                            FD_MARGIN,
                        "--max-connections and --max-unauthenticated");
   if (mds.ha_etcd) {
+    /* The operator's override: lead with this catalog, reconciled with
+     * the storage servers as the leader (they refuse epoch 0).
+     */
+    if (opts.rebuild) {
+      mds.ha_reconcile = ha_rebuild;
+      mds.ha_reconcile_arg = &opts;
+    }
+    else if (opts.restore)
+      mds.ha_reconcile = ha_restore;
     status = serve_ha (&mds, &dc, &set, &busy);
     goto out;
   }
