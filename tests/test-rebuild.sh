@@ -35,14 +35,10 @@ start_nbdkit o other
 nbdsh -u "$(nbd_uri o)" -c 'h.pwrite(b"o" * 65536, 0); h.flush()'
 stop_nbdkit o
 
+# image_sum NAME: the sha256 of volume vol into $CLUSTER/NAME.sum.
 image_sum ()
 {
-    start_nbdkit r vol readonly=true
-    nbdsh -u "$(nbd_uri r)" -c '
-import hashlib, sys
-print(hashlib.sha256(h.pread(h.get_size(), 0)).hexdigest())
-' > "$CLUSTER/$1.sum"
-    stop_nbdkit r
+    volume_sum vol > "$CLUSTER/$1.sum"
 }
 
 # Segment ids and replica sets (sorted), by index, of the segments below
