@@ -23,10 +23,11 @@
 #define MDS_FENCE_BATCH 1024
 /* Bound of every call to a storage server but SEG_PULL (connect too). */
 #define MDS_SERVER_TIMEOUT_MS 5000
-/* Bound of each SEG_SET_GEN of MAP_RAISE_GEN (connect, and the reply):
- * the writer waits for it within its request's deadline.
+/* Bound of each SEG_SET_GEN of MAP_RAISE_GEN (connect, and the reply;
+ * all servers at once): the writer waits for it within its request's
+ * deadline, and its other MDS requests wait behind it.
  */
-#define RAISE_GEN_TIMEOUT_MS 1000
+#define RAISE_GEN_TIMEOUT_MS 500
 /* Most copies running at once, all target servers together. */
 #define MDS_COPIES_MAX 64
 /* Segments read from the catalog in one step of a repair pass. */

@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -555,14 +557,37 @@ mds_op_replica_failed (struct mds *mds, struct mds_conn *conn,
  * REPLICA_FAILED would; if that is refused, so is this request (EIO),
  * and the writer asks again before its next write to the segment.
  */
+/* One SEG_SET_GEN of MAP_RAISE_GEN, on a thread of its own: the writer's
+ * MDS connection waits for the slowest server, not for their sum.
+ */
+struct tell {
+  struct mds *mds;
+  const struct catalog_segment *s;
+  uint32_t id;
+  char addr[PROTO_ADDR_MAX + 1]; /* "" if none, or the server is down */
+  bool told;
+  bool thread;
+  pthread_t th;
+  char msg[PROTO_ERRMSG_MAX + 1];
+};
+
+static void *
+tell_one (void *arg)
+{
+  struct tell *t = arg;
+
+  t->told = t->addr[0] != '\0' &&
+            mds_srv_set_gen (t->mds, t->addr, RAISE_GEN_TIMEOUT_MS, t->s->id,
+                             t->s->volume, t->s->index, t->s->gen, t->msg,
+                             sizeof t->msg) == 0;
+  return NULL;
+}
+
 int
 mds_op_map_raise_gen (struct mds *mds, struct mds_conn *conn,
                       const void *payload, uint32_t len, struct mds_reply *rep)
 {
-  char addrs[CATALOG_REPLICAS_MAX][PROTO_ADDR_MAX + 1];
-  uint32_t ids[CATALOG_REPLICAS_MAX];
-  bool told[CATALOG_REPLICAS_MAX];
-  char msg[PROTO_ERRMSG_MAX + 1];
+  CLEANUP_FREE struct tell *tells = NULL;
   struct proto_raise_gen req;
   struct catalog_segment s;
   size_t n = 0, i;
@@ -572,6 +597,9 @@ mds_op_map_raise_gen (struct mds *mds, struct mds_conn *conn,
   r = proto_decode_raise_gen (payload, len, &req);
   if (r < 0)
     return mds_reply_bad (rep, r, "MAP_RAISE_GEN");
+  tells = calloc (CATALOG_REPLICAS_MAX, sizeof *tells);
+  if (tells == NULL)
+    return mds_reply_error (rep, PROTO_ENOMEM, "out of memory");
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
     if (mds_lease_check (mds, req.volume, req.epoch, rep) < 0)
@@ -590,31 +618,45 @@ mds_op_map_raise_gen (struct mds *mds, struct mds_conn *conn,
     if (r < 0)
       return mds_reply_catalog (rep, r, "segment %" PRIu64, req.segment);
     for (k = 0; k < s.nreplicas && k < CATALOG_REPLICAS_MAX; ++k) {
+      struct tell *t = &tells[n];
+
       if (s.replicas[k].state == CATALOG_REPLICA_STALE)
         continue;
-      ids[n] = s.replicas[k].server;
-      if (mds_server_address (mds, ids[n], addrs[n]) < 0)
-        addrs[n][0] = '\0';
+      memset (t, 0, sizeof *t);
+      t->mds = mds;
+      t->s = &s;
+      t->id = s.replicas[k].server;
+      /* A server already down is not waited for: its replica is marked
+       * stale below.
+       */
+      if (!mds_server_is_up (mds, t->id))
+        snprintf (t->msg, sizeof t->msg, "server down");
+      else if (mds_server_address (mds, t->id, t->addr) < 0)
+        snprintf (t->msg, sizeof t->msg, "no address");
       n++;
     }
   }
   log_info ("segment %" PRIu64 ": a write of generation %" PRIu64
             " in doubt (reported by %s): generation now %" PRIu64,
             s.id, req.gen, conn->peer, s.gen);
+  for (i = 0; i < n; ++i)
+    if (tells[i].addr[0] != '\0')
+      tells[i].thread =
+          pthread_create (&tells[i].th, NULL, tell_one, &tells[i]) == 0;
   for (i = 0; i < n; ++i) {
-    msg[0] = '\0';
-    told[i] = addrs[i][0] != '\0' &&
-              mds_srv_set_gen (mds, addrs[i], RAISE_GEN_TIMEOUT_MS, s.id,
-                               s.volume, s.index, s.gen, msg, sizeof msg) == 0;
-    if (!told[i])
+    if (tells[i].thread)
+      pthread_join (tells[i].th, NULL);
+    else
+      tell_one (&tells[i]);
+    if (!tells[i].told)
       log_warn ("segment %" PRIu64 ": server %" PRIu32
                 " did not take generation %" PRIu64 ": %s",
-                s.id, ids[i], s.gen, msg[0] ? msg : "no address");
+                s.id, tells[i].id, s.gen, tells[i].msg);
   }
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&mds->lock);
   for (i = 0; i < n && rep->status == PROTO_OK; ++i)
-    if (!told[i])
-      mark_failed (mds, s.id, ids[i], conn->peer, rep);
+    if (!tells[i].told)
+      mark_failed (mds, s.id, tells[i].id, conn->peer, rep);
   return 0;
 }
 
