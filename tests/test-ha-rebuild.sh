@@ -43,13 +43,7 @@ image_sum before
 
 # Every server has taken the tables of the last change (the pusher runs
 # at least once a second).
-for i in 1 2 3; do
-    for (( t = 0; t < 100; ++t )); do
-        grep -q "cluster tables version" "$CLUSTER/ss$i.log" && break
-        sleep 0.1
-    done
-done
-sleep 2
+wait_tables 3
 
 # Lose both catalogs (the key is kept outside them).
 stop_pidfile "$CLUSTER/mdsb.pid"

@@ -14,33 +14,8 @@ requires etcd --version
 make_cluster_dir
 start_etcd 3
 
-# start_ha_mds NAME [OPTIONS...]: as in test-ha-failover.sh.
-start_ha_mds ()
-{
-    local name="$1"
-    shift
-    rm -f "$CLUSTER/mds$name.pid"
-    "$TESSERA_MDS_BIN" --db "$CLUSTER/mds$name" -f -v \
-        --listen "unix:$CLUSTER/mds$name.sock" \
-        --advertise "unix:$CLUSTER/mds$name.sock" --name "$name" \
-        --etcd "$ETCD_ENDPOINTS" --etcd-prefix "/test-$$" --etcd-ttl 4 \
-        --key-file "$CLUSTER/cluster.key" --sync-timeout 2 \
-        -P "$CLUSTER/mds$name.pid" "$@" >>"$CLUSTER/mds$name.log" 2>&1 &
-    wait_for_pidfile "$CLUSTER/mds$name.pid" $!
-}
-
-# wait_log FILE PATTERN: wait (at most 30 s) until FILE has a line
-# matching PATTERN.
-wait_log ()
-{
-    local i
-    for (( i = 0; i < 300; ++i )); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$0: '$2' not in $1 after 30 s"
-    return 1
-}
+# The leader's lease in etcd (start_ha_mds).
+TTL=4
 
 export TESSERA_KEY_FILE="$CLUSTER/cluster.key"
 # The standby first: the CLI goes on to the leader.
